@@ -1,0 +1,104 @@
+"""The ``tympan`` command line: one entry point, one module per subcommand.
+
+Each command module exposes ``register(subparsers) -> None`` which adds its parser
+and sets ``func`` (a callable taking the parsed namespace and returning an exit
+code). Commands that need the training stack (``train``, ``export``) live in
+``models``/``exporters`` and arrive through the ``tympan.commands`` entry-point
+group, so the runtime never imports them by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from typing import Any
+
+# Runtime commands, in the order they appear in ``tympan --help``.
+_RUNTIME_COMMANDS = (
+    "stream.cli.produce",
+    "stream.cli.worker",
+    "stream.cli.tail",
+    "stream.cli.classify",
+    "stream.cli.evaluate",
+    "stream.cli.speakers",
+    "stream.cli.models",
+    "stream.cli.dashboard",
+    "stream.cli.topics",
+)
+
+Register = Callable[[Any], None]
+
+
+def _runtime_registrars() -> list[Register]:
+    out: list[Register] = []
+    for name in _RUNTIME_COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # command not built yet; anything else is a real error
+                continue
+            raise
+        out.append(module.register)
+    return out
+
+
+def _plugin_registrars() -> list[Register]:
+    out: list[Register] = []
+    for ep in entry_points(group="tympan.commands"):
+        try:
+            out.append(ep.load())
+        except ImportError as exc:
+            out.append(_unavailable(ep.name, exc))
+    return out
+
+
+def _unavailable(name: str, exc: ImportError) -> Register:
+    """A stub parser for a plugin whose extra is not installed: say which extra."""
+
+    def register(subparsers: Any) -> None:
+        parser = subparsers.add_parser(name, help=f"(needs the 'train' extra: {exc.name})")
+        parser.add_argument("args", nargs=argparse.REMAINDER)
+
+        def fail(_: argparse.Namespace) -> int:
+            print(
+                f"tympan {name}: needs the training extra (pip install 'tympan[train]'): "
+                f"cannot import {exc.name!r}",
+                file=sys.stderr,
+            )
+            return 2
+
+        parser.set_defaults(func=fail)
+
+    return register
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tympan",
+        description="Streaming real-time audio classification on Kafka.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in _runtime_registrars() + _plugin_registrars():
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    return int(func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The one exception tree of tympan's runtime.
+
+Two families, handled in opposite ways::
+
+    TympanError
+    ├── InputError                 per record: dead-letter it with ``reason``, keep going
+    │   ├── FrameError             the wire format: headers, payload length, encoding, rate
+    │   ├── AudioError             samples: NaN/Inf, empty, wrong dtype, absurd rate
+    │   └── SequenceError          stream state: too late, gap too large, after EOS
+    └── ContractError              at start: refuse to run, never degrade silently
+        ├── ConfigError            settings that cannot work together
+        ├── FeatureSpecError       a FeatureSpec that is invalid or does not match
+        ├── ModelError             model file, manifest, checksum, shapes, providers
+        ├── DatasetError           a training folder that cannot be trained on
+        └── RegistryError          speaker registry corrupt, wrong model, unknown name
+
+Every ``InputError`` carries a machine-readable ``reason`` (a short snake_case code
+that becomes the dead-letter record's ``reason`` field) and, when known, the
+``stream_id`` and Kafka coordinates, so a log line or a DLQ record names what was
+wrong and where. Messages are sentences with the values in them.
+"""
+
+from __future__ import annotations
+
+
+class TympanError(Exception):
+    """Root of every error tympan raises on purpose."""
+
+
+class InputError(TympanError):
+    """A record (or chunk of samples) that cannot be used; losing it loses nothing else.
+
+    Parameters
+    ----------
+    reason:
+        Machine-readable code, e.g. ``"bad_payload_length"``; stable, part of the
+        dead-letter contract (see ``docs/wire-format.md``).
+    message:
+        Human sentence naming the bad value.
+    stream_id, seq, partition, offset:
+        Where it happened, when known; filled in by whoever knows them.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        stream_id: str | None = None,
+        seq: int | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.reason = reason
+        self.detail = message
+        self.stream_id = stream_id
+        self.seq = seq
+        self.partition = partition
+        self.offset = offset
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.stream_id is not None:
+            where.append(f"stream {self.stream_id!r}")
+        if self.seq is not None:
+            where.append(f"seq {self.seq}")
+        if self.partition is not None:
+            where.append(f"partition {self.partition}")
+        if self.offset is not None:
+            where.append(f"offset {self.offset}")
+        prefix = " ".join(where)
+        return f"{prefix}: {self.detail}" if prefix else self.detail
+
+    def locate(
+        self,
+        *,
+        stream_id: str | None = None,
+        seq: int | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> InputError:
+        """Fill in coordinates the raiser did not know; returns ``self`` for ``raise``."""
+        if stream_id is not None and self.stream_id is None:
+            self.stream_id = stream_id
+        if seq is not None and self.seq is None:
+            self.seq = seq
+        if partition is not None and self.partition is None:
+            self.partition = partition
+        if offset is not None and self.offset is None:
+            self.offset = offset
+        self.args = (self._render(),)
+        return self
+
+
+class FrameError(InputError):
+    """A Kafka record that is not a valid tympan audio frame."""
+
+
+class AudioError(InputError):
+    """Samples that cannot be turned into features."""
+
+
+class SequenceError(InputError):
+    """A frame that does not fit its stream's sequence (too late, after EOS, ...)."""
+
+
+class ContractError(TympanError):
+    """Something that must be right before the worker starts; raised at start-up."""
+
+
+class ConfigError(ContractError):
+    """Settings that are invalid or contradict each other."""
+
+
+class FeatureSpecError(ContractError):
+    """A FeatureSpec that is invalid, or differs from the one a model was trained on."""
+
+
+class ModelError(ContractError):
+    """A model that cannot be served: manifest, checksum, shapes, labels, providers."""
+
+
+class DatasetError(ContractError):
+    """A dataset that cannot be trained on (empty, single class, unreadable manifest)."""
+
+
+class RegistryError(ContractError):
+    """A speaker registry that is corrupt, bound to another model, or lacks a name."""
