@@ -6,12 +6,15 @@ Two families, handled in opposite ways::
     ├── InputError                 per record: dead-letter it with ``reason``, keep going
     │   ├── FrameError             the wire format: headers, payload length, encoding, rate
     │   ├── AudioError             samples: NaN/Inf, empty, wrong dtype, absurd rate
+    │   │   └── AudioFileError     an audio file that cannot be read or is empty (names the path)
     │   └── SequenceError          stream state: too late, gap too large, after EOS
     └── ContractError              at start: refuse to run, never degrade silently
         ├── ConfigError            settings that cannot work together
         ├── FeatureSpecError       a FeatureSpec that is invalid or does not match
         ├── ModelError             model file, manifest, checksum, shapes, providers
+        │   └── ParityError        exported ONNX differs from Keras / golden outputs
         ├── DatasetError           a training folder that cannot be trained on
+        ├── BrokerError            Kafka unreachable, or its topics differ from stream.topics
         └── RegistryError          speaker registry corrupt, wrong model, unknown name
 
 Every ``InputError`` carries a machine-readable ``reason`` (a short snake_case code
@@ -127,3 +130,35 @@ class DatasetError(ContractError):
 
 class RegistryError(ContractError):
     """A speaker registry that is corrupt, bound to another model, or lacks a name."""
+
+
+class BrokerError(ContractError):
+    """The Kafka broker cannot be reached, or its topics differ from ``stream.topics``."""
+
+
+class ToolError(ContractError):
+    """An external program (espeak-ng, festival, fluidsynth, sox) is missing or failed."""
+
+
+class AudioFileError(AudioError):
+    """An audio file that cannot be loaded: missing, not audio, or without samples.
+
+    ``reason`` is ``"unreadable_file"``, ``"empty_file"`` or (a rate the wire format
+    cannot carry, ``tympan produce``) ``"bad_rate"``; ``path`` names the file.
+    """
+
+    def __init__(self, reason: str, message: str, *, path: str) -> None:
+        self.path = path
+        super().__init__(reason, message)
+
+
+class ParityError(ModelError):
+    """An ONNX model whose outputs differ from Keras (export) or golden.npz (reload).
+
+    Carries ``max_abs_diff`` and the ``output`` name where it was largest.
+    """
+
+    def __init__(self, message: str, *, max_abs_diff: float, output: str) -> None:
+        self.max_abs_diff = max_abs_diff
+        self.output = output
+        super().__init__(message)

@@ -1,5 +1,11 @@
-"""The one feature implementation, shared by serving and training (numpy only)."""
+"""The one feature implementation, shared by serving and training (numpy only).
 
+``features(y, spec)`` for a whole clip, ``FeatureBank`` for many live streams; both
+run the same kernel, so training and serving see the same numbers.
+"""
+
+from stream.features.offline import features, logmel, mfcc, window_stack, windows
 from stream.features.spec import FeatureSpec
+from stream.features.windows import Window
 
-__all__ = ["FeatureSpec"]
+__all__ = ["FeatureSpec", "Window", "features", "logmel", "mfcc", "window_stack", "windows"]

@@ -10,8 +10,11 @@ Why ``center=False`` and ``top_db=None`` by default: both make the features
 *chunk-invariant*. ``center=True`` reflect-pads the edges of each call, and
 librosa's ``top_db`` clips relative to each call's own peak, so a stream cut into
 chunks would see different numbers than the whole clip. With ``center=False`` frame
-``i`` covers samples ``[i*hop_length, i*hop_length + win_length)`` of the stream,
-whatever the chunking, and the log is a fixed pointwise function.
+``i`` covers samples ``[i*hop_length, i*hop_length + n_fft)`` of the stream,
+whatever the chunking, and the log is a fixed pointwise function. (As in librosa's
+``stft``, a ``win_length < n_fft`` window is zero-padded to ``n_fft`` in the centre,
+so a frame reads ``n_fft`` samples; using ``n_fft`` here keeps the features equal to
+``librosa.feature.melspectrogram(center=False)`` on the same samples.)
 """
 
 from __future__ import annotations
@@ -90,8 +93,8 @@ class FeatureSpec:
 
     @property
     def frames_per_window(self) -> int:
-        """STFT frames that fit entirely inside one model window."""
-        return 1 + (self.window_samples - self.win_length) // self.hop_length
+        """STFT frames (``n_fft`` samples each) that fit entirely inside one model window."""
+        return 1 + (self.window_samples - self.n_fft) // self.hop_length
 
     @property
     def hop_frames(self) -> int:
@@ -106,7 +109,7 @@ class FeatureSpec:
     def window_span(self, index: int) -> tuple[int, int]:
         """Sample offsets ``[start, end)`` in the stream covered by window ``index``."""
         start = index * self.hop_frames * self.hop_length
-        end = start + (self.frames_per_window - 1) * self.hop_length + self.win_length
+        end = start + (self.frames_per_window - 1) * self.hop_length + self.n_fft
         return start, end
 
     # -- serialization ---------------------------------------------------------------
@@ -160,8 +163,10 @@ def _problems(spec: FeatureSpec) -> list[str]:
         out.append(f"log={spec.log!r} is not 'db' or 'log_offset'")
     if spec.kind == "mfcc" and not 1 <= spec.n_mfcc <= spec.n_mels:
         out.append(f"n_mfcc={spec.n_mfcc} must lie in 1..n_mels={spec.n_mels}")
-    if spec.window_samples < spec.win_length:
+    if spec.window_samples < spec.n_fft:
         out.append(f"window_seconds={spec.window_seconds} is shorter than one STFT frame")
+    if spec.dct_type not in (1, 2, 3, 4):
+        out.append(f"dct_type={spec.dct_type} is not 1, 2, 3 or 4")
     if spec.hop_seconds <= 0:
         out.append(f"hop_seconds={spec.hop_seconds} must be positive")
     if spec.partial_window not in ("pad", "drop"):

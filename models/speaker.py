@@ -1,0 +1,628 @@
+"""The speaker embedding model: voices we render ourselves, a CNN, an ONNX export.
+
+Recipe (``python -m models.speaker train --out models/zoo/speaker-embed/1``):
+
+1. **Voices.** An identity is a synthesizer setting: an espeak-ng voice variant at
+   a base pitch and speed, or festival's ``kal_diphone`` shifted by sox. Identities
+   are split by *variant*: the variants of :func:`heldout_voices` never appear in
+   training, and are rendered with pitches/speeds training never used, so the
+   held-out figures measure generalization to unseen voices, not memorization.
+2. **Channels.** Every passage is passed through one channel at random — clean
+   16 kHz, 8 kHz G.711 μ-law telephony (band-limited, companded), or noisy at
+   20–30 dB SNR with a random gain — and the channel is *not* part of the identity,
+   so the embedding learns to ignore it (enroll on a headset, identify on a call).
+3. **Windows.** 1 s windows (``SPEAKER_SPEC``: 40 log-mels up to 4 kHz, so
+   telephony and wideband audio see the same band) that pass the energy gate of
+   :mod:`stream.speakers.vad`.
+4. **Network.** Per-band mean removal over the window (cepstral mean
+   normalization, a layer inside the network, so serving feeds raw features), three
+   Conv-BN-ReLU blocks, mean+std pooling over time, a 128-d embedding that is
+   L2-normalized, and a cosine (additive-margin softmax) head over training
+   identities. The margin pushes same-speaker embeddings together on the unit
+   sphere, which is what cosine scoring of unseen voices needs.
+5. **Export.** ``probabilities`` (softmax over training identities) and
+   ``embedding`` go through tf2onnx with a manifest matching
+   :mod:`stream.inference.manifest`, a golden window file, and a parity check.
+
+TensorFlow is imported inside the functions that train, so the rendering helpers
+(used by the tf-free held-out test) import without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import numpy as np
+
+from stream.features.spec import FeatureSpec
+
+log = logging.getLogger(__name__)
+
+SR = 16000
+MODEL_NAME = "speaker-embed"
+
+SPEAKER_SPEC = FeatureSpec(
+    sr=SR,
+    n_fft=512,
+    win_length=400,
+    hop_length=160,
+    n_mels=40,
+    fmin=60.0,
+    fmax=4000.0,
+    window_seconds=1.0,
+    hop_seconds=0.5,
+)
+
+Engine = Literal["espeak", "festival"]
+Channel = Literal["wide", "telephony", "noisy"]
+
+# -- voices ---------------------------------------------------------------------------------
+
+_ESPEAK_VARIANTS = (  # noqa: SIM905
+    "Alex Alicia Andrea Andy Annie AnxiousAndy Denis Diogo Gene Gene2 Henrique Hugo "
+    "Jacky Lee Marco Mario Michael Mike Nguyen RicishayMax RicishayMax2 RicishayMax3 "
+    "Storm Tweaky adam anika antonio aunty belinda benjamin boris caleb david ed "
+    "edward edward2 f1 f2 f3 f4 f5 grandma grandpa gustave iven iven2 iven3 iven4 "
+    "john kaukovalta klatt klatt2 klatt3 klatt4 klatt5 klatt6 linda m1 m2 m3 m4 m5 m6 "
+    "m7 m8 marcelo max michel miguel norbert pablo paul pedro quincy rob robert "
+    "robosoft robosoft2 robosoft3 robosoft4 robosoft5 robosoft6 robosoft7 robosoft8 "
+    "sandro shelby steph steph2 steph3 travis victor zac"
+).split()
+# Every 6th variant (sorted) is held out of training: its voices are never seen.
+_HELDOUT_VARIANTS = tuple(sorted(_ESPEAK_VARIANTS, key=str.lower)[3::6])
+_TRAIN_VARIANTS = tuple(v for v in _ESPEAK_VARIANTS if v not in _HELDOUT_VARIANTS)
+_LANGS = ("en", "en-us", "en-gb-scotland", "de", "nl", "es", "it")
+
+
+@dataclass(frozen=True, slots=True)
+class Voice:
+    """One synthetic identity.
+
+    Attributes
+    ----------
+    name: identity id (unique).
+    engine: ``"espeak"`` or ``"festival"``.
+    voice: espeak ``lang+variant`` or festival voice name.
+    pitch: espeak ``-p`` (0–99); ignored by festival.
+    speed_wpm: espeak ``-s``; ignored by festival.
+    semitones: sox ``pitch`` shift applied after synthesis (changes the identity).
+    """
+
+    name: str
+    engine: Engine
+    voice: str
+    pitch: int = 50
+    speed_wpm: int = 160
+    semitones: float = 0.0
+
+
+def training_voices() -> list[Voice]:
+    """Identities the model trains on: two settings of each training variant + festival."""
+    out = []
+    for i, variant in enumerate(_TRAIN_VARIANTS):
+        for j, pitch in enumerate((25, 70)):
+            lang = _LANGS[(i + 3 * j) % len(_LANGS)]
+            speed = (140, 175)[(i + j) % 2]
+            name = f"es-{lang}-{variant}-p{pitch}"
+            out.append(Voice(name, "espeak", f"{lang}+{variant}", pitch, speed))
+    for semis in (-5.0, -2.5, 0.0, 2.5, 5.0):
+        out.append(Voice(f"fest-kal{semis:+.1f}", "festival", "kal_diphone", semitones=semis))
+    return out
+
+
+def heldout_voices() -> list[Voice]:
+    """Identities never seen in training: held-out variants, unseen pitch/speed/shift."""
+    out = []
+    for i, variant in enumerate(_HELDOUT_VARIANTS):
+        pitch = (40, 55)[i % 2]
+        lang = ("en", "en-us")[i % 2]
+        name = f"ho-{lang}-{variant}-p{pitch}"
+        out.append(Voice(name, "espeak", f"{lang}+{variant}", pitch, 158, semitones=1.0))
+    out.append(Voice("ho-fest-kal-7", "festival", "kal_diphone", semitones=-7.5))
+    out.append(Voice("ho-fest-kal+7", "festival", "kal_diphone", semitones=7.5))
+    return out
+
+
+# -- text -----------------------------------------------------------------------------------
+
+_WORDS = (  # noqa: SIM905
+    "the a one two three four five six seven eight nine ten account number please "
+    "hello thank you for calling my name is and I would like to check order status "
+    "payment card balance today tomorrow morning evening help with problem internet "
+    "phone line service cancel change address email password reset wait minute "
+    "transfer agent support billing question answer sorry about that okay right sure "
+    "great fine good bad music weather river mountain garden window kitchen yellow "
+    "purple orange green blue table chair paper pencil coffee water bread butter "
+    "quickly slowly always never sometimes because before after during between over "
+    "under people family friend teacher doctor student city country market station "
+    "travel train ticket airport hotel dinner lunch breakfast holiday weekend month"
+).split()
+
+
+def sentences(n: int, *, seed: int, words: int = 22) -> list[str]:
+    """``n`` pseudo-sentences of random common words: varied phonetic content, no meaning."""
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(_WORDS, size=words)) + "." for _ in range(n)]
+
+
+# -- rendering ------------------------------------------------------------------------------
+
+
+def render(voice: Voice, text: str, *, sr: int = SR) -> np.ndarray:
+    """Synthesize ``text`` with ``voice``; mono float32 at ``sr``.
+
+    espeak-ng/text2wave write a WAV to a pipe; sox resamples and applies the
+    identity's pitch shift. Raises ``RuntimeError`` naming the command on failure.
+    """
+    if voice.engine == "espeak":
+        synth = [
+            "espeak-ng", "-v", voice.voice, "-p", str(voice.pitch),
+            "-s", str(voice.speed_wpm), "--stdout", text,
+        ]  # fmt: skip
+        wav = _run(synth, None)
+    else:
+        wav = _festival(voice.voice, text)
+    effects = ["pitch", str(round(voice.semitones * 100))] if voice.semitones else []
+    raw = _run(
+        ["sox", "-t", "wav", "-", "-t", "raw", "-e", "floating-point", "-b", "32",
+         "-c", "1", "-r", str(sr), "-", *effects],
+        wav,
+    )  # fmt: skip
+    return np.frombuffer(raw, dtype=np.float32).copy()
+
+
+def _festival(voice: str, text: str) -> bytes:
+    """text2wave seeks in its output, so it writes a temporary file, not a pipe."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "f.wav"
+        _run(["text2wave", "-eval", f"(voice_{voice})", "-o", str(out)], text, want_stdout=False)
+        return out.read_bytes()
+
+
+def _run(cmd: Sequence[str], stdin: bytes | str | None, *, want_stdout: bool = True) -> bytes:
+    data = stdin.encode() if isinstance(stdin, str) else stdin
+    proc = subprocess.run(list(cmd), input=data, capture_output=True, check=False)
+    if proc.returncode != 0 or (want_stdout and not proc.stdout):
+        err = proc.stderr.decode(errors="replace")[-300:]
+        raise RuntimeError(f"{cmd[0]} failed (rc={proc.returncode}): {err}")
+    return proc.stdout
+
+
+def apply_channel(y: np.ndarray, channel: Channel, rng: np.random.Generator) -> np.ndarray:
+    """Pass audio through a channel: ``wide`` (gain only), ``telephony``, ``noisy``.
+
+    ``telephony`` is what a call center hears: 300–3400 Hz, 8 kHz, G.711 μ-law
+    8-bit companding, back to 16 kHz.
+    """
+    import scipy.signal
+    import soxr
+
+    gain = 10 ** (rng.uniform(-12, 0) / 20)
+    y = y / max(float(np.max(np.abs(y))), 1e-6) * 0.7 * gain
+    if channel == "telephony":
+        sos = scipy.signal.butter(4, [300, 3400], btype="band", fs=SR, output="sos")
+        narrow = soxr.resample(scipy.signal.sosfilt(sos, y), SR, 8000)
+        y = soxr.resample(mulaw_roundtrip(narrow), 8000, SR)
+    elif channel == "noisy":
+        snr_db = rng.uniform(20, 30)
+        power = float(np.mean(y**2)) + 1e-12
+        y = y + rng.normal(0, np.sqrt(power / 10 ** (snr_db / 10)), size=y.shape)
+    return np.clip(y, -1, 1).astype(np.float32)
+
+
+def mulaw_roundtrip(y: np.ndarray, *, mu: float = 255.0) -> np.ndarray:
+    """Compand to 8-bit μ-law and back (the quantization G.711 applies)."""
+    x = np.clip(y, -1, 1)
+    coded = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
+    q = np.round((coded + 1) / 2 * 255) / 255 * 2 - 1
+    out: np.ndarray = (np.sign(q) * ((1 + mu) ** np.abs(q) - 1) / mu).astype(np.float32)
+    return out
+
+
+def pick_channel(rng: np.random.Generator) -> Channel:
+    picked = rng.choice(np.array(["wide", "telephony", "noisy"]), p=[0.45, 0.35, 0.2]).item()
+    return cast(Channel, picked)
+
+
+# -- dataset --------------------------------------------------------------------------------
+
+
+def voice_windows(
+    voice: Voice, texts: Sequence[str], *, seed: int, spec: FeatureSpec = SPEAKER_SPEC
+) -> np.ndarray:
+    """Speech windows ``[n, n_mels, frames, 1]`` of ``voice`` reading ``texts``.
+
+    Each text is one passage through a random channel; windows failing the energy
+    gate (pauses, trailing silence) are dropped, exactly as the tracker would.
+    """
+    from stream.speakers.embedder import clip_windows
+
+    rng = np.random.default_rng(seed)
+    parts = []
+    for text in texts:
+        y = apply_channel(render(voice, text), pick_channel(rng), rng)
+        cut = clip_windows(y, spec)
+        parts.append(cut.features[cut.speech])
+    return np.concatenate(parts, axis=0)
+
+
+def build_dataset(
+    voices: Sequence[Voice], *, passages: int, seed: int, threads: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Windows and integer identity labels for ``voices`` (``passages`` texts each).
+
+    Rendering is subprocess-bound (espeak-ng, sox), so a couple of threads help.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> np.ndarray:
+        texts = sentences(passages, seed=seed * 100_003 + i)
+        return voice_windows(voices[i], texts, seed=seed + i)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        xs = list(pool.map(one, range(len(voices))))
+    ys = [np.full(x.shape[0], i, dtype=np.int64) for i, x in enumerate(xs)]
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def cached_dataset(
+    voices: Sequence[Voice], *, passages: int, seed: int, cache_dir: Path | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`build_dataset`, memoized in ``cache_dir`` (npz, no pickle) by content hash."""
+    if cache_dir is None:
+        return build_dataset(voices, passages=passages, seed=seed)
+    key = hashlib.sha256(
+        json.dumps([[asdict(v) for v in voices], passages, seed, _WORDS]).encode()
+    ).hexdigest()[:16]
+    path = cache_dir / f"speaker-windows-{key}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            return data["x"], data["y"]
+    x, y = build_dataset(voices, passages=passages, seed=seed)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(path, x=x, y=y)
+    return x, y
+
+
+# -- held-out evaluation set ------------------------------------------------------------------
+
+
+def render_heldout(
+    out_dir: Path,
+    *,
+    n_impostors: int = 5,
+    enroll_s: float = 20.0,
+    test_clips: int = 4,
+    test_channels: Sequence[Channel] = ("wide", "telephony", "noisy"),
+    test_words: int = 16,
+    seed: int = 2026,
+) -> dict[str, list[str]]:
+    """Write the evaluation layout of ``tympan speakers evaluate`` for unseen voices.
+
+    ``enroll/<voice>/*.wav`` (≤ ``enroll_s`` of clean speech per enrolled voice) and
+    ``test/<voice>/*.wav`` (``test_clips`` other sentences per voice, channels cycling
+    through ``test_channels``, ``test_words`` words each: 16 ≈ 5 s, 6 ≈ 2 s). A random
+    ``n_impostors`` of the held-out voices are only in ``test/``: they are never
+    enrolled and should come back ``unknown``.
+
+    Returns ``{"enrolled": [...], "impostors": [...]}``.
+    """
+    import soundfile as sf
+
+    voices = heldout_voices()
+    rng = np.random.default_rng(seed)
+    order = list(rng.permutation(len(voices)))
+    impostors = {voices[i].name for i in order[:n_impostors]}
+    for i, voice in enumerate(voices):
+        texts = sentences(3, seed=seed * 7919 + i, words=16)
+        texts += sentences(test_clips, seed=seed * 7919 + 1000 + i, words=test_words)
+        if voice.name not in impostors:
+            enroll = np.concatenate([render(voice, t) for t in texts[:3]])
+            enroll = apply_channel(enroll[: int(enroll_s * SR)], "wide", rng)
+            _write(sf, out_dir / "enroll" / voice.name / "enroll.wav", enroll)
+        for j, text in enumerate(texts[3:]):
+            channel = test_channels[j % len(test_channels)]
+            clip = apply_channel(render(voice, text), channel, rng)
+            _write(sf, out_dir / "test" / voice.name / f"{j:02d}-{channel}.wav", clip)
+    enrolled = sorted(v.name for v in voices if v.name not in impostors)
+    return {"enrolled": enrolled, "impostors": sorted(impostors)}
+
+
+def _write(sf: Any, path: Path, y: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), y, SR, subtype="PCM_16")
+
+
+# -- network --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerNetConfig:
+    """Sizes and training settings of the embedding network."""
+
+    filters: tuple[int, ...] = (16, 32, 64)
+    embedding_dim: int = 128
+    scale: float = 30.0
+    margin: float = 0.2
+    epochs: int = 14
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    passages: int = 6
+    seed: int = 7
+
+
+def build_network(input_shape: tuple[int, int, int], n_speakers: int, cfg: SpeakerNetConfig):  # type: ignore[no-untyped-def]
+    """Return ``(serving_model, train_model)`` sharing weights.
+
+    ``serving_model`` maps features to ``{"probabilities", "embedding"}``;
+    ``train_model`` maps features to the cosines against each class centre, for the
+    additive-margin loss of :func:`am_softmax_loss`.
+    """
+    import keras
+    from keras import layers, ops
+
+    inputs = keras.Input(shape=input_shape, name="features")
+    # Cepstral mean normalization: remove each band's mean over the window, so a
+    # channel's fixed spectral tilt (telephone band, gain) does not look like a voice.
+    x = layers.Lambda(lambda t: (t - ops.mean(t, axis=2, keepdims=True)) / 20.0, name="cmn")(inputs)
+    for i, filters in enumerate(cfg.filters):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.ReLU(name=f"relu{i}")(x)
+        if i < 2:
+            x = layers.MaxPooling2D((2, 2), name=f"pool{i}")(x)
+    # [b, F', T', C] → [b, T', F'*C]; statistics pooling over time.
+    x = layers.Permute((2, 1, 3), name="time_first")(x)
+    x = layers.Reshape((x.shape[1], x.shape[2] * x.shape[3]), name="frames")(x)
+    mean = layers.Lambda(lambda t: ops.mean(t, axis=1), name="stat_mean")(x)
+    std = layers.Lambda(lambda t: ops.sqrt(ops.var(t, axis=1) + 1e-5), name="stat_std")(x)
+    x = layers.Concatenate(name="stats")([mean, std])
+    x = layers.Dense(cfg.embedding_dim, name="embed_dense")(x)
+    x = layers.BatchNormalization(name="embed_bn")(x)
+    embedding = layers.UnitNormalization(name="embedding")(x)
+    cosine = _cosine_head(n_speakers)(embedding)
+    probabilities = layers.Softmax(name="probabilities")(
+        layers.Rescaling(cfg.scale, name="scaled")(cosine)
+    )
+    serving = keras.Model(
+        inputs, {"probabilities": probabilities, "embedding": embedding}, name="speaker_embed"
+    )
+    train = keras.Model(inputs, cosine, name="speaker_embed_train")
+    return serving, train
+
+
+def _cosine_head(n_speakers: int):  # type: ignore[no-untyped-def]
+    """A layer whose outputs are cosines between the (unit) input and class centres."""
+    import keras
+    from keras import ops
+
+    class CosineHead(keras.layers.Layer):  # type: ignore[misc]
+        def build(self, input_shape):  # type: ignore[no-untyped-def]
+            self.centres = self.add_weight(
+                shape=(input_shape[-1], n_speakers), initializer="glorot_uniform", name="centres"
+            )
+
+        def call(self, e):  # type: ignore[no-untyped-def]
+            c = self.centres
+            c = c / ops.sqrt(ops.sum(c * c, axis=0, keepdims=True) + 1e-12)
+            return ops.matmul(e, c)
+
+    return CosineHead(name="cosine")
+
+
+def am_softmax_loss(scale: float, margin: float, n_classes: int):  # type: ignore[no-untyped-def]
+    """Additive-margin softmax: cross-entropy on ``scale * (cos - margin * onehot)``."""
+    from keras import ops
+
+    def loss(y_true, cosine):  # type: ignore[no-untyped-def]
+        onehot = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), n_classes)
+        logits = scale * (cosine - margin * onehot)
+        logp = logits - ops.logsumexp(logits, axis=-1, keepdims=True)
+        return -ops.sum(onehot * logp, axis=-1)
+
+    return loss
+
+
+# -- training and export --------------------------------------------------------------------
+
+
+def train(
+    out_dir: Path,
+    *,
+    cfg: SpeakerNetConfig | None = None,
+    version: str = "1",
+    cache_dir: Path | None = None,
+    max_voices: int | None = None,
+) -> dict[str, Any]:
+    """Render the training voices, train, export to ``out_dir``; returns the report."""
+    import keras
+
+    cfg = cfg or SpeakerNetConfig()
+    keras.utils.set_random_seed(cfg.seed)
+    voices = training_voices()[:max_voices]
+    t0 = time.monotonic()
+    x, y = cached_dataset(voices, passages=cfg.passages, seed=cfg.seed, cache_dir=cache_dir)
+    render_s = time.monotonic() - t0
+    log.info("rendered %d windows of %d voices in %.0f s", len(x), len(voices), render_s)
+    serving, train_model = build_network(SPEAKER_SPEC.input_shape, len(voices), cfg)
+    steps = cfg.epochs * int(np.ceil(len(x) / cfg.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps, alpha=0.05)
+    train_model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=am_softmax_loss(cfg.scale, cfg.margin, len(voices)),
+    )
+    t1 = time.monotonic()
+    history = train_model.fit(
+        x, y, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, verbose=2
+    )
+    train_s = time.monotonic() - t1
+    report = {
+        "training": {
+            "data_hash": data_hash(),
+            "voices": len(voices),
+            "windows": len(x),
+            "epochs": cfg.epochs,
+            "final_loss": float(history.history["loss"][-1]),
+            "render_s": round(render_s, 1),
+            "train_s": round(train_s, 1),
+            "config": asdict(cfg),
+            "labels_are": "training identities (synthesizer settings)",
+        }
+    }
+    export(serving, x[:16], [v.name for v in voices], out_dir, version=version, extra=report)
+    return report
+
+
+def export(
+    serving: Any,
+    golden_x: np.ndarray,
+    labels: Sequence[str],
+    out_dir: Path,
+    *,
+    version: str,
+    extra: dict[str, Any],
+) -> Path:
+    """tf2onnx export + manifest + golden windows + Keras/ONNX parity (atol 1e-4)."""
+    import onnxruntime as ort
+    import tensorflow as tf
+    import tf2onnx
+
+    from stream.inference.manifest import (
+        Manifest,
+        TensorInfo,
+        sha256_file,
+        write_manifest,
+    )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    signature = (tf.TensorSpec((None, *SPEAKER_SPEC.input_shape), tf.float32, name="features"),)
+
+    @tf.function(input_signature=signature)
+    def forward(features):  # type: ignore[no-untyped-def]
+        out = serving(features, training=False)
+        return {
+            "probabilities": tf.identity(out["probabilities"], name="probabilities"),
+            "embedding": tf.identity(out["embedding"], name="embedding"),
+        }
+
+    model_path = out_dir / "model.onnx"
+    _proto, _ = tf2onnx.convert.from_function(
+        forward, input_signature=signature, opset=17, output_path=str(model_path)
+    )
+    _rename_outputs(model_path)
+    keras_out = serving(golden_x, training=False)
+    ref_p = np.asarray(keras_out["probabilities"])
+    ref_e = np.asarray(keras_out["embedding"])
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    onnx_p, onnx_e = sess.run(["probabilities", "embedding"], {"features": golden_x})
+    parity = float(max(np.max(np.abs(onnx_p - ref_p)), np.max(np.abs(onnx_e - ref_e))))
+    if parity > 1e-4:
+        raise RuntimeError(f"{model_path}: Keras/ONNX parity {parity:.2e} exceeds 1e-4")
+    golden_path = out_dir / "golden.npz"
+    np.savez(golden_path, features=golden_x, probabilities=onnx_p, embedding=onnx_e)
+    manifest = Manifest(
+        name=MODEL_NAME,
+        version=version,
+        task="single",
+        labels=tuple(labels),
+        spec=SPEAKER_SPEC.to_dict(),
+        spec_hash=SPEAKER_SPEC.spec_hash,
+        input=TensorInfo("features", (None, *SPEAKER_SPEC.input_shape)),
+        outputs=(
+            TensorInfo("probabilities", (None, len(labels)), role="probabilities"),
+            TensorInfo("embedding", (None, int(ref_e.shape[1])), role="embedding"),
+        ),
+        opset=17,
+        model_sha256=sha256_file(model_path),
+        golden_sha256=sha256_file(golden_path),
+        training=extra.get("training", {}),
+        metrics={"parity_max_abs": parity, **extra.get("metrics", {})},
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        tympan_version="0.1.0",
+    )
+    write_manifest(manifest, out_dir)
+    return out_dir
+
+
+def _rename_outputs(path: Path) -> None:
+    """Give the ONNX graph outputs the contract names ``probabilities``/``embedding``."""
+    import onnx
+
+    model = onnx.load(str(path))
+    wanted = {"probabilities", "embedding"}
+    renames = {}
+    for out in model.graph.output:
+        for name in wanted:
+            if out.name != name and name in out.name:
+                renames[out.name] = name
+    for node in model.graph.node:
+        node.output[:] = [renames.get(o, o) for o in node.output]
+        node.input[:] = [renames.get(i, i) for i in node.input]
+    for out in model.graph.output:
+        out.name = renames.get(out.name, out.name)
+    onnx.save(model, str(path))
+
+
+def data_hash() -> str:
+    """Hash of the voice lists and word list: changes when the training data would."""
+    blob = json.dumps(
+        [[asdict(v) for v in training_voices()], [asdict(v) for v in heldout_voices()], _WORDS]
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m models.speaker")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="render voices, train, export")
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--version", default="1")
+    t.add_argument("--epochs", type=int, default=SpeakerNetConfig().epochs)
+    t.add_argument("--passages", type=int, default=SpeakerNetConfig().passages)
+    t.add_argument("--cache", type=Path, default=None, help="reuse rendered windows (npz)")
+    t.add_argument("--max-voices", type=int, default=None, help="smoke runs only")
+    h = sub.add_parser("heldout", help="render enroll/ and test/ clips of unseen voices")
+    h.add_argument("--out", type=Path, required=True)
+    h.add_argument("--impostors", type=int, default=5)
+    h.add_argument("--test-words", type=int, default=16, help="words per test clip")
+    h.add_argument("--test-clips", type=int, default=4)
+    h.add_argument("--seed", type=int, default=2026)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    if args.cmd == "heldout":
+        split = render_heldout(
+            args.out,
+            n_impostors=args.impostors,
+            test_clips=args.test_clips,
+            test_words=args.test_words,
+            seed=args.seed,
+        )
+        print(json.dumps(split, indent=2))
+        return 0
+    if shutil.which("espeak-ng") is None:
+        print("espeak-ng is required to render voices", file=sys.stderr)
+        return 2
+    cfg = SpeakerNetConfig(epochs=args.epochs, passages=args.passages)
+    report = train(
+        args.out, cfg=cfg, version=args.version, cache_dir=args.cache, max_voices=args.max_voices
+    )
+    (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report["training"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

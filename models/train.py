@@ -1,0 +1,375 @@
+"""Train the default CNN on a dataset folder and score it on held-out files.
+
+One call does what ``tympan train`` does before export: list and decode the files
+(:mod:`models.datasets`), split them by file, cut windows with the serving
+frontend (augmenting training files on the waveform), fit with early stopping and
+class weights, pick per-tag thresholds on validation data (multi-label), and
+evaluate on the test files (:mod:`models.report`).
+
+Reproducible: ``seed`` fixes the split, the augmentation, Keras' initializers and
+shuffling, and TensorFlow runs with op determinism on ``threads`` threads.
+TensorFlow is imported only here, inside functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from models import report as reporting
+from models.architectures import (
+    CnnConfig,
+    adapt_input_norm,
+    build_cnn,
+    classifier_view,
+    count_macs,
+)
+from models.augment import AugmentConfig, augment
+from models.datasets import (
+    AudioCache,
+    Skipped,
+    TaskChoice,
+    WindowPlan,
+    WindowSet,
+    check_labels,
+    load_clips,
+    scan_dataset,
+    split_by_file,
+    window_set,
+)
+from stream.features.spec import FeatureSpec
+
+if TYPE_CHECKING:
+    import keras
+
+log = logging.getLogger(__name__)
+
+MODEL_KERAS = "model.keras"
+GOLDEN_WINDOWS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Everything a training run depends on besides the data and the FeatureSpec.
+
+    Attributes
+    ----------
+    task: ``"auto"`` (``labels.csv`` present → multi), ``"single"`` or ``"multi"``.
+    epochs: upper bound; early stopping usually ends sooner.
+    batch_size, learning_rate: Adam on mini-batches of windows.
+    patience: epochs without a better validation loss before stopping (best
+        weights are restored).
+    seed: fixes split, augmentation, initialization and shuffling.
+    val_fraction, test_fraction: share of each label's files held out.
+    threads: TensorFlow intra- and inter-op threads.
+    augment: waveform augmentation of training files.
+    cnn: layer sizes.
+    progress: progress bars on stderr.
+    """
+
+    task: TaskChoice = "auto"
+    epochs: int = 40
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    patience: int = 6
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    threads: int = 2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    cnn: CnnConfig = field(default_factory=CnnConfig)
+    progress: bool = True
+
+
+@dataclass(slots=True)
+class TrainedModel:
+    """A trained two-output model and everything export and the report need.
+
+    Attributes
+    ----------
+    model: Keras model with outputs ``probabilities`` and ``embedding``.
+    spec, labels, task: what the model consumes and produces.
+    thresholds: per-tag thresholds (multi) or ``None``.
+    golden_x: held-out test windows for the exporter's parity gate.
+    macs: multiply-adds per window (:func:`count_macs`).
+    report: the held-out evaluation and run summary (``report.json``).
+    history: per-epoch training/validation curves.
+    """
+
+    model: keras.Model
+    spec: FeatureSpec
+    labels: tuple[str, ...]
+    task: Literal["single", "multi"]
+    thresholds: tuple[float, ...] | None
+    golden_x: np.ndarray
+    macs: int
+    report: dict[str, Any]
+    history: dict[str, list[float]]
+
+    def headline_metrics(self) -> dict[str, Any]:
+        """The scalar held-out figures (``test_windows_accuracy``, ``test_files_mAP``, ...)."""
+        out = {}
+        for level in ("windows", "files"):
+            for key, value in self.report["test"][level].items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    out[f"test_{level}_{key}"] = value
+        return out
+
+    def training_summary(self) -> dict[str, Any]:
+        """Data and run summary for the manifest's ``training`` field."""
+        return {
+            "dataset": {k: v for k, v in self.report["dataset"].items() if k != "skipped"},
+            "skipped_files": len(self.report["dataset"]["skipped"]),
+            **self.report["training"],
+        }
+
+
+def configure_tensorflow(*, seed: int, threads: int) -> None:
+    """Quiet logs, fixed threads, seeded and deterministic ops; call before training.
+
+    Thread counts can only be set before TensorFlow's runtime starts; in a process
+    that already trained, the first setting stays (and is logged).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import tensorflow as tf
+
+    tf.get_logger().setLevel(logging.ERROR)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        log.debug("TensorFlow already initialized; keeping its thread settings")
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def train(
+    data_dir: str | Path,
+    *,
+    spec: FeatureSpec | None = None,
+    config: TrainConfig | None = None,
+    name: str = "model",
+    version: str = "1",
+) -> TrainedModel:
+    """Train and evaluate a CNN on ``data_dir``.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        Folder with one sub-folder per label, or with ``labels.csv`` (multi-label).
+    spec : FeatureSpec, optional
+        The serving frontend; default ``FeatureSpec()`` (64 log-mels × 98 frames).
+    config : TrainConfig, optional
+        Run settings.
+    name, version : str
+        Recorded in the report.
+
+    Raises
+    ------
+    DatasetError
+        The folder cannot be trained on (empty, one class, too few usable files,
+        bad ``labels.csv``).
+    """
+    spec = spec or FeatureSpec()
+    config = config or TrainConfig()
+    started = time.monotonic()
+    index = scan_dataset(data_dir, task=config.task)
+    cache = AudioCache(spec)
+    usable, skipped = load_clips(index.clips, cache, progress=config.progress)
+    for s in skipped:
+        log.warning("skipping %s: %s (%s)", s.path, s.reason, s.detail)
+    labels = check_labels(index.root, usable, skipped)
+    split = split_by_file(
+        usable,
+        seed=config.seed,
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+    )
+    plan = _augment_plan(config.augment, spec.sr, config.seed)
+    sets = {
+        name_: window_set(
+            clips,
+            labels,
+            cache,
+            plan=plan if name_ == "train" else None,
+            progress=config.progress,
+            desc=f"features ({name_})",
+        )
+        for name_, clips in split.items()
+    }
+    configure_tensorflow(seed=config.seed, threads=config.threads)
+    model = build_cnn(spec.input_shape, len(labels), task=index.task, config=config.cnn)
+    history = _fit(model, sets["train"], sets["val"], task=index.task, config=config)
+    thresholds = None
+    if index.task == "multi":
+        val_probs = _probabilities(model, sets["val"].x)
+        thresholds = tuple(reporting.choose_thresholds(sets["val"].y, val_probs))
+    test = sets["test"]
+    test_probs = _probabilities(model, test.x)
+    report = {
+        "name": name,
+        "version": version,
+        "task": index.task,
+        "labels": list(labels),
+        "thresholds": None if thresholds is None else list(thresholds),
+        "spec": spec.to_dict(),
+        "spec_hash": spec.spec_hash,
+        "macs_per_window": count_macs(model),
+        "params": int(model.count_params()),
+        "dataset": _dataset_summary(index.root, sets, skipped),
+        "training": _training_summary(config, history, time.monotonic() - started),
+        "test": _evaluate(index.task, test, test_probs, labels, thresholds),
+    }
+    return TrainedModel(
+        model=model,
+        spec=spec,
+        labels=labels,
+        task=index.task,
+        thresholds=thresholds,
+        golden_x=test.x[:GOLDEN_WINDOWS],
+        macs=report["macs_per_window"],
+        report=report,
+        history=history,
+    )
+
+
+def save_outputs(trained: TrainedModel, out_dir: Path, *, keras_file: bool = True) -> list[Path]:
+    """Write ``model.keras`` (optional), the report files and the two PNGs into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = list(reporting.write_report(out_dir, trained.report))
+    written.append(reporting.plot_confusion(out_dir / reporting.CONFUSION_PNG, trained.report))
+    written.append(reporting.plot_history(out_dir / reporting.CURVES_PNG, trained.history))
+    if keras_file:
+        trained.model.save(out_dir / MODEL_KERAS)
+        written.append(out_dir / MODEL_KERAS)
+    return written
+
+
+# -- pieces ----------------------------------------------------------------------------
+def _augment_plan(cfg: AugmentConfig, sr: int, seed: int) -> WindowPlan | None:
+    if cfg.copies <= 0:
+        return None
+
+    def transform(y: np.ndarray, key: int) -> np.ndarray:
+        return augment(y, sr, np.random.default_rng([seed, key]), cfg)
+
+    return WindowPlan(copies=cfg.copies, transform=transform)
+
+
+def _fit(
+    model: keras.Model,
+    train_set: WindowSet,
+    val_set: WindowSet,
+    *,
+    task: str,
+    config: TrainConfig,
+) -> dict[str, list[float]]:
+    import keras
+
+    adapt_input_norm(model, train_set.x)
+    trainable = classifier_view(model)
+    if task == "single":
+        loss, metrics = "categorical_crossentropy", ["accuracy"]
+    else:
+        loss, metrics = "binary_crossentropy", [keras.metrics.AUC(multi_label=True, name="auc")]
+    trainable.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=metrics
+    )
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.patience, restore_best_weights=True
+    )
+    fitted = trainable.fit(
+        train_set.x,
+        train_set.y,
+        validation_data=(val_set.x, val_set.y),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        class_weight=_class_weights(train_set.y) if task == "single" else None,
+        callbacks=[stop],
+        shuffle=True,
+        verbose=1 if config.progress else 0,
+    )
+    return {k: [float(v) for v in values] for k, values in fitted.history.items()}
+
+
+def _class_weights(y: np.ndarray) -> dict[int, float]:
+    """Balanced weights ``n / (k * count)`` so a rare label counts as much as a common one."""
+    counts = y.sum(axis=0)
+    present = counts > 0
+    weights = np.where(present, y.shape[0] / (present.sum() * np.maximum(counts, 1)), 0.0)
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def _probabilities(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    from models.architectures import PROBABILITIES
+
+    out = model.predict(x, batch_size=256, verbose=0)
+    return np.asarray(out[PROBABILITIES], dtype=np.float32)
+
+
+def _evaluate(
+    task: str,
+    test: WindowSet,
+    probs: np.ndarray,
+    labels: tuple[str, ...],
+    thresholds: tuple[float, ...] | None,
+) -> dict[str, Any]:
+    file_probs = reporting.per_file(probs, test.file_index)
+    file_truth = reporting.per_file(test.y, test.file_index)
+    if task == "single":
+        return {
+            "windows": reporting.evaluate_single(test.y, probs, labels),
+            "files": reporting.evaluate_single(file_truth, file_probs, labels),
+        }
+    assert thresholds is not None
+    return {
+        "windows": reporting.evaluate_multi(test.y, probs, labels, thresholds),
+        "files": reporting.evaluate_multi(file_truth, file_probs, labels, thresholds),
+    }
+
+
+def _dataset_summary(
+    root: Path, sets: dict[str, WindowSet], skipped: list[Skipped]
+) -> dict[str, Any]:
+    return {
+        "root": str(root),
+        "files": {k: len(v.clips) for k, v in sets.items()},
+        "windows": {k: len(v) for k, v in sets.items()},
+        "skipped": [{"path": str(s.path), "reason": s.reason, "detail": s.detail} for s in skipped],
+    }
+
+
+def _training_summary(
+    config: TrainConfig, history: dict[str, list[float]], seconds: float
+) -> dict[str, Any]:
+    val_loss = history.get("val_loss", [])
+    return {
+        "epochs_run": len(val_loss),
+        "best_epoch": int(np.argmin(val_loss)) + 1 if val_loss else 0,
+        "max_epochs": config.epochs,
+        "patience": config.patience,
+        "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "seed": config.seed,
+        "augment": dataclasses.asdict(config.augment),
+        "cnn": dataclasses.asdict(config.cnn),
+        "seconds": round(seconds, 1),
+    }
+
+
+__all__ = [
+    "MODEL_KERAS",
+    "TrainConfig",
+    "TrainedModel",
+    "configure_tensorflow",
+    "save_outputs",
+    "train",
+]

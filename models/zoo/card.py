@@ -1,0 +1,155 @@
+"""MODEL_CARD.md for a shipped model, and the latency figure it quotes.
+
+The card says what the model is for, where its data came from, what it costs per
+window (multiply-adds, parameters, ONNX file size, measured CPU latency) and how it
+did on held-out files, then what it is known to get wrong. The metric tables are
+the ones in ``report.md``, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from models import report as reporting
+from stream.features.spec import FeatureSpec
+
+if TYPE_CHECKING:
+    from models.train import TrainedModel
+
+CARD_FILE = "MODEL_CARD.md"
+
+
+def measure_latency_ms(
+    model_path: Path, spec: FeatureSpec, *, batch: int = 1, runs: int = 200
+) -> dict[str, float]:
+    """Median and 90th-percentile ms per window of ``model.onnx`` on this CPU.
+
+    One onnxruntime thread (what a worker gives each model by default), random
+    windows of ``spec.input_shape``, after 20 warm-up runs.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).normal(-40, 15, (batch, *spec.input_shape)).astype(np.float32)
+    feed = {session.get_inputs()[0].name: x}
+    for _ in range(20):
+        session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - start) * 1000.0 / batch)
+    return {
+        "batch": float(batch),
+        "median_ms": float(np.median(times)),
+        "p90_ms": float(np.percentile(times, 90)),
+    }
+
+
+def write_card(
+    model_dir: Path,
+    recipe: Mapping[str, Any],
+    trained: TrainedModel,
+    latency: Mapping[str, float],
+) -> Path:
+    """Write ``MODEL_CARD.md`` into ``model_dir`` and return its path."""
+    path = model_dir / CARD_FILE
+    path.write_text(render_card(model_dir, recipe, trained, latency))
+    return path
+
+
+def render_card(
+    model_dir: Path,
+    recipe: Mapping[str, Any],
+    trained: TrainedModel,
+    latency: Mapping[str, float],
+) -> str:
+    report, spec = trained.report, trained.spec
+    onnx_kib = (model_dir / "model.onnx").stat().st_size / 1024
+    lines = [
+        f"# Model card: {recipe['name']}/{recipe['version']}",
+        "",
+        recipe["summary"],
+        "",
+        "## Interface",
+        "",
+        f"- Task: `{trained.task}` ({'softmax, argmax label' if trained.task == 'single' else 'sigmoid per tag, per-tag thresholds'}).",  # noqa: E501
+        f"- Labels: {', '.join(f'`{label}`' for label in trained.labels)}.",
+        f"- Input `features`: float32 `[batch, {', '.join(map(str, spec.input_shape))}]` — "
+        f"{spec.kind} ({spec.n_features} bands, sr {spec.sr} Hz, n_fft {spec.n_fft}, "
+        f"hop {spec.hop_length}), {spec.window_seconds:g} s windows every "
+        f"{spec.hop_seconds:g} s; spec_hash `{spec.spec_hash[:16]}…`. Raw frontend "
+        "output: normalization is inside the network.",
+        "- Outputs: `probabilities` and `embedding` "
+        f"(`[batch, {trained.model.output['embedding'].shape[-1]}]`).",
+    ]
+    if trained.thresholds is not None:
+        pairs = ", ".join(
+            f"{label} {t:.2f}" for label, t in zip(trained.labels, trained.thresholds, strict=True)
+        )
+        lines.append(f"- Thresholds (chosen for F1 on validation files): {pairs}.")
+    lines += [
+        "",
+        "## Cost",
+        "",
+        "| figure | value |",
+        "|---|---:|",
+        f"| multiply-adds per window | {trained.macs:,} |",
+        f"| parameters | {report['params']:,} |",
+        f"| model.onnx | {onnx_kib:.0f} KiB |",
+        f"| ONNX latency per window, batch {int(latency['batch'])}, 1 thread (median) "
+        f"| {latency['median_ms']:.2f} ms |",
+        f"| same, 90th percentile | {latency['p90_ms']:.2f} ms |",
+        "",
+        f"Latency measured with onnxruntime on this build machine "
+        f"({platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or 'cpu'}), "
+        "which other jobs shared; treat it as an order of magnitude.",
+        "",
+        "## Data provenance",
+        "",
+        "Synthetic, rendered locally; no recordings of people or third-party audio. "
+        + recipe["data_note"],
+        "",
+        f"Rebuild: `{recipe['rebuild']}` (renders with `{recipe['corpus']}`, trains with "
+        f"seed {report['training']['seed']}, exports, writes this card).",
+        "",
+        "| split (by file) | files | windows |",
+        "|---|---:|---:|",
+    ]
+    data = report["dataset"]
+    for split in ("train", "val", "test"):
+        lines.append(f"| {split} | {data['files'][split]} | {data['windows'][split]} |")
+    training = report["training"]
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"Keras CNN (strided conv stem, 3 × [max-pool → conv 3×3] with 32/64/128 filters, "
+        f"global average pooling, dense {trained.model.output['embedding'].shape[-1]} "
+        f"→ dropout → {'softmax' if trained.task == 'single' else 'sigmoid'}); Adam "
+        f"(lr {training['learning_rate']}), batch {training['batch_size']}, "
+        f"{training['epochs_run']} epochs with early stopping on validation loss (best "
+        f"epoch {training['best_epoch']} restored), "
+        f"{'balanced class weights, ' if trained.task == 'single' else ''}"
+        f"{training['seconds']:.0f} s on this machine.",
+        "",
+    ]
+    for scope in ("windows", "files"):
+        lines += reporting.metric_lines(trained.task, scope, report["test"][scope])
+    lines += ["## Limitations", ""]
+    lines += [f"- {item}" for item in recipe["limitations"]]
+    lines += [
+        "",
+        "See `report.md`, `confusion_matrix.png` and `training_curves.png` beside this card.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,223 @@
+"""How each shipped model is made: corpus → training → export → model card.
+
+A recipe names the corpus target (``python -m models.corpus``), its size and seed,
+the FeatureSpec and the training settings. :func:`build` renders the data (or
+reuses a rendering of the same target and seed: the corpus is deterministic),
+trains with :func:`models.train.train`, exports through
+:func:`exporters.export.export_model` into ``models/zoo/<name>/<version>/`` and
+writes ``MODEL_CARD.md`` with the held-out metrics, the cost per window and the
+ONNX latency measured on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.augment import AugmentConfig
+from models.train import TrainConfig, TrainedModel, save_outputs, train
+from models.zoo import ZOO_DIR
+from models.zoo.card import measure_latency_ms, write_card
+from stream.errors import ContractError
+from stream.features.spec import FeatureSpec
+
+DEFAULT_WORK_DIR = Path(".tympan") / "corpus"
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """One shipped model.
+
+    Attributes
+    ----------
+    name, version: where it lands in the repository.
+    corpus_target: ``python -m models.corpus`` target rendering its data.
+    corpus_args: extra arguments of that target (size).
+    seed: corpus and training seed.
+    spec: the serving frontend.
+    train: training settings.
+    summary: one paragraph for the card: what it is for.
+    data_note: how the corpus was rendered, for the card's provenance section.
+    """
+
+    name: str
+    version: str
+    corpus_target: str
+    corpus_args: tuple[str, ...]
+    seed: int
+    spec: FeatureSpec
+    train: TrainConfig
+    summary: str
+    data_note: str
+    limitations: tuple[str, ...] = field(default=())
+
+
+SCENE = Recipe(
+    name="scene",
+    version="1",
+    corpus_target="scene",
+    corpus_args=("--per-class", "100"),
+    seed=0,
+    spec=FeatureSpec(),
+    train=TrainConfig(
+        epochs=40,
+        patience=6,
+        augment=AugmentConfig(copies=1, telephony_prob=1.0),
+    ),
+    summary=(
+        "Call-center scene classifier: labels each 1 s window of a call (hop 0.5 s) as "
+        "speech, music (hold music), silence (an open line), tone (DTMF, ring-back, busy, "
+        "fax, beeps) or noise. Trained with an 8 kHz G.711 μ-law telephony copy of every "
+        "training file, so it serves 8 kHz μ-law/A-law calls resampled to 16 kHz as well "
+        "as 16 kHz PCM."
+    ),
+    data_note=(
+        "`python -m models.corpus scene` (100 clips per label, 2–6 s, 16 kHz mono): speech "
+        "from espeak-ng and festival voices with randomized pitch/rate; hold music rendered "
+        "from generated MIDI with fluidsynth (FluidR3 GM soundfont); silence as −70 to "
+        "−50 dBFS line noise, sometimes with mains hum; tones (DTMF, US/EU ring-back and "
+        "busy cadences, fax CNG, beeps, chirps) and white/pink/brown/babble noise from "
+        "numpy; sox effects; every other file through a G.711 telephone channel (8 kHz, "
+        "300–3400 Hz, μ-law or A-law). Training adds one augmented copy per file (gain "
+        "−12…+6 dB, white noise at 15–40 dB SNR, time shift ≤ 0.25 s, then the 8 kHz "
+        "μ-law round trip)."
+    ),
+    limitations=(
+        "Trained only on synthetic audio: real voices, real hold music and real line "
+        "noise are more varied; measure on your own calls with `tympan evaluate` first.",
+        "A window is labelled by its file: the silent gaps inside DTMF digits or "
+        "cadenced tones were taught as `tone`, so a short pause inside a tone "
+        "sequence may be called `tone` and vice versa.",
+        "No class for overlapping speech and music; the louder one wins.",
+    ),
+)
+
+INSTRUMENTS = Recipe(
+    name="instruments",
+    version="1",
+    corpus_target="instruments",
+    corpus_args=("--clips", "300"),
+    seed=0,
+    spec=FeatureSpec(),
+    train=TrainConfig(
+        epochs=40,
+        patience=6,
+        augment=AugmentConfig(copies=1, noise_snr_db=(20.0, 40.0), telephony_prob=0.0),
+    ),
+    summary=(
+        "Music instrument tagger (multi-label): for each 1 s window, an independent "
+        "probability per instrument (piano, organ, guitar, bass, violin, trumpet, flute, "
+        "drums), with a per-tag threshold chosen on validation data."
+    ),
+    data_note=(
+        "`python -m models.corpus instruments` (300 clips of 4 s, 16 kHz mono): pieces of "
+        "1–3 instruments composed as MIDI (random key, tempo and chord progression) and "
+        "rendered with fluidsynth and the FluidR3 GM soundfont; labels.csv lists each "
+        "clip's instruments. Training adds one augmented copy per file (gain −12…+6 dB, "
+        "white noise at 20–40 dB SNR, time shift ≤ 0.25 s)."
+    ),
+    limitations=(
+        "Trained on one General MIDI soundfont: real recordings of these instruments "
+        "sound different; expect lower recall on real music.",
+        "Tags are per clip: a window where an instrument rests is still taught as containing it.",
+    ),
+)
+
+RECIPES = {r.name: r for r in (SCENE, INSTRUMENTS)}
+
+
+def render_corpus(recipe: Recipe, work_dir: Path, *, rerender: bool = False) -> Path:
+    """The recipe's dataset folder, rendered by ``python -m models.corpus`` if absent."""
+    out = work_dir / f"{recipe.corpus_target}-seed{recipe.seed}"
+    marker = out / ".complete"
+    if marker.is_file() and not rerender:
+        return out
+    command = [
+        sys.executable,
+        "-m",
+        "models.corpus",
+        recipe.corpus_target,
+        "--out",
+        str(out),
+        "--seed",
+        str(recipe.seed),
+        *recipe.corpus_args,
+    ]
+    done = subprocess.run(command, check=False)
+    if done.returncode != 0:
+        raise ContractError(
+            f"rendering the {recipe.corpus_target!r} corpus failed "
+            f"(exit {done.returncode}): {' '.join(command)}"
+        )
+    marker.write_text(" ".join(command[1:]) + "\n")
+    return out
+
+
+def build(
+    recipe: Recipe,
+    *,
+    repo: Path = ZOO_DIR,
+    work_dir: Path = DEFAULT_WORK_DIR,
+    rerender: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Render, train, export and document one recipe; returns the model directory."""
+    from exporters.export import export_model
+
+    data = render_corpus(recipe, work_dir, rerender=rerender)
+    config = _with(recipe.train, seed=recipe.seed, progress=progress)
+    trained = train(
+        _relative(data), spec=recipe.spec, config=config, name=recipe.name, version=recipe.version
+    )
+    target = export_model(
+        trained.model,
+        spec=trained.spec,
+        labels=trained.labels,
+        out_dir=repo,
+        name=recipe.name,
+        version=recipe.version,
+        golden_x=trained.golden_x,
+        task=trained.task,
+        thresholds=trained.thresholds,
+        training_summary=trained.training_summary(),
+        metrics=trained.headline_metrics(),
+        macs=trained.macs,
+        overwrite=True,
+    )
+    save_outputs(trained, target, keras_file=False)
+    latency = measure_latency_ms(target / "model.onnx", recipe.spec)
+    write_card(target, recipe_card_fields(recipe), trained, latency)
+    return target
+
+
+def recipe_card_fields(recipe: Recipe) -> dict[str, object]:
+    """What the card needs from a recipe, as plain data."""
+    command = f"python -m models.zoo build {recipe.name}"
+    return {
+        "name": recipe.name,
+        "version": recipe.version,
+        "summary": recipe.summary,
+        "data_note": recipe.data_note,
+        "corpus": f"python -m models.corpus {recipe.corpus_target} "
+        f"--seed {recipe.seed} {' '.join(recipe.corpus_args)}",
+        "rebuild": command,
+        "limitations": list(recipe.limitations),
+    }
+
+
+def _with(config: TrainConfig, **changes: object) -> TrainConfig:
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
+
+
+def _relative(path: Path) -> Path:
+    """``path`` relative to the working directory when inside it (reports stay portable)."""
+    relative = Path(os.path.relpath(path.resolve(), Path.cwd()))
+    return path if relative.parts[:1] == ("..",) else relative
+
+
+__all__ = ["INSTRUMENTS", "RECIPES", "SCENE", "Recipe", "TrainedModel", "build", "render_corpus"]

@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# The single-node Apache Kafka broker (KRaft) that tympan uses for dev, tests and CI.
+#
+#   scripts/kafka.sh up [--porcelain]   start it (no-op if it already runs); wait until it answers
+#   scripts/kafka.sh down                stop it (SIGTERM, then SIGKILL after a timeout)
+#   scripts/kafka.sh status              say whether it runs; exit 0 if it answers, 1 if not
+#   scripts/kafka.sh logs [-f]           the end of its log
+#
+# `up --porcelain` prints exactly one word on stdout -- `started` (this call started the
+# broker: whoever asked should stop it afterwards) or `running` (it was already up: leave
+# it running) -- and sends every human message to stderr. See docs/kafka.md.
+#
+# Only Maven downloads anything: the jars named by scripts/kafka/pom.xml go into
+# ${TYMPAN_CACHE:-$HOME/.cache/tympan}/kafka-<version>/libs, once.
+#
+# Environment:
+#   TYMPAN_KAFKA_PORT             PLAINTEXT listener port on 127.0.0.1        (9092)
+#   TYMPAN_KAFKA_CONTROLLER_PORT  KRaft controller port on 127.0.0.1      (PORT + 1)
+#   TYMPAN_KAFKA_DIR              config, data, pid and log     (<repo>/.tympan/kafka)
+#   TYMPAN_CACHE                  where the jars are cached    ($HOME/.cache/tympan)
+#   TYMPAN_KAFKA_HEAP             JVM heap flags                (-Xms256m -Xmx768m)
+#   TYMPAN_KAFKA_START_TIMEOUT    seconds to wait for the broker to answer         (90)
+#   TYMPAN_KAFKA_STOP_TIMEOUT     seconds between SIGTERM and SIGKILL              (30)
+#   TYMPAN_PYTHON                 python with aiokafka            (<repo>/.venv/bin/python)
+#   JAVA_HOME                     JDK 17+ (else the `java` on PATH)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+POM="$REPO/scripts/kafka/pom.xml"
+TEMPLATES="$REPO/scripts/kafka"
+
+PORT="${TYMPAN_KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${TYMPAN_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
+KAFKA_DIR="${TYMPAN_KAFKA_DIR:-$REPO/.tympan/kafka}"
+CACHE="${TYMPAN_CACHE:-$HOME/.cache/tympan}"
+HEAP="${TYMPAN_KAFKA_HEAP:--Xms256m -Xmx768m}"
+START_TIMEOUT="${TYMPAN_KAFKA_START_TIMEOUT:-90}"
+STOP_TIMEOUT="${TYMPAN_KAFKA_STOP_TIMEOUT:-30}"
+HOST=127.0.0.1
+BROKER="$HOST:$PORT"
+
+CONFIG_DIR="$KAFKA_DIR/config"
+DATA_DIR="$KAFKA_DIR/data"
+PID_FILE="$KAFKA_DIR/kafka.pid"
+LOG_FILE="$KAFKA_DIR/kafka.log"
+
+PORCELAIN=0
+
+say() { echo "kafka: $*" >&2; }
+die() {
+    echo "kafka: error: $*" >&2
+    exit 1
+}
+
+kafka_version() {
+    local version
+    version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n1)"
+    [[ -n "$version" ]] || die "cannot read <kafka.version> from $POM"
+    echo "$version"
+}
+
+libs_dir() { echo "$CACHE/kafka-$(kafka_version)/libs"; }
+
+find_python() {
+    if [[ -n "${TYMPAN_PYTHON:-}" ]]; then
+        echo "$TYMPAN_PYTHON"
+    elif [[ -x "$REPO/.venv/bin/python" ]]; then
+        echo "$REPO/.venv/bin/python"
+    else
+        command -v python3 || die "no python found: set TYMPAN_PYTHON to a python with aiokafka"
+    fi
+}
+
+find_java() {
+    if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
+        echo "$JAVA_HOME/bin/java"
+        return
+    fi
+    local java
+    java="$(command -v java)" ||
+        die "no Java found: install a JDK 17+ (apt-get install openjdk-17-jdk-headless) or set JAVA_HOME"
+    readlink -f "$java"
+}
+
+check_java_version() {
+    local java="$1" major
+    major="$("$java" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)"
+    [[ -n "$major" && "$major" -ge 17 ]] ||
+        die "$java is Java '${major:-unknown}'; Kafka $(kafka_version) needs Java 17 or newer"
+}
+
+# Resolve the broker's jars with Maven, once per version.
+ensure_libs() {
+    local libs
+    libs="$(libs_dir)"
+    if [[ -f "$libs/.complete" ]]; then
+        return
+    fi
+    command -v mvn >/dev/null ||
+        die "Maven (mvn) is not installed; it fetches the Kafka jars: apt-get install maven"
+    say "resolving Kafka $(kafka_version) jars with Maven into $libs"
+    rm -rf "$libs"
+    mkdir -p "$libs"
+    if [[ -z "${JAVA_HOME:-}" ]]; then
+        JAVA_HOME="$(dirname "$(dirname "$(find_java)")")"
+        export JAVA_HOME
+    fi
+    local mvn_log="$CACHE/kafka-$(kafka_version)/maven.log"
+    mvn -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
+        -DoutputDirectory="$libs" >"$mvn_log" 2>&1 ||
+        die "Maven could not resolve the jars of $POM (is Maven Central reachable?); last lines of $mvn_log:
+$(tail -n 30 "$mvn_log")"
+    ls "$libs"/kafka_2.13-*.jar >/dev/null 2>&1 || die "Maven ran but $libs has no kafka_2.13 jar"
+    touch "$libs/.complete"
+}
+
+# Succeeds when something accepts TCP connections on 127.0.0.1:$1.
+port_open() {
+    (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+}
+
+# Pid of the broker this script started, if that process is alive.
+running_pid() {
+    [[ -f "$PID_FILE" ]] || return 1
+    local pid
+    pid="$(cat "$PID_FILE")"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    # A recycled pid belongs to some other program: make sure it is our broker.
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $CONFIG_DIR/server.properties" ||
+        return 1
+    echo "$pid"
+}
+
+answers() {
+    local timeout="$1"
+    (cd "$REPO" && "$(find_python)" -m stream.topics wait --broker "$BROKER" --timeout "$timeout") \
+        >/dev/null 2>&1
+}
+
+render() {
+    local template="$1" out="$2"
+    sed -e "s|@HOST@|$HOST|g" \
+        -e "s|@PORT@|$PORT|g" \
+        -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
+        -e "s|@DATA_DIR@|$DATA_DIR|g" \
+        "$template" >"$out"
+}
+
+write_config() {
+    mkdir -p "$CONFIG_DIR" "$DATA_DIR"
+    render "$TEMPLATES/server.properties.in" "$CONFIG_DIR/server.properties"
+    cp "$TEMPLATES/log4j2.properties" "$CONFIG_DIR/log4j2.properties"
+}
+
+# Format the KRaft storage once; a formatted data dir is never formatted again.
+format_storage() {
+    local java="$1" libs cluster_id
+    if [[ -f "$DATA_DIR/meta.properties" ]]; then
+        return
+    fi
+    libs="$(libs_dir)"
+    cluster_id="$("$java" -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
+    [[ -n "$cluster_id" ]] || die "kafka.tools.StorageTool random-uuid printed nothing"
+    say "formatting storage in $DATA_DIR (cluster id $cluster_id)"
+    "$java" -cp "$libs/*" \
+        -Dlog4j2.configurationFile="$CONFIG_DIR/log4j2.properties" \
+        kafka.tools.StorageTool format -t "$cluster_id" -c "$CONFIG_DIR/server.properties" \
+        >>"$LOG_FILE" 2>&1 ||
+        die "formatting storage failed; see $LOG_FILE:
+$(tail -n 20 "$LOG_FILE")"
+}
+
+report() {
+    # $1: started|running; the one word `--porcelain` callers read.
+    if [[ "$PORCELAIN" == 1 ]]; then
+        echo "$1"
+    fi
+}
+
+cmd_up() {
+    local pid
+    if pid="$(running_pid)"; then
+        if answers 10; then
+            say "already running at $BROKER (pid $pid, dir $KAFKA_DIR)"
+            report running
+            return 0
+        fi
+        die "broker pid $pid is alive but $BROKER does not answer; try: $0 down && $0 up"
+    fi
+    if [[ -f "$PID_FILE" ]]; then
+        say "removing stale pid file $PID_FILE"
+        rm -f "$PID_FILE"
+    fi
+    for p in "$PORT" "$CONTROLLER_PORT"; do
+        if port_open "$p"; then
+            local what="a process not started by $0 with TYMPAN_KAFKA_DIR=$KAFKA_DIR"
+            if [[ "$p" == "$PORT" ]] && answers 5; then
+                what="a Kafka broker not started by $0 with TYMPAN_KAFKA_DIR=$KAFKA_DIR"
+            fi
+            die "port $HOST:$p is taken by $what; stop it, or choose other ports with TYMPAN_KAFKA_PORT / TYMPAN_KAFKA_CONTROLLER_PORT"
+        fi
+    done
+
+    local java libs python
+    java="$(find_java)"
+    check_java_version "$java"
+    python="$(find_python)"
+    "$python" -c "import aiokafka" 2>/dev/null ||
+        die "$python cannot import aiokafka, which is needed to check the broker answers; run make setup (or set TYMPAN_PYTHON)"
+    ensure_libs
+    libs="$(libs_dir)"
+    write_config
+    if [[ -f "$LOG_FILE" ]]; then mv -f "$LOG_FILE" "$LOG_FILE.1"; fi
+    format_storage "$java"
+
+    say "starting Kafka $(kafka_version) at $BROKER (controller $HOST:$CONTROLLER_PORT, dir $KAFKA_DIR)"
+    # shellcheck disable=SC2086 # HEAP holds several flags
+    setsid nohup "$java" $HEAP \
+        -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+        -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$CONFIG_DIR/log4j2.properties" \
+        -Dkafka.logs.dir="$KAFKA_DIR" \
+        -cp "$libs/*" kafka.Kafka "$CONFIG_DIR/server.properties" \
+        >>"$LOG_FILE" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$PID_FILE"
+
+    local deadline=$((SECONDS + START_TIMEOUT))
+    until answers 5; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rm -f "$PID_FILE"
+            die "the broker exited during start-up; last lines of $LOG_FILE:
+$(tail -n 30 "$LOG_FILE")"
+        fi
+        if ((SECONDS >= deadline)); then
+            die "the broker (pid $pid) did not answer at $BROKER within ${START_TIMEOUT}s; it is left running for inspection ($0 down stops it); last lines of $LOG_FILE:
+$(tail -n 30 "$LOG_FILE")"
+        fi
+        sleep 1
+    done
+    say "started at $BROKER (pid $pid); log: $LOG_FILE"
+    report started
+}
+
+cmd_down() {
+    local pid
+    if ! pid="$(running_pid)"; then
+        rm -f "$PID_FILE"
+        say "not running (dir $KAFKA_DIR)"
+        return 0
+    fi
+    say "stopping broker at $BROKER (pid $pid)"
+    kill -TERM "$pid"
+    local deadline=$((SECONDS + STOP_TIMEOUT))
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            say "pid $pid still alive after ${STOP_TIMEOUT}s; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.5
+    done
+    rm -f "$PID_FILE"
+    say "stopped"
+}
+
+cmd_status() {
+    local pid
+    if pid="$(running_pid)"; then
+        if answers 5; then
+            say "running at $BROKER (pid $pid, dir $KAFKA_DIR)"
+            echo "$BROKER"
+            return 0
+        fi
+        say "pid $pid is alive but $BROKER does not answer (starting, or stuck: see $LOG_FILE)"
+        return 1
+    fi
+    if port_open "$PORT"; then
+        say "not started by this script (dir $KAFKA_DIR), but something listens on $BROKER"
+    else
+        say "not running (dir $KAFKA_DIR)"
+    fi
+    return 1
+}
+
+cmd_logs() {
+    [[ -f "$LOG_FILE" ]] || die "no log yet at $LOG_FILE"
+    if [[ "${1:-}" == "-f" ]]; then
+        exec tail -n 50 -f "$LOG_FILE"
+    fi
+    tail -n "${1:-100}" "$LOG_FILE"
+}
+
+usage() {
+    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+main() {
+    local cmd="${1:-}"
+    [[ $# -gt 0 ]] && shift
+    case "$cmd" in
+    up)
+        if [[ "${1:-}" == "--porcelain" ]]; then
+            PORCELAIN=1
+        fi
+        cmd_up
+        ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    logs) cmd_logs "$@" ;;
+    *) usage ;;
+    esac
+}
+
+main "$@"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `make test`: lint, then the whole suite against a real Kafka broker.
+# Starts the broker only if none answers, and stops only what it started.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+# A TYMPAN_BROKER given from outside is someone else's broker: use it, never manage it.
+external_broker=${TYMPAN_BROKER:-}
+export TYMPAN_BROKER=${TYMPAN_BROKER:-127.0.0.1:${TYMPAN_KAFKA_PORT:-9092}}
+# Bounded form of the slow/load tests unless told otherwise.
+export TYMPAN_TEST_SCALE=${TYMPAN_TEST_SCALE:-ci}
+
+echo "==> lint (ruff, mypy)"
+.venv/bin/ruff check . || exit 1
+.venv/bin/ruff format --check . || exit 1
+.venv/bin/mypy stream exporters || exit 1
+
+state=running
+if [ -z "$external_broker" ]; then
+  # Prints exactly `started` (we own it: stop it afterwards) or `running` (leave it).
+  state=$(scripts/kafka.sh up --porcelain) || exit 1
+fi
+echo "==> broker at $TYMPAN_BROKER ($state)"
+stop_broker() { if [ "$state" = started ]; then scripts/kafka.sh down; fi; }
+trap stop_broker EXIT
+
+echo "==> pytest"
+.venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -1,0 +1,289 @@
+"""The worker's asynchronous runtime: records → pipeline → batcher → events → acks.
+
+:class:`WorkerRuntime` is what the Faust agent calls for each record. It is written
+against two tiny interfaces rather than Faust itself: a ``send`` coroutine that
+returns a delivery future, and tokens with ``ack()`` (Faust's ``Event``), so its
+delivery rules read in one place:
+
+1. a record is *held* by the :class:`~stream.delivery.OffsetLedger` when consumed;
+2. a stream *pins* its first offset while open; a dead letter pins its record's
+   offset until its send is acknowledged by the broker;
+3. windows go to the :class:`~stream.inference.batcher.Batcher` (bounded: a full
+   queue makes :meth:`WorkerRuntime.on_record` wait, which stops the agent pulling);
+4. label events are sent as batches complete; when a closed stream's last window is
+   done its summary is sent, and once *every* event of the stream is acknowledged by
+   the broker the stream's pin is released;
+5. held records below the lowest pin of their partition are acked, and Faust commits
+   the highest contiguous acked offset.
+
+So a committed offset never passes a frame whose events are not on the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from stream.delivery import OffsetLedger
+from stream.events import LabelEvent, RejectedRecord, SpeakerEvent, SummaryEvent
+from stream.inference.batcher import Batcher
+from stream.metrics import WorkerMetrics
+from stream.pipeline import Pipeline, Record, Step, WindowJob
+from stream.settings import BatchingPolicy
+from stream.topics import Topics
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
+Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+_PRUNE_EVERY = 256
+
+
+class Ackable(Protocol):
+    def ack(self) -> Any: ...
+
+
+class SpeakerHook(Protocol):
+    """Turns a batch of windows into speaker verdicts (``stream.speakers`` provides it).
+
+    ``identify`` runs in the inference thread; it returns one ``(speaker, score)`` per
+    job, or ``None`` for a window it does not judge (e.g. no speech).
+    """
+
+    model_tag: str
+
+    def identify(
+        self, jobs: Sequence[WindowJob], embeddings: np.ndarray
+    ) -> list[tuple[str, float] | None]: ...
+
+
+class WorkerRuntime:
+    """One worker's streams, batcher and delivery bookkeeping.
+
+    Parameters
+    ----------
+    pipeline: the synchronous domain core.
+    infer: ``x -> (probabilities, embeddings)`` for a stacked batch; runs in a thread.
+    topics: where events go.
+    send: ``await send(topic, key, value)`` schedules a record and returns a future
+        that resolves when the broker acknowledged it.
+    batching: batch size, wait budget, queue bound.
+    metrics: Prometheus metrics.
+    speakers: optional speaker identification on the same windows.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        infer: Infer,
+        topics: Topics,
+        send: Send,
+        batching: BatchingPolicy,
+        *,
+        metrics: WorkerMetrics | None = None,
+        speakers: SpeakerHook | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.topics = topics
+        self._infer = infer
+        self._send = send
+        self.metrics = metrics or WorkerMetrics()
+        self.speakers = speakers
+        self.ledger: OffsetLedger[Ackable] = OffsetLedger()
+        self._deliveries: dict[str, list[Awaitable[Any]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.failure: BaseException | None = None
+        self.batcher: Batcher[WindowJob, tuple[np.ndarray, Any]] = Batcher(
+            self._run_batch, self._on_batch, batching, observe=self.metrics.observe_batch
+        )
+
+    # -- lifecycle --------------------------------------------------------------------
+    def start(self) -> None:
+        self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def drain(self) -> None:
+        """Wait until every submitted window is inferred and every delivery settled."""
+        await self.batcher.join()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- input --------------------------------------------------------------------------
+    async def on_record(self, record: Record, token: Ackable) -> None:
+        """Process one consumed audio record; ``token.ack()`` once nothing is owed."""
+        self._raise_failure()
+        self.metrics.frames_in.inc()
+        self.ledger.hold(record.partition, record.offset, token)
+        await self._apply(self.pipeline.accept(record))
+        self._release(record.partition)
+
+    async def expire(self) -> None:
+        """Close idle streams (called by a timer)."""
+        await self._apply(self.pipeline.expire())
+        self.metrics.active_streams.set(self.pipeline.active_streams)
+
+    def on_revoked(self, partitions: Iterable[int]) -> None:
+        """Partitions taken away: forget their streams and unacked records."""
+        parts = list(partitions)
+        for sid in self.pipeline.drop_partitions(parts):
+            self._deliveries.pop(sid, None)
+            log.info("stream %r dropped: partition revoked", sid)
+        self.ledger.drop(parts)
+
+    async def _apply(self, step: Step) -> None:
+        for sid, partition, offset in step.opened:
+            self.ledger.pin(partition, sid, offset)
+            log.info("stream %r opened at partition %d offset %d", sid, partition, offset)
+        for rejected in step.rejected:
+            await self._dead_letter(rejected)
+        for job in step.jobs:
+            await self.batcher.submit(job)
+        self.metrics.queued_windows.set(self.batcher.pending)
+        await self._send_summaries()
+
+    # -- inference ------------------------------------------------------------------------
+    def _run_batch(self, jobs: Sequence[WindowJob]) -> list[tuple[np.ndarray, Any]]:
+        from stream.features.windows import stack_windows
+
+        x = stack_windows([job.window for job in jobs], self.pipeline.spec)
+        probabilities, embeddings = self._infer(x)
+        verdicts: list[Any] = [None] * len(jobs)
+        if self.speakers is not None:
+            verdicts = list(self.speakers.identify(jobs, embeddings))
+        return [(probabilities[i], verdicts[i]) for i in range(len(jobs))]
+
+    async def _on_batch(
+        self, jobs: Sequence[WindowJob], outputs: Sequence[tuple[np.ndarray, Any]]
+    ) -> None:
+        probabilities = np.stack([p for p, _ in outputs])
+        events = self.pipeline.complete(jobs, probabilities)
+        now_s = time.time()
+        for event in events:
+            await self._send_event(self.topics.labels, event)
+            self.metrics.latency_ms.observe(event.latency_ms)
+            if event.span.capture_time_s is not None:
+                self.metrics.e2e_latency_ms.observe(
+                    max(0.0, (now_s - event.span.capture_time_s) * 1000.0)
+                )
+        if self.speakers is not None:
+            await self._send_speakers(jobs, [v for _, v in outputs], events)
+        await self._send_summaries()
+
+    async def _send_speakers(
+        self, jobs: Sequence[WindowJob], verdicts: Sequence[Any], labels: Sequence[LabelEvent]
+    ) -> None:
+        from stream.events import event_id
+
+        assert self.speakers is not None
+        for job, verdict, label in zip(jobs, verdicts, labels, strict=True):
+            if verdict is None:
+                continue
+            speaker, score = verdict
+            sid = job.window.stream_id
+            event = SpeakerEvent(
+                event_id=event_id(sid, job.span.index, "speaker", self.speakers.model_tag),
+                stream_id=sid,
+                span=job.span,
+                speaker=speaker,
+                score=float(score),
+                model=label.model,
+                latency_ms=label.latency_ms,
+            )
+            self.pipeline.add_speaker(sid, speaker, float(score))
+            await self._send_event(self.topics.speakers, event)
+
+    # -- output ---------------------------------------------------------------------------
+    async def _send_event(self, topic: str, event: LabelEvent | SpeakerEvent) -> None:
+        sid = event.stream_id
+        delivery = await self._send(topic, sid.encode(), event.to_json())
+        self.metrics.events_out.labels(topic).inc()
+        if self.pipeline.stream_partition(sid) is None:
+            return  # stream dropped (revoked): nothing to pin
+        pending = self._deliveries.setdefault(sid, [])
+        pending.append(delivery)
+        if len(pending) >= _PRUNE_EVERY:
+            self._deliveries[sid] = _prune(pending)
+
+    async def _send_summaries(self) -> None:
+        for partition, summary in self.pipeline.take_summaries():
+            await self._send_summary(partition, summary)
+        self.metrics.active_streams.set(self.pipeline.active_streams)
+
+    async def _send_summary(self, partition: int, summary: SummaryEvent) -> None:
+        sid = summary.stream_id
+        delivery = await self._send(self.topics.summaries, sid.encode(), summary.to_json())
+        self.metrics.events_out.labels(self.topics.summaries).inc()
+        pending = [*self._deliveries.pop(sid, []), delivery]
+        log.info(
+            "stream %r closed (%s) at partition %d: %d windows, dominant %s",
+            sid,
+            summary.closed_by,
+            partition,
+            summary.windows,
+            summary.dominant_label,
+        )
+        self._after(pending, partition, sid)
+
+    async def _dead_letter(self, rejected: RejectedRecord) -> None:
+        key = (rejected.stream_id or "").encode()
+        delivery = await self._send(self.topics.rejected, key, rejected.to_json())
+        self.metrics.dead_letters.labels(rejected.reason).inc()
+        pin = ("dead-letter", rejected.offset)
+        self.ledger.pin(rejected.partition, pin, rejected.offset)
+        log.warning(
+            "dead letter: stream %r partition %d offset %d reason %s: %s",
+            rejected.stream_id,
+            rejected.partition,
+            rejected.offset,
+            rejected.reason,
+            rejected.message,
+        )
+        self._after([delivery], rejected.partition, pin)
+
+    def _after(self, deliveries: list[Awaitable[Any]], partition: int, pin: Any) -> None:
+        """Unpin ``pin`` once all ``deliveries`` are acknowledged, then ack what it held."""
+
+        async def settle() -> None:
+            try:
+                await asyncio.gather(*deliveries)
+            except Exception as exc:  # a send failed after the producer's retries
+                log.error("delivery failed on partition %d (%r): %r", partition, pin, exc)
+                self.failure = exc
+                return
+            self.ledger.unpin(partition, pin)
+            self._release(partition)
+
+        task = asyncio.get_running_loop().create_task(settle())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _release(self, partition: int) -> None:
+        for token in self.ledger.releasable(partition):
+            token.ack()
+        self.metrics.uncommitted.labels(str(partition)).set(self.ledger.held(partition))
+
+    def _raise_failure(self) -> None:
+        if self.failure is not None:
+            raise RuntimeError(
+                "a result could not be delivered to Kafka; stopping so that the unacked "
+                "records are replayed"
+            ) from self.failure
+
+
+def _prune(pending: list[Awaitable[Any]]) -> list[Awaitable[Any]]:
+    """Drop deliveries already acknowledged; keep failures so they surface."""
+    out = []
+    for fut in pending:
+        if isinstance(fut, asyncio.Future) and fut.done() and fut.exception() is None:
+            continue
+        out.append(fut)
+    return out

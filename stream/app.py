@@ -1,0 +1,173 @@
+"""The Faust app of ``tympan worker``: one agent, one timer, one metrics page.
+
+Thin on purpose: the agent turns each Faust event into a :class:`~stream.pipeline.Record`
+and hands it, with the event as the ack token, to :class:`~stream.agents.WorkerRuntime`.
+Choices that matter for delivery (see ``docs/delivery.md``):
+
+* the audio topic uses the ``raw`` codec for keys and values, and frames are decoded
+  inside the agent, so a malformed record becomes a dead letter with a reason instead
+  of a line in Faust's decode-error log;
+* the agent runs with ``concurrency=1`` and iterates ``stream.noack().events()``: the
+  runtime acks each event itself once the events that depend on it are on the broker
+  (Faust commits the highest contiguous acked offset; concurrency > 1 can commit past
+  unprocessed records, faust-streaming issue #606);
+* ``stream_wait_empty=False``: a rebalance must not wait for records that are held
+  on purpose by open streams; revoked partitions' streams are dropped and their new
+  owner rebuilds them from the committed offset;
+* ``consumer_auto_offset_reset="earliest"``: a new consumer group starts at the
+  beginning of the retained audio, never skipping frames.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+import numpy as np
+
+from stream.agents import WorkerRuntime
+from stream.events import ModelRef
+from stream.features.frontend import FeatureBank
+from stream.inference.repository import resolve_model_dir
+from stream.inference.session import OnnxModel
+from stream.metrics import WorkerMetrics
+from stream.pipeline import Pipeline, PipelinePolicy, Record
+from stream.settings import WorkerSettings
+from stream.topics import Topics
+
+log = logging.getLogger(__name__)
+
+EXPIRE_INTERVAL_S = 1.0
+
+
+@dataclass
+class Worker:
+    """A built worker: the Faust app and the runtime its agent drives."""
+
+    app: faust.App
+    runtime: WorkerRuntime
+    model: OnnxModel
+    topics: Topics
+    settings: WorkerSettings
+
+
+def load_model(settings: WorkerSettings) -> OnnxModel:
+    """The label model named by the settings (refuses a bad one: ModelError)."""
+    model_dir = resolve_model_dir(settings.model, repo=settings.model_repo, role="scene")
+    return OnnxModel.load(model_dir, device=settings.device)
+
+
+def limit_blas_threads() -> None:
+    """One BLAS thread: the frontend multiplies small matrices per record, and a
+    multi-threaded BLAS spends far longer waking threads than computing (measured
+    ~40x slower per record on a loaded 2-core host). scikit-learn's threadpoolctl
+    changes it after numpy is imported."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) -> Worker:
+    """Load the model and wire the Faust app, the pipeline and the runtime together."""
+    limit_blas_threads()
+    model = model or load_model(settings)
+    topics = Topics().with_prefix(settings.topic_prefix)
+    app = faust.App(settings.app_id, **_faust_settings(settings))
+    spec = model.spec
+    pipeline = Pipeline(
+        spec,
+        ModelRef(model.manifest.name, model.manifest.version),
+        model.labels,
+        FeatureBank(spec),
+        PipelinePolicy(
+            sequencing=settings.sequencing,
+            idle_timeout_s=settings.idle_timeout_s,
+            max_streams=settings.max_streams,
+            top_k=settings.top_k,
+        ),
+    )
+
+    def infer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = model.run(x)
+        return out.probabilities, out.embedding
+
+    async def send(topic: str, key: bytes, value: bytes) -> Any:
+        return await app.producer.send(topic, key, value, None, None, None)
+
+    metrics = WorkerMetrics()
+    runtime = WorkerRuntime(pipeline, infer, topics, send, settings.batching, metrics=metrics)
+    _wire(app, runtime, topics, metrics)
+    return Worker(app, runtime, model, topics, settings)
+
+
+def _faust_settings(settings: WorkerSettings) -> dict[str, Any]:
+    data_dir = Path(settings.data_dir)
+    return {
+        **settings.kafka.faust_settings(),
+        "datadir": str(data_dir),
+        "autodiscover": False,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "stream_wait_empty": False,
+        "topic_disable_leader": True,
+        "topic_allow_declare": False,
+        "consumer_auto_offset_reset": "earliest",
+        "broker_commit_interval": settings.commit_interval_s,
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": settings.session_timeout_s / 4,
+        "producer_acks": -1,
+        "web_enabled": settings.web_port != 0,
+        "web_port": settings.web_port or 6066,
+        "web_bind": settings.web_host,
+        "web_host": settings.web_host,
+        "store": "memory://",
+    }
+
+
+def _wire(
+    faust_app: faust.App, runtime: WorkerRuntime, topics: Topics, metrics: WorkerMetrics
+) -> None:
+    app: Any = faust_app  # Faust's decorators are untyped
+    audio = app.topic(topics.audio, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(audio, concurrency=1, name="tympan.frames")  # type: ignore[untyped-decorator]
+    async def frames(stream: Any) -> None:
+        runtime.start()
+        async for event in stream.noack().events():
+            message = event.message
+            record = Record(
+                key=message.key,
+                value=message.value,
+                headers=tuple(message.headers or ()),
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+            )
+            await runtime.on_record(record, event)
+
+    @app.timer(EXPIRE_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def expire() -> None:
+        await runtime.expire()
+
+    @app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
+    async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        revoked: set[Any] = args[0] if args else kwargs.get("revoked", set())
+        mine = [tp.partition for tp in revoked if tp.topic == topics.audio]
+        if mine:
+            log.info("partitions revoked: %s", sorted(mine))
+            runtime.on_revoked(mine)
+
+    @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator]
+    async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
+        assigned: set[Any] = args[0] if args else kwargs.get("assigned", set())
+        mine = sorted(tp.partition for tp in assigned if tp.topic == topics.audio)
+        log.info("partitions assigned: %s", mine)
+
+    @app.page("/metrics")  # type: ignore[untyped-decorator]
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+
+    frames.__doc__ = "Audio frames → events (stream.agents.WorkerRuntime)."

@@ -1,0 +1,71 @@
+"""Audio files → float32 samples, with errors that name the file.
+
+Used by ``tympan produce``, ``tympan classify`` and training. soundfile (libsndfile)
+reads WAV, FLAC and OGG/Vorbis (and MP3 with libsndfile ≥ 1.1); soxr resamples when a
+rate is asked for, with the same quality as the streaming resampler.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import soundfile as sf
+import soxr
+
+from stream.errors import AudioFileError
+
+AUDIO_SUFFIXES: frozenset[str] = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3"})
+"""File name suffixes treated as audio when a folder is scanned."""
+
+
+def load_audio(
+    path: str | os.PathLike[str], *, sr: int | None = None, mono: bool = True
+) -> tuple[npt.NDArray[np.float32], int]:
+    """Read an audio file as float32 in ``[-1, 1]``.
+
+    Parameters
+    ----------
+    path: the file.
+    sr: resample to this rate (soxr ``HQ``); ``None`` keeps the file's rate.
+    mono: downmix channels by their mean.
+
+    Returns
+    -------
+    y : np.ndarray [shape=(n,) when mono, else (channels, n), dtype=float32]
+        As librosa: channels first.
+    sr : int
+        The rate of ``y``.
+
+    Raises
+    ------
+    AudioFileError
+        ``unreadable_file`` (missing, not audio, NaN/Inf samples) or ``empty_file``
+        (no samples); the message names the path.
+    """
+    name = os.fspath(path)
+    try:
+        data, file_sr = sf.read(name, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as exc:
+        raise AudioFileError(
+            "unreadable_file", f"cannot read audio file {name!r}: {exc}", path=name
+        ) from exc
+    if data.shape[0] == 0:
+        raise AudioFileError("empty_file", f"audio file {name!r} has no samples", path=name)
+    if not np.isfinite(data).all():
+        raise AudioFileError(
+            "unreadable_file", f"audio file {name!r} contains NaN or Inf samples", path=name
+        )
+    y = data.mean(axis=1, dtype=np.float32) if mono else np.ascontiguousarray(data.T)
+    if sr is not None and sr != file_sr:
+        y = soxr.resample(y.T, file_sr, sr, quality="HQ").T.astype(np.float32, copy=False)
+        file_sr = sr
+    return np.ascontiguousarray(y, dtype=np.float32), int(file_sr)
+
+
+def audio_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Every audio file under ``folder`` (recursively, by suffix), sorted by path."""
+    root = Path(folder)
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())

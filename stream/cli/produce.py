@@ -1,0 +1,169 @@
+"""``tympan produce``: publish audio files (or raw samples on stdin) as audio frames.
+
+Examples::
+
+    tympan produce call.wav                         # one stream 'call', real time
+    tympan produce --fast music/                    # every audio file under music/
+    tympan produce --encoding mulaw --rate 8000 --streams 1000 calls/   # telephony load
+    arecord -f S16_LE -r 16000 | tympan produce - --rate 16000 --stream-id mic
+
+The broker is ``--broker``, else ``$TYMPAN_BROKER``, else 127.0.0.1:9092 (this module
+is the only place that reads the environment; the work is in ``stream.produce``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import Any
+
+from stream.errors import BrokerError, ContractError, TympanError
+from stream.kafka_client import KafkaClientConfig
+from stream.produce import ProduceRequest, ProducerTuning, produce
+from stream.topics import Topics
+from stream.wire.frame import MAX_CHANNELS, MAX_RATE, MIN_RATE, Encoding
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "produce",
+        help="publish audio files or raw PCM as audio frames",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="WAV/FLAC/OGG files, folders (every audio file under them), or '-' for raw "
+        "samples on stdin",
+    )
+    parser.add_argument("--topic", default=Topics().audio, help="audio topic (%(default)s)")
+    parser.add_argument(
+        "--broker",
+        default=None,
+        help="bootstrap servers (default: $TYMPAN_BROKER or 127.0.0.1:9092)",
+    )
+    parser.add_argument(
+        "--chunk-ms", type=_positive_float, default=100.0, help="frame length (%(default)s ms)"
+    )
+    pacing = parser.add_mutually_exclusive_group()
+    pacing.add_argument(
+        "--realtime",
+        dest="realtime",
+        action="store_true",
+        default=True,
+        help="send each chunk when a live source would have it (default)",
+    )
+    pacing.add_argument(
+        "--fast",
+        dest="realtime",
+        action="store_false",
+        help="send as fast as the broker takes it; capture-us is the send time",
+    )
+    parser.add_argument(
+        "--encoding",
+        type=Encoding,
+        choices=list(Encoding),
+        default=Encoding.PCM_S16LE,
+        help="files: transcode to this; stdin: what the samples are (%(default)s)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=_rate,
+        default=None,
+        help="files: resample to this (soxr); stdin: the samples' rate (required)",
+    )
+    parser.add_argument(
+        "--channels", type=_channels, default=1, help="stdin only: interleaved channels (1)"
+    )
+    parser.add_argument(
+        "--streams",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="fan the inputs out into N concurrent streams (ids suffixed -0, -1, ...)",
+    )
+    ids = parser.add_mutually_exclusive_group()
+    ids.add_argument("--stream-id", default=None, help="stream id of the single input")
+    ids.add_argument("--stream-id-prefix", default="", help="prefix for stream ids (file stems)")
+    parser.add_argument(
+        "--linger-ms", type=int, default=5, help="producer batching delay (%(default)s ms)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit code: 0 all sent, 1 some input failed or the broker failed, 2 bad options."""
+    try:
+        client = KafkaClientConfig.from_environ(
+            os.environ, bootstrap_servers=args.broker, default_client_id="tympan-produce"
+        )
+        request = ProduceRequest(
+            paths=tuple(args.paths),
+            client=client,
+            topic=args.topic,
+            chunk_ms=args.chunk_ms,
+            realtime=args.realtime,
+            encoding=args.encoding,
+            sr=args.rate,
+            channels=args.channels,
+            streams=args.streams,
+            stream_id=args.stream_id,
+            stream_id_prefix=args.stream_id_prefix,
+            progress=not args.no_progress,
+            tuning=ProducerTuning(linger_ms=args.linger_ms),
+        )
+        report = asyncio.run(produce(request, stdin=sys.stdin.buffer, on_error=_complain))
+    except BrokerError as exc:
+        print(f"tympan produce: {exc}", file=sys.stderr)
+        return 1
+    except ContractError as exc:
+        print(f"tympan produce: {exc}", file=sys.stderr)
+        return 2
+    except TympanError as exc:
+        print(f"tympan produce: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tympan produce: interrupted", file=sys.stderr)
+        return 130
+    print(report.stats.summary(args.topic))
+    if not report.ok:
+        print(f"tympan produce: {len(report.failures)} input(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _complain(message: str) -> None:
+    print(f"tympan produce: error: {message}", file=sys.stderr)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _rate(text: str) -> int:
+    value = int(text)
+    if not MIN_RATE <= value <= MAX_RATE:
+        raise argparse.ArgumentTypeError(f"rate {value} is outside {MIN_RATE}..{MAX_RATE} Hz")
+    return value
+
+
+def _channels(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_CHANNELS:
+        raise argparse.ArgumentTypeError(f"channels {value} is outside 1..{MAX_CHANNELS}")
+    return value

@@ -1,0 +1,287 @@
+"""``tympan speakers enroll|list|remove|identify|evaluate|sync``: open-set speaker ID.
+
+The registry lives in a directory (``--registry``, else ``$TYMPAN_SPEAKER_REGISTRY``,
+else ``platformdirs.user_data_dir("tympan")/speakers``) bound to the embedding model
+(``--model``, else the latest ``speaker-embed`` in ``$TYMPAN_MODEL_REPO`` or the
+checkout's ``models/zoo``). ``--publish`` (and ``sync``) also write enrollments to the
+compacted topic ``tympan.speaker-registry.v1`` that every worker follows, so an
+enrollment reaches live calls without a restart. See ``docs/speakers.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from stream.errors import TympanError
+from stream.kafka_client import KafkaClientConfig
+
+REGISTRY_ENV = "TYMPAN_SPEAKER_REGISTRY"
+MODEL_REPO_ENV = "TYMPAN_MODEL_REPO"
+MODEL_NAME = "speaker-embed"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "speakers",
+        help="enroll, list, remove and identify speakers (open set)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--registry", type=Path, default=None, help="registry directory")
+    parser.add_argument("--model", default=None, help="embedding model dir or name[/version]")
+    sub = parser.add_subparsers(dest="speakers_command", metavar="SUBCOMMAND")
+
+    enroll = sub.add_parser("enroll", help="enroll NAME from audio files (replaces NAME)")
+    enroll.add_argument("name")
+    enroll.add_argument("files", nargs="+", type=Path)
+    enroll.add_argument("--max-seconds", type=float, default=20.0, help="audio used (default 20)")
+    _publish_flags(enroll)
+    enroll.set_defaults(func=_enroll)
+
+    lst = sub.add_parser("list", help="list enrolled speakers and the threshold")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=_list)
+
+    remove = sub.add_parser("remove", help="remove NAME")
+    remove.add_argument("name")
+    _publish_flags(remove)
+    remove.set_defaults(func=_remove)
+
+    ident = sub.add_parser("identify", help="identify the speaker of each file")
+    ident.add_argument("files", nargs="+", type=Path)
+    ident.add_argument("--json", action="store_true", help="one JSON record per file")
+    ident.add_argument("--method", choices=("centroid", "knn"), default="centroid")
+    ident.set_defaults(func=_identify)
+
+    ev = sub.add_parser("evaluate", help="EER, accuracy, unknown rejection on DATA_DIR")
+    ev.add_argument(
+        "data_dir", type=Path, help="DATA_DIR/enroll/<speaker>/, DATA_DIR/test/<speaker>/"
+    )
+    ev.add_argument("--out", type=Path, default=None, help="report.json + det.png here")
+    ev.set_defaults(func=_evaluate)
+
+    sync = sub.add_parser("sync", help="publish the whole local registry to the topic")
+    sync.add_argument("--broker", default=None, help="bootstrap servers (default $TYMPAN_BROKER)")
+    sync.add_argument("--topic", default=None, help="registry topic (default: the standard one)")
+    sync.set_defaults(func=_sync)
+    parser.set_defaults(func=lambda _a: _usage(parser))
+
+
+def _publish_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--publish", action="store_true", help="also write to the registry topic")
+    parser.add_argument("--broker", default=None, help="bootstrap servers (default $TYMPAN_BROKER)")
+    parser.add_argument("--topic", default=None, help="registry topic (default: the standard one)")
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+# -- resolution (the one place the speakers CLI reads the environment) -------------------
+
+
+def registry_dir(args: argparse.Namespace) -> Path:
+    if args.registry is not None:
+        return Path(args.registry)
+    env = os.environ.get(REGISTRY_ENV)
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("tympan")) / "speakers"
+
+
+def _embedder(args: argparse.Namespace) -> Any:
+    from stream.inference.repository import resolve_model_dir
+    from stream.speakers.embedder import SpeakerEmbedder
+
+    repo = os.environ.get(MODEL_REPO_ENV)
+    model_dir = resolve_model_dir(args.model, repo=Path(repo) if repo else None, role=MODEL_NAME)
+    return SpeakerEmbedder(model_dir)
+
+
+def _client(args: argparse.Namespace) -> KafkaClientConfig:
+    return KafkaClientConfig.from_environ(
+        os.environ, bootstrap_servers=args.broker, default_client_id="tympan-speakers"
+    )
+
+
+def _topic(args: argparse.Namespace) -> str:
+    from stream.speakers.topic import TOPIC
+
+    return str(args.topic or TOPIC)
+
+
+def _load(args: argparse.Namespace, embedder: Any | None = None) -> Any:
+    from stream.speakers.evaluation import binding
+    from stream.speakers.registry import load_registry
+
+    model = binding(embedder) if embedder is not None else None
+    return load_registry(registry_dir(args), model=model)
+
+
+def _run(func: Any, args: argparse.Namespace) -> int:
+    try:
+        return int(func(args))
+    except TympanError as exc:
+        print(f"tympan speakers: {exc}", file=sys.stderr)
+        return 1
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    return _run(_do_enroll, args)
+
+
+def _do_enroll(args: argparse.Namespace) -> int:
+    from stream.speakers.evaluation import enrollment_embeddings
+    from stream.speakers.registry import check_name, save_registry
+
+    check_name(args.name)
+    embedder = _embedder(args)
+    registry = _load(args, embedder)
+    emb = enrollment_embeddings(embedder, args.files, max_seconds=args.max_seconds)
+    registry = registry.with_speaker(args.name, emb, model=registry.model)
+    path = save_registry(registry, registry_dir(args))
+    print(
+        f"enrolled {args.name!r} from {emb.shape[0]} speech windows into {path} "
+        f"({len(registry)} speakers, threshold {registry.threshold:.3f} "
+        f"[{registry.calibration.method}])"
+    )
+    if args.publish:
+        _publish(args, registry, names=[args.name])
+    return 0
+
+
+def _publish(
+    args: argparse.Namespace, registry: Any, *, names: Any = None, removed: Any = ()
+) -> None:
+    from stream.speakers.topic import publish
+
+    sent = asyncio.run(
+        publish(_client(args), registry, names=names, removed=removed, topic=_topic(args))
+    )
+    print(f"published {sent} record(s) to {_topic(args)}")
+
+
+def _list(args: argparse.Namespace) -> int:
+    return _run(_do_list, args)
+
+
+def _do_list(args: argparse.Namespace) -> int:
+    path = registry_dir(args)
+    from stream.speakers.registry import INDEX_FILE
+
+    if not (path / INDEX_FILE).exists():
+        print(f"no speakers enrolled ({path} has no registry)")
+        return 0
+    registry = _load(args)
+    rows = [
+        {
+            "name": name,
+            "windows": int(registry.speakers[name].embeddings.shape[0]),
+            "updated_at": registry.speakers[name].updated_at,
+        }
+        for name in registry
+    ]
+    if args.json:
+        doc = {
+            "registry": str(path),
+            "model": registry.model.to_dict(),
+            "calibration": registry.calibration.to_dict(),
+            "speakers": rows,
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"{path}: model {registry.model.describe()}, threshold {registry.threshold:.3f}")
+    for row in rows:
+        print(f"  {row['name']:<32} {row['windows']:>4} windows  {row['updated_at']}")
+    if not rows:
+        print("  (no speakers)")
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    return _run(_do_remove, args)
+
+
+def _do_remove(args: argparse.Namespace) -> int:
+    from stream.speakers.registry import save_registry
+
+    registry = _load(args)
+    registry = registry.without(args.name)
+    save_registry(registry, registry_dir(args))
+    print(f"removed {args.name!r} ({len(registry)} speakers left)")
+    if args.publish:
+        _publish(args, registry, names=[], removed=[args.name])
+    return 0
+
+
+def _identify(args: argparse.Namespace) -> int:
+    return _run(_do_identify, args)
+
+
+def _do_identify(args: argparse.Namespace) -> int:
+    from stream.speakers.evaluation import identify_files
+    from stream.speakers.scoring import ScoringConfig
+
+    embedder = _embedder(args)
+    registry = _load(args, embedder)
+    results = identify_files(embedder, registry, args.files, config=ScoringConfig(args.method))
+    for result in results:
+        if args.json:
+            print(json.dumps(result.to_dict()))
+        else:
+            v = result.verdict
+            print(
+                f"{result.path}: {v.speaker} (score {v.score:.3f}, nearest {v.nearest}, "
+                f"margin {v.margin:.3f}, threshold {v.threshold:.3f})"
+            )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    return _run(_do_evaluate, args)
+
+
+def _do_evaluate(args: argparse.Namespace) -> int:
+    from stream.speakers.evaluation import evaluate_dir, plot_det
+
+    embedder = _embedder(args)
+    reports = evaluate_dir(embedder, args.data_dir)
+    out = args.out or args.data_dir
+    doc = {
+        "model": f"{embedder.manifest.name}/{embedder.manifest.version}",
+        "data_dir": str(args.data_dir),
+        "reports": [r.to_dict() for r in reports],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speaker-eval.json").write_text(json.dumps(doc, indent=2) + "\n")
+    png = plot_det(reports, out / "speaker-det.png")
+    for rep in reports:
+        print(
+            f"{rep.method:>8}: EER {100 * (rep.eer or 0):.1f}%  identification accuracy "
+            f"{rep.accuracy:.3f}  unknown rejection {rep.unknown_rejection:.3f}  "
+            f"threshold {rep.threshold:.3f} ({rep.calibration_method})"
+        )
+    print(f"wrote {out / 'speaker-eval.json'} and {png}")
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    return _run(_do_sync, args)
+
+
+def _do_sync(args: argparse.Namespace) -> int:
+    registry = _load(args)
+    _publish(args, registry)
+    return 0

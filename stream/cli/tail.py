@@ -1,0 +1,189 @@
+"""``tympan tail``: print the worker's events as they arrive.
+
+A readable table by default (one line per event, columns chosen per topic) or the
+raw JSON lines with ``--json``. It reads without a consumer group, so tailing never
+moves anyone's committed offsets; ``--from-beginning`` replays what the topic holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+TOPIC_CHOICES = ("labels", "speakers", "summaries", "rejected")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "tail",
+        help="print label/speaker/summary events or dead letters as they arrive",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--topic", choices=TOPIC_CHOICES, default="labels")
+    parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    parser.add_argument("--max", type=int, default=None, metavar="N", help="stop after N events")
+    parser.add_argument(
+        "--idle-exit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop when no event arrived for SECONDS",
+    )
+    parser.add_argument("--from-beginning", action="store_true", help="start at the oldest event")
+    parser.add_argument("--broker", help="bootstrap servers host:port[,...] (TYMPAN_BROKER)")
+    parser.add_argument("--topic-prefix", help="topic prefix (TYMPAN_TOPIC_PREFIX, tympan)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stream.errors import TympanError
+    from stream.settings import WorkerSettings
+
+    try:
+        settings = WorkerSettings.from_environ(
+            os.environ, {"broker": args.broker, "topic_prefix": args.topic_prefix}
+        )
+        return asyncio.run(_tail(settings, args, sys.stdout))
+    except TympanError as exc:
+        print(f"tympan tail: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.errors import KafkaError
+
+    from stream.errors import BrokerError
+    from stream.topics import Topics
+
+    topics = Topics().with_prefix(settings.topic_prefix)
+    topic = getattr(topics, args.topic)
+    consumer = AIOKafkaConsumer(
+        topic,
+        **settings.kafka.aiokafka_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if args.from_beginning else "latest",
+    )
+    try:
+        await consumer.start()
+    except (KafkaError, OSError) as exc:
+        await consumer.stop()
+        raise BrokerError(
+            f"cannot read {topic!r} from {settings.kafka.bootstrap_servers}: {exc!r}"
+        ) from exc
+    render = _json_line if args.json else ROWS[args.topic]
+    if not args.json:
+        print(HEADERS[args.topic], file=out, flush=True)
+    seen = 0
+    last = time.monotonic()
+    try:
+        while args.max is None or seen < args.max:
+            batch = await consumer.getmany(timeout_ms=500)
+            records = [r for part in batch.values() for r in part]
+            if not records:
+                if args.idle_exit is not None and time.monotonic() - last > args.idle_exit:
+                    break
+                continue
+            last = time.monotonic()
+            for record in records:
+                print(render(_parse(record.value)), file=out, flush=True)
+                seen += 1
+                if args.max is not None and seen >= args.max:
+                    break
+    finally:
+        await consumer.stop()
+    return 0
+
+
+def _parse(value: bytes | None) -> dict[str, Any]:
+    try:
+        data = json.loads(value or b"null")
+    except ValueError:
+        return {"unparsable": (value or b"")[:80].decode("utf-8", "replace")}
+    return data if isinstance(data, dict) else {"value": data}
+
+
+def _json_line(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"))
+
+
+def _clock(capture_time_s: Any) -> str:
+    if not isinstance(capture_time_s, int | float):
+        return "-"
+    return (
+        time.strftime("%H:%M:%S", time.gmtime(capture_time_s))
+        + f".{int(capture_time_s * 1000) % 1000:03d}"
+    )
+
+
+def _model(event: dict[str, Any]) -> str:
+    m = event.get("model") or {}
+    return f"{m.get('name', '?')}@{m.get('version', '?')}" if isinstance(m, dict) else str(m)
+
+
+def _label_row(e: dict[str, Any]) -> str:
+    flags = ",".join(f for f in ("gap", "padded") if e.get(f)) or "-"
+    return (
+        f"{str(e.get('stream_id'))[:24]:<24} {e.get('window_index', '-'):>6} "
+        f"{e.get('start_s', 0):>8.2f} {e.get('end_s', 0):>8.2f} {str(e.get('label'))[:16]:<16} "
+        f"{e.get('score', 0):>6.3f} {_clock(e.get('capture_time_s')):<12} "
+        f"{e.get('latency_ms', 0):>8.1f} {flags:<10} {_model(e)}"
+    )
+
+
+def _speaker_row(e: dict[str, Any]) -> str:
+    return (
+        f"{str(e.get('stream_id'))[:24]:<24} {e.get('window_index', '-'):>6} "
+        f"{e.get('start_s', 0):>8.2f} {e.get('end_s', 0):>8.2f} "
+        f"{str(e.get('speaker'))[:20]:<20} {e.get('score', 0):>6.3f} {_model(e)}"
+    )
+
+
+def _summary_row(e: dict[str, Any]) -> str:
+    counts = e.get("counts") or {}
+    timeline = " ".join(
+        f"{s.get('label')}[{s.get('start_s', 0):.1f}-{s.get('end_s', 0):.1f}]"
+        for s in (e.get("timeline") or [])[:6]
+    )
+    return (
+        f"{str(e.get('stream_id'))[:24]:<24} {e.get('closed_by', '-'):<8} "
+        f"{e.get('duration_s', 0):>8.2f} {e.get('windows', 0):>6} "
+        f"{str(e.get('dominant_label'))[:16]:<16} {str(e.get('speaker') or '-')[:16]:<16} "
+        f"gaps={counts.get('gaps', 0)} dup={counts.get('duplicates', 0)} "
+        f"rej={counts.get('rejected', 0)}  {timeline}"
+    )
+
+
+def _rejected_row(e: dict[str, Any]) -> str:
+    where = f"{e.get('partition', '-')}:{e.get('offset', '-')}"
+    return (
+        f"{str(e.get('stream_id'))[:24]:<24} {str(e.get('reason'))[:22]:<22} {where:<10} "
+        f"{e.get('message', '')}"
+    )
+
+
+ROWS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "labels": _label_row,
+    "speakers": _speaker_row,
+    "summaries": _summary_row,
+    "rejected": _rejected_row,
+}
+HEADERS = {
+    "labels": f"{'stream':<24} {'window':>6} {'start_s':>8} {'end_s':>8} {'label':<16} "
+    f"{'score':>6} {'captured':<12} {'lat_ms':>8} {'flags':<10} model",
+    "speakers": f"{'stream':<24} {'window':>6} {'start_s':>8} {'end_s':>8} {'speaker':<20} "
+    f"{'score':>6} model",
+    "summaries": f"{'stream':<24} {'closed':<8} {'dur_s':>8} {'wins':>6} {'dominant':<16} "
+    f"{'speaker':<16} counts / timeline",
+    "rejected": f"{'stream':<24} {'reason':<22} {'p:offset':<10} message",
+}

@@ -1,0 +1,163 @@
+"""``tympan topics create|list|describe|wait``: tympan's topics on a broker.
+
+``--broker`` defaults to ``$TYMPAN_BROKER``, else ``127.0.0.1:9092``; TLS/SASL come
+from the ``TYMPAN_KAFKA_*`` variables (docs/kafka.md). ``python -m stream.topics``
+runs the same commands without the rest of the ``tympan`` CLI (scripts/kafka.sh uses
+it to wait for the broker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from stream.errors import TympanError
+from stream.kafka_client import DEFAULT_BOOTSTRAP, ENV_BROKER, KafkaClientConfig
+from stream.topics import (
+    Topics,
+    describe_topics,
+    ensure_topics,
+    list_topics,
+    wait_for_broker,
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "topics",
+        help="create, list or describe tympan's Kafka topics",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_commands(parser)
+    parser.set_defaults(func=lambda _args: _usage(parser))
+
+
+def standalone(argv: Sequence[str]) -> int:
+    """Entry point of ``python -m stream.topics``."""
+    parser = argparse.ArgumentParser(prog="python -m stream.topics", description=__doc__)
+    # aiokafka logs every refused connection while ``wait`` polls; the outcome is printed.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    _add_commands(parser)
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        return _usage(parser)
+    return int(func(args))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _add_commands(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="topics_command", metavar="ACTION")
+
+    create = commands.add_parser("create", help="create missing topics, check existing ones")
+    _add_broker(create)
+    _add_layout(create)
+    create.set_defaults(func=_create)
+
+    listing = commands.add_parser("list", help="list topics on the broker")
+    _add_broker(listing)
+    listing.add_argument("--all", action="store_true", help="include topics of other prefixes")
+    listing.add_argument("--prefix", default="tympan", help="topic prefix (default: tympan)")
+    listing.set_defaults(func=_list)
+
+    describe = commands.add_parser("describe", help="partitions and configs of topics")
+    _add_broker(describe)
+    describe.add_argument("names", nargs="*", help="topic names (default: tympan's topics)")
+    describe.add_argument("--prefix", default="tympan", help="topic prefix (default: tympan)")
+    describe.set_defaults(func=_describe)
+
+    wait = commands.add_parser("wait", help="wait until the broker answers a metadata request")
+    _add_broker(wait)
+    wait.add_argument("--timeout", type=float, default=60.0, help="seconds (default: 60)")
+    wait.set_defaults(func=_wait)
+
+
+def _add_broker(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--broker",
+        default=os.environ.get(ENV_BROKER) or DEFAULT_BOOTSTRAP,
+        help=f"bootstrap servers host:port[,...] (default: ${ENV_BROKER} or {DEFAULT_BOOTSTRAP})",
+    )
+
+
+def _add_layout(parser: argparse.ArgumentParser) -> None:
+    defaults = Topics()
+    parser.add_argument("--prefix", default=defaults.prefix, help="topic prefix")
+    parser.add_argument("--audio-partitions", type=int, default=defaults.audio_partitions)
+    parser.add_argument("--result-partitions", type=int, default=defaults.result_partitions)
+    parser.add_argument("--replication-factor", type=int, default=defaults.replication_factor)
+
+
+def _client(args: argparse.Namespace) -> KafkaClientConfig:
+    return KafkaClientConfig.from_environ(
+        os.environ, bootstrap_servers=args.broker, default_client_id="tympan-topics"
+    )
+
+
+def _run(args: argparse.Namespace, body: Any) -> int:
+    try:
+        return int(asyncio.run(body(args)))
+    except TympanError as exc:
+        print(f"tympan topics: {exc}", file=sys.stderr)
+        return 1
+
+
+def _create(args: argparse.Namespace) -> int:
+    async def body(args: argparse.Namespace) -> int:
+        topics = Topics(
+            prefix=args.prefix,
+            audio_partitions=args.audio_partitions,
+            result_partitions=args.result_partitions,
+            replication_factor=args.replication_factor,
+        )
+        report = await ensure_topics(_client(args), topics)
+        for name in topics.names():
+            state = "created" if name in report.created else "exists"
+            print(f"{state:8} {name}")
+        return 0
+
+    return _run(args, body)
+
+
+def _list(args: argparse.Namespace) -> int:
+    async def body(args: argparse.Namespace) -> int:
+        for name in await list_topics(_client(args)):
+            if args.all or name.startswith(f"{args.prefix}."):
+                print(name)
+        return 0
+
+    return _run(args, body)
+
+
+def _describe(args: argparse.Namespace) -> int:
+    async def body(args: argparse.Namespace) -> int:
+        names = list(args.names) or list(Topics(prefix=args.prefix).names())
+        for info in await describe_topics(_client(args), names):
+            configs = " ".join(f"{key}={value}" for key, value in sorted(info.configs.items()))
+            print(
+                f"{info.name}  partitions={info.partitions} "
+                f"replication={info.replication_factor}  {configs}".rstrip()
+            )
+        return 0
+
+    return _run(args, body)
+
+
+def _wait(args: argparse.Namespace) -> int:
+    async def body(args: argparse.Namespace) -> int:
+        brokers = await wait_for_broker(_client(args), timeout_s=args.timeout)
+        print(f"broker answered at {args.broker} ({brokers} broker(s))")
+        return 0
+
+    return _run(args, body)

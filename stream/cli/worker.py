@@ -1,0 +1,117 @@
+"""``tympan worker``: consume audio frames, emit label/speaker/summary events.
+
+A thin wrapper over Faust's own worker (``faust.Worker``): it builds the settings
+from flags and ``TYMPAN_*`` variables (``stream.settings``), makes sure the topics
+exist, loads and checks the model, then hands the app to Faust, which handles
+signals, the consumer group and the web server (``/metrics``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from typing import Any
+
+from stream.errors import ContractError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="run the streaming worker (Faust): audio frames → label/speaker/summary events",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", help="label model: directory or name[/version] (default: scene)")
+    parser.add_argument("--speaker-model", dest="speaker_model", help="speaker model (optional)")
+    parser.add_argument("--speaker-registry", dest="speaker_registry", help="speaker registry file")
+    parser.add_argument("--model-repo", dest="model_repo", help="model repository (models/zoo)")
+    parser.add_argument("--broker", help="bootstrap servers host:port[,...] (TYMPAN_BROKER)")
+    parser.add_argument("--topic-prefix", dest="topic_prefix", help="topic prefix (tympan)")
+    parser.add_argument("--app-id", dest="app_id", help="Faust app id = consumer group")
+    parser.add_argument("--data-dir", dest="data_dir", help="Faust data directory")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="onnxruntime device")
+    parser.add_argument("--max-batch", dest="max_batch", type=int, help="windows per batch")
+    parser.add_argument("--max-wait-ms", dest="max_wait_ms", type=float, help="batch wait budget")
+    parser.add_argument("--queue-windows", dest="queue_windows", type=int, help="queue bound")
+    parser.add_argument("--reorder-frames", dest="reorder_frames", type=int)
+    parser.add_argument("--max-gap-frames", dest="max_gap_frames", type=int)
+    parser.add_argument("--idle-timeout-s", dest="idle_timeout_s", type=float)
+    parser.add_argument("--max-streams", dest="max_streams", type=int)
+    parser.add_argument("--top-k", dest="top_k", type=int)
+    parser.add_argument("--web-host", dest="web_host", help="metrics bind address (127.0.0.1)")
+    parser.add_argument("--web-port", dest="web_port", type=int, help="metrics port; 0 = off")
+    parser.add_argument("--loglevel", default="info", help="Faust worker log level")
+    parser.add_argument(
+        "--no-create-topics",
+        dest="create_topics",
+        action="store_false",
+        help="do not create missing topics at start",
+    )
+    parser.set_defaults(func=run)
+
+
+_SETTING_FLAGS = (
+    "model",
+    "speaker_model",
+    "speaker_registry",
+    "model_repo",
+    "broker",
+    "topic_prefix",
+    "app_id",
+    "data_dir",
+    "device",
+    "max_batch",
+    "max_wait_ms",
+    "queue_windows",
+    "reorder_frames",
+    "max_gap_frames",
+    "idle_timeout_s",
+    "max_streams",
+    "top_k",
+    "web_host",
+    "web_port",
+)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stream.app import build_worker
+    from stream.settings import WorkerSettings
+    from stream.topics import Topics, ensure_topics
+
+    try:
+        settings = WorkerSettings.from_environ(
+            os.environ, {name: getattr(args, name) for name in _SETTING_FLAGS}
+        )
+        if args.create_topics:
+            topics = Topics().with_prefix(settings.topic_prefix)
+            asyncio.run(ensure_topics(settings.kafka, topics))
+        worker = build_worker(settings)
+    except ContractError as exc:
+        print(f"tympan worker: {exc}", file=sys.stderr)
+        return 2
+    _banner(worker)
+    import faust
+
+    faust_worker = faust.Worker(worker.app, loglevel=args.loglevel)
+    faust_worker.execute_from_commandline()
+    return 0
+
+
+def _banner(worker: Any) -> None:
+    s = worker.settings
+    m = worker.model.manifest
+    web = f"http://{s.web_host}:{s.web_port}/metrics" if s.web_port else "off"
+    print(
+        f"tympan worker: model {m.name}@{m.version} ({len(m.labels)} labels, "
+        f"{worker.model.device}) | consuming {worker.topics.audio} as group {s.app_id!r} on "
+        f"{s.kafka.bootstrap_servers} | events → {worker.topics.labels}, "
+        f"{worker.topics.speakers}, {worker.topics.summaries}; dead letters → "
+        f"{worker.topics.rejected} | metrics {web}",
+        flush=True,
+    )

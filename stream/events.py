@@ -1,0 +1,294 @@
+"""The records the worker writes: label, speaker and summary events, rejected frames.
+
+Each event is a frozen dataclass rendered to compact JSON (a JSON Schema for each is
+in ``docs/schemas/``). Event ids are *deterministic*: a digest of the stream id, the
+window index, the event kind and the model name+version. A replay after a crash
+re-emits the same windows with the same ids, so a consumer deduplicates on
+``event_id`` and at-least-once delivery becomes effectively-once downstream.
+
+Everything an event holds except ``latency_ms`` is a function of the input frames and
+the model, so a replayed duplicate is identical apart from its latency.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+LABEL_SCHEMA = "tympan.label.v1"
+SPEAKER_SCHEMA = "tympan.speaker.v1"
+SUMMARY_SCHEMA = "tympan.summary.v1"
+REJECTED_SCHEMA = "tympan.rejected.v1"
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def event_id(stream_id: str, index: int, kind: str, model: str) -> str:
+    """Deterministic id: the same window of the same stream under the same model.
+
+    Parameters
+    ----------
+    stream_id: the stream (Kafka key).
+    index: window index in the stream (``-1`` for a stream-level event).
+    kind: ``"label"``, ``"speaker"`` or ``"summary"``.
+    model: ``"name@version"``.
+
+    Returns
+    -------
+    32 hex characters (blake2b, 128 bits).
+    """
+    key = f"{stream_id}\x1f{index}\x1f{kind}\x1f{model}".encode()
+    return hashlib.blake2b(key, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """Which model made an event."""
+
+    name: str
+    version: str
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version}
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSpan:
+    """Where a window lies in its stream: sample offsets at the model rate, seconds,
+    and the capture (wall-clock) time of its last sample when the producer sent one."""
+
+    index: int
+    start_sample: int
+    end_sample: int
+    sr: int
+    capture_time_s: float | None = None
+
+    @property
+    def start_s(self) -> float:
+        return self.start_sample / self.sr
+
+    @property
+    def end_s(self) -> float:
+        return self.end_sample / self.sr
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "window_index": self.index,
+            "start_sample": self.start_sample,
+            "end_sample": self.end_sample,
+            "sr": self.sr,
+            "start_s": round(self.start_s, 6),
+            "end_s": round(self.end_s, 6),
+            "capture_time_s": self.capture_time_s,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LabelEvent:
+    """The model's verdict on one window.
+
+    Attributes
+    ----------
+    label, score: the top label and its probability.
+    top_k: the ``k`` best ``(label, score)`` pairs, best first.
+    gap: the window holds zero-filled samples (frames were missing).
+    padded: the window is the stream's last, padded with silence.
+    latency_ms: from the worker receiving the window's last frame to this event.
+    """
+
+    event_id: str
+    stream_id: str
+    span: WindowSpan
+    label: str
+    score: float
+    top_k: tuple[tuple[str, float], ...]
+    model: ModelRef
+    gap: bool = False
+    padded: bool = False
+    latency_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schema": LABEL_SCHEMA,
+            "event_id": self.event_id,
+            "stream_id": self.stream_id,
+        }
+        out.update(self.span.to_dict())
+        out.update(
+            {
+                "label": self.label,
+                "score": round(self.score, 6),
+                "top_k": [{"label": lab, "score": round(s, 6)} for lab, s in self.top_k],
+                "model": self.model.to_dict(),
+                "gap": self.gap,
+                "padded": self.padded,
+                "latency_ms": round(self.latency_ms, 3),
+            }
+        )
+        return out
+
+    def to_json(self) -> bytes:
+        return _dumps(self.to_dict()).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerEvent:
+    """Who speaks in one window: a registered name, or ``"unknown"`` (open set)."""
+
+    event_id: str
+    stream_id: str
+    span: WindowSpan
+    speaker: str
+    score: float
+    model: ModelRef
+    latency_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schema": SPEAKER_SCHEMA,
+            "event_id": self.event_id,
+            "stream_id": self.stream_id,
+        }
+        out.update(self.span.to_dict())
+        out.update(
+            {
+                "speaker": self.speaker,
+                "score": round(self.score, 6),
+                "model": self.model.to_dict(),
+                "latency_ms": round(self.latency_ms, 3),
+            }
+        )
+        return out
+
+    def to_json(self) -> bytes:
+        return _dumps(self.to_dict()).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A run of consecutive windows with the same top label."""
+
+    label: str
+    start_s: float
+    end_s: float
+    windows: int
+    mean_score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "start_s": round(self.start_s, 6),
+            "end_s": round(self.end_s, 6),
+            "windows": self.windows,
+            "mean_score": round(self.mean_score, 6),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryEvent:
+    """The end of a stream: what it held, once.
+
+    Attributes
+    ----------
+    closed_by: ``"eos"`` (end-of-stream frame), ``"idle"`` (no frame for
+        ``idle_timeout_s``) or ``"shutdown"``.
+    duration_s: samples seen at the model rate / sr (zero-filled gaps included).
+    timeline: merged label segments.
+    dominant_label: the label covering the most windows (``None`` without windows).
+    speaker, speaker_score: the speaker verdict over the stream, when a speaker model
+        runs (``None`` otherwise).
+    counts: frames, duplicates, late, gaps, gap_frames, resets, rejected, windows.
+    """
+
+    event_id: str
+    stream_id: str
+    model: ModelRef
+    closed_by: str
+    duration_s: float
+    windows: int
+    timeline: tuple[Segment, ...]
+    dominant_label: str | None
+    speaker: str | None = None
+    speaker_score: float | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SUMMARY_SCHEMA,
+            "event_id": self.event_id,
+            "stream_id": self.stream_id,
+            "model": self.model.to_dict(),
+            "closed_by": self.closed_by,
+            "duration_s": round(self.duration_s, 6),
+            "windows": self.windows,
+            "timeline": [s.to_dict() for s in self.timeline],
+            "dominant_label": self.dominant_label,
+            "speaker": self.speaker,
+            "speaker_score": None if self.speaker_score is None else round(self.speaker_score, 6),
+            "counts": dict(sorted(self.counts.items())),
+        }
+
+    def to_json(self) -> bytes:
+        return _dumps(self.to_dict()).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRecord:
+    """A Kafka record the worker could not use, with everything needed to replay it.
+
+    Attributes
+    ----------
+    stream_id: the record's key as text (``None`` without a key).
+    reason: the ``InputError.reason`` code (``bad_payload_length``, ``late_frame``...).
+    message: the human sentence naming the bad value.
+    topic, partition, offset: where the record was read.
+    headers: the original headers, values base64-encoded.
+    payload: the original value.
+    """
+
+    stream_id: str | None
+    reason: str
+    message: str
+    topic: str
+    partition: int
+    offset: int
+    headers: tuple[tuple[str, bytes], ...] = ()
+    payload: bytes = b""
+    seq: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": REJECTED_SCHEMA,
+            "stream_id": self.stream_id,
+            "reason": self.reason,
+            "message": self.message,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "seq": self.seq,
+            "headers": [
+                {"key": k, "value_b64": base64.b64encode(v).decode("ascii")}
+                for k, v in self.headers
+            ],
+            "payload_b64": base64.b64encode(self.payload).decode("ascii"),
+            "payload_bytes": len(self.payload),
+        }
+
+    def to_json(self) -> bytes:
+        return _dumps(self.to_dict()).encode()
+
+
+def top_k(labels: Sequence[str], scores: Sequence[float], k: int) -> tuple[tuple[str, float], ...]:
+    """The ``k`` best ``(label, score)`` pairs, best first; ties keep label order."""
+    order = sorted(range(len(labels)), key=lambda i: (-scores[i], i))[:k]
+    return tuple((labels[i], float(scores[i])) for i in order)

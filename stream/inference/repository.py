@@ -1,0 +1,105 @@
+"""Where models live: ``<repo>/<name>/<version>/`` and how a reference picks one.
+
+A reference is a model directory, ``name/version``, or ``name`` (the latest version
+by natural sort: ``2 < 10``, ``1.2.0 < 1.10.0``), resolved against a repository. The
+default repository is ``models/zoo`` in this checkout; command-line modules pass the
+value of ``TYMPAN_MODEL_REPO`` (leaf modules never read the environment).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import stream
+from stream.errors import ModelError
+from stream.inference.manifest import MANIFEST_FILE
+
+REPO_ENV = "TYMPAN_MODEL_REPO"
+
+
+def default_repo() -> Path:
+    """``models/zoo`` next to the ``stream`` package (this checkout's model zoo)."""
+    return Path(stream.__file__).resolve().parents[1] / "models" / "zoo"
+
+
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Natural sort key: digit runs compare as numbers, so ``"10"`` sorts after ``"9"``."""
+    parts = re.findall(r"\d+|[^\d]+", version)
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
+
+
+def is_model_dir(path: Path) -> bool:
+    return (path / MANIFEST_FILE).is_file()
+
+
+def list_versions(repo: Path, name: str) -> list[str]:
+    """Versions of ``name`` in ``repo`` that hold a manifest, oldest first."""
+    base = Path(repo) / name
+    if not base.is_dir():
+        return []
+    found = [p.name for p in base.iterdir() if not p.name.startswith(".") and is_model_dir(p)]
+    return sorted(found, key=version_key)
+
+
+def list_models(repo: Path) -> dict[str, list[str]]:
+    """Every ``name`` in ``repo`` with its versions (oldest first)."""
+    repo = Path(repo)
+    if not repo.is_dir():
+        return {}
+    names = sorted(p.name for p in repo.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return {n: v for n in names if (v := list_versions(repo, n))}
+
+
+def resolve_model_dir(
+    ref: str | Path | None, *, repo: Path | None = None, role: str = "scene"
+) -> Path:
+    """Turn a model reference into a model directory that holds ``manifest.json``.
+
+    Parameters
+    ----------
+    ref:
+        ``None`` (the latest version of ``role`` in the repository), a path to a model
+        directory, a path to a ``<name>`` directory (latest version), or ``name`` /
+        ``name/version`` inside the repository.
+    repo:
+        The repository; default :func:`default_repo`.
+    role:
+        The model name used when ``ref`` is ``None`` (``scene``, ``speaker``, ...).
+
+    Raises
+    ------
+    ModelError
+        Nothing matches; the message lists what was tried and what exists.
+    """
+    repo = Path(repo) if repo is not None else default_repo()
+    if ref is None:
+        return _latest(repo / role, f"default model {role!r}", repo)
+    path = Path(ref)
+    tried = [path] if path.is_absolute() else [path, repo / path]
+    for candidate in tried:
+        if is_model_dir(candidate):
+            return candidate
+        if candidate.is_dir() and list_versions(candidate.parent, candidate.name):
+            return _latest(candidate, f"model {str(ref)!r}", repo)
+    raise ModelError(
+        f"model {str(ref)!r}: no manifest.json in {', '.join(str(t) for t in tried)}; "
+        f"repository {repo} has {_inventory(repo)}"
+    )
+
+
+def _latest(name_dir: Path, what: str, repo: Path) -> Path:
+    versions = list_versions(name_dir.parent, name_dir.name)
+    if not versions:
+        raise ModelError(
+            f"{what}: no versions under {name_dir} (repository {repo} has {_inventory(repo)}); "
+            f"pass --model or set {REPO_ENV}"
+        )
+    return name_dir / versions[-1]
+
+
+def _inventory(repo: Path) -> str:
+    models = list_models(repo)
+    if not models:
+        return "no models"
+    return ", ".join(f"{n} ({', '.join(v)})" for n, v in models.items())

@@ -1,0 +1,78 @@
+"""Prometheus metrics of one worker, in a registry of its own.
+
+Served as text at ``/metrics`` on the worker's web port (127.0.0.1 by default). A
+registry per :class:`WorkerMetrics` rather than prometheus_client's global one, so
+two workers in one process (tests) do not collide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_MS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)
+
+
+def _registry() -> CollectorRegistry:
+    return CollectorRegistry(auto_describe=True)
+
+
+@dataclass
+class WorkerMetrics:
+    """Every metric the worker exports; names start with ``tympan_``."""
+
+    registry: CollectorRegistry = field(default_factory=_registry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.frames_in = Counter("tympan_frames_in", "Audio records consumed", registry=r)
+        self.windows = Counter("tympan_windows", "Model windows inferred", registry=r)
+        self.events_out = Counter("tympan_events_out", "Events produced", ["topic"], registry=r)
+        self.dead_letters = Counter(
+            "tympan_dead_letters", "Records sent to the dead-letter topic", ["reason"], registry=r
+        )
+        self.batch_size = Histogram(
+            "tympan_batch_size", "Windows per onnxruntime call", buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.inference_ms = Histogram(
+            "tympan_inference_ms",
+            "Milliseconds per onnxruntime call",
+            buckets=_MS_BUCKETS,
+            registry=r,
+        )
+        self.latency_ms = Histogram(
+            "tympan_processing_latency_ms",
+            "Window complete (last frame received) to label event produced",
+            buckets=_MS_BUCKETS,
+            registry=r,
+        )
+        self.e2e_latency_ms = Histogram(
+            "tympan_end_to_end_latency_ms",
+            "Capture time of a window's end to its label event produced (producer clocks)",
+            buckets=_MS_BUCKETS,
+            registry=r,
+        )
+        self.active_streams = Gauge("tympan_active_streams", "Open streams", registry=r)
+        self.queued_windows = Gauge(
+            "tympan_queued_windows", "Windows waiting for inference", registry=r
+        )
+        self.uncommitted = Gauge(
+            "tympan_uncommitted_records",
+            "Consumed records not yet acked (held by open streams), per partition",
+            ["partition"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            "tympan_consumer_lag", "Records behind the partition end", ["partition"], registry=r
+        )
+
+    def observe_batch(self, size: int, inference_ms: float) -> None:
+        self.batch_size.observe(size)
+        self.inference_ms.observe(inference_ms)
+        self.windows.inc(size)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return generate_latest(self.registry)

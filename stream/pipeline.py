@@ -1,0 +1,527 @@
+"""The worker's domain core, synchronous and Faust-free: records in, jobs and events out.
+
+:class:`Pipeline` owns every open stream's state: its :class:`~stream.sequencing.Sequencer`,
+its resampler, its place in the feature frontend, its summary. The Faust layer
+(``stream.agents``) feeds it one Kafka record at a time and gets back a :class:`Step`:
+
+* ``rejected``: dead letters to send (bad frames, late frames, over capacity);
+* ``jobs``: model windows to batch for inference (:class:`WindowJob`);
+* ``opened``: streams this record started (the caller pins their first offset);
+
+then hands inference results back to :meth:`Pipeline.complete`, which makes the
+label events, and collects the summaries of closed streams whose windows are all
+done with :meth:`Pipeline.take_summaries`.
+
+Everything here is a function of the records' content and order, never of the wall
+clock (except the idle timeout, which only decides *when* a stream closes, and
+latency figures): a replay of the same records gives the same windows, ids and
+verdicts.
+
+Stream lifecycle::
+
+    first frame (seq < open_limit) ─► open ─► frames … ─► EOS released ─┐
+                         idle_timeout_s without a frame ─► forced close ─┤
+                                        worker shutdown / partition lost ┘
+    ─► flush last (padded) window ─► all windows inferred ─► summary ─► tombstone
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from stream.audio.convert import payload_to_float32
+from stream.audio.resample import StreamResampler
+from stream.errors import FrameError, InputError, SequenceError
+from stream.events import (
+    LabelEvent,
+    ModelRef,
+    RejectedRecord,
+    SummaryEvent,
+    WindowSpan,
+    event_id,
+    top_k,
+)
+from stream.features.frontend import FeatureBank
+from stream.features.spec import FeatureSpec
+from stream.features.windows import Window, stack_windows
+from stream.sequencing import Released, Sequencer
+from stream.settings import SequencingPolicy
+from stream.summary import SummaryBuilder, WindowVerdict
+from stream.wire import AudioFrame, Encoding, decode_frame
+
+log = logging.getLogger(__name__)
+
+Float32 = npt.NDArray[np.float32]
+
+_TOMBSTONES_KEPT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed Kafka record, as the pipeline sees it."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class PipelinePolicy:
+    """The per-worker stream policy.
+
+    Attributes
+    ----------
+    sequencing: reorder window and gap limit.
+    idle_timeout_s: close a stream with no frame for this long.
+    max_streams: open streams at most; a new stream past it is refused
+        (its frames are dead-lettered with reason ``stream_limit``).
+    top_k: labels listed in each label event.
+    """
+
+    sequencing: SequencingPolicy = field(default_factory=SequencingPolicy)
+    idle_timeout_s: float = 30.0
+    max_streams: int = 10_000
+    top_k: int = 3
+
+    @property
+    def open_limit(self) -> int:
+        """A stream may start with any seq below this (its first frames reordered or lost)."""
+        return self.sequencing.reorder_frames + self.sequencing.max_gap_frames + 1
+
+
+@dataclass(slots=True)
+class WindowJob:
+    """A window waiting for inference, with what its events need."""
+
+    window: Window
+    partition: int
+    span: WindowSpan
+    gap: bool
+    ready_s: float  # time.monotonic() when the window became complete
+
+
+@dataclass(slots=True)
+class Step:
+    """What one record (or one idle check) produced."""
+
+    jobs: list[WindowJob] = field(default_factory=list)
+    rejected: list[RejectedRecord] = field(default_factory=list)
+    opened: list[tuple[str, int, int]] = field(default_factory=list)  # stream, partition, offset
+
+    def extend(self, other: Step) -> None:
+        self.jobs.extend(other.jobs)
+        self.rejected.extend(other.rejected)
+        self.opened.extend(other.opened)
+
+
+@dataclass(slots=True)
+class _Stream:
+    stream_id: str
+    partition: int
+    first_offset: int
+    sequencer: Sequencer[tuple[Record, AudioFrame]]
+    sample_rate: int
+    encoding: Encoding
+    channels: int
+    resampler: StreamResampler
+    summary: SummaryBuilder
+    last_seen_s: float
+    position: int = 0  # samples at spec.sr handed to the frontend (gaps included)
+    origin_us: int | None = None  # capture time of stream sample 0
+    gaps: list[tuple[int, int]] = field(default_factory=list)  # zero-filled [start, end)
+    outstanding: int = 0  # windows submitted, not yet completed
+    rejected: int = 0
+    closed_by: str | None = None
+
+
+class Pipeline:
+    """All open streams of one worker.
+
+    Parameters
+    ----------
+    spec: the model's FeatureSpec (the frontend computes it).
+    model: name and version, for event ids.
+    labels: one per probabilities column.
+    frontend: the streaming feature bank (one for all streams).
+    policy: sequencing, idle timeout, stream cap, top-k.
+    clock: monotonic seconds (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        model: ModelRef,
+        labels: Sequence[str],
+        frontend: FeatureBank,
+        policy: PipelinePolicy,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.spec = spec
+        self.model = model
+        self.labels = tuple(labels)
+        self.frontend = frontend
+        self.policy = policy
+        self.clock = clock
+        self.hop_samples = spec.hop_frames * spec.hop_length
+        self._streams: dict[str, _Stream] = {}
+        self._done: OrderedDict[str, int | None] = OrderedDict()  # stream → eos seq
+        self._refused: OrderedDict[str, int | None] = OrderedDict()
+        self.late_duplicates = 0  # duplicates of ended streams, dropped
+        self._closing: list[str] = []
+
+    # -- queries ----------------------------------------------------------------------
+    @property
+    def active_streams(self) -> int:
+        return len(self._streams)
+
+    def stream_partition(self, stream_id: str) -> int | None:
+        state = self._streams.get(stream_id)
+        return None if state is None else state.partition
+
+    def first_offset(self, stream_id: str) -> int | None:
+        state = self._streams.get(stream_id)
+        return None if state is None else state.first_offset
+
+    # -- records ----------------------------------------------------------------------
+    def accept(self, record: Record) -> Step:
+        """Take one audio-topic record; never raises for bad input (it becomes a dead
+        letter in the returned step)."""
+        step = Step()
+        try:
+            frame = decode_frame(record.key, record.value, record.headers)
+            self._route(record, frame, step)
+        except InputError as exc:
+            exc.locate(partition=record.partition, offset=record.offset)
+            step.rejected.append(_rejected(record, exc))
+            state = self._streams.get(exc.stream_id or "")
+            if state is not None:
+                state.rejected += 1
+            log.info("rejected record: %s (reason %s)", exc, exc.reason)
+        return step
+
+    def _route(self, record: Record, frame: AudioFrame, step: Step) -> None:
+        sid = frame.stream_id
+        state = self._streams.get(sid)
+        if state is None:
+            if self._is_late_duplicate(frame):
+                self.late_duplicates += 1
+                return
+            self._check_new(frame)
+            state = self._open(record, frame)
+            step.opened.append((sid, record.partition, record.offset))
+        self._check_format(state, frame)
+        state.last_seen_s = self.clock()
+        released = state.sequencer.push(frame.seq, (record, frame), eos=frame.eos)
+        self._feed(state, released, step)
+        if state.sequencer.finished:
+            self._close(state, "eos", step)
+
+    def _is_late_duplicate(self, frame: AudioFrame) -> bool:
+        """A frame of a stream that already ended, repeating one before its EOS."""
+        eos_seq = self._done.get(frame.stream_id)
+        return eos_seq is not None and frame.seq <= eos_seq
+
+    def _check_new(self, frame: AudioFrame) -> None:
+        sid, seq = frame.stream_id, frame.seq
+        if sid in self._done:
+            eos_seq = self._done[sid]
+            raise SequenceError(
+                "stream_closed",
+                "frame arrived for a stream that was already closed"
+                + (f" at eos seq {eos_seq}" if eos_seq is not None else " (idle timeout)"),
+                stream_id=sid,
+                seq=seq,
+            )
+        if sid in self._refused:
+            raise SequenceError(
+                "stream_limit",
+                f"stream was refused: the worker held {self.policy.max_streams} open streams "
+                "when it started",
+                stream_id=sid,
+                seq=seq,
+            )
+        if len(self._streams) >= self.policy.max_streams:
+            _remember(self._refused, sid, None)
+            raise SequenceError(
+                "stream_limit",
+                f"worker already holds max_streams={self.policy.max_streams} open streams",
+                stream_id=sid,
+                seq=seq,
+            )
+        if seq >= self.policy.open_limit:
+            raise SequenceError(
+                "no_stream_start",
+                f"first frame seen has seq {seq}; a stream must start below seq "
+                f"{self.policy.open_limit} (its start was never seen by this worker)",
+                stream_id=sid,
+                seq=seq,
+            )
+
+    def _open(self, record: Record, frame: AudioFrame) -> _Stream:
+        sid = frame.stream_id
+        state = _Stream(
+            stream_id=sid,
+            partition=record.partition,
+            first_offset=record.offset,
+            sequencer=Sequencer(sid, self.policy.sequencing),
+            sample_rate=frame.sample_rate,
+            encoding=frame.encoding,
+            channels=frame.channels,
+            resampler=StreamResampler(frame.sample_rate, self.spec.sr),
+            summary=SummaryBuilder(sid, self.model),
+            last_seen_s=self.clock(),
+        )
+        self._streams[sid] = state
+        log.debug("stream %r opened (partition %d offset %d)", sid, record.partition, record.offset)
+        return state
+
+    def _check_format(self, state: _Stream, frame: AudioFrame) -> None:
+        got = (frame.sample_rate, frame.encoding, frame.channels)
+        want = (state.sample_rate, state.encoding, state.channels)
+        if got != want:
+            raise FrameError(
+                "format_changed",
+                f"frame is {got[0]} Hz {got[1].value} × {got[2]} but the stream started as "
+                f"{want[0]} Hz {want[1].value} × {want[2]}",
+                stream_id=frame.stream_id,
+                seq=frame.seq,
+            )
+
+    # -- audio → windows ------------------------------------------------------------------
+    def _feed(
+        self, state: _Stream, released: Iterable[Released[tuple[Record, AudioFrame]]], step: Step
+    ) -> None:
+        for rel in released:
+            _, frame = rel.item
+            if state.origin_us is None:
+                lead = rel.seq * frame.n_samples / frame.sample_rate
+                state.origin_us = frame.capture_us - round(lead * 1e6)
+            if rel.reset:
+                self._reset(state, rel.gap_frames * frame.n_samples, step)
+            elif rel.gap_frames:
+                zeros = np.zeros(rel.gap_frames * frame.n_samples, dtype=np.float32)
+                start = state.position
+                self._push(state, zeros, step)
+                state.gaps.append((start, state.position))
+            samples = payload_to_float32(frame.payload, frame.encoding, frame.channels)
+            self._push(state, samples, step, last=rel.eos)
+
+    def _push(self, state: _Stream, samples: Float32, step: Step, *, last: bool = False) -> None:
+        y = state.resampler.process(samples, last=last)
+        state.position += len(y)
+        self._submit(state, self._bank_push(state, y), step)
+
+    def _bank_push(self, state: _Stream, y: Float32) -> list[Window]:
+        if not len(y):
+            return []
+        result = self.frontend.push({state.stream_id: y})
+        error = result.rejects.get(state.stream_id)
+        if error is not None:
+            raise error.locate(stream_id=state.stream_id)
+        return result.windows
+
+    def _reset(self, state: _Stream, gap_in_samples: int, step: Step) -> None:
+        """A gap too long to zero-fill: finish the segment before it, restart features
+        after it. The frontend keeps sample offsets and window indices true to the
+        stream (``FeatureBank.reset(at_sample=...)``), so ids stay unique."""
+        tail = state.resampler.process(np.zeros(0, dtype=np.float32), last=True)
+        state.position += len(tail)
+        self._submit(state, self._bank_push(state, tail), step)
+        resume = state.position + math.ceil(gap_in_samples * self.spec.sr / state.sample_rate)
+        self._submit(state, self.frontend.reset(state.stream_id, at_sample=resume), step)
+        state.gaps.append((state.position, resume))
+        state.position = resume
+        state.resampler = StreamResampler(state.sample_rate, self.spec.sr)
+
+    def _submit(self, state: _Stream, windows: list[Window], step: Step) -> None:
+        now = self.clock()
+        for w in windows:
+            index, start, end = w.index, w.start_sample, w.end_sample
+            capture_s = None
+            if state.origin_us is not None:
+                capture_s = (state.origin_us + end * 1e6 / self.spec.sr) / 1e6
+            span = WindowSpan(index, start, end, self.spec.sr, capture_s)
+            gap = any(a < end and start < b for a, b in state.gaps)
+            step.jobs.append(WindowJob(w, state.partition, span, gap, now))
+            state.outstanding += 1
+
+    # -- closing ------------------------------------------------------------------------
+    def _close(self, state: _Stream, closed_by: str, step: Step) -> None:
+        if state.closed_by is not None:
+            return
+        self._feed(state, state.sequencer.flush(), step)
+        if not state.sequencer.finished:  # an EOS frame already flushed the resampler
+            tail = state.resampler.process(np.zeros(0, dtype=np.float32), last=True)
+            state.position += len(tail)
+            self._submit(state, self._bank_push(state, tail), step)
+        self._submit(state, self.frontend.flush(state.stream_id), step)
+        self.frontend.close(state.stream_id)
+        state.closed_by = closed_by
+        self._closing.append(state.stream_id)
+        log.debug("stream %r closing (%s)", state.stream_id, closed_by)
+
+    def expire(self) -> Step:
+        """Close streams idle for longer than ``idle_timeout_s``."""
+        step = Step()
+        deadline = self.clock() - self.policy.idle_timeout_s
+        for state in list(self._streams.values()):
+            if state.closed_by is None and state.last_seen_s < deadline:
+                self._close(state, "idle", step)
+        return step
+
+    def close_all(self, closed_by: str = "shutdown") -> Step:
+        step = Step()
+        for state in list(self._streams.values()):
+            self._close(state, closed_by, step)
+        return step
+
+    def drop_partitions(self, partitions: Iterable[int]) -> list[str]:
+        """Forget the streams of revoked partitions (their new owner replays them)."""
+        lost = set(partitions)
+        dropped = [sid for sid, s in self._streams.items() if s.partition in lost]
+        for sid in dropped:
+            del self._streams[sid]
+            self.frontend.close(sid)
+        self._closing = [sid for sid in self._closing if sid in self._streams]
+        return dropped
+
+    # -- results ------------------------------------------------------------------------
+    def complete(
+        self, jobs: Sequence[WindowJob], probabilities: npt.NDArray[np.float32]
+    ) -> list[LabelEvent]:
+        """Label events for inferred windows (rows of ``probabilities`` match ``jobs``)."""
+        now = self.clock()
+        out: list[LabelEvent] = []
+        k = self.policy.top_k
+        tag = self.model.tag
+        for job, row in zip(jobs, probabilities, strict=True):
+            sid = job.window.stream_id
+            best = top_k(self.labels, row.tolist(), k)
+            label, score = best[0]
+            out.append(
+                LabelEvent(
+                    event_id=event_id(sid, job.span.index, "label", tag),
+                    stream_id=sid,
+                    span=job.span,
+                    label=label,
+                    score=score,
+                    top_k=best,
+                    model=self.model,
+                    gap=job.gap,
+                    padded=job.window.padded,
+                    latency_ms=(now - job.ready_s) * 1000.0,
+                )
+            )
+            state = self._streams.get(sid)
+            if state is not None:
+                state.outstanding -= 1
+                verdict = WindowVerdict(
+                    job.span.index, job.span.start_s, job.span.end_s, label, score
+                )
+                state.summary.add_label(verdict)
+        return out
+
+    def add_speaker(self, stream_id: str, speaker: str, score: float) -> None:
+        """Hook for speaker verdicts: they count towards the stream's summary."""
+        state = self._streams.get(stream_id)
+        if state is not None:
+            state.summary.add_speaker(speaker, score)
+
+    def take_summaries(self) -> list[tuple[int, SummaryEvent]]:
+        """Summaries of closed streams whose windows are all inferred, with partitions.
+
+        The streams are forgotten (tombstoned) here; their pins are the caller's to
+        release once the summary is delivered.
+        """
+        ready = [sid for sid in self._closing if self._streams[sid].outstanding == 0]
+        out: list[tuple[int, SummaryEvent]] = []
+        for sid in ready:
+            state = self._streams.pop(sid)
+            self._closing.remove(sid)
+            _remember(self._done, sid, state.sequencer.eos_seq)
+            out.append((state.partition, self._summary(state)))
+        return out
+
+    def _summary(self, state: _Stream) -> SummaryEvent:
+        c = state.sequencer.counts
+        counts = {
+            "frames": c.frames,
+            "duplicates": c.duplicates,
+            "late": c.late,
+            "gaps": c.gaps,
+            "gap_frames": c.gap_frames,
+            "resets": c.resets,
+            "rejected": state.rejected,
+        }
+        return state.summary.build(
+            closed_by=state.closed_by or "eos",
+            duration_s=state.position / self.spec.sr,
+            counts=counts,
+        )
+
+
+def _remember(lru: OrderedDict[str, int | None], key: str, value: int | None) -> None:
+    lru[key] = value
+    lru.move_to_end(key)
+    while len(lru) > _TOMBSTONES_KEPT:
+        lru.popitem(last=False)
+
+
+def _rejected(record: Record, exc: InputError) -> RejectedRecord:
+    stream_id = exc.stream_id
+    if stream_id is None and record.key is not None:
+        stream_id = record.key.decode("utf-8", "replace")
+    return RejectedRecord(
+        stream_id=stream_id,
+        reason=exc.reason,
+        message=str(exc),
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        headers=record.headers,
+        payload=record.value or b"",
+        seq=exc.seq,
+    )
+
+
+def run_sync(
+    pipeline: Pipeline,
+    records: Iterable[Record],
+    infer: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]],
+    *,
+    close_all: bool = True,
+) -> tuple[list[LabelEvent], list[SummaryEvent], list[RejectedRecord]]:
+    """Run records through ``pipeline`` with inference inline, one window batch per record.
+
+    The synchronous twin of the worker, with the same domain code: for tests, for
+    ``tympan classify``-style offline use and to check that a replay gives the same
+    events. ``infer`` maps model input ``[n, n_features, frames, 1]`` to probabilities.
+    """
+    labels: list[LabelEvent] = []
+    summaries: list[SummaryEvent] = []
+    rejected: list[RejectedRecord] = []
+
+    def settle(step: Step) -> None:
+        rejected.extend(step.rejected)
+        if step.jobs:
+            x = stack_windows([job.window for job in step.jobs], pipeline.spec)
+            labels.extend(pipeline.complete(step.jobs, infer(x)))
+        summaries.extend(summary for _, summary in pipeline.take_summaries())
+
+    for record in records:
+        settle(pipeline.accept(record))
+    if close_all:
+        settle(pipeline.close_all())
+    return labels, summaries, rejected

@@ -1,0 +1,107 @@
+"""What a stream's summary event says, accumulated window by window.
+
+A :class:`SummaryBuilder` sees every window verdict of one stream (in any order;
+the timeline is built in window order at the end) and, when the stream closes,
+turns them into a :class:`~stream.events.SummaryEvent`: merged label segments, the
+dominant label, the speaker verdict and the sequencing counts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from stream.events import ModelRef, Segment, SummaryEvent, event_id
+
+
+@dataclass(frozen=True, slots=True)
+class WindowVerdict:
+    """One window's top label, as the summary needs it."""
+
+    index: int
+    start_s: float
+    end_s: float
+    label: str
+    score: float
+
+
+def merge_segments(verdicts: list[WindowVerdict]) -> tuple[Segment, ...]:
+    """Merge consecutive windows with the same label into segments.
+
+    Windows overlap (hop < window), so a segment ends where its last window ends;
+    the next segment starts where its first window starts.
+    """
+    out: list[Segment] = []
+    run: list[WindowVerdict] = []
+    for verdict in sorted(verdicts, key=lambda v: v.index):
+        if run and verdict.label != run[-1].label:
+            out.append(_segment(run))
+            run = []
+        run.append(verdict)
+    if run:
+        out.append(_segment(run))
+    return tuple(out)
+
+
+def _segment(run: list[WindowVerdict]) -> Segment:
+    return Segment(
+        label=run[0].label,
+        start_s=run[0].start_s,
+        end_s=run[-1].end_s,
+        windows=len(run),
+        mean_score=sum(v.score for v in run) / len(run),
+    )
+
+
+def dominant(verdicts: list[WindowVerdict]) -> str | None:
+    """The label of the most windows; ties go to the label seen first."""
+    if not verdicts:
+        return None
+    ordered = sorted(verdicts, key=lambda v: v.index)
+    counts = Counter(v.label for v in ordered)
+    best = max(counts.values())
+    return next(v.label for v in ordered if counts[v.label] == best)
+
+
+@dataclass(slots=True)
+class SummaryBuilder:
+    """Accumulates one stream's verdicts until it closes."""
+
+    stream_id: str
+    model: ModelRef
+    verdicts: dict[int, WindowVerdict] = field(default_factory=dict)
+    speakers: Counter[str] = field(default_factory=Counter)
+    speaker_scores: dict[str, float] = field(default_factory=dict)
+
+    def add_label(self, verdict: WindowVerdict) -> None:
+        # keyed by index: a window re-inferred after a feature reset counts once
+        self.verdicts[verdict.index] = verdict
+
+    def add_speaker(self, speaker: str, score: float) -> None:
+        self.speakers[speaker] += 1
+        self.speaker_scores[speaker] = self.speaker_scores.get(speaker, 0.0) + score
+
+    def speaker_verdict(self) -> tuple[str | None, float | None]:
+        """The named speaker of the most windows, else ``"unknown"``, else ``None``."""
+        if not self.speakers:
+            return None, None
+        named = [(n, c) for n, c in self.speakers.most_common() if n != "unknown"]
+        name = named[0][0] if named else "unknown"
+        return name, self.speaker_scores[name] / self.speakers[name]
+
+    def build(self, *, closed_by: str, duration_s: float, counts: dict[str, int]) -> SummaryEvent:
+        verdicts = list(self.verdicts.values())
+        speaker, speaker_score = self.speaker_verdict()
+        return SummaryEvent(
+            event_id=event_id(self.stream_id, -1, "summary", self.model.tag),
+            stream_id=self.stream_id,
+            model=self.model,
+            closed_by=closed_by,
+            duration_s=duration_s,
+            windows=len(verdicts),
+            timeline=merge_segments(verdicts),
+            dominant_label=dominant(verdicts),
+            speaker=speaker,
+            speaker_score=speaker_score,
+            counts={**counts, "windows": len(verdicts)},
+        )

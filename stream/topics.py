@@ -1,0 +1,437 @@
+"""Tympan's Kafka topics: versioned names, partition counts and configs, in one place.
+
+A topic's name carries its schema version (``tympan.audio.v1``): a change to a record
+format that old consumers cannot read is a new topic, never a silent change of the old
+one. Partition counts live next to the names because they are part of the contract:
+audio frames are keyed by stream id, so the number of partitions decides which worker
+owns which call, and changing it on a live topic would move calls between workers.
+
+:func:`ensure_topics` creates what is missing and refuses (``BrokerError``) to run
+against topics whose partition count or cleanup policy differs from this module.
+Tests get isolated topics with :meth:`Topics.with_prefix`.
+
+``python -m stream.topics wait|create`` is the command scripts/kafka.sh uses to wait
+for the broker; it is the same code as ``tympan topics`` (``stream/cli/topics.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
+
+from stream.errors import BrokerError, ConfigError
+from stream.kafka_client import KafkaClientConfig
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+# Kafka's own rule for topic names (kafka.common.internals.Topic).
+_LEGAL_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
+_MAX_NAME_LENGTH = 249
+
+# Broker error codes ensure_topics() tolerates.
+_TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic as tympan wants it: name, partitions, replicas and topic-level configs."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def compacted(self) -> bool:
+        return "compact" in self.configs.get("cleanup.policy", "delete").split(",")
+
+    def new_topic(self) -> NewTopic:
+        return NewTopic(
+            name=self.name,
+            num_partitions=self.partitions,
+            replication_factor=self.replication_factor,
+            topic_configs=dict(self.configs),
+        )
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The names and shapes of every topic tympan reads or writes.
+
+    Parameters
+    ----------
+    prefix:
+        First dotted part of every name; tests use a unique one (:meth:`with_prefix`).
+    audio_partitions:
+        Partitions of the audio topic. Frames are keyed by stream id, so this bounds
+        how many workers share the calls; it is fixed for the life of the topic.
+    result_partitions:
+        Partitions of the label, speaker and summary topics (also keyed by stream id).
+    replication_factor:
+        Replicas per partition: 1 for the single dev/CI broker, 3 in production.
+    audio_retention_ms:
+        How long raw audio is kept: long enough to replay a worker restart, short
+        enough that thousands of live calls do not fill the disks.
+    result_retention_ms:
+        How long label/speaker/summary events and dead letters are kept.
+    """
+
+    prefix: str = "tympan"
+    audio_partitions: int = 8
+    result_partitions: int = 8
+    replication_factor: int = 1
+    audio_retention_ms: int = 6 * HOUR_MS
+    result_retention_ms: int = 7 * DAY_MS
+
+    def __post_init__(self) -> None:
+        for name in ("audio_partitions", "result_partitions", "replication_factor"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ConfigError(f"Topics.{name} must be at least 1, got {value}")
+        for name in ("audio_retention_ms", "result_retention_ms"):
+            value = getattr(self, name)
+            if value < 1 and value != -1:
+                raise ConfigError(f"Topics.{name} must be positive or -1 (forever), got {value}")
+        longest = self.speaker_registry
+        if not _LEGAL_NAME.match(self.prefix) or len(longest) > _MAX_NAME_LENGTH:
+            raise ConfigError(
+                f"topic prefix {self.prefix!r} gives illegal Kafka topic names such as "
+                f"{longest!r}: use letters, digits, '.', '_', '-' and at most "
+                f"{_MAX_NAME_LENGTH} characters in all"
+            )
+
+    def with_prefix(self, prefix: str) -> Topics:
+        """The same topics under another prefix (isolated topics for a test)."""
+        return replace(self, prefix=prefix)
+
+    def _name(self, what: str) -> str:
+        return f"{self.prefix}.{what}.v1"
+
+    @property
+    def audio(self) -> str:
+        """Audio frames (``stream.wire``), keyed by stream id."""
+        return self._name("audio")
+
+    @property
+    def labels(self) -> str:
+        """``LabelEvent`` records, keyed by stream id."""
+        return self._name("labels")
+
+    @property
+    def speakers(self) -> str:
+        """``SpeakerEvent`` records, keyed by stream id."""
+        return self._name("speakers")
+
+    @property
+    def summaries(self) -> str:
+        """``SummaryEvent`` records (one per ended stream), keyed by stream id."""
+        return self._name("summaries")
+
+    @property
+    def rejected(self) -> str:
+        """Dead letters: ``RejectedRecord`` for every input that could not be used."""
+        return self._name("rejected")
+
+    @property
+    def control(self) -> str:
+        """Compacted: the latest control record per key (e.g. per-stream settings)."""
+        return self._name("control")
+
+    @property
+    def speaker_registry(self) -> str:
+        """Compacted: the latest enrolment per speaker name; a null value deletes it."""
+        return self._name("speaker-registry")
+
+    def specs(self) -> tuple[TopicSpec, ...]:
+        """Every topic with its partitions and configs, in data-flow order."""
+        rf = self.replication_factor
+        results = {"cleanup.policy": "delete", "retention.ms": str(self.result_retention_ms)}
+        compacted = {"cleanup.policy": "compact"}
+        return (
+            TopicSpec(
+                self.audio,
+                self.audio_partitions,
+                rf,
+                {"cleanup.policy": "delete", "retention.ms": str(self.audio_retention_ms)},
+            ),
+            TopicSpec(self.labels, self.result_partitions, rf, results),
+            TopicSpec(self.speakers, self.result_partitions, rf, results),
+            TopicSpec(self.summaries, self.result_partitions, rf, results),
+            TopicSpec(self.rejected, 1, rf, results),
+            TopicSpec(self.control, 1, rf, compacted),
+            TopicSpec(self.speaker_registry, 1, rf, compacted),
+        )
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.specs())
+
+    def spec(self, name: str) -> TopicSpec:
+        """The spec of one of these topics, by name."""
+        for spec in self.specs():
+            if spec.name == name:
+                return spec
+        raise ConfigError(f"topic {name!r} is not one of {', '.join(self.names())}")
+
+
+@dataclass(frozen=True)
+class EnsureReport:
+    """What :func:`ensure_topics` did: topics it created and topics that already existed."""
+
+    created: tuple[str, ...]
+    existing: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """A topic as the broker describes it."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: Mapping[str, str]
+
+
+def admin_client(client: KafkaClientConfig, *, request_timeout_ms: int = 30_000) -> Any:
+    """An (unstarted) aiokafka admin client for ``client``."""
+    return AIOKafkaAdminClient(**client.aiokafka_kwargs(), request_timeout_ms=request_timeout_ms)
+
+
+async def wait_for_broker(client: KafkaClientConfig, *, timeout_s: float = 60.0) -> int:
+    """Wait until a broker answers a metadata request; return how many brokers it lists.
+
+    Raises
+    ------
+    BrokerError
+        When no broker in ``client.bootstrap_servers`` answered within ``timeout_s``;
+        the message names the servers and the last error.
+    """
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while True:
+        remaining_s = deadline - time.monotonic()
+        request_timeout_ms = int(max(1.0, min(10.0, remaining_s)) * 1000)
+        admin = admin_client(client, request_timeout_ms=request_timeout_ms)
+        try:
+            await asyncio.wait_for(admin.start(), timeout=max(1.0, remaining_s))
+            cluster = await asyncio.wait_for(
+                admin.describe_cluster(), timeout=max(1.0, remaining_s)
+            )
+            return len(cluster.get("brokers", []))
+        except (KafkaError, OSError, TimeoutError) as exc:
+            last = exc
+        finally:
+            await admin.close()
+        if time.monotonic() + 0.5 >= deadline:
+            break
+        await asyncio.sleep(0.5)
+    raise BrokerError(
+        f"no Kafka broker answered at {client.bootstrap_servers} within {timeout_s:g} s "
+        f"(last error: {last!r}); start one with scripts/kafka.sh up"
+    ) from last
+
+
+async def ensure_topics(
+    client: KafkaClientConfig, topics: Topics, *, timeout_s: float = 30.0
+) -> EnsureReport:
+    """Create the missing topics of ``topics``; check the partitions of existing ones.
+
+    Idempotent and safe to run from several workers at once (a topic created by
+    another worker in between counts as existing). When it returns, every partition of
+    a created topic has a leader, so the first produce does not bounce off
+    ``NotLeaderForPartition``.
+
+    Raises
+    ------
+    BrokerError
+        When the broker cannot be reached, refuses to create a topic, or an existing
+        topic has another partition count or cleanup policy than ``topics`` says;
+        the message lists every mismatching topic with both values.
+    """
+    admin = admin_client(client, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await admin.start()
+        present = set(await admin.list_topics())
+        wanted = topics.specs()
+        missing = [spec for spec in wanted if spec.name not in present]
+        created = await _create(admin, missing, timeout_s) if missing else ()
+        if created:
+            await _wait_for_leaders(admin, list(created), timeout_s)
+        existing = [spec for spec in wanted if spec.name not in created]
+        if existing:
+            infos = await _describe(admin, [spec.name for spec in existing])
+            _check_existing(existing, infos)
+        return EnsureReport(created=created, existing=tuple(spec.name for spec in existing))
+    except KafkaError as exc:
+        raise BrokerError(
+            f"cannot ensure topics {', '.join(topics.names())} on {client.bootstrap_servers}: "
+            f"{exc!r}"
+        ) from exc
+    finally:
+        await admin.close()
+
+
+async def describe_topics(client: KafkaClientConfig, names: list[str]) -> list[TopicInfo]:
+    """Partitions, replication factor and non-default configs of ``names``.
+
+    Raises
+    ------
+    BrokerError
+        When one of ``names`` does not exist or the broker cannot be reached.
+    """
+    admin = admin_client(client)
+    try:
+        await admin.start()
+        return await _describe(admin, names)
+    except KafkaError as exc:
+        raise BrokerError(f"cannot describe topics on {client.bootstrap_servers}: {exc!r}") from exc
+    finally:
+        await admin.close()
+
+
+async def list_topics(client: KafkaClientConfig) -> list[str]:
+    """Every topic name on the cluster, sorted (internal ``__*`` topics included)."""
+    admin = admin_client(client)
+    try:
+        await admin.start()
+        return sorted(await admin.list_topics())
+    except KafkaError as exc:
+        raise BrokerError(f"cannot list topics on {client.bootstrap_servers}: {exc!r}") from exc
+    finally:
+        await admin.close()
+
+
+async def delete_topics(client: KafkaClientConfig, names: list[str]) -> None:
+    """Delete ``names``; topics that do not exist are ignored (used by test clean-up)."""
+    admin = admin_client(client)
+    try:
+        await admin.start()
+        present = set(await admin.list_topics())
+        doomed = [name for name in names if name in present]
+        if doomed:
+            await admin.delete_topics(doomed)
+    except KafkaError as exc:
+        raise BrokerError(f"cannot delete topics on {client.bootstrap_servers}: {exc!r}") from exc
+    finally:
+        await admin.close()
+
+
+async def _create(admin: Any, specs: list[TopicSpec], timeout_s: float) -> tuple[str, ...]:
+    response = await admin.create_topics(
+        [spec.new_topic() for spec in specs], timeout_ms=int(timeout_s * 1000)
+    )
+    created: list[str] = []
+    failures: list[str] = []
+    for topic_error in response.topic_errors:
+        name, code = topic_error[0], topic_error[1]
+        message = topic_error[2] if len(topic_error) > 2 else None
+        if code == 0:
+            created.append(name)
+        elif code != _TOPIC_ALREADY_EXISTS:
+            failures.append(f"{name!r}: error code {code} ({message})")
+    if failures:
+        raise BrokerError(f"the broker refused to create topics: {'; '.join(failures)}")
+    return tuple(created)
+
+
+async def _metadata(admin: Any, names: list[str]) -> list[dict[str, Any]]:
+    """Metadata of those of ``names`` that exist.
+
+    Asks for *all* topics and filters: a metadata request that names a missing topic
+    makes a broker with ``auto.create.topics.enable=true`` (the dev broker) create it
+    with default settings, which would defeat both the existence check and
+    :func:`ensure_topics`.
+    """
+    wanted = set(names)
+    return [topic for topic in await admin.describe_topics() if topic["topic"] in wanted]
+
+
+async def _wait_for_leaders(admin: Any, names: list[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        metadata = await _metadata(admin, names)
+        leaderless = [
+            topic["topic"]
+            for topic in metadata
+            if not topic["partitions"]
+            or any(partition["leader"] < 0 for partition in topic["partitions"])
+        ]
+        leaderless += sorted(set(names) - {topic["topic"] for topic in metadata})
+        if not leaderless:
+            return
+        if time.monotonic() >= deadline:
+            raise BrokerError(
+                f"topics {', '.join(map(repr, leaderless))} have partitions without a leader "
+                f"{timeout_s:g} s after they were created"
+            )
+        await asyncio.sleep(0.1)
+
+
+async def _describe(admin: Any, names: list[str]) -> list[TopicInfo]:
+    by_name = {topic["topic"]: topic for topic in await _metadata(admin, names)}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise BrokerError(f"topics {', '.join(map(repr, unknown))} do not exist on the broker")
+    configs = await _topic_configs(admin, names)
+    infos = []
+    for name in names:
+        partitions = by_name[name]["partitions"]
+        replicas = len(partitions[0]["replicas"]) if partitions else 0
+        infos.append(TopicInfo(name, len(partitions), replicas, configs.get(name, {})))
+    return infos
+
+
+async def _topic_configs(admin: Any, names: list[str]) -> dict[str, dict[str, str]]:
+    """Topic-level configs that are set on the topic itself (not broker defaults)."""
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    responses = await admin.describe_configs(resources)
+    out: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for resource in response.to_object()["resources"]:
+            entries = resource["config_entries"]
+            out[resource["resource_name"]] = {
+                entry["config_names"]: entry["config_value"]
+                for entry in entries
+                if not entry.get("is_default", False) and entry.get("config_source", 1) == 1
+            }
+    return out
+
+
+def _check_existing(specs: list[TopicSpec], infos: list[TopicInfo]) -> None:
+    by_name = {info.name: info for info in infos}
+    problems = []
+    for spec in specs:
+        info = by_name[spec.name]
+        if info.partitions != spec.partitions:
+            problems.append(
+                f"topic {spec.name!r} has {info.partitions} partitions, expected {spec.partitions}"
+            )
+        wanted_policy = spec.configs.get("cleanup.policy", "delete")
+        actual_policy = info.configs.get("cleanup.policy", "delete")
+        if set(wanted_policy.split(",")) != set(actual_policy.split(",")):
+            problems.append(
+                f"topic {spec.name!r} has cleanup.policy={actual_policy}, expected {wanted_policy}"
+            )
+    if problems:
+        raise BrokerError(
+            "existing topics differ from stream.topics: "
+            + "; ".join(problems)
+            + " (a topic's partitions cannot shrink and changing them moves keys between "
+            "partitions: delete and recreate the topic, or use another prefix)"
+        )
+
+
+if __name__ == "__main__":
+    import sys
+
+    from stream.cli.topics import standalone
+
+    sys.exit(standalone(sys.argv[1:]))

@@ -1,0 +1,396 @@
+"""The audio frame on the wire: one Kafka record per chunk of one stream's samples.
+
+A record's key is the stream id (UTF-8), so Kafka keeps each stream on one partition
+and in order; its value is the raw sample payload; its headers describe the payload.
+Header names are short lower-case ASCII and values are ASCII decimal or text, so a
+telephony gateway in any language can publish without a schema library. The full
+contract, with every reason code and a worked example, is ``docs/wire-format.md``.
+
+:func:`decode_frame` runs once per consumed record, so it is cheap: a dictionary of
+headers, a few integer parses and, for ``pcm_f32le`` only, one vectorized finiteness
+check on a zero-copy view of the payload. It raises only
+:class:`~stream.errors.FrameError`, whose ``reason`` becomes the dead-letter code.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stream.errors import FrameError
+
+WIRE_VERSION = 1
+"""The only format version this code reads and writes (header ``tympan-version``)."""
+
+MAX_KEY_BYTES = 255
+MIN_RATE = 4000
+MAX_RATE = 192000
+MAX_CHANNELS = 8
+_MAX_DIGITS = 19  # fits a signed 64-bit integer: what Java/Go gateways have
+
+H_VERSION = "tympan-version"
+H_SEQ = "seq"
+H_RATE = "rate"
+H_ENCODING = "encoding"
+H_CHANNELS = "channels"
+H_CAPTURE_US = "capture-us"
+H_EOS = "eos"
+
+REQUIRED_HEADERS: tuple[str, ...] = (H_VERSION, H_SEQ, H_RATE, H_ENCODING, H_CHANNELS, H_CAPTURE_US)
+KNOWN_HEADERS: frozenset[str] = frozenset((*REQUIRED_HEADERS, H_EOS))
+
+Header = tuple[str, bytes]
+
+
+class Encoding(enum.StrEnum):
+    """How samples are laid out in the payload; the value is the ``encoding`` header."""
+
+    PCM_S16LE = "pcm_s16le"
+    PCM_F32LE = "pcm_f32le"
+    MULAW = "mulaw"
+    ALAW = "alaw"
+
+    @property
+    def sample_width(self) -> int:
+        """Bytes per sample of one channel."""
+        return _WIDTHS[self]
+
+
+_WIDTHS = {Encoding.PCM_S16LE: 2, Encoding.PCM_F32LE: 4, Encoding.MULAW: 1, Encoding.ALAW: 1}
+_BY_NAME = {e.value.encode("ascii"): e for e in Encoding}
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFrame:
+    """One chunk of one stream's audio, as carried by one Kafka record.
+
+    Attributes
+    ----------
+    stream_id: the record key; one call, upload or microphone.
+    seq: per-stream counter from 0, one step per frame (gaps and reorder are
+        judged by ``stream.sequencing``, not here).
+    sample_rate: samples per second per channel (``MIN_RATE..MAX_RATE``).
+    encoding: layout of ``payload``.
+    channels: interleaved channels (``1..MAX_CHANNELS``).
+    capture_us: wall-clock time of the payload's first sample, integer microseconds
+        since the Unix epoch; end-to-end latency is measured from it.
+    eos: the stream's last frame; it may carry samples or an empty payload.
+    payload: the samples, interleaved, little-endian.
+    version: wire format version (``WIRE_VERSION``).
+    """
+
+    stream_id: str
+    seq: int
+    sample_rate: int
+    encoding: Encoding
+    channels: int
+    capture_us: int
+    eos: bool
+    payload: bytes = field(repr=False)
+    version: int = WIRE_VERSION
+
+    @property
+    def n_samples(self) -> int:
+        """Samples per channel in ``payload``."""
+        return len(self.payload) // (self.encoding.sample_width * self.channels)
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds of audio in ``payload``."""
+        return self.n_samples / self.sample_rate
+
+
+def frame_headers(
+    *,
+    seq: int,
+    sample_rate: int,
+    encoding: Encoding,
+    channels: int,
+    capture_us: int,
+    eos: bool,
+) -> list[Header]:
+    """The Kafka headers of one frame, in canonical order (no validation).
+
+    Split from :func:`encode_frame` so a producer that has checked a stream's
+    constant fields once can build each frame's headers without re-validating.
+    """
+    headers: list[Header] = [
+        (H_VERSION, b"1"),
+        (H_SEQ, b"%d" % seq),
+        (H_RATE, b"%d" % sample_rate),
+        (H_ENCODING, _ENCODING_BYTES[encoding]),
+        (H_CHANNELS, b"%d" % channels),
+        (H_CAPTURE_US, b"%d" % capture_us),
+    ]
+    if eos:
+        headers.append((H_EOS, b"1"))
+    return headers
+
+
+_ENCODING_BYTES = {e: e.value.encode("ascii") for e in Encoding}
+
+
+def encode_frame(
+    frame: AudioFrame, *, capture_us: int | None = None
+) -> tuple[bytes, bytes, list[Header]]:
+    """``(key, value, headers)`` of the Kafka record that carries ``frame``.
+
+    ``capture_us``, when given, replaces ``frame.capture_us`` (a producer stamping
+    frames at send time, without copying the dataclass).
+
+    Raises
+    ------
+    FrameError
+        When ``frame`` would not pass :func:`decode_frame` (same reason codes), so a
+        bad frame is refused where it is made rather than dead-lettered downstream.
+    """
+    key = frame.stream_id.encode("utf-8")
+    _check_key(key)
+    if frame.version != WIRE_VERSION:
+        raise _error(
+            "unsupported_version",
+            f"format version {frame.version} is not {WIRE_VERSION}",
+            frame.stream_id,
+            frame.seq,
+        )
+    capture = frame.capture_us if capture_us is None else capture_us
+    for name, value in ((H_SEQ, frame.seq), (H_CAPTURE_US, capture)):
+        if not 0 <= value < 2**63:
+            raise _error(
+                "invalid_header",
+                f"header {name!r} = {value} is outside 0..2**63-1",
+                frame.stream_id,
+                frame.seq,
+            )
+    encoding = _BY_NAME.get(str(frame.encoding).encode("ascii", "replace"))
+    if encoding is None:
+        raise _error(
+            "unknown_encoding",
+            f"encoding {frame.encoding!r} is not one of {_encoding_list()}",
+            frame.stream_id,
+            frame.seq,
+        )
+    _check_samples(frame)
+    headers = frame_headers(
+        seq=frame.seq,
+        sample_rate=frame.sample_rate,
+        encoding=encoding,
+        channels=frame.channels,
+        capture_us=capture,
+        eos=frame.eos,
+    )
+    return key, frame.payload, headers
+
+
+def decode_frame(
+    key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+) -> AudioFrame:
+    """Parse and validate one Kafka record as an :class:`AudioFrame`.
+
+    Parameters
+    ----------
+    key: the record key (stream id, UTF-8).
+    value: the record value (sample payload); ``None`` counts as empty.
+    headers: the record headers as ``(name, value)`` pairs (aiokafka's shape).
+
+    Raises
+    ------
+    FrameError
+        Anything that is not a valid frame, with ``reason`` one of the codes in
+        ``docs/wire-format.md``; ``stream_id`` and ``seq`` are set once known.
+    """
+    stream_id = _decode_key(key)
+    fields = _header_map(headers, stream_id)
+    seq = _int_header(fields, H_SEQ, stream_id, None)
+    version = _int_header(fields, H_VERSION, stream_id, seq)
+    if version != WIRE_VERSION:
+        raise _error(
+            "unsupported_version",
+            f"format version {version} is not supported (this reader reads {WIRE_VERSION})",
+            stream_id,
+            seq,
+        )
+    encoding = _encoding_header(fields, stream_id, seq)
+    frame = AudioFrame(
+        stream_id=stream_id,
+        seq=seq,
+        sample_rate=_int_header(fields, H_RATE, stream_id, seq),
+        encoding=encoding,
+        channels=_int_header(fields, H_CHANNELS, stream_id, seq),
+        capture_us=_int_header(fields, H_CAPTURE_US, stream_id, seq),
+        eos=_eos_header(fields, stream_id, seq),
+        payload=b"" if value is None else bytes(value),
+        version=version,
+    )
+    _check_samples(frame)
+    return frame
+
+
+# -- validation ----------------------------------------------------------------------
+
+
+def _error(reason: str, message: str, stream_id: str | None, seq: int | None) -> FrameError:
+    return FrameError(reason, message, stream_id=stream_id, seq=seq)
+
+
+def _encoding_list() -> str:
+    return ", ".join(e.value for e in Encoding)
+
+
+def _check_key(key: bytes) -> None:
+    if len(key) == 0:
+        raise _error("missing_key", "record has an empty key; the key is the stream id", None, None)
+    if len(key) > MAX_KEY_BYTES:
+        raise _error(
+            "bad_key",
+            f"key of {len(key)} bytes is longer than {MAX_KEY_BYTES} bytes (starts {key[:32]!r})",
+            None,
+            None,
+        )
+
+
+def _decode_key(key: bytes | None) -> str:
+    if key is None:
+        raise _error("missing_key", "record has no key; the key is the stream id", None, None)
+    if not isinstance(key, bytes | bytearray | memoryview):
+        raise _error("bad_key", f"key is a {type(key).__name__}, not bytes", None, None)
+    key = bytes(key)
+    _check_key(key)
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _error(
+            "bad_key", f"key {key[:64]!r} is not valid UTF-8 ({exc.reason})", None, None
+        ) from None
+
+
+def _header_map(headers: Sequence[tuple[str, bytes]], stream_id: str) -> dict[str, bytes]:
+    """Known headers by name; unknown ones are ignored, a repeated known one refused."""
+    fields: dict[str, bytes] = {}
+    try:
+        items = list(headers) if headers is not None else []
+    except TypeError:
+        raise _error(
+            "invalid_header", "headers are not a sequence of pairs", stream_id, None
+        ) from None
+    for item in items:
+        try:
+            name, raw = item
+        except (TypeError, ValueError):
+            raise _error(
+                "invalid_header",
+                f"header {item!r:.80} is not a (name, value) pair",
+                stream_id,
+                None,
+            ) from None
+        if isinstance(name, bytes):  # some clients hand names over undecoded
+            name = name.decode("latin-1")
+        if not isinstance(name, str) or name not in KNOWN_HEADERS:
+            continue
+        if name in fields:
+            raise _error(
+                "duplicate_header",
+                f"header {name!r} appears more than once; send each tympan header once",
+                stream_id,
+                None,
+            )
+        if not isinstance(raw, bytes | bytearray | memoryview):
+            raise _error(
+                "invalid_header",
+                f"header {name!r} has a {type(raw).__name__} value, not bytes",
+                stream_id,
+                None,
+            )
+        fields[name] = bytes(raw)
+    return fields
+
+
+def _required(fields: dict[str, bytes], name: str, stream_id: str, seq: int | None) -> bytes:
+    raw = fields.get(name)
+    if raw is None:
+        raise _error("missing_header", f"required header {name!r} is missing", stream_id, seq)
+    return raw
+
+
+def _int_header(fields: dict[str, bytes], name: str, stream_id: str, seq: int | None) -> int:
+    raw = _required(fields, name, stream_id, seq)
+    if not (0 < len(raw) <= _MAX_DIGITS and raw.isdigit()):
+        raise _error(
+            "invalid_header",
+            f"header {name!r} = {raw[:40]!r} is not a non-negative ASCII decimal integer "
+            f"of at most {_MAX_DIGITS} digits",
+            stream_id,
+            seq,
+        )
+    value = int(raw)
+    if value >= 2**63:
+        raise _error(
+            "invalid_header", f"header {name!r} = {value} is above 2**63-1", stream_id, seq
+        )
+    return value
+
+
+def _encoding_header(fields: dict[str, bytes], stream_id: str, seq: int) -> Encoding:
+    raw = _required(fields, H_ENCODING, stream_id, seq)
+    encoding = _BY_NAME.get(raw)
+    if encoding is None:
+        raise _error(
+            "unknown_encoding",
+            f"encoding {raw[:40]!r} is not one of {_encoding_list()}",
+            stream_id,
+            seq,
+        )
+    return encoding
+
+
+def _eos_header(fields: dict[str, bytes], stream_id: str, seq: int) -> bool:
+    raw = fields.get(H_EOS, b"0")
+    if raw not in (b"0", b"1"):
+        raise _error(
+            "invalid_header", f"header 'eos' = {raw[:40]!r} is not '0' or '1'", stream_id, seq
+        )
+    return raw == b"1"
+
+
+def _check_samples(frame: AudioFrame) -> None:
+    """Rate, channels and payload of an otherwise parsed frame."""
+    sid, seq = frame.stream_id, frame.seq
+    if not MIN_RATE <= frame.sample_rate <= MAX_RATE:
+        raise _error(
+            "bad_rate",
+            f"sample rate {frame.sample_rate} Hz is outside {MIN_RATE}..{MAX_RATE}",
+            sid,
+            seq,
+        )
+    if not 1 <= frame.channels <= MAX_CHANNELS:
+        raise _error(
+            "bad_channels", f"{frame.channels} channels is outside 1..{MAX_CHANNELS}", sid, seq
+        )
+    encoding = frame.encoding if type(frame.encoding) is Encoding else Encoding(frame.encoding)
+    block = _WIDTHS[encoding] * frame.channels
+    size = len(frame.payload)
+    if size % block:
+        layout = encoding.value if frame.channels == 1 else f"{encoding.value} × {frame.channels}"
+        raise _error(
+            "bad_payload_length",
+            f"payload of {size} bytes is not a multiple of {block} ({layout})",
+            sid,
+            seq,
+        )
+    if size == 0 and not frame.eos:
+        raise _error(
+            "empty_payload", "payload is empty; only an end-of-stream frame may be empty", sid, seq
+        )
+    if encoding is Encoding.PCM_F32LE and size:
+        samples = np.frombuffer(frame.payload, dtype="<f4")
+        if not np.isfinite(samples).all():
+            bad = int(np.flatnonzero(~np.isfinite(samples))[0])
+            raise _error(
+                "non_finite",
+                f"pcm_f32le sample {bad} is {samples[bad]} (NaN and Inf are not audio)",
+                sid,
+                seq,
+            )

@@ -1,0 +1,77 @@
+"""At-least-once across a crash: a worker SIGKILLed mid-stream and restarted loses no
+window, and every duplicate it re-emits carries the same id and the same content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from worker_harness import (
+    WorkerFarm,
+    by_id,
+    comparable,
+    expected_events,
+    interleave,
+    produce,
+    read_json,
+    stream_frames,
+    tiny_model,
+    wait_for,
+)
+
+from stream.topics import Topics
+
+SECONDS = 12.0
+
+
+def test_sigkill_mid_stream_loses_no_window(broker: str, topics: Topics, tmp_path: Path) -> None:
+    model_dir = tiny_model(tmp_path / "model")
+    streams = [
+        stream_frames(f"call-{i}", seconds=SECONDS, loud=i % 2 == 0, seed=i) for i in range(4)
+    ]
+    expected_labels, expected_summaries = expected_events(model_dir, streams)
+    cut = [len(s) * 3 // 5 for s in streams]
+    first = [s[:c] for s, c in zip(streams, cut, strict=True)]
+    rest = [s[c:] for s, c in zip(streams, cut, strict=True)]
+
+    farm = WorkerFarm(broker, topics, model_dir, tmp_path)
+    try:
+        victim = farm.spawn()
+        produce(broker, topics, interleave(first))
+        wait_for(
+            lambda: len(read_json(broker, topics.labels)) >= 12,
+            timeout_s=90,
+            what="label events before the kill",
+            farm=farm,
+        )
+        victim.kill()  # mid-stream: no stream has reached its EOS frame yet
+        assert read_json(broker, topics.summaries) == []
+        produce(broker, topics, interleave(rest))
+        farm.spawn()
+
+        summaries = wait_for(
+            lambda: (s := read_json(broker, topics.summaries)) and len(s) >= 4 and s,
+            timeout_s=120,
+            what="4 summaries after the restart",
+            farm=farm,
+        )
+        labels = wait_for(
+            lambda: (
+                (ev := read_json(broker, topics.labels))
+                and set(expected_labels) <= {e["event_id"] for e in ev}
+                and ev
+            ),
+            timeout_s=30,
+            what="every window's label event",
+            farm=farm,
+        )
+    finally:
+        farm.stop_all()
+
+    got = by_id(labels)
+    assert set(got) == set(expected_labels), "a window is missing or unexpected"
+    for eid, copies in got.items():
+        for copy in copies:  # duplicates after recovery: same id, same content
+            assert comparable(copy) == comparable(expected_labels[eid])
+    for summary in summaries:
+        expected = expected_summaries[summary["event_id"]]
+        assert comparable(summary) == comparable(expected)

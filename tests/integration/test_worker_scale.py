@@ -1,0 +1,95 @@
+"""Scale out: two workers in one consumer group split the partitions, and a worker
+joining mid-run takes partitions over without losing a window."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from worker_harness import (
+    WorkerFarm,
+    by_id,
+    comparable,
+    expected_events,
+    interleave,
+    produce,
+    read_json,
+    stream_frames,
+    tiny_model,
+    wait_for,
+)
+
+from stream.topics import Topics
+
+SECONDS = 8.0
+N_STREAMS = 8
+
+_ASSIGNED = re.compile(r"partitions assigned: \[([0-9, ]+)\]")
+
+
+def _assigned(log: str) -> list[int]:
+    found = _ASSIGNED.findall(log)
+    return [int(p) for p in found[-1].split(",")] if found else []
+
+
+def test_second_worker_takes_partitions_without_loss(
+    broker: str, topics: Topics, tmp_path: Path
+) -> None:
+    model_dir = tiny_model(tmp_path / "model")
+    streams = [
+        stream_frames(f"line-{i}", seconds=SECONDS, loud=i % 3 != 0, seed=10 + i)
+        for i in range(N_STREAMS)
+    ]
+    expected_labels, expected_summaries = expected_events(model_dir, streams)
+    first = [s[: len(s) // 2] for s in streams]
+    rest = [s[len(s) // 2 :] for s in streams]
+
+    farm = WorkerFarm(broker, topics, model_dir, tmp_path)
+    try:
+        one = farm.spawn()
+        produce(broker, topics, interleave(first))
+        wait_for(
+            lambda: len(read_json(broker, topics.labels)) >= N_STREAMS,
+            timeout_s=90,
+            what="label events from the first worker",
+            farm=farm,
+        )
+        two = farm.spawn()
+        wait_for(
+            lambda: _assigned(two.log_text()),
+            timeout_s=90,
+            what="partitions assigned to the second worker",
+            farm=farm,
+        )
+        produce(broker, topics, interleave(rest))
+        summaries = wait_for(
+            lambda: (s := read_json(broker, topics.summaries)) and len(s) >= N_STREAMS and s,
+            timeout_s=120,
+            what=f"{N_STREAMS} summaries",
+            farm=farm,
+        )
+        labels = wait_for(
+            lambda: (
+                (ev := read_json(broker, topics.labels))
+                and set(expected_labels) <= {e["event_id"] for e in ev}
+                and ev
+            ),
+            timeout_s=30,
+            what="every window's label event",
+            farm=farm,
+        )
+        one_parts, two_parts = _assigned(one.log_text()), _assigned(two.log_text())
+        closed_by_two = two.log_text().count("closed (eos)")
+    finally:
+        farm.stop_all()
+
+    assert one_parts and two_parts and not set(one_parts) & set(two_parts)
+    assert closed_by_two > 0, "the second worker closed no stream"
+    got = by_id(labels)
+    assert set(got) == set(expected_labels)
+    for eid, copies in got.items():
+        for copy in copies:
+            assert comparable(copy) == comparable(expected_labels[eid])
+    assert {s["event_id"] for s in summaries} == set(expected_summaries)
+    for summary in summaries:
+        assert comparable(summary) == comparable(expected_summaries[summary["event_id"]])

@@ -1,0 +1,60 @@
+"""Model references resolve to a directory: path, name, name/version, latest by natural sort."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import stream
+from stream.errors import ModelError
+from stream.features.spec import FeatureSpec
+from stream.inference.repository import (
+    default_repo,
+    list_models,
+    resolve_model_dir,
+    version_key,
+)
+from stream.inference.testing import make_tiny_model_dir
+
+
+@pytest.fixture
+def repo(tmp_path: Path, spec: FeatureSpec) -> Path:
+    root = tmp_path / "zoo"
+    for name, version in [("scene", "2"), ("scene", "10"), ("scene", "9"), ("speaker", "1.0")]:
+        make_tiny_model_dir(
+            root / name / version, spec=spec, labels=["q", "l"], name=name, version=version
+        )
+    (root / "scene" / "11").mkdir()  # no manifest: not a version
+    return root
+
+
+def test_version_sort_is_natural() -> None:
+    versions = ["10", "9", "1.10.0", "1.2.0", "2"]
+    assert sorted(versions, key=version_key) == ["1.2.0", "1.10.0", "2", "9", "10"]
+
+
+def test_resolve_forms(repo: Path) -> None:
+    assert resolve_model_dir(None, repo=repo) == repo / "scene" / "10"
+    assert resolve_model_dir(None, repo=repo, role="speaker") == repo / "speaker" / "1.0"
+    assert resolve_model_dir("scene", repo=repo) == repo / "scene" / "10"
+    assert resolve_model_dir("scene/9", repo=repo) == repo / "scene" / "9"
+    assert resolve_model_dir(repo / "scene" / "2", repo=repo) == repo / "scene" / "2"
+    assert resolve_model_dir(str(repo / "scene"), repo=Path("/nonexistent")) == (
+        repo / "scene" / "10"
+    )
+
+
+def test_list_models(repo: Path) -> None:
+    assert list_models(repo) == {"scene": ["2", "9", "10"], "speaker": ["1.0"]}
+
+
+def test_unknown_reference_lists_inventory(repo: Path) -> None:
+    with pytest.raises(ModelError, match=r"'music'.*scene \(2, 9, 10\), speaker \(1\.0\)"):
+        resolve_model_dir("music", repo=repo)
+    with pytest.raises(ModelError, match="default model 'music': no versions"):
+        resolve_model_dir(None, repo=repo, role="music")
+
+
+def test_default_repo_is_models_zoo_of_this_checkout() -> None:
+    assert default_repo() == Path(stream.__file__).resolve().parents[1] / "models" / "zoo"

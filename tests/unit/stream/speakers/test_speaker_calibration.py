@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import numpy as np
+from conftest import cluster
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stream.speakers.calibration import CalibrationConfig, calibrate, equal_error, rates, segments
+
+
+def test_equal_error_is_zero_for_separated_scores() -> None:
+    eer, threshold = equal_error([0.8, 0.9, 0.95], [0.1, 0.2, 0.3])
+    assert eer == 0.0
+    assert 0.3 < threshold <= 0.8
+
+
+def test_equal_error_is_half_for_identical_distributions() -> None:
+    scores = np.linspace(0, 1, 101)
+    eer, _ = equal_error(scores, scores)
+    assert abs(eer - 0.5) < 0.02
+
+
+@given(
+    st.lists(st.floats(-1, 1), min_size=1, max_size=30),
+    st.lists(st.floats(-1, 1), min_size=1, max_size=30),
+    st.floats(-1, 1),
+)
+def test_rates_are_probabilities(g: list[float], i: list[float], t: float) -> None:
+    far, frr = rates(g, i, t)
+    assert 0.0 <= far <= 1.0 and 0.0 <= frr <= 1.0
+
+
+def test_segments_are_unit_and_cover_the_windows(rng: np.random.Generator) -> None:
+    emb = cluster(rng, rng.normal(size=8), 10, 0.5)
+    seg = segments(emb, 4)
+    assert seg.shape == (3, 8)  # 4 + 4 + 2 (half a segment is kept)
+    np.testing.assert_allclose(np.linalg.norm(seg, axis=1), 1.0, rtol=1e-5)
+
+
+def test_threshold_lies_between_genuine_and_impostor(registry) -> None:  # type: ignore[no-untyped-def]
+    cal = registry.calibration
+    assert cal.method in ("far", "eer")
+    assert cal.n_genuine > 0 and cal.n_impostor > 0
+    by = registry.by_speaker()
+    own = float(np.mean(by["alice"] @ by["alice"].mean(axis=0)))
+    other = float(np.mean(by["alice"] @ (by["bob"].mean(axis=0))))
+    assert other < cal.threshold < own
+
+
+def test_one_speaker_falls_back_to_the_default(rng: np.random.Generator) -> None:
+    cal = calibrate(
+        {"solo": cluster(rng, rng.normal(size=8), 12, 0.1)},
+        config=CalibrationConfig(default_threshold=0.42),
+    )
+    assert (cal.method, cal.threshold, cal.eer) == ("default", 0.42, None)

@@ -1,0 +1,134 @@
+"""``tympan speakers`` end to end with the shipped embedding model (no TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stream.cli import main
+from stream.inference.repository import default_repo
+from stream.speakers.registry import EMBEDDINGS_FILE, INDEX_FILE
+
+SR = 16000
+MODEL_DIR = default_repo() / "speaker-embed"
+
+TEXTS = [
+    "thank you for calling my name is and I would like to check my order status today",
+    "the weather in the mountain city was cold and the train to the airport was late",
+    "please transfer me to billing because my card payment did not go through this month",
+    "seven eight nine ten my account number is four five six and my password needs a reset",
+]
+
+
+def _say(voice: str, text: str, path: Path) -> Path:
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is needed (apt install espeak-ng)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    root = tmp_path_factory.mktemp("voices")
+    voices = {"anna": "en+f4", "omar": "en-us+m6", "zed": "en+Tweaky"}
+    return {
+        who: [_say(v, t, root / who / f"{i}.wav") for i, t in enumerate(TEXTS)]
+        for who, v in voices.items()
+    }
+
+
+@pytest.fixture
+def registry_dir(tmp_path: Path) -> Path:
+    return tmp_path / "registry"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["speakers", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_enroll_list_identify_remove(
+    clips: dict[str, list[Path]], registry_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reg = ["--registry", str(registry_dir)]
+    for who in ("anna", "omar"):
+        code, out, err = run(capsys, *reg, "enroll", who, *map(str, clips[who][:3]))
+        assert code == 0, err
+        assert f"enrolled {who!r}" in out
+    assert (registry_dir / INDEX_FILE).is_file() and (registry_dir / EMBEDDINGS_FILE).is_file()
+
+    code, out, _ = run(capsys, *reg, "list", "--json")
+    listing = json.loads(out)
+    assert [s["name"] for s in listing["speakers"]] == ["anna", "omar"]
+    assert listing["model"]["name"] == "speaker-embed"
+
+    probes = [clips["anna"][3], clips["omar"][3], clips["zed"][0]]
+    code, out, _ = run(capsys, *reg, "identify", "--json", *map(str, probes))
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == 0
+    assert [r["path"] for r in records] == [str(p) for p in probes]
+    assert [r["speaker"] for r in records] == ["anna", "omar", "unknown"]
+    assert all({"score", "margin", "threshold", "nearest"} <= set(r) for r in records)
+
+    code, out, _ = run(capsys, *reg, "remove", "omar")
+    assert code == 0 and "removed 'omar'" in out
+    code, out, err = run(capsys, *reg, "remove", "omar")
+    assert code == 1 and "'omar' is not enrolled (enrolled: anna)" in err
+
+
+def test_empty_registry_identifies_unknown(
+    clips: dict[str, list[Path]], registry_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys, "--registry", str(registry_dir), "identify", "--json", str(clips["anna"][0])
+    )
+    assert code == 0 and json.loads(out)["speaker"] == "unknown"
+    code, out, _ = run(capsys, "--registry", str(registry_dir), "list")
+    assert code == 0 and "no speakers enrolled" in out
+
+
+@pytest.mark.parametrize("kind", ["silence", "tone"])
+def test_enrolling_non_speech_is_refused_with_a_reason(
+    tmp_path: Path, registry_dir: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    t = np.arange(10 * SR) / SR
+    y = np.zeros_like(t) if kind == "silence" else 0.3 * np.sin(2 * np.pi * 300 * t)
+    path = tmp_path / f"{kind}.wav"
+    sf.write(path, y, SR)
+    code, _, err = run(capsys, "--registry", str(registry_dir), "enroll", "bob", str(path))
+    assert code == 1
+    assert str(path) in err and "no usable speech" in err
+    assert not (registry_dir / INDEX_FILE).exists()
+
+
+def test_corrupt_registry_is_a_clear_error(
+    clips: dict[str, list[Path]], registry_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry_dir.mkdir()
+    (registry_dir / INDEX_FILE).write_text("{ definitely not json")
+    code, _, err = run(capsys, "--registry", str(registry_dir), "identify", str(clips["anna"][0]))
+    assert code == 1 and str(registry_dir / INDEX_FILE) in err
+
+
+def test_registry_from_env(
+    clips: dict[str, list[Path]],
+    registry_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TYMPAN_SPEAKER_REGISTRY", str(registry_dir))
+    code, _, err = run(capsys, "enroll", "anna", *map(str, clips["anna"][:2]))
+    assert code == 0, err
+    assert (registry_dir / INDEX_FILE).is_file()
+
+
+def test_shipped_model_exists() -> None:
+    assert any(MODEL_DIR.glob("*/manifest.json")), f"no speaker-embed model under {MODEL_DIR}"

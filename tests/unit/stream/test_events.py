@@ -1,0 +1,183 @@
+"""Events: deterministic ids, JSON that matches docs/schemas, compact rendering."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stream.events import (
+    LabelEvent,
+    ModelRef,
+    RejectedRecord,
+    Segment,
+    SpeakerEvent,
+    SummaryEvent,
+    WindowSpan,
+    event_id,
+    top_k,
+)
+
+SCHEMAS = Path(__file__).resolve().parents[3] / "docs" / "schemas"
+MODEL = ModelRef("scene", "3")
+SPAN = WindowSpan(4, 32000, 47872, 16000, 1_700_000_002.992)
+
+_TYPES = {
+    "object": dict,
+    "array": list,
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+    "null": type(None),
+}
+
+
+def _check(value: Any, schema: dict[str, Any], where: str = "$") -> None:
+    """The subset of JSON Schema the tympan schemas use (no jsonschema dependency)."""
+    if "const" in schema:
+        assert value == schema["const"], where
+    if "enum" in schema:
+        assert value in schema["enum"], where
+    kinds = schema.get("type")
+    if kinds is not None:
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        ok = any(
+            isinstance(value, _TYPES[k]) and not (k in ("integer", "number") and isinstance(value, bool))
+            for k in kinds
+        )
+        assert ok, f"{where}: {value!r} is not {kinds}"
+    if isinstance(value, dict):
+        for name in schema.get("required", []):
+            assert name in value, f"{where}: missing {name!r}"
+        props = schema.get("properties", {})
+        if schema.get("additionalProperties") is False:
+            assert set(value) <= set(props), f"{where}: extra {set(value) - set(props)}"
+        for name, sub in props.items():
+            if name in value:
+                _check(value[name], sub, f"{where}.{name}")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            _check(item, schema["items"], f"{where}[{i}]")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema:
+            assert value >= schema["minimum"], where
+        if "maximum" in schema:
+            assert value <= schema["maximum"], where
+
+
+def _schema(name: str) -> dict[str, Any]:
+    return json.loads((SCHEMAS / f"{name}.schema.json").read_text())  # type: ignore[no-any-return]
+
+
+def _label() -> LabelEvent:
+    best = top_k(["quiet", "speech", "music"], [0.1, 0.7, 0.2], 2)
+    return LabelEvent(
+        event_id=event_id("call-1", 4, "label", MODEL.tag),
+        stream_id="call-1",
+        span=SPAN,
+        label=best[0][0],
+        score=best[0][1],
+        top_k=best,
+        model=MODEL,
+        gap=True,
+        latency_ms=12.5,
+    )
+
+
+def test_event_ids_are_deterministic_and_distinct() -> None:
+    a = event_id("call-1", 4, "label", "scene@3")
+    assert a == event_id("call-1", 4, "label", "scene@3")
+    others = {
+        event_id("call-2", 4, "label", "scene@3"),
+        event_id("call-1", 5, "label", "scene@3"),
+        event_id("call-1", 4, "speaker", "scene@3"),
+        event_id("call-1", 4, "label", "scene@4"),
+        event_id("call-14", 4, "label", "scene@3"),
+    }
+    assert a not in others and len(others) == 5
+    assert len(a) == 32 and int(a, 16) >= 0
+
+
+def test_top_k_is_best_first_and_stable_on_ties() -> None:
+    assert top_k(["a", "b", "c"], [0.2, 0.5, 0.2], 3) == (("b", 0.5), ("a", 0.2), ("c", 0.2))
+    assert top_k(["a", "b"], [0.4, 0.6], 5) == (("b", 0.6), ("a", 0.4))
+
+
+def test_label_event_matches_its_schema() -> None:
+    data = json.loads(_label().to_json())
+    _check(data, _schema("label"))
+    assert data["label"] == "speech" and data["gap"] is True
+    assert data["start_s"] == 2.0 and data["end_s"] == 2.992
+    assert data["model"] == {"name": "scene", "version": "3"}
+
+
+def test_speaker_event_matches_its_schema() -> None:
+    event = SpeakerEvent(
+        event_id=event_id("call-1", 4, "speaker", "spk@1"),
+        stream_id="call-1",
+        span=SPAN,
+        speaker="unknown",
+        score=0.31,
+        model=ModelRef("spk", "1"),
+    )
+    _check(json.loads(event.to_json()), _schema("speaker"))
+
+
+def test_summary_event_matches_its_schema() -> None:
+    event = SummaryEvent(
+        event_id=event_id("call-1", -1, "summary", MODEL.tag),
+        stream_id="call-1",
+        model=MODEL,
+        closed_by="idle",
+        duration_s=12.0,
+        windows=23,
+        timeline=(Segment("speech", 0.0, 6.0, 11, 0.8), Segment("music", 5.5, 12.0, 12, 0.9)),
+        dominant_label="music",
+        counts={
+            "frames": 600,
+            "duplicates": 2,
+            "late": 0,
+            "gaps": 1,
+            "gap_frames": 3,
+            "resets": 0,
+            "rejected": 1,
+            "windows": 23,
+        },
+    )
+    data = json.loads(event.to_json())
+    _check(data, _schema("summary"))
+    assert list(data["counts"]) == sorted(data["counts"])
+
+
+def test_rejected_record_keeps_headers_and_payload() -> None:
+    record = RejectedRecord(
+        stream_id=None,
+        reason="missing_key",
+        message="record has no key",
+        topic="tympan.audio.v1",
+        partition=3,
+        offset=17,
+        headers=(("seq", b"4"), ("rate", b"8000")),
+        payload=b"\x00\xff",
+    )
+    data = json.loads(record.to_json())
+    _check(data, _schema("rejected"))
+    assert data["headers"][0] == {"key": "seq", "value_b64": "NA=="}
+    assert data["payload_b64"] == "AP8=" and data["payload_bytes"] == 2
+
+
+def test_non_finite_scores_are_refused() -> None:
+    bad = LabelEvent(
+        event_id="0" * 32,
+        stream_id="s",
+        span=SPAN,
+        label="x",
+        score=float("nan"),
+        top_k=(),
+        model=MODEL,
+    )
+    with pytest.raises(ValueError):
+        bad.to_json()
