@@ -12,7 +12,10 @@ BLAS is limited to one thread for both (``threadpoolctl``) so the CPU time is th
 work, not spinning helper threads. The last line is ``ratio_vs_librosa=<x>``
 (1000 streams over (a)).
 
-Run: ``.venv/bin/python benchmarks/bench_features.py [--quick]``.
+Each figure is the best of ``--repeat`` interleaved rounds (the machine is shared;
+the best round is the least disturbed one, for both paths alike).
+
+Run: ``.venv/bin/python benchmarks/bench_features.py [--quick] [--repeat N]``.
 """
 
 from __future__ import annotations
@@ -85,7 +88,9 @@ def bench_bank(
     t0 = time.process_time()
     for tick in range(n_ticks):
         at = tick * chunk
-        result = bank.push({sid: base[o + at : o + at + chunk] for sid, o in zip(ids, offsets)})
+        result = bank.push(
+            {sid: base[o + at : o + at + chunk] for sid, o in zip(ids, offsets, strict=True)}
+        )
         n_windows += len(result.windows)
     cpu = time.process_time() - t0
     assert n_windows > 0
@@ -95,15 +100,21 @@ def bench_bank(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (< 1 minute)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; the best one counts")
     args = parser.parse_args()
     seconds = {1: 30.0, 100: 10.0, 1000: 3.0} if args.quick else {1: 120.0, 100: 30.0, 1000: 10.0}
     base = base_audio(150.0, SPEC.sr)
+    best: dict[int, float] = {}
+    state = 0
     with threadpool_limits(limits=1):
-        ref = bench_librosa(base[: int(seconds[1] * SPEC.sr)], SPEC)
-        rows = [("librosa per-window (a)", 1, ref, None)]
-        for n, dur in seconds.items():
-            speed, state = bench_bank(base, SPEC, n, dur)
-            rows.append((f"FeatureBank {n} streams (b)", n, speed, state))
+        for _ in range(args.repeat):  # interleaved rounds: load on a shared box hits all alike
+            best[0] = max(best.get(0, 0.0), bench_librosa(base[: int(seconds[1] * SPEC.sr)], SPEC))
+            for n, dur in seconds.items():
+                speed, state = bench_bank(base, SPEC, n, dur)
+                best[n] = max(best.get(n, 0.0), speed)
+    ref = best[0]
+    rows: list[tuple[str, int, float, int | None]] = [("librosa per-window (a)", 1, ref, None)]
+    rows += [(f"FeatureBank {n} streams (b)", n, best[n], state) for n in seconds]
     print(
         f"spec: sr={SPEC.sr} n_fft={SPEC.n_fft} hop_length={SPEC.hop_length} "
         f"n_mels={SPEC.n_mels} window={SPEC.window_seconds}s/{SPEC.hop_seconds}s"

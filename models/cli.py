@@ -57,7 +57,8 @@ def register(subparsers: Any) -> None:
         type=float,
         default=0.0,
         metavar="P",
-        help="probability that an augmented copy goes through 8 kHz G.711 μ-law",
+        help="probability that an augmented copy goes through 8 kHz G.711 μ-law "
+        "(implies --augment-copies 1 at least)",
     )
     parser.add_argument("--no-export", action="store_true", help="skip the ONNX export")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
@@ -81,7 +82,7 @@ def train_and_export(args: argparse.Namespace) -> Path:
     from models.train import TrainConfig, save_outputs, train
 
     name = args.name or args.data_dir.resolve().name
-    target = args.out / name / args.version
+    target: Path = args.out / name / args.version
     if target.exists() and not args.overwrite:
         raise ContractError(f"{target}: model version already exists (pass --overwrite)")
     config = TrainConfig(
@@ -89,7 +90,11 @@ def train_and_export(args: argparse.Namespace) -> Path:
         epochs=args.epochs,
         batch_size=args.batch_size,
         seed=args.seed,
-        augment=AugmentConfig(copies=args.augment_copies, telephony_prob=args.telephony),
+        augment=AugmentConfig(
+            # telephony happens on augmented copies: asking for it implies one
+            copies=max(args.augment_copies, 1 if args.telephony > 0 else 0),
+            telephony_prob=args.telephony,
+        ),
         progress=not args.quiet,
     )
     trained = train(

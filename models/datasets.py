@@ -34,7 +34,6 @@ from stream.errors import AudioFileError, DatasetError
 from stream.features.spec import FeatureSpec
 
 TaskChoice = Literal["auto", "single", "multi"]
-SplitName = Literal["train", "val", "test"]
 
 LABELS_CSV = "labels.csv"
 CSV_COLUMNS = ("path", "tags")
@@ -94,7 +93,7 @@ class Split:
     val: tuple[Clip, ...]
     test: tuple[Clip, ...]
 
-    def items(self) -> list[tuple[SplitName, tuple[Clip, ...]]]:
+    def items(self) -> list[tuple[str, tuple[Clip, ...]]]:
         return [("train", self.train), ("val", self.val), ("test", self.test)]
 
 
@@ -425,4 +424,5 @@ def _progress(items: list[Clip], desc: str, enabled: bool) -> Iterable[Clip]:
         return items
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit="file", leave=False)
+    bar: Iterable[Clip] = tqdm(items, desc=desc, unit="file", leave=False)
+    return bar

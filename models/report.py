@@ -196,7 +196,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"{training['epochs_run']} epochs (best {training['best_epoch']}, early stopping "
         f"patience {training['patience']}), batch {training['batch_size']}, "
-        f"{training['seconds']:.0f} s, augmentation copies per file: "
+        f"{training['seconds']:.0f} s in all ({training['features_seconds']:.0f} s decoding and "
+        "features), augmentation copies per file: "
         f"{training['augment']['copies']} (telephony probability "
         f"{training['augment']['telephony_prob']}).",
         "",

@@ -1,6 +1,6 @@
 """The speaker embedding model: voices we render ourselves, a CNN, an ONNX export.
 
-Recipe (``python -m models.speaker train --out models/zoo/speaker-embed/1``):
+Recipe (``python -m models.speaker train --repo models/zoo --version 1``):
 
 1. **Voices.** An identity is a synthesizer setting: an espeak-ng voice variant at
    a base pitch and speed, or festival's ``kal_diphone`` shifted by sox. Identities
@@ -21,8 +21,8 @@ Recipe (``python -m models.speaker train --out models/zoo/speaker-embed/1``):
    identities. The margin pushes same-speaker embeddings together on the unit
    sphere, which is what cosine scoring of unseen voices needs.
 5. **Export.** ``probabilities`` (softmax over training identities) and
-   ``embedding`` go through tf2onnx with a manifest matching
-   :mod:`stream.inference.manifest`, a golden window file, and a parity check.
+   ``embedding`` go through :func:`exporters.export.export_model`: tf2onnx, the
+   Keras/ONNX parity gate, golden windows and the manifest.
 
 TensorFlow is imported inside the functions that train, so the rendering helpers
 (used by the tf-free held-out test) import without it.
@@ -440,15 +440,24 @@ def am_softmax_loss(scale: float, margin: float, n_classes: int):  # type: ignor
 
 
 def train(
-    out_dir: Path,
+    repo: Path,
     *,
     cfg: SpeakerNetConfig | None = None,
     version: str = "1",
     cache_dir: Path | None = None,
     max_voices: int | None = None,
-) -> dict[str, Any]:
-    """Render the training voices, train, export to ``out_dir``; returns the report."""
+    overwrite: bool = False,
+) -> Path:
+    """Render the training voices, train, export to ``<repo>/speaker-embed/<version>``.
+
+    The export goes through :func:`exporters.export.export_model` (tf2onnx, parity
+    gate, golden windows, manifest), like every tympan model; ``report.json`` next
+    to it records the training run. Returns the model directory.
+    """
     import keras
+
+    from exporters.export import export_model
+    from models.architectures import count_macs
 
     cfg = cfg or SpeakerNetConfig()
     keras.utils.set_random_seed(cfg.seed)
@@ -468,112 +477,34 @@ def train(
     history = train_model.fit(
         x, y, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, verbose=2
     )
-    train_s = time.monotonic() - t1
-    report = {
-        "training": {
-            "data_hash": data_hash(),
-            "voices": len(voices),
-            "windows": len(x),
-            "epochs": cfg.epochs,
-            "final_loss": float(history.history["loss"][-1]),
-            "render_s": round(render_s, 1),
-            "train_s": round(train_s, 1),
-            "config": asdict(cfg),
-            "labels_are": "training identities (synthesizer settings)",
-        }
+    summary = {
+        "recipe": "models.speaker",
+        "data_hash": data_hash(),
+        "voices": len(voices),
+        "windows": len(x),
+        "epochs": cfg.epochs,
+        "final_loss": float(history.history["loss"][-1]),
+        "render_s": round(render_s, 1),
+        "train_s": round(time.monotonic() - t1, 1),
+        "config": asdict(cfg),
+        "labels_are": "training identities (synthesizer settings)",
     }
-    export(serving, x[:16], [v.name for v in voices], out_dir, version=version, extra=report)
-    return report
-
-
-def export(
-    serving: Any,
-    golden_x: np.ndarray,
-    labels: Sequence[str],
-    out_dir: Path,
-    *,
-    version: str,
-    extra: dict[str, Any],
-) -> Path:
-    """tf2onnx export + manifest + golden windows + Keras/ONNX parity (atol 1e-4)."""
-    import onnxruntime as ort
-    import tensorflow as tf
-    import tf2onnx
-
-    from stream.inference.manifest import (
-        Manifest,
-        TensorInfo,
-        sha256_file,
-        write_manifest,
-    )
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    signature = (tf.TensorSpec((None, *SPEAKER_SPEC.input_shape), tf.float32, name="features"),)
-
-    @tf.function(input_signature=signature)
-    def forward(features):  # type: ignore[no-untyped-def]
-        out = serving(features, training=False)
-        return {
-            "probabilities": tf.identity(out["probabilities"], name="probabilities"),
-            "embedding": tf.identity(out["embedding"], name="embedding"),
-        }
-
-    model_path = out_dir / "model.onnx"
-    _proto, _ = tf2onnx.convert.from_function(
-        forward, input_signature=signature, opset=17, output_path=str(model_path)
-    )
-    _rename_outputs(model_path)
-    keras_out = serving(golden_x, training=False)
-    ref_p = np.asarray(keras_out["probabilities"])
-    ref_e = np.asarray(keras_out["embedding"])
-    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    onnx_p, onnx_e = sess.run(["probabilities", "embedding"], {"features": golden_x})
-    parity = float(max(np.max(np.abs(onnx_p - ref_p)), np.max(np.abs(onnx_e - ref_e))))
-    if parity > 1e-4:
-        raise RuntimeError(f"{model_path}: Keras/ONNX parity {parity:.2e} exceeds 1e-4")
-    golden_path = out_dir / "golden.npz"
-    np.savez(golden_path, features=golden_x, probabilities=onnx_p, embedding=onnx_e)
-    manifest = Manifest(
+    rng = np.random.default_rng(cfg.seed)
+    golden_x = x[rng.choice(len(x), size=min(16, len(x)), replace=False)]
+    model_dir = export_model(
+        serving,
+        spec=SPEAKER_SPEC,
+        labels=[v.name for v in voices],
+        out_dir=repo,
         name=MODEL_NAME,
         version=version,
-        task="single",
-        labels=tuple(labels),
-        spec=SPEAKER_SPEC.to_dict(),
-        spec_hash=SPEAKER_SPEC.spec_hash,
-        input=TensorInfo("features", (None, *SPEAKER_SPEC.input_shape)),
-        outputs=(
-            TensorInfo("probabilities", (None, len(labels)), role="probabilities"),
-            TensorInfo("embedding", (None, int(ref_e.shape[1])), role="embedding"),
-        ),
-        opset=17,
-        model_sha256=sha256_file(model_path),
-        golden_sha256=sha256_file(golden_path),
-        training=extra.get("training", {}),
-        metrics={"parity_max_abs": parity, **extra.get("metrics", {})},
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        tympan_version="0.1.0",
+        golden_x=golden_x,
+        training_summary=summary,
+        macs=count_macs(serving),
+        overwrite=overwrite,
     )
-    write_manifest(manifest, out_dir)
-    return out_dir
-
-
-def _rename_outputs(path: Path) -> None:
-    """Give the ONNX graph outputs the contract names ``probabilities``/``embedding``."""
-    import onnx
-
-    model = onnx.load(str(path))
-    wanted = {"probabilities", "embedding"}
-    renames = {}
-    for out in model.graph.output:
-        for name in wanted:
-            if out.name != name and name in out.name:
-                renames[out.name] = name
-    for node in model.graph.node:
-        node.output[:] = [renames.get(o, o) for o in node.output]
-        node.input[:] = [renames.get(i, i) for i in node.input]
-    for out in model.graph.output:
-        out.name = renames.get(out.name, out.name)
-    onnx.save(model, str(path))
+    (model_dir / "report.json").write_text(json.dumps({"training": summary}, indent=2) + "\n")
+    return model_dir
 
 
 def data_hash() -> str:
@@ -588,8 +519,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.speaker")
     sub = parser.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="render voices, train, export")
-    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--repo", type=Path, required=True, help="model repository (models/zoo)")
     t.add_argument("--version", default="1")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing version")
     t.add_argument("--epochs", type=int, default=SpeakerNetConfig().epochs)
     t.add_argument("--passages", type=int, default=SpeakerNetConfig().passages)
     t.add_argument("--cache", type=Path, default=None, help="reuse rendered windows (npz)")
@@ -616,11 +548,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("espeak-ng is required to render voices", file=sys.stderr)
         return 2
     cfg = SpeakerNetConfig(epochs=args.epochs, passages=args.passages)
-    report = train(
-        args.out, cfg=cfg, version=args.version, cache_dir=args.cache, max_voices=args.max_voices
+    model_dir = train(
+        args.repo,
+        cfg=cfg,
+        version=args.version,
+        cache_dir=args.cache,
+        max_voices=args.max_voices,
+        overwrite=args.overwrite,
     )
-    (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report["training"], indent=2))
+    print(model_dir)
     return 0
 
 

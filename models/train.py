@@ -101,6 +101,8 @@ class TrainedModel:
     macs: multiply-adds per window (:func:`count_macs`).
     report: the held-out evaluation and run summary (``report.json``).
     history: per-epoch training/validation curves.
+    test_set, test_probabilities: the held-out windows and what the model said,
+        for breakdowns beyond the report (e.g. by telephone channel).
     """
 
     model: keras.Model
@@ -112,6 +114,8 @@ class TrainedModel:
     macs: int
     report: dict[str, Any]
     history: dict[str, list[float]]
+    test_set: WindowSet
+    test_probabilities: np.ndarray
 
     def headline_metrics(self) -> dict[str, Any]:
         """The scalar held-out figures (``test_windows_accuracy``, ``test_files_mAP``, ...)."""
@@ -166,7 +170,7 @@ def train(
     data_dir : str or Path
         Folder with one sub-folder per label, or with ``labels.csv`` (multi-label).
     spec : FeatureSpec, optional
-        The serving frontend; default ``FeatureSpec()`` (64 log-mels × 98 frames).
+        The serving frontend; default ``FeatureSpec()`` (64 log-mels, 1 s windows).
     config : TrainConfig, optional
         Run settings.
     name, version : str
@@ -181,6 +185,68 @@ def train(
     spec = spec or FeatureSpec()
     config = config or TrainConfig()
     started = time.monotonic()
+    data = prepare_data(data_dir, spec=spec, config=config)
+    features_s = time.monotonic() - started
+    configure_tensorflow(seed=config.seed, threads=config.threads)
+    labels, task, sets = data.labels, data.task, data.sets
+    model = build_cnn(spec.input_shape, len(labels), task=task, config=config.cnn)
+    history = _fit(model, sets["train"], sets["val"], task=task, config=config)
+    thresholds = None
+    if task == "multi":
+        val_probs = _probabilities(model, sets["val"].x)
+        thresholds = tuple(reporting.choose_thresholds(sets["val"].y, val_probs))
+    test = sets["test"]
+    test_probs = _probabilities(model, test.x)
+    macs = count_macs(model)
+    report: dict[str, Any] = {
+        "name": name,
+        "version": version,
+        "task": task,
+        "labels": list(labels),
+        "thresholds": None if thresholds is None else list(thresholds),
+        "spec": spec.to_dict(),
+        "spec_hash": spec.spec_hash,
+        "macs_per_window": macs,
+        "params": int(model.count_params()),
+        "dataset": _dataset_summary(data),
+        "training": {
+            **_training_summary(config, history, time.monotonic() - started),
+            "features_seconds": round(features_s, 1),
+        },
+        "test": _evaluate(task, test, test_probs, labels, thresholds),
+    }
+    return TrainedModel(
+        model=model,
+        spec=spec,
+        labels=labels,
+        task=task,
+        thresholds=thresholds,
+        golden_x=test.x[:GOLDEN_WINDOWS],
+        macs=macs,
+        report=report,
+        history=history,
+        test_set=test,
+        test_probabilities=test_probs,
+    )
+
+
+@dataclass(slots=True)
+class PreparedData:
+    """A dataset decoded, split by file and cut into windows per split."""
+
+    root: Path
+    task: Literal["single", "multi"]
+    labels: tuple[str, ...]
+    sets: dict[str, WindowSet]
+    skipped: list[Skipped]
+
+
+def prepare_data(data_dir: str | Path, *, spec: FeatureSpec, config: TrainConfig) -> PreparedData:
+    """List, decode, split and featurize ``data_dir``; unusable files are skipped and logged.
+
+    Only the training split is augmented; validation and test files are scored as
+    they are.
+    """
     index = scan_dataset(data_dir, task=config.task)
     cache = AudioCache(spec)
     usable, skipped = load_clips(index.clips, cache, progress=config.progress)
@@ -195,50 +261,17 @@ def train(
     )
     plan = _augment_plan(config.augment, spec.sr, config.seed)
     sets = {
-        name_: window_set(
+        which: window_set(
             clips,
             labels,
             cache,
-            plan=plan if name_ == "train" else None,
+            plan=plan if which == "train" else None,
             progress=config.progress,
-            desc=f"features ({name_})",
+            desc=f"features ({which})",
         )
-        for name_, clips in split.items()
+        for which, clips in split.items()
     }
-    configure_tensorflow(seed=config.seed, threads=config.threads)
-    model = build_cnn(spec.input_shape, len(labels), task=index.task, config=config.cnn)
-    history = _fit(model, sets["train"], sets["val"], task=index.task, config=config)
-    thresholds = None
-    if index.task == "multi":
-        val_probs = _probabilities(model, sets["val"].x)
-        thresholds = tuple(reporting.choose_thresholds(sets["val"].y, val_probs))
-    test = sets["test"]
-    test_probs = _probabilities(model, test.x)
-    report = {
-        "name": name,
-        "version": version,
-        "task": index.task,
-        "labels": list(labels),
-        "thresholds": None if thresholds is None else list(thresholds),
-        "spec": spec.to_dict(),
-        "spec_hash": spec.spec_hash,
-        "macs_per_window": count_macs(model),
-        "params": int(model.count_params()),
-        "dataset": _dataset_summary(index.root, sets, skipped),
-        "training": _training_summary(config, history, time.monotonic() - started),
-        "test": _evaluate(index.task, test, test_probs, labels, thresholds),
-    }
-    return TrainedModel(
-        model=model,
-        spec=spec,
-        labels=labels,
-        task=index.task,
-        thresholds=thresholds,
-        golden_x=test.x[:GOLDEN_WINDOWS],
-        macs=report["macs_per_window"],
-        report=report,
-        history=history,
-    )
+    return PreparedData(index.root, index.task, labels, sets, skipped)
 
 
 def save_outputs(trained: TrainedModel, out_dir: Path, *, keras_file: bool = True) -> list[Path]:
@@ -336,14 +369,14 @@ def _evaluate(
     }
 
 
-def _dataset_summary(
-    root: Path, sets: dict[str, WindowSet], skipped: list[Skipped]
-) -> dict[str, Any]:
+def _dataset_summary(data: PreparedData) -> dict[str, Any]:
     return {
-        "root": str(root),
-        "files": {k: len(v.clips) for k, v in sets.items()},
-        "windows": {k: len(v) for k, v in sets.items()},
-        "skipped": [{"path": str(s.path), "reason": s.reason, "detail": s.detail} for s in skipped],
+        "root": str(data.root),
+        "files": {k: len(v.clips) for k, v in data.sets.items()},
+        "windows": {k: len(v) for k, v in data.sets.items()},
+        "skipped": [
+            {"path": str(s.path), "reason": s.reason, "detail": s.detail} for s in data.skipped
+        ],
     }
 
 

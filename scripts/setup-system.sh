@@ -9,7 +9,8 @@
 #   fluidsynth + fluid-soundfont-gm  music (hold music, instruments) from MIDI
 #   sox + libsox-fmt-all             G.711 channel, pitch/tempo variants
 #   libsndfile1                      soundfile's C library
-#   default-jre-headless, maven      the local Kafka broker (scripts/kafka.sh)
+#   openjdk-17-jdk-headless, maven   the local Kafka broker (scripts/kafka.sh)
+#   chromium, chromium-driver        the dashboard's browser test (selenium, headless)
 #
 # Nothing is checked by name alone: a package counts as present when
 # `dpkg -s` says "install ok installed"; the commands and the soundfont file
@@ -29,8 +30,10 @@ PACKAGES=(
   sox
   libsox-fmt-all
   libsndfile1
-  default-jre-headless
+  openjdk-17-jdk-headless
   maven
+  chromium
+  chromium-driver
 )
 
 # Command -> package that provides it (checked with `command -v`).
@@ -40,7 +43,7 @@ declare -A COMMANDS=(
   [text2wave]=festival
   [fluidsynth]=fluidsynth
   [sox]=sox
-  [java]=default-jre-headless
+  [java]=openjdk-17-jdk-headless
   [mvn]=maven
 )
 
@@ -66,8 +69,8 @@ add_missing() {
 
 for pkg in "${PACKAGES[@]}"; do
   if ! dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then
-    # Java may come from another JDK package (e.g. openjdk-17-jdk-headless).
-    if [[ "$pkg" == "default-jre-headless" ]] && command -v java >/dev/null 2>&1; then
+    # Any Java 17+ on PATH will do (another JDK package, a tarball install).
+    if [[ "$pkg" == "openjdk-17-jdk-headless" ]] && command -v java >/dev/null 2>&1; then
       continue
     fi
     if [[ "$pkg" == "maven" ]] && command -v mvn >/dev/null 2>&1; then

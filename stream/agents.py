@@ -30,7 +30,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from stream.delivery import OffsetLedger
-from stream.events import LabelEvent, RejectedRecord, SpeakerEvent, SummaryEvent
+from stream.events import (
+    LabelEvent,
+    ModelRef,
+    RejectedRecord,
+    SpeakerEvent,
+    SummaryEvent,
+    event_id,
+)
 from stream.inference.batcher import Batcher
 from stream.metrics import WorkerMetrics
 from stream.pipeline import Pipeline, Record, Step, WindowJob
@@ -42,6 +49,8 @@ log = logging.getLogger(__name__)
 Send = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 _PRUNE_EVERY = 256
+INBOX_RECORDS = 256
+INBOX_WAIT_S = 0.005
 
 
 class Ackable(Protocol):
@@ -49,17 +58,49 @@ class Ackable(Protocol):
 
 
 class SpeakerHook(Protocol):
-    """Turns a batch of windows into speaker verdicts (``stream.speakers`` provides it).
+    """Turns a batch of windows into speaker verdicts.
 
-    ``identify`` runs in the inference thread; it returns one ``(speaker, score)`` per
-    job, or ``None`` for a window it does not judge (e.g. no speech).
+    ``identify`` runs in the inference thread, after the label model, on the same
+    windows; it returns one ``(speaker, score)`` per job, or ``None`` for a window it
+    does not judge (e.g. no speech). ``model`` names the speaker model in events.
     """
 
-    model_tag: str
+    model: ModelRef
 
-    def identify(
-        self, jobs: Sequence[WindowJob], embeddings: np.ndarray
-    ) -> list[tuple[str, float] | None]: ...
+    def identify(self, jobs: Sequence[WindowJob]) -> list[tuple[str, float] | None]: ...
+
+
+class EmbeddingSpeakerHook:
+    """Open-set speaker identification per window: embed, then score against the
+    enrolled speakers (``stream.speakers``).
+
+    Parameters
+    ----------
+    embed: feature windows ``[n, F, T, 1]`` → unit embeddings ``[n, d]``
+        (``SpeakerEmbedder.embed_windows``); the speaker model must share the label
+        model's FeatureSpec, so the same windows feed both.
+    scorer: returns the current scorer (a registry update applies to the next batch).
+    model: the speaker model's name and version.
+    """
+
+    def __init__(
+        self,
+        embed: Callable[[np.ndarray], np.ndarray],
+        scorer: Callable[[], Any],
+        model: ModelRef,
+        spec: Any,
+    ) -> None:
+        self._embed = embed
+        self._scorer = scorer
+        self.model = model
+        self._spec = spec
+
+    def identify(self, jobs: Sequence[WindowJob]) -> list[tuple[str, float] | None]:
+        from stream.features.windows import stack_windows
+
+        x = stack_windows([job.window for job in jobs], self._spec)
+        verdicts = self._scorer().identify(self._embed(x))
+        return [(v.speaker, float(v.score)) for v in verdicts]
 
 
 class WorkerRuntime:
@@ -75,6 +116,8 @@ class WorkerRuntime:
     batching: batch size, wait budget, queue bound.
     metrics: Prometheus metrics.
     speakers: optional speaker identification on the same windows.
+    on_fatal: called when a result cannot be delivered (the app crashes the worker,
+        so that nothing after it is acked and a restart replays it).
     """
 
     def __init__(
@@ -87,6 +130,7 @@ class WorkerRuntime:
         *,
         metrics: WorkerMetrics | None = None,
         speakers: SpeakerHook | None = None,
+        on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.topics = topics
@@ -97,7 +141,12 @@ class WorkerRuntime:
         self.ledger: OffsetLedger[Ackable] = OffsetLedger()
         self._deliveries: dict[str, list[Awaitable[Any]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._inbox: list[tuple[Record, Ackable]] = []
+        self._inbox_lock = asyncio.Lock()
+        self._inbox_timer: asyncio.TimerHandle | None = None
+        self.last_offset: dict[int, int] = {}  # per partition, for the lag gauge
         self.failure: BaseException | None = None
+        self._on_fatal = on_fatal
         self.batcher: Batcher[WindowJob, tuple[np.ndarray, Any]] = Batcher(
             self._run_batch, self._on_batch, batching, observe=self.metrics.observe_batch
         )
@@ -113,27 +162,62 @@ class WorkerRuntime:
 
     async def drain(self) -> None:
         """Wait until every submitted window is inferred and every delivery settled."""
+        await self.flush_inbox()
         await self.batcher.join()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # -- input --------------------------------------------------------------------------
     async def on_record(self, record: Record, token: Ackable) -> None:
-        """Process one consumed audio record; ``token.ack()`` once nothing is owed."""
+        """Take one consumed audio record; ``token.ack()`` once nothing is owed.
+
+        Records are gathered in a small inbox and processed together (one feature
+        kernel call for all of them) when it holds ``INBOX_RECORDS`` or after
+        ``INBOX_WAIT_S``, whichever comes first.
+        """
         self._raise_failure()
-        self.metrics.frames_in.inc()
-        self.ledger.hold(record.partition, record.offset, token)
-        await self._apply(self.pipeline.accept(record))
-        self._release(record.partition)
+        self._inbox.append((record, token))
+        if len(self._inbox) >= INBOX_RECORDS:
+            await self.flush_inbox()
+        elif self._inbox_timer is None:
+            loop = asyncio.get_running_loop()
+            self._inbox_timer = loop.call_later(INBOX_WAIT_S, self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._inbox_timer = None
+        task = asyncio.get_running_loop().create_task(self.flush_inbox())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def flush_inbox(self) -> None:
+        """Process the gathered records in consumption order."""
+        async with self._inbox_lock:
+            if self._inbox_timer is not None:
+                self._inbox_timer.cancel()
+                self._inbox_timer = None
+            batch, self._inbox = self._inbox, []
+            if not batch:
+                return
+            self.metrics.frames_in.inc(len(batch))
+            # held only now: a record still in the inbox pins nothing yet, so it must
+            # not be in the ledger where a release could ack it
+            for record, token in batch:
+                self.ledger.hold(record.partition, record.offset, token)
+                self.last_offset[record.partition] = record.offset
+            await self._apply(self.pipeline.accept_many(record for record, _ in batch))
+            for partition in {record.partition for record, _ in batch}:
+                self._release(partition)
 
     async def expire(self) -> None:
         """Close idle streams (called by a timer)."""
-        await self._apply(self.pipeline.expire())
+        async with self._inbox_lock:
+            await self._apply(self.pipeline.expire())
         self.metrics.active_streams.set(self.pipeline.active_streams)
 
     def on_revoked(self, partitions: Iterable[int]) -> None:
-        """Partitions taken away: forget their streams and unacked records."""
+        """Partitions taken away: forget their streams, inbox and unacked records."""
         parts = list(partitions)
+        self._inbox = [(r, t) for r, t in self._inbox if r.partition not in parts]
         for sid in self.pipeline.drop_partitions(parts):
             self._deliveries.pop(sid, None)
             log.info("stream %r dropped: partition revoked", sid)
@@ -155,10 +239,10 @@ class WorkerRuntime:
         from stream.features.windows import stack_windows
 
         x = stack_windows([job.window for job in jobs], self.pipeline.spec)
-        probabilities, embeddings = self._infer(x)
+        probabilities, _ = self._infer(x)
         verdicts: list[Any] = [None] * len(jobs)
         if self.speakers is not None:
-            verdicts = list(self.speakers.identify(jobs, embeddings))
+            verdicts = list(self.speakers.identify(jobs))
         return [(probabilities[i], verdicts[i]) for i in range(len(jobs))]
 
     async def _on_batch(
@@ -181,24 +265,23 @@ class WorkerRuntime:
     async def _send_speakers(
         self, jobs: Sequence[WindowJob], verdicts: Sequence[Any], labels: Sequence[LabelEvent]
     ) -> None:
-        from stream.events import event_id
-
         assert self.speakers is not None
+        model = self.speakers.model
         for job, verdict, label in zip(jobs, verdicts, labels, strict=True):
             if verdict is None:
                 continue
             speaker, score = verdict
             sid = job.window.stream_id
             event = SpeakerEvent(
-                event_id=event_id(sid, job.span.index, "speaker", self.speakers.model_tag),
+                event_id=event_id(sid, job.span.index, "speaker", model.tag),
                 stream_id=sid,
                 span=job.span,
                 speaker=speaker,
                 score=float(score),
-                model=label.model,
+                model=model,
                 latency_ms=label.latency_ms,
             )
-            self.pipeline.add_speaker(sid, speaker, float(score))
+            self.pipeline.add_speaker(job, speaker, float(score))
             await self._send_event(self.topics.speakers, event)
 
     # -- output ---------------------------------------------------------------------------
@@ -258,6 +341,8 @@ class WorkerRuntime:
             except Exception as exc:  # a send failed after the producer's retries
                 log.error("delivery failed on partition %d (%r): %r", partition, pin, exc)
                 self.failure = exc
+                if self._on_fatal is not None:
+                    self._on_fatal(exc)
                 return
             self.ledger.unpin(partition, pin)
             self._release(partition)

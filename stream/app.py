@@ -20,6 +20,7 @@ Choices that matter for delivery (see ``docs/delivery.md``):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,11 @@ from typing import Any
 import faust
 import numpy as np
 
-from stream.agents import WorkerRuntime
+from stream.agents import EmbeddingSpeakerHook, WorkerRuntime
+from stream.errors import ConfigError
 from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
+from stream.features.spec import FeatureSpec
 from stream.inference.repository import resolve_model_dir
 from stream.inference.session import OnnxModel
 from stream.metrics import WorkerMetrics
@@ -97,10 +100,77 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
     async def send(topic: str, key: bytes, value: bytes) -> Any:
         return await app.producer.send(topic, key, value, None, None, None)
 
+    crashing: list[asyncio.Task[None]] = []
+
+    def on_fatal(exc: BaseException) -> None:
+        log.critical("stopping the worker: a result could not be delivered: %r", exc)
+        crashing.append(asyncio.ensure_future(app.crash(exc)))
+
     metrics = WorkerMetrics()
-    runtime = WorkerRuntime(pipeline, infer, topics, send, settings.batching, metrics=metrics)
+    speakers, follower = (
+        load_speakers(settings, spec, topics) if settings.speaker_model else (None, None)
+    )
+    runtime = WorkerRuntime(
+        pipeline,
+        infer,
+        topics,
+        send,
+        settings.batching,
+        metrics=metrics,
+        speakers=speakers,
+        on_fatal=on_fatal,
+    )
     _wire(app, runtime, topics, metrics)
+    if follower is not None:
+
+        async def follow_registry() -> None:
+            await follower.start()
+
+        app.task(follow_registry)
     return Worker(app, runtime, model, topics, settings)
+
+
+def load_speakers(
+    settings: WorkerSettings, spec: FeatureSpec, topics: Topics
+) -> tuple[EmbeddingSpeakerHook, Any]:
+    """The speaker hook: the embedding model, and the enrolled speakers from
+    ``--speaker-registry`` (a file, fixed) or else the compacted registry topic
+    (followed live by ``stream.speakers.topic.RegistryFollower``).
+
+    Raises
+    ------
+    ConfigError
+        When the speaker model's FeatureSpec differs from the label model's: the
+        worker computes one set of features per window.
+    """
+    from stream.speakers.embedder import SpeakerEmbedder
+    from stream.speakers.registry import ModelBinding, load_registry
+    from stream.speakers.topic import RegistryFollower
+
+    model_dir = resolve_model_dir(
+        settings.speaker_model, repo=settings.model_repo, role="speaker-embed"
+    )
+    embedder = SpeakerEmbedder(model_dir)
+    if embedder.spec != spec:
+        raise ConfigError(
+            f"speaker model {model_dir} was trained on FeatureSpec {embedder.spec.spec_hash[:12]} "
+            f"but the label model uses {spec.spec_hash[:12]}; the worker feeds both models "
+            "the same windows, so their FeatureSpecs must be equal"
+        )
+    name, version = embedder.model_id
+    binding = ModelBinding(name, version, embedder.manifest.embedding_dim or 0)
+    follower: Any = None
+    if settings.speaker_registry is not None:
+        scorer = load_registry(settings.speaker_registry, model=binding).scorer()
+
+        def current() -> Any:
+            return scorer
+
+    else:
+        follower = RegistryFollower(settings.kafka, binding, topic=topics.speaker_registry)
+        current = follower.scorer
+    hook = EmbeddingSpeakerHook(embedder.embed_windows, current, ModelRef(name, version), spec)
+    return hook, follower
 
 
 def _faust_settings(settings: WorkerSettings) -> dict[str, Any]:
@@ -127,6 +197,18 @@ def _faust_settings(settings: WorkerSettings) -> dict[str, Any]:
     }
 
 
+def _update_lag(app: Any, runtime: WorkerRuntime, audio: str, metrics: WorkerMetrics) -> None:
+    """Records between the last one taken and the partition end, per partition."""
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        if tp.topic != audio:
+            continue
+        highwater = consumer.highwater(tp)
+        last = runtime.last_offset.get(tp.partition)
+        if highwater is not None and last is not None:
+            metrics.lag.labels(str(tp.partition)).set(max(0, highwater - last - 1))
+
+
 def _wire(
     faust_app: faust.App, runtime: WorkerRuntime, topics: Topics, metrics: WorkerMetrics
 ) -> None:
@@ -151,6 +233,7 @@ def _wire(
     @app.timer(EXPIRE_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def expire() -> None:
         await runtime.expire()
+        _update_lag(app, runtime, topics.audio, metrics)
 
     @app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:

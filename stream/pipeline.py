@@ -27,6 +27,7 @@ Stream lifecycle::
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -39,7 +40,7 @@ import numpy.typing as npt
 
 from stream.audio.convert import payload_to_float32
 from stream.audio.resample import StreamResampler
-from stream.errors import FrameError, InputError, SequenceError
+from stream.errors import ConfigError, FrameError, InputError, SequenceError
 from stream.events import (
     LabelEvent,
     ModelRef,
@@ -109,6 +110,8 @@ class WindowJob:
     span: WindowSpan
     gap: bool
     ready_s: float  # time.monotonic() when the window became complete
+    incarnation: int = 0  # which opening of the stream (a revoked stream may come back)
+    aux_features: npt.NDArray[np.float32] | None = None  # same window, aux FeatureSpec
 
 
 @dataclass(slots=True)
@@ -138,11 +141,13 @@ class _Stream:
     summary: SummaryBuilder
     last_seen_s: float
     position: int = 0  # samples at spec.sr handed to the frontend (gaps included)
+    pending: list[Float32] = field(default_factory=list)  # resampled, not yet pushed
     origin_us: int | None = None  # capture time of stream sample 0
     gaps: list[tuple[int, int]] = field(default_factory=list)  # zero-filled [start, end)
     outstanding: int = 0  # windows submitted, not yet completed
     rejected: int = 0
     closed_by: str | None = None
+    incarnation: int = 0
 
 
 class Pipeline:
@@ -156,6 +161,9 @@ class Pipeline:
     frontend: the streaming feature bank (one for all streams).
     policy: sequencing, idle timeout, stream cap, top-k.
     clock: monotonic seconds (tests pass a fake one).
+    aux_frontend: a second feature bank (e.g. the speaker model's FeatureSpec) fed
+        the same samples; its windows must align with the main ones (same rate,
+        framing and window timing), and ride along in ``WindowJob.aux_features``.
     """
 
     def __init__(
@@ -167,11 +175,15 @@ class Pipeline:
         policy: PipelinePolicy,
         *,
         clock: Callable[[], float] = time.monotonic,
+        aux_frontend: FeatureBank | None = None,
     ) -> None:
         self.spec = spec
         self.model = model
         self.labels = tuple(labels)
         self.frontend = frontend
+        self.aux_frontend = aux_frontend
+        if aux_frontend is not None:
+            _check_aligned(spec, aux_frontend.spec)
         self.policy = policy
         self.clock = clock
         self.hop_samples = spec.hop_frames * spec.hop_length
@@ -180,6 +192,8 @@ class Pipeline:
         self._refused: OrderedDict[str, int | None] = OrderedDict()
         self.late_duplicates = 0  # duplicates of ended streams, dropped
         self._closing: list[str] = []
+        self._dirty: dict[str, _Stream] = {}  # streams with pending samples, in order
+        self._incarnations = itertools.count(1)
 
     # -- queries ----------------------------------------------------------------------
     @property
@@ -198,17 +212,29 @@ class Pipeline:
     def accept(self, record: Record) -> Step:
         """Take one audio-topic record; never raises for bad input (it becomes a dead
         letter in the returned step)."""
+        return self.accept_many([record])
+
+    def accept_many(self, records: Iterable[Record]) -> Step:
+        """Take records in consumption order, with one feature-kernel call for all.
+
+        The samples each record releases are queued per stream and pushed to the
+        ``FeatureBank`` together at the end (or before a stream's reset/flush), which
+        computes the same features as record-by-record pushes (the frontend is
+        chunk-invariant) at a fraction of the cost.
+        """
         step = Step()
-        try:
-            frame = decode_frame(record.key, record.value, record.headers)
-            self._route(record, frame, step)
-        except InputError as exc:
-            exc.locate(partition=record.partition, offset=record.offset)
-            step.rejected.append(_rejected(record, exc))
-            state = self._streams.get(exc.stream_id or "")
-            if state is not None:
-                state.rejected += 1
-            log.info("rejected record: %s (reason %s)", exc, exc.reason)
+        for record in records:
+            try:
+                frame = decode_frame(record.key, record.value, record.headers)
+                self._route(record, frame, step)
+            except InputError as exc:
+                exc.locate(partition=record.partition, offset=record.offset)
+                step.rejected.append(_rejected(record, exc))
+                state = self._streams.get(exc.stream_id or "")
+                if state is not None:
+                    state.rejected += 1
+                log.info("rejected record: %s (reason %s)", exc, exc.reason)
+        self._drain(step)
         return step
 
     def _route(self, record: Record, frame: AudioFrame, step: Step) -> None:
@@ -282,6 +308,7 @@ class Pipeline:
             resampler=StreamResampler(frame.sample_rate, self.spec.sr),
             summary=SummaryBuilder(sid, self.model),
             last_seen_s=self.clock(),
+            incarnation=next(self._incarnations),
         )
         self._streams[sid] = state
         log.debug("stream %r opened (partition %d offset %d)", sid, record.partition, record.offset)
@@ -319,34 +346,58 @@ class Pipeline:
             self._push(state, samples, step, last=rel.eos)
 
     def _push(self, state: _Stream, samples: Float32, step: Step, *, last: bool = False) -> None:
+        """Resample now (cheap, per stream); queue the samples for the next drain."""
         y = state.resampler.process(samples, last=last)
         state.position += len(y)
-        self._submit(state, self._bank_push(state, y), step)
+        if len(y):
+            state.pending.append(y)
+            self._dirty[state.stream_id] = state
 
-    def _bank_push(self, state: _Stream, y: Float32) -> list[Window]:
-        if not len(y):
-            return []
-        result = self.frontend.push({state.stream_id: y})
-        error = result.rejects.get(state.stream_id)
-        if error is not None:
-            raise error.locate(stream_id=state.stream_id)
-        return result.windows
+    def _drain(self, step: Step, only: _Stream | None = None) -> None:
+        """Push queued samples to the frontend: all streams at once, or one stream
+        (before its reset or flush, which must see every sample before them)."""
+        states = [only] if only is not None else list(self._dirty.values())
+        chunks: dict[str, Float32] = {}
+        for state in states:
+            if state.pending:
+                parts = state.pending
+                chunks[state.stream_id] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+                state.pending = []
+            self._dirty.pop(state.stream_id, None)
+        if not chunks:
+            return
+        result = self.frontend.push(chunks)
+        for sid, error in result.rejects.items():
+            log.error("stream %r: the feature frontend refused samples: %s", sid, error)
+        aux = self.aux_frontend.push(chunks).windows if self.aux_frontend is not None else []
+        by_stream: dict[str, list[Window]] = {}
+        for window in result.windows:
+            by_stream.setdefault(window.stream_id, []).append(window)
+        for sid, windows in by_stream.items():
+            self._submit(self._streams[sid], windows, step, aux)
 
     def _reset(self, state: _Stream, gap_in_samples: int, step: Step) -> None:
         """A gap too long to zero-fill: finish the segment before it, restart features
         after it. The frontend keeps sample offsets and window indices true to the
         stream (``FeatureBank.reset(at_sample=...)``), so ids stay unique."""
-        tail = state.resampler.process(np.zeros(0, dtype=np.float32), last=True)
-        state.position += len(tail)
-        self._submit(state, self._bank_push(state, tail), step)
+        self._push(state, np.zeros(0, dtype=np.float32), step, last=True)
+        self._drain(step, only=state)
         resume = state.position + math.ceil(gap_in_samples * self.spec.sr / state.sample_rate)
-        self._submit(state, self.frontend.reset(state.stream_id, at_sample=resume), step)
+        aux = (
+            self.aux_frontend.reset(state.stream_id, at_sample=resume)
+            if self.aux_frontend is not None
+            else []
+        )
+        self._submit(state, self.frontend.reset(state.stream_id, at_sample=resume), step, aux)
         state.gaps.append((state.position, resume))
         state.position = resume
         state.resampler = StreamResampler(state.sample_rate, self.spec.sr)
 
-    def _submit(self, state: _Stream, windows: list[Window], step: Step) -> None:
+    def _submit(
+        self, state: _Stream, windows: list[Window], step: Step, aux: list[Window] | None = None
+    ) -> None:
         now = self.clock()
+        aux_by_index = {w.index: w.features for w in aux or () if w.stream_id == state.stream_id}
         for w in windows:
             index, start, end = w.index, w.start_sample, w.end_sample
             capture_s = None
@@ -354,7 +405,9 @@ class Pipeline:
                 capture_s = (state.origin_us + end * 1e6 / self.spec.sr) / 1e6
             span = WindowSpan(index, start, end, self.spec.sr, capture_s)
             gap = any(a < end and start < b for a, b in state.gaps)
-            step.jobs.append(WindowJob(w, state.partition, span, gap, now))
+            job = WindowJob(w, state.partition, span, gap, now, state.incarnation)
+            job.aux_features = aux_by_index.get(w.index)
+            step.jobs.append(job)
             state.outstanding += 1
 
     # -- closing ------------------------------------------------------------------------
@@ -363,14 +416,19 @@ class Pipeline:
             return
         self._feed(state, state.sequencer.flush(), step)
         if not state.sequencer.finished:  # an EOS frame already flushed the resampler
-            tail = state.resampler.process(np.zeros(0, dtype=np.float32), last=True)
-            state.position += len(tail)
-            self._submit(state, self._bank_push(state, tail), step)
-        self._submit(state, self.frontend.flush(state.stream_id), step)
-        self.frontend.close(state.stream_id)
+            self._push(state, np.zeros(0, dtype=np.float32), step, last=True)
+        self._drain(step, only=state)
+        aux = self.aux_frontend.flush(state.stream_id) if self.aux_frontend is not None else []
+        self._submit(state, self.frontend.flush(state.stream_id), step, aux)
+        self._close_banks(state.stream_id)
         state.closed_by = closed_by
         self._closing.append(state.stream_id)
         log.debug("stream %r closing (%s)", state.stream_id, closed_by)
+
+    def _close_banks(self, stream_id: str) -> None:
+        self.frontend.close(stream_id)
+        if self.aux_frontend is not None:
+            self.aux_frontend.close(stream_id)
 
     def expire(self) -> Step:
         """Close streams idle for longer than ``idle_timeout_s``."""
@@ -393,7 +451,8 @@ class Pipeline:
         dropped = [sid for sid, s in self._streams.items() if s.partition in lost]
         for sid in dropped:
             del self._streams[sid]
-            self.frontend.close(sid)
+            self._dirty.pop(sid, None)
+            self._close_banks(sid)
         self._closing = [sid for sid in self._closing if sid in self._streams]
         return dropped
 
@@ -425,7 +484,7 @@ class Pipeline:
                 )
             )
             state = self._streams.get(sid)
-            if state is not None:
+            if state is not None and state.incarnation == job.incarnation:
                 state.outstanding -= 1
                 verdict = WindowVerdict(
                     job.span.index, job.span.start_s, job.span.end_s, label, score
@@ -433,10 +492,10 @@ class Pipeline:
                 state.summary.add_label(verdict)
         return out
 
-    def add_speaker(self, stream_id: str, speaker: str, score: float) -> None:
+    def add_speaker(self, job: WindowJob, speaker: str, score: float) -> None:
         """Hook for speaker verdicts: they count towards the stream's summary."""
-        state = self._streams.get(stream_id)
-        if state is not None:
+        state = self._streams.get(job.window.stream_id)
+        if state is not None and state.incarnation == job.incarnation:
             state.summary.add_speaker(speaker, score)
 
     def take_summaries(self) -> list[tuple[int, SummaryEvent]]:
@@ -469,6 +528,18 @@ class Pipeline:
             closed_by=state.closed_by or "eos",
             duration_s=state.position / self.spec.sr,
             counts=counts,
+        )
+
+
+def _check_aligned(spec: FeatureSpec, aux: FeatureSpec) -> None:
+    """The aux frontend must cut the same windows from the same samples."""
+    fields = ("sr", "n_fft", "hop_length", "win_length", "window_seconds", "hop_seconds")
+    fields = (*fields, "partial_window")
+    differ = [f for f in fields if getattr(spec, f) != getattr(aux, f)]
+    if differ or spec.window_span(3) != aux.window_span(3):
+        raise ConfigError(
+            "the second FeatureSpec must cut the same windows as the label model's; "
+            + ", ".join(f"{f}={getattr(aux, f)!r} vs {getattr(spec, f)!r}" for f in differ)
         )
 
 

@@ -107,9 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if progress:
-        print(
-            f"{args.target}: wrote {args.out} in {time.monotonic() - start:.1f} s", file=sys.stderr
-        )
+        name = "speakers-heldout" if getattr(args, "heldout", False) else args.target
+        print(f"{name}: wrote {args.out} in {time.monotonic() - start:.1f} s", file=sys.stderr)
     return 0
 
 

@@ -337,7 +337,7 @@ def build_scene(
 def _write_csv(path: Path, header: list[str], rows: Sequence[Sequence[str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(rows)
 
@@ -351,7 +351,7 @@ def _instrument_item(out: Path, seed: int, index: int, duration_s: float) -> lis
     chosen = [str(x) for x in rng.choice(music.INSTRUMENTS, size=k, replace=False)]
     piece = music.compose(chosen, rng=rng, duration_s=duration_s)
     y = music.render(piece, duration_s=duration_s)
-    y = synth.set_level(y, float(rng.uniform(-30, -16)))
+    y = synth.set_level(_with_floor(y, rng), float(rng.uniform(-30, -16)))
     rel = f"clips/{index:04d}.wav"
     _write_wav(out / rel, y, SR)
     return [rel, ";".join(sorted(chosen))]

@@ -3,9 +3,10 @@
 The telephone channel is the one a call-center stream really goes through:
 resample to 8 kHz, band-limit to the 300–3400 Hz telephone band, quantize with
 ITU-T G.711 (μ-law in North America/Japan, A-law elsewhere), decode, and
-resample back.  G.711 is implemented here in numpy (the segment algorithm of
-the ITU reference code), so the corpus needs no extra tool for it and the
-quantization noise is the real one, not a smooth companding curve.
+resample back.  G.711 uses the runtime's tables (``stream.audio.g711``, the
+segment algorithm of the ITU reference code), so training audio is quantized
+exactly as the serving side decodes it, with the real quantization noise rather
+than a smooth companding curve.
 """
 
 from __future__ import annotations
@@ -21,59 +22,35 @@ from scipy import signal
 
 from models.corpus.synth import SR, rms_dbfs, set_level
 from models.corpus.tools import run_tool
+from stream.audio import g711
 
 Law = Literal["mulaw", "alaw"]
 TELEPHONE_SR = 8000
 TELEPHONE_BAND_HZ = (300.0, 3400.0)
 
-_MULAW_BIAS = 0x84
-_MULAW_CLIP = 32635
-_ALAW_SEG_END = np.array([0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF])
-
 
 def _to_int16(y: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(y * 32768.0), -32768, 32767).astype(np.int32)
+    return np.clip(np.round(y * 32768.0), -32768, 32767).astype(np.int16)
 
 
 def mulaw_encode(y: np.ndarray) -> np.ndarray:
-    """float samples in [-1, 1] -> G.711 μ-law bytes (uint8), ITU segment algorithm."""
-    pcm = _to_int16(y)
-    sign = np.where(pcm < 0, 0x80, 0)
-    mag = np.minimum(np.abs(pcm), _MULAW_CLIP) + _MULAW_BIAS
-    exponent = np.floor(np.log2(mag >> 7)).astype(np.int32)
-    mantissa = (mag >> (exponent + 3)) & 0x0F
-    return np.asarray(~(sign | (exponent << 4) | mantissa) & 0xFF, dtype=np.uint8)
+    """float samples in [-1, 1] -> G.711 μ-law bytes (the runtime's tables)."""
+    return g711.mulaw_encode(_to_int16(y))
 
 
 def mulaw_decode(codes: np.ndarray) -> np.ndarray:
     """G.711 μ-law bytes -> float32 samples in [-1, 1]."""
-    u = ~codes.astype(np.int32) & 0xFF
-    exponent = (u >> 4) & 0x07
-    mantissa = u & 0x0F
-    mag = (((mantissa << 3) + _MULAW_BIAS) << exponent) - _MULAW_BIAS
-    return (np.where(u & 0x80, -mag, mag) / 32768.0).astype(np.float32)
+    return np.asarray(g711.mulaw_decode(codes), dtype=np.float32) / np.float32(32768.0)
 
 
 def alaw_encode(y: np.ndarray) -> np.ndarray:
-    """float samples in [-1, 1] -> G.711 A-law bytes (uint8), ITU segment algorithm."""
-    pcm = _to_int16(y) >> 3
-    mask = np.where(pcm >= 0, 0xD5, 0x55)
-    mag = np.where(pcm >= 0, pcm, -pcm - 1)
-    seg = np.searchsorted(_ALAW_SEG_END, mag, side="left")
-    shift = np.where(seg < 2, 1, seg)
-    aval = (np.minimum(seg, 7) << 4) | ((mag >> np.minimum(shift, 7)) & 0x0F)
-    aval = np.where(seg >= 8, 0x7F, aval)
-    return ((aval ^ mask) & 0xFF).astype(np.uint8)
+    """float samples in [-1, 1] -> G.711 A-law bytes (the runtime's tables)."""
+    return g711.alaw_encode(_to_int16(y))
 
 
 def alaw_decode(codes: np.ndarray) -> np.ndarray:
     """G.711 A-law bytes -> float32 samples in [-1, 1]."""
-    a = codes.astype(np.int32) ^ 0x55
-    t = (a & 0x0F) << 4
-    seg = (a & 0x70) >> 4
-    t = np.where(seg == 0, t + 8, t + 0x108)
-    t = np.where(seg > 1, t << np.maximum(seg - 1, 0), t)
-    return (np.where(a & 0x80, t, -t) / 32768.0).astype(np.float32)
+    return np.asarray(g711.alaw_decode(codes), dtype=np.float32) / np.float32(32768.0)
 
 
 def g711_quantize(y: np.ndarray, *, law: Law = "mulaw") -> np.ndarray:

@@ -146,6 +146,9 @@ def render_card(
     ]
     for scope in ("windows", "files"):
         lines += reporting.metric_lines(trained.task, scope, report["test"][scope])
+    for key, groups in report["test"].items():
+        if key.startswith("by_"):
+            lines += _breakdown_lines(key[3:], groups)
     lines += ["## Limitations", ""]
     lines += [f"- {item}" for item in recipe["limitations"]]
     lines += [
@@ -153,3 +156,18 @@ def render_card(
         "See `report.md`, `confusion_matrix.png` and `training_curves.png` beside this card.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _breakdown_lines(column: str, groups: Mapping[str, Mapping[str, float]]) -> list[str]:
+    lines = [
+        f"## Held-out accuracy by {column}",
+        "",
+        f"| {column} | files | file accuracy | windows | window accuracy |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for value, g in groups.items():
+        lines.append(
+            f"| {value} | {g['files']} | {g['file_accuracy']:.3f} | {g['windows']} "
+            f"| {g['window_accuracy']:.3f} |"
+        )
+    return [*lines, ""]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -41,6 +42,12 @@ def register(subparsers: Any) -> None:
     enroll.add_argument("name")
     enroll.add_argument("files", nargs="+", type=Path)
     enroll.add_argument("--max-seconds", type=float, default=20.0, help="audio used (default 20)")
+    enroll.add_argument(
+        "--scene-model",
+        default="auto",
+        help="scene model whose 'speech' probability must agree ('auto': the latest "
+        "'scene' model if there is one; 'none': energy gate only)",
+    )
     _publish_flags(enroll)
     enroll.set_defaults(func=_enroll)
 
@@ -107,6 +114,26 @@ def _embedder(args: argparse.Namespace) -> Any:
     return SpeakerEmbedder(model_dir)
 
 
+def _scene_gate(args: argparse.Namespace) -> Any:
+    """The scene model's speech gate, or ``None`` (``none``, or ``auto`` without one)."""
+    from stream.errors import ModelError
+    from stream.inference.repository import resolve_model_dir
+    from stream.speakers.embedder import SceneSpeechGate
+
+    if args.scene_model == "none":
+        return None
+    repo_env = os.environ.get(MODEL_REPO_ENV)
+    repo = Path(repo_env) if repo_env else None
+    ref = None if args.scene_model == "auto" else args.scene_model
+    try:
+        return SceneSpeechGate(resolve_model_dir(ref, repo=repo, role="scene"))
+    except ModelError as exc:
+        if args.scene_model != "auto":
+            raise
+        logging.getLogger(__name__).info("no scene speech gate for enrollment: %s", exc)
+        return None
+
+
 def _client(args: argparse.Namespace) -> KafkaClientConfig:
     return KafkaClientConfig.from_environ(
         os.environ, bootstrap_servers=args.broker, default_client_id="tympan-speakers"
@@ -149,7 +176,9 @@ def _do_enroll(args: argparse.Namespace) -> int:
     check_name(args.name)
     embedder = _embedder(args)
     registry = _load(args, embedder)
-    emb = enrollment_embeddings(embedder, args.files, max_seconds=args.max_seconds)
+    emb = enrollment_embeddings(
+        embedder, args.files, max_seconds=args.max_seconds, scene_gate=_scene_gate(args)
+    )
     registry = registry.with_speaker(args.name, emb, model=registry.model)
     path = save_registry(registry, registry_dir(args))
     print(

@@ -28,27 +28,32 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from stream.features.spec import FeatureSpec
 
-__all__ = ["BATCH_ROWS", "ROW_BLOCK", "FeatureKernel", "MelBand", "kernel_for"]
+__all__ = ["BATCH_ROWS", "COL_BLOCK", "ROW_BLOCK", "FeatureKernel", "MelBand", "kernel_for"]
 
 # BLAS gemm rounds a row differently depending on which micro-kernel computes it,
 # and that depends on the number of rows; padding every batch to a multiple of this
 # makes a frame's features independent of the batch it is computed in.
 ROW_BLOCK = 64
+# Likewise gemm rounds differently when the number of output columns leaves a
+# remainder for the micro-kernel: every product writes a multiple of this many columns
+# (mel bands go in groups of exactly this size; the DCT matrix is zero-padded).
+COL_BLOCK = 16
 # Frames per pass: the gathered frames and their temporaries (~2 MB) stay in cache
 # and are recycled by the allocator instead of being page-faulted in afresh.
 BATCH_ROWS = 1024
-MEL_GROUPS = 4
 
 
 @dataclass(frozen=True, slots=True)
 class MelBand:
-    """Adjacent mel bands ``[first, stop)`` and the FFT bins ``[lo, hi)`` they weigh."""
+    """``COL_BLOCK`` adjacent mel bands from ``first`` and the FFT bins ``[lo, hi)`` they weigh.
+
+    ``weights`` is float32 ``[hi - lo, COL_BLOCK]``; columns past ``n_mels`` are zero.
+    """
 
     first: int
-    stop: int
     lo: int
     hi: int
-    weights: np.ndarray  # float32 [hi - lo, stop - first]
+    weights: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +66,8 @@ class FeatureKernel:
     window: float32 ``[n_fft]``, ``get_window(window, win_length)`` centred in ``n_fft``.
     mel_t: float32 ``[n_fft//2 + 1, n_mels]``, the transposed mel basis (frames are rows).
     bands: ``mel_t`` split into groups of adjacent bands with their nonzero bin range.
-    dct_t: float32 ``[n_mels, n_mfcc]`` orthonormal DCT (``None`` for log-mel).
+    dct_t: float32 ``[n_mels, n_mfcc]`` orthonormal DCT, zero-padded to a multiple of
+        ``COL_BLOCK`` columns (``None`` for log-mel).
     silence: float32 ``[n_features]``, the features of an all-zero frame (end padding).
     """
 
@@ -101,19 +107,22 @@ class FeatureKernel:
     def _block(self, framed: np.ndarray, starts: np.ndarray) -> np.ndarray:
         n = starts.shape[0]
         windowed = np.empty((n + (-n) % ROW_BLOCK, self.spec.n_fft), dtype=np.float32)
-        np.take(framed, starts, axis=0, out=windowed[:n])
-        windowed[:n] *= self.window
+        np.multiply(framed[starts], self.window, out=windowed[:n])
         windowed[n:] = 0.0
         return self._spectral(windowed)[:n]
 
     def _spectral(self, windowed: np.ndarray) -> np.ndarray:
         spectrum = scipy.fft.rfft(windowed, axis=-1, overwrite_x=True)
         power = _magnitude(spectrum, self.spec.power)
-        mel = np.empty((windowed.shape[0], self.spec.n_mels), dtype=np.float32)
+        padded = np.empty((windowed.shape[0], len(self.bands) * COL_BLOCK), dtype=np.float32)
         for band in self.bands:
-            np.matmul(power[:, band.lo : band.hi], band.weights, out=mel[:, band.first : band.stop])
-        logmel = _log(mel, self.spec)
-        return logmel if self.dct_t is None else logmel @ self.dct_t
+            out = padded[:, band.first : band.first + COL_BLOCK]
+            np.matmul(power[:, band.lo : band.hi], band.weights, out=out)
+        logmel = _log(padded[:, : self.spec.n_mels], self.spec)
+        if self.dct_t is None:
+            return logmel
+        mfcc: np.ndarray = logmel @ self.dct_t
+        return mfcc[:, : self.spec.n_mfcc]
 
 
 def _magnitude(spectrum: np.ndarray, power: float) -> np.ndarray:
@@ -130,7 +139,8 @@ def _log(mel: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """The pointwise log rule (``power_to_db`` with ``top_db=None``, or ``log(S + offset)``)."""
     if spec.log == "log_offset":
         mel += np.float32(spec.log_offset)
-        return np.log(mel, out=mel)
+        np.log(mel, out=mel)
+        return mel
     np.maximum(mel, np.float32(spec.amin), out=mel)
     np.log10(mel, out=mel)
     mel *= np.float32(10.0)
@@ -167,15 +177,16 @@ def _kernel_by_hash(spec_hash: str, spec: FeatureSpec) -> FeatureKernel:
 
 
 def _mel_bands(mel_t: np.ndarray) -> tuple[MelBand, ...]:
-    """Split the bands into ``MEL_GROUPS`` runs, each with the bin range it touches."""
-    n_bins, n_mels = mel_t.shape
-    edges = np.linspace(0, n_mels, min(MEL_GROUPS, n_mels) + 1).astype(int)
+    """Groups of ``COL_BLOCK`` bands, each with the bin range it touches (4x fewer flops)."""
+    n_mels = mel_t.shape[1]
     out = []
-    for first, stop in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
-        bins = np.flatnonzero(mel_t[:, first:stop].any(axis=1))
+    for first in range(0, n_mels, COL_BLOCK):
+        cols = mel_t[:, first : first + COL_BLOCK]
+        bins = np.flatnonzero(cols.any(axis=1))
         lo, hi = (int(bins[0]), int(bins[-1]) + 1) if bins.size else (0, 1)
-        weights = np.ascontiguousarray(mel_t[lo:hi, first:stop])
-        out.append(MelBand(first, stop, lo, hi, weights))
+        weights = np.zeros((hi - lo, COL_BLOCK), dtype=np.float32)
+        weights[:, : cols.shape[1]] = cols[lo:hi]
+        out.append(MelBand(first, lo, hi, weights))
     return tuple(out)
 
 
@@ -184,4 +195,6 @@ def _dct_matrix(spec: FeatureSpec) -> np.ndarray:
     import scipy.fftpack
 
     basis = scipy.fftpack.dct(np.eye(spec.n_mels), type=spec.dct_type, norm="ortho", axis=0)
-    return np.ascontiguousarray(basis[: spec.n_mfcc].T.astype(np.float32))
+    padded = np.zeros((spec.n_mels, spec.n_mfcc + (-spec.n_mfcc) % COL_BLOCK), dtype=np.float32)
+    padded[:, : spec.n_mfcc] = basis[: spec.n_mfcc].T
+    return padded

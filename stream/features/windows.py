@@ -70,12 +70,14 @@ def full_windows(n_frames: int, spec: FeatureSpec) -> int:
 def partial_window_start(n_frames: int, spec: FeatureSpec) -> int | None:
     """Index of the partial window at end of stream, or ``None`` if every frame is covered.
 
-    Why ``None`` for ``n_frames == 0``: a window made only of padding says nothing
-    about the stream.
+    ``None`` when the next window would start at or after the last frame: a window made
+    only of padding says nothing about the stream (this covers ``n_frames == 0`` and,
+    with ``hop_seconds > window_seconds``, frames that lie between two windows).
     """
     n_full = full_windows(n_frames, spec)
     covered = 0 if n_full == 0 else (n_full - 1) * spec.hop_frames + spec.frames_per_window
-    if n_frames == 0 or n_frames <= covered:
+    next_start = n_full * spec.hop_frames  # beyond ``covered`` when hop_frames > frames
+    if n_frames <= max(covered, next_start):
         return None
     return n_full
 

@@ -16,56 +16,19 @@ import numpy as np
 import numpy.typing as npt
 
 from stream.errors import ModelError
+from stream.features import offline
 from stream.features.spec import FeatureSpec
-from stream.inference.manifest import Manifest, load_manifest
+from stream.inference.manifest import Manifest
+from stream.inference.session import Device, OnnxModel
 from stream.speakers.vad import DEFAULT_VAD, VadConfig, is_speech_window
 
 FloatArray = npt.NDArray[np.float32]
 
 
 def clip_features(y: npt.ArrayLike, spec: FeatureSpec) -> FloatArray:
-    """Features of a whole clip, ``[shape=(n_features, t)]``, exactly as ``spec`` says.
-
-    Delegates to :func:`stream.features.offline.features` (the serving definition)
-    and only falls back to the same librosa formula while that module is absent.
-    """
-    audio = np.asarray(y, dtype=np.float32)
-    try:
-        from stream.features import offline
-    except ImportError:
-        return _librosa_features(audio, spec)
-    return np.asarray(offline.features(audio, spec), dtype=np.float32)
-
-
-def _librosa_features(y: FloatArray, spec: FeatureSpec) -> FloatArray:
-    import librosa
-
-    if y.shape[0] < spec.win_length:
-        return np.zeros((spec.n_features, 0), dtype=np.float32)
-    mel = librosa.feature.melspectrogram(
-        y=y,
-        sr=spec.sr,
-        n_fft=spec.n_fft,
-        hop_length=spec.hop_length,
-        win_length=spec.win_length,
-        window=spec.window,
-        center=False,
-        power=spec.power,
-        n_mels=spec.n_mels,
-        fmin=spec.fmin,
-        fmax=spec.fmax,
-        htk=spec.htk,
-        norm=spec.norm,
-    )
-    if spec.log == "db":
-        logmel = librosa.power_to_db(mel, ref=spec.ref, amin=spec.amin, top_db=None)
-    else:
-        logmel = np.log(mel + spec.log_offset)
-    if spec.kind == "mfcc":
-        import scipy.fft
-
-        logmel = scipy.fft.dct(logmel, axis=0, type=spec.dct_type, norm="ortho")[: spec.n_mfcc]
-    return np.asarray(logmel, dtype=np.float32)
+    """Features of a whole clip, ``[shape=(n_features, t)]``: the serving definition
+    (:func:`stream.features.offline.features`, bit-identical to the streaming bank)."""
+    return np.asarray(offline.features(np.asarray(y, dtype=np.float32), spec), dtype=np.float32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,32 +83,26 @@ def l2_normalize(x: npt.ArrayLike, *, axis: int = -1) -> FloatArray:
 
 
 class SpeakerEmbedder:
-    """The exported embedding model, run with onnxruntime on CPU.
+    """The exported embedding model (:class:`~stream.inference.session.OnnxModel`).
 
     Parameters
     ----------
     model_dir : path
         ``<repo>/speaker-embed/<version>`` with ``model.onnx`` and ``manifest.json``.
+    device : {"cpu", "cuda", "auto"}
+        Where onnxruntime runs it.
     """
 
-    def __init__(self, model_dir: Path | str, *, intra_op_threads: int = 1) -> None:
-        import onnxruntime as ort
+    def __init__(
+        self, model_dir: Path | str, *, device: Device = "cpu", intra_op_threads: int = 1
+    ) -> None:
 
         self.model_dir = Path(model_dir)
-        self.manifest: Manifest = load_manifest(self.model_dir)
+        self.model = OnnxModel.load(
+            self.model_dir, device=device, intra_op_threads=intra_op_threads
+        )
+        self.manifest: Manifest = self.model.manifest
         self.spec = self.manifest.feature_spec
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        path = self.model_dir / self.manifest.model_file
-        try:
-            self._session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelError(f"{path}: onnxruntime cannot load the model: {exc}") from exc
-        self._input = self.manifest.input.name
-        self._output = self.manifest.output("embedding").name
 
     @property
     def model_id(self) -> tuple[str, str]:
@@ -158,13 +115,70 @@ class SpeakerEmbedder:
         if x.shape[0] == 0:
             dim = self.manifest.embedding_dim or 0
             return np.zeros((0, dim), dtype=np.float32)
-        parts = [
-            self._session.run([self._output], {self._input: x[i : i + batch]})[0]
-            for i in range(0, x.shape[0], batch)
-        ]
+        parts = [self.model.run(x[i : i + batch]).embedding for i in range(0, x.shape[0], batch)]
         return l2_normalize(np.concatenate(parts, axis=0))
 
     def embed_clip(self, y: npt.ArrayLike, *, vad: VadConfig = DEFAULT_VAD) -> FloatArray:
         """Embeddings of the speech windows of a clip at ``spec.sr`` (``[n_speech, d]``)."""
         cut = clip_windows(y, self.spec, vad=vad)
         return self.embed_windows(cut.features[cut.speech])
+
+
+class SceneSpeechGate:
+    """The scene model's ``speech`` probability as a second opinion on enrollment audio.
+
+    The energy gate cannot hear the difference between speech and, say, a radio
+    jingle with pauses; the scene model was trained to. When a scene model with a
+    ``speech`` label is available, enrollment also requires that at least
+    ``min_fraction`` of the clip's windows have ``p(speech) >= min_probability``.
+
+    Parameters
+    ----------
+    model_dir : path
+        A scene model directory (any FeatureSpec; features are computed for it).
+    label : str
+        The label that means speech.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path | str,
+        *,
+        label: str = "speech",
+        min_probability: float = 0.5,
+        min_fraction: float = 0.5,
+    ) -> None:
+
+        self.model = OnnxModel.load(model_dir, device="cpu")
+        labels = self.model.manifest.labels
+        if label not in labels:
+            raise ModelError(
+                f"{model_dir}: scene model has no {label!r} label (labels: {', '.join(labels)})"
+            )
+        self.column = labels.index(label)
+        self.label = label
+        self.min_probability = min_probability
+        self.min_fraction = min_fraction
+
+    @property
+    def name(self) -> str:
+        return f"{self.model.manifest.name}/{self.model.manifest.version}"
+
+    def speech_fraction(self, y: npt.ArrayLike, sr: int) -> float:
+        """Fraction of the clip's windows the scene model calls speech (0 when none)."""
+        import soxr
+
+        spec = self.model.spec
+        audio = np.asarray(y, dtype=np.float32)
+        if sr != spec.sr:
+            audio = np.asarray(soxr.resample(audio, sr, spec.sr), dtype=np.float32)
+        cut = clip_windows(audio, spec)
+        if cut.features.shape[0] == 0:
+            return 0.0
+        probs = np.concatenate(
+            [
+                self.model.run(cut.features[i : i + 64]).probabilities[:, self.column]
+                for i in range(0, cut.features.shape[0], 64)
+            ]
+        )
+        return float(np.mean(probs >= self.min_probability))

@@ -24,7 +24,7 @@ import numpy.typing as npt
 from stream.audio.files import audio_files, load_audio
 from stream.errors import AudioError, RegistryError
 from stream.speakers.calibration import equal_error, unit
-from stream.speakers.embedder import SpeakerEmbedder
+from stream.speakers.embedder import SceneSpeechGate, SpeakerEmbedder
 from stream.speakers.registry import ModelBinding, SpeakerRegistry
 from stream.speakers.scoring import UNKNOWN, ScoringConfig, Verdict
 from stream.speakers.vad import DEFAULT_VAD, VadConfig, check_speech
@@ -44,8 +44,12 @@ def enrollment_embeddings(
     *,
     max_seconds: float = 20.0,
     vad: VadConfig = DEFAULT_VAD,
+    scene_gate: SceneSpeechGate | None = None,
 ) -> FloatArray:
     """Window embeddings of the speech in ``paths`` (the first ``max_seconds`` of audio).
+
+    ``scene_gate``, when given, must also hear speech in the clip (see
+    :class:`~stream.speakers.embedder.SceneSpeechGate`).
 
     Raises
     ------
@@ -60,6 +64,14 @@ def enrollment_embeddings(
     names = ", ".join(str(p) for p in paths)
     if not verdict.ok:
         raise RegistryError(f"{names}: no usable speech to enroll: {verdict.describe()}")
+    if scene_gate is not None:
+        fraction = scene_gate.speech_fraction(audio, sr)
+        if fraction < scene_gate.min_fraction:
+            raise RegistryError(
+                f"{names}: no usable speech to enroll: scene model {scene_gate.name} hears "
+                f"{scene_gate.label!r} in {100 * fraction:.0f}% of the windows "
+                f"(needs {100 * scene_gate.min_fraction:.0f}%)"
+            )
     emb = embedder.embed_clip(audio, vad=vad)
     if emb.shape[0] == 0:
         raise RegistryError(f"{names}: no window passed the speech gate; nothing to enroll")

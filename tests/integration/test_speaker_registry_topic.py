@@ -91,3 +91,23 @@ def test_records_of_another_model_are_skipped(
     follower = asyncio.run(scenario())
     assert list(follower.registry) == ["alice"]
     assert follower.rejected == 1
+
+
+def test_cli_sync_publishes_the_local_registry(
+    broker: str, kafka_client: KafkaClientConfig, topics: Topics, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from stream.cli import main
+    from stream.speakers.registry import save_registry
+
+    rng = np.random.default_rng(7)
+    save_registry(_registry(rng, ["anna", "omar"]), tmp_path / "reg")
+    argv = ["speakers", "--registry", str(tmp_path / "reg"), "sync"]
+    assert main([*argv, "--broker", broker, "--topic", topics.speaker_registry]) == 0
+
+    async def follow() -> SpeakerRegistry:
+        follower = RegistryFollower(kafka_client, MODEL, topic=topics.speaker_registry)
+        await follower.start()
+        await follower.stop()
+        return follower.registry
+
+    assert list(asyncio.run(follow())) == ["anna", "omar"]

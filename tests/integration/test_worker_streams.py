@@ -8,8 +8,10 @@ test checks one promise against what the worker wrote to Kafka.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 from kafka_helpers import produce_records
 from worker_harness import (
+    TYMPAN,
     WorkerFarm,
     by_id,
     comparable,
@@ -232,3 +235,26 @@ def test_garbage_does_not_disturb_other_streams(run: Run) -> None:
     assert {s["stream_id"] for s in run.summaries} == {*STREAMS, SHUFFLED}
     for summary in run.summaries:
         assert summary["counts"]["rejected"] == 0
+
+
+def _tail(run: Run, *args: str) -> list[str]:
+    out = subprocess.run(
+        [str(TYMPAN), "tail", "--broker", run.broker, "--topic-prefix", run.topics.prefix, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout.splitlines()
+
+
+def test_tail_prints_events_as_json_lines_and_as_a_table(run: Run) -> None:
+    n = len(run.summaries)
+    lines = _tail(run, "--topic", "summaries", "--from-beginning", "--json", "--max", str(n))
+    assert sorted(json.loads(line)["event_id"] for line in lines) == sorted(
+        s["event_id"] for s in run.summaries
+    )
+    table = _tail(run, "--topic", "rejected", "--from-beginning", "--idle-exit", "2")
+    assert table[0].split()[:2] == ["stream", "reason"]
+    assert len(table) == 1 + len(run.rejected)
+    assert any("bad_payload_length" in row and "garbage-odd" in row for row in table[1:])

@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -260,7 +259,3 @@ def by_id(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     for event in events:
         out.setdefault(event["event_id"], []).append(event)
     return out
-
-
-def python() -> str:
-    return sys.executable

@@ -72,8 +72,11 @@ def test_open_set_identification_on_unseen_voices(tmp_path: Path, artifacts_dir:
 def test_training_recipe_runs_end_to_end(tmp_path: Path) -> None:
     """A tiny run of the real recipe: render, train one epoch, export with parity."""
     cfg = speaker.SpeakerNetConfig(epochs=1, passages=1, filters=(4, 8, 8), embedding_dim=16)
-    report = speaker.train(tmp_path / "m", cfg=cfg, version="0", max_voices=3)
-    manifest = load_manifest(tmp_path / "m", expected_spec=speaker.SPEAKER_SPEC)
+    model_dir = speaker.train(tmp_path, cfg=cfg, version="0", max_voices=3)
+    assert model_dir == tmp_path / "speaker-embed" / "0"
+    manifest = load_manifest(model_dir, expected_spec=speaker.SPEAKER_SPEC)
     assert manifest.embedding_dim == 16 and len(manifest.labels) == 3
-    assert manifest.metrics["parity_max_abs"] <= 1e-4
-    assert report["training"]["voices"] == 3
+    assert manifest.metrics["parity_max_abs_diff"] <= 1e-4
+    assert manifest.training["voices"] == 3 and manifest.macs_per_window
+    report = json.loads((model_dir / "report.json").read_text())
+    assert report["training"]["data_hash"] == speaker.data_hash()

@@ -45,7 +45,8 @@ def _check(value: Any, schema: dict[str, Any], where: str = "$") -> None:
     if kinds is not None:
         kinds = kinds if isinstance(kinds, list) else [kinds]
         ok = any(
-            isinstance(value, _TYPES[k]) and not (k in ("integer", "number") and isinstance(value, bool))
+            isinstance(value, _TYPES[k])
+            and not (k in ("integer", "number") and isinstance(value, bool))
             for k in kinds
         )
         assert ok, f"{where}: {value!r} is not {kinds}"

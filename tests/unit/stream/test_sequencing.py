@@ -16,7 +16,9 @@ from stream.settings import SequencingPolicy
 POLICY = SequencingPolicy(reorder_frames=4, max_gap_frames=3)
 
 
-def _run(seqs: list[int], policy: SequencingPolicy = POLICY) -> tuple[list[Released[int]], Sequencer[int]]:
+def _run(
+    seqs: list[int], policy: SequencingPolicy = POLICY
+) -> tuple[list[Released[int]], Sequencer[int]]:
     seq = Sequencer("s", policy)
     out: list[Released[int]] = []
     last = max(seqs)

@@ -112,3 +112,14 @@ def test_missing_tool_names_tool_and_setup_script(tmp_path: Path) -> None:
 def test_cli_exits_2_with_the_hint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["scene", "--out", str(tmp_path / "x"), "--per-class", "1", "--quiet"]) == 2
     assert "scripts/setup-system.sh" in capsys.readouterr().err
+
+
+def test_corpus_does_not_import_tensorflow() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, models.corpus.build, models.corpus.__main__; "
+        "sys.exit('tensorflow' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

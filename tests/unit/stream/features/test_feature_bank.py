@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.errors import AudioError, SequenceError
-from stream.features import FeatureSpec, Window, features, windows
+from stream.features import FeatureSpec, Window, features, frontend, windows
 from stream.features.frontend import FeatureBank
 from stream.features.kernels import kernel_for
 
@@ -83,7 +83,11 @@ def test_any_chunking_gives_identical_windows(n: int, cuts: list[int], partial: 
     assert_same_windows(got, offline_windows(y, spec, "s"))
 
 
-def test_many_streams_in_one_push_equal_each_alone() -> None:
+@pytest.mark.parametrize("group_samples", [frontend.GROUP_SAMPLES, 1000])
+def test_many_streams_in_one_push_equal_each_alone(
+    group_samples: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(frontend, "GROUP_SAMPLES", group_samples)  # several batches per push
     rng = np.random.default_rng(7)
     clips = {f"call-{i}": audio(int(rng.integers(0, 9000)), seed=i) for i in range(12)}
     bank = FeatureBank(SMALL, max_streams=12)
@@ -102,6 +106,18 @@ def test_many_streams_in_one_push_equal_each_alone() -> None:
         alone = feed(FeatureBank(SMALL), sid, y, [len(y) // 3])
         assert_same_windows(got[sid] + bank.flush(sid), alone)
     assert bank.open_streams == []
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(min_value=0, max_value=8000), cut=st.integers(min_value=0, max_value=8000))
+def test_windows_with_gaps_between_them(n: int, cut: int) -> None:
+    """hop_seconds > window_seconds: frames between windows belong to none."""
+    spec = dataclasses.replace(SMALL, window_seconds=0.1, hop_seconds=0.25)
+    assert spec.hop_frames > spec.frames_per_window
+    y = audio(n, seed=n)
+    got = feed(FeatureBank(spec), "s", y, [min(cut, n)])
+    assert_same_windows(got, offline_windows(y, spec, "s"))
+    assert all(w.end_sample <= len(y) for w in got)
 
 
 def test_windows_come_out_as_soon_as_complete() -> None:
@@ -230,6 +246,16 @@ def test_reset_defaults_to_samples_received_and_refuses_to_go_back() -> None:
     assert w.start_sample == 1001 and w.index == -(-1001 // (SMALL.hop_frames * SMALL.hop_length))
     with pytest.raises(SequenceError):
         bank.reset("s", at_sample=5)
+
+
+def test_reset_or_flush_of_an_unknown_stream() -> None:
+    bank = FeatureBank(SMALL, max_streams=1)
+    assert bank.flush("never") == []
+    assert bank.reset("late", at_sample=800) == []
+    (w,) = bank.push({"late": audio(SMALL.window_span(0)[1])}).windows
+    assert w.start_sample == 800
+    with pytest.raises(AudioError, match="max_streams=1"):
+        bank.reset("another")
 
 
 def test_state_is_small_and_unknown_streams_raise() -> None:

@@ -112,7 +112,7 @@ def speech_22k(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
     subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True)
     y, sr = soundfile.read(path, dtype="float32")
     assert sr == 22050
-    return y
+    return np.asarray(y, dtype=np.float32)
 
 
 SIGNALS = {"noise": noise, "tone": tone, "chirp": chirp, "music": music}

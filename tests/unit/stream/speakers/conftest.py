@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from speaker_fakes import DIM, MODEL, cluster
 
-from stream.speakers.registry import ModelBinding, SpeakerRegistry
-
-DIM = 16
-MODEL = ModelBinding("speaker-embed", "1", DIM)
-
-
-def cluster(rng: np.random.Generator, centre: np.ndarray, n: int, spread: float) -> np.ndarray:
-    x = centre[None, :] + spread * rng.normal(size=(n, centre.size))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+from stream.speakers.registry import SpeakerRegistry
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import cluster
 from hypothesis import given
 from hypothesis import strategies as st
+from speaker_fakes import cluster
 
 from stream.speakers.calibration import CalibrationConfig, calibrate, equal_error, rates, segments
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DIM, MODEL, cluster
+from speaker_fakes import DIM, MODEL, cluster
 
 from stream.errors import RegistryError
 from stream.speakers.registry import (

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DIM, cluster
+from speaker_fakes import DIM, cluster
 
 from stream.speakers.scoring import UNKNOWN, ScoringConfig, SpeakerScorer
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from conftest import DIM, MODEL, cluster
+from speaker_fakes import DIM, MODEL, cluster
 
 from stream.speakers.registry import SpeakerRegistry
 from stream.speakers.topic import apply_record, encode_enrollment

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import DIM, cluster
+from speaker_fakes import DIM, cluster
 
 from stream.speakers.scoring import UNKNOWN
 from stream.speakers.tracker import SpeakerTracker, TrackerConfig, track_batch
@@ -67,7 +67,7 @@ def test_one_odd_window_does_not_flip_the_decision(registry, centres, rng) -> No
 
 
 def test_empty_registry_makes_every_stream_unknown(centres, rng) -> None:  # type: ignore[no-untyped-def]
-    from conftest import MODEL
+    from speaker_fakes import MODEL
 
     from stream.speakers.registry import SpeakerRegistry
 
@@ -100,7 +100,7 @@ def test_batch_tracking_equals_stream_by_stream(registry, centres, rng) -> None:
 
 
 def test_registry_update_applies_to_a_live_stream(registry, centres, rng) -> None:  # type: ignore[no-untyped-def]
-    from conftest import MODEL
+    from speaker_fakes import MODEL
 
     tracker = SpeakerTracker("call-7")
     erin = cluster(rng, centres["erin"], 16, 0.2)

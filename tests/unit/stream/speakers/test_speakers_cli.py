@@ -132,3 +132,34 @@ def test_registry_from_env(
 
 def test_shipped_model_exists() -> None:
     assert any(MODEL_DIR.glob("*/manifest.json")), f"no speaker-embed model under {MODEL_DIR}"
+
+
+@pytest.mark.parametrize(
+    ("labels", "accepted"), [(("quiet", "speech"), True), (("speech", "loud"), False)]
+)
+def test_scene_model_speech_gate(
+    clips: dict[str, list[Path]],
+    registry_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    labels: tuple[str, str],
+    accepted: bool,
+) -> None:
+    """The tiny scene model calls loud windows ``labels[1]``: speech is loud."""
+    from stream.features.spec import FeatureSpec
+    from stream.inference.testing import make_tiny_model_dir
+
+    repo = tmp_path / "repo"
+    make_tiny_model_dir(repo / "scene" / "1", spec=FeatureSpec(), labels=labels, name="scene")
+    monkeypatch.setenv("TYMPAN_MODEL_REPO", str(repo))
+    speaker_model = str(next(MODEL_DIR.glob("*/manifest.json")).parent)
+    argv = ["--registry", str(registry_dir), "--model", speaker_model, "enroll", "anna"]
+    code, _, err = run(capsys, *argv, *map(str, clips["anna"][:2]))  # --scene-model auto
+    if accepted:
+        assert code == 0, err
+    else:
+        assert code == 1
+        assert "no usable speech to enroll: scene model scene/1 hears 'speech' in" in err
+    code, _, err = run(capsys, *argv, "--scene-model", "none", *map(str, clips["anna"][:2]))
+    assert code == 0, err

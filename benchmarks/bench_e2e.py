@@ -1,0 +1,771 @@
+"""End-to-end capacity: K concurrent real-time calls through Kafka and one ``tympan worker``.
+
+What one level of the sweep does (all on this machine, the broker included):
+
+1. a fresh topic set (unique prefix) and one ``.venv/bin/tympan worker`` subprocess
+   (its own consumer group) are started once for the whole sweep;
+2. a producer subprocess (this file, ``_produce`` mode) plays ``K`` 16 kHz PCM calls
+   in real time: 100 ms chunks, each call starting at a different moment of the
+   first ``ramp_s`` (so sends are spread evenly over every 100 ms), for
+   ``duration_s``; then each call ends with ``eos``. It is one process with one
+   asyncio loop and a vectorized due-time check per tick; payloads are encoded once
+   and records go out as per-partition batches (``AIOKafkaProducer.send_batch``);
+3. this process reads the label topic and stamps each event when it becomes
+   readable. Latency of a window = that stamp minus the capture time of the
+   window's last sample (``span.capture_time_s`` in the event, derived by the
+   worker from the frames' ``capture-us`` header);
+4. CPU time of the worker, producer, broker and this reader comes from
+   ``/proc/<pid>/stat`` over the measured interval, and whole-machine busy time from
+   ``/proc/stat`` (other people's jobs on the shared cores show up as "other").
+
+A level *keeps up* when every expected window's event arrives and latency does not
+drift up over the run (median of the last quarter of windows within ``drift_ms`` of
+the first quarter's); it *passes* when it also has p99 <= ``p99_budget_ms``. The sweep
+stops at the first failing level; the answer is the largest passing ``K``.
+
+Run::
+
+    .venv/bin/python benchmarks/bench_e2e.py --quick          # < 3 min, `make bench`
+    .venv/bin/python benchmarks/bench_e2e.py --streams 250 500 1000 1500 --duration-s 40
+
+The last line is ``max_streams=<K> p99_ms=<x>``. ``--json PATH`` keeps every figure;
+``benchmarks/plot.py`` draws latency percentiles against ``K`` from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+TYMPAN = REPO / ".venv" / "bin" / "tympan"
+PYTHON = sys.executable
+KAFKA_PID = REPO / ".tympan" / "kafka" / "kafka.pid"
+SR = 16000
+CHUNK_MS = 100
+TICK_S = 0.005
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# -- CPU accounting ----------------------------------------------------------------------
+
+
+def proc_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads); 0 if gone."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores."""
+    parts = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = parts[3] + parts[4]
+    total = sum(parts[:8])
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
+def broker_pid() -> int | None:
+    try:
+        return int(KAFKA_PID.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds of named processes and of the machine between ``start`` and ``stop``."""
+
+    pids: dict[str, int | None]
+    _start: dict[str, float] = field(default_factory=dict)
+    _machine: tuple[float, float] = (0.0, 0.0)
+    _wall: float = 0.0
+
+    def start(self) -> None:
+        self._start = {name: proc_cpu_s(pid) for name, pid in self.pids.items()}
+        self._machine = machine_cpu_s()
+        self._wall = time.monotonic()
+
+    def stop(self) -> dict[str, float]:
+        """Cores used (CPU-s per wall-s) by each process, ``machine`` and ``other``."""
+        wall = max(time.monotonic() - self._wall, 1e-9)
+        busy, total = machine_cpu_s()
+        out = {
+            name: (proc_cpu_s(pid) - self._start[name]) / wall for name, pid in self.pids.items()
+        }
+        out["machine"] = (busy - self._machine[0]) / wall
+        out["cores"] = (total - self._machine[1]) / wall
+        out["other"] = max(0.0, out["machine"] - sum(v for k, v in out.items() if k in self.pids))
+        return {k: round(v, 3) for k, v in out.items()}
+
+
+# -- the producer subprocess ---------------------------------------------------------------
+
+
+def call_audio(seconds: float, seed: int) -> np.ndarray:
+    """Speech-like audio (gliding harmonics + noise) so features and model do real work."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 120 + (60 * seed) % 100 + 40 * np.sin(2 * np.pi * 0.4 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    y = sum(np.sin(k * phase) / k for k in range(1, 6)) * 0.08
+    y = y * (0.6 + 0.4 * np.sin(2 * np.pi * 1.5 * t) ** 2)
+    return (y + rng.standard_normal(len(t)) * 0.01).astype(np.float32)
+
+
+def encoded_chunks(n_clips: int, seconds: float, chunk_samples: int) -> list[list[bytes]]:
+    """``n_clips`` looping clips, each cut once into little-endian int16 chunk payloads."""
+    clips = []
+    for c in range(n_clips):
+        pcm = (np.clip(call_audio(seconds, c), -1, 1) * 32767).astype("<i2").tobytes()
+        step = chunk_samples * 2
+        clips.append([pcm[i : i + step] for i in range(0, len(pcm) - step + 1, step)])
+    return clips
+
+
+async def produce_load(
+    broker: str, topic: str, n_streams: int, duration_s: float, ramp_s: float, prefix: str
+) -> dict[str, Any]:
+    """Play ``n_streams`` real-time calls; return pacing statistics.
+
+    Stream ``j`` starts at ``t0 + ramp_s * j / n_streams`` and sends chunk ``s`` when
+    its last sample is due (``start + (s+1) * 100 ms``), stamped with the capture time
+    of its first sample, exactly what a telephony gateway would send.
+    """
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from stream.wire.frame import Encoding, frame_headers
+
+    chunk_s = CHUNK_MS / 1000
+    chunk_samples = SR * CHUNK_MS // 1000
+    clips = encoded_chunks(8, 10.0, chunk_samples)
+    n_frames = round(duration_s / chunk_s)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=broker,
+        linger_ms=2,
+        max_batch_size=1024 * 1024,
+        max_request_size=8 * 1024 * 1024,
+        acks=1,
+    )
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(topic))
+        partitioner = DefaultPartitioner()
+        keys = [f"{prefix}-{j:05d}".encode() for j in range(n_streams)]
+        part = np.array([partitioner(k, partitions, partitions) for k in keys])
+        t0 = time.time() + 0.5
+        start = t0 + ramp_s * np.arange(n_streams) / max(n_streams, 1)
+        seq = np.zeros(n_streams, dtype=np.int64)
+        due = start + chunk_s
+        lags: list[float] = []
+        pending: list[Any] = []
+        sent = 0
+        while True:
+            now = time.time()
+            ready = np.flatnonzero(due <= now)
+            if ready.size:
+                lags.extend((now - due[ready]).tolist())
+                batches: dict[int, Any] = {}
+                for j in ready.tolist():
+                    s = int(seq[j])
+                    p = int(part[j])
+                    headers = frame_headers(
+                        seq=s,
+                        sample_rate=SR,
+                        encoding=Encoding.PCM_S16LE,
+                        channels=1,
+                        capture_us=int((start[j] + s * chunk_s) * 1e6),
+                        eos=s == n_frames - 1,
+                    )
+                    clip = clips[j % len(clips)]
+                    value = clip[(s + j) % len(clip)]
+                    batch = batches.get(p)
+                    if batch is None:
+                        batch = batches[p] = producer.create_batch()
+                    if (
+                        batch.append(key=keys[j], value=value, timestamp=None, headers=headers)
+                        is None
+                    ):
+                        pending.append(await producer.send_batch(batch, topic, partition=p))
+                        batch = batches[p] = producer.create_batch()
+                        batch.append(key=keys[j], value=value, timestamp=None, headers=headers)
+                for p, batch in batches.items():
+                    pending.append(await producer.send_batch(batch, topic, partition=p))
+                sent += ready.size
+                seq[ready] += 1
+                due[ready] += chunk_s
+                due[seq >= n_frames] = np.inf
+                if len(pending) > 2000:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+            elif not np.isfinite(due).any():
+                break
+            nxt = float(due.min()) if np.isfinite(due).any() else now
+            await asyncio.sleep(min(TICK_S, max(0.0, nxt - time.time())))
+        await producer.flush()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    lag_ms = np.array(lags) * 1000 if lags else np.zeros(1)
+    return {
+        "frames": sent,
+        "send_lag_p50_ms": float(np.percentile(lag_ms, 50)),
+        "send_lag_p99_ms": float(np.percentile(lag_ms, 99)),
+        "send_lag_max_ms": float(lag_ms.max()),
+        "first_start_s": t0,
+    }
+
+
+# -- the worker -----------------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    profiled: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_assigned(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            text = self.log()
+            if "partitions assigned: [0" in text:
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited ({self.proc.returncode}):\n{text[-3000:]}")
+            time.sleep(0.3)
+        raise RuntimeError(f"worker got no partitions in {timeout_s} s:\n{self.log()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            # py-spy writes its profile on SIGINT (it forwards it to the worker)
+            self.proc.send_signal(signal.SIGINT if self.profiled else signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def start_worker(
+    broker: str, prefix: str, model_dir: Path, tmp: Path, extra: list[str], profile: Path | None
+) -> Worker:
+    args = [
+        str(TYMPAN),
+        "worker",
+        "--model",
+        str(model_dir),
+        "--broker",
+        broker,
+        "--topic-prefix",
+        prefix,
+        "--app-id",
+        f"{prefix}-worker",
+        "--data-dir",
+        str(tmp / "worker-data"),
+        "--web-port",
+        "0",
+        "--no-create-topics",
+        "--loglevel",
+        "info",
+        *extra,
+    ]
+    if profile is not None:  # py-spy: sampling profiler, the worker runs unmodified
+        spy = Path(sys.executable).parent / "py-spy"
+        args = [
+            str(spy),
+            "record",
+            "-o",
+            str(profile),
+            "-f",
+            "raw",
+            "-r",
+            "100",
+            "--nonblocking",
+            "--",
+            *args,
+        ]
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    log_path = tmp / "worker.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    return Worker(proc, log_path, profiled=profile is not None)
+
+
+def worker_python_pid(worker: Worker, profiled: bool) -> int:
+    """The pid doing the work (py-spy's child when profiling)."""
+    if not profiled:
+        return worker.pid
+    for _ in range(50):
+        try:
+            children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+        except OSError:
+            children = []
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    return worker.pid
+
+
+# -- one level ------------------------------------------------------------------------------
+
+
+@dataclass
+class Level:
+    """What one level measured."""
+
+    streams: int
+    duration_s: float
+    expected_windows: int
+    received_windows: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    drift_ms: float
+    worker_latency_p99_ms: float
+    keeps_up: bool
+    passes: bool
+    cpu_cores: dict[str, float]
+    producer: dict[str, Any]
+
+
+def expected_windows(spec: Any, n_samples: int) -> int:
+    from stream.features.windows import full_windows, partial_window_start
+
+    n_frames = 0 if n_samples < spec.n_fft else 1 + (n_samples - spec.n_fft) // spec.hop_length
+    extra = partial_window_start(n_frames, spec) is not None and spec.partial_window == "pad"
+    return full_windows(n_frames, spec) + int(extra)
+
+
+async def read_labels(
+    broker: str,
+    topic: str,
+    prefix: str,
+    want: int,
+    stop_at: asyncio.Event,
+    grace_s: float,
+    out: list[tuple[float, float, float, int, bytes]],
+) -> None:
+    """Collect (received_s, capture_s, worker_latency_ms, index, stream) of this level's
+    label events until all ``want`` arrived, or ``grace_s`` after ``stop_at`` is set."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker, enable_auto_commit=False, fetch_max_wait_ms=10
+    )
+    await consumer.start()
+    try:
+        parts = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+            ]
+        consumer.assign(parts)
+        await consumer.seek_to_end(*parts)
+        mark = prefix.encode()
+        seen = 0
+        deadline = None
+        while seen < want:
+            batches = await consumer.getmany(timeout_ms=20, max_records=5000)
+            now = time.time()
+            for records in batches.values():
+                for r in records:
+                    if not r.key or not r.key.startswith(mark):
+                        continue
+                    event = json.loads(r.value)
+                    capture = event.get("capture_time_s")
+                    if capture is None or event.get("padded"):
+                        capture = float("nan")  # counted, not timed
+                    index = event["window_index"]
+                    out.append((now, capture, event.get("latency_ms", 0.0), index, r.key))
+                    seen += 1
+            if stop_at.is_set():
+                deadline = deadline or time.monotonic() + grace_s
+                if time.monotonic() > deadline:
+                    break
+    finally:
+        await consumer.stop()
+
+
+def run_level(
+    broker: str,
+    topics: Any,
+    spec: Any,
+    k: int,
+    duration_s: float,
+    ramp_s: float,
+    warmup_s: float,
+    budget_ms: float,
+    drift_budget_ms: float,
+    pids: dict[str, int | None],
+) -> Level:
+    prefix = f"k{k}-{uuid.uuid4().hex[:6]}"
+    n_samples = round(duration_s / (CHUNK_MS / 1000)) * SR * CHUNK_MS // 1000
+    want = k * expected_windows(spec, n_samples)
+    rows: list[tuple[float, float, float, int, bytes]] = []
+
+    async def go() -> dict[str, Any]:
+        stop = asyncio.Event()
+        reader = asyncio.create_task(
+            read_labels(broker, topics.labels, prefix, want, stop, 10.0, rows)
+        )
+        await asyncio.sleep(1.0)  # the reader is positioned at the end of the topic
+        producer = await asyncio.create_subprocess_exec(
+            PYTHON,
+            str(Path(__file__).resolve()),
+            "_produce",
+            broker,
+            topics.audio,
+            str(k),
+            str(duration_s),
+            str(ramp_s),
+            prefix,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=str(REPO),
+        )
+        meter = CpuMeter({**pids, "producer": producer.pid, "reader": os.getpid()})
+        await asyncio.sleep(0.5 + ramp_s + warmup_s)
+        meter.start()
+        await asyncio.sleep(max(1.0, duration_s - ramp_s - warmup_s - 0.5))
+        cpu = meter.stop()
+        stdout, _ = await producer.communicate()
+        stop.set()
+        await reader
+        stats = json.loads(stdout.decode().strip().splitlines()[-1]) if stdout else {}
+        return {"cpu": cpu, "producer": stats}
+
+    result = asyncio.run(go())
+    start = result["producer"].get("first_start_s", 0.0)
+    timed = sorted(
+        (c, (r - c) * 1000, w) for r, c, w, _, _ in rows if c >= start + ramp_s + warmup_s
+    )  # by capture time; NaN (padded) compares False and drops out
+    received = len({(s, i) for _, _, _, i, s in rows})
+    lat = np.array([ms for _, ms, _ in timed] or [float("inf")])
+    worker_lat = np.array([w for _, _, w in timed] or [float("inf")])
+    quarter = max(1, lat.size // 4)
+    by_capture = lat
+    drift = float(np.median(by_capture[-quarter:]) - np.median(by_capture[:quarter]))
+    p50, p95, p99 = (float(np.percentile(lat, q)) for q in (50, 95, 99))
+    complete = received >= want
+    keeps_up = complete and drift <= drift_budget_ms
+    return Level(
+        streams=k,
+        duration_s=duration_s,
+        expected_windows=want,
+        received_windows=received,
+        p50_ms=round(p50, 1),
+        p95_ms=round(p95, 1),
+        p99_ms=round(p99, 1),
+        max_ms=round(float(lat.max()), 1),
+        drift_ms=round(drift, 1),
+        worker_latency_p99_ms=round(float(np.percentile(worker_lat, 99)), 1),
+        keeps_up=keeps_up,
+        passes=keeps_up and p99 <= budget_ms,
+        cpu_cores=result["cpu"],
+        producer=result["producer"],
+    )
+
+
+# -- in-process pipeline (no Kafka, no Faust) -------------------------------------------
+
+
+def pipeline_capacity(
+    model_dir: Path, n_streams: int, seconds: float, max_batch: int = 32
+) -> dict[str, float]:
+    """Streams per core of the worker's domain code alone, by process CPU time.
+
+    The same objects ``stream.app.build_worker`` wires (Pipeline, FeatureBank, OnnxModel
+    with one thread), fed pre-encoded records in real-time order as fast as they go;
+    records go to ``Pipeline.accept_many`` in groups of what arrives in 5 ms (as the
+    worker's inbox gathers them), and windows are inferred in batches of up to
+    ``max_batch`` at every 100 ms tick, as the batcher does under load. It leaves out
+    Faust, aiokafka and JSON/Kafka I/O, so ``e2e streams per core / this`` is the share
+    the runtime keeps.
+    """
+    from stream.app import limit_blas_threads
+    from stream.events import ModelRef
+    from stream.features.frontend import FeatureBank
+    from stream.features.windows import stack_windows
+    from stream.inference.session import OnnxModel
+    from stream.pipeline import Pipeline, PipelinePolicy, Record
+    from stream.wire.frame import Encoding, frame_headers
+
+    limit_blas_threads()
+    model = OnnxModel.load(model_dir, device="cpu", intra_op_threads=1)
+    spec = model.spec
+    pipeline = Pipeline(
+        spec,
+        ModelRef(model.manifest.name, model.manifest.version),
+        model.labels,
+        FeatureBank(spec),
+        PipelinePolicy(max_streams=n_streams + 1),
+    )
+    chunk_samples = SR * CHUNK_MS // 1000
+    clips = encoded_chunks(8, 10.0, chunk_samples)
+    n_frames = round(seconds * 1000 / CHUNK_MS)
+    keys = [f"p-{j:05d}".encode() for j in range(n_streams)]
+    t0_us = 1_700_000_000_000_000
+    ticks = []
+    for s in range(n_frames):
+        tick = []
+        for j in range(n_streams):
+            headers = frame_headers(
+                seq=s,
+                sample_rate=SR,
+                encoding=Encoding.PCM_S16LE,
+                channels=1,
+                capture_us=t0_us + s * CHUNK_MS * 1000,
+                eos=s == n_frames - 1,
+            )
+            clip = clips[j % len(clips)]
+            value = clip[(s + j) % len(clip)]
+            tick.append(Record(keys[j], value, tuple(headers), "audio", j % 8, s * n_streams + j))
+        ticks.append(tick)
+    # the worker gathers what arrives in 5 ms (at most 256 records) into one call
+    group = max(1, min(256, n_streams // 20))
+    accept_many = getattr(pipeline, "accept_many", None)
+
+    def accept(records: list[Any]) -> Any:
+        if accept_many is not None:
+            return accept_many(records)
+        step = pipeline.accept(records[0])
+        for record in records[1:]:
+            step.extend(pipeline.accept(record))
+        return step
+
+    windows = 0
+    cpu0 = time.process_time()
+    for tick in ticks:
+        jobs = []
+        for i in range(0, len(tick), group):
+            jobs.extend(accept(tick[i : i + group]).jobs)
+        for i in range(0, len(jobs), max_batch):
+            part = jobs[i : i + max_batch]
+            out = model.run(stack_windows([job.window for job in part], spec))
+            pipeline.complete(part, out.probabilities)
+            windows += len(part)
+        pipeline.take_summaries()
+    cpu = time.process_time() - cpu0
+    stream_seconds = n_streams * seconds
+    return {
+        "streams": n_streams,
+        "seconds": seconds,
+        "windows": windows,
+        "cpu_s": round(cpu, 3),
+        "windows_per_cpu_s": round(windows / cpu, 1),
+        "streams_per_core": round(stream_seconds / cpu, 1),
+        "records_per_cpu_s": round(n_streams * n_frames / cpu, 1),
+        "records_per_call": group,
+    }
+
+
+# -- the sweep ------------------------------------------------------------------------------
+
+
+def default_model_dir() -> Path:
+    from stream.inference.repository import resolve_model_dir
+
+    try:
+        return resolve_model_dir(None, role="scene")
+    except Exception:  # no scene model yet: the speaker model has the same frontend
+        return resolve_model_dir("speaker-embed", role="speaker")
+
+
+async def make_topics(broker: str, prefix: str) -> Any:
+    from stream.kafka_client import KafkaClientConfig
+    from stream.topics import Topics, ensure_topics
+
+    topics = Topics().with_prefix(prefix)
+    await ensure_topics(KafkaClientConfig(bootstrap_servers=broker), topics)
+    return topics
+
+
+async def delete_topics(broker: str, topics: Any) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    try:
+        await admin.delete_topics(list(topics.names()))
+    finally:
+        await admin.close()
+
+
+def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
+    from stream.inference.manifest import load_manifest
+
+    model_dir = Path(args.model) if args.model else default_model_dir()
+    spec = load_manifest(model_dir).feature_spec
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    tmp = Path(args.tmp) / prefix
+    tmp.mkdir(parents=True, exist_ok=True)
+    topics = asyncio.run(make_topics(args.broker, prefix))
+    profile = Path(args.profile).resolve() if args.profile else None
+    worker = start_worker(args.broker, prefix, model_dir, tmp, args.worker_arg or [], profile)
+    levels: list[Level] = []
+    try:
+        worker.wait_assigned(90)
+        pids = {"worker": worker_python_pid(worker, profile is not None), "broker": broker_pid()}
+        for k in args.streams:
+            level = run_level(
+                args.broker,
+                topics,
+                spec,
+                k,
+                args.duration_s,
+                args.ramp_s,
+                args.warmup_s,
+                args.p99_budget_ms,
+                args.drift_ms,
+                pids,
+            )
+            levels.append(level)
+            print(row(level), flush=True)
+            if not level.passes and not args.keep_going:
+                break
+    finally:
+        worker.stop()
+        asyncio.run(delete_topics(args.broker, topics))
+    meta = {"model_dir": str(model_dir), "worker_args": args.worker_arg or [], "log": str(tmp)}
+    return levels, meta
+
+
+HEADER = (
+    f"{'streams':>8}{'windows':>10}{'recv':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}"
+    f"{'drift':>7}{'worker':>8}{'prod':>6}{'broker':>7}{'reader':>7}{'other':>6}  verdict"
+)
+
+
+def row(level: Level) -> str:
+    c = level.cpu_cores
+    verdict = "pass" if level.passes else ("slow" if level.keeps_up else "falls behind")
+    return (
+        f"{level.streams:>8}{level.expected_windows:>10}{level.received_windows:>8}"
+        f"{level.p50_ms:>8.0f}{level.p95_ms:>8.0f}{level.p99_ms:>8.0f}{level.max_ms:>8.0f}"
+        f"{level.drift_ms:>7.0f}{c.get('worker', 0):>8.2f}{c.get('producer', 0):>6.2f}"
+        f"{c.get('broker', 0):>7.2f}{c.get('reader', 0):>7.2f}{c.get('other', 0):>6.2f}  {verdict}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_pipeline"]:
+        result = pipeline_capacity(Path(argv[1]), int(argv[2]), float(argv[3]))
+        print(json.dumps(result), flush=True)
+        return 0
+    if argv[:1] == ["_produce"]:
+        broker, topic, k, duration, ramp, prefix = argv[1:7]
+        stats = asyncio.run(
+            produce_load(broker, topic, int(k), float(duration), float(ramp), prefix)
+        )
+        print(json.dumps(stats), flush=True)
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short levels, < 3 minutes")
+    parser.add_argument("--broker", default=os.environ.get("TYMPAN_BROKER", "127.0.0.1:9092"))
+    parser.add_argument("--model", help="model directory (default: scene, else speaker-embed)")
+    parser.add_argument("--streams", type=int, nargs="+", help="levels of K to try, ascending")
+    parser.add_argument("--duration-s", type=float, help="seconds each call lasts")
+    parser.add_argument("--ramp-s", type=float, default=1.0, help="starts spread over this")
+    parser.add_argument("--warmup-s", type=float, default=3.0, help="not measured")
+    parser.add_argument("--p99-budget-ms", type=float, default=150.0)
+    parser.add_argument("--drift-ms", type=float, default=50.0, help="allowed latency drift")
+    parser.add_argument("--keep-going", action="store_true", help="run levels after a failure")
+    parser.add_argument("--worker-arg", action="append", help="extra worker flag (repeat)")
+    parser.add_argument("--profile", help="record the worker with py-spy into this file")
+    parser.add_argument("--json", help="write all figures here")
+    parser.add_argument("--tmp", default="/tmp/tympan-bench")
+    parser.add_argument("--no-seed", action="store_true", help="skip the seed-style baseline")
+    args = parser.parse_args(argv)
+    if args.streams is None:
+        args.streams = [100, 400, 800] if args.quick else [250, 500, 750, 1000, 1500, 2000]
+    if args.duration_s is None:
+        args.duration_s = 15.0 if args.quick else 40.0
+    print(f"machine: {os.cpu_count()} cores shared by worker, producer, broker and reader")
+    print(HEADER, flush=True)
+    levels, meta = sweep(args)
+    best = max((lv for lv in levels if lv.passes), key=lambda lv: lv.streams, default=None)
+    seed: dict[str, Any] | None = None
+    if not args.no_seed:
+        seed = seed_figures(meta["model_dir"], quick=args.quick, best=best)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {"levels": [asdict(lv) for lv in levels], "meta": meta, "seed": seed}, indent=2
+            )
+        )
+    if best is None:
+        print("max_streams=0 p99_ms=nan")
+        return 1
+    print(f"max_streams={best.streams} p99_ms={best.p99_ms:.1f}")
+    return 0
+
+
+def seed_figures(model_dir: str, *, quick: bool, best: Level | None) -> dict[str, Any]:
+    """The seed-style path's streams per core (a subprocess: it imports TensorFlow),
+    and tympan's ratio over it using the worker's CPU at the best level."""
+    cmd = [
+        PYTHON,
+        str(Path(__file__).with_name("seed_baseline.py")),
+        "--model",
+        model_dir,
+        "--json",
+    ]
+    if quick:
+        cmd.append("--quick")
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
+    if out.returncode != 0:
+        print(f"seed baseline failed:\n{out.stderr[-2000:]}")
+        return {"error": out.stderr[-2000:]}
+    seed = json.loads(out.stdout.strip().splitlines()[-1])
+    print(
+        f"seed-style path: {seed['windows_per_cpu_s']:.1f} windows per CPU-second = "
+        f"{seed['streams_per_core']:.2f} streams per core"
+    )
+    if best is not None:
+        cores = best.cpu_cores.get("worker", 0.0)
+        tympan = best.streams / cores if cores else float("nan")
+        seed["tympan_streams_per_core"] = tympan
+        seed["ratio"] = tympan / seed["streams_per_core"]
+        print(
+            f"tympan worker: {best.streams} streams on {cores:.2f} cores = {tympan:.0f} streams "
+            f"per core (worker process only) = {seed['ratio']:.0f}x the seed-style path"
+        )
+    return seed
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

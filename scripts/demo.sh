@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# `make demo`: the main job end to end on the shipped default models.
+#   broker (if none runs) → worker → sample calls played in real time → live events
+#   → end-of-stream summaries → everything shut down.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+export TYMPAN_BROKER=${TYMPAN_BROKER:-127.0.0.1:${TYMPAN_KAFKA_PORT:-9092}}
+RUN_ID=$(date +%s)
+PREFIX="demo-$RUN_ID"                # fresh topics: this run's events only
+DEMO_DIR=${TYMPAN_DEMO_DIR:-var/demo}
+LOG_DIR="var/demo-logs/$RUN_ID"
+mkdir -p "$LOG_DIR"
+
+state=running
+if [ -z "${TYMPAN_DEMO_EXTERNAL_BROKER:-}" ]; then
+  state=$(scripts/kafka.sh up --porcelain) || exit 1
+fi
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+  if [ "$state" = started ]; then scripts/kafka.sh down >/dev/null; fi
+}
+trap cleanup EXIT INT TERM
+
+if [ ! -f "$DEMO_DIR/.complete" ]; then
+  echo "==> rendering sample calls and music into $DEMO_DIR (espeak-ng, festival, fluidsynth, sox)"
+  rm -rf "$DEMO_DIR"
+  $BIN/python -m models.corpus demo --out "$DEMO_DIR" --quiet || exit 1
+  touch "$DEMO_DIR/.complete"
+fi
+
+echo "==> creating topics with prefix $PREFIX"
+$BIN/tympan topics create --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" >/dev/null || exit 1
+
+echo "==> starting the worker (default scene model, speaker model) — log: $LOG_DIR/worker.log"
+$BIN/tympan worker --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" \
+  --app-id "tympan-demo-$RUN_ID" --data-dir "$LOG_DIR/worker-data" \
+  --idle-timeout-s 10 --web-port 0 --no-create-topics \
+  >"$LOG_DIR/worker.log" 2>&1 &
+pids+=($!)
+# Faust logs "[^Worker]: Ready" once partitions are assigned and agents run.
+for _ in $(seq 1 240); do
+  grep -q "Ready" "$LOG_DIR/worker.log" 2>/dev/null && break
+  if ! kill -0 "${pids[0]}" 2>/dev/null; then
+    echo "the worker exited; last lines of its log:"; tail -20 "$LOG_DIR/worker.log"; exit 1
+  fi
+  sleep 0.5
+done
+grep -q "Ready" "$LOG_DIR/worker.log" || {
+  echo "worker not ready after 120 s; last lines of its log:"; tail -20 "$LOG_DIR/worker.log"; exit 1; }
+
+echo "==> live label and speaker events (tympan tail)"
+$BIN/tympan tail --topic labels --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" &
+pids+=($!)
+$BIN/tympan tail --topic speakers --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" &
+pids+=($!)
+
+echo "==> playing the sample calls in real time (tympan produce --realtime)"
+# The renderer's JSON sidecars say which calls went through the 8 kHz μ-law channel.
+mapfile -t tel < <($BIN/python - "$DEMO_DIR" <<'PY'
+import json, pathlib, sys
+for side in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
+    if json.loads(side.read_text()).get("channel") == "mulaw8k":
+        print(side.with_suffix(".wav"))
+PY
+)
+mapfile -t wide < <(for f in "$DEMO_DIR"/*.wav; do
+  case " ${tel[*]} " in *" $f "*) ;; *) echo "$f" ;; esac; done)
+music=()
+producers=()
+if [ ${#tel[@]} -gt 0 ]; then
+  $BIN/tympan produce --realtime --encoding mulaw --rate 8000 --broker "$TYMPAN_BROKER" \
+    --topic "$PREFIX.audio.v1" --no-progress "${tel[@]}" 2>>"$LOG_DIR/produce.log" &
+  producers+=($!)
+fi
+if [ ${#wide[@]} -gt 0 ] || [ ${#music[@]} -gt 0 ]; then
+  $BIN/tympan produce --realtime --broker "$TYMPAN_BROKER" \
+    --topic "$PREFIX.audio.v1" --no-progress "${wide[@]}" "${music[@]}" 2>>"$LOG_DIR/produce.log" &
+  producers+=($!)
+fi
+for pid in "${producers[@]}"; do wait "$pid"; done
+n_streams=$(( ${#tel[@]} + ${#wide[@]} + ${#music[@]} ))
+
+echo
+echo "==> end-of-stream summaries"
+$BIN/tympan tail --topic summaries --from-beginning --max "$n_streams" --idle-exit 30 \
+  --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX"
+echo "==> demo done: $n_streams streams; logs in $LOG_DIR"

@@ -1,0 +1,84 @@
+"""``tympan dashboard``: a live web page over the worker's events.
+
+Shows the active streams with their current label and speaker, a label timeline per
+stream, the latest summaries, events per second, latency percentiles and dead letters
+by reason. It reads the label, speaker, summary and rejected topics without a consumer
+group (it never moves a worker's offsets; run as many as you like) and pushes updates
+to the page over Server-Sent Events. The page is plain HTML/JS served by this
+process: no internet access is needed.
+
+It listens on 127.0.0.1 unless ``--host`` says otherwise: the page shows stream ids
+and dead-letter messages, so exposing it is a decision (``--host 0.0.0.0`` in Docker).
+
+Examples::
+
+    tympan dashboard                              # http://127.0.0.1:8080/
+    tympan dashboard --from-beginning --port 9000 --topic-prefix staging
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from stream.errors import ConfigError, TympanError
+
+DEFAULT_PORT = 8080
+DEFAULT_HOST = "127.0.0.1"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "dashboard",
+        help="serve a live web page of streams, labels, latency and dead letters",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="HTTP port (%(default)s)")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help="bind address (%(default)s; 0.0.0.0 exposes it)"
+    )
+    parser.add_argument("--broker", help="bootstrap servers host:port[,...] (TYMPAN_BROKER)")
+    parser.add_argument("--topic-prefix", help="topic prefix (TYMPAN_TOPIC_PREFIX, tympan)")
+    parser.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="replay what the topics hold instead of starting with new events",
+    )
+    parser.add_argument(
+        "--max-streams", type=int, default=500, help="streams held at once (%(default)s)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stream.dashboard.server import DashboardConfig, serve
+    from stream.dashboard.state import DashboardLimits
+    from stream.kafka_client import KafkaClientConfig
+    from stream.settings import ENV_TOPIC_PREFIX
+    from stream.topics import Topics
+
+    try:
+        if not 0 < args.port < 65536:
+            raise ConfigError(f"--port {args.port} is outside 1..65535")
+        client = KafkaClientConfig.from_environ(
+            os.environ, bootstrap_servers=args.broker, default_client_id="tympan-dashboard"
+        )
+        prefix = args.topic_prefix or os.environ.get(ENV_TOPIC_PREFIX) or Topics().prefix
+        config = DashboardConfig(
+            client=client,
+            topics=Topics().with_prefix(prefix),
+            from_beginning=args.from_beginning,
+            limits=DashboardLimits(max_streams=args.max_streams),
+        )
+    except TympanError as exc:
+        print(f"tympan dashboard: {exc}", file=sys.stderr)
+        return 2
+    try:
+        serve(config, host=args.host, port=args.port)
+    except OSError as exc:
+        print(f"tympan dashboard: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,185 @@
+"""WorkerRuntime without Faust: an in-memory producer whose deliveries the test
+completes by hand, and tokens that record their acks. Checks the delivery rule: a
+record is acked only when every event depending on it is acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from stream.agents import WorkerRuntime
+from stream.events import ModelRef
+from stream.features.frontend import FeatureBank
+from stream.features.spec import FeatureSpec
+from stream.inference.session import OnnxModel
+from stream.inference.testing import make_tiny_model_dir
+from stream.pipeline import Pipeline, PipelinePolicy, Record, WindowJob
+from stream.produce import frames_from_array
+from stream.settings import BatchingPolicy
+from stream.topics import Topics
+from stream.wire import encode_frame
+
+SPEC = FeatureSpec(window_seconds=0.5, hop_seconds=0.25)
+TOPICS = Topics().with_prefix("unit")
+
+
+class Producer:
+    """Keeps every sent record; deliveries resolve when ``deliver_all`` says so."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, dict[str, Any], asyncio.Future[None]]] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.sent.append((topic, key, json.loads(value), fut))
+        return fut
+
+    def deliver_all(self) -> None:
+        for *_, fut in self.sent:
+            if not fut.done():
+                fut.set_result(None)
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        return [value for t, _, value, _ in self.sent if t == topic]
+
+
+class Token:
+    def __init__(self, offset: int, acked: list[int]) -> None:
+        self.offset = offset
+        self._acked = acked
+
+    def ack(self) -> None:
+        self._acked.append(self.offset)
+
+
+class FixedSpeaker:
+    model = ModelRef("spk", "1")
+
+    def identify(self, jobs: Sequence[WindowJob]) -> list[tuple[str, float] | None]:
+        return [("alice", 0.9) if j.span.index % 2 == 0 else None for j in jobs]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> OnnxModel:
+    path: Path = tmp_path_factory.mktemp("m") / "tiny"
+    return OnnxModel.load(make_tiny_model_dir(path, spec=SPEC, labels=["quiet", "loud"]))
+
+
+def _runtime(model: OnnxModel, producer: Producer, **kw: Any) -> WorkerRuntime:
+    pipeline = Pipeline(
+        SPEC, ModelRef("tiny", "1"), model.labels, FeatureBank(SPEC), PipelinePolicy()
+    )
+
+    def infer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = model.run(x)
+        return out.probabilities, out.embedding
+
+    return WorkerRuntime(
+        pipeline, infer, TOPICS, producer.send, BatchingPolicy(max_batch=4, max_wait_ms=1), **kw
+    )
+
+
+def _records(sid: str, seconds: float = 1.0) -> list[Record]:
+    y = (np.random.default_rng(0).standard_normal(round(seconds * 16000)) * 0.2).astype(np.float32)
+    out = []
+    for offset, frame in enumerate(frames_from_array(y, 16000, stream_id=sid, chunk_ms=20)):
+        key, value, headers = encode_frame(frame)
+        out.append(Record(key, value, tuple(headers), TOPICS.audio, 0, offset))
+    return out
+
+
+def test_records_are_acked_only_after_the_stream_is_delivered(model: OnnxModel) -> None:
+    producer, acked = Producer(), []
+    records = _records("a")
+
+    async def main() -> None:
+        runtime = _runtime(model, producer)
+        runtime.start()
+        for r in records:
+            await runtime.on_record(r, Token(r.offset, acked))
+        await runtime.flush_inbox()
+        await runtime.batcher.join()
+        assert producer.on(TOPICS.summaries), "summary sent once every window was inferred"
+        await asyncio.sleep(0)
+        assert acked == []  # nothing delivered yet: nothing acked
+        producer.deliver_all()
+        await runtime.drain()
+        await runtime.stop()
+
+    asyncio.run(main())
+    assert acked == [r.offset for r in records]
+    labels = producer.on(TOPICS.labels)
+    assert [e["window_index"] for e in labels] == list(range(len(labels)))
+    (summary,) = producer.on(TOPICS.summaries)
+    assert summary["windows"] == len(labels)
+
+
+def test_bad_records_are_dead_lettered_and_acked_after_delivery(model: OnnxModel) -> None:
+    producer, acked = Producer(), []
+    good = _records("a", seconds=0.3)
+    bad = Record(b"x", b"\x00", good[0].headers, TOPICS.audio, 1, 0)
+
+    async def main() -> None:
+        runtime = _runtime(model, producer)
+        runtime.start()
+        await runtime.on_record(bad, Token(100, acked))
+        await runtime.flush_inbox()
+        await asyncio.sleep(0)
+        assert acked == []
+        producer.deliver_all()
+        await runtime.drain()
+        await runtime.stop()
+
+    asyncio.run(main())
+    assert acked == [100]
+    (dead,) = producer.on(TOPICS.rejected)
+    assert dead["reason"] == "bad_payload_length" and dead["stream_id"] == "x"
+
+
+def test_speaker_hook_events_and_summary_verdict(model: OnnxModel) -> None:
+    producer, acked = Producer(), []
+
+    async def main() -> None:
+        runtime = _runtime(model, producer, speakers=FixedSpeaker())
+        runtime.start()
+        for r in _records("call"):
+            await runtime.on_record(r, Token(r.offset, acked))
+        await runtime.flush_inbox()
+        await runtime.batcher.join()
+        producer.deliver_all()
+        await runtime.drain()
+        await runtime.stop()
+
+    asyncio.run(main())
+    speakers = producer.on(TOPICS.speakers)
+    assert speakers and all(e["speaker"] == "alice" for e in speakers)
+    assert {e["window_index"] % 2 for e in speakers} == {0}
+    assert speakers[0]["model"] == {"name": "spk", "version": "1"}
+    (summary,) = producer.on(TOPICS.summaries)
+    assert summary["speaker"] == "alice"
+
+
+def test_revoked_partitions_are_never_acked(model: OnnxModel) -> None:
+    producer, acked = Producer(), []
+    records = _records("r", seconds=0.5)
+
+    async def main() -> None:
+        runtime = _runtime(model, producer)
+        runtime.start()
+        for r in records[:10]:
+            await runtime.on_record(r, Token(r.offset, acked))
+        await runtime.flush_inbox()
+        runtime.on_revoked([0])
+        assert runtime.pipeline.active_streams == 0
+        producer.deliver_all()
+        await runtime.drain()
+        await runtime.stop()
+
+    asyncio.run(main())
+    assert acked == []
