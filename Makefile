@@ -31,7 +31,7 @@ test-unit: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy stream exporters
+	$(VENV)/bin/mypy --strict stream exporters
 
 format: setup
 	$(VENV)/bin/ruff format .

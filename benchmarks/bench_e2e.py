@@ -96,15 +96,19 @@ class CpuMeter:
     _start: dict[str, float] = field(default_factory=dict)
     _machine: tuple[float, float] = (0.0, 0.0)
     _wall: float = 0.0
+    started_s: float = 0.0
+    stopped_s: float = 0.0
 
     def start(self) -> None:
         self._start = {name: proc_cpu_s(pid) for name, pid in self.pids.items()}
         self._machine = machine_cpu_s()
         self._wall = time.monotonic()
+        self.started_s = time.time()
 
     def stop(self) -> dict[str, float]:
         """Cores used (CPU-s per wall-s) by each process, ``machine`` and ``other``."""
         wall = max(time.monotonic() - self._wall, 1e-9)
+        self.stopped_s = time.time()
         busy, total = machine_cpu_s()
         out = {
             name: (proc_cpu_s(pid) - self._start[name]) / wall for name, pid in self.pids.items()
@@ -272,7 +276,13 @@ class Worker:
 
 
 def start_worker(
-    broker: str, prefix: str, model_dir: Path, tmp: Path, extra: list[str], profile: Path | None
+    broker: str,
+    prefix: str,
+    model_dir: Path,
+    tmp: Path,
+    extra: list[str],
+    profile: Path | None,
+    extra_env: dict[str, str],
 ) -> Worker:
     args = [
         str(TYMPAN),
@@ -314,6 +324,7 @@ def start_worker(
         "PYTHONUNBUFFERED": "1",
         "OPENBLAS_NUM_THREADS": "1",
         "OMP_NUM_THREADS": "1",
+        **extra_env,
     }
     log_path = tmp / "worker.log"
     with log_path.open("ab") as log:
@@ -352,7 +363,9 @@ class Level:
     p99_ms: float
     max_ms: float
     drift_ms: float
-    worker_latency_p99_ms: float
+    worker_streams_per_core: float
+    emit_p50_ms: float
+    emit_p99_ms: float
     keeps_up: bool
     passes: bool
     cpu_cores: dict[str, float]
@@ -376,7 +389,7 @@ async def read_labels(
     grace_s: float,
     out: list[tuple[float, float, float, int, bytes]],
 ) -> None:
-    """Collect (received_s, capture_s, worker_latency_ms, index, stream) of this level's
+    """Collect (received_s, capture_s, emitted_s, index, stream) of this level's
     label events until all ``want`` arrived, or ``grace_s`` after ``stop_at`` is set."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -410,7 +423,8 @@ async def read_labels(
                     if capture is None or event.get("padded"):
                         capture = float("nan")  # counted, not timed
                     index = event["window_index"]
-                    out.append((now, capture, event.get("latency_ms", 0.0), index, r.key))
+                    emitted = r.timestamp / 1000  # CreateTime: when the worker sent it
+                    out.append((now, capture, emitted, index, r.key))
                     seen += 1
             if stop_at.is_set():
                 deadline = deadline or time.monotonic() + grace_s
@@ -465,16 +479,23 @@ def run_level(
         stop.set()
         await reader
         stats = json.loads(stdout.decode().strip().splitlines()[-1]) if stdout else {}
-        return {"cpu": cpu, "producer": stats}
+        return {"cpu": cpu, "producer": stats, "window": (meter.started_s, meter.stopped_s)}
 
     result = asyncio.run(go())
     start = result["producer"].get("first_start_s", 0.0)
     timed = sorted(
-        (c, (r - c) * 1000, w) for r, c, w, _, _ in rows if c >= start + ramp_s + warmup_s
+        (c, (r - c) * 1000, (e - c) * 1000)
+        for r, c, e, _, _ in rows
+        if c >= start + ramp_s + warmup_s
     )  # by capture time; NaN (padded) compares False and drops out
     received = len({(s, i) for _, _, _, i, s in rows})
     lat = np.array([ms for _, ms, _ in timed] or [float("inf")])
     worker_lat = np.array([w for _, _, w in timed] or [float("inf")])
+    # the worker's cost: windows it emitted while metered per CPU-second it used then
+    t_a, t_b = result["window"]
+    emitted = sum(1 for _, _, e, _, _ in rows if t_a <= e < t_b)
+    worker_cpu_s = result["cpu"].get("worker", 0.0) * (t_b - t_a)
+    per_core = emitted / worker_cpu_s / 2 if worker_cpu_s else 0.0
     quarter = max(1, lat.size // 4)
     by_capture = lat
     drift = float(np.median(by_capture[-quarter:]) - np.median(by_capture[:quarter]))
@@ -491,7 +512,9 @@ def run_level(
         p99_ms=round(p99, 1),
         max_ms=round(float(lat.max()), 1),
         drift_ms=round(drift, 1),
-        worker_latency_p99_ms=round(float(np.percentile(worker_lat, 99)), 1),
+        worker_streams_per_core=round(per_core, 1),
+        emit_p50_ms=round(float(np.percentile(worker_lat, 50)), 1),
+        emit_p99_ms=round(float(np.percentile(worker_lat, 99)), 1),
         keeps_up=keeps_up,
         passes=keeps_up and p99 <= budget_ms,
         cpu_cores=result["cpu"],
@@ -634,7 +657,8 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
     tmp.mkdir(parents=True, exist_ok=True)
     topics = asyncio.run(make_topics(args.broker, prefix))
     profile = Path(args.profile).resolve() if args.profile else None
-    worker = start_worker(args.broker, prefix, model_dir, tmp, args.worker_arg or [], profile)
+    env = dict(item.split("=", 1) for item in args.worker_env or [])
+    worker = start_worker(args.broker, prefix, model_dir, tmp, args.worker_arg or [], profile, env)
     levels: list[Level] = []
     try:
         worker.wait_assigned(90)
@@ -659,13 +683,19 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
     finally:
         worker.stop()
         asyncio.run(delete_topics(args.broker, topics))
-    meta = {"model_dir": str(model_dir), "worker_args": args.worker_arg or [], "log": str(tmp)}
+    meta = {
+        "model_dir": str(model_dir),
+        "worker_args": args.worker_arg or [],
+        "worker_env": env,
+        "log": str(tmp),
+    }
     return levels, meta
 
 
 HEADER = (
     f"{'streams':>8}{'windows':>10}{'recv':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}"
-    f"{'drift':>7}{'worker':>8}{'prod':>6}{'broker':>7}{'reader':>7}{'other':>6}  verdict"
+    f"{'drift':>7}{'emit99':>7}{'worker':>8}{'prod':>6}{'broker':>7}{'reader':>7}{'other':>6}"
+    f"{'str/core':>9}  verdict"
 )
 
 
@@ -675,8 +705,9 @@ def row(level: Level) -> str:
     return (
         f"{level.streams:>8}{level.expected_windows:>10}{level.received_windows:>8}"
         f"{level.p50_ms:>8.0f}{level.p95_ms:>8.0f}{level.p99_ms:>8.0f}{level.max_ms:>8.0f}"
-        f"{level.drift_ms:>7.0f}{c.get('worker', 0):>8.2f}{c.get('producer', 0):>6.2f}"
-        f"{c.get('broker', 0):>7.2f}{c.get('reader', 0):>7.2f}{c.get('other', 0):>6.2f}  {verdict}"
+        f"{level.drift_ms:>7.0f}{level.emit_p99_ms:>7.0f}{c.get('worker', 0):>8.2f}"
+        f"{c.get('producer', 0):>6.2f}{c.get('broker', 0):>7.2f}{c.get('reader', 0):>7.2f}"
+        f"{c.get('other', 0):>6.2f}{level.worker_streams_per_core:>9.0f}  {verdict}"
     )
 
 
@@ -705,15 +736,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drift-ms", type=float, default=50.0, help="allowed latency drift")
     parser.add_argument("--keep-going", action="store_true", help="run levels after a failure")
     parser.add_argument("--worker-arg", action="append", help="extra worker flag (repeat)")
+    parser.add_argument("--worker-env", action="append", help="KEY=VALUE for the worker")
     parser.add_argument("--profile", help="record the worker with py-spy into this file")
     parser.add_argument("--json", help="write all figures here")
     parser.add_argument("--tmp", default="/tmp/tympan-bench")
     parser.add_argument("--no-seed", action="store_true", help="skip the seed-style baseline")
     args = parser.parse_args(argv)
     if args.streams is None:
-        args.streams = [100, 400, 800] if args.quick else [250, 500, 750, 1000, 1500, 2000]
+        args.streams = [50, 200, 500, 1000] if args.quick else [50, 100, 200, 400, 700, 1000]
     if args.duration_s is None:
-        args.duration_s = 15.0 if args.quick else 40.0
+        args.duration_s = 12.0 if args.quick else 30.0
     print(f"machine: {os.cpu_count()} cores shared by worker, producer, broker and reader")
     print(HEADER, flush=True)
     levels, meta = sweep(args)
@@ -727,42 +759,51 @@ def main(argv: list[str] | None = None) -> int:
                 {"levels": [asdict(lv) for lv in levels], "meta": meta, "seed": seed}, indent=2
             )
         )
-    if best is None:
-        print("max_streams=0 p99_ms=nan")
-        return 1
+    if best is None:  # nothing passed: the smallest level's p99 says by how much
+        print(
+            f"max_streams=0 p99_ms={levels[0].p99_ms:.1f}" if levels else "max_streams=0 p99_ms=nan"
+        )
+        return 0
     print(f"max_streams={best.streams} p99_ms={best.p99_ms:.1f}")
     return 0
 
 
 def seed_figures(model_dir: str, *, quick: bool, best: Level | None) -> dict[str, Any]:
-    """The seed-style path's streams per core (a subprocess: it imports TensorFlow),
-    and tympan's ratio over it using the worker's CPU at the best level."""
-    cmd = [
-        PYTHON,
-        str(Path(__file__).with_name("seed_baseline.py")),
-        "--model",
-        model_dir,
-        "--json",
-    ]
-    if quick:
-        cmd.append("--quick")
+    """The seed-style path's streams per core (a subprocess: it imports TensorFlow) and
+    tympan's ratio over it, two ways: the worker process's CPU at the best e2e level,
+    and the in-process pipeline (``pipeline_capacity``, steadier on a shared host)."""
+    cmd = [PYTHON, str(Path(__file__).with_name("seed_baseline.py")), "--model", model_dir]
+    cmd += ["--json", "--seconds", "10" if quick else "60"]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
     if out.returncode != 0:
         print(f"seed baseline failed:\n{out.stderr[-2000:]}")
         return {"error": out.stderr[-2000:]}
-    seed = json.loads(out.stdout.strip().splitlines()[-1])
+    seed: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    per_core = seed["streams_per_core"]
     print(
-        f"seed-style path: {seed['windows_per_cpu_s']:.1f} windows per CPU-second = "
-        f"{seed['streams_per_core']:.2f} streams per core"
+        f"seed-style path (librosa + Keras predict per window): {seed['ms_per_window_cpu']:.1f} "
+        f"CPU-ms per window = {per_core:.2f} streams per core"
     )
+    k, secs = (500, 3) if quick else (1000, 8)
+    cmd = [PYTHON, str(Path(__file__).resolve()), "_pipeline", model_dir, str(k), str(secs)]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
+    if out.returncode == 0:
+        pipe = json.loads(out.stdout.strip().splitlines()[-1])
+        seed["pipeline"] = pipe
+        seed["ratio_pipeline"] = pipe["streams_per_core"] / per_core
+        print(
+            f"tympan in-process pipeline ({k} streams, no Kafka/Faust): "
+            f"{pipe['streams_per_core']:.0f} streams per core = "
+            f"{seed['ratio_pipeline']:.0f}x the seed-style path"
+        )
     if best is not None:
         cores = best.cpu_cores.get("worker", 0.0)
         tympan = best.streams / cores if cores else float("nan")
-        seed["tympan_streams_per_core"] = tympan
-        seed["ratio"] = tympan / seed["streams_per_core"]
+        seed["e2e_streams_per_core"] = tympan
+        seed["ratio_e2e"] = tympan / per_core
         print(
-            f"tympan worker: {best.streams} streams on {cores:.2f} cores = {tympan:.0f} streams "
-            f"per core (worker process only) = {seed['ratio']:.0f}x the seed-style path"
+            f"tympan worker end to end: {best.streams} streams on {cores:.2f} worker cores = "
+            f"{tympan:.0f} streams per core = {seed['ratio_e2e']:.0f}x the seed-style path"
         )
     return seed
 

@@ -121,6 +121,7 @@ def export_model(
         raise ModelError(f"{final}: model version already exists (pass overwrite=True)")
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.export-", dir=final.parent))
+    staging.chmod(0o755)  # mkdtemp makes it 0700; a model repository is read by other users
     try:
         model_path = staging / MODEL_FILE
         proto = convert(keras_model, spec=spec, opset=opset)

@@ -3,8 +3,8 @@
 The network is the seed's family (Conv → Pool blocks of 32/64/128 filters, Dense,
 Dropout, softmax) made cheap enough to serve thousands of live calls: the first
 convolution is strided and the blocks pool early, and a global average pool
-replaces ``Flatten``, so a 1 s window of 64 × 98 log-mels costs about 5.6 M
-multiply-adds instead of the seed's ~60 M.
+replaces ``Flatten``, so a 1 s window of 64 × 97 log-mels costs about 6.1 M
+multiply-adds instead of the ~46 M of the seed's network (count_macs, 64 × 101 input).
 
 Every model has two named outputs, the contract of ``docs/architecture.md``:
 ``probabilities`` (softmax for one label per window, sigmoid for tags) and
@@ -78,7 +78,8 @@ def build_cnn(
         ``"single"``: softmax (one label per window); ``"multi"``: independent
         sigmoids (tags).
     config : CnnConfig, optional
-        Layer sizes; the default costs ≤ 10 M multiply-adds per 64 × 98 window.
+        Layer sizes; the default costs ≤ 10 M multiply-adds per window of the
+        default FeatureSpec (64 log-mels × 1 s).
 
     Returns
     -------
@@ -120,9 +121,11 @@ def adapt_input_norm(model: keras.Model, x: np.ndarray) -> None:
     Call once with the training windows ``[n, *input_shape]`` before fitting.
     """
     layer = model.get_layer(INPUT_NORM)
-    data = np.asarray(x, dtype=np.float64)
-    layer.moving_mean.assign(data.mean(axis=(0, 2, 3)).astype(np.float32))
-    layer.moving_variance.assign(data.var(axis=(0, 2, 3)).astype(np.float32))
+    bands = range(x.shape[1])  # band by band: float64 sums without a float64 copy of x
+    mean = [x[:, band].mean(dtype=np.float64) for band in bands]
+    variance = [x[:, band].var(dtype=np.float64) for band in bands]
+    layer.moving_mean.assign(np.asarray(mean, dtype=np.float32))
+    layer.moving_variance.assign(np.asarray(variance, dtype=np.float32))
 
 
 def classifier_view(model: keras.Model) -> keras.Model:
@@ -136,7 +139,9 @@ def classifier_view(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, model.output[PROBABILITIES])
 
 
-def _conv_relu(x: keras.KerasTensor, filters: int, *, strides: tuple[int, int], name: str):  # type: ignore[no-untyped-def]
+def _conv_relu(
+    x: keras.KerasTensor, filters: int, *, strides: tuple[int, int], name: str
+) -> keras.KerasTensor:
     # No BatchNormalization: small datasets give a few steps per epoch, too few for
     # its moving statistics to settle, and inference would then see other numbers
     # than training did. The input is standardized instead.

@@ -45,6 +45,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
+from stream.errors import ToolError
 from stream.features.spec import FeatureSpec
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ def render(voice: Voice, text: str, *, sr: int = SR) -> np.ndarray:
     """Synthesize ``text`` with ``voice``; mono float32 at ``sr``.
 
     espeak-ng/text2wave write a WAV to a pipe; sox resamples and applies the
-    identity's pitch shift. Raises ``RuntimeError`` naming the command on failure.
+    identity's pitch shift. Raises ``ToolError`` naming the command on failure.
     """
     if voice.engine == "espeak":
         synth = [
@@ -197,7 +198,7 @@ def _run(cmd: Sequence[str], stdin: bytes | str | None, *, want_stdout: bool = T
     proc = subprocess.run(list(cmd), input=data, capture_output=True, check=False)
     if proc.returncode != 0 or (want_stdout and not proc.stdout):
         err = proc.stderr.decode(errors="replace")[-300:]
-        raise RuntimeError(f"{cmd[0]} failed (rc={proc.returncode}): {err}")
+        raise ToolError(f"{cmd[0]} failed (rc={proc.returncode}): {err}")
     return proc.stdout
 
 

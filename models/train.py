@@ -13,10 +13,13 @@ TensorFlow is imported only here, inside functions.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -141,18 +144,42 @@ def configure_tensorflow(*, seed: int, threads: int) -> None:
     Thread counts can only be set before TensorFlow's runtime starts; in a process
     that already trained, the first setting stays (and is logged).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-    import tensorflow as tf
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # native logs after start-up
+    with _stderr_silenced():  # native start-up chatter (oneDNN, CUDA probing)
+        import keras
+        import tensorflow as tf
 
-    tf.get_logger().setLevel(logging.ERROR)
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        log.debug("TensorFlow already initialized; keeping its thread settings")
+        tf.get_logger().setLevel(logging.ERROR)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            log.debug("TensorFlow already initialized; keeping its thread settings")
+        tf.config.list_physical_devices()  # starts the runtime while stderr is quiet
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for the block.
+
+    Why a descriptor and not ``sys.stderr``: TensorFlow's native code logs its
+    start-up messages before absl logging is initialized, straight to fd 2, and
+    ``TF_CPP_MIN_LOG_LEVEL`` does not reach them in TF 2.21. Python exceptions
+    raised inside the block still surface normally after it.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def train(

@@ -32,7 +32,7 @@ if [ ! -f "$DEMO_DIR/.complete" ]; then
 fi
 
 echo "==> creating topics with prefix $PREFIX"
-$BIN/tympan topics create --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" >/dev/null || exit 1
+$BIN/tympan topics create --broker "$TYMPAN_BROKER" --prefix "$PREFIX" >/dev/null || exit 1
 
 echo "==> starting the worker (default scene model, speaker model) — log: $LOG_DIR/worker.log"
 $BIN/tympan worker --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" \

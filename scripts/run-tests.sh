@@ -12,7 +12,7 @@ export TYMPAN_TEST_SCALE=${TYMPAN_TEST_SCALE:-ci}
 echo "==> lint (ruff, mypy)"
 .venv/bin/ruff check . || exit 1
 .venv/bin/ruff format --check . || exit 1
-.venv/bin/mypy stream exporters || exit 1
+.venv/bin/mypy --strict stream exporters || exit 1
 
 state=running
 if [ -z "$external_broker" ]; then

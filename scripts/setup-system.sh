@@ -34,6 +34,7 @@ PACKAGES=(
   maven
   chromium
   chromium-driver
+  docker-compose
 )
 
 # Command -> package that provides it (checked with `command -v`).

@@ -2,7 +2,8 @@
 
 :class:`WorkerRuntime` is what the Faust agent calls for each record. It is written
 against two tiny interfaces rather than Faust itself: a ``send`` coroutine that
-returns a delivery future, and tokens with ``ack()`` (Faust's ``Event``), so its
+returns a delivery future, and an ``ack(partition, start, stop)`` callable that acks
+consumed offsets (the Faust consumer's ack), so its
 delivery rules read in one place:
 
 1. a record is *held* by the :class:`~stream.delivery.OffsetLedger` when consumed;
@@ -49,12 +50,12 @@ log = logging.getLogger(__name__)
 Send = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 _PRUNE_EVERY = 256
+SPEECH_LABEL = "speech"  # label models with it gate speaker events to speech windows
 INBOX_RECORDS = 256
 INBOX_WAIT_S = 0.005
 
 
-class Ackable(Protocol):
-    def ack(self) -> Any: ...
+AckRange = Callable[[int, int, int], None]  # partition, first offset, stop offset
 
 
 class SpeakerHook(Protocol):
@@ -81,6 +82,9 @@ class EmbeddingSpeakerHook:
         model's FeatureSpec, so the same windows feed both.
     scorer: returns the current scorer (a registry update applies to the next batch).
     model: the speaker model's name and version.
+    spec: the speaker model's FeatureSpec; when it differs from the label model's,
+        the pipeline computes it too (``Pipeline(aux_frontend=...)``) and the windows
+        arrive in ``WindowJob.aux_features``.
     """
 
     def __init__(
@@ -93,12 +97,11 @@ class EmbeddingSpeakerHook:
         self._embed = embed
         self._scorer = scorer
         self.model = model
-        self._spec = spec
+        self.spec = spec
 
     def identify(self, jobs: Sequence[WindowJob]) -> list[tuple[str, float] | None]:
-        from stream.features.windows import stack_windows
-
-        x = stack_windows([job.window for job in jobs], self._spec)
+        feats = [j.window.features if j.aux_features is None else j.aux_features for j in jobs]
+        x = np.stack(feats)[..., np.newaxis].astype(np.float32, copy=False)
         verdicts = self._scorer().identify(self._embed(x))
         return [(v.speaker, float(v.score)) for v in verdicts]
 
@@ -113,6 +116,7 @@ class WorkerRuntime:
     topics: where events go.
     send: ``await send(topic, key, value)`` schedules a record and returns a future
         that resolves when the broker acknowledged it.
+    ack: ``ack(partition, start, stop)`` marks audio offsets ``[start, stop)`` done.
     batching: batch size, wait budget, queue bound.
     metrics: Prometheus metrics.
     speakers: optional speaker identification on the same windows.
@@ -126,6 +130,7 @@ class WorkerRuntime:
         infer: Infer,
         topics: Topics,
         send: Send,
+        ack: AckRange,
         batching: BatchingPolicy,
         *,
         metrics: WorkerMetrics | None = None,
@@ -138,17 +143,22 @@ class WorkerRuntime:
         self._send = send
         self.metrics = metrics or WorkerMetrics()
         self.speakers = speakers
-        self.ledger: OffsetLedger[Ackable] = OffsetLedger()
+        self.ledger = OffsetLedger()
+        self._ack = ack
         self._deliveries: dict[str, list[Awaitable[Any]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._inbox: list[tuple[Record, Ackable]] = []
+        self._inbox: list[Record] = []
         self._inbox_lock = asyncio.Lock()
         self._inbox_timer: asyncio.TimerHandle | None = None
         self.last_offset: dict[int, int] = {}  # per partition, for the lag gauge
         self.failure: BaseException | None = None
         self._on_fatal = on_fatal
         self.batcher: Batcher[WindowJob, tuple[np.ndarray, Any]] = Batcher(
-            self._run_batch, self._on_batch, batching, observe=self.metrics.observe_batch
+            self._run_batch,
+            self._on_batch,
+            batching,
+            observe=self.metrics.observe_batch,
+            on_error=self._fail,
         )
 
     # -- lifecycle --------------------------------------------------------------------
@@ -168,15 +178,15 @@ class WorkerRuntime:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # -- input --------------------------------------------------------------------------
-    async def on_record(self, record: Record, token: Ackable) -> None:
-        """Take one consumed audio record; ``token.ack()`` once nothing is owed.
+    async def on_record(self, record: Record) -> None:
+        """Take one consumed audio record; its offset is acked once nothing is owed.
 
         Records are gathered in a small inbox and processed together (one feature
         kernel call for all of them) when it holds ``INBOX_RECORDS`` or after
         ``INBOX_WAIT_S``, whichever comes first.
         """
         self._raise_failure()
-        self._inbox.append((record, token))
+        self._inbox.append(record)
         if len(self._inbox) >= INBOX_RECORDS:
             await self.flush_inbox()
         elif self._inbox_timer is None:
@@ -201,11 +211,11 @@ class WorkerRuntime:
             self.metrics.frames_in.inc(len(batch))
             # held only now: a record still in the inbox pins nothing yet, so it must
             # not be in the ledger where a release could ack it
-            for record, token in batch:
-                self.ledger.hold(record.partition, record.offset, token)
+            for record in batch:
+                self.ledger.hold(record.partition, record.offset)
                 self.last_offset[record.partition] = record.offset
-            await self._apply(self.pipeline.accept_many(record for record, _ in batch))
-            for partition in {record.partition for record, _ in batch}:
+            await self._apply(self.pipeline.accept_many(batch))
+            for partition in {record.partition for record in batch}:
                 self._release(partition)
 
     async def expire(self) -> None:
@@ -217,7 +227,7 @@ class WorkerRuntime:
     def on_revoked(self, partitions: Iterable[int]) -> None:
         """Partitions taken away: forget their streams, inbox and unacked records."""
         parts = list(partitions)
-        self._inbox = [(r, t) for r, t in self._inbox if r.partition not in parts]
+        self._inbox = [r for r in self._inbox if r.partition not in parts]
         for sid in self.pipeline.drop_partitions(parts):
             self._deliveries.pop(sid, None)
             log.info("stream %r dropped: partition revoked", sid)
@@ -267,9 +277,10 @@ class WorkerRuntime:
     ) -> None:
         assert self.speakers is not None
         model = self.speakers.model
+        gate = SPEECH_LABEL in self.pipeline.labels
         for job, verdict, label in zip(jobs, verdicts, labels, strict=True):
-            if verdict is None:
-                continue
+            if verdict is None or (gate and label.label != SPEECH_LABEL):
+                continue  # a voice verdict on music or silence says nothing
             speaker, score = verdict
             sid = job.window.stream_id
             event = SpeakerEvent(
@@ -340,9 +351,7 @@ class WorkerRuntime:
                 await asyncio.gather(*deliveries)
             except Exception as exc:  # a send failed after the producer's retries
                 log.error("delivery failed on partition %d (%r): %r", partition, pin, exc)
-                self.failure = exc
-                if self._on_fatal is not None:
-                    self._on_fatal(exc)
+                self._fail(exc)
                 return
             self.ledger.unpin(partition, pin)
             self._release(partition)
@@ -351,16 +360,21 @@ class WorkerRuntime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _fail(self, exc: BaseException) -> None:
+        """Nothing after this is acked; the worker must stop and replay."""
+        self.failure = exc
+        if self._on_fatal is not None:
+            self._on_fatal(exc)
+
     def _release(self, partition: int) -> None:
-        for token in self.ledger.releasable(partition):
-            token.ack()
+        for start, stop in self.ledger.releasable(partition):
+            self._ack(partition, start, stop)
         self.metrics.uncommitted.labels(str(partition)).set(self.ledger.held(partition))
 
     def _raise_failure(self) -> None:
         if self.failure is not None:
             raise RuntimeError(
-                "a result could not be delivered to Kafka; stopping so that the unacked "
-                "records are replayed"
+                "inference or delivery failed; stopping so that the unacked records are replayed"
             ) from self.failure
 
 

@@ -8,7 +8,8 @@ Choices that matter for delivery (see ``docs/delivery.md``):
   inside the agent, so a malformed record becomes a dead letter with a reason instead
   of a line in Faust's decode-error log;
 * the agent runs with ``concurrency=1`` and iterates ``stream.noack().events()``: the
-  runtime acks each event itself once the events that depend on it are on the broker
+  runtime acks each offset itself (``Consumer.ack``) once the events that depend on
+  it are on the broker
   (Faust commits the highest contiguous acked offset; concurrency > 1 can commit past
   unprocessed records, faust-streaming issue #606);
 * ``stream_wait_empty=False``: a rebalance must not wait for records that are held
@@ -24,20 +25,20 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import numpy as np
+from faust.types import TP
 
 from stream.agents import EmbeddingSpeakerHook, WorkerRuntime
-from stream.errors import ConfigError
 from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.inference.repository import resolve_model_dir
 from stream.inference.session import OnnxModel
 from stream.metrics import WorkerMetrics
-from stream.pipeline import Pipeline, PipelinePolicy, Record
+from stream.pipeline import Pipeline, PipelinePolicy, Record, check_aligned
 from stream.settings import WorkerSettings
 from stream.topics import Topics
 
@@ -80,6 +81,10 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
     topics = Topics().with_prefix(settings.topic_prefix)
     app = faust.App(settings.app_id, **_faust_settings(settings))
     spec = model.spec
+    speakers, follower = (
+        load_speakers(settings, spec, topics) if settings.speaker_model else (None, None)
+    )
+    aux_spec = speakers.spec if speakers is not None and speakers.spec != spec else None
     pipeline = Pipeline(
         spec,
         ModelRef(model.manifest.name, model.manifest.version),
@@ -91,6 +96,7 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
             max_streams=settings.max_streams,
             top_k=settings.top_k,
         ),
+        aux_frontend=FeatureBank(aux_spec) if aux_spec is not None else None,
     )
 
     def infer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,18 +109,23 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
     crashing: list[asyncio.Task[None]] = []
 
     def on_fatal(exc: BaseException) -> None:
-        log.critical("stopping the worker: a result could not be delivered: %r", exc)
+        log.critical("stopping the worker: inference or delivery failed: %r", exc)
         crashing.append(asyncio.ensure_future(app.crash(exc)))
 
     metrics = WorkerMetrics()
-    speakers, follower = (
-        load_speakers(settings, spec, topics) if settings.speaker_model else (None, None)
-    )
+
+    def ack(partition: int, start: int, stop: int) -> None:
+        consumer = app.consumer
+        tp = TP(topics.audio, partition)
+        for offset in range(start, stop):
+            consumer.ack(cast(Any, _Offset(tp, offset)))
+
     runtime = WorkerRuntime(
         pipeline,
         infer,
         topics,
         send,
+        ack,
         settings.batching,
         metrics=metrics,
         speakers=speakers,
@@ -140,8 +151,9 @@ def load_speakers(
     Raises
     ------
     ConfigError
-        When the speaker model's FeatureSpec differs from the label model's: the
-        worker computes one set of features per window.
+        When the speaker model's windows would not line up with the label model's
+        (different rate, framing or window timing); other FeatureSpec differences
+        (mel bands, fmin/fmax) are fine: a second FeatureBank computes them.
     """
     from stream.speakers.embedder import SpeakerEmbedder
     from stream.speakers.registry import ModelBinding, load_registry
@@ -152,11 +164,7 @@ def load_speakers(
     )
     embedder = SpeakerEmbedder(model_dir)
     if embedder.spec != spec:
-        raise ConfigError(
-            f"speaker model {model_dir} was trained on FeatureSpec {embedder.spec.spec_hash[:12]} "
-            f"but the label model uses {spec.spec_hash[:12]}; the worker feeds both models "
-            "the same windows, so their FeatureSpecs must be equal"
-        )
+        check_aligned(spec, embedder.spec)  # ConfigError unless windows line up
     name, version = embedder.model_id
     binding = ModelBinding(name, version, embedder.manifest.embedding_dim or 0)
     follower: Any = None
@@ -169,8 +177,29 @@ def load_speakers(
     else:
         follower = RegistryFollower(settings.kafka, binding, topic=topics.speaker_registry)
         current = follower.scorer
-    hook = EmbeddingSpeakerHook(embedder.embed_windows, current, ModelRef(name, version), spec)
+    hook = EmbeddingSpeakerHook(
+        embedder.embed_windows, current, ModelRef(name, version), embedder.spec
+    )
     return hook, follower
+
+
+class _Offset:
+    """What ``Consumer.ack`` reads of a message: its partition, offset and state.
+
+    The runtime acks offsets long after their records were processed (an open stream
+    holds its partition's offsets), so it keeps offsets, not Faust's ``Event`` and
+    ``Message`` objects with their payloads; acking a stand-in marks the offset done
+    exactly as ``event.ack()`` would for a message no other stream shares.
+    """
+
+    __slots__ = ("acked", "offset", "partition", "topic", "tp")
+
+    def __init__(self, tp: TP, offset: int) -> None:
+        self.tp = tp
+        self.topic = tp.topic
+        self.partition = tp.partition
+        self.offset = offset
+        self.acked = False
 
 
 def _faust_settings(settings: WorkerSettings) -> dict[str, Any]:
@@ -228,7 +257,7 @@ def _wire(
                 partition=message.partition,
                 offset=message.offset,
             )
-            await runtime.on_record(record, event)
+            await runtime.on_record(record)
 
     @app.timer(EXPIRE_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def expire() -> None:

@@ -9,8 +9,8 @@ Kafka. A record is owed while
   stream): the stream *pins* its first offset until its summary is delivered;
 * a dead letter for it is in flight: it pins its own offset until the send is acked.
 
-:class:`OffsetLedger` holds every consumed record (in offset order per partition)
-until the lowest pin of its partition moves past it, then hands it back to be acked.
+:class:`OffsetLedger` holds every consumed offset (in order per partition) until the
+lowest pin of its partition moves past it, then hands it back to be acked.
 It is plain bookkeeping, no Faust, no asyncio; ``docs/delivery.md`` explains the
 design and what it costs.
 """
@@ -20,29 +20,37 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
 
-Token = TypeVar("Token")
+Run = tuple[int, int]  # offsets [start, stop)
 
 
 @dataclass(slots=True)
-class _Partition(Generic[Token]):
-    held: deque[tuple[int, Token]] = field(default_factory=deque)
+class _Partition:
+    runs: deque[list[int]] = field(default_factory=deque)  # [start, stop) in order
     pins: dict[Hashable, int] = field(default_factory=dict)
 
 
-class OffsetLedger(Generic[Token]):
-    """Consumed-but-unacked records and the pins that hold them, per partition."""
+class OffsetLedger:
+    """Consumed-but-unacked offsets and the pins that hold them, per partition.
+
+    Held offsets are kept as runs ``[start, stop)``: a stream open for an hour holds
+    its partition's offsets for an hour, and a run costs the same for one record as
+    for a million (no record objects are kept alive).
+    """
 
     def __init__(self) -> None:
-        self._parts: dict[int, _Partition[Token]] = {}
+        self._parts: dict[int, _Partition] = {}
 
-    def hold(self, partition: int, offset: int, token: Token) -> None:
-        """Remember a consumed record; offsets of one partition arrive increasing."""
-        self._part(partition).held.append((offset, token))
+    def hold(self, partition: int, offset: int) -> None:
+        """Remember a consumed offset; offsets of one partition arrive increasing."""
+        runs = self._part(partition).runs
+        if runs and runs[-1][1] == offset:
+            runs[-1][1] = offset + 1
+        else:
+            runs.append([offset, offset + 1])
 
     def pin(self, partition: int, key: Hashable, offset: int) -> None:
-        """Keep ``offset`` (and everything after it) uncommitted until ``unpin(key)``."""
+        """Keep ``offset`` (and everything after it) unacked until ``unpin(key)``."""
         pins = self._part(partition).pins
         pins[key] = min(offset, pins.get(key, offset))
 
@@ -58,28 +66,36 @@ class OffsetLedger(Generic[Token]):
             return None
         return min(part.pins.values())
 
-    def releasable(self, partition: int) -> list[Token]:
-        """Pop and return the held records below the partition's lowest pin."""
+    def releasable(self, partition: int) -> list[Run]:
+        """Pop and return the held offsets below the partition's lowest pin, as runs."""
         part = self._parts.get(partition)
         if part is None:
             return []
         floor = min(part.pins.values()) if part.pins else None
-        out: list[Token] = []
-        while part.held and (floor is None or part.held[0][0] < floor):
-            out.append(part.held.popleft()[1])
+        out: list[Run] = []
+        while part.runs:
+            start, stop = part.runs[0]
+            if floor is not None and stop > floor:
+                if start < floor:
+                    out.append((start, floor))
+                    part.runs[0][0] = floor
+                break
+            out.append((start, stop))
+            part.runs.popleft()
         return out
 
     def held(self, partition: int) -> int:
+        """Offsets held (consumed, not acked) in ``partition``."""
         part = self._parts.get(partition)
-        return 0 if part is None else len(part.held)
+        return 0 if part is None else sum(stop - start for start, stop in part.runs)
 
     def lowest_held(self, partition: int) -> int | None:
         """Offset of the oldest unacked record (what a restart would re-read from)."""
         part = self._parts.get(partition)
-        return part.held[0][0] if part is not None and part.held else None
+        return part.runs[0][0] if part is not None and part.runs else None
 
     def drop(self, partitions: Iterable[int]) -> None:
-        """Forget revoked partitions: their records are never acked here (their new
+        """Forget revoked partitions: their offsets are never acked here (their new
         owner re-reads them from the committed offset)."""
         for partition in partitions:
             self._parts.pop(partition, None)
@@ -88,7 +104,7 @@ class OffsetLedger(Generic[Token]):
     def partitions(self) -> list[int]:
         return sorted(self._parts)
 
-    def _part(self, partition: int) -> _Partition[Token]:
+    def _part(self, partition: int) -> _Partition:
         part = self._parts.get(partition)
         if part is None:
             part = self._parts[partition] = _Partition()

@@ -183,7 +183,7 @@ class Pipeline:
         self.frontend = frontend
         self.aux_frontend = aux_frontend
         if aux_frontend is not None:
-            _check_aligned(spec, aux_frontend.spec)
+            check_aligned(spec, aux_frontend.spec)
         self.policy = policy
         self.clock = clock
         self.hop_samples = spec.hop_frames * spec.hop_length
@@ -531,10 +531,10 @@ class Pipeline:
         )
 
 
-def _check_aligned(spec: FeatureSpec, aux: FeatureSpec) -> None:
+def check_aligned(spec: FeatureSpec, aux: FeatureSpec) -> None:
     """The aux frontend must cut the same windows from the same samples."""
-    fields = ("sr", "n_fft", "hop_length", "win_length", "window_seconds", "hop_seconds")
-    fields = (*fields, "partial_window")
+    fields: tuple[str, ...] = ("sr", "n_fft", "hop_length", "win_length")
+    fields += ("window_seconds", "hop_seconds", "partial_window")
     differ = [f for f in fields if getattr(spec, f) != getattr(aux, f)]
     if differ or spec.window_span(3) != aux.window_span(3):
         raise ConfigError(

@@ -264,4 +264,4 @@ def _relative(path: Path) -> Path:
     return path if relative.parts[:1] == ("..",) else relative
 
 
-__all__ = ["INSTRUMENTS", "RECIPES", "SCENE", "Recipe", "TrainedModel", "build", "render_corpus"]
+__all__ = ["INSTRUMENTS", "RECIPES", "SCENE", "Recipe", "breakdown", "build", "render_corpus"]

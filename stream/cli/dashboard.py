@@ -23,6 +23,7 @@ import os
 import sys
 from typing import Any
 
+from stream.dashboard.state import DashboardLimits
 from stream.errors import ConfigError, TympanError
 
 DEFAULT_PORT = 8080
@@ -48,14 +49,16 @@ def register(subparsers: Any) -> None:
         help="replay what the topics hold instead of starting with new events",
     )
     parser.add_argument(
-        "--max-streams", type=int, default=500, help="streams held at once (%(default)s)"
+        "--max-streams",
+        type=int,
+        default=DashboardLimits().max_streams,
+        help="streams held at once; past it, ended then idle streams are dropped (%(default)s)",
     )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from stream.dashboard.server import DashboardConfig, serve
-    from stream.dashboard.state import DashboardLimits
     from stream.kafka_client import KafkaClientConfig
     from stream.settings import ENV_TOPIC_PREFIX
     from stream.topics import Topics

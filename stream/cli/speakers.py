@@ -295,7 +295,10 @@ def _do_evaluate(args: argparse.Namespace) -> int:
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "speaker-eval.json").write_text(json.dumps(doc, indent=2) + "\n")
-    png = plot_det(reports, out / "speaker-det.png")
+    try:
+        png: Path | str = plot_det(reports, out / "speaker-det.png")
+    except ImportError as exc:  # matplotlib comes with the dev/train extras only
+        png = f"no DET plot ({exc.name} is not installed)"
     for rep in reports:
         print(
             f"{rep.method:>8}: EER {100 * (rep.eer or 0):.1f}%  identification accuracy "

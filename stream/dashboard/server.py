@@ -8,10 +8,12 @@ see every event and never move a worker's offsets), folds each record into the o
 ``GET /``            the page (plain HTML/CSS/JS from ``static/``: no build, no CDN)
 ``GET /events``      Server-Sent Events: a ``snapshot`` event whenever the state changed
 ``GET /api/state``   the same snapshot as one JSON document (scripts, tests)
-``GET /healthz``     200 while the Kafka reader is connected, 503 otherwise
+``GET /healthz``     200 while the Kafka reader is reading, 503 (with the reason) otherwise
 
 The reader reconnects on its own when the broker goes away, so the dashboard can be
-started before Kafka (``docker compose``) and survives a broker restart.
+started before Kafka (``docker compose``) and survives a broker restart; it waits for
+the topics to exist rather than asking for them by name (which would make a dev
+broker auto-create them with the wrong partition count).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from stream.dashboard.state import KINDS, DashboardLimits, DashboardState, Kind
+from stream.errors import BrokerError
 from stream.kafka_client import KafkaClientConfig
-from stream.topics import Topics
+from stream.topics import Topics, list_topics
 
 log = logging.getLogger(__name__)
 
@@ -74,21 +77,31 @@ class ReaderStatus:
 
 
 class Snapshots:
-    """The state's snapshot as JSON bytes, computed once per change (or per refresh)
-    however many browsers are watching."""
+    """The state's snapshot as JSON bytes, shared by every browser watching.
 
-    def __init__(self, state: DashboardState) -> None:
+    Recomputed only when the state changed (or every ``_REFRESH_S``, so rates decay
+    and ages advance on a quiet system), and at most once per ``min_interval_s``
+    however many browsers ask: the cost of the page does not grow with traffic.
+    """
+
+    def __init__(self, state: DashboardState, min_interval_s: float) -> None:
         self.state = state
-        self._key: tuple[int, int] | None = None
+        self.min_interval_s = min_interval_s
+        self.serial = 0
+        self._seen: tuple[int, int] | None = None
+        self._at_s = float("-inf")
         self._body = b""
 
-    def current(self, now_s: float, status: ReaderStatus) -> tuple[tuple[int, int], bytes]:
-        key = (self.state.version, int(now_s // _REFRESH_S))
-        if key != self._key:
+    def current(self, now_s: float, status: ReaderStatus) -> tuple[int, bytes]:
+        """``(serial, body)``; the serial grows each time the body changes."""
+        seen = (self.state.version, int(now_s // _REFRESH_S))
+        if seen != self._seen and now_s - self._at_s >= self.min_interval_s:
             snapshot = self.state.snapshot(now_s)
             snapshot["kafka"] = {"connected": status.connected, "error": status.error}
-            self._key, self._body = key, json.dumps(snapshot, separators=(",", ":")).encode()
-        return key, self._body
+            self._body = json.dumps(snapshot, separators=(",", ":")).encode()
+            self._seen, self._at_s = seen, now_s
+            self.serial += 1
+        return self.serial, self._body
 
 
 STATE = web.AppKey("state", DashboardState)
@@ -105,7 +118,7 @@ def build_app(config: DashboardConfig) -> web.Application:
     app[CONFIG] = config
     app[STATE] = state
     app[STATUS] = ReaderStatus()
-    app[SNAPSHOTS] = Snapshots(state)
+    app[SNAPSHOTS] = Snapshots(state, config.push_interval_s)
     app[STOPPING] = asyncio.Event()
     app.router.add_get("/", _index)
     app.router.add_get("/events", _events)
@@ -142,32 +155,68 @@ async def _stop_streams(app: web.Application) -> None:
 async def read_forever(
     config: DashboardConfig, state: DashboardState, status: ReaderStatus
 ) -> None:
-    """Fold every record of the result topics into ``state``; reconnect on failure."""
+    """Fold every record of the result topics into ``state``; reconnect on failure.
+
+    It subscribes only once all four topics exist: a consumer asking for a missing
+    topic by name makes a broker with ``auto.create.topics.enable`` (the dev broker)
+    create it with default partitions, and the worker would then refuse to start
+    (``ensure_topics`` finds the wrong partition count).
+    """
     kinds = config.topic_kinds()
     while True:
-        consumer = AIOKafkaConsumer(
-            *kinds,
-            **config.client.aiokafka_kwargs(),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest" if config.from_beginning else "latest",
-        )
         try:
-            await consumer.start()
-            status.connected, status.error = True, None
-            log.info("dashboard reading %s", ", ".join(kinds))
-            await _drain(consumer, kinds, state, status)
-        except (KafkaError, OSError) as exc:
-            status.connected, status.error = False, f"{type(exc).__name__}: {exc}"
-            log.warning(
-                "dashboard: Kafka at %s failed (%s); retrying in %g s",
-                config.client.bootstrap_servers,
-                status.error,
-                _RETRY_S,
-            )
-        finally:
-            await consumer.stop()
+            if await _topics_ready(config.client, list(kinds), status):
+                await _read_once(config, kinds, state, status)
+        except Exception as exc:  # the page must say the reader failed, not freeze
+            log.exception("dashboard: the Kafka reader failed")
+            _set_status(status, False, f"reader failed: {type(exc).__name__}: {exc}")
         await asyncio.sleep(_RETRY_S)
+
+
+async def _topics_ready(client: KafkaClientConfig, names: list[str], status: ReaderStatus) -> bool:
+    try:
+        present = set(await list_topics(client))
+    except (BrokerError, KafkaError, OSError) as exc:
+        _set_status(status, False, str(exc))
+        return False
+    missing = [name for name in names if name not in present]
+    if missing:
+        _set_status(
+            status,
+            False,
+            f"waiting for topics {', '.join(missing)} (start a worker or `tympan topics create`)",
+        )
+    return not missing
+
+
+async def _read_once(
+    config: DashboardConfig, kinds: dict[str, Kind], state: DashboardState, status: ReaderStatus
+) -> None:
+    consumer = AIOKafkaConsumer(
+        *kinds,
+        **config.client.aiokafka_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if config.from_beginning else "latest",
+    )
+    try:
+        await consumer.start()
+        _set_status(status, True, None)
+        await _drain(consumer, kinds, state, status)
+    except (KafkaError, OSError) as exc:
+        _set_status(status, False, f"{type(exc).__name__}: {exc}")
+    finally:
+        await consumer.stop()
+
+
+def _set_status(status: ReaderStatus, connected: bool, error: str | None) -> None:
+    """Update the reader's status; log only changes, not every retry."""
+    if (connected, error) != (status.connected, status.error):
+        if connected:
+            log.info("dashboard: reading from Kafka")
+        else:
+            log.warning("dashboard: %s; retrying every %g s", error, _RETRY_S)
+    status.connected, status.error = connected, error
 
 
 async def _drain(
@@ -209,14 +258,14 @@ async def _events(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     interval_s = app[CONFIG].push_interval_s
-    sent: tuple[int, int] | None = None
+    sent = -1
     try:
         await response.write(b"retry: 2000\n\n")
         while not app[STOPPING].is_set():
-            key, body = app[SNAPSHOTS].current(time.time(), app[STATUS])
-            if key != sent:
+            serial, body = app[SNAPSHOTS].current(time.time(), app[STATUS])
+            if serial != sent:
                 await response.write(b"event: snapshot\ndata: " + body + b"\n\n")
-                sent = key
+                sent = serial
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(app[STOPPING].wait(), timeout=interval_s)
     except ConnectionResetError:

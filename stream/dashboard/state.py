@@ -6,10 +6,12 @@ per stream the current label and speaker and a timeline of label segments, the
 latest summaries, event rates, latency percentiles and dead-letter counts by reason.
 
 Memory is capped whatever the traffic: timelines keep their last
-``DashboardLimits.segments`` segments, at most ``max_streams`` streams are held (the
-least recently active *ended* stream goes first, then the least recently active
-one), and every other collection is a fixed-size ring. Time is passed in (``now_s``,
-seconds since the epoch) so tests replay an afternoon of traffic in microseconds.
+``DashboardLimits.segments`` segments, at most ``max_streams`` streams are held (to
+make room, the least recently active *ended* stream goes first, then the least
+recently active stream if it is idle; when all are live, a new stream is counted in
+``untracked_events`` but not drawn), and every other collection is a fixed-size ring.
+Time is passed in (``now_s``, seconds since the epoch) so tests replay an afternoon of
+traffic in microseconds.
 
 Events come from another process over Kafka, so nothing here trusts them: a record
 that is not a JSON object with a ``stream_id`` is counted as unparsable and dropped,
@@ -37,7 +39,7 @@ class DashboardLimits:
 
     Attributes
     ----------
-    max_streams: streams held at once; past it, ended streams are evicted first.
+    max_streams: streams held at once; past it, ended then idle streams make room.
     segments: label segments kept per stream (the newest).
     shown_streams: streams sent to the browser in one snapshot (most recent first);
         the rest are counted, not drawn, so a snapshot stays small.
@@ -48,7 +50,7 @@ class DashboardLimits:
     idle_after_s: a stream with no event for this long is shown as idle.
     """
 
-    max_streams: int = 500
+    max_streams: int = 2000
     segments: int = 64
     shown_streams: int = 100
     summaries: int = 20
@@ -201,6 +203,7 @@ class DashboardState:
         self.started_s = started_s
         self.version = 0
         self.streams: OrderedDict[str, StreamView] = OrderedDict()  # LRU: oldest first
+        self._ended: OrderedDict[str, None] = OrderedDict()  # ended streams, LRU order
         self.summaries: deque[dict[str, Any]] = deque(maxlen=self.limits.summaries)
         self.rejected_by_reason: Counter[str] = Counter()
         self.recent_rejected: deque[dict[str, Any]] = deque(maxlen=self.limits.recent_rejected)
@@ -209,6 +212,7 @@ class DashboardState:
         self.totals: Counter[str] = Counter()
         self.unparsable: Counter[str] = Counter()
         self.evicted = 0
+        self.untracked = 0
 
     # -- input -----------------------------------------------------------------------
 
@@ -221,7 +225,15 @@ class DashboardState:
             self.unparsable[kind] += 1
             return False
         self._count(kind, now_s)
+        latency_ms = _number(event.get("latency_ms"))
+        if latency_ms is not None and kind != "summaries":
+            self.latencies_ms.append(latency_ms)
+        if kind == "summaries":
+            self._remember_summary(stream_id, event)
         view = self._touch(stream_id, now_s)
+        if view is None:
+            self.untracked += 1
+            return True
         view.model = _model_tag(event.get("model")) or view.model
         if kind == "labels":
             self._apply_label(view, event)
@@ -240,28 +252,37 @@ class DashboardState:
         self.totals[kind] += 1
         self.version += 1
 
-    def _touch(self, stream_id: str, now_s: float) -> StreamView:
+    def _touch(self, stream_id: str, now_s: float) -> StreamView | None:
+        """The stream's view, created if there is room; ``None`` when every held
+        stream is live (then the newcomer is counted, not tracked: evicting a live
+        stream would only make room for churn)."""
         view = self.streams.get(stream_id)
-        if view is None:
-            view = StreamView(stream_id, first_seen_s=now_s, last_seen_s=now_s)
-            self.streams[stream_id] = view
-            self._evict()
-        else:
+        if view is not None:
             self.streams.move_to_end(stream_id)
+            if stream_id in self._ended:
+                self._ended.move_to_end(stream_id)
             view.last_seen_s = now_s
+            return view
+        if len(self.streams) >= self.limits.max_streams and not self._evict_one(now_s):
+            return None
+        view = StreamView(stream_id, first_seen_s=now_s, last_seen_s=now_s)
+        self.streams[stream_id] = view
         return view
 
-    def _evict(self) -> None:
-        while len(self.streams) > self.limits.max_streams:
-            ended = next((k for k, v in self.streams.items() if v.closed_by is not None), None)
-            victim = ended if ended is not None else next(iter(self.streams))
-            del self.streams[victim]
-            self.evicted += 1
+    def _evict_one(self, now_s: float) -> bool:
+        """Drop the least recently active ended stream, else the least recently
+        active stream if it is idle; ``False`` when neither exists."""
+        if self._ended:
+            victim, _ = self._ended.popitem(last=False)
+        else:
+            victim, oldest = next(iter(self.streams.items()))
+            if now_s - oldest.last_seen_s <= self.limits.idle_after_s:
+                return False
+        del self.streams[victim]
+        self.evicted += 1
+        return True
 
     def _apply_label(self, view: StreamView, event: dict[str, Any]) -> None:
-        latency_ms = _number(event.get("latency_ms"))
-        if latency_ms is not None:
-            self.latencies_ms.append(latency_ms)
         index = _integer(event.get("window_index"))
         label = _text(event.get("label"))
         if label is None or (index is not None and index <= view.last_index):
@@ -290,23 +311,23 @@ class DashboardState:
             view.segments.popleft()
 
     def _apply_speaker(self, view: StreamView, event: dict[str, Any]) -> None:
-        latency_ms = _number(event.get("latency_ms"))
-        if latency_ms is not None:
-            self.latencies_ms.append(latency_ms)
         view.speaker = _text(event.get("speaker")) or view.speaker
         view.speaker_score = _number(event.get("score"))
 
     def _apply_summary(self, view: StreamView, event: dict[str, Any]) -> None:
         view.closed_by = _text(event.get("closed_by")) or "ended"
+        self._ended[view.stream_id] = None
+        self._ended.move_to_end(view.stream_id)
+        view.speaker = _text(event.get("speaker")) or view.speaker
+
+    def _remember_summary(self, stream_id: str, event: dict[str, Any]) -> None:
         speaker = _text(event.get("speaker"))
-        if speaker is not None:
-            view.speaker = speaker
         timeline = event.get("timeline")
         counts = event.get("counts")
         self.summaries.appendleft(
             {
-                "stream_id": view.stream_id,
-                "closed_by": view.closed_by,
+                "stream_id": stream_id,
+                "closed_by": _text(event.get("closed_by")) or "ended",
                 "duration_s": _number(event.get("duration_s")),
                 "windows": _integer(event.get("windows")),
                 "dominant_label": _text(event.get("dominant_label")),
@@ -338,9 +359,15 @@ class DashboardState:
     # -- output ----------------------------------------------------------------------
 
     def snapshot(self, now_s: float) -> dict[str, Any]:
-        """A JSON-ready picture of everything, newest streams first."""
+        """A JSON-ready picture of everything.
+
+        The ``shown_streams`` most recently active streams are listed, newest stream
+        first (by first event), so rows keep their place while streams are busy.
+        """
         newest = list(reversed(self.streams.values()))
-        shown = newest[: self.limits.shown_streams]
+        shown = sorted(
+            newest[: self.limits.shown_streams], key=lambda v: v.first_seen_s, reverse=True
+        )
         live = sum(1 for v in newest if v.closed_by is None)
         rates = {kind: round(meter.rate(now_s), 2) for kind, meter in self.rates.items()}
         return {
@@ -351,6 +378,7 @@ class DashboardState:
             "stream_count": len(newest),
             "live_streams": live,
             "evicted_streams": self.evicted,
+            "untracked_events": self.untracked,
             "summaries": list(self.summaries),
             "rates": {**rates, "total": round(sum(rates.values()), 2)},
             "latency_ms": {**percentiles(self.latencies_ms), "samples": len(self.latencies_ms)},

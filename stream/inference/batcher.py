@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from stream.settings import BatchingPolicy
+
+log = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 Out = TypeVar("Out")
@@ -51,6 +54,8 @@ class Batcher(Generic[Item, Out]):
     policy: ``max_batch``, ``max_wait_ms``, ``queue_windows``.
     executor: where ``run_batch`` runs; a private single thread by default.
     observe: called with ``(batch_size, inference_ms)`` after each call (metrics).
+    on_error: called if ``run_batch`` or ``on_done`` raises; the loop then stops
+        (a worker must crash rather than silently stop inferring).
     """
 
     def __init__(
@@ -61,6 +66,7 @@ class Batcher(Generic[Item, Out]):
         *,
         executor: Executor | None = None,
         observe: Observe | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._run_batch = run_batch
         self._on_done = on_done
@@ -68,6 +74,8 @@ class Batcher(Generic[Item, Out]):
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="tympan-infer")
         self._observe = observe
+        self._on_error = on_error
+        self.error: BaseException | None = None
         self._queue: asyncio.Queue[_Queued[Item]] = asyncio.Queue(policy.queue_windows)
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -110,6 +118,17 @@ class Batcher(Generic[Item, Out]):
             self._executor.shutdown(wait=False)
 
     async def _loop(self) -> None:
+        try:
+            await self._serve()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("batcher stopped: %r", exc)
+            self.error = exc
+            if self._on_error is not None:
+                self._on_error(exc)
+
+    async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._next_batch()

@@ -6,7 +6,9 @@ windows of one stream (non-speech windows are skipped: silence and hold music ca
 no voice), averages them into one unit vector, and has it scored. It emits a
 :class:`SpeakerDecision` only when the identity becomes confident or changes, and
 only after ``confirm`` consecutive evaluations agree, so one odd window does not
-flip a call between speakers. At end of stream :meth:`SpeakerTracker.final` scores
+flip a call between speakers (leaving a named speaker for ``unknown`` takes
+``confirm_unknown``: a hand-over between two voices briefly averages into a blend
+that matches nobody). At end of stream :meth:`SpeakerTracker.final` scores
 the mean of *all* speech windows: the dominant voice of the call for the summary.
 
 The tracker is pure and cheap (a sum over ≤ ``span_windows`` vectors per window);
@@ -40,6 +42,10 @@ class TrackerConfig:
     span_windows: speech windows averaged for one decision (6 × 0.5 s hop ≈ 3.5 s).
     min_windows: speech windows needed before anything is decided.
     confirm: consecutive evaluations that must agree before a change is emitted.
+    confirm_unknown: consecutive ``unknown`` evaluations needed to leave a *named*
+        speaker. While one voice hands over to another, the span averages both and
+        the blend matches nobody; requiring a span's worth of ``unknown`` keeps that
+        hand-over from being reported as an unknown speaker.
     min_margin: a named speaker is only confident when it beats the runner-up by
         this much; a closer call leaves the current decision in place.
     """
@@ -47,6 +53,7 @@ class TrackerConfig:
     span_windows: int = 6
     min_windows: int = 2
     confirm: int = 2
+    confirm_unknown: int = 6
     min_margin: float = 0.03
 
 
@@ -161,7 +168,10 @@ class SpeakerTracker:
             self._agree += 1
         else:
             self._candidate, self._agree = label, 1
-        if self._agree < self.config.confirm:
+        needed = self.config.confirm
+        if label == UNKNOWN and self._current not in (None, UNKNOWN):
+            needed = max(needed, self.config.confirm_unknown)
+        if self._agree < needed:
             return None
         self._current, self._candidate, self._agree = label, None, 0
         return self._decision(verdict, label)

@@ -6,12 +6,18 @@ with the label the worker gave it, its end, its summary and the dead letter of a
 malformed frame. A screenshot is saved as ``test-artifacts/dashboard.png``
 (pass or fail) so a human can look at what the browser saw.
 
-Needs Debian's ``chromium`` and ``chromium-driver`` (scripts/setup-system.sh) and the
-``selenium`` package; without them the test fails naming what is missing.
+A second test (no browser) checks that a dashboard started before the topics exist
+waits for them instead of making the dev broker auto-create them.
+
+The browser test needs Debian's ``chromium`` and ``chromium-driver``
+(scripts/setup-system.sh) and the ``selenium`` package; without them it fails naming
+what is missing (deselect it with ``-m "not browser"``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import shutil
 import socket
@@ -19,6 +25,7 @@ import subprocess
 import tempfile
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,9 +43,11 @@ from worker_harness import (
     wait_for,
 )
 
-from stream.topics import Topics
+from stream.events import ModelRef, SpeakerEvent, WindowSpan
+from stream.kafka_client import KafkaClientConfig
+from stream.topics import Topics, delete_topics, ensure_topics, list_topics
 
-pytestmark = [pytest.mark.kafka, pytest.mark.browser]
+pytestmark = pytest.mark.kafka
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -59,6 +68,14 @@ CHROMIUM_FLAGS = (
     "--window-size=1400,1000",
 )
 STREAMS = {"call-loud": True, "call-quiet": False}
+SPEAKER = SpeakerEvent(
+    "speaker-event-1",
+    "call-loud",
+    WindowSpan(0, 0, 16000, 16000),
+    "alice",
+    0.87,
+    ModelRef("speaker-embed", "1"),
+)
 BAD_FRAME = (b"call-broken", b"\x00" * 321)  # odd length for pcm_s16le
 BAD_FRAME_HEADERS = [
     ("tympan-version", b"1"),
@@ -86,30 +103,22 @@ def _get(url: str) -> tuple[int, bytes]:
         return 0, b""
 
 
-@pytest.fixture
-def dashboard(broker: str, topics: Topics, tmp_path: Path) -> Iterator[str]:
-    """``tympan dashboard`` as a subprocess on a free port; yields its URL."""
+@contextlib.contextmanager
+def run_dashboard(broker: str, prefix: str, tmp_path: Path) -> Iterator[str]:
+    """``tympan dashboard`` as a subprocess on a free port; yields its URL once the
+    HTTP server answers."""
     port = _free_port()
-    log_path = tmp_path / "dashboard.log"
-    args = [
-        str(TYMPAN),
-        "dashboard",
-        "--broker",
-        broker,
-        "--topic-prefix",
-        topics.prefix,
-        "--port",
-        str(port),
-        "--from-beginning",
-    ]
+    log_path = tmp_path / f"dashboard-{port}.log"
+    args = [str(TYMPAN), "dashboard", "--broker", broker, "--topic-prefix", prefix]
+    args += ["--port", str(port), "--from-beginning"]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(
-            lambda: _get(f"{url}/healthz")[0] == 200 or proc.poll() is not None,
+            lambda: _get(f"{url}/healthz")[0] != 0 or proc.poll() is not None,
             timeout_s=60,
-            what="the dashboard's Kafka reader",
+            what="the dashboard's HTTP server",
         )
         assert proc.poll() is None, f"tympan dashboard exited:\n{log_path.read_text()}"
         yield url
@@ -120,6 +129,18 @@ def dashboard(broker: str, topics: Topics, tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(15)
+
+
+@pytest.fixture
+def dashboard(broker: str, topics: Topics, tmp_path: Path) -> Iterator[str]:
+    """The dashboard on the test's topics, its Kafka reader connected."""
+    with run_dashboard(broker, topics.prefix, tmp_path) as url:
+        wait_for(
+            lambda: _get(f"{url}/healthz")[0] == 200,
+            timeout_s=60,
+            what="the dashboard's Kafka reader",
+        )
+        yield url
 
 
 @pytest.fixture
@@ -160,10 +181,12 @@ def _page_text(driver: Any, css: str) -> str:
         return ""
 
 
+@pytest.mark.browser
 def test_the_page_shows_what_the_worker_says(
     broker: str, topics: Topics, dashboard: str, browser: Any, tmp_path: Path
 ) -> None:
-    farm = WorkerFarm(broker, topics, tiny_model(tmp_path / "model"), tmp_path)
+    model_dir = tiny_model(tmp_path / "model")
+    farm = WorkerFarm(broker, topics, model_dir, tmp_path, app_id=f"{topics.prefix}-worker")
     try:
         farm.spawn()
         frames = [
@@ -178,6 +201,9 @@ def test_the_page_shows_what_the_worker_says(
             what="the worker's summaries",
             farm=farm,
         )
+        # The tiny model has no speaker head: one speaker event, as a speaker-enabled
+        # worker writes it, is published directly to fill the speaker column.
+        produce_records(broker, topics.speakers, [(b"call-loud", SPEAKER.to_json())])
         browser.get(dashboard)
         try:
             _check_page(browser, dashboard)
@@ -198,10 +224,12 @@ def _check_page(driver: Any, url: str) -> None:
             _page_text(driver, f'#summaries tr[data-stream-id="{sid}"]') for sid in STREAMS
         ]
         dead = _page_text(driver, '#rejected tr[data-reason="bad_payload_length"] td.count')
+        speaker = _page_text(driver, '#streams tr[data-stream-id="call-loud"] td.speaker')
         return (
             all(rows[sid].startswith("loud" if loud else "quiet") for sid, loud in STREAMS.items())
             and all(summaries)
             and dead == "1"
+            and speaker == "alice"
         )
 
     try:
@@ -220,3 +248,29 @@ def _check_page(driver: Any, url: str) -> None:
     assert "ms" in _page_text(driver, "#latency")
     errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
     assert not errors, json.dumps(errors, indent=1)
+
+
+def test_the_dashboard_waits_for_topics_and_never_creates_them(broker: str, tmp_path: Path) -> None:
+    """Started before any worker, it must not make the dev broker auto-create the
+    result topics with default partitions (the worker would then refuse them)."""
+    client = KafkaClientConfig(bootstrap_servers=broker, client_id="tympan-tests")
+    topics = Topics().with_prefix(f"test-dashboard-wait-{uuid.uuid4().hex[:8]}")
+    mine = set(topics.names())
+    try:
+        with run_dashboard(broker, topics.prefix, tmp_path) as url:
+            health = wait_for(
+                lambda: (h := json.loads(_get(f"{url}/healthz")[1] or b"{}")).get("error") and h,
+                timeout_s=30,
+                what="the dashboard to report the missing topics",
+            )
+            assert "waiting for topics" in health["error"]
+            assert _get(f"{url}/healthz")[0] == 503
+            assert not mine & set(asyncio.run(list_topics(client)))
+            asyncio.run(ensure_topics(client, topics))  # e.g. the first worker starts
+            wait_for(
+                lambda: _get(f"{url}/healthz")[0] == 200,
+                timeout_s=30,
+                what="the dashboard to start reading once the topics exist",
+            )
+    finally:
+        asyncio.run(delete_topics(client, list(mine)))

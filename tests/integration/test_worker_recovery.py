@@ -69,6 +69,8 @@ def test_sigkill_mid_stream_loses_no_window(broker: str, topics: Topics, tmp_pat
 
     got = by_id(labels)
     assert set(got) == set(expected_labels), "a window is missing or unexpected"
+    replayed = sum(len(copies) - 1 for copies in got.values())
+    assert replayed > 0, "the restart should have replayed the open streams from their start"
     for eid, copies in got.items():
         for copy in copies:  # duplicates after recovery: same id, same content
             assert comparable(copy) == comparable(expected_labels[eid])

@@ -24,6 +24,7 @@ from worker_harness import (
     TYMPAN,
     WorkerFarm,
     by_id,
+    committed_lag,
     comparable,
     expected_events,
     interleave,
@@ -229,6 +230,25 @@ def test_garbage_records_are_dead_lettered_with_reasons(run: Run) -> None:
     assert {h["key"] for h in odd["headers"]} == {name for name, _ in GOOD_HEADERS}
     assert odd["topic"] == run.topics.audio
     assert by_key[None]["reason"] == "missing_key"
+
+
+def test_offsets_are_committed_once_every_stream_is_delivered(run: Run) -> None:
+    # every stream ended and every dead letter was delivered: nothing is pinned, so
+    # the group's committed offsets reach the end of the audio topic
+    def caught_up() -> bool:
+        behind, total = committed_lag(
+            run.broker, run.farm.app_id, run.topics.audio, run.topics.audio_partitions
+        )
+        assert total > 0
+        return behind == 0
+
+    wait_for(
+        caught_up,
+        timeout_s=30,
+        what="committed offsets at the end of the audio topic",
+        farm=run.farm,
+    )
+    assert "Traceback" not in run.farm.workers[0].log_text()
 
 
 def test_garbage_does_not_disturb_other_streams(run: Run) -> None:

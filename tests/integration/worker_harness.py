@@ -259,3 +259,27 @@ def by_id(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     for event in events:
         out.setdefault(event["event_id"], []).append(event)
     return out
+
+
+def committed_lag(broker: str, group: str, topic: str, partitions: int) -> tuple[int, int]:
+    """``(records past group's committed offsets, records in the topic)``, summed over
+    the ``partitions`` of ``topic``."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def lag() -> tuple[int, int]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=broker, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(partitions)]
+            ends = await consumer.end_offsets(tps)
+            behind = 0
+            for tp in tps:
+                committed = await consumer.committed(tp)
+                behind += ends[tp] - (committed or 0)
+            return behind, sum(ends.values())
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(lag())

@@ -82,7 +82,8 @@ function renderStreams(snap) {
   const hidden = snap.stream_count - snap.streams.length;
   document.getElementById("streams-note").textContent =
     (hidden > 0 ? `(newest ${snap.streams.length} of ${snap.stream_count})` : "") +
-    (snap.evicted_streams ? ` ${snap.evicted_streams} evicted` : "");
+    (snap.evicted_streams ? ` ${snap.evicted_streams} evicted` : "") +
+    (snap.untracked_events ? ` · ${snap.untracked_events} events of untracked streams (limit reached)` : "");
   document.getElementById("legend").replaceChildren(
     ...[...labels].sort().map((l) => el("span", { class: "chip", style: { background: colorOf(l) } }, l)));
 }
@@ -98,7 +99,7 @@ function renderCards(snap) {
     `labels ${fmt(r.labels, 1)} · speakers ${fmt(r.speakers, 1)} · summaries ${fmt(r.summaries, 1)} · rejected ${fmt(r.rejected, 1)}`;
   document.getElementById("latency").textContent =
     `${fmt(lat.p50, 0)} / ${fmt(lat.p95, 0)} / ${fmt(lat.p99, 0)} ms`;
-  document.getElementById("latency-detail").textContent = `over the last ${lat.samples} events`;
+  document.getElementById("latency-detail").textContent = `last frame in → event out, over the last ${lat.samples} events`;
   document.getElementById("dead-total").textContent = dead;
   document.getElementById("dead-rate").textContent = `${fmt(r.rejected, 1)}/s`;
   const up = Math.round(snap.uptime_s);

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from models import speaker
+from stream.inference.golden import read_golden
 from stream.inference.manifest import load_manifest
 from stream.inference.repository import default_repo, resolve_model_dir
 from stream.speakers.embedder import SpeakerEmbedder
@@ -27,9 +28,9 @@ def test_shipped_model_matches_the_recipe() -> None:
 
 def test_golden_windows_reproduce_and_embeddings_are_unit() -> None:
     embedder = SpeakerEmbedder(MODEL_DIR)
-    with np.load(MODEL_DIR / "golden.npz", allow_pickle=False) as golden:
-        got = embedder.embed_windows(golden["features"])
-        np.testing.assert_allclose(got, golden["embedding"], atol=1e-5)
+    golden = read_golden(MODEL_DIR / "golden.npz")
+    got = embedder.embed_windows(golden.x)
+    np.testing.assert_allclose(got, golden.embedding, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
@@ -47,17 +48,25 @@ def test_mulaw_roundtrip_is_close_to_identity() -> None:
     assert err.max() < 0.03  # 8-bit μ-law: coarse only near full scale
 
 
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[str]]]:
+    """Fresh clips of the unseen voices (texts, impostor choice and channels differ
+    from the model card's run)."""
+    root = tmp_path_factory.mktemp("heldout")
+    return root, speaker.render_heldout(root, seed=4242, test_clips=3)
+
+
 @pytest.mark.slow
-def test_open_set_identification_on_unseen_voices(tmp_path: Path, artifacts_dir: Path) -> None:
+def test_open_set_identification_on_unseen_voices(
+    heldout: tuple[Path, dict[str, list[str]]], artifacts_dir: Path
+) -> None:
     """Done criterion: enroll ≤ 20 s per unseen voice; other clips ≥ 0.9 identified,
-    never-enrolled voices ≥ 0.8 ``unknown``. Renders fresh clips (texts, impostor
-    choice and channels differ from the model card's run)."""
+    never-enrolled voices ≥ 0.8 ``unknown``."""
     from stream.speakers.evaluation import evaluate_dir, plot_det
 
-    split = speaker.render_heldout(tmp_path, seed=4242, test_clips=3)
+    root, split = heldout
     assert len(split["impostors"]) == 5 and len(split["enrolled"]) == 12
-    embedder = SpeakerEmbedder(MODEL_DIR)
-    reports = evaluate_dir(embedder, tmp_path)
+    reports = evaluate_dir(SpeakerEmbedder(MODEL_DIR), root)
     plot_det(reports, artifacts_dir / "speaker-heldout-det.png")
     (artifacts_dir / "speaker-heldout.json").write_text(
         json.dumps([r.to_dict() for r in reports], indent=2)
@@ -65,6 +74,47 @@ def test_open_set_identification_on_unseen_voices(tmp_path: Path, artifacts_dir:
     centroid = next(r for r in reports if r.method == "centroid")
     assert centroid.accuracy >= 0.9, centroid.to_dict()
     assert centroid.unknown_rejection >= 0.8, centroid.to_dict()
+
+
+@pytest.mark.slow
+def test_tracker_follows_a_change_of_unseen_speaker(
+    heldout: tuple[Path, dict[str, list[str]]],
+) -> None:
+    """The streaming path: 1 s windows → speech gate → span average → decisions.
+
+    Each "call" is two clips of one voice followed by two of the next; the tracker
+    must emit exactly [first, second] (``unknown`` for never-enrolled voices; one
+    decision when both are ``unknown``).
+    """
+    from stream.audio.files import audio_files, load_audio
+    from stream.speakers.embedder import clip_windows
+    from stream.speakers.evaluation import enroll_dir
+    from stream.speakers.tracker import SpeakerTracker
+
+    root, _ = heldout
+    embedder = SpeakerEmbedder(MODEL_DIR)
+    registry = enroll_dir(embedder, root / "enroll")
+    scorer = registry.scorer()
+    voices = sorted(p.name for p in (root / "test").iterdir())
+
+    def audio(voice: str) -> np.ndarray:
+        files = audio_files(root / "test" / voice)[:2]
+        return np.concatenate([load_audio(f, sr=embedder.spec.sr)[0] for f in files])
+
+    right = 0
+    for first, second in zip(voices, voices[1:] + voices[:1], strict=True):
+        cut = clip_windows(np.concatenate([audio(first), audio(second)]), embedder.spec)
+        emb = embedder.embed_windows(cut.features)
+        tracker = SpeakerTracker(f"{first}->{second}")
+        got = [
+            d.speaker
+            for (start, end), e, speech in zip(cut.spans, emb, cut.speech, strict=True)
+            if (d := tracker.add(e, start, end, speech=bool(speech), scorer=scorer))
+        ]
+        expected = [v if v in registry else "unknown" for v in (first, second)]
+        expected = expected[:1] if expected[0] == expected[1] else expected
+        right += got == expected
+    assert right / len(voices) >= 0.8, f"{right}/{len(voices)} calls tracked exactly"
 
 
 @pytest.mark.slow

@@ -49,15 +49,6 @@ class Producer:
         return [value for t, _, value, _ in self.sent if t == topic]
 
 
-class Token:
-    def __init__(self, offset: int, acked: list[int]) -> None:
-        self.offset = offset
-        self._acked = acked
-
-    def ack(self) -> None:
-        self._acked.append(self.offset)
-
-
 class FixedSpeaker:
     model = ModelRef("spk", "1")
 
@@ -71,7 +62,9 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> OnnxModel:
     return OnnxModel.load(make_tiny_model_dir(path, spec=SPEC, labels=["quiet", "loud"]))
 
 
-def _runtime(model: OnnxModel, producer: Producer, **kw: Any) -> WorkerRuntime:
+def _runtime(
+    model: OnnxModel, producer: Producer, acked: list[tuple[int, int]], **kw: Any
+) -> WorkerRuntime:
     pipeline = Pipeline(
         SPEC, ModelRef("tiny", "1"), model.labels, FeatureBank(SPEC), PipelinePolicy()
     )
@@ -80,8 +73,17 @@ def _runtime(model: OnnxModel, producer: Producer, **kw: Any) -> WorkerRuntime:
         out = model.run(x)
         return out.probabilities, out.embedding
 
+    def ack(partition: int, start: int, stop: int) -> None:
+        acked.extend((partition, offset) for offset in range(start, stop))
+
     return WorkerRuntime(
-        pipeline, infer, TOPICS, producer.send, BatchingPolicy(max_batch=4, max_wait_ms=1), **kw
+        pipeline,
+        infer,
+        TOPICS,
+        producer.send,
+        ack,
+        BatchingPolicy(max_batch=4, max_wait_ms=1),
+        **kw,
     )
 
 
@@ -95,14 +97,14 @@ def _records(sid: str, seconds: float = 1.0) -> list[Record]:
 
 
 def test_records_are_acked_only_after_the_stream_is_delivered(model: OnnxModel) -> None:
-    producer, acked = Producer(), []
+    producer, acked = Producer(), list[tuple[int, int]]()
     records = _records("a")
 
     async def main() -> None:
-        runtime = _runtime(model, producer)
+        runtime = _runtime(model, producer, acked)
         runtime.start()
         for r in records:
-            await runtime.on_record(r, Token(r.offset, acked))
+            await runtime.on_record(r)
         await runtime.flush_inbox()
         await runtime.batcher.join()
         assert producer.on(TOPICS.summaries), "summary sent once every window was inferred"
@@ -113,7 +115,7 @@ def test_records_are_acked_only_after_the_stream_is_delivered(model: OnnxModel) 
         await runtime.stop()
 
     asyncio.run(main())
-    assert acked == [r.offset for r in records]
+    assert acked == [(0, r.offset) for r in records]
     labels = producer.on(TOPICS.labels)
     assert [e["window_index"] for e in labels] == list(range(len(labels)))
     (summary,) = producer.on(TOPICS.summaries)
@@ -121,14 +123,14 @@ def test_records_are_acked_only_after_the_stream_is_delivered(model: OnnxModel) 
 
 
 def test_bad_records_are_dead_lettered_and_acked_after_delivery(model: OnnxModel) -> None:
-    producer, acked = Producer(), []
+    producer, acked = Producer(), list[tuple[int, int]]()
     good = _records("a", seconds=0.3)
-    bad = Record(b"x", b"\x00", good[0].headers, TOPICS.audio, 1, 0)
+    bad = Record(b"x", b"\x00", good[0].headers, TOPICS.audio, 1, 100)
 
     async def main() -> None:
-        runtime = _runtime(model, producer)
+        runtime = _runtime(model, producer, acked)
         runtime.start()
-        await runtime.on_record(bad, Token(100, acked))
+        await runtime.on_record(bad)
         await runtime.flush_inbox()
         await asyncio.sleep(0)
         assert acked == []
@@ -137,19 +139,19 @@ def test_bad_records_are_dead_lettered_and_acked_after_delivery(model: OnnxModel
         await runtime.stop()
 
     asyncio.run(main())
-    assert acked == [100]
+    assert acked == [(1, 100)]
     (dead,) = producer.on(TOPICS.rejected)
     assert dead["reason"] == "bad_payload_length" and dead["stream_id"] == "x"
 
 
 def test_speaker_hook_events_and_summary_verdict(model: OnnxModel) -> None:
-    producer, acked = Producer(), []
+    producer, acked = Producer(), list[tuple[int, int]]()
 
     async def main() -> None:
-        runtime = _runtime(model, producer, speakers=FixedSpeaker())
+        runtime = _runtime(model, producer, acked, speakers=FixedSpeaker())
         runtime.start()
         for r in _records("call"):
-            await runtime.on_record(r, Token(r.offset, acked))
+            await runtime.on_record(r)
         await runtime.flush_inbox()
         await runtime.batcher.join()
         producer.deliver_all()
@@ -166,14 +168,14 @@ def test_speaker_hook_events_and_summary_verdict(model: OnnxModel) -> None:
 
 
 def test_revoked_partitions_are_never_acked(model: OnnxModel) -> None:
-    producer, acked = Producer(), []
+    producer, acked = Producer(), list[tuple[int, int]]()
     records = _records("r", seconds=0.5)
 
     async def main() -> None:
-        runtime = _runtime(model, producer)
+        runtime = _runtime(model, producer, acked)
         runtime.start()
         for r in records[:10]:
-            await runtime.on_record(r, Token(r.offset, acked))
+            await runtime.on_record(r)
         await runtime.flush_inbox()
         runtime.on_revoked([0])
         assert runtime.pipeline.active_streams == 0

@@ -3,6 +3,7 @@ reorder, dead letters, capacity and idle timeout."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterable
 
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stream.errors import ConfigError
 from stream.events import LabelEvent, ModelRef, RejectedRecord, SummaryEvent
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
@@ -284,3 +286,34 @@ def test_results_of_a_dropped_incarnation_do_not_touch_the_reopened_stream(
     pipeline.complete(new_jobs, infer(new_jobs))
     ((_, summary),) = pipeline.take_summaries()
     assert summary.windows == len(new_jobs)
+
+
+def test_an_aux_frontend_rides_along_on_the_same_windows(model: OnnxModel) -> None:
+    aux_spec = dataclasses.replace(SPEC, n_mels=40, fmin=60.0, fmax=4000.0)
+    pipeline = Pipeline(
+        SPEC,
+        ModelRef("tiny", "1"),
+        model.labels,
+        FeatureBank(SPEC),
+        PipelinePolicy(),
+        aux_frontend=FeatureBank(aux_spec),
+    )
+    records = _records(_frames("aux", loud=True, seconds=1.1))
+    jobs = [j for r in records for j in pipeline.accept(r).jobs]
+    assert jobs and all(j.aux_features is not None for j in jobs)
+    assert {j.aux_features.shape for j in jobs if j.aux_features is not None} == {
+        (40, SPEC.frames_per_window)
+    }
+
+
+def test_an_aux_frontend_with_other_windows_is_refused(model: OnnxModel) -> None:
+    other = dataclasses.replace(SPEC, hop_seconds=0.5)
+    with pytest.raises(ConfigError, match="hop_seconds"):
+        Pipeline(
+            SPEC,
+            ModelRef("tiny", "1"),
+            model.labels,
+            FeatureBank(SPEC),
+            PipelinePolicy(),
+            aux_frontend=FeatureBank(other),
+        )

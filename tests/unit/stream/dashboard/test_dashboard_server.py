@@ -12,7 +12,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from stream.cli import build_parser
-from stream.dashboard.server import STATE, DashboardConfig, build_app
+from stream.dashboard.server import STATE, DashboardConfig, ReaderStatus, Snapshots, build_app
+from stream.dashboard.state import DashboardState
 from stream.kafka_client import KafkaClientConfig
 from stream.topics import Topics
 
@@ -117,3 +118,18 @@ async def _next_snapshot(response: Any) -> dict[str, Any]:
 def test_cli_defaults_bind_to_localhost() -> None:
     args = build_parser().parse_args(["dashboard"])
     assert (args.host, args.port, args.from_beginning) == ("127.0.0.1", 8080, False)
+
+
+def test_snapshots_are_shared_and_rate_limited() -> None:
+    state = DashboardState()
+    snapshots = Snapshots(state, min_interval_s=0.5)
+    status = ReaderStatus(connected=True)
+    t = 1_700_000_000.0
+    first, body = snapshots.current(t, status)
+    assert snapshots.current(t + 0.1, status) == (first, body)  # nothing changed
+    state.apply("labels", LABEL, t)
+    assert snapshots.current(t + 0.2, status)[0] == first  # changed, but too soon
+    second, body = snapshots.current(t + 0.6, status)
+    assert second == first + 1
+    assert json.loads(body)["streams"][0]["stream_id"] == "call-1"
+    assert json.loads(body)["kafka"] == {"connected": True, "error": None}

@@ -160,17 +160,32 @@ def test_fields_of_the_wrong_type_read_as_missing() -> None:
 
 
 def test_stream_count_is_capped_and_ended_streams_go_first() -> None:
-    state = DashboardState(DashboardLimits(max_streams=3))
+    state = DashboardState(DashboardLimits(max_streams=3, idle_after_s=30))
     feed(state, "ended-early", ["a"], T0)
     state.apply("summaries", summary("ended-early"), T0 + 1)
     feed(state, "live-1", ["a"], T0 + 2)
     feed(state, "live-2", ["a"], T0 + 3)
-    feed(state, "live-3", ["a"], T0 + 4)  # over the cap: the ended stream is evicted
+    feed(state, "live-3", ["a"], T0 + 4)  # over the cap: the ended stream makes room
     assert set(state.streams) == {"live-1", "live-2", "live-3"}
-    feed(state, "live-1", ["a", "b"], T0 + 5)  # live-1 is now the most recent
-    feed(state, "live-4", ["a"], T0 + 6)  # no ended stream: the least recent goes
+    feed(state, "live-1", ["a", "b"], T0 + 40)
+    feed(state, "live-4", ["a"], T0 + 40)  # live-2 has been idle for 37 s: it goes
     assert set(state.streams) == {"live-1", "live-3", "live-4"}
-    assert state.snapshot(T0 + 6)["evicted_streams"] == 2
+    assert state.snapshot(T0 + 40)["evicted_streams"] == 2
+
+
+def test_when_every_held_stream_is_live_new_streams_are_counted_not_drawn() -> None:
+    state = DashboardState(DashboardLimits(max_streams=2, idle_after_s=30))
+    for t in range(5):  # round robin over more live streams than the cap: no churn
+        for sid in ("a", "b", "c"):
+            state.apply("labels", label(sid, t, "x"), T0 + t)
+    snap = state.snapshot(T0 + 5)
+    assert {s["stream_id"] for s in snap["streams"]} == {"a", "b"}
+    assert [s["windows"] for s in snap["streams"]] == [5, 5]
+    assert snap["untracked_events"] == 5
+    assert snap["totals"]["labels"] == 15
+    assert snap["latency_ms"]["samples"] == 15
+    state.apply("summaries", summary("c"), T0 + 6)  # its summary is still listed
+    assert state.snapshot(T0 + 6)["summaries"][0]["stream_id"] == "c"
 
 
 def test_timelines_and_rings_are_bounded() -> None:

@@ -105,3 +105,22 @@ def test_a_full_queue_makes_submit_wait_until_inference_catches_up() -> None:
 
 async def _ignore(items: Sequence[int], outputs: Sequence[int]) -> None:
     return None
+
+
+def test_a_failing_batch_stops_the_loop_and_reports_the_error() -> None:
+    policy = BatchingPolicy(max_batch=4, max_wait_ms=0, queue_windows=4)
+    errors: list[BaseException] = []
+
+    def run_batch(items: Sequence[int]) -> list[int]:
+        raise ValueError(f"bad batch {list(items)}")
+
+    async def main() -> None:
+        batcher: Batcher[int, int] = Batcher(run_batch, _ignore, policy, on_error=errors.append)
+        batcher.start()
+        await batcher.submit(1)
+        while not errors:
+            await asyncio.sleep(0.001)
+        await batcher.stop()
+
+    asyncio.run(main())
+    assert isinstance(errors[0], ValueError) and "bad batch [1]" in str(errors[0])

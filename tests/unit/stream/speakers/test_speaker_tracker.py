@@ -118,3 +118,15 @@ def test_decisions_serialize(registry, centres, rng) -> None:  # type: ignore[no
     doc = json.loads(json.dumps(d.to_dict()))
     assert doc["speaker"] == "bob" and doc["stream_id"] == "call-8" and not doc["final"]
     assert isinstance(np.float64(doc["score"]), np.floating)
+
+
+def test_leaving_a_speaker_for_unknown_needs_a_full_span(registry, centres, rng) -> None:  # type: ignore[no-untyped-def]
+    scorer = registry.scorer()
+    config = TrackerConfig(span_windows=4, confirm_unknown=4)
+    tracker = SpeakerTracker("call-9", config=config)
+    first = feed(tracker, scorer, cluster(rng, centres["alice"], 6, 0.2))
+    blend = feed(tracker, scorer, cluster(rng, centres["erin"], 3, 0.2), start=6)
+    later = feed(tracker, scorer, cluster(rng, centres["erin"], 4, 0.2), start=9)
+    assert [d.speaker for d in first] == ["alice"]
+    assert blend == []  # three unknown evaluations are not enough to leave alice
+    assert [d.speaker for d in later] == [UNKNOWN]
