@@ -27,5 +27,5 @@ else
     echo "== features"; $PY benchmarks/bench_features.py
     echo "== inference"; $PY benchmarks/bench_inference.py --json "$out/inference.json"
     echo "== end to end"; $PY benchmarks/bench_e2e.py --json "$out/e2e.json" || true
-    $PY benchmarks/plot.py "$out/e2e.json" benchmarks/latency_vs_streams.png
+    $PY benchmarks/plot.py benchmarks/latency_vs_streams.png "$out/e2e.json"
 fi

@@ -37,7 +37,7 @@ $BIN/tympan topics create --broker "$TYMPAN_BROKER" --prefix "$PREFIX" >/dev/nul
 echo "==> starting the worker (default scene model, speaker model) — log: $LOG_DIR/worker.log"
 $BIN/tympan worker --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" \
   --app-id "tympan-demo-$RUN_ID" --data-dir "$LOG_DIR/worker-data" \
-  --idle-timeout-s 10 --web-port 0 --no-create-topics \
+  --speaker-model speaker-embed --idle-timeout-s 10 --web-port 0 --no-create-topics \
   >"$LOG_DIR/worker.log" 2>&1 &
 pids+=($!)
 # Faust logs "[^Worker]: Ready" once partitions are assigned and agents run.

@@ -192,7 +192,7 @@ class _Offset:
     exactly as ``event.ack()`` would for a message no other stream shares.
     """
 
-    __slots__ = ("acked", "offset", "partition", "topic", "tp")
+    __slots__ = ("__weakref__", "acked", "offset", "partition", "topic", "tp")
 
     def __init__(self, tp: TP, offset: int) -> None:
         self.tp = tp
@@ -241,11 +241,11 @@ def _update_lag(app: Any, runtime: WorkerRuntime, audio: str, metrics: WorkerMet
 def _wire(
     faust_app: faust.App, runtime: WorkerRuntime, topics: Topics, metrics: WorkerMetrics
 ) -> None:
-    app: Any = faust_app  # Faust's decorators are untyped
+    app: Any = faust_app
     audio = app.topic(topics.audio, key_serializer="raw", value_serializer="raw")
 
-    @app.agent(audio, concurrency=1, name="tympan.frames")  # type: ignore[untyped-decorator]
     async def frames(stream: Any) -> None:
+        """Audio frames → events (stream.agents.WorkerRuntime)."""
         runtime.start()
         async for event in stream.noack().events():
             message = event.message
@@ -259,12 +259,10 @@ def _wire(
             )
             await runtime.on_record(record)
 
-    @app.timer(EXPIRE_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def expire() -> None:
         await runtime.expire()
         _update_lag(app, runtime, topics.audio, metrics)
 
-    @app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         revoked: set[Any] = args[0] if args else kwargs.get("revoked", set())
         mine = [tp.partition for tp in revoked if tp.topic == topics.audio]
@@ -272,14 +270,17 @@ def _wire(
             log.info("partitions revoked: %s", sorted(mine))
             runtime.on_revoked(mine)
 
-    @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator]
     async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
         assigned: set[Any] = args[0] if args else kwargs.get("assigned", set())
         mine = sorted(tp.partition for tp in assigned if tp.topic == topics.audio)
         log.info("partitions assigned: %s", mine)
 
-    @app.page("/metrics")  # type: ignore[untyped-decorator]
     async def metrics_page(web: Any, request: Any) -> Any:
         return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
 
-    frames.__doc__ = "Audio frames → events (stream.agents.WorkerRuntime)."
+    # registered by call rather than as decorators: Faust's decorators are untyped
+    app.agent(audio, concurrency=1, name="tympan.frames")(frames)
+    app.timer(EXPIRE_INTERVAL_S)(expire)
+    app.on_partitions_revoked.connect(on_revoked)
+    app.on_partitions_assigned.connect(on_assigned)
+    app.page("/metrics")(metrics_page)

@@ -8,6 +8,7 @@ from pathlib import Path
 from worker_harness import (
     WorkerFarm,
     by_id,
+    committed_lag,
     comparable,
     expected_events,
     interleave,
@@ -46,7 +47,7 @@ def test_sigkill_mid_stream_loses_no_window(broker: str, topics: Topics, tmp_pat
         victim.kill()  # mid-stream: no stream has reached its EOS frame yet
         assert read_json(broker, topics.summaries) == []
         produce(broker, topics, interleave(rest))
-        farm.spawn()
+        survivor = farm.spawn()
 
         summaries = wait_for(
             lambda: (s := read_json(broker, topics.summaries)) and len(s) >= 4 and s,
@@ -64,6 +65,15 @@ def test_sigkill_mid_stream_loses_no_window(broker: str, topics: Topics, tmp_pat
             what="every window's label event",
             farm=farm,
         )
+        wait_for(
+            lambda: (
+                committed_lag(broker, farm.app_id, topics.audio, topics.audio_partitions)[0] == 0
+            ),
+            timeout_s=30,
+            what="offsets committed to the end once every stream is delivered",
+            farm=farm,
+        )
+        assert "Traceback" not in survivor.log_text()
     finally:
         farm.stop_all()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from worker_harness import (
     WorkerFarm,
     by_id,
+    committed_lag,
     comparable,
     expected_events,
     interleave,
@@ -78,6 +79,15 @@ def test_second_worker_takes_partitions_without_loss(
             what="every window's label event",
             farm=farm,
         )
+        wait_for(
+            lambda: (
+                committed_lag(broker, farm.app_id, topics.audio, topics.audio_partitions)[0] == 0
+            ),
+            timeout_s=30,
+            what="offsets committed to the end by the two workers",
+            farm=farm,
+        )
+        assert "Traceback" not in one.log_text() + two.log_text()
         one_parts, two_parts = _assigned(one.log_text()), _assigned(two.log_text())
         closed_by_two = two.log_text().count("closed (eos)")
     finally:
