@@ -52,7 +52,9 @@ def keras_model(model_dir: Path) -> Any:
     manifest = load_manifest(model_dir)
     cnn = dict(manifest.training.get("cnn") or manifest.training.get("config") or {})
     fields = {f for f in CnnConfig.__dataclass_fields__}
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cnn.items() if k in fields}
+    kwargs: dict[str, Any] = {
+        k: (tuple(v) if isinstance(v, list) else v) for k, v in cnn.items() if k in fields
+    }
     spec = manifest.feature_spec
     return build_cnn(
         spec.input_shape, len(manifest.labels), task=manifest.task, config=CnnConfig(**kwargs)

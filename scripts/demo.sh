@@ -34,10 +34,20 @@ fi
 echo "==> creating topics with prefix $PREFIX"
 $BIN/tympan topics create --broker "$TYMPAN_BROKER" --prefix "$PREFIX" >/dev/null || exit 1
 
-echo "==> starting the worker (default scene model, speaker model) — log: $LOG_DIR/worker.log"
+REGISTRY="$LOG_DIR/speakers"
+echo "==> enrolling the call-center agents' voices (tympan speakers enroll, ≤ 20 s each)"
+for dir in "$DEMO_DIR"/enroll/*/; do
+  name=$(basename "$dir")
+  $BIN/tympan speakers --registry "$REGISTRY" enroll "$name" "$dir"*.wav >>"$LOG_DIR/enroll.log" 2>&1 \
+    || { echo "enrolling $name failed:"; tail -5 "$LOG_DIR/enroll.log"; exit 1; }
+done
+$BIN/tympan speakers --registry "$REGISTRY" list
+
+echo "==> starting the worker (models: scene, speaker-embed) — log: $LOG_DIR/worker.log"
 $BIN/tympan worker --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" \
   --app-id "tympan-demo-$RUN_ID" --data-dir "$LOG_DIR/worker-data" \
-  --speaker-model speaker-embed --idle-timeout-s 10 --web-port 0 --no-create-topics \
+  --speaker-model speaker-embed --speaker-registry "$REGISTRY" \
+  --idle-timeout-s 10 --web-port 0 --no-create-topics \
   >"$LOG_DIR/worker.log" 2>&1 &
 pids+=($!)
 # Faust logs "[^Worker]: Ready" once partitions are assigned and agents run.

@@ -37,11 +37,10 @@ from stream.events import (
     RejectedRecord,
     SpeakerEvent,
     SummaryEvent,
-    event_id,
 )
 from stream.inference.batcher import Batcher
 from stream.metrics import WorkerMetrics
-from stream.pipeline import Pipeline, Record, Step, WindowJob
+from stream.pipeline import Pipeline, Record, SpeakerStage, Step, WindowJob, embed_speech
 from stream.settings import BatchingPolicy
 from stream.topics import Topics
 
@@ -49,8 +48,10 @@ log = logging.getLogger(__name__)
 
 Send = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# the model serving now and its name: read once per batch (stream.reload.ActiveModel)
+CurrentModel = Callable[[], tuple[Infer, ModelRef]]
 _PRUNE_EVERY = 256
-SPEECH_LABEL = "speech"  # label models with it gate speaker events to speech windows
+SPEECH_LABEL = "speech"  # label models with it gate speaker tracking to speech windows
 INBOX_RECORDS = 256
 INBOX_WAIT_S = 0.005
 
@@ -59,16 +60,19 @@ AckRange = Callable[[int, int, int], None]  # partition, first offset, stop offs
 
 
 class SpeakerHook(Protocol):
-    """Turns a batch of windows into speaker verdicts.
+    """The speaker model and the enrolled speakers, as the runtime needs them.
 
-    ``identify`` runs in the inference thread, after the label model, on the same
-    windows; it returns one ``(speaker, score)`` per job, or ``None`` for a window it
-    does not judge (e.g. no speech). ``model`` names the speaker model in events.
+    ``embed`` runs in the inference thread, after the label model, on the batch's
+    speech windows only; it returns unit embeddings ``[n, d]``. ``scorer()`` is the
+    current registry's scorer, asked at every decision (the pipeline's
+    :class:`~stream.pipeline.SpeakerStage`). ``model`` names the speaker model in events.
     """
 
     model: ModelRef
 
-    def identify(self, jobs: Sequence[WindowJob]) -> list[tuple[str, float] | None]: ...
+    def embed(self, jobs: Sequence[WindowJob]) -> np.ndarray: ...
+
+    def scorer(self) -> Any: ...
 
 
 class EmbeddingSpeakerHook:
@@ -99,11 +103,13 @@ class EmbeddingSpeakerHook:
         self.model = model
         self.spec = spec
 
-    def identify(self, jobs: Sequence[WindowJob]) -> list[tuple[str, float] | None]:
+    def embed(self, jobs: Sequence[WindowJob]) -> np.ndarray:
         feats = [j.window.features if j.aux_features is None else j.aux_features for j in jobs]
         x = np.stack(feats)[..., np.newaxis].astype(np.float32, copy=False)
-        verdicts = self._scorer().identify(self._embed(x))
-        return [(v.speaker, float(v.score)) for v in verdicts]
+        return self._embed(x)
+
+    def scorer(self) -> Any:
+        return self._scorer()
 
 
 class WorkerRuntime:
@@ -119,9 +125,14 @@ class WorkerRuntime:
     ack: ``ack(partition, start, stop)`` marks audio offsets ``[start, stop)`` done.
     batching: batch size, wait budget, queue bound.
     metrics: Prometheus metrics.
-    speakers: optional speaker identification on the same windows.
+    speakers: optional speaker identification on the same windows: the runtime
+        turns on the pipeline's speaker tracking with it (one tracker per stream,
+        events only at decisions, the final verdict in the summary).
     on_fatal: called when a result cannot be delivered (the app crashes the worker,
         so that nothing after it is acked and a restart replays it).
+    current_model: returns ``(infer, model ref)`` of the model serving now, read once
+        per batch so a hot swap (``stream.reload``) lands between batches and each
+        event names the model that scored it; default ``(infer, pipeline.model)``.
     """
 
     def __init__(
@@ -136,13 +147,18 @@ class WorkerRuntime:
         metrics: WorkerMetrics | None = None,
         speakers: SpeakerHook | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
+        current_model: CurrentModel | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self._current_model = current_model or (lambda: (infer, pipeline.model))
         self.topics = topics
         self._infer = infer
         self._send = send
         self.metrics = metrics or WorkerMetrics()
         self.speakers = speakers
+        if speakers is not None and pipeline.speakers is None:
+            stage = SpeakerStage(speakers.model, speakers.scorer, speech_label=SPEECH_LABEL)
+            pipeline.track_speakers(stage)
         self.ledger = OffsetLedger()
         self._ack = ack
         self._deliveries: dict[str, list[Awaitable[Any]]] = {}
@@ -153,7 +169,7 @@ class WorkerRuntime:
         self.last_offset: dict[int, int] = {}  # per partition, for the lag gauge
         self.failure: BaseException | None = None
         self._on_fatal = on_fatal
-        self.batcher: Batcher[WindowJob, tuple[np.ndarray, Any]] = Batcher(
+        self.batcher: Batcher[WindowJob, tuple[np.ndarray, Any, ModelRef]] = Batcher(
             self._run_batch,
             self._on_batch,
             batching,
@@ -245,21 +261,26 @@ class WorkerRuntime:
         await self._send_summaries()
 
     # -- inference ------------------------------------------------------------------------
-    def _run_batch(self, jobs: Sequence[WindowJob]) -> list[tuple[np.ndarray, Any]]:
+    def _run_batch(self, jobs: Sequence[WindowJob]) -> list[tuple[np.ndarray, Any, ModelRef]]:
         from stream.features.windows import stack_windows
 
         x = stack_windows([job.window for job in jobs], self.pipeline.spec)
-        probabilities, _ = self._infer(x)
-        verdicts: list[Any] = [None] * len(jobs)
+        infer, model = self._current_model()  # once: a swap never splits a batch
+        probabilities, _ = infer(x)
+        embeddings: list[Any] = [None] * len(jobs)
         if self.speakers is not None:
-            verdicts = list(self.speakers.identify(jobs))
-        return [(probabilities[i], verdicts[i]) for i in range(len(jobs))]
+            speech = self.pipeline.speech_mask(probabilities)
+            embeddings = embed_speech(jobs, speech, self.speakers.embed)
+        return [(probabilities[i], embeddings[i], model) for i in range(len(jobs))]
 
     async def _on_batch(
-        self, jobs: Sequence[WindowJob], outputs: Sequence[tuple[np.ndarray, Any]]
+        self, jobs: Sequence[WindowJob], outputs: Sequence[tuple[np.ndarray, Any, ModelRef]]
     ) -> None:
-        probabilities = np.stack([p for p, _ in outputs])
-        events = self.pipeline.complete(jobs, probabilities)
+        probabilities = np.stack([p for p, _, _ in outputs])
+        # trackers first, with no await before complete(): a stream closing in this
+        # batch must have every window in its tracker when its summary is taken
+        speakers = self.pipeline.complete_speakers(jobs, [e for _, e, _ in outputs])
+        events = self.pipeline.complete(jobs, probabilities, model=outputs[0][2])
         now_s = time.time()
         for event in events:
             await self._send_event(self.topics.labels, event)
@@ -268,32 +289,9 @@ class WorkerRuntime:
                 self.metrics.e2e_latency_ms.observe(
                     max(0.0, (now_s - event.span.capture_time_s) * 1000.0)
                 )
-        if self.speakers is not None:
-            await self._send_speakers(jobs, [v for _, v in outputs], events)
+        for speaker in speakers:
+            await self._send_event(self.topics.speakers, speaker)
         await self._send_summaries()
-
-    async def _send_speakers(
-        self, jobs: Sequence[WindowJob], verdicts: Sequence[Any], labels: Sequence[LabelEvent]
-    ) -> None:
-        assert self.speakers is not None
-        model = self.speakers.model
-        gate = SPEECH_LABEL in self.pipeline.labels
-        for job, verdict, label in zip(jobs, verdicts, labels, strict=True):
-            if verdict is None or (gate and label.label != SPEECH_LABEL):
-                continue  # a voice verdict on music or silence says nothing
-            speaker, score = verdict
-            sid = job.window.stream_id
-            event = SpeakerEvent(
-                event_id=event_id(sid, job.span.index, "speaker", model.tag),
-                stream_id=sid,
-                span=job.span,
-                speaker=speaker,
-                score=float(score),
-                model=model,
-                latency_ms=label.latency_ms,
-            )
-            self.pipeline.add_speaker(job, speaker, float(score))
-            await self._send_event(self.topics.speakers, event)
 
     # -- output ---------------------------------------------------------------------------
     async def _send_event(self, topic: str, event: LabelEvent | SpeakerEvent) -> None:

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import faust
-import numpy as np
 from faust.types import TP
 
 from stream.agents import EmbeddingSpeakerHook, WorkerRuntime
@@ -39,12 +40,18 @@ from stream.inference.repository import resolve_model_dir
 from stream.inference.session import OnnxModel
 from stream.metrics import WorkerMetrics
 from stream.pipeline import Pipeline, PipelinePolicy, Record, check_aligned
+from stream.reload import ActiveModel, ControlFollower, ReloadPolicy
 from stream.settings import WorkerSettings
 from stream.topics import Topics
 
 log = logging.getLogger(__name__)
 
 EXPIRE_INTERVAL_S = 1.0
+SPEAKER_SWAP_REFUSED = (
+    "this worker does not swap its speaker model live: enrolled speakers are bound to the "
+    "embedding model's version; re-enroll for the new version, then restart the workers "
+    "with --speaker-model"
+)
 
 
 @dataclass
@@ -56,12 +63,47 @@ class Worker:
     model: OnnxModel
     topics: Topics
     settings: WorkerSettings
+    active: ActiveModel | None = None
+    control: ControlFollower | None = None
 
 
-def load_model(settings: WorkerSettings) -> OnnxModel:
-    """The label model named by the settings (refuses a bad one: ModelError)."""
+def load_model(settings: WorkerSettings, *, control_topic: str | None = None) -> OnnxModel:
+    """The label model to serve: the one the control topic announces for ``scene``
+    (so a restart after a hot swap, and its replay, score with the active model),
+    else the one named by the settings (refuses a bad one: ModelError).
+
+    An announced model that fails its checks is logged and passed over; the running
+    worker's control follower reports the refusal on the topic.
+    """
+    if control_topic is not None:
+        announced = _announced_model(settings, control_topic)
+        if announced is not None:
+            return announced
     model_dir = resolve_model_dir(settings.model, repo=settings.model_repo, role="scene")
     return OnnxModel.load(model_dir, device=settings.device)
+
+
+def _announced_model(settings: WorkerSettings, control_topic: str) -> OnnxModel | None:
+    from stream.errors import ContractError
+    from stream.inference.repository import default_repo
+    from stream.reload import announcements, load_announced, read_control
+
+    latest = asyncio.run(read_control(settings.kafka, control_topic))
+    announcement = announcements(latest).get("scene")
+    if announcement is None:
+        return None
+    try:
+        model = load_announced(
+            announcement,
+            repo=settings.model_repo or default_repo(),
+            device=settings.device,
+            batch_sizes=(1, settings.batching.max_batch),
+        )
+    except ContractError as exc:
+        log.error("announced model %s refused at start: %s", announcement.ref.tag, exc)
+        return None
+    log.info("serving the announced model %s (%s)", announcement.ref.tag, control_topic)
+    return model
 
 
 def limit_blas_threads() -> None:
@@ -77,8 +119,8 @@ def limit_blas_threads() -> None:
 def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) -> Worker:
     """Load the model and wire the Faust app, the pipeline and the runtime together."""
     limit_blas_threads()
-    model = model or load_model(settings)
     topics = Topics().with_prefix(settings.topic_prefix)
+    model = model or load_model(settings, control_topic=topics.control)
     app = faust.App(settings.app_id, **_faust_settings(settings))
     spec = model.spec
     speakers, follower = (
@@ -99,9 +141,8 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
         aux_frontend=FeatureBank(aux_spec) if aux_spec is not None else None,
     )
 
-    def infer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = model.run(x)
-        return out.probabilities, out.embedding
+    active = ActiveModel(model)
+    infer, _ = active.current()
 
     async def send(topic: str, key: bytes, value: bytes) -> Any:
         return await app.producer.send(topic, key, value, None, None, None)
@@ -130,15 +171,52 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
         metrics=metrics,
         speakers=speakers,
         on_fatal=on_fatal,
+        current_model=active.current,
     )
     _wire(app, runtime, topics, metrics)
+    control = _follow_control(app, settings, topics, active, pipeline, send)
     if follower is not None:
 
         async def follow_registry() -> None:
             await follower.start()
 
         app.task(follow_registry)
-    return Worker(app, runtime, model, topics, settings)
+    return Worker(app, runtime, model, topics, settings, active, control)
+
+
+def _follow_control(
+    app: faust.App,
+    settings: WorkerSettings,
+    topics: Topics,
+    active: ActiveModel,
+    pipeline: Pipeline,
+    send: Any,
+) -> ControlFollower:
+    """Hot reload (``docs/hot-reload.md``): a task that follows the control topic
+    with a plain, group-less consumer, since every worker must see every record."""
+    from stream.inference.repository import default_repo
+
+    def on_swap(ref: ModelRef) -> None:
+        pipeline.model = ref  # summaries of streams opened from now on name it
+
+    follower = ControlFollower(
+        settings.kafka,
+        topics.control,
+        active,
+        repo=settings.model_repo or default_repo(),
+        worker=f"{socket.gethostname()}-{os.getpid()}",
+        app_id=settings.app_id,
+        policy=ReloadPolicy(device=settings.device, batch_sizes=(1, settings.batching.max_batch)),
+        send=send,
+        on_swap=on_swap,
+        refuse={"speaker": SPEAKER_SWAP_REFUSED} if settings.speaker_model else None,
+    )
+
+    async def follow_control() -> None:
+        await follower.run()
+
+    cast(Any, app).task(follow_control)
+    return follower
 
 
 def load_speakers(

@@ -143,7 +143,22 @@ class LabelEvent:
 
 @dataclass(frozen=True, slots=True)
 class SpeakerEvent:
-    """Who speaks in one window: a registered name, or ``"unknown"`` (open set)."""
+    """A stream's speaker became confident or changed: a registered name or ``"unknown"``.
+
+    Emitted at decision points only (``stream.speakers.tracker``), not per window: the
+    tracker averages the last few speech windows and reports when the identity is
+    confirmed or changes.
+
+    Attributes
+    ----------
+    span: ``index`` is the window at which the decision was made (it keys the event
+        id, so a replay gives the same id); ``start_sample``/``end_sample`` cover the
+        speech windows the decision rests on.
+    speaker, score: the decided identity and its cosine score.
+    margin, runner_up: the lead over the second-best enrolled speaker, and who that is.
+    windows: speech windows averaged for the decision.
+    previous: the speaker this decision replaces (``None`` for a stream's first).
+    """
 
     event_id: str
     stream_id: str
@@ -152,6 +167,10 @@ class SpeakerEvent:
     score: float
     model: ModelRef
     latency_ms: float = 0.0
+    margin: float = 0.0
+    runner_up: str | None = None
+    windows: int = 1
+    previous: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -164,6 +183,10 @@ class SpeakerEvent:
             {
                 "speaker": self.speaker,
                 "score": round(self.score, 6),
+                "margin": round(self.margin, 6),
+                "runner_up": self.runner_up,
+                "windows": self.windows,
+                "previous": self.previous,
                 "model": self.model.to_dict(),
                 "latency_ms": round(self.latency_ms, 3),
             }
@@ -205,8 +228,11 @@ class SummaryEvent:
     duration_s: samples seen at the model rate / sr (zero-filled gaps included).
     timeline: merged label segments.
     dominant_label: the label covering the most windows (``None`` without windows).
-    speaker, speaker_score: the speaker verdict over the stream, when a speaker model
-        runs (``None`` otherwise).
+    speaker, speaker_score: the speaker verdict over the stream (the tracker's final
+        verdict: every speech window averaged), when a speaker model runs (``None``
+        otherwise).
+    speaker_margin, speaker_runner_up, speaker_windows: the verdict's lead over the
+        second-best enrolled speaker, who that is, and the speech windows it rests on.
     counts: frames, duplicates, late, gaps, gap_frames, resets, rejected, windows.
     """
 
@@ -221,6 +247,9 @@ class SummaryEvent:
     speaker: str | None = None
     speaker_score: float | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    speaker_margin: float | None = None
+    speaker_runner_up: str | None = None
+    speaker_windows: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -235,6 +264,9 @@ class SummaryEvent:
             "dominant_label": self.dominant_label,
             "speaker": self.speaker,
             "speaker_score": None if self.speaker_score is None else round(self.speaker_score, 6),
+            "speaker_margin": _round(self.speaker_margin),
+            "speaker_runner_up": self.speaker_runner_up,
+            "speaker_windows": self.speaker_windows,
             "counts": dict(sorted(self.counts.items())),
         }
 
@@ -286,6 +318,10 @@ class RejectedRecord:
 
     def to_json(self) -> bytes:
         return _dumps(self.to_dict()).encode()
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 def top_k(labels: Sequence[str], scores: Sequence[float], k: int) -> tuple[tuple[str, float], ...]:

@@ -34,6 +34,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +46,7 @@ from stream.events import (
     LabelEvent,
     ModelRef,
     RejectedRecord,
+    SpeakerEvent,
     SummaryEvent,
     WindowSpan,
     event_id,
@@ -55,8 +57,12 @@ from stream.features.spec import FeatureSpec
 from stream.features.windows import Window, stack_windows
 from stream.sequencing import Released, Sequencer
 from stream.settings import SequencingPolicy
-from stream.summary import SummaryBuilder, WindowVerdict
+from stream.summary import SpeakerVerdict, SummaryBuilder, WindowVerdict
 from stream.wire import AudioFrame, Encoding, decode_frame
+
+if TYPE_CHECKING:  # stream.speakers pulls in scikit-learn: imported only when used
+    from stream.speakers.scoring import SpeakerScorer
+    from stream.speakers.tracker import SpeakerDecision, SpeakerTracker, TrackerConfig
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +105,28 @@ class PipelinePolicy:
     def open_limit(self) -> int:
         """A stream may start with any seq below this (its first frames reordered or lost)."""
         return self.sequencing.reorder_frames + self.sequencing.max_gap_frames + 1
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerStage:
+    """Speaker identification in the stream: who decides, against which registry.
+
+    Attributes
+    ----------
+    model: the speaker (embedding) model, named in speaker events and their ids.
+    scorer: returns the *current* registry's scorer; it is asked at every decision
+        and at every stream's end, so a registry update (``RegistryFollower``)
+        reaches live streams at their next window without a restart.
+    tracker: span, confirmation and margin policy (``None``: the tracker's default).
+    speech_label: the label model's label for speech. Windows whose top label is
+        another one (silence, music, tones) are neither embedded nor tracked. A label
+        model without it gates nothing: every window counts as speech.
+    """
+
+    model: ModelRef
+    scorer: Callable[[], SpeakerScorer]
+    tracker: TrackerConfig | None = None
+    speech_label: str = "speech"
 
 
 @dataclass(slots=True)
@@ -148,6 +176,7 @@ class _Stream:
     rejected: int = 0
     closed_by: str | None = None
     incarnation: int = 0
+    tracker: SpeakerTracker | None = None  # with a SpeakerStage
 
 
 class Pipeline:
@@ -164,6 +193,7 @@ class Pipeline:
     aux_frontend: a second feature bank (e.g. the speaker model's FeatureSpec) fed
         the same samples; its windows must align with the main ones (same rate,
         framing and window timing), and ride along in ``WindowJob.aux_features``.
+    speakers: speaker tracking (see :meth:`complete_speakers`); ``None``: off.
     """
 
     def __init__(
@@ -176,6 +206,7 @@ class Pipeline:
         *,
         clock: Callable[[], float] = time.monotonic,
         aux_frontend: FeatureBank | None = None,
+        speakers: SpeakerStage | None = None,
     ) -> None:
         self.spec = spec
         self.model = model
@@ -194,6 +225,22 @@ class Pipeline:
         self._closing: list[str] = []
         self._dirty: dict[str, _Stream] = {}  # streams with pending samples, in order
         self._incarnations = itertools.count(1)
+        self.speakers: SpeakerStage | None = None
+        self._speech_column: int | None = None
+        if speakers is not None:
+            self.track_speakers(speakers)
+
+    def track_speakers(self, stage: SpeakerStage) -> None:
+        """Turn speaker tracking on (before the first record: open streams keep none)."""
+        self.speakers = stage
+        gate = stage.speech_label
+        self._speech_column = self.labels.index(gate) if gate in self.labels else None
+        if self._speech_column is None:
+            log.warning(
+                "label model %s has no %r label: every window counts as speech for speakers",
+                self.model.tag,
+                gate,
+            )
 
     # -- queries ----------------------------------------------------------------------
     @property
@@ -310,6 +357,8 @@ class Pipeline:
             last_seen_s=self.clock(),
             incarnation=next(self._incarnations),
         )
+        if self.speakers is not None:
+            state.tracker = _new_tracker(sid, self.speakers.tracker)
         self._streams[sid] = state
         log.debug("stream %r opened (partition %d offset %d)", sid, record.partition, record.offset)
         return state
@@ -458,13 +507,22 @@ class Pipeline:
 
     # -- results ------------------------------------------------------------------------
     def complete(
-        self, jobs: Sequence[WindowJob], probabilities: npt.NDArray[np.float32]
+        self,
+        jobs: Sequence[WindowJob],
+        probabilities: npt.NDArray[np.float32],
+        *,
+        model: ModelRef | None = None,
     ) -> list[LabelEvent]:
-        """Label events for inferred windows (rows of ``probabilities`` match ``jobs``)."""
+        """Label events for inferred windows (rows of ``probabilities`` match ``jobs``).
+
+        ``model``: the model that really scored them (after a hot swap it may differ
+        from ``self.model``); default ``self.model``.
+        """
         now = self.clock()
         out: list[LabelEvent] = []
         k = self.policy.top_k
-        tag = self.model.tag
+        scored_by = model or self.model
+        tag = scored_by.tag
         for job, row in zip(jobs, probabilities, strict=True):
             sid = job.window.stream_id
             best = top_k(self.labels, row.tolist(), k)
@@ -477,7 +535,7 @@ class Pipeline:
                     label=label,
                     score=score,
                     top_k=best,
-                    model=self.model,
+                    model=scored_by,
                     gap=job.gap,
                     padded=job.window.padded,
                     latency_ms=(now - job.ready_s) * 1000.0,
@@ -492,11 +550,86 @@ class Pipeline:
                 state.summary.add_label(verdict)
         return out
 
-    def add_speaker(self, job: WindowJob, speaker: str, score: float) -> None:
-        """Hook for speaker verdicts: they count towards the stream's summary."""
-        state = self._streams.get(job.window.stream_id)
-        if state is not None and state.incarnation == job.incarnation:
-            state.summary.add_speaker(speaker, score)
+    def speech_mask(self, probabilities: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
+        """Which inferred windows carry speech worth a speaker embedding.
+
+        The label model's top label must be the stage's ``speech_label``: silence,
+        hold music and tones carry no voice and would drag the span average towards
+        whoever they happen to resemble. All ``False`` without speaker tracking.
+        """
+        n = probabilities.shape[0]
+        if self.speakers is None:
+            return np.zeros(n, dtype=bool)
+        if self._speech_column is None:
+            return np.ones(n, dtype=bool)
+        mask: npt.NDArray[np.bool_] = np.argmax(probabilities, axis=1) == self._speech_column
+        return mask
+
+    def complete_speakers(
+        self,
+        jobs: Sequence[WindowJob],
+        embeddings: Sequence[npt.NDArray[np.float32] | None],
+    ) -> list[SpeakerEvent]:
+        """Advance the streams' speaker trackers; events only where a decision is made.
+
+        Call it with the same batch as :meth:`complete`, before any await between
+        them, so a closing stream's summary sees every window. ``embeddings`` holds
+        one speaker embedding per job, ``None`` for windows that are not speech
+        (:meth:`speech_mask`). All streams of the batch are scored in one call
+        against the registry current at this moment.
+        """
+        stage = self.speakers
+        if stage is None:
+            return []
+        items: list[tuple[SpeakerTracker, npt.NDArray[np.float32], int, int, bool]] = []
+        owners: list[WindowJob] = []
+        for job, emb in zip(jobs, embeddings, strict=True):
+            state = self._streams.get(job.window.stream_id)
+            if emb is None or state is None or state.tracker is None:
+                continue
+            if state.incarnation != job.incarnation:
+                continue
+            items.append((state.tracker, emb, job.span.start_sample, job.span.end_sample, True))
+            owners.append(job)
+        if not items:
+            return []
+        from stream.speakers.tracker import track_batch
+
+        current = {id(tracker): tracker.current for tracker, *_ in items}  # before the batch
+        decisions = track_batch(items, stage.scorer())
+        now = self.clock()
+        out: list[SpeakerEvent] = []
+        for job, (tracker, *_), decision in zip(owners, items, decisions, strict=True):
+            if decision is not None:
+                out.append(self._speaker_event(job, decision, current[id(tracker)], now))
+                current[id(tracker)] = decision.speaker
+        return out
+
+    def _speaker_event(
+        self, job: WindowJob, decision: SpeakerDecision, previous: str | None, now: float
+    ) -> SpeakerEvent:
+        assert self.speakers is not None
+        model = self.speakers.model
+        span = WindowSpan(
+            job.span.index,
+            decision.start_sample,
+            decision.end_sample,
+            job.span.sr,
+            job.span.capture_time_s,
+        )
+        return SpeakerEvent(
+            event_id=event_id(decision.stream_id, job.span.index, "speaker", model.tag),
+            stream_id=decision.stream_id,
+            span=span,
+            speaker=decision.speaker,
+            score=decision.score,
+            model=model,
+            latency_ms=(now - job.ready_s) * 1000.0,
+            margin=decision.margin,
+            runner_up=decision.runner_up,
+            windows=decision.windows,
+            previous=previous,
+        )
 
     def take_summaries(self) -> list[tuple[int, SummaryEvent]]:
         """Summaries of closed streams whose windows are all inferred, with partitions.
@@ -524,6 +657,13 @@ class Pipeline:
             "resets": c.resets,
             "rejected": state.rejected,
         }
+        if state.tracker is not None and self.speakers is not None:
+            final = state.tracker.final(self.speakers.scorer())
+            state.summary.set_speaker(
+                SpeakerVerdict(
+                    final.speaker, final.score, final.margin, final.runner_up, final.windows
+                )
+            )
         return state.summary.build(
             closed_by=state.closed_by or "eos",
             duration_s=state.position / self.spec.sr,
@@ -541,6 +681,12 @@ def check_aligned(spec: FeatureSpec, aux: FeatureSpec) -> None:
             "the second FeatureSpec must cut the same windows as the label model's; "
             + ", ".join(f"{f}={getattr(aux, f)!r} vs {getattr(spec, f)!r}" for f in differ)
         )
+
+
+def _new_tracker(stream_id: str, config: TrackerConfig | None) -> SpeakerTracker:
+    from stream.speakers.tracker import DEFAULT_TRACKER, SpeakerTracker
+
+    return SpeakerTracker(stream_id, config=config or DEFAULT_TRACKER)
 
 
 def _remember(lru: OrderedDict[str, int | None], key: str, value: int | None) -> None:
@@ -567,6 +713,74 @@ def _rejected(record: Record, exc: InputError) -> RejectedRecord:
     )
 
 
+EmbedJobs = Callable[[Sequence[WindowJob]], npt.NDArray[np.float32]]
+
+
+def embed_speech(
+    jobs: Sequence[WindowJob], speech: npt.NDArray[np.bool_], embed: EmbedJobs
+) -> list[Float32 | None]:
+    """Speaker embeddings of the speech windows only (one model call), ``None`` elsewhere.
+
+    ``embed`` maps jobs to unit embeddings ``[n, d]`` (the speaker hook's, which picks
+    ``WindowJob.aux_features`` when the speaker model has its own FeatureSpec).
+    """
+    picked = [job for job, is_speech in zip(jobs, speech, strict=True) if is_speech]
+    out: list[Float32 | None] = [None] * len(jobs)
+    if not picked:
+        return out
+    rows = iter(embed(picked))
+    for i, is_speech in enumerate(speech):
+        if is_speech:
+            out[i] = next(rows)
+    return out
+
+
+@dataclass(slots=True)
+class SyncRun:
+    """Everything :func:`replay` produced, in order."""
+
+    labels: list[LabelEvent] = field(default_factory=list)
+    speakers: list[SpeakerEvent] = field(default_factory=list)
+    summaries: list[SummaryEvent] = field(default_factory=list)
+    rejected: list[RejectedRecord] = field(default_factory=list)
+
+
+def replay(
+    pipeline: Pipeline,
+    records: Iterable[Record],
+    infer: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]],
+    *,
+    embed: EmbedJobs | None = None,
+    close_all: bool = True,
+) -> SyncRun:
+    """Run records through ``pipeline`` with inference inline, one window batch per record.
+
+    The synchronous twin of the worker, with the same domain code: for tests, for
+    ``tympan classify``-style offline use and to check that a replay gives the same
+    events. ``infer`` maps model input ``[n, n_features, frames, 1]`` to probabilities;
+    ``embed`` (with a pipeline that tracks speakers) maps speech jobs to embeddings.
+    """
+    run = SyncRun()
+
+    def settle(step: Step) -> None:
+        run.rejected.extend(step.rejected)
+        if step.jobs:
+            x = stack_windows([job.window for job in step.jobs], pipeline.spec)
+            probabilities = infer(x)
+            if embed is not None and pipeline.speakers is not None:
+                speech = pipeline.speech_mask(probabilities)
+                embeddings = embed_speech(step.jobs, speech, embed)
+                run.speakers.extend(pipeline.complete_speakers(step.jobs, embeddings))
+            run.labels.extend(pipeline.complete(step.jobs, probabilities))
+        run.summaries.extend(summary for _, summary in pipeline.take_summaries())
+
+    for record in records:
+        settle(pipeline.accept(record))
+    if close_all:
+        settle(pipeline.close_all())
+    return run
+
+
 def run_sync(
     pipeline: Pipeline,
     records: Iterable[Record],
@@ -574,25 +788,6 @@ def run_sync(
     *,
     close_all: bool = True,
 ) -> tuple[list[LabelEvent], list[SummaryEvent], list[RejectedRecord]]:
-    """Run records through ``pipeline`` with inference inline, one window batch per record.
-
-    The synchronous twin of the worker, with the same domain code: for tests, for
-    ``tympan classify``-style offline use and to check that a replay gives the same
-    events. ``infer`` maps model input ``[n, n_features, frames, 1]`` to probabilities.
-    """
-    labels: list[LabelEvent] = []
-    summaries: list[SummaryEvent] = []
-    rejected: list[RejectedRecord] = []
-
-    def settle(step: Step) -> None:
-        rejected.extend(step.rejected)
-        if step.jobs:
-            x = stack_windows([job.window for job in step.jobs], pipeline.spec)
-            labels.extend(pipeline.complete(step.jobs, infer(x)))
-        summaries.extend(summary for _, summary in pipeline.take_summaries())
-
-    for record in records:
-        settle(pipeline.accept(record))
-    if close_all:
-        settle(pipeline.close_all())
-    return labels, summaries, rejected
+    """:func:`replay` without speakers: ``(labels, summaries, rejected)``."""
+    run = replay(pipeline, records, infer, close_all=close_all)
+    return run.labels, run.summaries, run.rejected

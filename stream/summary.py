@@ -3,7 +3,8 @@
 A :class:`SummaryBuilder` sees every window verdict of one stream (in any order;
 the timeline is built in window order at the end) and, when the stream closes,
 turns them into a :class:`~stream.events.SummaryEvent`: merged label segments, the
-dominant label, the speaker verdict and the sequencing counts.
+dominant label, the speaker verdict (set at close from the stream's speaker tracker)
+and the sequencing counts.
 """
 
 from __future__ import annotations
@@ -23,6 +24,19 @@ class WindowVerdict:
     end_s: float
     label: str
     score: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerVerdict:
+    """The stream's speaker as the summary reports it (``SpeakerTracker.final``):
+    every speech window of the stream averaged and scored once, so the dominant voice
+    wins rather than whoever the most single windows resembled."""
+
+    speaker: str
+    score: float
+    margin: float
+    runner_up: str | None
+    windows: int
 
 
 def merge_segments(verdicts: list[WindowVerdict]) -> tuple[Segment, ...]:
@@ -70,28 +84,19 @@ class SummaryBuilder:
     stream_id: str
     model: ModelRef
     verdicts: dict[int, WindowVerdict] = field(default_factory=dict)
-    speakers: Counter[str] = field(default_factory=Counter)
-    speaker_scores: dict[str, float] = field(default_factory=dict)
+    speaker: SpeakerVerdict | None = None
 
     def add_label(self, verdict: WindowVerdict) -> None:
         # keyed by index: a window re-inferred after a feature reset counts once
         self.verdicts[verdict.index] = verdict
 
-    def add_speaker(self, speaker: str, score: float) -> None:
-        self.speakers[speaker] += 1
-        self.speaker_scores[speaker] = self.speaker_scores.get(speaker, 0.0) + score
-
-    def speaker_verdict(self) -> tuple[str | None, float | None]:
-        """The named speaker of the most windows, else ``"unknown"``, else ``None``."""
-        if not self.speakers:
-            return None, None
-        named = [(n, c) for n, c in self.speakers.most_common() if n != "unknown"]
-        name = named[0][0] if named else "unknown"
-        return name, self.speaker_scores[name] / self.speakers[name]
+    def set_speaker(self, verdict: SpeakerVerdict) -> None:
+        """The stream's speaker verdict (the tracker's final one), set once at close."""
+        self.speaker = verdict
 
     def build(self, *, closed_by: str, duration_s: float, counts: dict[str, int]) -> SummaryEvent:
         verdicts = list(self.verdicts.values())
-        speaker, speaker_score = self.speaker_verdict()
+        spk = self.speaker
         return SummaryEvent(
             event_id=event_id(self.stream_id, -1, "summary", self.model.tag),
             stream_id=self.stream_id,
@@ -101,7 +106,10 @@ class SummaryBuilder:
             windows=len(verdicts),
             timeline=merge_segments(verdicts),
             dominant_label=dominant(verdicts),
-            speaker=speaker,
-            speaker_score=speaker_score,
+            speaker=None if spk is None else spk.speaker,
+            speaker_score=None if spk is None else spk.score,
             counts={**counts, "windows": len(verdicts)},
+            speaker_margin=None if spk is None else spk.margin,
+            speaker_runner_up=None if spk is None else spk.runner_up,
+            speaker_windows=None if spk is None else spk.windows,
         )

@@ -52,7 +52,14 @@ DEFAULT_UTTERANCES = 12
 DEFAULT_CALLS = 6
 DEFAULT_MUSIC_TRACKS = 2
 
-_TARGET_CODES = {"scene": 1, "instruments": 2, "speakers": 3, "speakers-heldout": 4, "demo": 5}
+_TARGET_CODES = {
+    "scene": 1,
+    "instruments": 2,
+    "speakers": 3,
+    "speakers-heldout": 4,
+    "demo": 5,
+    "demo-enroll": 6,
+}
 
 
 def item_rng(seed: int, target: str, index: int, sub: int = 0) -> np.random.Generator:
@@ -441,7 +448,8 @@ def _segment(label: str, start_s: float, y: np.ndarray, **extra: Any) -> dict[st
     }
 
 
-def _demo_call(out: Path, seed: int, index: int) -> str:
+def _demo_cast(seed: int, index: int) -> tuple[Voice, Voice, np.random.Generator]:
+    """Agent and caller of demo call ``index``, and the rng that renders the call."""
     rng = item_rng(seed, "demo", index)
     agents = speaker_voices(seed=seed, n=DEFAULT_IDENTITIES)
     strangers = speaker_voices(seed=seed, n=DEFAULT_IDENTITIES, heldout=True)
@@ -449,6 +457,22 @@ def _demo_call(out: Path, seed: int, index: int) -> str:
     # Odd calls have a caller nobody enrolled: the open-set case.
     caller_pool = strangers if index % 2 == 1 else agents
     caller = caller_pool[int(rng.integers(len(caller_pool)))]
+    return agent, caller, rng
+
+
+def _demo_enrollment(out: Path, seed: int, voice: Voice, clips: int = 3) -> str:
+    """``enroll/<identity>/NN.wav``: fresh sentences (≈5 s each) to enroll ``voice``."""
+    # Seeded by the identity, so the clips do not depend on which calls name the voice.
+    key = int.from_bytes(voice.identity.encode()[:8].ljust(8, b"\0"), "little")
+    rng = item_rng(seed, "demo-enroll", key % (2**31))
+    for n in range(clips):
+        y, _ = speech.utterance(voice, rng, min_s=4.0)
+        _write_wav(out / "enroll" / voice.identity / f"{n:02d}.wav", synth.set_level(y, -20.0), SR)
+    return voice.identity
+
+
+def _demo_call(out: Path, seed: int, index: int) -> str:
+    agent, caller, rng = _demo_cast(seed, index)
     target_s = float(rng.uniform(25, 39))
     us = rng.random() < 0.5
     plan = [("tone", "us_ringback" if us else "eu_ringback", rng.uniform(3, 7)),
@@ -580,5 +604,14 @@ def build_demo(
     require_tool("fluidsynth")
     tasks = [partial(_demo_call, out, seed, i) for i in range(calls)]
     tasks += [partial(_demo_music, out, seed, i) for i in range(music_tracks)]
+    # Enrollment audio for every voice the demo registry should know: the agents and
+    # the callers of even-numbered calls (odd-numbered calls have strangers).
+    enrolled: dict[str, Voice] = {}
+    for i in range(calls):
+        agent, caller, _ = _demo_cast(seed, i)
+        enrolled[agent.identity] = agent
+        if i % 2 == 0:
+            enrolled[caller.identity] = caller
+    tasks += [partial(_demo_enrollment, out, seed, v) for v in enrolled.values()]
     _run("demo", tasks, jobs=jobs, progress=progress)
     return out

@@ -22,6 +22,7 @@ from stream.inference.testing import make_tiny_model_dir
 from stream.pipeline import Pipeline, PipelinePolicy, Record, WindowJob
 from stream.produce import frames_from_array
 from stream.settings import BatchingPolicy
+from stream.speakers.scoring import SpeakerScorer
 from stream.topics import Topics
 from stream.wire import encode_frame
 
@@ -50,10 +51,17 @@ class Producer:
 
 
 class FixedSpeaker:
-    model = ModelRef("spk", "1")
+    """Every window sounds like alice, who is enrolled."""
 
-    def identify(self, jobs: Sequence[WindowJob]) -> list[tuple[str, float] | None]:
-        return [("alice", 0.9) if j.span.index % 2 == 0 else None for j in jobs]
+    model = ModelRef("spk", "1")
+    embedded = 0
+
+    def embed(self, jobs: Sequence[WindowJob]) -> np.ndarray:
+        self.embedded += len(jobs)
+        return np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (len(jobs), 1))
+
+    def scorer(self) -> SpeakerScorer:
+        return SpeakerScorer({"alice": [[1.0, 0.0]], "bob": [[0.0, 1.0]]}, threshold=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -146,9 +154,10 @@ def test_bad_records_are_dead_lettered_and_acked_after_delivery(model: OnnxModel
 
 def test_speaker_hook_events_and_summary_verdict(model: OnnxModel) -> None:
     producer, acked = Producer(), list[tuple[int, int]]()
+    hook = FixedSpeaker()  # the tiny model has no "speech" label: every window counts
 
     async def main() -> None:
-        runtime = _runtime(model, producer, acked, speakers=FixedSpeaker())
+        runtime = _runtime(model, producer, acked, speakers=hook)
         runtime.start()
         for r in _records("call"):
             await runtime.on_record(r)
@@ -159,12 +168,12 @@ def test_speaker_hook_events_and_summary_verdict(model: OnnxModel) -> None:
         await runtime.stop()
 
     asyncio.run(main())
-    speakers = producer.on(TOPICS.speakers)
-    assert speakers and all(e["speaker"] == "alice" for e in speakers)
-    assert {e["window_index"] % 2 for e in speakers} == {0}
-    assert speakers[0]["model"] == {"name": "spk", "version": "1"}
+    (event,) = producer.on(TOPICS.speakers)  # one decision, not one event per window
+    assert event["speaker"] == "alice" and event["runner_up"] == "bob"
+    assert event["model"] == {"name": "spk", "version": "1"}
     (summary,) = producer.on(TOPICS.summaries)
-    assert summary["speaker"] == "alice"
+    windows = len(producer.on(TOPICS.labels))
+    assert summary["speaker"] == "alice" and summary["speaker_windows"] == windows == hook.embedded
 
 
 def test_revoked_partitions_are_never_acked(model: OnnxModel) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stream.events import ModelRef
-from stream.summary import SummaryBuilder, WindowVerdict, dominant, merge_segments
+from stream.summary import SpeakerVerdict, SummaryBuilder, WindowVerdict, dominant, merge_segments
 
 
 def _v(index: int, label: str, score: float = 0.9) -> WindowVerdict:
@@ -26,12 +26,12 @@ def test_dominant_is_the_most_windows_and_ties_go_to_the_first_seen() -> None:
     assert dominant([]) is None
 
 
-def test_speaker_verdict_prefers_named_speakers_over_unknown() -> None:
+def test_the_speaker_verdict_set_at_close_is_the_summarys() -> None:
     builder = SummaryBuilder("s", ModelRef("m", "1"))
-    for name, score in [("unknown", 0.1), ("unknown", 0.2), ("alice", 0.8), ("alice", 0.6)]:
-        builder.add_speaker(name, score)
-    name, score = builder.speaker_verdict()
-    assert name == "alice" and score is not None and abs(score - 0.7) < 1e-9
+    builder.set_speaker(SpeakerVerdict("alice", 0.8, 0.3, "bob", 12))
+    event = builder.build(closed_by="eos", duration_s=1.0, counts={})
+    assert (event.speaker, event.speaker_score, event.speaker_margin) == ("alice", 0.8, 0.3)
+    assert (event.speaker_runner_up, event.speaker_windows) == ("bob", 12)
 
 
 def test_summary_event_counts_windows_once_per_index() -> None:

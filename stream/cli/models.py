@@ -1,0 +1,116 @@
+"""``tympan models``: announce the model every worker serves, and show what is active.
+
+``tympan models publish MODEL_DIR [--role scene|speaker]`` checks the model here first
+(manifest, checksums, golden parity after a warm-up), then writes the compacted
+control record ``model/<role>`` that workers follow (``docs/hot-reload.md``).
+``tympan models active [--json]`` prints the announced model per role and each
+worker's last reload outcome (``status/<worker>/<role>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from stream.errors import ContractError
+from stream.kafka_client import KafkaClientConfig
+from stream.settings import ENV_MODEL_REPO, ENV_TOPIC_PREFIX
+from stream.topics import Topics
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "models",
+        help="hot reload: publish the active model per role, show what workers serve",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="models_command", required=True)
+    publish = sub.add_parser("publish", help="validate MODEL_DIR and announce it to workers")
+    publish.add_argument("model_dir", metavar="MODEL_DIR", help="model directory to serve")
+    publish.add_argument("--role", default="scene", choices=("scene", "speaker"))
+    publish.add_argument(
+        "--model-repo", dest="model_repo", help="repository the path is recorded relative to"
+    )
+    _kafka_arguments(publish)
+    publish.set_defaults(func=run_publish)
+    active = sub.add_parser("active", help="the announced model per role and worker statuses")
+    active.add_argument("--json", action="store_true", help="one JSON object")
+    _kafka_arguments(active)
+    active.set_defaults(func=run_active)
+
+
+def _kafka_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker", help="bootstrap servers host:port[,...] (TYMPAN_BROKER)")
+    parser.add_argument("--topic-prefix", dest="topic_prefix", help="topic prefix (tympan)")
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    from stream.inference.repository import default_repo
+    from stream.reload import announce, publish_records, validate_model
+
+    repo_name = args.model_repo or os.environ.get(ENV_MODEL_REPO)
+    repo = Path(repo_name) if repo_name else default_repo()
+    try:
+        model = validate_model(args.model_dir)
+        announcement = announce(args.model_dir, role=args.role, repo=repo)
+        topic = _topics(args).control
+        asyncio.run(
+            publish_records(_client(args), topic, [(announcement.key, announcement.to_json())])
+        )
+    except ContractError as exc:
+        print(f"tympan models publish: refused: {exc}", file=sys.stderr)
+        return 2
+    m = model.manifest
+    print(
+        f"published {args.role} = {m.name}@{m.version} ({announcement.path}, manifest sha256 "
+        f"{announcement.sha256[:12]}) to {topic}",
+        flush=True,
+    )
+    return 0
+
+
+def run_active(args: argparse.Namespace) -> int:
+    from stream.reload import MODEL_PREFIX, STATUS_PREFIX, announcements, read_control
+
+    topic = _topics(args).control
+    try:
+        latest = asyncio.run(read_control(_client(args), topic))
+    except ContractError as exc:
+        print(f"tympan models active: {exc}", file=sys.stderr)
+        return 2
+    active = {role: json.loads(a.to_json()) for role, a in announcements(latest).items()}
+    statuses = [
+        json.loads(value)
+        for key, value in sorted(latest.items())
+        if key.startswith(STATUS_PREFIX.encode()) and value is not None
+    ]
+    if args.json:
+        print(json.dumps({"topic": topic, "active": active, "workers": statuses}, indent=2))
+        return 0
+    if not active:
+        print(f"no model announced on {topic} (keys under {MODEL_PREFIX!r})")
+    for role, a in sorted(active.items()):
+        print(f"{role:8} {a['name']}@{a['version']}  {a['path']}  published {a['published_at']}")
+    for s in statuses:
+        print(
+            f"  worker {s.get('worker')} ({s.get('app_id')}) {s.get('role')}: {s.get('state')} "
+            f"{s.get('name')}@{s.get('version')} at {s.get('at')}: {s.get('reason')}"
+        )
+    return 0
+
+
+def _client(args: argparse.Namespace) -> KafkaClientConfig:
+    return KafkaClientConfig.from_environ(
+        os.environ, bootstrap_servers=args.broker, default_client_id="tympan-models"
+    )
+
+
+def _topics(args: argparse.Namespace) -> Topics:
+    prefix = args.topic_prefix or os.environ.get(ENV_TOPIC_PREFIX)
+    return Topics().with_prefix(prefix) if prefix else Topics()

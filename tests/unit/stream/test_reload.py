@@ -1,0 +1,314 @@
+"""Hot reload without Kafka: control records, the checks before a swap, the swap
+itself between batches, and the follower's accept/refuse reports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from stream.agents import WorkerRuntime
+from stream.errors import ConfigError, FeatureSpecError, ModelError, ParityError
+from stream.events import ModelRef
+from stream.features.frontend import FeatureBank
+from stream.features.spec import FeatureSpec
+from stream.inference.manifest import MODEL_FILE
+from stream.inference.session import OnnxModel
+from stream.inference.testing import make_tiny_model_dir, perturb_golden
+from stream.kafka_client import KafkaClientConfig
+from stream.pipeline import Pipeline, PipelinePolicy, Record
+from stream.produce import frames_from_array
+from stream.reload import (
+    ActiveModel,
+    ControlFollower,
+    ModelAnnouncement,
+    announce,
+    load_announced,
+    model_key,
+    prepare,
+    status_key,
+    validate_model,
+)
+from stream.settings import BatchingPolicy
+from stream.topics import Topics
+from stream.wire import encode_frame
+
+SPEC = FeatureSpec(window_seconds=0.5, hop_seconds=0.25)
+LABELS = ("quiet", "loud")
+TOPICS = Topics().with_prefix("unit-reload")
+ALWAYS_QUIET = 1e6  # a threshold no window reaches: v2 says "quiet" where v1 says "loud"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    make_tiny_model_dir(tmp_path / "tiny" / "1", spec=SPEC, labels=LABELS)
+    make_tiny_model_dir(
+        tmp_path / "tiny" / "2", spec=SPEC, labels=LABELS, version="2", threshold=ALWAYS_QUIET
+    )
+    return tmp_path
+
+
+def _v1(repo: Path) -> OnnxModel:
+    return OnnxModel.load(repo / "tiny" / "1")
+
+
+# -- records ------------------------------------------------------------------------------
+
+
+def test_announcement_round_trips_and_is_keyed_by_role(repo: Path) -> None:
+    a = announce(repo / "tiny" / "2", role="scene", repo=repo)
+    assert (a.name, a.version, a.path, a.spec_hash) == ("tiny", "2", "tiny/2", SPEC.spec_hash)
+    assert a.key == model_key("scene") == b"model/scene"
+    assert ModelAnnouncement.from_record(a.key, a.to_json()) == a
+    outside = announce(repo / "tiny" / "2", role="speaker", repo=repo / "elsewhere")
+    assert Path(outside.path).is_absolute()
+    assert status_key("host-1", "scene") == b"status/host-1/scene"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        (b"model/scene", None, "tombstone"),
+        (b"model/scene", b"{not json", "not JSON"),
+        (b"model/scene", b"[]", "JSON object"),
+        (b"model/scene", b'{"role": "scene"}', "name"),
+        (b"model/scene", b"ROLE_SPEAKER", "does not match the key"),
+        (b"model/x", b"ROLE_X", "not one of"),
+    ],
+)
+def test_bad_control_records_say_what_is_wrong(
+    repo: Path, key: bytes, value: bytes | None, needle: str
+) -> None:
+    good = json.loads(announce(repo / "tiny" / "2", role="scene", repo=repo).to_json())
+    if value == b"ROLE_SPEAKER":
+        value = json.dumps({**good, "role": "speaker"}).encode()
+    if value == b"ROLE_X":
+        value = json.dumps({**good, "role": "x"}).encode()
+    with pytest.raises(ConfigError, match=needle):
+        ModelAnnouncement.from_record(key, value)
+
+
+# -- checks --------------------------------------------------------------------------------
+
+
+def test_the_gate_passes_a_good_model_and_refuses_a_drifted_golden(repo: Path) -> None:
+    assert validate_model(repo / "tiny" / "1", batch_sizes=(1, 8)).manifest.version == "1"
+    bad = repo / "tiny" / "3"
+    make_tiny_model_dir(bad, spec=SPEC, labels=LABELS, version="3")
+    perturb_golden(bad, 0.05)
+    with pytest.raises(ParityError, match="parity gate") as info:
+        validate_model(bad)
+    assert info.value.max_abs_diff == pytest.approx(0.05, rel=1e-3)
+
+
+def test_prepare_accepts_the_published_model(repo: Path) -> None:
+    a = announce(repo / "tiny" / "2", role="scene", repo=repo)
+    model = prepare(a, repo=repo, serving=_v1(repo), batch_sizes=(1, 4))
+    assert model.manifest.version == "2"
+
+
+def test_prepare_refuses_a_directory_changed_after_publish(repo: Path) -> None:
+    a = announce(repo / "tiny" / "2", role="scene", repo=repo)
+    make_tiny_model_dir(repo / "tiny" / "2", spec=SPEC, labels=LABELS, version="2")
+    with pytest.raises(ModelError, match="changed after it was published"):
+        prepare(a, repo=repo, serving=_v1(repo))
+
+
+def test_prepare_refuses_a_model_whose_bytes_fail_their_checksum(repo: Path) -> None:
+    a = announce(repo / "tiny" / "2", role="scene", repo=repo)
+    shutil.copy(repo / "tiny" / "1" / MODEL_FILE, repo / "tiny" / "2" / MODEL_FILE)
+    with pytest.raises(ModelError, match="sha256"):
+        prepare(a, repo=repo, serving=_v1(repo))
+
+
+def test_prepare_refuses_another_feature_spec_and_another_label_set(repo: Path) -> None:
+    other = FeatureSpec(window_seconds=0.5, hop_seconds=0.25, n_mels=40)
+    make_tiny_model_dir(repo / "tiny" / "40", spec=other, labels=LABELS, version="40")
+    a = announce(repo / "tiny" / "40", role="scene", repo=repo)
+    with pytest.raises(ModelError, match="cannot change its feature frontend live"):
+        prepare(a, repo=repo, serving=_v1(repo))
+    make_tiny_model_dir(repo / "tiny" / "3", spec=SPEC, labels=("a", "b", "c"), version="3")
+    b = announce(repo / "tiny" / "3", role="scene", repo=repo)
+    with pytest.raises(ModelError, match="keeps the label set"):
+        prepare(b, repo=repo, serving=_v1(repo))
+
+
+def test_a_starting_worker_takes_any_spec_but_still_checks_bytes(repo: Path) -> None:
+    other = FeatureSpec(window_seconds=0.5, hop_seconds=0.25, n_mels=40)
+    make_tiny_model_dir(repo / "tiny" / "40", spec=other, labels=LABELS, version="40")
+    a = announce(repo / "tiny" / "40", role="scene", repo=repo)
+    assert load_announced(a, repo=repo).spec == other
+    forged = ModelAnnouncement(**{**json.loads(a.to_json()), "sha256": "0" * 64})
+    with pytest.raises(ModelError, match="sha256"):
+        load_announced(forged, repo=repo)
+    with pytest.raises(FeatureSpecError):  # and the worker's own checks still hold
+        OnnxModel.load(repo / "tiny" / "40", expected_spec=SPEC)
+
+
+# -- the swap ------------------------------------------------------------------------------
+
+
+def test_a_batch_keeps_the_model_it_started_with(repo: Path) -> None:
+    slot = ActiveModel(_v1(repo))
+    infer, ref = slot.current()  # a batch in flight holds these
+    old = slot.swap(OnnxModel.load(repo / "tiny" / "2"))
+    assert old == ref == ModelRef("tiny", "1")
+    x = np.full((2, *SPEC.input_shape), 0.0, dtype=np.float32)  # loud for v1
+    assert infer(x)[0].argmax(axis=1).tolist() == [1, 1]
+    infer2, ref2 = slot.current()
+    assert ref2 == ModelRef("tiny", "2")
+    assert infer2(x)[0].argmax(axis=1).tolist() == [0, 0]
+
+
+class Producer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, dict[str, Any]]] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> asyncio.Future[None]:
+        self.sent.append((topic, key, json.loads(value)))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        return [value for t, _, value in self.sent if t == topic]
+
+
+def _records(sid: str, seconds: float) -> list[Record]:
+    y = (np.random.default_rng(0).standard_normal(round(seconds * 16000)) * 0.2).astype(np.float32)
+    frames = frames_from_array(y, 16000, stream_id=sid, chunk_ms=20)
+    out = []
+    for offset, frame in enumerate(frames):
+        key, value, headers = encode_frame(frame)
+        out.append(Record(key, value, tuple(headers), TOPICS.audio, 0, offset))
+    return out
+
+
+def test_runtime_events_name_the_model_that_scored_them_across_a_swap(repo: Path) -> None:
+    v1 = _v1(repo)
+    slot = ActiveModel(v1)
+    producer = Producer()
+    records = _records("call-1", 3.0)
+    half = len(records) // 2
+
+    async def main() -> None:
+        pipeline = Pipeline(SPEC, slot.ref, LABELS, FeatureBank(SPEC), PipelinePolicy())
+        runtime = WorkerRuntime(
+            pipeline,
+            slot.current()[0],
+            TOPICS,
+            producer.send,
+            lambda *_: None,
+            BatchingPolicy(max_batch=4, max_wait_ms=1),
+            current_model=slot.current,
+        )
+        runtime.start()
+        for r in records[:half]:
+            await runtime.on_record(r)
+        await runtime.flush_inbox()
+        await runtime.batcher.join()
+        slot.swap(OnnxModel.load(repo / "tiny" / "2"))
+        for r in records[half:]:
+            await runtime.on_record(r)
+        await runtime.drain()
+        await runtime.stop()
+
+    asyncio.run(main())
+    labels = producer.on(TOPICS.labels)
+    indices = [e["window_index"] for e in labels]
+    assert indices == list(range(len(labels))), "every window once, none lost"
+    versions = [e["model"]["version"] for e in labels]
+    first_v2 = versions.index("2")
+    assert first_v2 > 0 and versions == ["1"] * first_v2 + ["2"] * (len(versions) - first_v2)
+    for e in labels:  # loud noise: v1 says loud, v2 (threshold out of reach) says quiet
+        assert e["label"] == ("loud" if e["model"]["version"] == "1" else "quiet"), e
+    assert len({e["event_id"] for e in labels}) == len(labels)
+
+
+# -- the follower ---------------------------------------------------------------------------
+
+
+def _follower(repo: Path, producer: Producer) -> ControlFollower:
+    return ControlFollower(
+        KafkaClientConfig(bootstrap_servers="127.0.0.1:1"),  # never contacted here
+        TOPICS.control,
+        ActiveModel(_v1(repo)),
+        repo=repo,
+        worker="w1",
+        app_id="unit",
+        send=producer.send,
+    )
+
+
+def test_follower_swaps_a_good_model_and_refuses_a_tampered_one(repo: Path) -> None:
+    producer = Producer()
+    follower = _follower(repo, producer)
+    good = announce(repo / "tiny" / "2", role="scene", repo=repo)
+    tampered_dir = repo / "tiny" / "3"
+    make_tiny_model_dir(tampered_dir, spec=SPEC, labels=LABELS, version="3")
+    perturb_golden(tampered_dir, 0.5)
+    tampered = announce(tampered_dir, role="scene", repo=repo)
+
+    async def main() -> list[Any]:
+        return [
+            await follower.on_record(good.key, good.to_json()),
+            await follower.on_record(good.key, good.to_json()),  # seen: nothing to do
+            await follower.on_record(tampered.key, tampered.to_json()),
+            await follower.on_record(b"model/scene", b"garbage"),
+        ]
+
+    swapped, again, refused, garbage = asyncio.run(main())
+    assert swapped.state == "active" and swapped.version == "2"
+    assert again is None and garbage is None
+    assert refused.state == "refused" and "parity gate" in refused.reason
+    assert follower.slot.ref == ModelRef("tiny", "2"), "the old model keeps serving"
+    reports = producer.sent
+    assert [(t, k) for t, k, _ in reports] == [(TOPICS.control, b"status/w1/scene")] * 2
+    assert [v["state"] for *_, v in reports] == ["active", "refused"]
+    assert reports[1][2]["version"] == "3" and reports[1][2]["worker"] == "w1"
+
+
+def test_follower_reports_roles_it_cannot_swap_live(repo: Path) -> None:
+    producer = Producer()
+    follower = ControlFollower(
+        KafkaClientConfig(bootstrap_servers="127.0.0.1:1"),
+        TOPICS.control,
+        ActiveModel(_v1(repo)),
+        repo=repo,
+        worker="w1",
+        send=producer.send,
+        refuse={"speaker": "enrollments are bound to the embedding model"},
+    )
+    speaker = announce(repo / "tiny" / "2", role="speaker", repo=repo)
+
+    async def main() -> list[Any]:
+        return [
+            await follower.on_record(speaker.key, speaker.to_json()),
+            await follower.on_record(speaker.key, speaker.to_json()),
+        ]
+
+    refused, again = asyncio.run(main())
+    assert refused.state == "refused" and refused.role == "speaker"
+    assert "enrollments" in refused.reason and again is None
+    assert follower.slot.ref == ModelRef("tiny", "1")
+    assert [k for _, k, _ in producer.sent] == [b"status/w1/speaker"]
+
+
+def test_models_publish_refuses_before_touching_the_broker(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stream.cli import main
+
+    bad = repo / "tiny" / "3"
+    make_tiny_model_dir(bad, spec=SPEC, labels=LABELS, version="3")
+    perturb_golden(bad, 0.05)
+    assert main(["models", "publish", str(bad), "--broker", "127.0.0.1:1"]) == 2
+    assert "parity gate" in capsys.readouterr().err
+    (bad / MODEL_FILE).write_bytes(b"not onnx")
+    assert main(["models", "publish", str(bad), "--broker", "127.0.0.1:1"]) == 2
+    assert "sha256" in capsys.readouterr().err
