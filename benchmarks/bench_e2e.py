@@ -771,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
     best = max((lv for lv in levels if lv.passes), key=lambda lv: lv.streams, default=None)
     seed: dict[str, Any] | None = None
     if not args.no_seed:
-        seed = seed_figures(meta["model_dir"], quick=args.quick, best=best)
+        seed = seed_figures(meta["model_dir"], quick=args.quick, best=best, levels=levels)
     if args.json:
         Path(args.json).write_text(
             json.dumps(
@@ -787,7 +787,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def seed_figures(model_dir: str, *, quick: bool, best: Level | None) -> dict[str, Any]:
+def seed_figures(
+    model_dir: str, *, quick: bool, best: Level | None, levels: list[Level]
+) -> dict[str, Any]:
     """The seed-style path's streams per core (a subprocess: it imports TensorFlow) and
     tympan's ratio over it, two ways: the worker process's CPU at the best e2e level,
     and the in-process pipeline (``pipeline_capacity``, steadier on a shared host)."""
@@ -823,6 +825,13 @@ def seed_figures(model_dir: str, *, quick: bool, best: Level | None) -> dict[str
         print(
             f"tympan worker end to end: {best.streams} streams on {cores:.2f} worker cores = "
             f"{tympan:.0f} streams per core = {seed['ratio_e2e']:.0f}x the seed-style path"
+        )
+    if levels:  # the worker's cost at the most loaded level (fixed costs amortized)
+        top = max(levels, key=lambda lv: lv.worker_streams_per_core)
+        seed["ratio_worker_cost"] = top.worker_streams_per_core / per_core
+        print(
+            f"tympan worker cost at {top.streams} streams: {top.worker_streams_per_core:.0f} "
+            f"streams per worker core = {seed['ratio_worker_cost']:.0f}x the seed-style path"
         )
     return seed
 

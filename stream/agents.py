@@ -165,6 +165,10 @@ class WorkerRuntime:
         self._tasks: set[asyncio.Task[None]] = set()
         self._inbox: list[Record] = []
         self._inbox_lock = asyncio.Lock()
+        # Held from complete() until a batch's events are handed to the producer, and
+        # while summaries are taken: a summary (which unpins its stream's offsets once
+        # delivered) must never be taken while one of the stream's events is unsent.
+        self._out_lock = asyncio.Lock()
         self._inbox_timer: asyncio.TimerHandle | None = None
         self.last_offset: dict[int, int] = {}  # per partition, for the lag gauge
         self.failure: BaseException | None = None
@@ -258,7 +262,8 @@ class WorkerRuntime:
         for job in step.jobs:
             await self.batcher.submit(job)
         self.metrics.queued_windows.set(self.batcher.pending)
-        await self._send_summaries()
+        async with self._out_lock:
+            await self._send_summaries()
 
     # -- inference ------------------------------------------------------------------------
     def _run_batch(self, jobs: Sequence[WindowJob]) -> list[tuple[np.ndarray, Any, ModelRef]]:
@@ -277,21 +282,22 @@ class WorkerRuntime:
         self, jobs: Sequence[WindowJob], outputs: Sequence[tuple[np.ndarray, Any, ModelRef]]
     ) -> None:
         probabilities = np.stack([p for p, _, _ in outputs])
-        # trackers first, with no await before complete(): a stream closing in this
-        # batch must have every window in its tracker when its summary is taken
-        speakers = self.pipeline.complete_speakers(jobs, [e for _, e, _ in outputs])
-        events = self.pipeline.complete(jobs, probabilities, model=outputs[0][2])
-        now_s = time.time()
-        for event in events:
-            await self._send_event(self.topics.labels, event)
-            self.metrics.latency_ms.observe(event.latency_ms)
-            if event.span.capture_time_s is not None:
-                self.metrics.e2e_latency_ms.observe(
-                    max(0.0, (now_s - event.span.capture_time_s) * 1000.0)
-                )
-        for speaker in speakers:
-            await self._send_event(self.topics.speakers, speaker)
-        await self._send_summaries()
+        async with self._out_lock:
+            # trackers first, with no await before complete(): a stream closing in this
+            # batch must have every window in its tracker when its summary is taken
+            speakers = self.pipeline.complete_speakers(jobs, [e for _, e, _ in outputs])
+            events = self.pipeline.complete(jobs, probabilities, model=outputs[0][2])
+            now_s = time.time()
+            for event in events:
+                await self._send_event(self.topics.labels, event)
+                self.metrics.latency_ms.observe(event.latency_ms)
+                if event.span.capture_time_s is not None:
+                    self.metrics.e2e_latency_ms.observe(
+                        max(0.0, (now_s - event.span.capture_time_s) * 1000.0)
+                    )
+            for speaker in speakers:
+                await self._send_event(self.topics.speakers, speaker)
+            await self._send_summaries()
 
     # -- output ---------------------------------------------------------------------------
     async def _send_event(self, topic: str, event: LabelEvent | SpeakerEvent) -> None:

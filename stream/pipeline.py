@@ -9,8 +9,10 @@ its resampler, its place in the feature frontend, its summary. The Faust layer
 * ``opened``: streams this record started (the caller pins their first offset);
 
 then hands inference results back to :meth:`Pipeline.complete`, which makes the
-label events, and collects the summaries of closed streams whose windows are all
-done with :meth:`Pipeline.take_summaries`.
+label events (and, with a :class:`SpeakerStage`, the speech windows' embeddings to
+:meth:`Pipeline.complete_speakers`, which advances each stream's speaker tracker
+and makes speaker events at decision points only), and collects the summaries of
+closed streams whose windows are all done with :meth:`Pipeline.take_summaries`.
 
 Everything here is a function of the records' content and order, never of the wall
 clock (except the idle timeout, which only decides *when* a stream closes, and

@@ -124,7 +124,7 @@ def test_publish_swaps_models_mid_stream_and_refuses_a_tampered_one(
 
         v4 = make_tiny_model_dir(repo / "tiny" / "4", spec=SPEC, labels=LABELS, version="4")
         corrupt = announce(v4, role="scene", repo=repo)
-        (v4 / "model.onnx").write_bytes((v1 / "model.onnx").read_bytes())  # bytes != manifest
+        (v4 / "model.onnx").write_bytes((v2 / "model.onnx").read_bytes())  # != manifest
         asyncio.run(publish_records(client, topics.control, [(corrupt.key, corrupt.to_json())]))
         refused = wait_for(
             lambda: [s for s in _statuses(broker, topics) if s["version"] == "4"],
