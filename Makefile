@@ -37,16 +37,16 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-kafka-up:
+kafka-up: setup
 	scripts/kafka.sh up
 
-kafka-down:
+kafka-down: setup
 	scripts/kafka.sh down
 
-kafka-status:
+kafka-status: setup
 	scripts/kafka.sh status
 
-kafka-logs:
+kafka-logs: setup
 	scripts/kafka.sh logs -f
 
 demo: setup
