@@ -20,7 +20,6 @@ never inflated by neighbouring windows of a training file.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -31,12 +30,16 @@ from typing import Literal
 import numpy as np
 
 from stream.errors import AudioFileError, DatasetError
+from stream.evaluation import (
+    LABELS_CSV,
+    LabelledFile,
+    files_from_csv,
+    files_from_folders,
+)
 from stream.features.spec import FeatureSpec
 
 TaskChoice = Literal["auto", "single", "multi"]
 
-LABELS_CSV = "labels.csv"
-CSV_COLUMNS = ("path", "tags")
 # Peak below which a file counts as digital silence: under one 16-bit LSB
 # (3e-5), so any real recording, even a quiet line, is kept.
 SILENT_PEAK = 2.0**-20
@@ -44,18 +47,9 @@ SILENT_PEAK = 2.0**-20
 MIN_FILES_PER_LABEL = 3
 
 
-@dataclass(frozen=True, slots=True)
-class Clip:
-    """One labelled audio file.
-
-    Attributes
-    ----------
-    path: the file.
-    labels: its label (single) or tags (multi; may be empty: a negative for every tag).
-    """
-
-    path: Path
-    labels: tuple[str, ...]
+# One labelled audio file: ``path`` and its label (single) or tags (multi; may be
+# empty: a negative for every tag). Evaluation lists datasets the same way.
+Clip = LabelledFile
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,42 +137,15 @@ def scan_dataset(path: str | Path, *, task: TaskChoice = "auto") -> DatasetIndex
     if task == "multi" or (task == "auto" and csv_path.is_file()):
         if not csv_path.is_file():
             raise DatasetError(f"dataset {str(root)!r}: task 'multi' needs {LABELS_CSV}")
-        clips = _clips_from_csv(csv_path)
+        clips = files_from_csv(csv_path)
         index_root, resolved = csv_path.parent, "multi"
     else:
         if not root.is_dir():
             raise DatasetError(f"dataset {str(root)!r} is not a folder")
-        clips = _clips_from_folders(root)
+        clips = files_from_folders(root)
         index_root, resolved = root, "single"
     labels = check_labels(index_root, clips)
     return DatasetIndex(index_root, resolved, labels, tuple(clips))  # type: ignore[arg-type]
-
-
-def _clips_from_folders(root: Path) -> list[Clip]:
-    from stream.audio.files import audio_files
-
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    return [Clip(file, (folder.name,)) for folder in folders for file in audio_files(folder)]
-
-
-def _clips_from_csv(csv_path: Path) -> list[Clip]:
-    with csv_path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        columns = tuple(reader.fieldnames or ())
-        unknown = sorted(set(columns) - set(CSV_COLUMNS))
-        missing = [c for c in CSV_COLUMNS if c not in columns]
-        if unknown or missing:
-            raise DatasetError(
-                f"{csv_path}: columns must be exactly 'path,tags' (unknown: "
-                f"{', '.join(unknown) or 'none'}; missing: {', '.join(missing) or 'none'})"
-            )
-        clips = []
-        for line, row in enumerate(reader, start=2):
-            if not row["path"]:
-                raise DatasetError(f"{csv_path} line {line}: empty 'path'")
-            tags = tuple(sorted({t.strip() for t in (row["tags"] or "").split(";") if t.strip()}))
-            clips.append(Clip(csv_path.parent / row["path"], tags))
-    return clips
 
 
 def check_labels(

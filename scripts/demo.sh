@@ -61,10 +61,8 @@ done
 grep -q "Ready" "$LOG_DIR/worker.log" || {
   echo "worker not ready after 120 s; last lines of its log:"; tail -20 "$LOG_DIR/worker.log"; exit 1; }
 
-echo "==> live label and speaker events (tympan tail)"
+echo "==> live label events (tympan tail)"
 $BIN/tympan tail --topic labels --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" &
-pids+=($!)
-$BIN/tympan tail --topic speakers --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" &
 pids+=($!)
 
 echo "==> playing the sample calls in real time (tympan produce --realtime)"
@@ -93,6 +91,12 @@ fi
 for pid in "${producers[@]}"; do wait "$pid"; done
 n_streams=$(( ${#tel[@]} + ${#wide[@]} + ${#music[@]} ))
 
+sleep 2
+kill -TERM "${pids[1]}" 2>/dev/null   # the live tail: the calls are over
+echo
+echo "==> speaker decisions (an event when a voice becomes confident or changes)"
+$BIN/tympan tail --topic speakers --from-beginning --idle-exit 3 \
+  --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX"
 echo
 echo "==> end-of-stream summaries"
 $BIN/tympan tail --topic summaries --from-beginning --max "$n_streams" --idle-exit 30 \

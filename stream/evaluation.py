@@ -38,7 +38,8 @@ Task = Literal["single", "multi"]
 
 @dataclass(frozen=True, slots=True)
 class LabelledFile:
-    """One audio file and its label (single) or tags (multi; may be empty)."""
+    """One audio file and its label (single) or tags (multi; may be empty: a negative
+    for every tag). Training (``models.datasets.Clip``) lists files as these too."""
 
     path: Path
     labels: tuple[str, ...]
@@ -67,10 +68,10 @@ def scan_labelled(path: str | Path) -> LabelledSet:
         raise DatasetError(f"dataset {str(root)!r} does not exist")
     csv_path = root if root.suffix.lower() == ".csv" else root / LABELS_CSV
     if csv_path.is_file():
-        files, task = _from_csv(csv_path), "multi"
+        files, task = files_from_csv(csv_path), "multi"
         root = csv_path.parent
     elif root.is_dir():
-        files, task = _from_folders(root), "single"
+        files, task = files_from_folders(root), "single"
     else:
         raise DatasetError(f"dataset {str(root)!r} is neither a folder nor a CSV")
     if not files:
@@ -82,17 +83,31 @@ def scan_labelled(path: str | Path) -> LabelledSet:
     return LabelledSet(root, task, labels, tuple(files))  # type: ignore[arg-type]
 
 
-def _from_folders(root: Path) -> list[LabelledFile]:
+def files_from_folders(root: Path) -> list[LabelledFile]:
+    """Audio files of ``root/<label>/``, labelled by their folder (hidden ones skipped)."""
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     return [LabelledFile(f, (d.name,)) for d in folders for f in audio_files(d)]
 
 
-def _from_csv(csv_path: Path) -> list[LabelledFile]:
+def files_from_csv(csv_path: Path) -> list[LabelledFile]:
+    """Rows of a ``path,tags`` CSV; paths are relative to the CSV, tags ``;``-separated.
+
+    Raises
+    ------
+    DatasetError
+        Columns other than exactly ``path,tags``, or a row with an empty path; the
+        message names the CSV (and the line).
+    """
     with csv_path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         columns = tuple(reader.fieldnames or ())
-        if sorted(columns) != sorted(CSV_COLUMNS):
-            raise DatasetError(f"{csv_path}: columns must be exactly 'path,tags', got {columns}")
+        unknown = sorted(set(columns) - set(CSV_COLUMNS))
+        missing = [c for c in CSV_COLUMNS if c not in columns]
+        if unknown or missing:
+            raise DatasetError(
+                f"{csv_path}: columns must be exactly 'path,tags' (unknown: "
+                f"{', '.join(unknown) or 'none'}; missing: {', '.join(missing) or 'none'})"
+            )
         out = []
         for line, row in enumerate(reader, start=2):
             if not row["path"]:

@@ -18,15 +18,14 @@ import pytest
 from worker_harness import (
     REPO,
     WorkerFarm,
-    by_id,
-    comparable,
+    assert_same_events,
     expected_events,
     interleave,
     produce,
-    read_json,
     stream_frames,
     tiny_model,
-    wait_for,
+    wait_for_count,
+    wait_for_ids,
 )
 
 from stream.kafka_client import KafkaClientConfig
@@ -89,8 +88,10 @@ def test_broker_restart_mid_stream_loses_no_window(
     try:
         farm.spawn()
         produce(bootstrap, topics, interleave(half))
-        wait_for(
-            lambda: len(read_json(bootstrap, topics.labels)) >= 6,
+        wait_for_count(
+            bootstrap,
+            topics.labels,
+            6,
             timeout_s=90,
             what="label events before the restart",
             farm=farm,
@@ -98,27 +99,18 @@ def test_broker_restart_mid_stream_loses_no_window(
         private_broker.run("down")
         private_broker.run("up")
         produce(bootstrap, topics, interleave(rest))
-        wait_for(
-            lambda: len(read_json(bootstrap, topics.summaries)) >= 3,
+        wait_for_count(
+            bootstrap,
+            topics.summaries,
+            3,
             timeout_s=180,
             what="3 summaries after the broker restart",
             farm=farm,
         )
-        labels = wait_for(
-            lambda: (
-                (ev := read_json(bootstrap, topics.labels))
-                and set(expected_labels) <= {e["event_id"] for e in ev}
-                and ev
-            ),
-            timeout_s=30,
-            what="every window's label event",
-            farm=farm,
+        labels = wait_for_ids(
+            bootstrap, topics.labels, expected_labels, what="every window's label event", farm=farm
         )
     finally:
         farm.stop_all()
 
-    got = by_id(labels)
-    assert set(got) == set(expected_labels)
-    for eid, copies in got.items():
-        for copy in copies:
-            assert comparable(copy) == comparable(expected_labels[eid])
+    assert_same_events(labels, expected_labels)

@@ -32,6 +32,7 @@ from worker_harness import (
     read_json,
     stream_frames,
     wait_for,
+    wait_for_count,
 )
 
 from stream.inference.testing import make_tiny_model_dir, perturb_golden
@@ -135,8 +136,10 @@ def test_publish_swaps_models_mid_stream_and_refuses_a_tampered_one(
         assert refused[-1]["state"] == "refused" and "sha256" in refused[-1]["reason"]
 
         produce(broker, topics, frames[2 * third :])
-        summaries = wait_for(
-            lambda: (s := read_json(broker, topics.summaries)) and len(s) >= len(CALLS) and s,
+        summaries = wait_for_count(
+            broker,
+            topics.summaries,
+            len(CALLS),
             timeout_s=120,
             what="both calls' summaries",
             farm=farm,

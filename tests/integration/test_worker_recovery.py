@@ -7,8 +7,7 @@ from pathlib import Path
 
 from worker_harness import (
     WorkerFarm,
-    by_id,
-    committed_lag,
+    assert_same_events,
     comparable,
     expected_events,
     interleave,
@@ -16,7 +15,9 @@ from worker_harness import (
     read_json,
     stream_frames,
     tiny_model,
-    wait_for,
+    wait_for_count,
+    wait_for_ids,
+    wait_until_committed,
 )
 
 from stream.topics import Topics
@@ -38,8 +39,10 @@ def test_sigkill_mid_stream_loses_no_window(broker: str, topics: Topics, tmp_pat
     try:
         victim = farm.spawn()
         produce(broker, topics, interleave(first))
-        wait_for(
-            lambda: len(read_json(broker, topics.labels)) >= 12,
+        wait_for_count(
+            broker,
+            topics.labels,
+            12,
             timeout_s=90,
             what="label events before the kill",
             farm=farm,
@@ -49,41 +52,30 @@ def test_sigkill_mid_stream_loses_no_window(broker: str, topics: Topics, tmp_pat
         produce(broker, topics, interleave(rest))
         survivor = farm.spawn()
 
-        summaries = wait_for(
-            lambda: (s := read_json(broker, topics.summaries)) and len(s) >= 4 and s,
+        summaries = wait_for_count(
+            broker,
+            topics.summaries,
+            4,
             timeout_s=120,
             what="4 summaries after the restart",
             farm=farm,
         )
-        labels = wait_for(
-            lambda: (
-                (ev := read_json(broker, topics.labels))
-                and set(expected_labels) <= {e["event_id"] for e in ev}
-                and ev
-            ),
-            timeout_s=30,
-            what="every window's label event",
-            farm=farm,
+        labels = wait_for_ids(
+            broker, topics.labels, expected_labels, what="every window's label event", farm=farm
         )
-        wait_for(
-            lambda: (
-                committed_lag(broker, farm.app_id, topics.audio, topics.audio_partitions)[0] == 0
-            ),
-            timeout_s=30,
+        wait_until_committed(
+            broker,
+            topics,
+            farm,
             what="offsets committed to the end once every stream is delivered",
-            farm=farm,
         )
         assert "Traceback" not in survivor.log_text()
     finally:
         farm.stop_all()
 
-    got = by_id(labels)
-    assert set(got) == set(expected_labels), "a window is missing or unexpected"
+    got = assert_same_events(labels, expected_labels)
     replayed = sum(len(copies) - 1 for copies in got.values())
     assert replayed > 0, "the restart should have replayed the open streams from their start"
-    for eid, copies in got.items():
-        for copy in copies:  # duplicates after recovery: same id, same content
-            assert comparable(copy) == comparable(expected_labels[eid])
     for summary in summaries:
         expected = expected_summaries[summary["event_id"]]
         assert comparable(summary) == comparable(expected)

@@ -8,16 +8,17 @@ from pathlib import Path
 
 from worker_harness import (
     WorkerFarm,
-    by_id,
-    committed_lag,
+    assert_same_events,
     comparable,
     expected_events,
     interleave,
     produce,
-    read_json,
     stream_frames,
     tiny_model,
     wait_for,
+    wait_for_count,
+    wait_for_ids,
+    wait_until_committed,
 )
 
 from stream.topics import Topics
@@ -49,8 +50,10 @@ def test_second_worker_takes_partitions_without_loss(
     try:
         one = farm.spawn()
         produce(broker, topics, interleave(first))
-        wait_for(
-            lambda: len(read_json(broker, topics.labels)) >= N_STREAMS,
+        wait_for_count(
+            broker,
+            topics.labels,
+            N_STREAMS,
             timeout_s=90,
             what="label events from the first worker",
             farm=farm,
@@ -63,29 +66,19 @@ def test_second_worker_takes_partitions_without_loss(
             farm=farm,
         )
         produce(broker, topics, interleave(rest))
-        summaries = wait_for(
-            lambda: (s := read_json(broker, topics.summaries)) and len(s) >= N_STREAMS and s,
+        summaries = wait_for_count(
+            broker,
+            topics.summaries,
+            N_STREAMS,
             timeout_s=120,
             what=f"{N_STREAMS} summaries",
             farm=farm,
         )
-        labels = wait_for(
-            lambda: (
-                (ev := read_json(broker, topics.labels))
-                and set(expected_labels) <= {e["event_id"] for e in ev}
-                and ev
-            ),
-            timeout_s=30,
-            what="every window's label event",
-            farm=farm,
+        labels = wait_for_ids(
+            broker, topics.labels, expected_labels, what="every window's label event", farm=farm
         )
-        wait_for(
-            lambda: (
-                committed_lag(broker, farm.app_id, topics.audio, topics.audio_partitions)[0] == 0
-            ),
-            timeout_s=30,
-            what="offsets committed to the end by the two workers",
-            farm=farm,
+        wait_until_committed(
+            broker, topics, farm, what="offsets committed to the end by the two workers"
         )
         assert "Traceback" not in one.log_text() + two.log_text()
         one_parts, two_parts = _assigned(one.log_text()), _assigned(two.log_text())
@@ -95,11 +88,7 @@ def test_second_worker_takes_partitions_without_loss(
 
     assert one_parts and two_parts and not set(one_parts) & set(two_parts)
     assert closed_by_two > 0, "the second worker closed no stream"
-    got = by_id(labels)
-    assert set(got) == set(expected_labels)
-    for eid, copies in got.items():
-        for copy in copies:
-            assert comparable(copy) == comparable(expected_labels[eid])
+    assert_same_events(labels, expected_labels)
     assert {s["event_id"] for s in summaries} == set(expected_summaries)
     for summary in summaries:
         assert comparable(summary) == comparable(expected_summaries[summary["event_id"]])

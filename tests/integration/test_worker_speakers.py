@@ -11,8 +11,6 @@ synchronous pipeline gives for the same frames.
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from worker_harness import REPO, WorkerFarm, interleave, produce, read_json, wait_for
+from worker_harness import (
+    REPO,
+    WorkerFarm,
+    interleave,
+    module_topics,
+    produce,
+    read_json,
+    wait_for,
+    wait_for_count,
+    wait_for_ids,
+)
 
 from models.corpus import speech  # renders with espeak-ng
 from stream.events import ModelRef
@@ -31,7 +39,7 @@ from stream.pipeline import Pipeline, PipelinePolicy, Record, SpeakerStage, Wind
 from stream.produce import frames_from_array
 from stream.speakers.embedder import SpeakerEmbedder
 from stream.speakers.registry import ModelBinding, SpeakerRegistry, save_registry
-from stream.topics import Topics, delete_topics, ensure_topics
+from stream.topics import Topics
 from stream.wire import AudioFrame, encode_frame
 
 SCENE = REPO / "models" / "zoo" / "scene" / "1"
@@ -110,47 +118,42 @@ def run(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     registry = tmp / "registry"
     embedder = SpeakerEmbedder(SPEAKER)
     _enroll(embedder, registry)
-    client = KafkaClientConfig.from_environ(os.environ, bootstrap_servers=broker)
-    topics = Topics().with_prefix(f"test-worker-speakers-{uuid.uuid4().hex[:8]}")
-    asyncio.run(ensure_topics(client, topics))
-    farm = WorkerFarm(broker, topics, SCENE, tmp)
-    try:
-        farm.spawn("--speaker-model", "speaker-embed", "--speaker-registry", str(registry))
-        call_ab = np.concatenate([_say("anna", 7, TURN_S), _say("bruno", 8, TURN_S)])
-        streams = {
-            "call-ab": _frames("call-ab", call_ab),
-            "call-stranger": _frames("call-stranger", _say("stranger", 9, TURN_S)),
-        }
-        expected_speakers, expected_summaries = _expected(
-            embedder, registry, list(streams.values())
-        )
-        produce(broker, topics, interleave(list(streams.values())))
-        summaries = wait_for(
-            lambda: (s := read_json(broker, topics.summaries)) and len(s) >= len(streams) and s,
-            timeout_s=90,
-            what=f"{len(streams)} summaries",
-            farm=farm,
-        )
-        want = {e["event_id"] for e in expected_speakers}
-        speakers = wait_for(
-            lambda: (
-                (ev := read_json(broker, topics.speakers))
-                and want <= {e["event_id"] for e in ev}
-                and ev
-            ),
-            timeout_s=30,
-            what="every expected speaker event",
-            farm=farm,
-        )
-        yield Run(
-            expected_speakers,
-            expected_summaries,
-            speakers,
-            {s["stream_id"]: s for s in summaries},
-        )
-    finally:
-        farm.stop_all()
-        asyncio.run(delete_topics(client, list(topics.names())))
+    with module_topics(broker, "worker-speakers") as topics:
+        farm = WorkerFarm(broker, topics, SCENE, tmp)
+        try:
+            farm.spawn("--speaker-model", "speaker-embed", "--speaker-registry", str(registry))
+            call_ab = np.concatenate([_say("anna", 7, TURN_S), _say("bruno", 8, TURN_S)])
+            streams = {
+                "call-ab": _frames("call-ab", call_ab),
+                "call-stranger": _frames("call-stranger", _say("stranger", 9, TURN_S)),
+            }
+            expected_speakers, expected_summaries = _expected(
+                embedder, registry, list(streams.values())
+            )
+            produce(broker, topics, interleave(list(streams.values())))
+            summaries = wait_for_count(
+                broker,
+                topics.summaries,
+                len(streams),
+                timeout_s=90,
+                what=f"{len(streams)} summaries",
+                farm=farm,
+            )
+            speakers = wait_for_ids(
+                broker,
+                topics.speakers,
+                {e["event_id"] for e in expected_speakers},
+                what="every expected speaker event",
+                farm=farm,
+            )
+            yield Run(
+                expected_speakers,
+                expected_summaries,
+                speakers,
+                {s["stream_id"]: s for s in summaries},
+            )
+        finally:
+            farm.stop_all()
 
 
 def _mine(events: list[dict[str, Any]], stream_id: str) -> list[dict[str, Any]]:

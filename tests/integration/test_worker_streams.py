@@ -7,12 +7,9 @@ test checks one promise against what the worker wrote to Kafka.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import random
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,20 +20,21 @@ from kafka_helpers import produce_records
 from worker_harness import (
     TYMPAN,
     WorkerFarm,
+    assert_same_events,
     by_id,
-    committed_lag,
     comparable,
     expected_events,
     interleave,
+    module_topics,
     produce,
-    read_json,
     stream_frames,
     tiny_model,
-    wait_for,
+    wait_for_count,
+    wait_for_ids,
+    wait_until_committed,
 )
 
-from stream.kafka_client import KafkaClientConfig
-from stream.topics import Topics, delete_topics, ensure_topics
+from stream.topics import Topics
 from stream.wire import AudioFrame, Encoding
 
 STREAMS: dict[str, dict[str, Any]] = {
@@ -122,60 +120,58 @@ class Run:
 @pytest.fixture(scope="module")
 def run(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     tmp = tmp_path_factory.mktemp("worker-streams")
-    client = KafkaClientConfig.from_environ(os.environ, bootstrap_servers=broker)
-    topics = Topics().with_prefix(f"test-worker-streams-{uuid.uuid4().hex[:8]}")
-    asyncio.run(ensure_topics(client, topics))
-    model_dir = tiny_model(Path(tmp) / "model")
-    farm = WorkerFarm(broker, topics, model_dir, Path(tmp))
-    try:
-        farm.spawn()
-        ordered = {
-            sid: stream_frames(sid, seconds=SECONDS, seed=i, **kw)
-            for i, (sid, kw) in enumerate(STREAMS.items())
-        }
-        ordered[SHUFFLED] = stream_frames(SHUFFLED, seconds=SECONDS, loud=True, seed=99)
-        expected_labels, expected_summaries = expected_events(model_dir, list(ordered.values()))
-        sent = dict(ordered)
-        sent[SHUFFLED] = _shuffled(ordered[SHUFFLED], seed=7)
-        produce(broker, topics, interleave(list(sent.values())))
-        for key, value, headers, _ in GARBAGE:
-            produce_records(broker, topics.audio, [(key, value)], headers=headers)
+    with module_topics(broker, "worker-streams") as topics:
+        model_dir = tiny_model(Path(tmp) / "model")
+        farm = WorkerFarm(broker, topics, model_dir, Path(tmp))
+        try:
+            farm.spawn()
+            ordered = {
+                sid: stream_frames(sid, seconds=SECONDS, seed=i, **kw)
+                for i, (sid, kw) in enumerate(STREAMS.items())
+            }
+            ordered[SHUFFLED] = stream_frames(SHUFFLED, seconds=SECONDS, loud=True, seed=99)
+            expected_labels, expected_summaries = expected_events(model_dir, list(ordered.values()))
+            sent = dict(ordered)
+            sent[SHUFFLED] = _shuffled(ordered[SHUFFLED], seed=7)
+            produce(broker, topics, interleave(list(sent.values())))
+            for key, value, headers, _ in GARBAGE:
+                produce_records(broker, topics.audio, [(key, value)], headers=headers)
 
-        summaries = wait_for(
-            lambda: (s := read_json(broker, topics.summaries)) and len(s) >= len(sent) and s,
-            timeout_s=120,
-            what=f"{len(sent)} summaries",
-            farm=farm,
-        )
-        labels = wait_for(
-            lambda: (
-                (ev := read_json(broker, topics.labels))
-                and set(expected_labels) <= {e["event_id"] for e in ev}
-                and ev
-            ),
-            timeout_s=30,
-            what="every expected label event",
-            farm=farm,
-        )
-        rejected = wait_for(
-            lambda: (r := read_json(broker, topics.rejected)) and len(r) >= len(GARBAGE) and r,
-            timeout_s=30,
-            what=f"{len(GARBAGE)} dead letters",
-            farm=farm,
-        )
-        yield Run(
-            broker,
-            topics,
-            expected_labels,
-            expected_summaries,
-            labels,
-            summaries,
-            rejected,
-            farm,
-        )
-    finally:
-        farm.stop_all()
-        asyncio.run(delete_topics(client, list(topics.names())))
+            summaries = wait_for_count(
+                broker,
+                topics.summaries,
+                len(sent),
+                timeout_s=120,
+                what=f"{len(sent)} summaries",
+                farm=farm,
+            )
+            labels = wait_for_ids(
+                broker,
+                topics.labels,
+                expected_labels,
+                what="every expected label event",
+                farm=farm,
+            )
+            rejected = wait_for_count(
+                broker,
+                topics.rejected,
+                len(GARBAGE),
+                timeout_s=30,
+                what=f"{len(GARBAGE)} dead letters",
+                farm=farm,
+            )
+            yield Run(
+                broker,
+                topics,
+                expected_labels,
+                expected_summaries,
+                labels,
+                summaries,
+                rejected,
+                farm,
+            )
+        finally:
+            farm.stop_all()
 
 
 def test_every_stream_gets_its_label_in_every_encoding(run: Run) -> None:
@@ -189,11 +185,7 @@ def test_every_stream_gets_its_label_in_every_encoding(run: Run) -> None:
 
 
 def test_label_events_equal_the_synchronous_pipeline(run: Run) -> None:
-    got = by_id(run.labels)
-    assert set(got) == set(run.expected_labels)
-    for eid, expected in run.expected_labels.items():
-        for event in got[eid]:
-            assert comparable(event) == comparable(expected)
+    assert_same_events(run.labels, run.expected_labels)
 
 
 def test_summaries_describe_each_whole_stream(run: Run) -> None:
@@ -235,18 +227,8 @@ def test_garbage_records_are_dead_lettered_with_reasons(run: Run) -> None:
 def test_offsets_are_committed_once_every_stream_is_delivered(run: Run) -> None:
     # every stream ended and every dead letter was delivered: nothing is pinned, so
     # the group's committed offsets reach the end of the audio topic
-    def caught_up() -> bool:
-        behind, total = committed_lag(
-            run.broker, run.farm.app_id, run.topics.audio, run.topics.audio_partitions
-        )
-        assert total > 0
-        return behind == 0
-
-    wait_for(
-        caught_up,
-        timeout_s=30,
-        what="committed offsets at the end of the audio topic",
-        farm=run.farm,
+    wait_until_committed(
+        run.broker, run.topics, run.farm, what="committed offsets at the end of the audio topic"
     )
     assert "Traceback" not in run.farm.workers[0].log_text()
 

@@ -19,7 +19,8 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,10 @@ from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.inference.session import OnnxModel
 from stream.inference.testing import make_tiny_model_dir
+from stream.kafka_client import KafkaClientConfig
 from stream.pipeline import Pipeline, PipelinePolicy, Record, run_sync
 from stream.produce import frames_from_array, frames_from_payload, produce_frames
-from stream.topics import Topics
+from stream.topics import Topics, delete_topics, ensure_topics
 from stream.wire import AudioFrame, Encoding, encode_frame
 
 REPO = Path(__file__).resolve().parents[2]
@@ -240,6 +242,69 @@ def wait_for(
         time.sleep(1.0)
 
 
+def wait_for_count(
+    broker: str, topic: str, n: int, *, timeout_s: float, what: str, farm: WorkerFarm
+) -> list[dict[str, Any]]:
+    """Wait until ``topic`` holds at least ``n`` events; return all of them."""
+    return wait_for(
+        lambda: (events := read_json(broker, topic)) and len(events) >= n and events,
+        timeout_s=timeout_s,
+        what=what,
+        farm=farm,
+    )
+
+
+def wait_for_ids(
+    broker: str,
+    topic: str,
+    want: Iterable[str],
+    *,
+    what: str,
+    farm: WorkerFarm,
+    timeout_s: float = 30,
+) -> list[dict[str, Any]]:
+    """Wait until every event id in ``want`` is on ``topic``; return all its events
+    (duplicates included, so callers can check them too)."""
+    wanted = set(want)
+    return wait_for(
+        lambda: (
+            (events := read_json(broker, topic))
+            and wanted <= {e["event_id"] for e in events}
+            and events
+        ),
+        timeout_s=timeout_s,
+        what=what,
+        farm=farm,
+    )
+
+
+def wait_until_committed(
+    broker: str, topics: Topics, farm: WorkerFarm, *, what: str, timeout_s: float = 30
+) -> None:
+    """Wait until the farm's group has committed offsets to the end of the audio topic:
+    the sign that nothing is pinned by an undelivered event any more."""
+
+    def caught_up() -> bool:
+        behind, total = committed_lag(broker, farm.app_id, topics.audio, topics.audio_partitions)
+        assert total > 0, f"{topics.audio} is empty"
+        return behind == 0
+
+    wait_for(caught_up, timeout_s=timeout_s, what=what, farm=farm)
+
+
+@contextmanager
+def module_topics(broker: str, name: str) -> Iterator[Topics]:
+    """Tympan's topics under a unique ``test-<name>-<uuid>`` prefix, for a module-scoped
+    fixture (conftest's ``topics`` is per test); deleted afterwards."""
+    client = KafkaClientConfig.from_environ(os.environ, bootstrap_servers=broker)
+    topics = Topics().with_prefix(f"test-{name}-{uuid.uuid4().hex[:8]}")
+    asyncio.run(ensure_topics(client, topics))
+    try:
+        yield topics
+    finally:
+        asyncio.run(delete_topics(client, list(topics.names())))
+
+
 def comparable(event: dict[str, Any]) -> dict[str, Any]:
     """An event without what legitimately differs between two runs (latency) and with
     scores rounded to the precision batching can move them (onnxruntime kernels may
@@ -259,6 +324,20 @@ def by_id(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     for event in events:
         out.setdefault(event["event_id"], []).append(event)
     return out
+
+
+def assert_same_events(
+    got: Iterable[dict[str, Any]], expected: dict[str, dict[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Assert the events ``got`` are exactly the ``expected`` ones (by event id), every
+    copy -- duplicates from replays included -- with the expected content; return
+    them grouped by id."""
+    grouped = by_id(got)
+    assert set(grouped) == set(expected), "a window is missing or unexpected"
+    for eid, copies in grouped.items():
+        for copy in copies:  # a replayed duplicate has the same id and the same content
+            assert comparable(copy) == comparable(expected[eid])
+    return grouped
 
 
 def committed_lag(broker: str, group: str, topic: str, partitions: int) -> tuple[int, int]:
