@@ -20,7 +20,7 @@ from typing import Any, cast
 import numpy as np
 
 from stream.errors import ContractError, FeatureSpecError, ModelError
-from stream.features.spec import FeatureSpec
+from stream.features.spec import FeatureSpec, read_spec
 
 
 def register(subparsers: Any) -> None:
@@ -110,11 +110,7 @@ def _report(args: argparse.Namespace) -> dict[str, Any]:
 def _spec(args: argparse.Namespace, report: dict[str, Any]) -> FeatureSpec:
     beside = args.keras_file.parent / "spec.json"
     if args.spec or beside.is_file():
-        path = args.spec or beside
-        try:
-            spec = FeatureSpec.from_json(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise FeatureSpecError(f"{path}: cannot read FeatureSpec: {exc}") from exc
+        spec = read_spec(args.spec or beside)
     elif isinstance(report.get("spec"), dict):
         spec = FeatureSpec.from_dict(report["spec"])
     else:

@@ -291,10 +291,13 @@ def _thresholds(
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     """Round-trip through JSON so numpy scalars and tuples become plain JSON values."""
-    return dict(json.loads(json.dumps(data, default=_plain)))
+    return dict(json.loads(json.dumps(data, default=json_default)))
 
 
-def _plain(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` for what training reports hold: numpy scalars and
+    arrays become plain numbers and lists, paths strings (``models.report`` uses it
+    too, so a report and a manifest write the same values the same way)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

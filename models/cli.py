@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stream.errors import ContractError, FeatureSpecError
+from stream.errors import ContractError
 
 
 def register(subparsers: Any) -> None:
@@ -101,37 +101,16 @@ def train_and_export(args: argparse.Namespace) -> Path:
         args.data_dir, spec=_spec(args.spec), config=config, name=name, version=args.version
     )
     if not args.no_export:
-        from exporters.export import export_model
-
-        target = export_model(
-            trained.model,
-            spec=trained.spec,
-            labels=trained.labels,
-            out_dir=args.out,
-            name=name,
-            version=args.version,
-            golden_x=trained.golden_x,
-            task=trained.task,
-            thresholds=trained.thresholds,
-            training_summary=trained.training_summary(),
-            metrics=trained.headline_metrics(),
-            macs=trained.macs,
-            overwrite=args.overwrite,
-        )
+        target = trained.export(args.out, name=name, version=args.version, overwrite=args.overwrite)
     save_outputs(trained, target)
     _print_summary(trained.report, file=sys.stderr)
     return target
 
 
 def _spec(path: Path | None) -> Any:
-    from stream.features.spec import FeatureSpec
+    from stream.features.spec import FeatureSpec, read_spec
 
-    if path is None:
-        return FeatureSpec()
-    try:
-        return FeatureSpec.from_json(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise FeatureSpecError(f"{path}: cannot read FeatureSpec: {exc}") from exc
+    return FeatureSpec() if path is None else read_spec(path)
 
 
 def _print_summary(report: dict[str, Any], *, file: Any) -> None:

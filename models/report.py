@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from exporters.export import json_default
+
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 CONFUSION_PNG = "confusion_matrix.png"
@@ -163,7 +165,7 @@ def write_report(out_dir: Path, report: Mapping[str, Any]) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.md``; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / REPORT_JSON, out_dir / REPORT_MD
-    json_path.write_text(json.dumps(report, indent=2, default=_plain) + "\n")
+    json_path.write_text(json.dumps(report, indent=2, default=json_default) + "\n")
     md_path.write_text(render_markdown(report))
     return json_path, md_path
 
@@ -292,13 +294,3 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")

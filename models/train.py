@@ -137,6 +137,28 @@ class TrainedModel:
             **self.report["training"],
         }
 
+    def export(self, out_dir: Path, *, name: str, version: str, overwrite: bool) -> Path:
+        """Export to ONNX under ``out_dir/name/version`` behind the parity gate, with the
+        held-out figures in the manifest; returns the model directory. One call for
+        ``tympan train`` and the zoo recipes, so both ship the same manifest fields."""
+        from exporters.export import export_model
+
+        return export_model(
+            self.model,
+            spec=self.spec,
+            labels=self.labels,
+            out_dir=out_dir,
+            name=name,
+            version=version,
+            golden_x=self.golden_x,
+            task=self.task,
+            thresholds=self.thresholds,
+            training_summary=self.training_summary(),
+            metrics=self.headline_metrics(),
+            macs=self.macs,
+            overwrite=overwrite,
+        )
+
 
 def configure_tensorflow(*, seed: int, threads: int) -> None:
     """Quiet logs, fixed threads, seeded and deterministic ops; call before training.

@@ -13,12 +13,12 @@ the mapping its caller (a CLI module, ``stream.settings``) chose to pass.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
-from stream.errors import ConfigError
+from stream.errors import BrokerError, ConfigError
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -253,6 +253,41 @@ class KafkaClientConfig:
         if context is not None:
             return faust.SSLCredentials(context)
         return None
+
+
+async def send_acked(
+    client: KafkaClientConfig,
+    topic: str,
+    records: Iterable[tuple[bytes, bytes | None]],
+    *,
+    what: str,
+    max_request_size: int | None = None,
+) -> None:
+    """Send ``(key, value)`` records one at a time, each acknowledged by every in-sync
+    replica before the next: for the few records (control announcements, registry
+    enrollments) whose loss or reordering would leave workers disagreeing.
+
+    Raises
+    ------
+    BrokerError
+        The broker cannot be reached or refuses a record; the message names ``what``
+        was being published, the topic and the brokers.
+    """
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    extra = {} if max_request_size is None else {"max_request_size": max_request_size}
+    producer = AIOKafkaProducer(**client.aiokafka_kwargs(), acks="all", **extra)
+    try:
+        await producer.start()
+        for key, value in records:
+            await producer.send_and_wait(topic, value=value, key=key)
+    except KafkaError as exc:
+        raise BrokerError(
+            f"cannot publish {what} to {topic!r} on {client.bootstrap_servers}: {exc!r}"
+        ) from exc
+    finally:
+        await producer.stop()
 
 
 def _split_bootstrap(bootstrap_servers: str) -> list[str]:

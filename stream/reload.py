@@ -49,7 +49,7 @@ from stream.features.spec import FeatureSpec
 from stream.inference.golden import GOLDEN_TOLERANCE
 from stream.inference.manifest import MANIFEST_FILE, load_manifest, sha256_file
 from stream.inference.session import Device, OnnxModel
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka_client import KafkaClientConfig, send_acked
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ def status_key(worker: str, role: str) -> bytes:
 
 
 def check_role(role: str) -> str:
+    """``role`` if a worker serves it; checked where a role enters (CLI flag, control
+    record), so a typo is refused there rather than announced and never applied."""
     if role not in ROLES:
         raise ConfigError(f"model role {role!r} is not one of {', '.join(ROLES)}")
     return role
@@ -425,20 +427,7 @@ async def publish_records(
     client: KafkaClientConfig, topic: str, records: Iterable[tuple[bytes, bytes]]
 ) -> None:
     """Send ``(key, value)`` records to the control topic and wait for the broker's acks."""
-    from aiokafka import AIOKafkaProducer
-    from aiokafka.errors import KafkaError
-
-    producer = AIOKafkaProducer(**client.aiokafka_kwargs(), acks="all")
-    try:
-        await producer.start()
-        for key, value in records:
-            await producer.send_and_wait(topic, value=value, key=key)
-    except KafkaError as exc:
-        raise BrokerError(
-            f"cannot publish to control topic {topic!r} on {client.bootstrap_servers}: {exc!r}"
-        ) from exc
-    finally:
-        await producer.stop()
+    await send_acked(client, topic, records, what="model announcements")
 
 
 # -- following ----------------------------------------------------------------------------

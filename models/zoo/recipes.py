@@ -170,28 +170,12 @@ def build(
     progress: bool = True,
 ) -> Path:
     """Render, train, export and document one recipe; returns the model directory."""
-    from exporters.export import export_model
-
     data = render_corpus(recipe, work_dir, rerender=rerender)
     config = _with(recipe.train, seed=recipe.seed, progress=progress)
     trained = train(
         _relative(data), spec=recipe.spec, config=config, name=recipe.name, version=recipe.version
     )
-    target = export_model(
-        trained.model,
-        spec=trained.spec,
-        labels=trained.labels,
-        out_dir=repo,
-        name=recipe.name,
-        version=recipe.version,
-        golden_x=trained.golden_x,
-        task=trained.task,
-        thresholds=trained.thresholds,
-        training_summary=trained.training_summary(),
-        metrics=trained.headline_metrics(),
-        macs=trained.macs,
-        overwrite=True,
-    )
+    target = trained.export(repo, name=recipe.name, version=recipe.version, overwrite=True)
     if recipe.breakdown_column is not None:
         trained.report["test"]["by_" + recipe.breakdown_column] = breakdown(
             trained, data, recipe.breakdown_column

@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from stream.errors import FeatureSpecError
@@ -142,6 +143,23 @@ class FeatureSpec:
         if not isinstance(data, dict):
             raise FeatureSpecError("FeatureSpec JSON must be an object")
         return cls.from_dict(data)
+
+
+def read_spec(path: str | Path) -> FeatureSpec:
+    """The FeatureSpec in a JSON file (a ``--spec`` flag's argument).
+
+    Raises
+    ------
+    FeatureSpecError
+        The file cannot be read or holds no valid FeatureSpec; the message names the
+        file, so a CLI can print it as it is.
+    """
+    try:
+        return FeatureSpec.from_json(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise FeatureSpecError(f"{path}: cannot read FeatureSpec: {exc}") from exc
+    except FeatureSpecError as exc:
+        raise FeatureSpecError(f"{path}: {exc}") from exc
 
 
 def _problems(spec: FeatureSpec) -> list[str]:

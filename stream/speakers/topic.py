@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from stream.errors import BrokerError, RegistryError
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka_client import KafkaClientConfig, send_acked
 from stream.speakers.registry import ModelBinding, SpeakerRegistry, check_name
 from stream.speakers.scoring import DEFAULT_SCORING, ScoringConfig, SpeakerScorer
 from stream.topics import describe_topics
@@ -122,27 +122,13 @@ async def publish(
 
     Returns the number of records sent.
     """
-    from aiokafka import AIOKafkaProducer
-    from aiokafka.errors import KafkaError
-
     records: list[tuple[bytes, bytes | None]] = [
         encode_enrollment(registry, n) for n in (registry if names is None else names)
     ]
     records += [(check_name(n).encode("utf-8"), None) for n in removed]
-    producer = AIOKafkaProducer(
-        **client.aiokafka_kwargs(), acks="all", max_request_size=8 * 1024 * 1024
+    await send_acked(
+        client, topic, records, what="the speaker registry", max_request_size=8 * 1024 * 1024
     )
-    try:
-        await producer.start()
-        for key, value in records:
-            await producer.send_and_wait(topic, value=value, key=key)
-    except KafkaError as exc:
-        raise BrokerError(
-            f"cannot publish the speaker registry to {topic!r} on "
-            f"{client.bootstrap_servers}: {exc!r}"
-        ) from exc
-    finally:
-        await producer.stop()
     return len(records)
 
 

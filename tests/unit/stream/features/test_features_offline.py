@@ -264,3 +264,19 @@ def test_spec_rejects_window_shorter_than_a_frame_and_bad_dct() -> None:
         FeatureSpec(n_fft=2048, win_length=2048, window_seconds=0.1)
     with pytest.raises(FeatureSpecError):
         FeatureSpec(dct_type=5)
+
+
+def test_read_spec_round_trips_and_names_the_file(tmp_path: Path) -> None:
+    from stream.features.spec import read_spec
+
+    path = tmp_path / "spec.json"
+    spec = FeatureSpec(n_mels=40)
+    path.write_text(spec.to_json())
+    assert read_spec(path) == spec
+    path.write_text('{"n_mels": 40, "bogus": 1}')
+    with pytest.raises(
+        FeatureSpecError, match=r"spec\.json: unknown FeatureSpec field\(s\): bogus"
+    ):
+        read_spec(path)
+    with pytest.raises(FeatureSpecError, match=r"missing\.json: cannot read FeatureSpec"):
+        read_spec(tmp_path / "missing.json")
