@@ -302,8 +302,8 @@ def _faust_settings(settings: WorkerSettings) -> dict[str, Any]:
         "broker_heartbeat_interval": settings.session_timeout_s / 4,
         "producer_acks": -1,
         # events of a few ms share one producer batch and request instead of each
-        # opening its own (aiokafka's create_builder per event was 6 % of the worker);
-        # adds at most PRODUCER_LINGER_S to an event's latency
+        # opening its own (~20 % less CPU per send, benchmarks/RESULTS.md); adds at
+        # most PRODUCER_LINGER_S to an event's latency
         "producer_linger": PRODUCER_LINGER_S,
         "producer_max_batch_size": PRODUCER_MAX_BATCH_BYTES,
         "web_enabled": settings.web_port != 0,
