@@ -1,9 +1,12 @@
-"""End-to-end capacity: K concurrent real-time calls through Kafka and one ``tympan worker``.
+"""End-to-end capacity: K concurrent real-time calls through Kafka and ``tympan worker``.
 
 What one level of the sweep does (all on this machine, the broker included):
 
-1. a fresh topic set (unique prefix) and one ``.venv/bin/tympan worker`` subprocess
-   (its own consumer group) are started once for the whole sweep;
+1. a fresh topic set (unique prefix) and ``--workers N`` (default 1)
+   ``.venv/bin/tympan worker`` subprocesses are started once for the whole sweep:
+   one consumer group (same app id), separate data dirs, ``--web-port 0``; the
+   levels start once every worker's latest assignment is non-empty and together
+   they cover every audio partition (the audio topic has 8);
 2. a producer subprocess (this file, ``_produce`` mode) plays ``K`` 16 kHz PCM calls
    in real time: 100 ms chunks, each call starting at a different moment of the
    first ``ramp_s`` (so sends are spread evenly over every 100 ms), for
@@ -15,11 +18,13 @@ What one level of the sweep does (all on this machine, the broker included):
    window's last sample (``capture_time_s`` in the label event, derived by the
    worker from the frames' ``capture-us`` header); ``emit`` latency uses the event
    record's Kafka ``CreateTime`` (when the worker sent it) instead;
-4. CPU time of the worker, producer, broker and this reader comes from
+4. CPU time of the workers, producer, broker and this reader comes from
    ``/proc/<pid>/stat`` over the measured interval, and whole-machine busy time from
    ``/proc/stat`` (other people's jobs on the shared cores show up as "other");
-   ``str/core`` is the worker's cost: windows it emitted while metered per
-   CPU-second it used, ÷ 2 (a real-time stream makes 2 windows per second).
+   ``worker`` is the sum over the worker processes (each one is in ``cpu_cores`` as
+   ``worker0``, ``worker1``, … when ``N`` > 1); ``str/core`` is the workers' cost:
+   windows they emitted while metered per CPU-second they used, ÷ 2 (a real-time
+   stream makes 2 windows per second).
 
 A level *keeps up* when every expected window's event arrives and latency does not
 drift up over the run (median of the last quarter of windows within ``drift_ms`` of
@@ -34,6 +39,7 @@ Run::
     .venv/bin/python benchmarks/bench_e2e.py --quick          # < 3 min, `make bench`
     .venv/bin/python benchmarks/bench_e2e.py --streams 100 300 600 1000 --duration-s 30
     .venv/bin/python benchmarks/bench_e2e.py --streams 400 --profile /tmp/w.txt  # py-spy
+    .venv/bin/python benchmarks/bench_e2e.py --workers 2 --streams 300 400 500 600
     .venv/bin/python benchmarks/bench_e2e.py _pipeline models/zoo/scene/1 1000 8
 
 The last line is ``max_streams=<K> p99_ms=<x>`` (``max_streams=0`` and the smallest
@@ -47,6 +53,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,6 +73,7 @@ SR = 16000
 CHUNK_MS = 100
 TICK_S = 0.005
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+ASSIGNED = re.compile(r"partitions assigned: \[([0-9, ]*)\]")
 
 
 # -- CPU accounting ----------------------------------------------------------------------
@@ -262,16 +270,12 @@ class Worker:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def wait_assigned(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            text = self.log()
-            if "partitions assigned: [0" in text:
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited ({self.proc.returncode}):\n{text[-3000:]}")
-            time.sleep(0.3)
-        raise RuntimeError(f"worker got no partitions in {timeout_s} s:\n{self.log()[-3000:]}")
+    def assignment(self) -> list[int] | None:
+        """Audio partitions of the worker's latest ``partitions assigned: [...]`` line."""
+        found = ASSIGNED.findall(self.log())
+        if not found:
+            return None
+        return [int(p) for p in found[-1].replace(",", " ").split()]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -284,6 +288,28 @@ class Worker:
                 self.proc.wait(10)
 
 
+def wait_assigned(workers: list[Worker], n_partitions: int, timeout_s: float) -> None:
+    """Return once every worker's latest assignment is non-empty, no partition is in
+    two of them and together they hold all ``n_partitions`` (a rebalance is over)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        latest = [w.assignment() for w in workers]
+        held = [p for parts in latest if parts for p in parts]
+        if all(latest) and sorted(held) == list(range(n_partitions)):
+            return
+        for w in workers:
+            if w.proc.poll() is not None:
+                raise RuntimeError(
+                    f"worker {w.log_path.name} exited ({w.proc.returncode}):\n{w.log()[-3000:]}"
+                )
+        time.sleep(0.3)
+    state = ", ".join(f"{w.log_path.name}: {w.assignment()}" for w in workers)
+    raise RuntimeError(
+        f"workers did not share the {n_partitions} audio partitions in {timeout_s} s "
+        f"({state}):\n{workers[-1].log()[-3000:]}"
+    )
+
+
 def start_worker(
     broker: str,
     prefix: str,
@@ -293,6 +319,7 @@ def start_worker(
     profile: Path | None,
     extra_env: dict[str, str],
     lean: bool = False,
+    index: int = 0,
 ) -> Worker:
     args = [
         str(TYMPAN),
@@ -306,7 +333,7 @@ def start_worker(
         "--app-id",
         f"{prefix}-worker",
         "--data-dir",
-        str(tmp / "worker-data"),
+        str(tmp / f"worker-data-{index}"),
         "--web-port",
         "0",
         "--no-create-topics",
@@ -339,7 +366,7 @@ def start_worker(
         "OMP_NUM_THREADS": "1",
         **extra_env,
     }
-    log_path = tmp / "worker.log"
+    log_path = tmp / f"worker-{index}.log"
     with log_path.open("ab") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     return Worker(proc, log_path, profiled=profile is not None)
@@ -361,6 +388,19 @@ def worker_python_pid(worker: Worker, profiled: bool) -> int:
 
 
 # -- one level ------------------------------------------------------------------------------
+
+
+def worker_key(index: int, n_workers: int) -> str:
+    """CPU-meter name of worker ``index``: ``worker`` alone, else ``worker0``, ``worker1``…"""
+    return "worker" if n_workers == 1 else f"worker{index}"
+
+
+def with_worker_sum(cores: dict[str, float]) -> dict[str, float]:
+    """Add ``worker`` = the sum of ``worker0``, ``worker1``, … when there are several."""
+    parts = [v for k, v in cores.items() if re.fullmatch(r"worker\d+", k)]
+    if parts:
+        cores["worker"] = round(sum(parts), 3)
+    return cores
 
 
 @dataclass
@@ -487,7 +527,7 @@ def run_level(
         await asyncio.sleep(0.5 + ramp_s + warmup_s)
         meter.start()
         await asyncio.sleep(max(1.0, duration_s - ramp_s - warmup_s - 0.5))
-        cpu = meter.stop()
+        cpu = with_worker_sum(meter.stop())
         stdout, _ = await producer.communicate()
         stop.set()
         await reader
@@ -671,13 +711,23 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
     topics = asyncio.run(make_topics(args.broker, prefix))
     profile = Path(args.profile).resolve() if args.profile else None
     env = dict(item.split("=", 1) for item in args.worker_env or [])
-    worker = start_worker(
-        args.broker, prefix, model_dir, tmp, args.worker_arg or [], profile, env, args.lean
-    )
+    workers: list[Worker] = []
     levels: list[Level] = []
     try:
-        worker.wait_assigned(90)
-        pids = {"worker": worker_python_pid(worker, profile is not None), "broker": broker_pid()}
+        for i in range(args.workers):  # py-spy records the first one only
+            spy = profile if i == 0 else None
+            extra = args.worker_arg or []
+            workers.append(
+                start_worker(
+                    args.broker, prefix, model_dir, tmp, extra, spy, env, args.lean, index=i
+                )
+            )
+        wait_assigned(workers, topics.audio_partitions, 60 + 30 * args.workers)
+        pids: dict[str, int | None] = {
+            worker_key(i, len(workers)): worker_python_pid(w, w.profiled)
+            for i, w in enumerate(workers)
+        }
+        pids["broker"] = broker_pid()
         for k in args.streams:
             level = run_level(
                 args.broker,
@@ -696,13 +746,15 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
             if not level.passes and not args.keep_going:
                 break
     finally:
-        worker.stop()
+        for w in workers:
+            w.stop()
         asyncio.run(delete_topics(args.broker, topics))
     meta = {
         "model_dir": str(model_dir),
         "worker_args": args.worker_arg or [],
         "worker_env": env,
         "worker": "lean_worker.py" if args.lean else "tympan worker",
+        "workers": args.workers,
         "log": str(tmp),
     }
     return levels, meta
@@ -718,12 +770,14 @@ HEADER = (
 def row(level: Level) -> str:
     c = level.cpu_cores
     verdict = "pass" if level.passes else ("slow" if level.keeps_up else "falls behind")
+    split = [f"{v:.2f}" for k, v in c.items() if re.fullmatch(r"worker\d+", k)]
+    each = f" (workers {' + '.join(split)})" if split else ""
     return (
         f"{level.streams:>8}{level.expected_windows:>10}{level.received_windows:>8}"
         f"{level.p50_ms:>8.0f}{level.p95_ms:>8.0f}{level.p99_ms:>8.0f}{level.max_ms:>8.0f}"
         f"{level.drift_ms:>7.0f}{level.emit_p99_ms:>7.0f}{c.get('worker', 0):>8.2f}"
         f"{c.get('producer', 0):>6.2f}{c.get('broker', 0):>7.2f}{c.get('reader', 0):>7.2f}"
-        f"{c.get('other', 0):>6.2f}{level.worker_streams_per_core:>9.0f}  {verdict}"
+        f"{c.get('other', 0):>6.2f}{level.worker_streams_per_core:>9.0f}  {verdict}" + each
     )
 
 
@@ -754,18 +808,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-arg", action="append", help="extra worker flag (repeat)")
     parser.add_argument("--worker-env", action="append", help="KEY=VALUE for the worker")
     parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes in one consumer group"
+    )
+    parser.add_argument(
         "--lean", action="store_true", help="run benchmarks/lean_worker.py (no Faust) instead"
     )
-    parser.add_argument("--profile", help="record the worker with py-spy into this file")
+    parser.add_argument("--profile", help="record the (first) worker with py-spy into this file")
     parser.add_argument("--json", help="write all figures here")
     parser.add_argument("--tmp", default="/tmp/tympan-bench")
     parser.add_argument("--no-seed", action="store_true", help="skip the seed-style baseline")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
     if args.streams is None:
         args.streams = [50, 200, 500, 1000] if args.quick else [50, 100, 200, 400, 700, 1000]
     if args.duration_s is None:
         args.duration_s = 12.0 if args.quick else 30.0
-    print(f"machine: {os.cpu_count()} cores shared by worker, producer, broker and reader")
+    who = "worker" if args.workers == 1 else f"{args.workers} workers"
+    print(f"machine: {os.cpu_count()} cores shared by {who}, producer, broker and reader")
     print(HEADER, flush=True)
     levels, meta = sweep(args)
     best = max((lv for lv in levels if lv.passes), key=lambda lv: lv.streams, default=None)
