@@ -8,6 +8,8 @@
 #   `max_streams=<K> p99_ms=<x>`.
 # --full: the longer sweeps behind benchmarks/RESULTS.md (JSON next to it, and the
 #   latency-vs-streams plot).
+# Horizontal scale (several workers in one consumer group) is not in either mode:
+#   .venv/bin/python benchmarks/bench_e2e.py --workers 2 --streams 300 400 500 600
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
