@@ -18,7 +18,9 @@ case "$mode" in
     --quick | --full) ;;
     *) echo "usage: scripts/bench.sh [--quick|--full]" >&2; exit 2 ;;
 esac
-scripts/kafka.sh up >/dev/null
+# Start the broker only if none answers; stop it afterwards only if we started it.
+state=$(scripts/kafka.sh up --porcelain)
+trap '[[ $state == started ]] && scripts/kafka.sh down >/dev/null' EXIT
 if [[ "$mode" == --quick ]]; then
     echo "== features"; $PY benchmarks/bench_features.py --quick
     echo "== inference"; $PY benchmarks/bench_inference.py --quick
