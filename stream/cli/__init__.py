@@ -34,16 +34,7 @@ Register = Callable[[Any], None]
 
 
 def _runtime_registrars() -> list[Register]:
-    out: list[Register] = []
-    for name in _RUNTIME_COMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # command not built yet; anything else is a real error
-                continue
-            raise
-        out.append(module.register)
-    return out
+    return [importlib.import_module(name).register for name in _RUNTIME_COMMANDS]
 
 
 def _plugin_registrars() -> list[Register]:
