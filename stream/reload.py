@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -608,7 +609,9 @@ class ControlFollower:
         self.statuses.append(status)
         if self._send is not None:
             try:
-                await self._send(self.topic, status.key, status.to_json())
+                delivery = await self._send(self.topic, status.key, status.to_json())
+                if inspect.isawaitable(delivery):
+                    await delivery  # the status is on the broker before we go on
             except Exception as exc:  # a lost status must not stop the follower
                 log.error("cannot report %s status to %s: %r", state, self.topic, exc)
         return status
