@@ -8,8 +8,12 @@ no voice), averages them into one unit vector, and has it scored. It emits a
 only after ``confirm`` consecutive evaluations agree, so one odd window does not
 flip a call between speakers (leaving a named speaker for ``unknown`` takes
 ``confirm_unknown``: a hand-over between two voices briefly averages into a blend
-that matches nobody). At end of stream :meth:`SpeakerTracker.final` scores
-the mean of *all* speech windows: the dominant voice of the call for the summary.
+that matches nobody). At end of stream :meth:`SpeakerTracker.final` names the
+dominant voice of the call for the summary: the decided speaker that held the most
+speech windows, scored on the mean of those windows. (The mean of *all* speech
+windows would blend agent and caller of a two-party call into a vector that matches
+neither, and report ``unknown``.) Before any decision it scores the mean of all
+speech windows.
 
 The tracker is pure and cheap (a sum over ≤ ``span_windows`` vectors per window);
 scoring is done outside it so a worker can score every stream of a batch in one
@@ -123,6 +127,8 @@ class SpeakerTracker:
         self._candidate: str | None = None
         self._agree = 0
         self._pending = False
+        # speech windows held by each decided speaker: [sum of embeddings, count]
+        self._held: dict[str, list[Any]] = {}
 
     @property
     def current(self) -> str | None:
@@ -160,6 +166,14 @@ class SpeakerTracker:
         if not self._pending:
             return None
         self._pending = False
+        decision = self._decide(verdict)
+        if self._current is not None:  # the newest window belongs to the current speaker
+            held = self._held.setdefault(self._current, [0.0, 0])
+            held[0] = held[0] + self._span[-1][0]
+            held[1] += 1
+        return decision
+
+    def _decide(self, verdict: Verdict) -> SpeakerDecision | None:
         label = self._label(verdict)
         if label is None or label == self._current:
             self._candidate, self._agree = None, 0
@@ -192,10 +206,19 @@ class SpeakerTracker:
         return self.observe(scorer.identify(aggregate[None, :])[0])
 
     def final(self, scorer: SpeakerScorer) -> SpeakerDecision:
-        """End-of-stream verdict: the mean of every speech window, scored once."""
+        """End-of-stream verdict: the decided speaker that held the most speech windows.
+
+        Scored again on the mean of that speaker's windows, so the verdict reflects
+        the registry at the end of the stream; before any decision, the mean of every
+        speech window is scored.
+        """
         if self._total is None or self._count == 0:
             return SpeakerDecision(self.stream_id, UNKNOWN, 0.0, 0.0, None, 0, 0, 0, final=True)
-        verdict = scorer.identify(unit(self._total)[None, :])[0]
+        total = self._total
+        if self._held:
+            dominant = max(self._held, key=lambda name: self._held[name][1])
+            total = self._held[dominant][0]
+        verdict = scorer.identify(unit(total)[None, :])[0]
         return SpeakerDecision(
             stream_id=self.stream_id,
             speaker=verdict.speaker,

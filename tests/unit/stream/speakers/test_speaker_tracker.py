@@ -130,3 +130,18 @@ def test_leaving_a_speaker_for_unknown_needs_a_full_span(registry, centres, rng)
     assert [d.speaker for d in first] == ["alice"]
     assert blend == []  # three unknown evaluations are not enough to leave alice
     assert [d.speaker for d in later] == [UNKNOWN]
+
+
+def test_two_party_call_names_the_dominant_voice_not_a_blend(registry, centres, rng) -> None:  # type: ignore[no-untyped-def]
+    """Agent and caller alternate; the mean of all their windows matches neither."""
+    scorer = registry.scorer()
+    tracker = SpeakerTracker("call-9", config=TrackerConfig(span_windows=3))
+    turns = [("alice", 10), ("bob", 6), ("alice", 10), ("bob", 6)]
+    start = 0
+    for name, n in turns:
+        feed(tracker, scorer, cluster(rng, centres[name], n, 0.2), start=start)
+        start += n
+    blend = scorer.identify(tracker._total[None, :] / np.linalg.norm(tracker._total))[0]
+    final = tracker.final(scorer)
+    assert final.speaker == "alice"
+    assert final.score > blend.score
