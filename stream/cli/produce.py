@@ -7,8 +7,10 @@ Examples::
     tympan produce --encoding mulaw --rate 8000 --streams 1000 calls/   # telephony load
     arecord -f S16_LE -r 16000 | tympan produce - --rate 16000 --stream-id mic
 
-The broker is ``--broker``, else ``$TYMPAN_BROKER``, else 127.0.0.1:9092 (this module
-is the only place that reads the environment; the work is in ``stream.produce``).
+The broker is ``--broker``, else ``$TYMPAN_BROKER``, else 127.0.0.1:9092. The topic is
+``--topic``, else the audio topic of ``--topic-prefix`` (``$TYMPAN_TOPIC_PREFIX``, else
+tympan), as the worker reads it. This module is the only place that reads the
+environment; the work is in ``stream.produce``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from stream.errors import BrokerError, ContractError, TympanError
 from stream.kafka_client import KafkaClientConfig
 from stream.produce import ProduceRequest, ProducerTuning, produce
+from stream.settings import ENV_TOPIC_PREFIX
 from stream.topics import Topics
 from stream.wire.frame import MAX_CHANNELS, MAX_RATE, MIN_RATE, Encoding
 
@@ -40,7 +43,16 @@ def register(subparsers: Any) -> None:
         help="WAV/FLAC/OGG files, folders (every audio file under them), or '-' for raw "
         "samples on stdin",
     )
-    parser.add_argument("--topic", default=Topics().audio, help="audio topic (%(default)s)")
+    parser.add_argument(
+        "--topic",
+        default=None,
+        help=f"audio topic (default: the audio topic of --topic-prefix, e.g. {Topics().audio})",
+    )
+    parser.add_argument(
+        "--topic-prefix",
+        default=os.environ.get(ENV_TOPIC_PREFIX) or Topics().prefix,
+        help=f"topic prefix when --topic is not given (${ENV_TOPIC_PREFIX} or %(default)s)",
+    )
     parser.add_argument(
         "--broker",
         default=None,
@@ -99,13 +111,14 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Exit code: 0 all sent, 1 some input failed or the broker failed, 2 bad options."""
     try:
+        topic = audio_topic(args)
         client = KafkaClientConfig.from_environ(
             os.environ, bootstrap_servers=args.broker, default_client_id="tympan-produce"
         )
         request = ProduceRequest(
             paths=tuple(args.paths),
             client=client,
-            topic=args.topic,
+            topic=topic,
             chunk_ms=args.chunk_ms,
             realtime=args.realtime,
             encoding=args.encoding,
@@ -130,11 +143,24 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("tympan produce: interrupted", file=sys.stderr)
         return 130
-    print(report.stats.summary(args.topic))
+    print(report.stats.summary(topic))
     if not report.ok:
         print(f"tympan produce: {len(report.failures)} input(s) failed", file=sys.stderr)
         return 1
     return 0
+
+
+def audio_topic(args: argparse.Namespace) -> str:
+    """``--topic`` if given, else the audio topic under ``--topic-prefix``.
+
+    Raises
+    ------
+    ConfigError
+        The prefix gives illegal Kafka topic names; the message names it.
+    """
+    if args.topic:
+        return str(args.topic)
+    return Topics().with_prefix(args.topic_prefix).audio
 
 
 def _complain(message: str) -> None:

@@ -1,9 +1,10 @@
 """``tympan topics create|list|describe|wait``: tympan's topics on a broker.
 
-``--broker`` defaults to ``$TYMPAN_BROKER``, else ``127.0.0.1:9092``; TLS/SASL come
-from the ``TYMPAN_KAFKA_*`` variables (docs/kafka.md). ``python -m stream.topics``
-runs the same commands without the rest of the ``tympan`` CLI (scripts/kafka.sh uses
-it to wait for the broker).
+``--broker`` defaults to ``$TYMPAN_BROKER``, else ``127.0.0.1:9092``; ``--prefix`` to
+``$TYMPAN_TOPIC_PREFIX``, else ``tympan`` (as for the worker, tail and dashboard);
+TLS/SASL come from the ``TYMPAN_KAFKA_*`` variables (docs/kafka.md).
+``python -m stream.topics`` runs the same commands without the rest of the ``tympan``
+CLI (scripts/kafka.sh uses it to wait for the broker).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from stream.errors import TympanError
 from stream.kafka_client import DEFAULT_BOOTSTRAP, ENV_BROKER, KafkaClientConfig
+from stream.settings import ENV_TOPIC_PREFIX
 from stream.topics import (
     Topics,
     describe_topics,
@@ -68,13 +70,13 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     listing = commands.add_parser("list", help="list topics on the broker")
     _add_broker(listing)
     listing.add_argument("--all", action="store_true", help="include topics of other prefixes")
-    listing.add_argument("--prefix", default="tympan", help="topic prefix (default: tympan)")
+    _add_prefix(listing)
     listing.set_defaults(func=_list)
 
     describe = commands.add_parser("describe", help="partitions and configs of topics")
     _add_broker(describe)
     describe.add_argument("names", nargs="*", help="topic names (default: tympan's topics)")
-    describe.add_argument("--prefix", default="tympan", help="topic prefix (default: tympan)")
+    _add_prefix(describe)
     describe.set_defaults(func=_describe)
 
     wait = commands.add_parser("wait", help="wait until the broker answers a metadata request")
@@ -91,9 +93,18 @@ def _add_broker(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_prefix(parser: argparse.ArgumentParser) -> None:
+    default = Topics().prefix
+    parser.add_argument(
+        "--prefix",
+        default=os.environ.get(ENV_TOPIC_PREFIX) or default,
+        help=f"topic prefix (default: ${ENV_TOPIC_PREFIX} or {default})",
+    )
+
+
 def _add_layout(parser: argparse.ArgumentParser) -> None:
     defaults = Topics()
-    parser.add_argument("--prefix", default=defaults.prefix, help="topic prefix")
+    _add_prefix(parser)
     parser.add_argument("--audio-partitions", type=int, default=defaults.audio_partitions)
     parser.add_argument("--result-partitions", type=int, default=defaults.result_partitions)
     parser.add_argument("--replication-factor", type=int, default=defaults.replication_factor)
