@@ -9,11 +9,10 @@ only after ``confirm`` consecutive evaluations agree, so one odd window does not
 flip a call between speakers (leaving a named speaker for ``unknown`` takes
 ``confirm_unknown``: a hand-over between two voices briefly averages into a blend
 that matches nobody). At end of stream :meth:`SpeakerTracker.final` names the
-dominant voice of the call for the summary: the decided speaker that held the most
-speech windows, scored on the mean of those windows. (The mean of *all* speech
-windows would blend agent and caller of a two-party call into a vector that matches
-neither, and report ``unknown``.) Before any decision it scores the mean of all
-speech windows.
+dominant voice of the call for the summary: the voice (a name or ``unknown``) that
+the most scored spans were attributed to. (The mean of *all* speech windows would
+blend agent and caller of a two-party call into a vector that matches neither, and
+report ``unknown``.)
 
 The tracker is pure and cheap (a sum over ≤ ``span_windows`` vectors per window);
 scoring is done outside it so a worker can score every stream of a batch in one
@@ -127,8 +126,8 @@ class SpeakerTracker:
         self._candidate: str | None = None
         self._agree = 0
         self._pending = False
-        # speech windows held by each decided speaker: [sum of embeddings, count]
-        self._held: dict[str, list[Any]] = {}
+        # per voice its spans scored as: [sum of scores, sum of margins, windows]
+        self._held: dict[str, list[float]] = {}
 
     @property
     def current(self) -> str | None:
@@ -166,12 +165,13 @@ class SpeakerTracker:
         if not self._pending:
             return None
         self._pending = False
-        decision = self._decide(verdict)
-        if self._current is not None:  # the newest window belongs to the current speaker
-            held = self._held.setdefault(self._current, [0.0, 0])
-            held[0] = held[0] + self._span[-1][0]
-            held[1] += 1
-        return decision
+        label = self._label(verdict)
+        if label is not None:  # the newest window goes to the voice its span scored as
+            held = self._held.setdefault(label, [0.0, 0.0, 0])
+            held[0] += verdict.score
+            held[1] += verdict.margin
+            held[2] += 1
+        return self._decide(verdict)
 
     def _decide(self, verdict: Verdict) -> SpeakerDecision | None:
         label = self._label(verdict)
@@ -206,19 +206,30 @@ class SpeakerTracker:
         return self.observe(scorer.identify(aggregate[None, :])[0])
 
     def final(self, scorer: SpeakerScorer) -> SpeakerDecision:
-        """End-of-stream verdict: the decided speaker that held the most speech windows.
+        """End-of-stream verdict: the voice that held the most speech windows.
 
-        Scored again on the mean of that speaker's windows, so the verdict reflects
-        the registry at the end of the stream; before any decision, the mean of every
-        speech window is scored.
+        Each scored window counts for the voice (a name or ``unknown``) its span was
+        scored as; the verdict's score and margin are the means over that voice's
+        windows, its runner-up the voice with the next most windows. A stream too short
+        to be scored falls back to the mean of its speech windows, scored once.
         """
         if self._total is None or self._count == 0:
             return SpeakerDecision(self.stream_id, UNKNOWN, 0.0, 0.0, None, 0, 0, 0, final=True)
-        total = self._total
         if self._held:
-            dominant = max(self._held, key=lambda name: self._held[name][1])
-            total = self._held[dominant][0]
-        verdict = scorer.identify(unit(total)[None, :])[0]
+            ranked = sorted(self._held, key=lambda name: -self._held[name][2])
+            score_sum, margin_sum, n = self._held[ranked[0]]
+            return SpeakerDecision(
+                stream_id=self.stream_id,
+                speaker=ranked[0],
+                score=score_sum / n,
+                margin=margin_sum / n,
+                runner_up=ranked[1] if len(ranked) > 1 else None,
+                start_sample=self._first_sample or 0,
+                end_sample=self._last_sample,
+                windows=self._count,
+                final=True,
+            )
+        verdict = scorer.identify(unit(self._total)[None, :])[0]
         return SpeakerDecision(
             stream_id=self.stream_id,
             speaker=verdict.speaker,
