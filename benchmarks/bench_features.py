@@ -47,20 +47,7 @@ def base_audio(seconds: float, sr: int) -> np.ndarray:
 def bench_librosa(y: np.ndarray, spec: FeatureSpec) -> float:
     """Audio-seconds per CPU-second of the per-window librosa path."""
     win, hop = spec.window_samples, round(spec.hop_seconds * spec.sr)
-    kwargs = dict(
-        sr=spec.sr,
-        n_fft=spec.n_fft,
-        hop_length=spec.hop_length,
-        win_length=spec.win_length,
-        window=spec.window,
-        center=False,
-        power=spec.power,
-        n_mels=spec.n_mels,
-        fmin=spec.fmin,
-        fmax=spec.fmax,
-        htk=spec.htk,
-        norm=spec.norm,
-    )
+    kwargs = spec.librosa_mel_kwargs()
     librosa.power_to_db(librosa.feature.melspectrogram(y=y[:win], **kwargs))  # warm-up
     t0 = time.process_time()
     for start in range(0, len(y) - win + 1, hop):

@@ -65,21 +65,7 @@ def seed_window_features(y: np.ndarray, spec: Any) -> np.ndarray:
     """Log-mel of one window from scratch, as the seed did (librosa, no state)."""
     import librosa
 
-    mel = librosa.feature.melspectrogram(
-        y=y,
-        sr=spec.sr,
-        n_fft=spec.n_fft,
-        hop_length=spec.hop_length,
-        win_length=spec.win_length,
-        window=spec.window,
-        center=spec.center,
-        n_mels=spec.n_mels,
-        fmin=spec.fmin,
-        fmax=spec.fmax,
-        htk=spec.htk,
-        norm=spec.norm,
-        power=spec.power,
-    )
+    mel = librosa.feature.melspectrogram(y=y, **spec.librosa_mel_kwargs())
     return librosa.power_to_db(mel, ref=spec.ref, amin=spec.amin, top_db=None)
 
 

@@ -107,6 +107,27 @@ class FeatureSpec:
         """Model input shape without the batch axis: ``(n_features, frames, 1)``."""
         return (self.n_features, self.frames_per_window, 1)
 
+    def librosa_mel_kwargs(self) -> dict[str, Any]:
+        """``librosa.feature.melspectrogram`` keywords whose output these features equal.
+
+        The parity contract in one place: the tests, the seed-style baseline and the
+        feature benchmark all call librosa with exactly these.
+        """
+        return {
+            "sr": self.sr,
+            "n_fft": self.n_fft,
+            "hop_length": self.hop_length,
+            "win_length": self.win_length,
+            "window": self.window,
+            "center": self.center,
+            "power": self.power,
+            "n_mels": self.n_mels,
+            "fmin": self.fmin,
+            "fmax": self.fmax,
+            "htk": self.htk,
+            "norm": self.norm,
+        }
+
     def window_span(self, index: int) -> tuple[int, int]:
         """Sample offsets ``[start, end)`` in the stream covered by window ``index``."""
         start = index * self.hop_frames * self.hop_length

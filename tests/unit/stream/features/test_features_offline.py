@@ -40,21 +40,7 @@ SPECS = {
 
 def librosa_reference(y: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
     """librosa's log-mel (or log(S+offset)) and its mel spectrogram ``S``."""
-    s = librosa.feature.melspectrogram(
-        y=y,
-        sr=spec.sr,
-        n_fft=spec.n_fft,
-        hop_length=spec.hop_length,
-        win_length=spec.win_length,
-        window=spec.window,
-        center=False,
-        power=spec.power,
-        n_mels=spec.n_mels,
-        fmin=spec.fmin,
-        fmax=spec.fmax,
-        htk=spec.htk,
-        norm=spec.norm,
-    )
+    s = librosa.feature.melspectrogram(y=y, **spec.librosa_mel_kwargs())
     if spec.log == "db":
         return librosa.power_to_db(s, ref=spec.ref, amin=spec.amin, top_db=None), s
     return np.log(s + spec.log_offset), s
