@@ -15,8 +15,11 @@ from stream.events import (
     Segment,
     SpeakerEvent,
     SummaryEvent,
+    TagSegment,
+    TrackTag,
     WindowSpan,
     event_id,
+    thresholded,
     top_k,
 )
 
@@ -115,6 +118,28 @@ def test_label_event_matches_its_schema() -> None:
     assert data["model"] == {"name": "scene", "version": "3"}
 
 
+def test_multi_label_event_carries_its_tags_and_matches_the_schema() -> None:
+    labels, scores = ["bass", "drums", "organ"], [0.35, 0.2, 0.9]
+    tags = thresholded(labels, scores, [0.3, 0.4, 0.2])
+    assert tags == (("organ", 0.9), ("bass", 0.35))  # best first, drums under its threshold
+    best = top_k(labels, scores, 2)
+    event = LabelEvent(
+        event_id=event_id("track-1", 4, "label", "instruments@1"),
+        stream_id="track-1",
+        span=SPAN,
+        label=best[0][0],
+        score=best[0][1],
+        top_k=best,
+        model=ModelRef("instruments", "1"),
+        tags=tags,
+    )
+    data = json.loads(event.to_json())
+    _check(data, _schema("label"))
+    assert data["tags"] == [{"tag": "organ", "score": 0.9}, {"tag": "bass", "score": 0.35}]
+    assert data["schema"] == "tympan.label.v1"  # an optional field: the same version
+    assert "tags" not in json.loads(_label().to_json())  # single-label events unchanged
+
+
 def test_speaker_event_matches_its_schema() -> None:
     event = SpeakerEvent(
         event_id=event_id("call-1", 4, "speaker", "spk@1"),
@@ -151,6 +176,36 @@ def test_summary_event_matches_its_schema() -> None:
     data = json.loads(event.to_json())
     _check(data, _schema("summary"))
     assert list(data["counts"]) == sorted(data["counts"])
+    assert (data["task"], data["tags"]) == ("single", [])
+
+
+def test_multi_label_summary_matches_its_schema() -> None:
+    organ = TrackTag(
+        "organ", 0.71, 0.9, (TagSegment(0.0, 4.0, 7, 0.8), TagSegment(5.0, 9.0, 2, 0.5))
+    )
+    event = SummaryEvent(
+        event_id=event_id("track-1", -1, "summary", "instruments@1"),
+        stream_id="track-1",
+        model=ModelRef("instruments", "1"),
+        closed_by="eos",
+        duration_s=9.0,
+        windows=17,
+        timeline=(Segment("organ", 0.0, 9.0, 17, 0.7),),
+        dominant_label="organ",
+        counts=dict.fromkeys(("duplicates", "late", "gaps", "gap_frames", "resets"), 0)
+        | {"frames": 90, "rejected": 0, "windows": 17},
+        task="multi",
+        tags=(organ, TrackTag("bass", 0.4, 0.5)),
+    )
+    data = json.loads(event.to_json())
+    _check(data, _schema("summary"))
+    assert [t["tag"] for t in data["tags"]] == ["organ", "bass"]
+    assert data["tags"][0]["segments"][1] == {
+        "start_s": 5.0,
+        "end_s": 9.0,
+        "windows": 2,
+        "mean_score": 0.5,
+    }
 
 
 def test_rejected_record_keeps_headers_and_payload() -> None:
