@@ -5,6 +5,10 @@ and sets ``func`` (a callable taking the parsed namespace and returning an exit
 code). Commands that need the training stack (``train``, ``export``) live in
 ``models``/``exporters`` and arrive through the ``tympan.commands`` entry-point
 group, so the runtime never imports them by name.
+
+Every command's output may go to a pipe whose reader stops early (``tympan tail |
+head``): :func:`main` then exits quietly with status 0, in one place for all commands,
+instead of a ``BrokenPipeError`` traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
@@ -88,7 +94,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    return int(func(args) or 0)
+    try:
+        return int(func(args) or 0)
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # a socket's broken pipe (a broker, a peer) is a real error
+        _silence_stdout()
+        return 0
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe nobody reads any more."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush at exit (of what the
+    closed pipe never took) does not print "Exception ignored ... BrokenPipeError"."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":
