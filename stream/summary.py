@@ -7,10 +7,12 @@ merged top-label segments and the dominant label, or a multi-label model's tags)
 speaker verdict (set at close from the stream's speaker tracker) and the sequencing
 counts.
 
-Windows may complete out of order (batches of several streams); the builder holds the
-completed windows of a stream only until its in-flight windows are all done
-(:meth:`SummaryBuilder.settle`), then folds them into running sums in window order, so
-its memory is the in-flight windows plus the verdict, not the stream's history.
+The verdict folds windows into running sums in window order. A window that completes
+in order (the next index: the usual case, batches run first in, first out) is folded at
+once; one that completes ahead of an earlier in-flight window waits until that one
+arrives, or until no window of the stream is in flight (:meth:`SummaryBuilder.settle`;
+window indices jump after a feature reset). So the builder holds the verdict and at
+most the out-of-order windows, not the stream's history.
 """
 
 from __future__ import annotations
@@ -62,7 +64,14 @@ class SummaryBuilder:
     ) -> None:
         """A completed window; it counts once per index (a window re-inferred after a
         feature reset replaces the pending one, and is ignored once folded in)."""
+        acc = self.accumulator
+        if not self.pending and index == acc.last_index + 1:
+            acc.add(index, start_s, end_s, probabilities)
+            return
         self.pending[index] = (start_s, end_s, tuple(probabilities))
+        while acc.last_index + 1 in self.pending:
+            start_s, end_s, row = self.pending.pop(acc.last_index + 1)
+            acc.add(acc.last_index + 1, start_s, end_s, row)
 
     def settle(self) -> None:
         """Fold the pending windows in, in window order: call it when no window of the

@@ -85,3 +85,14 @@ def test_multi_label_summary_is_the_offline_verdict_whatever_the_completion_orde
     assert event.task == "multi" and event.tags == offline.tags and event.tags
     assert event.to_dict()["tags"] == offline.to_dict()["tags"]
     assert event.dominant_label == offline.tags[0].tag
+
+
+def test_windows_completing_in_order_are_folded_at_once_and_others_wait() -> None:
+    builder = SummaryBuilder("s", ModelRef("m", "1"), LABELS)
+    for index in range(100):
+        _add(builder, index, "speech")
+    assert not builder.pending and builder.accumulator.windows == 100  # nothing kept
+    _add(builder, 101, "music")  # 100 still in flight
+    assert list(builder.pending) == [101]
+    _add(builder, 100, "music")
+    assert not builder.pending and builder.accumulator.windows == 102
