@@ -100,6 +100,7 @@ class VerdictAccumulator:
     _sums: npt.NDArray[np.float64] = field(init=False)
     _active: npt.NDArray[np.int64] = field(init=False)
     _top: npt.NDArray[np.int64] = field(init=False)
+    _cuts: npt.NDArray[np.float64] = field(init=False)
     _first_top: dict[int, int] = field(init=False, default_factory=dict)
     _timeline: list[Segment] = field(init=False, default_factory=list)
     _run: _Run | None = field(init=False, default=None)
@@ -113,6 +114,7 @@ class VerdictAccumulator:
         self._sums = np.zeros(n, dtype=np.float64)
         self._active = np.zeros(n, dtype=np.int64)
         self._top = np.zeros(n, dtype=np.int64)
+        self._cuts = np.asarray(self.thresholds or (), dtype=np.float64)
 
     @property
     def task(self) -> str:
@@ -157,16 +159,14 @@ class VerdictAccumulator:
         self, index: int, start_s: float, end_s: float, p: npt.NDArray[np.float64]
     ) -> None:
         assert self.thresholds is not None
-        active = p >= np.asarray(self.thresholds, dtype=np.float64)
+        active = p >= self._cuts
         self._active += active
-        for i in range(len(self.labels)):
-            run = self._tag_runs.get(i)
-            if run is not None and (not active[i] or run.last_index != index - 1):
-                self._tag_segments.setdefault(i, []).append(_tag_segment(run))
+        for i, ending in list(self._tag_runs.items()):  # close runs that stop here
+            if not active[i] or ending.last_index != index - 1:
+                self._tag_segments.setdefault(i, []).append(_tag_segment(ending))
                 del self._tag_runs[i]
-                run = None
-            if not active[i]:
-                continue
+        for i in np.flatnonzero(active).tolist():  # only active tags: cheap with many labels
+            run = self._tag_runs.get(i)
             if run is None:
                 self._tag_runs[i] = _Run(self.labels[i], start_s, end_s, index, 1, float(p[i]))
             else:
