@@ -9,8 +9,9 @@ Examples::
 
 The broker is ``--broker``, else ``$TYMPAN_BROKER``, else 127.0.0.1:9092. The topic is
 ``--topic``, else the audio topic of ``--topic-prefix`` (``$TYMPAN_TOPIC_PREFIX``, else
-tympan), as the worker reads it. This module is the only place that reads the
-environment; the work is in ``stream.produce``.
+tympan), as the worker reads it. Missing topics of that prefix are created first, with
+the partitions the worker expects; a ``--topic`` outside it must exist. This module is
+the only place that reads the environment; the work is in ``stream.produce``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from stream.errors import BrokerError, ContractError, TympanError
 from stream.kafka_client import KafkaClientConfig
 from stream.produce import ProduceRequest, ProducerTuning, produce
 from stream.settings import ENV_TOPIC_PREFIX
-from stream.topics import Topics
+from stream.topics import Topics, require_topics
 from stream.wire.frame import MAX_CHANNELS, MAX_RATE, MIN_RATE, Encoding
 
 
@@ -130,6 +131,11 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             tuning=ProducerTuning(linger_ms=args.linger_ms),
         )
+        prepared = asyncio.run(
+            require_topics(client, Topics().with_prefix(args.topic_prefix), [topic], create=True)
+        )
+        if prepared.created:
+            print(f"tympan produce: created {', '.join(prepared.created)}", file=sys.stderr)
         report = asyncio.run(produce(request, stdin=sys.stdin.buffer, on_error=_complain))
     except BrokerError as exc:
         print(f"tympan produce: {exc}", file=sys.stderr)
