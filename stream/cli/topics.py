@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from stream.cli.help import plain_help
 from stream.errors import TympanError
 from stream.kafka_client import DEFAULT_BOOTSTRAP, ENV_BROKER, KafkaClientConfig
 from stream.settings import ENV_TOPIC_PREFIX
@@ -49,6 +50,7 @@ def standalone(argv: Sequence[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     _add_commands(parser)
+    plain_help(parser)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
