@@ -65,7 +65,8 @@ def plain_help(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     A parser that keeps its description's line breaks (``RawDescriptionHelpFormatter``)
     keeps them; the others are still wrapped.
     """
-    raw = issubclass(parser.formatter_class, argparse.RawDescriptionHelpFormatter)
+    current = parser.formatter_class
+    raw = isinstance(current, type) and issubclass(current, argparse.RawDescriptionHelpFormatter)
     parser.formatter_class = PlainRawDescriptionHelpFormatter if raw else PlainHelpFormatter
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
