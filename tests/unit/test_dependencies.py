@@ -61,3 +61,8 @@ def test_lock_satisfies_every_pyproject_range() -> None:
         assert requirement.specifier.contains(locked[name], prereleases=True), (
             f"requirements-dev.lock pins {name}=={locked[name]}, outside {requirement}: make lock"
         )
+
+
+def test_onnx_is_not_a_dependency_of_the_inference_worker() -> None:
+    core = [canonicalize_name(Requirement(t).name) for t in _pyproject()["dependencies"]]
+    assert "onnx" not in core
