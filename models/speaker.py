@@ -82,10 +82,25 @@ SPEAKER_SPEC = FeatureSpec(
 def voice_windows(
     voice: Voice, texts: Sequence[str], *, seed: int, spec: FeatureSpec = SPEAKER_SPEC
 ) -> np.ndarray:
-    """Speech windows ``[n, n_mels, frames, 1]`` of ``voice`` reading ``texts``.
+    """Speech windows of ``voice`` reading ``texts``.
 
     Each text is one passage through a random channel; windows failing the energy
     gate (pauses, trailing silence) are dropped, exactly as the tracker would.
+
+    Parameters
+    ----------
+    voice : Voice
+        The identity.
+    texts : sequence of str
+        One passage each.
+    seed : int
+        Seed of the channels and their levels.
+    spec : FeatureSpec, optional
+        The speaker model's features.
+
+    Returns
+    -------
+    np.ndarray [shape=(n, n_mels, frames, 1)]
     """
     from stream.speakers.embedder import clip_windows
 
@@ -104,6 +119,22 @@ def build_dataset(
     """Windows and integer identity labels for ``voices`` (``passages`` texts each).
 
     Rendering is subprocess-bound (espeak-ng, sox), so a couple of threads help.
+
+    Parameters
+    ----------
+    voices : sequence of Voice
+        The identities; label ``i`` is ``voices[i]``.
+    passages : int
+        Texts per identity.
+    seed : int
+        Seed of the texts and channels.
+    threads : int, optional
+        Identities rendered at once.
+
+    Returns
+    -------
+    x : np.ndarray [shape=(n, n_mels, frames, 1)]
+    y : np.ndarray [shape=(n,), dtype=int64]
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -120,7 +151,20 @@ def build_dataset(
 def cached_dataset(
     voices: Sequence[Voice], *, passages: int, seed: int, cache_dir: Path | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`build_dataset`, memoized in ``cache_dir`` (npz, no pickle) by content hash."""
+    """:func:`build_dataset`, memoized in ``cache_dir`` (npz, no pickle) by content hash.
+
+    Parameters
+    ----------
+    voices, passages, seed
+        As :func:`build_dataset`.
+    cache_dir : Path or None
+        Where rendered windows are kept; ``None`` renders every time.
+
+    Returns
+    -------
+    x, y : np.ndarray
+        As :func:`build_dataset`.
+    """
     if cache_dir is None:
         return build_dataset(voices, passages=passages, seed=seed)
     key = hashlib.sha256(
@@ -155,11 +199,24 @@ class SpeakerNetConfig:
 
 
 def build_network(input_shape: tuple[int, int, int], n_speakers: int, cfg: SpeakerNetConfig):  # type: ignore[no-untyped-def]
-    """Return ``(serving_model, train_model)`` sharing weights.
+    """The embedding network, as a serving and a training model that share weights.
 
-    ``serving_model`` maps features to ``{"probabilities", "embedding"}``;
-    ``train_model`` maps features to the cosines against each class centre, for the
-    additive-margin loss of :func:`am_softmax_loss`.
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(n_mels, frames, 1)`` of ``SPEAKER_SPEC``.
+    n_speakers : int
+        Training identities (the cosine head's classes).
+    cfg : SpeakerNetConfig
+        Sizes.
+
+    Returns
+    -------
+    serving_model : keras.Model
+        Features to ``{"probabilities", "embedding"}``.
+    train_model : keras.Model
+        Features to the cosines against each class centre, for the additive-margin
+        loss of :func:`am_softmax_loss`.
     """
     import keras
     from keras import layers, ops
@@ -214,7 +271,23 @@ def _cosine_head(n_speakers: int):  # type: ignore[no-untyped-def]
 
 
 def am_softmax_loss(scale: float, margin: float, n_classes: int):  # type: ignore[no-untyped-def]
-    """Additive-margin softmax: cross-entropy on ``scale * (cos - margin * onehot)``."""
+    """Additive-margin softmax: cross-entropy on ``scale * (cos - margin * onehot)``.
+
+    Parameters
+    ----------
+    scale : float
+        Logit scale of the unit-sphere cosines.
+    margin : float
+        Subtracted from the true class's cosine: same-speaker embeddings are pulled
+        closer than plain softmax would.
+    n_classes : int
+        Training identities.
+
+    Returns
+    -------
+    callable
+        A Keras loss ``(y_true, cosine) -> per-sample loss``.
+    """
     from keras import ops
 
     def loss(y_true, cosine):  # type: ignore[no-untyped-def]
@@ -242,7 +315,27 @@ def train(
 
     The export goes through :func:`exporters.export.export_model` (tf2onnx, parity
     gate, golden windows, manifest), like every tympan model; ``report.json`` next
-    to it records the training run. Returns the model directory.
+    to it records the training run.
+
+    Parameters
+    ----------
+    repo : Path
+        The model repository.
+    cfg : SpeakerNetConfig, optional
+        Network and training settings (default: the shipped model's).
+    version : str, optional
+        Version directory to write.
+    cache_dir : Path, optional
+        Reuse rendered windows (:func:`cached_dataset`).
+    max_voices : int, optional
+        Train on the first identities only (smoke runs).
+    overwrite : bool, optional
+        Replace an existing version.
+
+    Returns
+    -------
+    Path
+        The model directory.
     """
     import keras
 
@@ -298,7 +391,13 @@ def train(
 
 
 def data_hash() -> str:
-    """Hash of the voice lists and word list: changes when the training data would."""
+    """Hash of the voice lists and word list: changes when the training data would.
+
+    Returns
+    -------
+    str
+        16 hex digits, recorded in the manifest's ``training`` block.
+    """
     blob = json.dumps(
         [[asdict(v) for v in training_voices()], [asdict(v) for v in heldout_voices()], WORDS]
     )
@@ -306,6 +405,18 @@ def data_hash() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m models.speaker train|heldout``.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
     parser = argparse.ArgumentParser(prog="python -m models.speaker")
     sub = parser.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="render voices, train, export")

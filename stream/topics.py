@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -57,9 +57,11 @@ class TopicSpec:
 
     @property
     def compacted(self) -> bool:
+        """Whether the broker keeps only the latest record per key."""
         return "compact" in self.configs.get("cleanup.policy", "delete").split(",")
 
     def new_topic(self) -> NewTopic:
+        """The aiokafka request that creates this topic."""
         return NewTopic(
             name=self.name,
             num_partitions=self.partitions,
@@ -115,7 +117,23 @@ class Topics:
             )
 
     def with_prefix(self, prefix: str) -> Topics:
-        """The same topics under another prefix (isolated topics for a test)."""
+        """The same topics under another prefix (isolated topics for a test).
+
+        Parameters
+        ----------
+        prefix : str
+            The new first dotted part of every name.
+
+        Returns
+        -------
+        Topics
+            A copy with the same partitions and retention.
+
+        Raises
+        ------
+        ConfigError
+            When the prefix gives illegal Kafka topic names.
+        """
         return replace(self, prefix=prefix)
 
     def _name(self, what: str) -> str:
@@ -177,10 +195,26 @@ class Topics:
         )
 
     def names(self) -> tuple[str, ...]:
+        """Every topic name, in data-flow order (as :meth:`specs`)."""
         return tuple(spec.name for spec in self.specs())
 
     def spec(self, name: str) -> TopicSpec:
-        """The spec of one of these topics, by name."""
+        """The spec of one of these topics, by name.
+
+        Parameters
+        ----------
+        name : str
+            A full topic name, e.g. ``tympan.audio.v1``.
+
+        Returns
+        -------
+        TopicSpec
+
+        Raises
+        ------
+        ConfigError
+            When ``name`` is not one of these topics; the message lists them.
+        """
         for spec in self.specs():
             if spec.name == name:
                 return spec
@@ -206,12 +240,37 @@ class TopicInfo:
 
 
 def admin_client(client: KafkaClientConfig, *, request_timeout_ms: int = 30_000) -> Any:
-    """An (unstarted) aiokafka admin client for ``client``."""
+    """An (unstarted) aiokafka admin client for ``client``.
+
+    Parameters
+    ----------
+    client : KafkaClientConfig
+        Bootstrap servers, TLS and SASL.
+    request_timeout_ms : int, optional
+        Bound on each admin request.
+
+    Returns
+    -------
+    aiokafka.admin.AIOKafkaAdminClient
+        Not started: the caller starts and closes it.
+    """
     return AIOKafkaAdminClient(**client.aiokafka_kwargs(), request_timeout_ms=request_timeout_ms)
 
 
 async def wait_for_broker(client: KafkaClientConfig, *, timeout_s: float = 60.0) -> int:
     """Wait until a broker answers a metadata request; return how many brokers it lists.
+
+    Parameters
+    ----------
+    client : KafkaClientConfig
+        The brokers to ask.
+    timeout_s : float, optional
+        How long to keep asking (every 0.5 s).
+
+    Returns
+    -------
+    int
+        The number of brokers in the cluster's metadata.
 
     Raises
     ------
@@ -253,6 +312,20 @@ async def ensure_topics(
     another worker in between counts as existing). When it returns, every partition of
     a created topic has a leader, so the first produce does not bounce off
     ``NotLeaderForPartition``.
+
+    Parameters
+    ----------
+    client : KafkaClientConfig
+        The broker.
+    topics : Topics
+        The topics and their specs.
+    timeout_s : float, optional
+        Bound on each request and on the wait for leaders.
+
+    Returns
+    -------
+    EnsureReport
+        The topics created and those that already existed.
 
     Raises
     ------
@@ -343,14 +416,43 @@ async def require_topics(
 
 
 def create_command(client: KafkaClientConfig, topics: Topics) -> str:
-    """The ``tympan topics create`` command line that creates ``topics`` on ``client``."""
+    """The ``tympan topics create`` command line that creates ``topics`` on ``client``.
+
+    Parameters
+    ----------
+    client : KafkaClientConfig
+        Whose bootstrap servers the command names.
+    topics : Topics
+        Whose prefix the command names.
+
+    Returns
+    -------
+    str
+        E.g. ``tympan topics create --broker 127.0.0.1:9092 --prefix tympan``.
+    """
     return f"tympan topics create --broker {client.bootstrap_servers} --prefix {topics.prefix}"
 
 
 def missing_topics_message(
     client: KafkaClientConfig, topics: Topics, missing: Sequence[str]
 ) -> str:
-    """Why a client refused to start: which topics are missing and how to create them."""
+    """Why a client refused to start: which topics are missing and how to create them.
+
+    Parameters
+    ----------
+    client : KafkaClientConfig
+        The broker asked.
+    topics : Topics
+        The client's topics (their prefix).
+    missing : sequence of str
+        The names that do not exist.
+
+    Returns
+    -------
+    str
+        A sentence naming the topics and the command that creates them, or, for a name
+        outside ``topics``, why tympan does not create it.
+    """
     listed = ", ".join(map(repr, missing))
     foreign = [name for name in missing if name not in topics.names()]
     if foreign:
@@ -369,6 +471,18 @@ def missing_topics_message(
 async def describe_topics(client: KafkaClientConfig, names: list[str]) -> list[TopicInfo]:
     """Partitions, replication factor and non-default configs of ``names``.
 
+    Parameters
+    ----------
+    client : KafkaClientConfig
+        The broker.
+    names : list of str
+        Full topic names.
+
+    Returns
+    -------
+    list of TopicInfo
+        In the order of ``names``.
+
     Raises
     ------
     BrokerError
@@ -385,7 +499,22 @@ async def describe_topics(client: KafkaClientConfig, names: list[str]) -> list[T
 
 
 async def list_topics(client: KafkaClientConfig) -> list[str]:
-    """Every topic name on the cluster, sorted (internal ``__*`` topics included)."""
+    """Every topic name on the cluster, sorted (internal ``__*`` topics included).
+
+    Parameters
+    ----------
+    client : KafkaClientConfig
+        The broker.
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    BrokerError
+        When the broker cannot be reached.
+    """
     admin = admin_client(client)
     try:
         await admin.start()
@@ -397,7 +526,20 @@ async def list_topics(client: KafkaClientConfig) -> list[str]:
 
 
 def prefixed(names: Iterable[str], prefix: str) -> list[str]:
-    """Those of ``names`` under ``prefix`` (``tympan.*`` for ``tympan``, not ``tympan2.*``)."""
+    """Those of ``names`` under ``prefix`` (``tympan.*`` for ``tympan``, not ``tympan2.*``).
+
+    Parameters
+    ----------
+    names : iterable of str
+        Topic names, e.g. from :func:`list_topics`.
+    prefix : str
+        A topic prefix, without the dot.
+
+    Returns
+    -------
+    list of str
+        Sorted.
+    """
     return sorted(name for name in names if name.startswith(f"{prefix}."))
 
 
@@ -434,17 +576,18 @@ async def delete_topics(
         doomed = [name for name in names if name in present]
         if doomed:
             await admin.delete_topics(doomed)
-        deadline = time.monotonic() + wait_s
-        while wait_s > 0 and doomed:
-            left = sorted(set(doomed) & set(await admin.list_topics()))
-            if not left:
-                break
-            if time.monotonic() >= deadline:
-                raise BrokerError(
-                    f"topics {', '.join(map(repr, left))} are still listed on "
-                    f"{client.bootstrap_servers} {wait_s:g} s after their deletion"
-                )
-            await asyncio.sleep(0.2)
+
+        async def still_listed() -> list[str]:
+            return sorted(set(doomed) & set(await admin.list_topics()))
+
+        if wait_s > 0 and doomed:
+            await _until_none(
+                still_listed,
+                timeout_s=wait_s,
+                interval_s=0.2,
+                problem=f"are still listed on {client.bootstrap_servers} {wait_s:g} s after "
+                "their deletion",
+            )
         return doomed
     except KafkaError as exc:
         raise BrokerError(f"cannot delete topics on {client.bootstrap_servers}: {exc!r}") from exc
@@ -483,24 +626,37 @@ async def _metadata(admin: Any, names: list[str]) -> list[dict[str, Any]]:
 
 
 async def _wait_for_leaders(admin: Any, names: list[str], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    async def leaderless() -> list[str]:
         metadata = await _metadata(admin, names)
-        leaderless = [
+        out = [
             topic["topic"]
             for topic in metadata
             if not topic["partitions"]
             or any(partition["leader"] < 0 for partition in topic["partitions"])
         ]
-        leaderless += sorted(set(names) - {topic["topic"] for topic in metadata})
-        if not leaderless:
-            return
+        return out + sorted(set(names) - {topic["topic"] for topic in metadata})
+
+    await _until_none(
+        leaderless,
+        timeout_s=timeout_s,
+        interval_s=0.1,
+        problem=f"have partitions without a leader {timeout_s:g} s after they were created",
+    )
+
+
+async def _until_none(
+    pending: Callable[[], Awaitable[list[str]]],
+    *,
+    timeout_s: float,
+    interval_s: float,
+    problem: str,
+) -> None:
+    """Poll ``pending`` until it names no topic; past ``timeout_s`` raise ``BrokerError``."""
+    deadline = time.monotonic() + timeout_s
+    while names := await pending():
         if time.monotonic() >= deadline:
-            raise BrokerError(
-                f"topics {', '.join(map(repr, leaderless))} have partitions without a leader "
-                f"{timeout_s:g} s after they were created"
-            )
-        await asyncio.sleep(0.1)
+            raise BrokerError(f"topics {', '.join(map(repr, names))} {problem}")
+        await asyncio.sleep(interval_s)
 
 
 async def _describe(admin: Any, names: list[str]) -> list[TopicInfo]:

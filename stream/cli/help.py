@@ -64,6 +64,16 @@ def plain_help(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
     A parser that keeps its description's line breaks (``RawDescriptionHelpFormatter``)
     keeps them; the others are still wrapped.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The root of a command tree, after every subcommand is registered.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        ``parser`` itself, changed in place.
     """
     current = parser.formatter_class
     raw = isinstance(current, type) and issubclass(current, argparse.RawDescriptionHelpFormatter)

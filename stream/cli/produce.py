@@ -31,6 +31,13 @@ from stream.wire.frame import MAX_CHANNELS, MAX_RATE, MIN_RATE, Encoding
 
 
 def register(subparsers: Any) -> None:
+    """Add ``tympan produce`` to the ``tympan`` command line.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The ``tympan`` parser's subcommands.
+    """
     parser = subparsers.add_parser(
         "produce",
         help="publish audio files or raw PCM as audio frames",
@@ -110,7 +117,18 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit code: 0 all sent, 1 some input failed or the broker failed, 2 bad options."""
+    """Create the missing topics, publish the inputs, print what was sent.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``tympan produce`` options.
+
+    Returns
+    -------
+    int
+        0 all sent, 1 some input failed or the broker failed, 2 bad options.
+    """
     try:
         topic = audio_topic(args)
         client = KafkaClientConfig.from_environ(
@@ -158,6 +176,15 @@ def run(args: argparse.Namespace) -> int:
 
 def audio_topic(args: argparse.Namespace) -> str:
     """``--topic`` if given, else the audio topic under ``--topic-prefix``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``tympan produce`` options.
+
+    Returns
+    -------
+    str
 
     Raises
     ------

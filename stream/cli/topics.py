@@ -33,6 +33,13 @@ from stream.topics import (
 
 
 def register(subparsers: Any) -> None:
+    """Add ``tympan topics`` and its actions to the ``tympan`` command line.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The ``tympan`` parser's subcommands.
+    """
     parser = subparsers.add_parser(
         "topics",
         help="create, list, describe or delete tympan's Kafka topics",
@@ -44,7 +51,18 @@ def register(subparsers: Any) -> None:
 
 
 def standalone(argv: Sequence[str]) -> int:
-    """Entry point of ``python -m stream.topics``."""
+    """Entry point of ``python -m stream.topics``.
+
+    Parameters
+    ----------
+    argv : sequence of str
+        The arguments after the module name.
+
+    Returns
+    -------
+    int
+        The exit status: 0 done, 1 the broker failed, 2 usage or refused.
+    """
     parser = argparse.ArgumentParser(prog="python -m stream.topics", description=__doc__)
     # aiokafka logs every refused connection while ``wait`` polls; the outcome is printed.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
@@ -205,6 +223,22 @@ def confirm_delete(names: Sequence[str], *, yes: bool, stdin: TextIO, out: TextI
 
     Without a terminal on ``stdin`` (a script, CI) and without ``--yes`` it refuses
     rather than reading an answer nobody typed.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The topics about to be deleted (listed before the question).
+    yes : bool
+        ``--yes`` was given: no question.
+    stdin : TextIO
+        Where the answer is read; only a terminal is asked.
+    out : TextIO
+        Where the list, the question and a refusal go (stderr).
+
+    Returns
+    -------
+    bool
+        True to delete.
     """
     if yes:
         return True
