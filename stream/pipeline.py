@@ -57,7 +57,7 @@ from stream.events import (
 )
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
-from stream.features.windows import Window, stack_windows
+from stream.features.windows import Window
 from stream.sequencing import Released, Sequencer
 from stream.settings import SequencingPolicy
 from stream.summary import SpeakerVerdict, SummaryBuilder
@@ -750,61 +750,3 @@ def embed_speech(
         if is_speech:
             out[i] = next(rows)
     return out
-
-
-@dataclass(slots=True)
-class SyncRun:
-    """Everything :func:`replay` produced, in order."""
-
-    labels: list[LabelEvent] = field(default_factory=list)
-    speakers: list[SpeakerEvent] = field(default_factory=list)
-    summaries: list[SummaryEvent] = field(default_factory=list)
-    rejected: list[RejectedRecord] = field(default_factory=list)
-
-
-def replay(
-    pipeline: Pipeline,
-    records: Iterable[Record],
-    infer: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]],
-    *,
-    embed: EmbedJobs | None = None,
-    close_all: bool = True,
-) -> SyncRun:
-    """Run records through ``pipeline`` with inference inline, one window batch per record.
-
-    The synchronous twin of the worker, with the same domain code: for tests, for
-    ``tympan classify``-style offline use and to check that a replay gives the same
-    events. ``infer`` maps model input ``[n, n_features, frames, 1]`` to probabilities;
-    ``embed`` (with a pipeline that tracks speakers) maps speech jobs to embeddings.
-    """
-    run = SyncRun()
-
-    def settle(step: Step) -> None:
-        run.rejected.extend(step.rejected)
-        if step.jobs:
-            x = stack_windows([job.window for job in step.jobs], pipeline.spec)
-            probabilities = infer(x)
-            if embed is not None and pipeline.speakers is not None:
-                speech = pipeline.speech_mask(probabilities)
-                embeddings = embed_speech(step.jobs, speech, embed)
-                run.speakers.extend(pipeline.complete_speakers(step.jobs, embeddings))
-            run.labels.extend(pipeline.complete(step.jobs, probabilities))
-        run.summaries.extend(summary for _, summary in pipeline.take_summaries())
-
-    for record in records:
-        settle(pipeline.accept(record))
-    if close_all:
-        settle(pipeline.close_all())
-    return run
-
-
-def run_sync(
-    pipeline: Pipeline,
-    records: Iterable[Record],
-    infer: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]],
-    *,
-    close_all: bool = True,
-) -> tuple[list[LabelEvent], list[SummaryEvent], list[RejectedRecord]]:
-    """:func:`replay` without speakers: ``(labels, summaries, rejected)``."""
-    run = replay(pipeline, records, infer, close_all=close_all)
-    return run.labels, run.summaries, run.rejected

@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
+from stream.cli.help import plain_help
+
 # Runtime commands, in the order they appear in ``tympan --help``.
 _RUNTIME_COMMANDS = (
     "stream.cli.produce",
@@ -82,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for register in _runtime_registrars() + _plugin_registrars():
         register(subparsers)
-    return parser
+    return plain_help(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 A readable table by default (one line per event, columns chosen per topic) or the
 raw JSON lines with ``--json``. It reads without a consumer group, so tailing never
 moves anyone's committed offsets; ``--from-beginning`` replays what the topic holds.
+When the topic does not exist yet it refuses and names the command that creates it.
 """
 
 from __future__ import annotations
@@ -63,10 +64,11 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     from aiokafka.errors import KafkaError
 
     from stream.errors import BrokerError
-    from stream.topics import Topics
+    from stream.topics import Topics, require_topics
 
     topics = Topics().with_prefix(settings.topic_prefix)
     topic = getattr(topics, args.topic)
+    await require_topics(settings.kafka, topics, [topic], create=False)
     consumer = AIOKafkaConsumer(
         topic,
         **settings.kafka.aiokafka_kwargs(),

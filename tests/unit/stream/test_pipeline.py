@@ -18,11 +18,12 @@ from stream.events import LabelEvent, ModelRef, RejectedRecord, SummaryEvent
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.inference.session import OnnxModel
-from stream.inference.testing import make_tiny_model_dir
-from stream.pipeline import Pipeline, PipelinePolicy, Record, WindowJob, run_sync
+from stream.pipeline import Pipeline, PipelinePolicy, Record, WindowJob
 from stream.produce import frames_from_array
 from stream.settings import SequencingPolicy
 from stream.wire import AudioFrame, Encoding, encode_frame
+from tests.support.onnx_models import make_tiny_model_dir
+from tests.support.replay import run_sync
 
 SPEC = FeatureSpec(window_seconds=0.5, hop_seconds=0.25)
 T0_US = 1_700_000_000_000_000
