@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from schema_check import validate
 from worker_harness import REPO, TYMPAN, WorkerFarm, read_json, wait_for_count
 
 from models.corpus import music, synth
 from stream.topics import Topics
+from tests.schema_check import validate
 
 SECONDS = {"ci": 8.0, "full": 30.0}[os.environ.get("TYMPAN_TEST_SCALE", "ci")]
 SR = 16000

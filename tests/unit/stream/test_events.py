@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from schema_check import check, schema
 
 from stream.events import (
     LabelEvent,
@@ -21,6 +20,7 @@ from stream.events import (
     thresholded,
     top_k,
 )
+from tests.schema_check import check, schema
 
 MODEL = ModelRef("scene", "3")
 SPAN = WindowSpan(4, 32000, 47872, 16000, 1_700_000_002.992)
