@@ -1,0 +1,167 @@
+"""Poison records on the control and registry topics (issue 11, findings 3 and 9):
+whatever a record holds, the follower answers with a refusal and goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from stream.dashboard.state import DashboardState, decode
+from stream.errors import ConfigError
+from stream.events import ModelRef
+from stream.features.spec import FeatureSpec
+from stream.inference.session import OnnxModel
+from stream.inference.testing import make_tiny_model_dir
+from stream.kafka_client import KafkaClientConfig
+from stream.reload import ActiveModel, ControlFollower, ModelAnnouncement, announce, announcements
+from stream.speakers.registry import ModelBinding, SpeakerRegistry
+from stream.speakers.topic import apply_record
+from stream.topics import Topics
+
+SPEC = FeatureSpec(window_seconds=0.5, hop_seconds=0.25)
+LABELS = ("quiet", "loud")
+TOPICS = Topics().with_prefix("unit-poison")
+DEEP = b"[" * 100_000
+DEEP_OBJECT = b'{"a":' * 100_000
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    make_tiny_model_dir(tmp_path / "tiny" / "1", spec=SPEC, labels=LABELS)
+    make_tiny_model_dir(tmp_path / "tiny" / "2", spec=SPEC, labels=LABELS, version="2")
+    return tmp_path
+
+
+class Producer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, dict[str, Any]]] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        self.sent.append((topic, key, json.loads(value)))
+
+
+def _follower(repo: Path, producer: Producer) -> ControlFollower:
+    return ControlFollower(
+        KafkaClientConfig(bootstrap_servers="127.0.0.1:1"),
+        TOPICS.control,
+        ActiveModel(OnnxModel.load(repo / "tiny" / "1")),
+        repo=repo,
+        worker="w1",
+        app_id="unit",
+        send=producer.send,
+    )
+
+
+@pytest.mark.parametrize("value", [DEEP, DEEP_OBJECT, b"[" * 1000, b'{"a":' * 900 + b"1"])
+def test_deeply_nested_control_record_is_a_config_error(value: bytes) -> None:
+    with pytest.raises(ConfigError, match="model/scene"):
+        ModelAnnouncement.from_record(b"model/scene", value)
+
+
+def test_a_record_under_the_size_limit_is_refused_for_its_depth(repo: Path) -> None:
+    follower = _follower(repo, Producer())
+    status = asyncio.run(follower.on_record(b"model/scene", b"[" * 5000))
+    assert status is not None and status.state == "refused"
+    assert status.reason.startswith("json_too_deep") and "5000 deep" in status.reason
+
+
+def test_a_starting_worker_reads_past_a_poison_announcement() -> None:
+    assert announcements({b"model/scene": DEEP, b"status/w/scene": DEEP}) == {}
+
+
+def test_follower_refuses_a_deep_record_and_goes_on(repo: Path) -> None:
+    producer = Producer()
+    follower = _follower(repo, producer)
+    good = announce(repo / "tiny" / "2", role="scene", repo=repo)
+
+    async def main() -> list[Any]:
+        return [
+            await follower.on_record(b"model/scene", DEEP),
+            await follower.on_record(good.key, good.to_json()),
+        ]
+
+    poison, swapped = asyncio.run(main())
+    assert poison is not None and poison.state == "refused"
+    assert poison.reason.startswith("record_too_large") and "model/scene" in poison.reason
+    assert swapped.state == "active" and follower.slot.ref == ModelRef("tiny", "2")
+
+
+
+def test_follower_refuses_a_model_that_fails_outside_the_contract_checks(repo: Path) -> None:
+    producer = Producer()
+    follower = _follower(repo, producer)
+    good = announce(repo / "tiny" / "2", role="scene", repo=repo)
+
+    def explode(announcement: ModelAnnouncement) -> OnnxModel:
+        raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions")
+
+    follower._prepare = explode  # type: ignore[method-assign]
+    status = asyncio.run(follower.on_record(good.key, good.to_json()))
+    assert status is not None and status.state == "refused"
+    assert "RuntimeError" in status.reason and "INVALID_ARGUMENT" in status.reason
+    assert follower.slot.ref == ModelRef("tiny", "1")
+
+
+@pytest.mark.parametrize("path", ["/etc", "../outside/1", "tiny/../../outside/1"])
+def test_an_announced_path_outside_the_repository_is_refused(repo: Path, path: str) -> None:
+    producer = Producer()
+    follower = _follower(repo, producer)
+    outside = repo.parent / "outside" / "1"
+    make_tiny_model_dir(outside, spec=SPEC, labels=LABELS, version="9")
+    good = json.loads(announce(repo / "tiny" / "2", role="scene", repo=repo).to_json())
+    from stream.inference.manifest import MANIFEST_FILE, sha256_file
+
+    record = {**good, "version": "9", "path": path, "sha256": sha256_file(outside / MANIFEST_FILE)}
+    status = asyncio.run(follower.on_record(b"model/scene", json.dumps(record).encode()))
+    assert status is not None and status.state == "refused"
+    assert "inside the model repository" in status.reason
+    assert follower.slot.ref == ModelRef("tiny", "1")
+
+
+def test_a_symlink_out_of_the_repository_is_refused(repo: Path) -> None:
+    producer = Producer()
+    follower = _follower(repo, producer)
+    outside = repo.parent / "elsewhere" / "7"
+    make_tiny_model_dir(outside, spec=SPEC, labels=LABELS, version="7")
+    (repo / "tiny" / "7").symlink_to(outside, target_is_directory=True)
+    from stream.inference.manifest import MANIFEST_FILE, sha256_file
+
+    good = json.loads(announce(repo / "tiny" / "2", role="scene", repo=repo).to_json())
+    record = {**good, "version": "7", "path": "tiny/7"}
+    record["sha256"] = sha256_file(outside / MANIFEST_FILE)
+    status = asyncio.run(follower.on_record(b"model/scene", json.dumps(record).encode()))
+    assert status is not None and status.state == "refused"
+    assert "inside the model repository" in status.reason
+
+
+BINDING = ModelBinding("speaker-embed", "1", 4)
+
+
+@pytest.mark.parametrize("value", [DEEP, DEEP_OBJECT, b'{"model": 1e999999}'])
+def test_registry_record_of_deep_json_is_rejected(value: bytes) -> None:
+    registry = SpeakerRegistry.empty(BINDING)
+    after, applied = apply_record(registry, b"alice", value)
+    assert applied.outcome == "rejected" and after is registry
+
+
+def test_registry_record_of_odd_shapes_is_rejected_not_raised() -> None:
+    registry = SpeakerRegistry.empty(BINDING)
+    record = {"model": "speaker-embed", "model_version": "1", "updated_at": "x"}
+    for embeddings in ([[[[1.0]]]], "abc", [[1, 2, 3, 4]] * 2 + [[1]], {"a": 1}, None):
+        raw = json.dumps({**record, "embeddings": embeddings}).encode()
+        after, applied = apply_record(registry, b"alice", raw)
+        assert applied.outcome == "rejected", embeddings
+    ok = json.dumps({**record, "embeddings": np.eye(4)[:2].tolist()}).encode()
+    assert apply_record(registry, b"alice", ok)[1].outcome == "enrolled"
+
+
+def test_dashboard_decode_drops_a_deep_record_and_counts_it() -> None:
+    assert decode(DEEP) is None
+    state = DashboardState()
+    state.apply_record("labels", DEEP, 1_700_000_000.0)
+    assert state.unparsable["labels"] == 1
