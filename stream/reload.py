@@ -218,10 +218,24 @@ def validate_model(
     ParityError
         The golden replay differs by more than ``tolerance``: this runtime does not
         compute what the exporter recorded (or the golden file is not this model's).
+    ModelError
+        Also when a warm-up batch or the golden replay fails in onnxruntime (e.g. a
+        graph that only runs at some batch sizes): ``tympan models publish`` and the
+        workers check the same sizes, 1 and ``max_batch``.
     """
     model = OnnxModel.load(model_dir, device=device, expected_spec=expected_spec)
-    model.warmup(sorted(set(batch_sizes)))
-    diff = model.parity_check()
+    sizes = sorted(set(batch_sizes))
+    try:
+        model.warmup(sizes)
+        diff = model.parity_check()
+    except ContractError:
+        raise
+    except Exception as exc:  # onnxruntime refusing a batch shape, say: the model's fault
+        m = model.manifest
+        raise ModelError(
+            f"{model_dir}: model {m.name}/{m.version} fails on this runtime at batch sizes "
+            f"{sizes} or on its golden windows: {type(exc).__name__}: {str(exc)[:500]}"
+        ) from exc
     if not diff <= tolerance:
         m = model.manifest
         raise ParityError(

@@ -91,7 +91,6 @@ def test_follower_refuses_a_deep_record_and_goes_on(repo: Path) -> None:
     assert swapped.state == "active" and follower.slot.ref == ModelRef("tiny", "2")
 
 
-
 def test_follower_refuses_a_model_that_fails_outside_the_contract_checks(repo: Path) -> None:
     producer = Producer()
     follower = _follower(repo, producer)
@@ -154,7 +153,7 @@ def test_registry_record_of_odd_shapes_is_rejected_not_raised() -> None:
     record = {"model": "speaker-embed", "model_version": "1", "updated_at": "x"}
     for embeddings in ([[[[1.0]]]], "abc", [[1, 2, 3, 4]] * 2 + [[1]], {"a": 1}, None):
         raw = json.dumps({**record, "embeddings": embeddings}).encode()
-        after, applied = apply_record(registry, b"alice", raw)
+        _, applied = apply_record(registry, b"alice", raw)
         assert applied.outcome == "rejected", embeddings
     ok = json.dumps({**record, "embeddings": np.eye(4)[:2].tolist()}).encode()
     assert apply_record(registry, b"alice", ok)[1].outcome == "enrolled"
@@ -165,3 +164,135 @@ def test_dashboard_decode_drops_a_deep_record_and_counts_it() -> None:
     state = DashboardState()
     state.apply_record("labels", DEEP, 1_700_000_000.0)
     assert state.unparsable["labels"] == 1
+
+
+def _batch_pinned(model_dir: Path, batch: int = 8) -> Path:
+    """Make ``model_dir``'s graph run only at batch sizes up to ``batch`` (the golden
+    windows' count): its probabilities get ``+ zeros[:min(b, batch)]``, a broadcast
+    onnxruntime refuses for a larger batch. Re-signed, so every file check passes."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from stream.inference.manifest import MODEL_FILE
+    from stream.inference.testing import resign
+
+    path = model_dir / MODEL_FILE
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    for node in graph.node:
+        node.output[:] = ["probs_raw" if o == "probabilities" else o for o in node.output]
+    zeros = numpy_helper.from_array(np.zeros((batch, len(LABELS)), np.float32), "batch_pin")
+    graph.initializer.extend(
+        [
+            zeros,
+            numpy_helper.from_array(np.array([0], np.int64), "pin_zero"),
+            numpy_helper.from_array(np.array([1], np.int64), "pin_one"),
+        ]
+    )
+    graph.node.extend(
+        [  # pin_b = batch_pin[:min(b, batch)]; probabilities = probs_raw + pin_b
+            helper.make_node("Shape", ["probs_raw"], ["pin_shape"]),
+            helper.make_node("Slice", ["pin_shape", "pin_zero", "pin_one"], ["pin_b"]),
+            helper.make_node("Slice", ["batch_pin", "pin_zero", "pin_b", "pin_zero"], ["pin"]),
+            helper.make_node("Add", ["probs_raw", "pin"], ["probabilities"]),
+        ]
+    )
+    onnx.save_model(proto, str(path))
+    resign(model_dir)
+    return model_dir
+
+
+def test_a_model_that_fails_at_max_batch_is_refused_not_raised(repo: Path) -> None:
+    from stream.reload import ReloadPolicy, validate_model
+
+    pinned = _batch_pinned(
+        make_tiny_model_dir(repo / "tiny" / "5", spec=SPEC, labels=LABELS, version="5")
+    )
+    validate_model(pinned)  # batch 1 and the golden windows: what publish used to check
+    follower = ControlFollower(
+        KafkaClientConfig(bootstrap_servers="127.0.0.1:1"),
+        TOPICS.control,
+        ActiveModel(OnnxModel.load(repo / "tiny" / "1")),
+        repo=repo,
+        worker="w1",
+        send=Producer().send,
+        policy=ReloadPolicy(batch_sizes=(1, 32)),
+    )
+    a = announce(pinned, role="scene", repo=repo)
+    status = asyncio.run(follower.on_record(a.key, a.to_json()))
+    assert status is not None and status.state == "refused"
+    assert "batch sizes [1, 32]" in status.reason
+    assert follower.slot.ref == ModelRef("tiny", "1")
+
+
+def test_models_publish_validates_at_the_workers_max_batch(
+    repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stream.cli import main
+
+    pinned = _batch_pinned(
+        make_tiny_model_dir(repo / "tiny" / "5", spec=SPEC, labels=LABELS, version="5")
+    )
+    args = ["models", "publish", str(pinned), "--model-repo", str(repo), "--broker", "127.0.0.1:1"]
+    assert main(args) == 2
+    assert "batch sizes [1, 32]" in capsys.readouterr().err  # the worker default
+    assert main([*args, "--max-batch", "4"]) == 2  # valid at 4: only the broker is missing
+    assert "cannot publish" in capsys.readouterr().err
+    monkeypatch.setenv("TYMPAN_MAX_BATCH", "16")
+    assert main(args) == 2
+    assert "batch sizes [1, 16]" in capsys.readouterr().err
+
+
+def test_models_publish_refuses_a_model_outside_the_repository(
+    repo: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stream.cli import main
+
+    outside = make_tiny_model_dir(
+        tmp_path_factory.mktemp("x") / "tiny" / "3", spec=SPEC, labels=LABELS, version="3"
+    )
+    args = ["models", "publish", str(outside), "--model-repo", str(repo), "--broker", "127.0.0.1:1"]
+    assert main(args) == 2
+    assert "not inside the model repository" in capsys.readouterr().err
+
+
+# -- start-up ---------------------------------------------------------------------------
+
+
+def _latest(repo: Path, **records: bytes) -> dict[bytes, bytes | None]:
+    return {
+        k.replace("_", "/").replace("last/good", "last-good").encode(): v
+        for k, v in records.items()
+    }
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [DEEP, b"[" * 1000, b"\xff", b"null", b"{}", b'{"role": 1}'],
+)
+def test_start_up_survives_any_latest_announcement_and_serves_the_last_good(
+    repo: Path, bad: bytes
+) -> None:
+    from stream.reload import last_good_key, load_at_start, model_key
+
+    good = announce(repo / "tiny" / "2", role="scene", repo=repo)
+    latest: dict[bytes, bytes | None] = {model_key("scene"): bad}
+    assert load_at_start(latest, repo=repo) is None  # nothing good: the worker's --model
+    latest[last_good_key("scene")] = good.to_json()
+    model = load_at_start(latest, repo=repo, batch_sizes=(1, 32))
+    assert model is not None and model.manifest.version == "2"
+
+
+def test_start_up_passes_over_a_model_that_fails_its_checks(repo: Path) -> None:
+    from stream.reload import last_good_key, load_at_start, model_key
+
+    pinned = _batch_pinned(
+        make_tiny_model_dir(repo / "tiny" / "5", spec=SPEC, labels=LABELS, version="5")
+    )
+    bad = announce(pinned, role="scene", repo=repo)
+    good = announce(repo / "tiny" / "2", role="scene", repo=repo)
+    escaped = {**json.loads(good.to_json()), "path": "../../etc"}
+    for record in (bad.to_json(), json.dumps(escaped).encode()):
+        latest = {model_key("scene"): record, last_good_key("scene"): good.to_json()}
+        model = load_at_start(latest, repo=repo, batch_sizes=(1, 32))
+        assert model is not None and model.manifest.version == "2"
