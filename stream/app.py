@@ -90,10 +90,11 @@ def load_model(settings: WorkerSettings, *, control_topic: str | None = None) ->
 
 
 def _announced_model(settings: WorkerSettings, control_topic: str) -> OnnxModel | None:
+    from stream.compacted import read_latest
     from stream.inference.repository import default_repo
-    from stream.reload import load_at_start, read_control
+    from stream.reload import load_at_start
 
-    latest = asyncio.run(read_control(settings.kafka, control_topic))
+    latest = asyncio.run(read_latest(settings.kafka, control_topic))
     return load_at_start(
         latest,
         repo=settings.model_repo or default_repo(),

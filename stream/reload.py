@@ -457,22 +457,36 @@ async def read_control(
     return {key: record.value for key, record in latest.items()}
 
 
+Latest = Mapping[bytes, bytes | None] | Mapping[bytes, CompactedRecord]
+
+
+def _value(key: bytes, item: bytes | CompactedRecord | None) -> tuple[bytes | None, str]:
+    """A snapshot entry's value and how messages name it (offset when known)."""
+    if isinstance(item, CompactedRecord):
+        return item.value, item.where
+    return item, f"control record {key!r}"
+
+
 def announcements(
-    latest: Mapping[bytes, bytes | None],
+    latest: Latest,
     *,
     prefix: str = MODEL_PREFIX,
     limits: ControlLimits = DEFAULT_LIMITS,
 ) -> dict[str, ModelAnnouncement]:
     """The valid announcements under ``prefix`` (``model/`` or ``last-good/``) in a
-    :func:`read_control` result; a bad record is logged and passed over."""
+    :func:`read_control` (or :func:`~stream.compacted.read_latest`) result; a bad
+    record is logged and passed over."""
     out: dict[str, ModelAnnouncement] = {}
-    for key, value in latest.items():
+    for key, item in latest.items():
+        value, where = _value(key, item)
         if not key.startswith(prefix.encode()) or value is None:
             continue
         role = key[len(prefix) :].decode("utf-8", "replace")
         expected = f"{prefix}{role}".encode()
         try:
-            found = ModelAnnouncement.from_record(key, value, limits=limits, expected_key=expected)
+            found = ModelAnnouncement.from_record(
+                key, value, where=where, limits=limits, expected_key=expected
+            )
         except ConfigError as exc:
             log.warning("%s", exc)
             continue
@@ -506,7 +520,7 @@ def statuses(
 
 
 def load_at_start(
-    latest: Mapping[bytes, bytes | None],
+    latest: Latest,
     *,
     repo: Path,
     role: str = "scene",
