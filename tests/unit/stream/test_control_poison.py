@@ -296,3 +296,34 @@ def test_start_up_passes_over_a_model_that_fails_its_checks(repo: Path) -> None:
         latest = {model_key("scene"): record, last_good_key("scene"): good.to_json()}
         model = load_at_start(latest, repo=repo, batch_sizes=(1, 32))
         assert model is not None and model.manifest.version == "2"
+
+
+def test_models_active_reads_past_poison_status_records() -> None:
+    from stream.reload import statuses
+
+    good = {"worker": "w1", "role": "scene", "state": "active"}
+    latest: dict[bytes, bytes | None] = {
+        b"status/w1/scene": json.dumps(good).encode(),
+        b"status/w2/scene": DEEP,
+        b"status/w3/scene": b"\xff",
+        b"status/w4/scene": None,
+    }
+    assert statuses(latest) == ([good], 2)
+
+
+def test_control_limits_are_settings_with_environment_names() -> None:
+    from stream.settings import ControlLimits, WorkerSettings
+
+    default = WorkerSettings.from_environ({}).control_limits
+    assert default == ControlLimits() and default.max_json_depth == 32
+    env = {
+        "TYMPAN_CONTROL_MAX_BYTES": "1024",
+        "TYMPAN_REGISTRY_MAX_BYTES": "2048",
+        "TYMPAN_JSON_MAX_DEPTH": "4",
+    }
+    assert WorkerSettings.from_environ(env).control_limits == ControlLimits(1024, 2048, 4)
+    with pytest.raises(ConfigError, match="max_json_depth"):
+        ControlLimits(max_json_depth=0)
+    limits = ControlLimits(control_max_bytes=1024, max_json_depth=4)
+    with pytest.raises(ConfigError, match="json_too_deep"):
+        ModelAnnouncement.from_record(b"model/scene", b"[[[[[1]]]]]", limits=limits)
