@@ -123,7 +123,7 @@ class ControlLimits:
     ----------
     control_max_bytes: a control record (announcement, status) is a few hundred bytes.
     registry_max_bytes: a speaker enrollment holds its window embeddings (a few
-        hundred rows of 192 floats is ~1 MB); ``tympan speakers`` publishes up to 8 MiB.
+        hundred rows of 128 floats is under 1 MB); ``tympan speakers`` sends up to 8 MiB.
     max_json_depth: nesting of arrays and objects; real records nest at most 3 deep.
     """
 
