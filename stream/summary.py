@@ -85,6 +85,14 @@ class SummaryBuilder:
     model: ModelRef
     verdicts: dict[int, WindowVerdict] = field(default_factory=dict)
     speaker: SpeakerVerdict | None = None
+    # what the event id hashes for the stream (``stream.pipeline.segment_key``): a
+    # segment of a stream cut by a roll or an idle close has its own summary
+    id_key: str | None = None
+
+    @property
+    def event_id(self) -> str:
+        """The summary's id, known from the segment's opening (the runtime's pin)."""
+        return event_id(self.id_key or self.stream_id, -1, "summary", self.model.tag)
 
     def add_label(self, verdict: WindowVerdict) -> None:
         # keyed by index: a window re-inferred after a feature reset counts once
@@ -98,7 +106,7 @@ class SummaryBuilder:
         verdicts = list(self.verdicts.values())
         spk = self.speaker
         return SummaryEvent(
-            event_id=event_id(self.stream_id, -1, "summary", self.model.tag),
+            event_id=self.event_id,
             stream_id=self.stream_id,
             model=self.model,
             closed_by=closed_by,
