@@ -643,7 +643,7 @@ class Pipeline:
                 zeros = np.zeros(rel.gap_frames * frame.n_samples, dtype=np.float32)
                 start = state.position
                 self._push(state, zeros, step)
-                state.gaps.append((start, state.position))
+                self._note_gap(state, start, state.position)
             samples = payload_to_float32(frame.payload, frame.encoding, frame.channels)
             self._push(state, samples, step, last=rel.eos)
 
@@ -692,10 +692,19 @@ class Pipeline:
             else []
         )
         self._submit(state, self.frontend.reset(state.stream_id, at_sample=resume), step, aux)
-        state.gaps.append((state.position, resume))
+        self._note_gap(state, state.position, resume)
         state.position = resume
         state.resampler = StreamResampler(state.sample_rate, self.spec.sr)
         state.ended = False
+
+    def _note_gap(self, state: _Stream, start: int, end: int) -> None:
+        """Remember a gap ``[start, end)`` for the windows' ``gap`` flag, forgetting
+        those no window still to come can overlap (a stream with a gap every other
+        frame would otherwise grow the list, and each window's check, without end)."""
+        frontier = state.position - sum(len(p) for p in state.pending)
+        horizon = frontier - 2 * self.spec.window_samples
+        state.gaps = [(a, b) for a, b in state.gaps if b > horizon]
+        state.gaps.append((start, end))
 
     def _submit(
         self, state: _Stream, windows: list[Window], step: Step, aux: list[Window] | None = None
