@@ -418,6 +418,7 @@ class Pipeline:
             try:
                 self._drain(step, only=state)
             except Exception as exc:
+                state.pending = []
                 self._dirty.pop(state.stream_id, None)
                 record = last_of.get(state.stream_id)
                 if record is not None:
@@ -665,11 +666,14 @@ class Pipeline:
             if state.pending:
                 parts = state.pending
                 chunks[state.stream_id] = parts[0] if len(parts) == 1 else np.concatenate(parts)
-                state.pending = []
-            self._dirty.pop(state.stream_id, None)
         if not chunks:
+            for state in states:
+                self._dirty.pop(state.stream_id, None)
             return
-        result = self.frontend.push(chunks)
+        result = self.frontend.push(chunks)  # if it raises, the samples stay queued
+        for state in states:
+            state.pending = []
+            self._dirty.pop(state.stream_id, None)
         for sid, error in result.rejects.items():
             log.error("stream %r: the feature frontend refused samples: %s", sid, error)
         aux = self.aux_frontend.push(chunks).windows if self.aux_frontend is not None else []

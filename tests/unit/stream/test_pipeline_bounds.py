@@ -344,6 +344,27 @@ def test_an_unexpected_error_is_contained_to_its_record_and_stream(model: OnnxMo
     assert _content(good_events) == _content(reference.labels)
 
 
+def test_a_failing_stream_in_a_batch_does_not_cost_the_others_their_samples(
+    model: OnnxModel,
+) -> None:
+    """One accept_many() for both streams: the batched feature push fails, the good
+    stream's samples are pushed again on their own."""
+    good, bad = _frames("good", seconds=1.0), _frames("bad", seconds=1.0)
+    records = _records([f for pair in zip(good, bad, strict=True) for f in pair])
+    reference = _run(_pipeline(model), _records(good), model)
+    pipeline = _pipeline(model, frontend=FailingBank(SPEC))
+    jobs, rejected = [], []
+    for i in range(0, len(records), 10):
+        step = pipeline.accept_many(records[i : i + 10])
+        jobs.extend(step.jobs)
+        rejected.extend(step.rejected)
+    jobs.extend(pipeline.close_all().jobs)
+    x = np.stack([j.window.features[..., None] for j in jobs])
+    labels = pipeline.complete(jobs, model.run(x).probabilities)
+    assert {(r.stream_id, r.reason) for r in rejected} == {("bad", "internal_error")}
+    assert _content(e for e in labels if e.stream_id == "good") == _content(reference.labels)
+
+
 # -- the law: any mutation of a valid frame ends as a frame or a dead letter --------------
 _HEADER_VALUES = st.one_of(
     st.binary(max_size=24),
