@@ -25,8 +25,9 @@ content a replay would give (see docs/delivery.md, "Deterministic closing").
 A stream is cut into *segments*. A segment opens at the first record of a stream
 this worker sees (or the first after the previous segment closed). Its window
 events hash ``(stream id, seq of its first released frame)`` and its summary
-``(stream id, seq of its first record)`` (:func:`segment_key`): for a stream seen
-from seq 0 both are the stream id alone, as they always were. So a replay that
+``(stream id, seq of its first record)``, or the stream id alone for a stream's start
+(:func:`segment_key`): for a stream seen from seq 0 both are the stream id alone, as
+they always were, whatever order its first frames arrive in. So a replay that
 starts in the middle of an already finished segment makes events under other ids,
 never other content under the same id.
 
@@ -495,7 +496,11 @@ class Pipeline:
         if len(self._streams) >= self.policy.max_streams:
             self._evict(step)
         start = 0 if frame.seq < self.policy.open_limit else frame.seq
-        key = segment_key(sid, frame.seq)
+        # the summary's id (and the pin) must be known now: a stream's start keeps the
+        # stream id whatever order its first frames came in; a resumed stream does not
+        ended = self._done.get(sid)
+        resumed = ended is not None and ended[0] is None
+        key = segment_key(sid, frame.seq if start or resumed else 0)
         state = _Stream(
             stream_id=sid,
             partition=record.partition,

@@ -416,3 +416,15 @@ def test_mutated_frames_never_raise_and_every_record_is_accounted_for(
     real_summaries = [s for s in run.summaries if s.stream_id == "real"]
     assert [s.closed_by for s in real_summaries] == ["eos"]
     assert real_summaries[0].counts["rejected"] == 0
+
+
+def test_reordered_first_frames_keep_the_summary_id_of_the_ordered_stream(
+    model: OnnxModel,
+) -> None:
+    frames = _frames("order", seconds=0.5)
+    ordered = _run(_pipeline(model), _records(frames), model)
+    shuffled = _run(
+        _pipeline(model), _records([frames[2], frames[0], *frames[1:2], *frames[3:]]), model
+    )
+    assert _summary_content(shuffled.summaries) == _summary_content(ordered.summaries)
+    assert _content(shuffled.labels) == _content(ordered.labels)
