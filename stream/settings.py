@@ -177,7 +177,8 @@ class WorkerSettings:
     data_dir: Faust's data directory (tables, rocksdb); one per worker process.
     sequencing, batching: the two policies above.
     limits: per-stream bounds (:class:`StreamLimits`).
-    idle_timeout_s: a stream with no frame for this long is closed like an EOS.
+    idle_timeout_s: a stream is closed (``idle``) when a later record of its partition
+        is stamped (Kafka time) more than this after the stream's last record.
     max_streams: open streams per worker; a new stream past it closes the
         longest-silent open one (``closed_by="evicted"``, see docs/delivery.md).
     top_k: labels listed in each label event's ``top_k``.
