@@ -47,6 +47,7 @@ from stream.topics import Topics
 from stream.worker.app import WorkerApp, serve_audio
 from stream.worker.commits import CommitLog
 from stream.worker.consumer import ConsumerPlan
+from stream.worker.producer import BatchSender
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
         pipeline,
         infer,
         topics,
-        send,
+        BatchSender(app.producer).send,  # a producer batch per partition per loop turn
         commits.ack,
         settings.batching,
         metrics=metrics,
