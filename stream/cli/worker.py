@@ -138,6 +138,7 @@ def _processes(flag: int | None, env: str | None) -> int:
 def _supervise(args: argparse.Namespace, settings: Any, processes: int) -> int:
     """Run ``processes`` single-process workers with the same flags (topics already
     exist), each with its own data directory and metrics port."""
+    from stream.errors import ConfigError
     from stream.worker.supervisor import Supervisor, child_command
 
     base = ["-v"] * getattr(args, "verbose", 0) + ["worker"]
@@ -150,6 +151,10 @@ def _supervise(args: argparse.Namespace, settings: Any, processes: int) -> int:
     for index in range(processes):
         port = settings.web_port + index if settings.web_port else 0
         data_dir = settings.data_dir / f"process-{index}"
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates the last level only
+        except OSError as exc:
+            raise ConfigError(f"cannot create the data directory {data_dir}: {exc}") from exc
         commands.append(
             child_command([*base, "--web-port", str(port), "--data-dir", str(data_dir)])
         )
