@@ -8,7 +8,8 @@ What one level of the sweep does (all on this machine, the broker included):
    levels start once every worker's latest assignment is non-empty and together
    they cover every audio partition (the audio topic has 8);
 2. a producer subprocess (this file, ``_produce`` mode) plays ``K`` 16 kHz PCM calls
-   in real time: 100 ms chunks, each call starting at a different moment of the
+   (with ``--telephony``: 8 kHz G.711 μ-law, what call centers send) in real time:
+   100 ms chunks, each call starting at a different moment of the
    first ``ramp_s`` (so sends are spread evenly over every 100 ms), for
    ``duration_s``; then each call ends with ``eos``. It is one process with one
    asyncio loop and a vectorized due-time check per tick; payloads are encoded once
@@ -37,6 +38,7 @@ domain objects without Kafka or Faust) give streams per core and tympan's ratio.
 Run::
 
     .venv/bin/python benchmarks/bench_e2e.py --quick          # < 3 min, `make bench`
+    .venv/bin/python benchmarks/bench_e2e.py --quick --telephony   # 8 kHz μ-law calls
     .venv/bin/python benchmarks/bench_e2e.py --streams 100 300 600 1000 --duration-s 30
     .venv/bin/python benchmarks/bench_e2e.py --streams 400 --profile /tmp/w.txt  # py-spy
     .venv/bin/python benchmarks/bench_e2e.py --workers 2 --streams 300 400 500 600
@@ -150,18 +152,38 @@ def call_audio(seconds: float, seed: int) -> np.ndarray:
     return (y + rng.standard_normal(len(t)) * 0.01).astype(np.float32)
 
 
-def encoded_chunks(n_clips: int, seconds: float, chunk_samples: int) -> list[list[bytes]]:
-    """``n_clips`` looping clips, each cut once into little-endian int16 chunk payloads."""
+TELEPHONY_SR = 8000
+
+
+def encoded_chunks(
+    n_clips: int, seconds: float, chunk_samples: int, *, telephony: bool = False
+) -> list[list[bytes]]:
+    """``n_clips`` looping clips, each cut once into chunk payloads: little-endian
+    int16 at 16 kHz, or (``telephony``) G.711 μ-law at 8 kHz (``chunk_samples`` is
+    then counted at 8 kHz)."""
+    from stream.audio.g711 import mulaw_encode
+
     clips = []
     for c in range(n_clips):
-        pcm = (np.clip(call_audio(seconds, c), -1, 1) * 32767).astype("<i2").tobytes()
-        step = chunk_samples * 2
+        audio = np.clip(call_audio(seconds, c), -1, 1)
+        if telephony:  # a telephone channel: every other sample of the 16 kHz clip
+            pcm = mulaw_encode((audio[::2] * 32767).astype(np.int16)).tobytes()
+            step = chunk_samples
+        else:
+            pcm = (audio * 32767).astype("<i2").tobytes()
+            step = chunk_samples * 2
         clips.append([pcm[i : i + step] for i in range(0, len(pcm) - step + 1, step)])
     return clips
 
 
 async def produce_load(
-    broker: str, topic: str, n_streams: int, duration_s: float, ramp_s: float, prefix: str
+    broker: str,
+    topic: str,
+    n_streams: int,
+    duration_s: float,
+    ramp_s: float,
+    prefix: str,
+    telephony: bool = False,
 ) -> dict[str, Any]:
     """Play ``n_streams`` real-time calls; return pacing statistics.
 
@@ -175,8 +197,9 @@ async def produce_load(
     from stream.wire.frame import Encoding, frame_headers
 
     chunk_s = CHUNK_MS / 1000
-    chunk_samples = SR * CHUNK_MS // 1000
-    clips = encoded_chunks(8, 10.0, chunk_samples)
+    rate, encoding = (TELEPHONY_SR, Encoding.MULAW) if telephony else (SR, Encoding.PCM_S16LE)
+    chunk_samples = rate * CHUNK_MS // 1000
+    clips = encoded_chunks(8, 10.0, chunk_samples, telephony=telephony)
     n_frames = round(duration_s / chunk_s)
     producer = AIOKafkaProducer(
         bootstrap_servers=broker,
@@ -209,8 +232,8 @@ async def produce_load(
                     p = int(part[j])
                     headers = frame_headers(
                         seq=s,
-                        sample_rate=SR,
-                        encoding=Encoding.PCM_S16LE,
+                        sample_rate=rate,
+                        encoding=encoding,
                         channels=1,
                         capture_us=int((start[j] + s * chunk_s) * 1e6),
                         eos=s == n_frames - 1,
@@ -318,7 +341,6 @@ def start_worker(
     extra: list[str],
     profile: Path | None,
     extra_env: dict[str, str],
-    lean: bool = False,
     index: int = 0,
 ) -> Worker:
     args = [
@@ -337,13 +359,12 @@ def start_worker(
         "--web-port",
         "0",
         "--no-create-topics",
+        "--processes",  # one process per worker: --workers N meters each one's CPU
+        "1",
         "--loglevel",
         "info",
         *extra,
     ]
-    if lean:  # the Faust-free experiment (lean_worker.py), same runtime and domain code
-        args = [PYTHON, str(Path(__file__).with_name("lean_worker.py")), *args[2:8]]
-        args += ["--app-id", f"{prefix}-worker", *extra]
     if profile is not None:  # py-spy: sampling profiler, the worker runs unmodified
         spy = Path(sys.executable).parent / "py-spy"
         args = [
@@ -498,6 +519,7 @@ def run_level(
     budget_ms: float,
     drift_budget_ms: float,
     pids: dict[str, int | None],
+    telephony: bool = False,
 ) -> Level:
     prefix = f"k{k}-{uuid.uuid4().hex[:6]}"
     n_samples = round(duration_s / (CHUNK_MS / 1000)) * SR * CHUNK_MS // 1000
@@ -520,6 +542,7 @@ def run_level(
             str(duration_s),
             str(ramp_s),
             prefix,
+            *(["telephony"] if telephony else []),
             stdout=asyncio.subprocess.PIPE,
             cwd=str(REPO),
         )
@@ -718,9 +741,7 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
             spy = profile if i == 0 else None
             extra = args.worker_arg or []
             workers.append(
-                start_worker(
-                    args.broker, prefix, model_dir, tmp, extra, spy, env, args.lean, index=i
-                )
+                start_worker(args.broker, prefix, model_dir, tmp, extra, spy, env, index=i)
             )
         wait_assigned(workers, topics.audio_partitions, 60 + 30 * args.workers)
         pids: dict[str, int | None] = {
@@ -740,6 +761,7 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
                 args.p99_budget_ms,
                 args.drift_ms,
                 pids,
+                telephony=args.telephony,
             )
             levels.append(level)
             print(row(level), flush=True)
@@ -753,7 +775,8 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
         "model_dir": str(model_dir),
         "worker_args": args.worker_arg or [],
         "worker_env": env,
-        "worker": "lean_worker.py" if args.lean else "tympan worker",
+        "worker": "tympan worker",
+        "streams": "8 kHz mulaw" if args.telephony else "16 kHz pcm_s16le",
         "workers": args.workers,
         "log": str(tmp),
     }
@@ -789,8 +812,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv[:1] == ["_produce"]:
         broker, topic, k, duration, ramp, prefix = argv[1:7]
+        telephony = argv[7:8] == ["telephony"]
         stats = asyncio.run(
-            produce_load(broker, topic, int(k), float(duration), float(ramp), prefix)
+            produce_load(broker, topic, int(k), float(duration), float(ramp), prefix, telephony)
         )
         print(json.dumps(stats), flush=True)
         return 0
@@ -811,7 +835,7 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=int, default=1, help="worker processes in one consumer group"
     )
     parser.add_argument(
-        "--lean", action="store_true", help="run benchmarks/lean_worker.py (no Faust) instead"
+        "--telephony", action="store_true", help="8 kHz G.711 mu-law calls (default 16 kHz PCM)"
     )
     parser.add_argument("--profile", help="record the (first) worker with py-spy into this file")
     parser.add_argument("--json", help="write all figures here")
@@ -825,7 +849,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration_s is None:
         args.duration_s = 12.0 if args.quick else 30.0
     who = "worker" if args.workers == 1 else f"{args.workers} workers"
+    calls = "8 kHz mu-law" if args.telephony else "16 kHz PCM"
     print(f"machine: {os.cpu_count()} cores shared by {who}, producer, broker and reader")
+    print(f"calls: {calls}, {CHUNK_MS} ms frames")
     print(HEADER, flush=True)
     levels, meta = sweep(args)
     best = max((lv for lv in levels if lv.passes), key=lambda lv: lv.streams, default=None)
