@@ -179,7 +179,7 @@ class _Upsampler:
         if n <= 0:
             self._hist = buf
             return np.zeros(0, dtype=np.float32)
-        self._hist = buf[n:]
+        self._hist = buf[n:].copy()  # not a view: it would keep the whole chunk alive
         return _apply(buf, n, self._toeplitz, self.factor, k)
 
 
