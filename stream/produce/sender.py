@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 _ROUND_FRAMES = 1000  # the most frames gathered before they are handed over
 _MAX_IN_FLIGHT = 2000  # batches handed over but not delivered; beyond it, wait (backpressure)
+_MAX_QUEUED = 16  # full batches waiting for their lane, all partitions; beyond it, wait
 
 
 def interleave(streams: Sequence[Iterable[AudioFrame]], *, realtime: bool) -> Iterator[AudioFrame]:
@@ -223,6 +224,7 @@ class _BatchSender:
         self._open: dict[int, Any] = {}  # partition → BatchBuilder being filled
         self._full: dict[int, deque[Any]] = {}  # partition → closed, not yet submitted
         self._lanes: dict[int, asyncio.Task[None]] = {}
+        self._progress = asyncio.Event()  # set whenever a lane hands a batch over
         self.pending: deque[asyncio.Future[Any]] = deque()  # submitted, not delivered
 
     def add(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
@@ -240,9 +242,18 @@ class _BatchSender:
             batch.append(key=key, value=value, timestamp=None, headers=headers)
 
     async def flush(self) -> None:
-        """Start a lane for every partition with records and no lane running."""
+        """Start a lane for every partition with records and no lane running.
+
+        Backpressure: when the broker takes batches more slowly than they fill (as
+        fast as possible, or a broker in trouble), wait until the lanes have handed
+        over all but ``_MAX_QUEUED`` full batches, so memory stays bounded.
+        """
         for partition in list(self._open):
             self._lane(partition)
+        while sum(map(len, self._full.values())) > _MAX_QUEUED:
+            self._progress.clear()
+            await self._progress.wait()
+            self._check_lanes()
         await _settle(self.pending)
         await asyncio.sleep(0)  # let the lanes and aiokafka's sender run
 
@@ -261,17 +272,27 @@ class _BatchSender:
         if lane is None or lane.done():
             self._lanes[partition] = asyncio.ensure_future(self._submit_all(partition))
 
+    def _check_lanes(self) -> None:
+        """Raise the error of a lane that failed (a broker that refuses batches)."""
+        for lane in list(self._lanes.values()):
+            if lane.done():
+                lane.result()
+
     async def _submit_all(self, partition: int) -> None:
         full = self._full.setdefault(partition, deque())
-        while True:
-            batch = full.popleft() if full else self._open.pop(partition, None)
-            if batch is None:
-                break
-            batch.close()
-            self.pending.append(
-                await self.producer.send_batch(batch, self.topic, partition=partition)
-            )
-        del self._lanes[partition]
+        try:
+            while True:
+                batch = full.popleft() if full else self._open.pop(partition, None)
+                if batch is None:
+                    break
+                batch.close()
+                self.pending.append(
+                    await self.producer.send_batch(batch, self.topic, partition=partition)
+                )
+                self._progress.set()
+        finally:
+            self._progress.set()  # wake a waiting flush, also when the submit failed
+        del self._lanes[partition]  # only on success: a failed lane keeps its error
 
 
 class _Pacing:
