@@ -360,6 +360,7 @@ async def _send_all(
             if n_frames % _ROUND_FRAMES == 0:  # also when late: hand over while catching up
                 await (sender.flush() if pacing is None else pacing.send_round(sender))
     except asyncio.CancelledError:  # Ctrl-C: end the streams cleanly before leaving
+        await sender.delivered()  # the gathered frames first, so each EOS comes last
         await _end_streams(sender.producer, sender.topic, list(unfinished.values()))
         raise
     if pacing is not None:
