@@ -16,7 +16,11 @@ import numpy as np
 import pytest
 
 from stream.audio import StreamResampler
+from stream.events import ModelRef
 from stream.features import FeatureBank, FeatureSpec
+from stream.pipeline import Pipeline, PipelinePolicy, Record
+from stream.produce import frames_from_array
+from stream.wire import Encoding, encode_frame
 
 SPEC = FeatureSpec()
 
@@ -51,3 +55,32 @@ def test_each_window_leaves_with_the_frame_that_completes_it(frame_ms: int) -> N
 @pytest.mark.parametrize("frame_ms", [20, 100, 500])
 def test_8k_telephony_adds_no_frame_over_16k_pcm(frame_ms: int) -> None:
     assert release_frames(8000, frame_ms) == release_frames(16000, frame_ms)
+
+
+def pipeline_release_frames(sr: int, encoding: Encoding, frame_ms: int) -> dict[int, int]:
+    """The same through the worker's domain core: window index → the record whose
+    ``Pipeline.accept`` returned its job."""
+    pipeline = Pipeline(SPEC, ModelRef("m", "1"), ("a", "b"), FeatureBank(SPEC), PipelinePolicy())
+    y = (0.1 * np.random.default_rng(1).standard_normal(3 * sr)).astype(np.float32)
+    frames = frames_from_array(
+        y,
+        sr,
+        stream_id="call",
+        encoding=encoding,
+        chunk_ms=frame_ms,
+        start_us=1_700_000_000_000_000,
+    )
+    released: dict[int, int] = {}
+    for offset, frame in enumerate(frames):
+        key, value, headers = encode_frame(frame)
+        step = pipeline.accept(Record(key, value, tuple(headers), "audio", 0, offset))
+        for job in step.jobs:
+            released[job.span.index] = offset
+    return released
+
+
+@pytest.mark.parametrize("frame_ms", [20, 100, 500])
+def test_the_pipeline_releases_8k_mulaw_windows_with_the_16k_pcm_frame(frame_ms: int) -> None:
+    mulaw = pipeline_release_frames(8000, Encoding.MULAW, frame_ms)
+    assert mulaw
+    assert mulaw == pipeline_release_frames(16000, Encoding.PCM_S16LE, frame_ms)
