@@ -8,12 +8,12 @@ What one level of the sweep does (all on this machine, the broker included):
    levels start once every worker's latest assignment is non-empty and together
    they cover every audio partition (the audio topic has 8);
 2. a producer subprocess (this file, ``_produce`` mode) plays ``K`` 16 kHz PCM calls
-   (with ``--telephony``: 8 kHz G.711 μ-law, what call centers send) in real time:
-   100 ms chunks, each call starting at a different moment of the
-   first ``ramp_s`` (so sends are spread evenly over every 100 ms), for
-   ``duration_s``; then each call ends with ``eos``. It is one process with one
-   asyncio loop and a vectorized due-time check per tick; payloads are encoded once
-   and records go out as per-partition batches (``AIOKafkaProducer.send_batch``);
+   (or 8 kHz μ-law: ``_produce ... PREFIX mulaw 8000``) in real time: 100 ms chunks,
+   each call starting at a different moment of the first ``ramp_s`` (so sends are
+   spread evenly over every 100 ms), for ``duration_s``; then each call ends with
+   ``eos``. It runs ``tympan produce``'s own engine (``stream.produce.produce_frames``:
+   one process, one asyncio loop, payloads encoded once, one ``send_batch`` per
+   partition per round) and reports its send-lag percentiles;
 3. this process reads the label topic and stamps each event when it becomes
    readable. Latency of a window = that stamp minus the capture time of the
    window's last sample (``capture_time_s`` in the label event, derived by the
@@ -73,7 +73,6 @@ PYTHON = sys.executable
 KAFKA_PID = REPO / ".tympan" / "kafka" / "kafka.pid"
 SR = 16000
 CHUNK_MS = 100
-TICK_S = 0.005
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 ASSIGNED = re.compile(r"partitions assigned: \[([0-9, ]*)\]")
 
@@ -183,98 +182,50 @@ async def produce_load(
     duration_s: float,
     ramp_s: float,
     prefix: str,
-    telephony: bool = False,
+    encoding: str = "pcm_s16le",
+    rate: int = SR,
 ) -> dict[str, Any]:
-    """Play ``n_streams`` real-time calls; return pacing statistics.
+    """Play ``n_streams`` real-time calls with ``tympan produce``'s engine; return its figures.
 
-    Stream ``j`` starts at ``t0 + ramp_s * j / n_streams`` and sends chunk ``s`` when
-    its last sample is due (``start + (s+1) * 100 ms``), stamped with the capture time
-    of its first sample, exactly what a telephony gateway would send.
+    The same code as ``tympan produce --realtime`` (``stream.produce``: frames cut
+    from payloads encoded once, a heap merge by due time, one batch per partition
+    per round): stream ``j`` plays clip ``j % 8`` encoded as ``encoding`` at ``rate``
+    (8 kHz μ-law: telephony), starts ``ramp_s * j / n_streams`` after the first and
+    sends chunk ``s`` when its last sample is due, stamped with the capture time of
+    its first sample, exactly what a telephony gateway would send.
     """
-    from aiokafka import AIOKafkaProducer
-    from aiokafka.partitioner import DefaultPartitioner
+    import soxr
 
-    from stream.wire.frame import Encoding, frame_headers
-
-    chunk_s = CHUNK_MS / 1000
-    rate, encoding = (TELEPHONY_SR, Encoding.MULAW) if telephony else (SR, Encoding.PCM_S16LE)
-    chunk_samples = rate * CHUNK_MS // 1000
-    clips = encoded_chunks(8, 10.0, chunk_samples, telephony=telephony)
-    n_frames = round(duration_s / chunk_s)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=broker,
-        linger_ms=2,
-        max_batch_size=1024 * 1024,
-        max_request_size=8 * 1024 * 1024,
-        acks=1,
+    from stream.audio.convert import float32_to_payload
+    from stream.produce import (
+        ProducerTuning,
+        Source,
+        StreamPlan,
+        now_us,
+        plan_frames,
+        produce_frames,
     )
-    await producer.start()
-    try:
-        partitions = sorted(await producer.partitions_for(topic))
-        partitioner = DefaultPartitioner()
-        keys = [f"{prefix}-{j:05d}".encode() for j in range(n_streams)]
-        part = np.array([partitioner(k, partitions, partitions) for k in keys])
-        t0 = time.time() + 0.5
-        start = t0 + ramp_s * np.arange(n_streams) / max(n_streams, 1)
-        seq = np.zeros(n_streams, dtype=np.int64)
-        due = start + chunk_s
-        lags: list[float] = []
-        pending: list[Any] = []
-        sent = 0
-        while True:
-            now = time.time()
-            ready = np.flatnonzero(due <= now)
-            if ready.size:
-                lags.extend((now - due[ready]).tolist())
-                batches: dict[int, Any] = {}
-                for j in ready.tolist():
-                    s = int(seq[j])
-                    p = int(part[j])
-                    headers = frame_headers(
-                        seq=s,
-                        sample_rate=rate,
-                        encoding=encoding,
-                        channels=1,
-                        capture_us=int((start[j] + s * chunk_s) * 1e6),
-                        eos=s == n_frames - 1,
-                    )
-                    clip = clips[j % len(clips)]
-                    value = clip[(s + j) % len(clip)]
-                    batch = batches.get(p)
-                    if batch is None:
-                        batch = batches[p] = producer.create_batch()
-                    if (
-                        batch.append(key=keys[j], value=value, timestamp=None, headers=headers)
-                        is None
-                    ):
-                        pending.append(await producer.send_batch(batch, topic, partition=p))
-                        batch = batches[p] = producer.create_batch()
-                        batch.append(key=keys[j], value=value, timestamp=None, headers=headers)
-                for p, batch in batches.items():
-                    pending.append(await producer.send_batch(batch, topic, partition=p))
-                sent += ready.size
-                seq[ready] += 1
-                due[ready] += chunk_s
-                due[seq >= n_frames] = np.inf
-                if len(pending) > 2000:
-                    await asyncio.gather(*pending)
-                    pending.clear()
-            elif not np.isfinite(due).any():
-                break
-            nxt = float(due.min()) if np.isfinite(due).any() else now
-            await asyncio.sleep(min(TICK_S, max(0.0, nxt - time.time())))
-        await producer.flush()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    lag_ms = np.array(lags) * 1000 if lags else np.zeros(1)
-    return {
-        "frames": sent,
-        "send_lag_p50_ms": float(np.percentile(lag_ms, 50)),
-        "send_lag_p99_ms": float(np.percentile(lag_ms, 99)),
-        "send_lag_max_ms": float(lag_ms.max()),
-        "first_start_s": t0,
-    }
+    from stream.wire.frame import Encoding
+
+    enc = Encoding(encoding)
+    clips = []
+    for c in range(8):
+        y = call_audio(duration_s, c)
+        y = y if rate == SR else soxr.resample(y, SR, rate).astype(np.float32)
+        clips.append(Source(f"clip{c}", f"clip{c}", float32_to_payload(y, enc), rate, enc))
+    plans = [
+        StreamPlan(f"{prefix}-{j:05d}", clips[j % len(clips)], round(ramp_s * 1e6 * j / n_streams))
+        for j in range(n_streams)
+    ]
+    started: list[int] = []
+
+    def frames() -> Any:  # the clock starts once the producer is connected
+        started.append(now_us())
+        yield from plan_frames(plans, chunk_ms=CHUNK_MS, realtime=True, start_us=started[0])
+
+    tuning = ProducerTuning(linger_ms=2, max_batch_size=1024 * 1024, max_request_size=8 << 20)
+    stats = await produce_frames(broker, topic, frames(), realtime=True, tuning=tuning)
+    return {**stats.to_dict(), "first_start_s": started[0] / 1e6 if started else 0.0}
 
 
 # -- the worker -----------------------------------------------------------------------------
@@ -542,7 +493,7 @@ def run_level(
             str(duration_s),
             str(ramp_s),
             prefix,
-            *(["telephony"] if telephony else []),
+            *(["mulaw", str(TELEPHONY_SR)] if telephony else []),
             stdout=asyncio.subprocess.PIPE,
             cwd=str(REPO),
         )
@@ -810,11 +761,13 @@ def main(argv: list[str] | None = None) -> int:
         result = pipeline_capacity(Path(argv[1]), int(argv[2]), float(argv[3]))
         print(json.dumps(result), flush=True)
         return 0
-    if argv[:1] == ["_produce"]:
+    if argv[:1] == ["_produce"]:  # ... PREFIX [ENCODING RATE]: 16 kHz PCM by default
         broker, topic, k, duration, ramp, prefix = argv[1:7]
-        telephony = argv[7:8] == ["telephony"]
+        encoding, rate = (argv[7], int(argv[8])) if len(argv) > 8 else ("pcm_s16le", SR)
         stats = asyncio.run(
-            produce_load(broker, topic, int(k), float(duration), float(ramp), prefix, telephony)
+            produce_load(
+                broker, topic, int(k), float(duration), float(ramp), prefix, encoding, rate
+            )
         )
         print(json.dumps(stats), flush=True)
         return 0
