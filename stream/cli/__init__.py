@@ -20,6 +20,7 @@ from typing import Any
 # Runtime commands, in the order they appear in ``tympan --help``.
 _RUNTIME_COMMANDS = (
     "stream.cli.produce",
+    "stream.cli.ingest",
     "stream.cli.worker",
     "stream.cli.tail",
     "stream.cli.classify",
