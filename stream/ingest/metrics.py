@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 
 from stream.ingest.jitter import StreamCounts
 
-_MS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
+_MS_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000)
 
 _HELP = {
     "packets": "RTP packets (or WebSocket media messages) received for a stream",
@@ -95,8 +95,8 @@ class IngestMetrics:
         )
         self.added_latency_ms = Histogram(
             "tympan_ingest_added_latency_ms",
-            "From a frame's last sample's capture time (anchored at the first packet's "
-            "arrival) to its hand-over to the Kafka producer",
+            "From the packet or message that completed a frame to the frame's hand-over "
+            "to the Kafka producer (queueing, encoding; the jitter buffer's wait on loss)",
             buckets=_MS_BUCKETS,
             registry=r,
         )

@@ -16,7 +16,9 @@ one frame buffer per stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,7 +67,7 @@ class RtpSettings:
     stream_id_template: str = DEFAULT_RTP_TEMPLATE
     idle_timeout_s: float = 5.0
     max_streams: int = 2000
-    tick_ms: float = 10.0
+    tick_ms: float = 20.0
 
     def __post_init__(self) -> None:
         if not self.ports or not all(0 <= p < 65536 for p in self.ports):
@@ -223,6 +225,17 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         log.warning("UDP port %d: %r", self._port, exc)
 
 
+_RCVBUF_BYTES = 4 << 20
+
+
+def _widen_receive_buffer(transport: asyncio.DatagramTransport) -> None:
+    """Ask for a 4 MiB receive buffer (the kernel caps it at ``net.core.rmem_max``), so a
+    short stall of the event loop does not drop the datagrams of many calls on one port."""
+    sock = transport.get_extra_info("socket")
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF_BYTES)
+
+
 async def serve_rtp(
     ingest: RtpIngest,
     stop: asyncio.Event,
@@ -254,6 +267,7 @@ async def serve_rtp(
                     f"cannot bind UDP {ingest.settings.host}:{port}: {exc.strerror or exc}"
                 ) from exc
             transports.append(transport)
+            _widen_receive_buffer(transport)
             actual = transport.get_extra_info("sockname")[1]
             bound.append(actual)
             if actual != port:  # port 0: the protocol must know the real one
@@ -263,10 +277,8 @@ async def serve_rtp(
             on_ready(bound)
         tick_s = ingest.settings.tick_ms / 1000
         while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), tick_s)
-            except TimeoutError:
-                ingest.tick(now_us())
+            await asyncio.sleep(tick_s)
+            ingest.tick(now_us())
     finally:
         for transport in transports:
             transport.close()

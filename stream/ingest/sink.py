@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 from stream.ingest.metrics import IngestMetrics
 from stream.kafka_client import KafkaClientConfig
-from stream.produce.frames import due_us, now_us
+from stream.produce.frames import now_us
 from stream.produce.sender import ProducerTuning, ProduceStats, produce_frames
 from stream.wire.frame import AudioFrame
 
@@ -26,14 +26,15 @@ class FrameSink:
     """A bounded queue of frames drained by :meth:`run` into the audio topic."""
 
     def __init__(self, metrics: IngestMetrics, *, max_frames: int = 10_000) -> None:
-        self._queue: asyncio.Queue[AudioFrame | None] = asyncio.Queue(max_frames)
+        self._queue: asyncio.Queue[tuple[AudioFrame, int] | None] = asyncio.Queue(max_frames)
         self._metrics = metrics
         self._closed = False
+        self._queued_us = 0  # when the frame being sent was queued
 
     def offer(self, frame: AudioFrame) -> bool:
         """Queue ``frame`` without waiting; ``False`` (and counted) when the queue is full."""
         try:
-            self._queue.put_nowait(frame)
+            self._queue.put_nowait((frame, now_us()))
         except asyncio.QueueFull:
             self._metrics.frames_dropped.inc()
             return False
@@ -41,7 +42,7 @@ class FrameSink:
 
     async def put(self, frame: AudioFrame) -> None:
         """Queue ``frame``, waiting while the queue is full (backpressure)."""
-        await self._queue.put(frame)
+        await self._queue.put((frame, now_us()))
 
     async def close(self) -> None:
         """No more frames: :meth:`run` returns once the queued ones are delivered."""
@@ -50,12 +51,12 @@ class FrameSink:
             await self._queue.put(_DONE)
 
     async def _frames(self) -> AsyncIterator[AudioFrame]:
-        while (frame := await self._queue.get()) is not _DONE:
+        while (item := await self._queue.get()) is not _DONE:
+            frame, self._queued_us = item
             yield frame
 
     def _observe(self, frame: AudioFrame) -> None:
-        if frame.payload:
-            self._metrics.added_latency_ms.observe(max(0, now_us() - due_us(frame)) / 1000)
+        self._metrics.added_latency_ms.observe((now_us() - self._queued_us) / 1000)
 
     async def run(
         self, client: KafkaClientConfig, topic: str, tuning: ProducerTuning | None = None
