@@ -78,6 +78,7 @@ class Result:
     added_p50_ms: float
     added_p99_ms: float
     added_max_ms: float
+    histogram_p50_le_ms: float
     histogram_p99_le_ms: float
     lost: float
     malformed: float
@@ -278,6 +279,7 @@ def run(args: argparse.Namespace) -> Result:
         added_p50_ms=round(float(np.percentile(a, 50)), 2),
         added_p99_ms=round(float(np.percentile(a, 99)), 2),
         added_max_ms=round(float(np.max(a)), 2),
+        histogram_p50_le_ms=histogram_quantile(metrics, "tympan_ingest_added_latency_ms", 0.5),
         histogram_p99_le_ms=histogram_quantile(metrics, "tympan_ingest_added_latency_ms", 0.99),
         lost=metrics.get("tympan_ingest_lost_total", float("nan")),
         malformed=sum(
