@@ -104,6 +104,8 @@ class LabelEvent:
     gap: the window holds zero-filled samples (frames were missing).
     padded: the window is the stream's last, padded with silence.
     latency_ms: from the worker receiving the window's last frame to this event.
+    tags: the stream's ``tag-*`` frame headers (e.g. a Twilio call's custom
+        parameters); rendered as a ``tags`` object only when there are some.
     """
 
     event_id: str
@@ -116,6 +118,7 @@ class LabelEvent:
     gap: bool = False
     padded: bool = False
     latency_ms: float = 0.0
+    tags: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -135,6 +138,8 @@ class LabelEvent:
                 "latency_ms": round(self.latency_ms, 3),
             }
         )
+        if self.tags:
+            out["tags"] = dict(self.tags)
         return out
 
     def to_json(self) -> bytes:
@@ -250,9 +255,11 @@ class SummaryEvent:
     speaker_margin: float | None = None
     speaker_runner_up: str | None = None
     speaker_windows: int | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    """The stream's ``tag-*`` frame headers; a ``tags`` object only when there are some."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema": SUMMARY_SCHEMA,
             "event_id": self.event_id,
             "stream_id": self.stream_id,
@@ -269,6 +276,9 @@ class SummaryEvent:
             "speaker_windows": self.speaker_windows,
             "counts": dict(sorted(self.counts.items())),
         }
+        if self.tags:
+            out["tags"] = dict(self.tags)
+        return out
 
     def to_json(self) -> bytes:
         return _dumps(self.to_dict()).encode()

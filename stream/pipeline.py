@@ -29,6 +29,7 @@ Stream lifecycle::
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -142,6 +143,7 @@ class WindowJob:
     ready_s: float  # time.monotonic() when the window became complete
     incarnation: int = 0  # which opening of the stream (a revoked stream may come back)
     aux_features: npt.NDArray[np.float32] | None = None  # same window, aux FeatureSpec
+    tags: tuple[tuple[str, str], ...] = ()  # the stream's tag-* headers, for its events
 
 
 @dataclass(slots=True)
@@ -179,6 +181,7 @@ class _Stream:
     closed_by: str | None = None
     incarnation: int = 0
     tracker: SpeakerTracker | None = None  # with a SpeakerStage
+    tags: tuple[tuple[str, str], ...] = ()  # tag-* headers of the frame that opened it
 
 
 class Pipeline:
@@ -358,6 +361,7 @@ class Pipeline:
             summary=SummaryBuilder(sid, self.model),
             last_seen_s=self.clock(),
             incarnation=next(self._incarnations),
+            tags=frame.tags,
         )
         if self.speakers is not None:
             state.tracker = _new_tracker(sid, self.speakers.tracker)
@@ -456,7 +460,7 @@ class Pipeline:
                 capture_s = (state.origin_us + end * 1e6 / self.spec.sr) / 1e6
             span = WindowSpan(index, start, end, self.spec.sr, capture_s)
             gap = any(a < end and start < b for a, b in state.gaps)
-            job = WindowJob(w, state.partition, span, gap, now, state.incarnation)
+            job = WindowJob(w, state.partition, span, gap, now, state.incarnation, tags=state.tags)
             job.aux_features = aux_by_index.get(w.index)
             step.jobs.append(job)
             state.outstanding += 1
@@ -541,6 +545,7 @@ class Pipeline:
                     gap=job.gap,
                     padded=job.window.padded,
                     latency_ms=(now - job.ready_s) * 1000.0,
+                    tags=job.tags,
                 )
             )
             state = self._streams.get(sid)
@@ -666,11 +671,12 @@ class Pipeline:
                     final.speaker, final.score, final.margin, final.runner_up, final.windows
                 )
             )
-        return state.summary.build(
+        summary = state.summary.build(
             closed_by=state.closed_by or "eos",
             duration_s=state.position / self.spec.sr,
             counts=counts,
         )
+        return dataclasses.replace(summary, tags=state.tags) if state.tags else summary
 
 
 def check_aligned(spec: FeatureSpec, aux: FeatureSpec) -> None:

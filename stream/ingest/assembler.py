@@ -3,7 +3,9 @@
 The TCP-borne protocols need no jitter buffer: media arrives in order, so frames are
 cut every ``chunk_ms`` from the concatenated payloads, and the last (possibly short)
 frame carries ``eos``. ``capture_us`` is anchored at the first media's arrival plus
-the offset of the frame's first sample, as for RTP.
+the offset of the frame's first sample, as for RTP. Every frame carries the stream's
+``tags`` (custom parameters), so they reach the events whichever frame opens the
+stream on the worker.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from stream.produce.frames import chunk_samples
-from stream.wire.frame import AudioFrame, Encoding
+from stream.wire.frame import AudioFrame, Encoding, Tags
 
 
 @dataclass(slots=True)
@@ -24,6 +26,7 @@ class ChunkAssembler:
     channels: int
     chunk_ms: float
     anchor_us: int
+    tags: Tags = ()
     seq: int = 0
     _buf: bytearray = field(default_factory=bytearray)
     _step: int = 0
@@ -62,6 +65,7 @@ class ChunkAssembler:
             capture_us=self.anchor_us + offset * 1_000_000 // self.sr,
             eos=eos,
             payload=payload,
+            tags=self.tags,
         )
         self.seq += 1
         return frame

@@ -13,6 +13,10 @@ end-of-stream frame. Both protocols are driven by :mod:`stream.ingest.ws_server`
   "sample_rate", "channels", "parameters"}``, then binary messages of samples in
   that encoding, then ``{"event": "stop"}`` or the close of the socket.
 
+Custom parameters (Twilio's ``customParameters``, the plain header's ``parameters``)
+ride on every frame as ``tag-<name>`` headers (:func:`parameter_tags`), and the
+worker copies them into the stream's label and summary events as ``tags``.
+
 Messages are untrusted: anything that does not fit raises
 :class:`~stream.ingest.errors.PacketError` with a reason, and the server closes that
 connection (policy violation) after ending its stream.
@@ -30,10 +34,34 @@ from typing import Any, ClassVar, Protocol
 from stream.ingest.assembler import ChunkAssembler
 from stream.ingest.errors import PacketError
 from stream.ingest.streamid import StreamIdTemplate
-from stream.wire.frame import MAX_CHANNELS, MAX_RATE, MIN_RATE, AudioFrame, Encoding
+from stream.wire.frame import (
+    MAX_CHANNELS,
+    MAX_RATE,
+    MAX_TAG_NAME_CHARS,
+    MAX_TAG_VALUE_BYTES,
+    MAX_TAGS,
+    MIN_RATE,
+    AudioFrame,
+    Encoding,
+    Tags,
+)
 
-MAX_PARAMETERS = 32
+MAX_PARAMETERS = MAX_TAGS
 MAX_PARAMETER_CHARS = 256
+_TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def parameter_tags(parameters: Mapping[str, str]) -> Tags:
+    """Custom parameters as frame tags (``tag-<name>`` headers, then ``tags`` in events).
+
+    Names that are not 1-64 letters, digits, ``_``, ``.``, ``-`` are left out (they
+    stay in the log line); values are cut to 256 UTF-8 bytes.
+    """
+    return tuple(
+        (name, value.encode()[:MAX_TAG_VALUE_BYTES].decode("utf-8", "ignore"))
+        for name, value in parameters.items()
+        if 0 < len(name) <= MAX_TAG_NAME_CHARS and _TAG_CHARS.issuperset(name)
+    )[:MAX_TAGS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +212,13 @@ class TwilioSession:
         if self._multi and "track" not in self.context.template.fields:
             stream_id = f"{stream_id}-{track}"
         made = ChunkAssembler(
-            stream_id, Encoding.MULAW, 8000, 1, self.context.chunk_ms, self.context.now_us()
+            stream_id,
+            Encoding.MULAW,
+            8000,
+            1,
+            self.context.chunk_ms,
+            self.context.now_us(),
+            tags=parameter_tags(self.parameters),
         )
         self._tracks[track] = made
         return made
@@ -250,7 +284,13 @@ class PcmSession:
             }
         )
         return ChunkAssembler(
-            stream_id, encoding, sr, channels, self.context.chunk_ms, self.context.now_us()
+            stream_id,
+            encoding,
+            sr,
+            channels,
+            self.context.chunk_ms,
+            self.context.now_us(),
+            tags=parameter_tags(self.parameters),
         )
 
     def binary(self, message: bytes) -> list[AudioFrame]:

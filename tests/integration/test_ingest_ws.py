@@ -154,6 +154,9 @@ def test_twilio_media_streams_session_gets_the_labels_classify_gives(rig: Rig) -
     events = rig.labels_of(sid)
     assert compare_labels(events, rig.expected) >= len(rig.expected) // 3
     assert not any(e["gap"] for e in events)
+    parameters = {"queue": "support", "caller": "+15550100"}  # customParameters of 'start'
+    assert all(e["tags"] == parameters for e in events)
+    assert summary["tags"] == parameters
 
 
 def test_plain_pcm_session_gets_the_labels_classify_gives(rig: Rig) -> None:

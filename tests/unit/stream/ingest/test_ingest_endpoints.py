@@ -140,6 +140,7 @@ def test_twilio_session_cuts_frames_and_keeps_custom_parameters() -> None:
     ]
     assert frames[0].encoding is Encoding.MULAW and frames[0].sample_rate == 8000
     assert s.parameters == {"queue": "sales"} and s.stopped
+    assert all(f.tags == (("queue", "sales"),) for f in frames)  # -> tags in the events
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,91 @@
+"""Stream tags: ``tag-<name>`` frame headers (a call's custom parameters) reach the
+stream's label and summary events; bad tags never cost a frame its audio."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream.errors import FrameError
+from stream.events import ModelRef
+from stream.features.frontend import FeatureBank
+from stream.features.spec import FeatureSpec
+from stream.inference.session import OnnxModel
+from stream.inference.testing import make_tiny_model_dir
+from stream.pipeline import Pipeline, PipelinePolicy, Record, run_sync
+from stream.produce import frames_from_array
+from stream.wire import decode_frame, encode_frame
+from stream.wire.frame import MAX_TAGS
+
+SPEC = FeatureSpec(window_seconds=0.5, hop_seconds=0.25)
+SCHEMAS = Path(__file__).resolve().parents[3] / "docs" / "schemas"
+TAGS = (("queue", "support"), ("caller", "+1 555 0100 ✆"))
+
+
+def _frames(tags: tuple[tuple[str, str], ...]) -> list:  # type: ignore[type-arg]
+    y = (np.random.default_rng(0).standard_normal(16000) * 0.2).astype(np.float32)
+    frames = frames_from_array(y, 16000, stream_id="call-1", chunk_ms=100, start_us=0)
+    return [replace(f, tags=tags) for f in frames]
+
+
+def test_tags_round_trip_as_headers() -> None:
+    frame = _frames(TAGS)[0]
+    key, value, headers = encode_frame(frame)
+    assert ("tag-queue", b"support") in headers
+    assert decode_frame(key, value, headers).tags == TAGS
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        (("bad name", "x"),),
+        (("", "x"),),
+        (("a", "x"), ("a", "y")),
+        (("a", "x" * 300),),
+        tuple((f"t{i}", "x") for i in range(MAX_TAGS + 1)),
+    ],
+)
+def test_bad_tags_are_refused_where_frames_are_made(tags: tuple[tuple[str, str], ...]) -> None:
+    with pytest.raises(FrameError) as info:
+        encode_frame(_frames(tags)[0])
+    assert info.value.reason == "invalid_header"
+
+
+def test_bad_tag_headers_are_ignored_by_the_reader() -> None:
+    key, value, headers = encode_frame(_frames(())[0])
+    headers += [
+        ("tag-ok", b"1"),
+        ("tag-bad name", b"x"),
+        ("tag-bin", b"\xff\xfe"),
+        ("tag-ok", b"2"),
+    ]
+    headers += [("tag-long", b"x" * 1000)]
+    assert decode_frame(key, value, headers).tags == (("ok", "1"),)
+
+
+def test_events_carry_the_stream_tags(tmp_path: Path) -> None:
+    model = OnnxModel.load(make_tiny_model_dir(tmp_path / "m", spec=SPEC, labels=["quiet", "loud"]))
+    pipeline = Pipeline(
+        SPEC, ModelRef("tiny", "1"), model.labels, FeatureBank(SPEC), PipelinePolicy()
+    )
+    records = []
+    for offset, frame in enumerate(
+        _frames(TAGS) + [replace(f, stream_id="plain") for f in _frames(())]
+    ):
+        key, value, headers = encode_frame(frame)
+        records.append(Record(key, value, tuple(headers), "audio", 0, offset))
+    labels, summaries, _ = run_sync(pipeline, records, lambda x: model.run(x).probabilities)
+    tagged = [e.to_dict() for e in labels if e.stream_id == "call-1"]
+    assert tagged and all(e["tags"] == dict(TAGS) for e in tagged)
+    assert all("tags" not in e.to_dict() for e in labels if e.stream_id == "plain")
+    by_stream = {s.stream_id: s.to_dict() for s in summaries}
+    assert by_stream["call-1"]["tags"] == dict(TAGS) and "tags" not in by_stream["plain"]
+    for name in ("label", "summary"):
+        schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())["properties"]["tags"]
+        pattern = re.compile(schema["propertyNames"]["pattern"])
+        assert all(pattern.match(k) for k, _ in TAGS)
