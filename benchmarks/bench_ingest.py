@@ -8,8 +8,11 @@ What a run does (on this machine, the broker included):
 2. this process sends ``N`` calls of 8 kHz PCMU in real time: one 160-byte packet
    per call every 20 ms, the calls' starts spread over the first 20 ms, from one
    thread that records the actual send time of every packet; then an RTCP BYE each;
-3. CPU of the ingest process over the steady part (after every call has started)
-   from ``/proc/<pid>/stat``; whole-machine busy time from ``/proc/stat``;
+3. CPU of the ingest process from ``/proc/<pid>/stat``, from when every call has
+   started until every call has ended in the ingest (a starved process works off its
+   backlog after the senders stop), divided by the call-seconds sent in that span;
+   whole-machine busy time from ``/proc/stat``; ``--core-only`` measures the
+   synchronous core alone (µs per packet, no sockets, no Kafka);
 4. every frame on the audio topic is read back: complete (every seq of every call,
    EOS last) and its **added latency** = the frame record's Kafka ``CreateTime``
    (set when the ingest hands it to its producer) minus the send time of the packet
@@ -164,6 +167,16 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
+def wait_idle(port: int, *, timeout_s: float) -> dict[str, float]:
+    """Scrape ``/metrics`` until every call has ended (its BYE was processed)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        metrics = scrape(port)
+        if metrics.get("tympan_ingest_active_streams", 1) == 0 or time.monotonic() > deadline:
+            return metrics
+        time.sleep(0.5)
+
+
 def histogram_quantile(metrics: dict[str, float], name: str, q: float) -> float:
     buckets = sorted(
         (float(k.split('le="')[1].split('"')[0]), v)
@@ -232,9 +245,9 @@ def run(args: argparse.Namespace) -> Result:
         time.sleep(0.5)
         cpu0, busy0, t0 = cpu_s(proc.pid), machine_busy(), time.monotonic()
         sender.join()
-        cpu1, busy1, t1 = cpu_s(proc.pid), machine_busy(), time.monotonic()
-        time.sleep(1.0)
-        metrics = scrape(metrics_port)
+        busy1, t1 = machine_busy(), time.monotonic()
+        metrics = wait_idle(metrics_port, timeout_s=300)  # a starved ingest has a backlog
+        cpu1 = cpu_s(proc.pid)  # includes working off that backlog
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -274,7 +287,7 @@ def run(args: argparse.Namespace) -> Result:
         send_late_p99_ms=round(float(np.percentile(lateness, 99)), 2),
         ingest_cpu_s=round(cpu1 - cpu0, 3),
         steady_s=round(steady, 2),
-        cpu_pct_per_call=round((cpu1 - cpu0) / steady / args.calls * 100, 4),
+        cpu_pct_per_call=round((cpu1 - cpu0) / (steady * args.calls) * 100, 4),
         machine_busy_pct=round(busy, 1),
         added_p50_ms=round(float(np.percentile(a, 50)), 2),
         added_p99_ms=round(float(np.percentile(a, 99)), 2),
@@ -288,6 +301,34 @@ def run(args: argparse.Namespace) -> Result:
     )
 
 
+def core_cost(calls: int, seconds: float) -> float:
+    """CPU microseconds per packet of the synchronous core (parse, jitter buffer,
+    framing; no socket, no Kafka): the part of the cost that does not depend on
+    how the machine schedules the process."""
+    from stream.ingest.metrics import IngestMetrics
+    from stream.ingest.rtp_endpoint import RtpIngest, RtpSettings
+
+    frames: list[Any] = []
+    ingest = RtpIngest(RtpSettings(), IngestMetrics(), frames.append)
+    n = int(seconds * 1000 / PACKET_MS)
+    payload = bytes(range(160))
+    packets = [
+        [
+            build_rtp(payload_type=0, seq=i, timestamp=i * 160, ssrc=c, payload=payload)
+            for c in range(calls)
+        ]
+        for i in range(n)
+    ]
+    started = time.process_time()
+    now = 1_700_000_000_000_000
+    for i, row in enumerate(packets):
+        for c, data in enumerate(row):
+            ingest.datagram(data, ("127.0.0.1", 5000), 40000 + c, now + i * 20_000)
+        ingest.tick(now + i * 20_000)  # the endpoint ticks every 20 ms
+    ingest.close_all()
+    return (time.process_time() - started) / (n * calls) * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=200)
@@ -297,7 +338,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker", default=os.environ.get("TYMPAN_BROKER") or "127.0.0.1:9092")
     parser.add_argument("--json", default=None, help="write the result here")
     parser.add_argument("--log", default="/tmp/bench-ingest.log", help="the ingest's log")
+    parser.add_argument("--core-only", action="store_true", help="µs per packet, no Kafka")
     args = parser.parse_args(argv)
+    if args.core_only:
+        us = core_cost(args.calls, min(args.duration_s, 10.0))
+        print(f"core_us_per_packet={us:.2f} core_cpu_pct_per_call={us * 50 / 1e4:.4f}")
+        return 0
     if args.quick:
         args.calls, args.duration_s = 20, 5.0
     result = run(args)

@@ -75,6 +75,7 @@ class StreamCounts:
     late: int = 0
     reordered: int = 0
     out_of_range: int = 0
+    other_payload: int = 0
     frames: int = 0
     frames_skipped: int = 0
 
@@ -106,6 +107,7 @@ class RtpStream:
     ssrc: int
     ts0: int
     last_arrival_us: int
+    payload_type: int = 0
     counts: StreamCounts = field(default_factory=StreamCounts)
     jitter: float = 0.0  # RFC 3550 A.8 interarrival jitter, in timestamp units
     _max_ext: int = 0
@@ -144,6 +146,7 @@ class RtpStream:
             ssrc=packet.ssrc,
             ts0=packet.timestamp,
             last_arrival_us=arrival_us,
+            payload_type=packet.payload_type,
             _max_ext=_SEQ_MOD + packet.seq,  # headroom: a slightly earlier packet stays >= 0
             _next=_SEQ_MOD + packet.seq,
             _ts_ref=packet.timestamp,
@@ -186,7 +189,12 @@ class RtpStream:
             self._max_ext = ext
         ts = self._extend_ts(packet.timestamp)
         self._observe_jitter(ts, arrival_us)
-        self._held[ext] = _Held(ts, self.fmt.to_wire(packet.payload), arrival_us)
+        if packet.payload_type == self.payload_type:
+            data = self.fmt.to_wire(packet.payload)
+        else:  # DTMF (telephone-event), comfort noise: in sequence, but no audio here
+            c.other_payload += 1
+            data = b""
+        self._held[ext] = _Held(ts, data, arrival_us)
         out: list[AudioFrame] = []
         if not self._primed and arrival_us - self.anchor_us >= self.policy.jitter_ms * 1000:
             self._prime()

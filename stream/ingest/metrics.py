@@ -27,6 +27,7 @@ _HELP = {
     "late": "RTP packets that came after their frame had gone (dropped)",
     "reordered": "RTP packets that came before an earlier sequence number",
     "out_of_range": "RTP packets whose sequence number jumped too far (dropped)",
+    "other_payload": "RTP packets of another payload type in a stream (DTMF, comfort noise)",
     "frames": "Audio frames produced",
     "frames_skipped": "Frames not sent because of loss or no packets (a gap the worker fills)",
 }

@@ -138,6 +138,7 @@ class TwilioSession:
     _tracks: dict[str, ChunkAssembler] = field(default_factory=dict)
     _start: dict[str, Any] | None = None
     _stopped: bool = False
+    _multi: bool = False  # 'start' listed both tracks
 
     @property
     def stream_ids(self) -> list[str]:

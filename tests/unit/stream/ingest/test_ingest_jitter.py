@@ -112,6 +112,21 @@ def test_held_packets_are_bounded() -> None:
     assert stream.counts.lost == 1
 
 
+def test_dtmf_packets_in_the_stream_are_in_sequence_but_not_audio() -> None:
+    stream, out = RtpStream.start(
+        packet(0), stream_id="s", fmt=PCMU, policy=JitterPolicy(), arrival_us=T0
+    )
+    for i in range(1, 12):
+        p = packet(i)
+        if i in (5, 6):  # RFC 4733 telephone-event on PT 101, same SSRC and seq space
+            p = RtpPacket(101, False, p.seq, 800, 42, (), memoryview(b"\x05\x0a\x00\xa0"))
+        out += stream.push(p, T0 + i * 20_000)
+    out += stream.close()
+    assert stream.counts.other_payload == 2 and stream.counts.lost == 0
+    assert [f.seq for f in out] == [0, 1, 2]  # frame 1 had DTMF: silence-filled, not a gap
+    assert out[1].payload[:320] == b"\xff" * 320  # where the DTMF packets were
+
+
 def test_a_far_jump_in_sequence_is_refused() -> None:
     stream, frames = play([0, 1, 2, 30000, 3, 4])
     assert stream.counts.out_of_range == 1
