@@ -44,6 +44,7 @@ class JitterPolicy:
     chunk_ms: frame length on the audio topic.
     jitter_ms: how long a packet waits for missing earlier ones before they count as lost.
     max_packets: packets held per stream; past this the missing ones are given up early.
+        With ``max_payload_bytes`` it bounds a stream's buffer (64 × 4 KiB = 256 KiB).
     max_dropout: a sequence number this far ahead of the highest seen is refused
         (``out_of_range``), as is one more than ``max_misorder`` behind (RFC 3550 A.1).
     max_misorder: see ``max_dropout``.
@@ -51,7 +52,7 @@ class JitterPolicy:
 
     chunk_ms: float = 100.0
     jitter_ms: float = 60.0
-    max_packets: int = 128
+    max_packets: int = 64
     max_dropout: int = 3000
     max_misorder: int = 100
 

@@ -37,6 +37,7 @@ from stream.wire.frame import AudioFrame
 log = logging.getLogger(__name__)
 
 StreamKey = tuple[int, int, str, int]  # ssrc, local port, remote host, remote port
+MAX_PAYLOAD_BYTES = 4096  # 20 ms of 48 kHz stereo L16 is 3840
 Emit = Callable[[AudioFrame], object]
 _LOG_EVERY_S = 10.0
 
@@ -112,6 +113,8 @@ class RtpIngest:
         self.streams: dict[StreamKey, RtpStream] = {}
         self._last_log: dict[str, float] = {}
         self.bound_ports: list[int] = []
+        self._ended: dict[StreamKey, tuple[int, int]] = {}  # key -> (ended at, times opened)
+        self._opened: dict[StreamKey, int] = {}  # open key -> times opened
         metrics.live.open_counts = lambda: [s.counts for s in self.streams.values()]
         metrics.live.open_jitter_ms = lambda: [s.jitter_ms for s in self.streams.values()]
 
@@ -129,11 +132,20 @@ class RtpIngest:
 
     def _rtp(self, data: bytes, remote: tuple[str, int], local_port: int, arrival: int) -> None:
         packet = parse_rtp(data)
+        if len(packet.payload) > MAX_PAYLOAD_BYTES:
+            raise PacketError(
+                "too_large", f"RTP payload of {len(packet.payload)} bytes > {MAX_PAYLOAD_BYTES}"
+            )
         key = (packet.ssrc, local_port, remote[0], remote[1])
         stream = self.streams.get(key)
         if stream is not None:
             self._send(stream.push(packet, arrival))
             return
+        ended_at, opened = self._ended.get(key, (0, 0))
+        if opened and arrival - ended_at < self.settings.idle_timeout_s * 1e6:
+            raise PacketError(
+                "after_end", f"SSRC {packet.ssrc:08x}: packet after its stream ended (BYE)"
+            )
         fmt = self.settings.formats.get(packet.payload_type)
         if fmt is None:
             raise PacketError(
@@ -155,6 +167,10 @@ class RtpIngest:
                 "remote_port": remote[1],
             }
         )
+        if opened:  # the same leg again after its end: a new key, the old one has its EOS
+            stream_id = f"{stream_id}-{opened + 1}"
+        self._ended.pop(key, None)
+        self._opened[key] = opened + 1
         stream, frames = RtpStream.start(
             packet, stream_id=stream_id, fmt=fmt, policy=self.settings.policy, arrival_us=arrival
         )
@@ -185,6 +201,9 @@ class RtpIngest:
 
     def _end(self, key: StreamKey, why: str) -> None:
         stream = self.streams.pop(key)
+        self._ended[key] = (stream.last_arrival_us, self._opened.pop(key, 1))
+        if len(self._ended) > 4 * self.settings.max_streams:  # bounded: forget the oldest
+            del self._ended[next(iter(self._ended))]
         self._send(stream.close())
         self.metrics.live.closed.add(stream.counts)
         self.metrics.streams_ended.labels(why).inc()

@@ -62,6 +62,28 @@ def test_bye_ends_the_ssrc_of_that_host_only() -> None:
     assert [f.eos for f in frames] == [True]
 
 
+def test_packets_after_bye_are_dropped_and_a_resumed_leg_gets_a_new_id() -> None:
+    ingest, frames, metrics = rtp_ingest(idle_timeout_s=1.0)
+    src = ("10.0.0.1", 5000)
+    ingest.datagram(pcmu(7, 0), src, 40000, T0)
+    ingest.datagram(build_rtcp_bye(7), src, 40000, T0 + 10_000)
+    ingest.datagram(pcmu(7, 1), src, 40000, T0 + 20_000)  # a straggler after BYE
+    assert malformed(metrics, "after_end") == 1 and not ingest.streams
+    ingest.datagram(pcmu(7, 500), src, 40000, T0 + 5_000_000)  # the leg comes back later
+    ingest.close_all()
+    assert [(f.stream_id, f.eos) for f in frames] == [
+        ("rtp-00000007-40000", True),
+        ("rtp-00000007-40000-2", True),  # the first id has had its EOS: a new key
+    ]
+
+
+def test_oversized_payloads_are_refused() -> None:
+    ingest, _, metrics = rtp_ingest()
+    data = build_rtp(payload_type=0, seq=0, timestamp=0, ssrc=1, payload=bytes(5000))
+    ingest.datagram(data, ("10.0.0.1", 5000), 40000, T0)
+    assert malformed(metrics, "too_large") == 1 and not ingest.streams
+
+
 def test_idle_streams_end_and_new_streams_past_the_limit_are_refused() -> None:
     ingest, frames, metrics = rtp_ingest(max_streams=2, idle_timeout_s=1.0)
     for ssrc in (1, 2, 3):
