@@ -5,6 +5,9 @@ Calls come from Debian's ffmpeg (PCMU, as an SBC's fork would send) and GStreame
 reorders and repeats packets. Each call's label events must say, window by window,
 what ``tympan classify`` says of the same file (``ingest_harness.compare_labels``
 states the tolerance). One ingest process and one worker serve the module.
+
+Calls are played in real time, so the module is ``slow``: with ``TYMPAN_TEST_SCALE=ci``
+(``make test``) a call is 8 s (loud, quiet, loud, quiet); with ``full`` it is 24 s.
 """
 
 from __future__ import annotations
@@ -28,14 +31,17 @@ from ingest_harness import (
     free_tcp_port,
     free_udp_ports,
     need,
+    scale,
 )
 from worker_harness import WorkerFarm, module_topics, read_json, tiny_model, wait_for
 
 from stream.ingest.rtp import build_rtcp_bye, build_rtp
 from stream.topics import Topics
 
-PATTERN = (True, False, True, False)  # 2 s each: loud, quiet, loud, quiet
+PATTERN = (True, False) * (6 if scale() == "full" else 2)  # 2 s each, loud first
 N_PORTS = 8
+
+pytestmark = pytest.mark.slow
 
 
 @dataclass
