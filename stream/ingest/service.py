@@ -22,8 +22,11 @@ from stream.ingest.sink import FrameSink
 from stream.ingest.ws_server import WsSettings, build_app
 from stream.kafka_client import KafkaClientConfig
 from stream.produce.sender import ProducerTuning, ProduceStats
+from stream.topics import wait_for_broker
 
 log = logging.getLogger(__name__)
+
+_BROKER_WAIT_S = 15.0
 
 Ready = Callable[[str], object]
 
@@ -72,19 +75,28 @@ async def run_rtp(
     metrics: IngestMetrics | None = None,
 ) -> ProduceStats:
     """Serve RTP on ``settings.ports`` until ``stop``; return what was produced."""
+    await wait_for_broker(client, timeout_s=_BROKER_WAIT_S)  # before saying "listening"
     metrics = metrics or IngestMetrics()
     sink = FrameSink(metrics)
     ingest = RtpIngest(settings, metrics, sink.offer)
-    sender = asyncio.create_task(sink.run(client, topic, tuning))
-    runner = await _metrics_site(metrics, metrics_host, metrics_port)
+    bound = asyncio.Event()
 
     def ready(ports: list[int]) -> None:
+        bound.set()
         if on_ready is not None:
             listed = ",".join(map(str, ports))
             on_ready(f"listening for RTP on udp {settings.host}:{listed} -> {topic}")
 
+    serving = asyncio.ensure_future(serve_rtp(ingest, stop, on_ready=ready))
+    waiting = asyncio.ensure_future(bound.wait())
+    await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    if not bound.is_set():  # a port could not be bound: raise before any producer exists
+        waiting.cancel()
+        await serving
+    sender = asyncio.create_task(sink.run(client, topic, tuning))  # frames queue meanwhile
+    runner = await _metrics_site(metrics, metrics_host, metrics_port)
     try:
-        await _until_stopped(serve_rtp(ingest, stop, on_ready=ready), sender, stop)
+        await _until_stopped(serving, sender, stop)
     finally:
         if runner is not None:
             await runner.cleanup()
@@ -103,6 +115,7 @@ async def run_ws(
     metrics: IngestMetrics | None = None,
 ) -> ProduceStats:
     """Serve WebSocket media on ``settings.host:port`` until ``stop``."""
+    await wait_for_broker(client, timeout_s=_BROKER_WAIT_S)
     metrics = metrics or IngestMetrics()
     sink = FrameSink(metrics)
     sender = asyncio.create_task(sink.run(client, topic, tuning))
