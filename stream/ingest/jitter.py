@@ -46,7 +46,9 @@ class JitterPolicy:
     max_packets: packets held per stream; past this the missing ones are given up early.
         With ``max_payload_bytes`` it bounds a stream's buffer (64 × 4 KiB = 256 KiB).
     max_dropout: a sequence number this far ahead of the highest seen is refused
-        (``out_of_range``), as is one more than ``max_misorder`` behind (RFC 3550 A.1).
+        (``out_of_range``), as is one more than ``max_misorder`` behind (RFC 3550 A.1);
+        but two in a row that follow each other mean the sender restarted its
+        sequence: the stream carries on from the second (placed by its timestamp).
     max_misorder: see ``max_dropout``.
     """
 
@@ -126,6 +128,8 @@ class RtpStream:
     _gave_up: bool = False
     _closed: bool = False
     _primed: bool = False  # the first packets wait jitter_ms: an earlier one may come
+    _seq_shift: int = 0  # added to every sequence number since a restart (mod 2**16)
+    _bad_seq: int | None = None  # the number that would confirm a restart
     _n: int = 0  # samples per frame
 
     @classmethod
@@ -174,10 +178,17 @@ class RtpStream:
         if self._closed:
             c.late += 1
             return []
-        ext = self._extend_seq(packet.seq)
+        seq = (packet.seq + self._seq_shift) % _SEQ_MOD
+        ext = self._extend_seq(seq)
         if ext is None:
-            c.out_of_range += 1
-            return []
+            if packet.seq != self._bad_seq:
+                c.out_of_range += 1
+                self._bad_seq = (packet.seq + 1) % _SEQ_MOD
+                return []
+            # RFC 3550 A.1: a second packet in the new sequence; continue from it
+            self._seq_shift = (self._max_ext + 1 - packet.seq) % _SEQ_MOD
+            ext = self._max_ext + 1
+        self._bad_seq = None
         if (self._primed and ext < self._next) or ext in self._held:
             if ext in self._lost:
                 c.late += 1

@@ -133,6 +133,15 @@ def test_a_far_jump_in_sequence_is_refused() -> None:
     assert audio(frames) == b"".join(bytes([i]) * PT for i in range(5))
 
 
+def test_a_sender_that_restarts_its_sequence_is_followed_after_two_packets() -> None:
+    order = list(range(10)) + list(range(30000, 30010))  # seq and timestamp jump together
+    stream, frames = play(order)
+    assert stream.counts.out_of_range == 1  # 30000: could be garbage; 30001 confirms
+    restarted = b"".join(bytes([i % 200]) * PT for i in range(30001, 30010))
+    assert audio(frames).endswith(restarted)
+    assert stream.counts.lost == 0
+
+
 def test_l16_is_swapped_to_little_endian() -> None:
     pt, fmt = parse_l16("96:16000")
     samples = np.arange(-160, 160, dtype=">i2")
