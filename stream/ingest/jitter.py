@@ -307,18 +307,19 @@ class RtpStream:
         block = self.fmt.block
         offset = packet.ts - self.ts0
         data = packet.data
+        n = len(data) // block
+        start = self._chunk * self._n
+        if n and offset + n <= start:
+            # Released in sequence order, yet wholly before frames already sent: the
+            # sender's clock jumped back (a restart), not the network. Carry on here.
+            self.ts0 = packet.ts - max(self._written_end, start)
+            offset = packet.ts - self.ts0
         if self._gave_up:
             self._gave_up = False
             self._mark_lossy(self._written_end, max(offset, self._written_end + 1), out)
-        n = len(data) // block
         self._written_end = max(self._written_end, offset + n)
-        start = self._chunk * self._n
         if offset < start:  # overlaps frames already sent: keep the rest
-            cut = start - offset
-            if cut >= n:
-                self.counts.late += 1
-                return
-            data, offset, n = data[cut * block :], start, n - cut
+            data, offset, n = data[(start - offset) * block :], start, n - (start - offset)
         while n > 0:
             chunk = offset // self._n
             if chunk > self._chunk:

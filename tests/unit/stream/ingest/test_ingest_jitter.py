@@ -142,6 +142,18 @@ def test_a_sender_that_restarts_its_sequence_is_followed_after_two_packets() -> 
     assert stream.counts.lost == 0
 
 
+def test_a_timestamp_that_jumps_back_in_sequence_order_does_not_silence_the_call() -> None:
+    stream, out = RtpStream.start(
+        packet(0), stream_id="s", fmt=PCMU, policy=JitterPolicy(), arrival_us=T0
+    )
+    for i in range(1, 20):
+        p = packet(i, ts0=0 if i < 10 else -50_000 % 2**32)  # the sender's clock restarts
+        out += stream.push(p, T0 + i * 20_000)
+    out += stream.close()
+    assert audio(out) == b"".join(bytes([i]) * PT for i in range(20))
+    assert stream.counts.late == 0
+
+
 def test_l16_is_swapped_to_little_endian() -> None:
     pt, fmt = parse_l16("96:16000")
     samples = np.arange(-160, 160, dtype=">i2")
