@@ -28,6 +28,7 @@ from stream.cli.help import plain_help
 # Runtime commands, in the order they appear in ``tympan --help``.
 _RUNTIME_COMMANDS = (
     "stream.cli.produce",
+    "stream.cli.ingest",
     "stream.cli.worker",
     "stream.cli.tail",
     "stream.cli.classify",
