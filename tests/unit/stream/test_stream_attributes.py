@@ -10,17 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from stream.inference.testing import make_tiny_model_dir
 
 from stream.errors import FrameError
 from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.inference.session import OnnxModel
-from stream.pipeline import Pipeline, PipelinePolicy, Record, run_sync
+from stream.pipeline import Pipeline, PipelinePolicy, Record
 from stream.produce import frames_from_array
 from stream.wire import decode_frame, encode_frame
 from stream.wire.frame import MAX_ATTRIBUTES
+from tests.support.onnx_models import make_tiny_model_dir
+from tests.support.replay import run_sync
 
 SPEC = FeatureSpec(window_seconds=0.5, hop_seconds=0.25)
 SCHEMAS = Path(__file__).resolve().parents[3] / "docs" / "schemas"
