@@ -191,7 +191,14 @@ async def produce_frames(
         partitions = sorted(await producer.partitions_for(topic))
         sender = _BatchSender(producer, topic, partitions)
         pacing = _Pacing(tuning.linger_ms * 1000) if realtime else None
-        return await _send_all(sender, _aiter(frames), pacing, restamp, on_frame)
+        source: AsyncIterator[AudioFrame | None] = _aiter(frames)
+        live_s = None
+        if isinstance(frames, AsyncIterable) and pacing is None:
+            # a live source (ingest): what it gave goes out as soon as it pauses, and
+            # at least every linger_ms while it keeps giving
+            live_s = tuning.linger_ms / 1000
+            source = _until_quiet(_aiter(frames), live_s)
+        return await _send_all(sender, source, pacing, restamp, on_frame, live_s)
     except KafkaError as exc:
         raise BrokerError(
             f"sending to topic {topic!r} on {config.bootstrap_servers} failed: {exc!r}"
@@ -335,16 +342,22 @@ class _Pacing:
 
 async def _send_all(
     sender: _BatchSender,
-    frames: AsyncIterator[AudioFrame],
+    frames: AsyncIterator[AudioFrame | None],
     pacing: _Pacing | None,
     restamp: bool,
     on_frame: Callable[[AudioFrame], None] | None,
+    live_s: float | None = None,
 ) -> ProduceStats:
     started = time.perf_counter()
+    handed_s = started  # when gathered frames were last handed over (live sources)
     unfinished: dict[str, AudioFrame] = {}  # last frame of each stream not yet at EOS
     n_frames = n_bytes = 0
     try:
         async for frame in frames:
+            if frame is None:  # the live source paused: hand over what it gave
+                await sender.flush()
+                handed_s = time.perf_counter()
+                continue
             if pacing is not None:
                 await pacing.wait_for(frame, sender)
             key, value, headers = encode_frame(frame, capture_us=now_us() if restamp else None)
@@ -359,6 +372,9 @@ async def _send_all(
                 on_frame(frame)
             if n_frames % _ROUND_FRAMES == 0:  # also when late: hand over while catching up
                 await (sender.flush() if pacing is None else pacing.send_round(sender))
+            elif live_s is not None and time.perf_counter() - handed_s >= live_s:
+                await sender.flush()
+                handed_s = time.perf_counter()
     except asyncio.CancelledError:  # Ctrl-C: end the streams cleanly before leaving
         await sender.delivered()  # the gathered frames first, so each EOS comes last
         await _end_streams(sender.producer, sender.topic, list(unfinished.values()))
@@ -400,6 +416,33 @@ async def _settle(pending: deque[asyncio.Future[Any]]) -> None:
         pending.popleft().result()
     while len(pending) > _MAX_IN_FLIGHT:
         await pending.popleft()
+
+
+async def _until_quiet(
+    frames: AsyncIterator[AudioFrame], quiet_s: float
+) -> AsyncIterator[AudioFrame | None]:
+    """``frames``, with one ``None`` each time the source has had nothing for ``quiet_s``.
+
+    A live source (``tympan ingest``) yields frames as calls send them; without this
+    its frames would wait in an open batch until ``_ROUND_FRAMES`` of them gathered.
+    The pending read is kept across the pause (never cancelled), so nothing is lost.
+    """
+    pending: asyncio.Future[AudioFrame] | None = None
+    quiet: float | None = quiet_s
+    while True:
+        if pending is None:
+            pending = asyncio.ensure_future(frames.__anext__())
+        done, _ = await asyncio.wait({pending}, timeout=quiet)
+        if not done:
+            quiet = None  # one flush per pause; then wait for the next frame
+            yield None
+            continue
+        try:
+            frame = pending.result()
+        except StopAsyncIteration:
+            return
+        pending, quiet = None, quiet_s
+        yield frame
 
 
 async def _aiter(

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -226,3 +227,37 @@ def test_realtime_fan_out_reports_send_lag_and_never_sends_early(
         due_ms = (frame.capture_us + frame.n_samples * 1_000_000 // frame.sample_rate) // 1000
         assert record.timestamp >= due_ms, (frame.stream_id, frame.seq)
     assert all(len(frames) == 15 for frames in streams_on(broker, topics.audio).values())
+
+
+def test_a_live_source_is_sent_while_it_is_still_open(broker: str, topics: Topics) -> None:
+    """``tympan ingest`` feeds produce_frames from a queue that stays open for the whole
+    call: each frame must reach the broker while the source waits for the next one,
+    not when the call (or the batch of 1,000 frames) ends."""
+    from aiokafka import AIOKafkaConsumer
+
+    audio = np.zeros(1600, dtype=np.float32)
+    first = next(iter(frames_from_array(audio, 16_000, stream_id="live", chunk_ms=100)))
+    seen = asyncio.Event()
+
+    async def live() -> Any:
+        yield first
+        await asyncio.wait_for(seen.wait(), 60)  # the call goes on until the frame arrived
+
+    async def watch() -> None:
+        consumer = AIOKafkaConsumer(
+            topics.audio, bootstrap_servers=broker, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            while not seen.is_set():
+                if any((await consumer.getmany(timeout_ms=500)).values()):
+                    seen.set()
+        finally:
+            await consumer.stop()
+
+    async def main() -> None:
+        sending = asyncio.create_task(produce_frames(broker, topics.audio, live()))
+        await asyncio.wait_for(watch(), 60)
+        await sending
+
+    asyncio.run(main())
