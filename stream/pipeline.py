@@ -507,6 +507,36 @@ class Pipeline:
         self._closing = [sid for sid in self._closing if sid in self._streams]
         return dropped
 
+    def abandon(self, stream_id: str, closed_by: str = "internal_error") -> bool:
+        """Close a stream whose state can no longer be trusted (the runtime caught an
+        unexpected exception for it): no flush, windows in flight no longer count,
+        and its summary is ready at once (``closed_by``). ``False``: not open here.
+        """
+        state = self._streams.get(stream_id)
+        if state is None:
+            return False
+        state.incarnation = next(self._incarnations)  # late results count no more
+        state.outstanding = 0
+        state.tracker = None  # its speaker state is suspect too: no verdict
+        self._dirty.pop(stream_id, None)
+        already_closing = state.closed_by is not None
+        state.closed_by = closed_by  # the summary says why, even after an EOS
+        if not already_closing:
+            self._closing.append(stream_id)
+            try:
+                self._close_banks(stream_id)
+            except Exception:  # the banks may be what failed; the stream is closed anyway
+                log.exception("stream %r: closing its feature state failed", stream_id)
+        return True
+
+    def skip(self, jobs: Sequence[WindowJob]) -> None:
+        """Count windows done without a label event (their model output was unusable,
+        see ``docs/delivery.md``): their stream's summary no longer waits for them."""
+        for job in jobs:
+            state = self._streams.get(job.window.stream_id)
+            if state is not None and state.incarnation == job.incarnation:
+                state.outstanding -= 1
+
     # -- results ------------------------------------------------------------------------
     def complete(
         self,

@@ -55,6 +55,9 @@ ENV_WEB_HOST = "TYMPAN_WEB_HOST"
 ENV_WEB_PORT = "TYMPAN_WEB_PORT"
 ENV_TOP_K = "TYMPAN_TOP_K"
 ENV_SESSION_TIMEOUT_S = "TYMPAN_SESSION_TIMEOUT_S"
+ENV_DEAD_LETTER_MAX_BYTES = "TYMPAN_DEAD_LETTER_MAX_BYTES"
+# a dead letter holds the payload in base64 (4/3) under the producer's 1 MB request
+MAX_DEAD_LETTER_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +134,9 @@ class WorkerSettings:
     commit_interval_s: how often Faust commits acked offsets.
     session_timeout_s: a worker silent for this long (killed, frozen) leaves the
         consumer group and its partitions move to the others.
+    dead_letter_max_bytes: a dead letter keeps at most this much of the rejected
+        record's payload (the rest stays at the record's topic/partition/offset),
+        so that it always fits the producer's request limit (docs/delivery.md).
     """
 
     kafka: KafkaClientConfig = field(default_factory=KafkaClientConfig)
@@ -151,6 +157,7 @@ class WorkerSettings:
     web_port: int = 6066
     commit_interval_s: float = 1.0
     session_timeout_s: float = 10.0
+    dead_letter_max_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):
@@ -167,6 +174,11 @@ class WorkerSettings:
             raise ConfigError(
                 f"session_timeout_s={self.session_timeout_s} is below Kafka's default "
                 "group.min.session.timeout.ms (6 s)"
+            )
+        if not 0 <= self.dead_letter_max_bytes <= MAX_DEAD_LETTER_BYTES:
+            raise ConfigError(
+                f"dead_letter_max_bytes={self.dead_letter_max_bytes} is outside "
+                f"0..{MAX_DEAD_LETTER_BYTES} (a dead letter must fit a 1 MB request)"
             )
         if not self.app_id:
             raise ConfigError("app_id is empty; it is the Kafka consumer group")
@@ -222,6 +234,12 @@ class WorkerSettings:
             web_port=pick("web_port", ENV_WEB_PORT, int, base.web_port),
             session_timeout_s=pick(
                 "session_timeout_s", ENV_SESSION_TIMEOUT_S, float, base.session_timeout_s
+            ),
+            dead_letter_max_bytes=pick(
+                "dead_letter_max_bytes",
+                ENV_DEAD_LETTER_MAX_BYTES,
+                int,
+                base.dead_letter_max_bytes,
             ),
         )
 
