@@ -260,7 +260,7 @@ def ack_range(consumer: Any, tp: TP, start: int, stop: int) -> None:
             return
         offsets: range | list[int] = range(first, stop)
         index = consumer._acked_index[tp]
-        if not index.isdisjoint(offsets):
+        if index and not index.isdisjoint(offsets):
             offsets = [o for o in offsets if o not in index]  # re-acked after a revoke
         index.update(offsets)
         consumer._acked[tp].extend(offsets)
