@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     faust_worker = faust.Worker(worker.app, loglevel=args.loglevel)
     try:
         faust_worker.execute_from_commandline()
-    except SystemExit as exc:  # Faust always ends this way, 0 even after app.crash()
+    except SystemExit as exc:  # how Faust's worker always ends
         code = exc.code if isinstance(exc.code, int) else 1
     else:
         code = 0

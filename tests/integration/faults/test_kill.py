@@ -26,7 +26,7 @@ def test_kill9_at_random_times(broker: str, topics: Topics, tmp_path: Path, seed
     run = Scenario(broker, topics, tmp_path, N_STREAMS, SECONDS, f"kill-s{seed}")
     assert run.farm is not None and run.monitor is not None
     live = [run.spawn(), run.spawn()]
-    feeder = run.feeder(slices=8, pause_s=1.5)
+    feeder = run.feeder(slices=8, pause_s=1.5 if FULL else 1.0)
     try:
         with run.monitor:
             run.start(feeder)
@@ -45,7 +45,7 @@ def test_kill9_both_workers_at_once(broker: str, topics: Topics, tmp_path: Path)
     run = Scenario(broker, topics, tmp_path, N_STREAMS, SECONDS, "kill-both")
     assert run.farm is not None and run.monitor is not None
     first = [run.spawn(), run.spawn()]
-    feeder = run.feeder(slices=6, pause_s=1.5)
+    feeder = run.feeder(slices=6, pause_s=1.5 if FULL else 1.0)
     try:
         with run.monitor:
             run.start(feeder, 4)

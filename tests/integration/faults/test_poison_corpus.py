@@ -247,7 +247,7 @@ def _run_corpus(
                 dead_letter_ok=lambda d: d["reason"] in reasons and d["stream_id"] not in real,
                 only_streams=real,
                 name=name,
-                timeout_s=900 if FULL else 240,
+                timeout_s=kw.get("timeout_s", 900 if FULL else 240),
                 ready=lambda: not _unaccounted(broker, topics, hostile, where),
             )
             missing = _unaccounted(broker, topics, hostile, where)
@@ -274,4 +274,12 @@ def test_poison_corpus(broker: str, topics: Topics, tmp_path: Path) -> None:
 @pytest.mark.xfail(strict=True, reason="fixed by h1 branch (domain-core bounds, issue 11)")
 def test_poison_classes_of_the_domain_core(broker: str, topics: Topics, tmp_path: Path) -> None:
     hostile = domain_classes("dom", flood=120)
-    _run_corpus(broker, topics, tmp_path, "dom", hostile, flags=("--max-streams", "60"))
+    _run_corpus(
+        broker,
+        topics,
+        tmp_path,
+        "dom",
+        hostile,
+        flags=("--max-streams", "60"),
+        timeout_s=240 if FULL else 90,
+    )

@@ -26,7 +26,7 @@ def test_sigstop_worker_past_session_timeout(broker: str, topics: Topics, tmp_pa
     run = Scenario(broker, topics, tmp_path, N_STREAMS, SECONDS, "sigstop")
     assert run.farm is not None and run.monitor is not None
     frozen, _other = run.spawn(), run.spawn()
-    feeder = run.feeder(slices=6, pause_s=1.5)
+    feeder = run.feeder(slices=6, pause_s=1.5 if FULL else 1.0)
     try:
         with run.monitor:
             run.start(feeder, 2)
@@ -64,7 +64,7 @@ def test_slow_consumer(broker: str, topics: Topics, tmp_path: Path) -> None:
             run.start(feeder)
             throttler.start()
             feeder.finish()
-            time.sleep(8.0)  # slowed while the backlog is worked off
+            time.sleep(8.0 if FULL else 4.0)  # slowed while the backlog is worked off
             done.set()
             throttler.join(5)
             run.check()
@@ -81,7 +81,7 @@ def test_rebalance_churn(broker: str, topics: Topics, tmp_path: Path) -> None:
     assert run.farm is not None and run.monitor is not None
     run.spawn()
     run.spawn()
-    feeder = run.feeder(slices=8, pause_s=1.5)
+    feeder = run.feeder(slices=8, pause_s=1.5 if FULL else 1.0)
     try:
         with run.monitor:
             run.start(feeder)
