@@ -311,3 +311,15 @@ def test_an_exception_completing_a_stream_is_its_internal_error_dead_letter(
     (summary,) = producer.on(TOPICS.summaries)
     assert summary["stream_id"] == "call" and summary["closed_by"] == "internal_error"
     assert sorted(acked) == [(0, r.offset) for r in records]
+
+
+def test_dead_letter_size_setting() -> None:
+    from stream.errors import ConfigError
+    from stream.settings import WorkerSettings
+
+    env = {"TYMPAN_DEAD_LETTER_MAX_BYTES": "1000"}
+    assert WorkerSettings.from_environ(env).dead_letter_max_bytes == 1000
+    flags = {"dead_letter_max_bytes": 2000}
+    assert WorkerSettings.from_environ(env, flags).dead_letter_max_bytes == 2000
+    with pytest.raises(ConfigError, match="1 MB"):
+        WorkerSettings(dead_letter_max_bytes=900_000)
