@@ -34,11 +34,11 @@ from worker_harness import (
     WorkerProcess,
     by_id,
     comparable,
-    read_json,
     wait_for,
 )
 
-from stream.topics import Topics
+from stream.kafka_client import KafkaClientConfig
+from stream.topics import Topics, describe_topics
 
 RSS_LIMIT_MB = 1500.0  # a worker (Faust, onnxruntime, the tiny model) idles near 250 MB
 
@@ -145,6 +145,56 @@ class Outcome:
         )
 
 
+class TopicTail:
+    """Reads a topic from the beginning and keeps its place: each :meth:`poll` adds
+    only what arrived since (re-reading 100,000 dead letters at every poll of a full
+    poison run would take most of the run)."""
+
+    def __init__(self, broker: str, topic: str) -> None:
+        self.broker, self.topic = broker, topic
+        self.items: list[dict[str, Any]] = []
+        self._loop = asyncio.new_event_loop()
+        self._consumer: Any = None
+
+    def poll(self) -> list[dict[str, Any]]:
+        self._loop.run_until_complete(self._drain())
+        return self.items
+
+    async def _drain(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.broker, group_id=None, enable_auto_commit=False
+            )
+            await consumer.start()
+            client = KafkaClientConfig(bootstrap_servers=self.broker)
+            (info,) = await describe_topics(client, [self.topic])
+            tps = [TopicPartition(self.topic, p) for p in range(info.partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            self._consumer = consumer
+        consumer = self._consumer
+        tps = list(consumer.assignment())
+        ends = await consumer.end_offsets(tps)
+        while await self._behind(consumer, ends):
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for records in batches.values():
+                self.items.extend(json.loads(r.value) for r in records)
+
+    @staticmethod
+    async def _behind(consumer: Any, ends: dict[Any, int]) -> bool:
+        for tp, end in ends.items():
+            if await consumer.position(tp) < end:
+                return True
+        return False
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._loop.run_until_complete(self._consumer.stop())
+        self._loop.close()
+
+
 def dead_letter_key(dead: dict[str, Any]) -> tuple[str, int, int, str]:
     return (dead["topic"], dead["partition"], dead["offset"], dead["reason"])
 
@@ -202,27 +252,32 @@ def check_outcome(
     """
     want_labels, want_summaries = set(expected_labels), set(expected_summaries)
     injected = set(injected)
+    tails = {t: TopicTail(broker, t) for t in (topics.labels, topics.summaries, topics.rejected)}
 
     def arrived() -> bool:
         if tick is not None:
             tick()
-        labels = {e["event_id"] for e in read_json(broker, topics.labels)}
-        summaries = {e["event_id"] for e in read_json(broker, topics.summaries)}
+        labels = {e["event_id"] for e in tails[topics.labels].poll()}
+        summaries = {e["event_id"] for e in tails[topics.summaries].poll()}
         if not (want_labels <= labels and want_summaries <= summaries):
             return False
         if injected:
-            dead = {dead_letter_key(d) for d in read_json(broker, topics.rejected)}
+            dead = {dead_letter_key(d) for d in tails[topics.rejected].poll()}
             if not injected <= dead:
                 return False
         if ready is not None and not ready():
             return False
         return committed_lag(broker, farm.app_id, topics.audio, topics.audio_partitions) == 0
 
-    wait_for(arrived, timeout_s=timeout_s, what=f"{name}: every event, lag 0", farm=farm)
-    time.sleep(2.0)  # a straggling duplicate sent just now is checked too
-    labels = read_json(broker, topics.labels)
-    summaries = read_json(broker, topics.summaries)
-    dead = read_json(broker, topics.rejected)
+    try:
+        wait_for(arrived, timeout_s=timeout_s, what=f"{name}: every event, lag 0", farm=farm)
+        time.sleep(2.0)  # a straggling duplicate sent just now is checked too
+        labels = list(tails[topics.labels].poll())
+        summaries = list(tails[topics.summaries].poll())
+        dead = list(tails[topics.rejected].poll())
+    finally:
+        for tail in tails.values():
+            tail.close()
     if only_streams is not None:
         labels = [e for e in labels if e["stream_id"] in only_streams]
         summaries = [e for e in summaries if e["stream_id"] in only_streams]

@@ -117,8 +117,14 @@ class Feeder(threading.Thread):
     ) -> None:
         super().__init__(name="fault-feeder", daemon=True)
         self.broker, self.topics = broker, topics
-        n = len(frames)
-        self.parts = [list(frames[n * i // slices : n * (i + 1) // slices]) for i in range(slices)]
+        # the first part (a quarter) completes a few windows per stream, so that
+        # Scenario.start sees events before the rest is released
+        n, head = len(frames), len(frames) // 4
+        rest = slices - 1
+        self.parts = [list(frames[:head])] + [
+            list(frames[head + (n - head) * i // rest : head + (n - head) * (i + 1) // rest])
+            for i in range(rest)
+        ]
         self.pause_s = pause_s
         self.error: BaseException | None = None
         self.gate = threading.Event()  # cleared: wait (the broker is down on purpose)

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from checker import check_outcome, rss_mb
+from checker import TopicTail, check_outcome, rss_mb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scenario import FULL, Scenario
-from worker_harness import REPO, read_json
+from worker_harness import REPO
 
 from stream.topics import Topics
 from stream.wire import AudioFrame, Encoding, encode_frame
@@ -198,10 +198,13 @@ async def _send_hostile(broker: str, topic: str, records: list[Hostile]) -> list
 
 
 def _unaccounted(
-    broker: str, topics: Topics, records: list[Hostile], where: list[tuple[int, int]]
+    dead_tail: TopicTail,
+    summary_tail: TopicTail,
+    records: list[Hostile],
+    where: list[tuple[int, int]],
 ) -> list[tuple[Hostile, tuple[int, int]]]:
-    dead = {(d["partition"], d["offset"]) for d in read_json(broker, topics.rejected)}
-    closed = {s["stream_id"] for s in read_json(broker, topics.summaries)}
+    dead = {(d["partition"], d["offset"]) for d in dead_tail.poll()}
+    closed = {s["stream_id"] for s in summary_tail.poll()}
     missing = []
     for record, at in zip(records, where, strict=True):
         if at in dead:
@@ -222,6 +225,8 @@ def _run_corpus(
     feeder = run.feeder(slices=4, pause_s=0.5)
     where: list[tuple[int, int]] = []
     reasons = documented_reasons()
+    dead_tail = TopicTail(broker, topics.rejected)
+    summary_tail = TopicTail(broker, topics.summaries)
     real = {f"{name}-{i}" for i in range(4)}
     try:
         with run.monitor:
@@ -248,9 +253,9 @@ def _run_corpus(
                 only_streams=real,
                 name=name,
                 timeout_s=kw.get("timeout_s", 900 if FULL else 240),
-                ready=lambda: not _unaccounted(broker, topics, hostile, where),
+                ready=lambda: not _unaccounted(dead_tail, summary_tail, hostile, where),
             )
-            missing = _unaccounted(broker, topics, hostile, where)
+            missing = _unaccounted(dead_tail, summary_tail, hostile, where)
             assert not missing, (
                 f"{len(missing)} hostile records not accounted for, e.g. "
                 f"{[(m.key[:40], m.headers[:3], at) for m, at in missing[:3]]}"
@@ -264,8 +269,11 @@ def _run_corpus(
         )
     finally:
         run.farm.stop_all()
+        dead_tail.close()
+        summary_tail.close()
 
 
+@pytest.mark.timeout(3600 if FULL else 600)
 def test_poison_corpus(broker: str, topics: Topics, tmp_path: Path) -> None:
     hostile = corpus("poison", N_MUTATED, N_DISTINCT)
     _run_corpus(broker, topics, tmp_path, "poison", hostile)
