@@ -328,5 +328,11 @@ def _assert_exact(
     for eid, copies in grouped.items():
         want = comparable(expected[eid])
         for copy in copies:
-            assert comparable(copy) == want, f"{kind} {eid}: a copy differs from the expected"
+            got = comparable(copy)
+            diff = {
+                k: (got.get(k), want.get(k))
+                for k in set(got) | set(want)
+                if got.get(k) != want.get(k)
+            }
+            assert not diff, f"{kind} {eid} ({copy.get('stream_id')}): a copy differs: {diff}"
     return grouped
