@@ -18,11 +18,22 @@ delivery rules read in one place:
    the highest contiguous acked offset.
 
 So a committed offset never passes a frame whose events are not on the broker.
+
+The contract (``docs/delivery.md``, "The contract"): every record ends as events or
+a dead letter with a documented reason. What goes wrong for *one stream* in the
+runtime's own work (scoring a batch, building or serializing its events) is
+contained: a non-finite model output dead-letters that window
+(``invalid_model_output``) and the stream goes on; any other exception dead-letters
+the stream (``internal_error``, naming the exception) and closes it with a summary.
+What goes wrong for *the runtime* (a send the broker refuses for good, inference
+failing wholesale, a bug outside any stream) calls ``on_fatal`` once: the worker
+stops with a non-zero exit and nothing past the failure is acked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -32,6 +43,7 @@ import numpy as np
 
 from stream.delivery import OffsetLedger
 from stream.events import (
+    DEAD_LETTER_PAYLOAD_BYTES,
     LabelEvent,
     ModelRef,
     RejectedRecord,
@@ -54,6 +66,8 @@ _PRUNE_EVERY = 256
 SPEECH_LABEL = "speech"  # label models with it gate speaker tracking to speech windows
 INBOX_RECORDS = 256
 INBOX_WAIT_S = 0.005
+INVALID_MODEL_OUTPUT = "invalid_model_output"  # dead-letter reasons of the runtime
+INTERNAL_ERROR = "internal_error"
 
 
 AckRange = Callable[[int, int, int], None]  # partition, first offset, stop offset
@@ -133,6 +147,8 @@ class WorkerRuntime:
     current_model: returns ``(infer, model ref)`` of the model serving now, read once
         per batch so a hot swap (``stream.reload``) lands between batches and each
         event names the model that scored it; default ``(infer, pipeline.model)``.
+    dead_letter_max_bytes: payload bytes a dead letter keeps
+        (:meth:`~stream.events.RejectedRecord.bounded`).
     """
 
     def __init__(
@@ -148,6 +164,7 @@ class WorkerRuntime:
         speakers: SpeakerHook | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
         current_model: CurrentModel | None = None,
+        dead_letter_max_bytes: int = DEAD_LETTER_PAYLOAD_BYTES,
     ) -> None:
         self.pipeline = pipeline
         self._current_model = current_model or (lambda: (infer, pipeline.model))
@@ -173,6 +190,8 @@ class WorkerRuntime:
         self.last_offset: dict[int, int] = {}  # per partition, for the lag gauge
         self.failure: BaseException | None = None
         self._on_fatal = on_fatal
+        self._dead_letter_max_bytes = dead_letter_max_bytes
+        self._pin_ids = itertools.count()
         self.batcher: Batcher[WindowJob, tuple[np.ndarray, Any, ModelRef]] = Batcher(
             self._run_batch,
             self._on_batch,
@@ -208,7 +227,11 @@ class WorkerRuntime:
         self._raise_failure()
         self._inbox.append(record)
         if len(self._inbox) >= INBOX_RECORDS:
-            await self.flush_inbox()
+            try:
+                await self.flush_inbox()
+            except Exception as exc:
+                self._fail(exc)
+                raise
         elif self._inbox_timer is None:
             loop = asyncio.get_running_loop()
             self._inbox_timer = loop.call_later(INBOX_WAIT_S, self._flush_soon)
@@ -222,9 +245,27 @@ class WorkerRuntime:
 
     def _flush_soon(self) -> None:
         self._inbox_timer = None
-        task = asyncio.get_running_loop().create_task(self.flush_inbox())
+        self._spawn(self.flush_inbox())
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        """Run ``work`` in the background; an exception it raises is a runtime
+        failure (``on_fatal``), never an unread task result."""
+
+        async def run() -> None:
+            await work
+
+        task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("background task failed: %r", exc, exc_info=exc)
+            self._fail(exc)
 
     async def flush_inbox(self) -> None:
         """Process the gathered records in consumption order."""
@@ -246,9 +287,13 @@ class WorkerRuntime:
                 self._release(partition)
 
     async def expire(self) -> None:
-        """Close idle streams (called by a timer)."""
-        async with self._inbox_lock:
-            await self._apply(self.pipeline.expire())
+        """Close idle streams (called by a timer); a failure is the runtime's."""
+        try:
+            async with self._inbox_lock:
+                await self._apply(self.pipeline.expire())
+        except Exception as exc:
+            self._fail(exc)
+            raise
         self.metrics.active_streams.set(self.pipeline.active_streams)
 
     def on_revoked(self, partitions: Iterable[int]) -> None:
@@ -288,28 +333,121 @@ class WorkerRuntime:
     async def _on_batch(
         self, jobs: Sequence[WindowJob], outputs: Sequence[tuple[np.ndarray, Any, ModelRef]]
     ) -> None:
-        probabilities = np.stack([p for p, _, _ in outputs])
         async with self._out_lock:
-            # trackers first, with no await before complete(): a stream closing in this
+            # no await before every stream's events are built: a stream closing in this
             # batch must have every window in its tracker when its summary is taken
-            speakers = self.pipeline.complete_speakers(jobs, [e for _, e, _ in outputs])
-            events = self.pipeline.complete(jobs, probabilities, model=outputs[0][2])
+            out, rejected = self._complete(jobs, outputs)
             now_s = time.time()
-            for event in events:
-                await self._send_event(self.topics.labels, event)
-                self.metrics.latency_ms.observe(event.latency_ms)
-                if event.span.capture_time_s is not None:
-                    self.metrics.e2e_latency_ms.observe(
-                        max(0.0, (now_s - event.span.capture_time_s) * 1000.0)
-                    )
-            for speaker in speakers:
-                await self._send_event(self.topics.speakers, speaker)
+            for topic, event, value in out:
+                await self._send_event(topic, event, value)
+                if isinstance(event, LabelEvent):
+                    self.metrics.latency_ms.observe(event.latency_ms)
+                    if event.span.capture_time_s is not None:
+                        self.metrics.e2e_latency_ms.observe(
+                            max(0.0, (now_s - event.span.capture_time_s) * 1000.0)
+                        )
+            for record in rejected:
+                await self._dead_letter(record)
             await self._send_summaries()
 
+    def _complete(
+        self, jobs: Sequence[WindowJob], outputs: Sequence[tuple[np.ndarray, Any, ModelRef]]
+    ) -> tuple[list[tuple[str, LabelEvent | SpeakerEvent, bytes]], list[RejectedRecord]]:
+        """A batch's events, serialized, and the dead letters of what went wrong,
+        stream by stream (synchronous: see :meth:`_on_batch`)."""
+        rejected: list[RejectedRecord | None] = []
+        good: list[int] = []
+        invalid: list[WindowJob] = []
+        for i, (probabilities, _, model) in enumerate(outputs):
+            if np.all(np.isfinite(probabilities)):
+                good.append(i)
+                continue
+            invalid.append(jobs[i])
+            rejected.append(self._invalid_output(jobs[i], probabilities, model))
+        self.pipeline.skip(invalid)
+        jobs = [jobs[i] for i in good]
+        outputs = [outputs[i] for i in good]
+        if not jobs:
+            return [], [r for r in rejected if r is not None]
+        speakers: dict[str, list[SpeakerEvent]] = {}
+        try:
+            for event in self.pipeline.complete_speakers(jobs, [e for _, e, _ in outputs]):
+                speakers.setdefault(event.stream_id, []).append(event)
+        except Exception as exc:  # tracker state of these streams is unknown now
+            failed = {
+                j.window.stream_id
+                for j, (_, e, _) in zip(jobs, outputs, strict=True)
+                if e is not None
+            }
+            rejected.extend(self._abandon(sid, exc, "tracking speakers") for sid in failed)
+        out: list[tuple[str, LabelEvent | SpeakerEvent, bytes]] = []
+        model = outputs[0][2]
+        for sid, rows in _by_stream(jobs).items():
+            try:
+                probabilities = np.stack([outputs[i][0] for i in rows])
+                labels = self.pipeline.complete([jobs[i] for i in rows], probabilities, model=model)
+                mine: list[tuple[str, LabelEvent | SpeakerEvent, bytes]] = [
+                    (self.topics.labels, e, e.to_json()) for e in labels
+                ]
+                mine += [(self.topics.speakers, e, e.to_json()) for e in speakers.get(sid, [])]
+            except Exception as exc:
+                rejected.append(self._abandon(sid, exc, "completing its windows"))
+                continue
+            out.extend(mine)
+        return out, [r for r in rejected if r is not None]
+
+    def _invalid_output(
+        self, job: WindowJob, probabilities: np.ndarray, model: ModelRef
+    ) -> RejectedRecord | None:
+        """The dead letter of a window the model scored NaN or infinite: no label
+        event for it, the stream goes on (a replay gives the same dead letter)."""
+        sid = job.window.stream_id
+        origin = self.pipeline.origin(sid, job)
+        if origin is None:
+            return None  # stream dropped (revoked): its new owner replays it
+        partition, offset = origin
+        return RejectedRecord(
+            stream_id=sid,
+            reason=INVALID_MODEL_OUTPUT,
+            message=(
+                f"stream {sid!r} window {job.span.index} ({job.span.start_s:.3f}-"
+                f"{job.span.end_s:.3f} s): model {model.tag} returned a non-finite "
+                f"output {np.array2string(probabilities, precision=4)}; no label event "
+                "for this window"
+            ),
+            topic=self.topics.audio,
+            partition=partition,
+            offset=offset,
+        )
+
+    def _abandon(self, sid: str, exc: BaseException, doing: str) -> RejectedRecord | None:
+        """Contain an unexpected exception to its stream: close the stream (its
+        summary follows) and return its ``internal_error`` dead letter, pointing at the
+        stream's first record."""
+        origin = self.pipeline.origin(sid)
+        log.error("stream %r: %s failed (%r); closing the stream", sid, doing, exc, exc_info=exc)
+        if origin is None or not self.pipeline.abandon(sid):
+            return None
+        partition, offset = origin
+        return RejectedRecord(
+            stream_id=sid,
+            reason=INTERNAL_ERROR,
+            message=(
+                f"stream {sid!r} (partition {partition}, first offset {offset}): "
+                f"{doing} raised {type(exc).__name__}: {exc}; the stream is closed"
+            ),
+            topic=self.topics.audio,
+            partition=partition,
+            offset=offset,
+        )
+
     # -- output ---------------------------------------------------------------------------
-    async def _send_event(self, topic: str, event: LabelEvent | SpeakerEvent) -> None:
+    async def _send_event(
+        self, topic: str, event: LabelEvent | SpeakerEvent, value: bytes | None = None
+    ) -> None:
         sid = event.stream_id
-        delivery = await self._send(topic, sid.encode(), event.to_json())
+        value = event.to_json() if value is None else value
+        delivery = await self._send(topic, sid.encode(), value)
         self.metrics.events_out.labels(topic).inc()
         if self.pipeline.stream_partition(sid) is None:
             return  # stream dropped (revoked): nothing to pin
@@ -325,9 +463,27 @@ class WorkerRuntime:
 
     async def _send_summary(self, partition: int, summary: SummaryEvent) -> None:
         sid = summary.stream_id
-        delivery = await self._send(self.topics.summaries, sid.encode(), summary.to_json())
+        pending = self._deliveries.pop(sid, [])
+        try:
+            value = summary.to_json()
+        except Exception as exc:  # contained: the stream's dead letter says why
+            log.error("stream %r: summary not serializable: %r", sid, exc, exc_info=exc)
+            bad = RejectedRecord(
+                stream_id=sid,
+                reason=INTERNAL_ERROR,
+                message=(
+                    f"stream {sid!r} (partition {partition}): its summary raised "
+                    f"{type(exc).__name__}: {exc}; no summary for this stream"
+                ),
+                topic=self.topics.audio,
+                partition=partition,
+                offset=self.ledger.pinned(partition, summary.event_id) or 0,
+            )
+            await self._dead_letter(bad, unpin=summary.event_id, deliveries=pending)
+            return
+        delivery = await self._send(self.topics.summaries, sid.encode(), value)
         self.metrics.events_out.labels(self.topics.summaries).inc()
-        pending = [*self._deliveries.pop(sid, []), delivery]
+        pending = [*pending, delivery]
         log.info(
             "stream %r closed (%s) at partition %d: %d windows, dominant %s",
             sid,
@@ -338,20 +494,31 @@ class WorkerRuntime:
         )
         self._after(pending, partition, summary.event_id)  # the segment's pin
 
-    async def _dead_letter(self, rejected: RejectedRecord) -> None:
-        key = (rejected.stream_id or "").encode()
-        delivery = await self._send(self.topics.rejected, key, rejected.to_json())
+    async def _dead_letter(
+        self,
+        rejected: RejectedRecord,
+        *,
+        unpin: Any = None,
+        deliveries: Sequence[Awaitable[Any]] = (),
+    ) -> None:
+        """Send ``rejected`` (bounded in size); its record stays pinned, from before
+        the send, until the broker has it (then ``unpin`` is released too)."""
+        pin = ("dead-letter", next(self._pin_ids))
+        self.ledger.pin(rejected.partition, pin, rejected.offset)  # before any await
+        bounded = rejected.bounded(self._dead_letter_max_bytes)
+        key = (bounded.stream_id or "").encode()
+        delivery = await self._send(self.topics.rejected, key, bounded.to_json())
         self.metrics.dead_letters.labels(rejected.reason).inc()
-        pin = ("dead-letter", rejected.offset)
-        self.ledger.pin(rejected.partition, pin, rejected.offset)
         log.warning(
             "dead letter: stream %r partition %d offset %d reason %s: %s",
             rejected.stream_id,
             rejected.partition,
             rejected.offset,
             rejected.reason,
-            rejected.message,
+            bounded.message,
         )
+        if unpin is not None:
+            self._after([*deliveries, delivery], rejected.partition, unpin)
         self._after([delivery], rejected.partition, pin)
 
     def _after(self, deliveries: list[Awaitable[Any]], partition: int, pin: Any) -> None:
@@ -367,17 +534,20 @@ class WorkerRuntime:
             self.ledger.unpin(partition, pin)
             self._release(partition)
 
-        task = asyncio.get_running_loop().create_task(settle())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(settle())
 
     def _fail(self, exc: BaseException) -> None:
-        """Nothing after this is acked; the worker must stop and replay."""
+        """Nothing after this is acked; the worker must stop and replay (``on_fatal``
+        is called once, for the first failure)."""
+        if self.failure is not None:
+            return
         self.failure = exc
         if self._on_fatal is not None:
             self._on_fatal(exc)
 
     def _release(self, partition: int) -> None:
+        if self.failure is not None:
+            return  # stopping: nothing past the failure may be committed
         for start, stop in self.ledger.releasable(partition):
             self._ack(partition, start, stop)
         self.metrics.uncommitted.labels(str(partition)).set(self.ledger.held(partition))
@@ -387,6 +557,14 @@ class WorkerRuntime:
             raise RuntimeError(
                 "inference or delivery failed; stopping so that the unacked records are replayed"
             ) from self.failure
+
+
+def _by_stream(jobs: Sequence[WindowJob]) -> dict[str, list[int]]:
+    """Indexes of ``jobs`` per stream, in batch order."""
+    out: dict[str, list[int]] = {}
+    for i, job in enumerate(jobs):
+        out.setdefault(job.window.stream_id, []).append(i)
+    return out
 
 
 def _prune(pending: list[Awaitable[Any]]) -> list[Awaitable[Any]]:

@@ -18,7 +18,10 @@ Choices that matter for delivery (see ``docs/delivery.md``):
   the retained audio, never skipping frames;
 * ``producer_linger`` 5 ms: label events share producer batches; delivery is
   unchanged (``acks=-1``, and an offset is still acked only once the broker
-  acknowledged every event that depends on it).
+  acknowledged every event that depends on it);
+* a failure of the runtime itself (:class:`Fatal`) logs one line, asks Faust to
+  stop, and ends the process with :data:`EXIT_FATAL` whatever state Faust is in,
+  so a worker is never "alive but stuck".
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import asyncio
 import logging
 import os
 import socket
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -52,6 +57,8 @@ from stream.worker.producer import BatchSender
 log = logging.getLogger(__name__)
 
 EXPIRE_INTERVAL_S = 1.0
+EXIT_FATAL = 70  # EX_SOFTWARE: the runtime failed; a supervisor restarts and replays
+FATAL_GRACE_S = 15.0  # time Faust gets to stop cleanly before the process exits anyway
 PRODUCER_LINGER_S = 0.005
 PRODUCER_MAX_BATCH_BYTES = 64 * 1024
 SPEAKER_SWAP_REFUSED = (
@@ -59,6 +66,48 @@ SPEAKER_SWAP_REFUSED = (
     "embedding model's version; re-enroll for the new version, then restart the workers "
     "with --speaker-model"
 )
+
+
+class Fatal:
+    """How a worker stops when the runtime itself fails (not a record: the broker
+    refusing writes for good, inference failing wholesale, a background task's bug).
+
+    The first call logs one CRITICAL line naming the failure, asks the app to crash
+    (Faust stops its services, nothing past the failure is acked), and starts a
+    watchdog that ends the process with :data:`EXIT_FATAL` after ``grace_s`` if Faust
+    has not exited by then (a broker that does not answer can hold its shutdown).
+    ``tympan worker`` exits with :data:`EXIT_FATAL` when :attr:`reason` is set.
+    """
+
+    def __init__(self, app: faust.App, *, grace_s: float = FATAL_GRACE_S) -> None:
+        self._app = app
+        self.grace_s = grace_s
+        self.reason: BaseException | None = None
+        self._crashing: list[asyncio.Future[None]] = []
+
+    def __call__(self, exc: BaseException, what: str = "inference or delivery") -> None:
+        if self.reason is not None:
+            return
+        self.reason = exc
+        log.critical(
+            "tympan worker stopping (exit %d): %s failed: %r; records not acked are "
+            "replayed by the next worker",
+            EXIT_FATAL,
+            what,
+            exc,
+        )
+        watchdog = threading.Timer(self.grace_s, self._exit_now)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            self._crashing.append(asyncio.ensure_future(self._app.crash(exc)))
+        except RuntimeError:  # no running loop: nothing to stop gracefully
+            self._exit_now()
+
+    def _exit_now(self) -> None:
+        sys.stderr.write(f"tympan worker: exiting {EXIT_FATAL} after a fatal failure\n")
+        sys.stderr.flush()
+        os._exit(EXIT_FATAL)
 
 
 @dataclass
@@ -72,6 +121,7 @@ class Worker:
     settings: WorkerSettings
     active: ActiveModel | None = None
     control: ControlFollower | None = None
+    fatal: Fatal | None = None
 
 
 def load_model(settings: WorkerSettings, *, control_topic: str | None = None) -> OnnxModel:
@@ -149,12 +199,7 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
     async def send(topic: str, key: bytes, value: bytes) -> Any:
         return await app.producer.send(topic, key, value, None, None, None)
 
-    crashing: list[asyncio.Task[None]] = []
-
-    def on_fatal(exc: BaseException) -> None:
-        log.critical("stopping the worker: inference or delivery failed: %r", exc)
-        crashing.append(asyncio.ensure_future(app.crash(exc)))
-
+    fatal = Fatal(app)
     metrics = WorkerMetrics()
 
     commits = CommitLog()
@@ -167,8 +212,9 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
         settings.batching,
         metrics=metrics,
         speakers=speakers,
-        on_fatal=on_fatal,
+        on_fatal=fatal,
         current_model=active.current,
+        dead_letter_max_bytes=settings.dead_letter_max_bytes,
     )
     plan = ConsumerPlan(
         settings.kafka,
@@ -178,15 +224,18 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
         commit_interval_s=settings.commit_interval_s,
         expire_interval_s=EXPIRE_INTERVAL_S,
     )
-    serve_audio(app, plan, runtime, commits, metrics=metrics, on_fatal=on_fatal)
-    control = _follow_control(app, settings, topics, active, pipeline, send)
+    serve_audio(app, plan, runtime, commits, metrics=metrics, on_fatal=fatal)
+    control = _follow_control(app, settings, topics, active, pipeline, send, fatal)
     if follower is not None:
 
         async def follow_registry() -> None:
-            await follower.start()
+            try:
+                await follower.start()
+            except Exception as exc:
+                fatal(exc, "the speaker registry follower")
 
-        app.task(follow_registry)
-    return Worker(app, runtime, model, topics, settings, active, control)
+        cast(Any, app).task(follow_registry)
+    return Worker(app, runtime, model, topics, settings, active, control, fatal)
 
 
 def _follow_control(
@@ -196,6 +245,7 @@ def _follow_control(
     active: ActiveModel,
     pipeline: Pipeline,
     send: Any,
+    fatal: Fatal,
 ) -> ControlFollower:
     """Hot reload (``docs/hot-reload.md``): a task that follows the control topic
     with a plain, group-less consumer, since every worker must see every record."""
@@ -222,7 +272,10 @@ def _follow_control(
     )
 
     async def follow_control() -> None:
-        await follower.run()
+        try:
+            await follower.run()
+        except Exception as exc:
+            fatal(exc, "the control-topic follower")
 
     cast(Any, app).task(follow_control)
     return follower

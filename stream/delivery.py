@@ -59,6 +59,11 @@ class OffsetLedger:
         if part is not None:
             part.pins.pop(key, None)
 
+    def pinned(self, partition: int, key: Hashable) -> int | None:
+        """The offset ``key`` pins in ``partition`` (``None``: not pinned)."""
+        part = self._parts.get(partition)
+        return None if part is None else part.pins.get(key)
+
     def floor(self, partition: int) -> int | None:
         """The lowest pinned offset of ``partition`` (``None``: nothing pinned)."""
         part = self._parts.get(partition)

@@ -16,7 +16,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -25,6 +25,12 @@ LABEL_SCHEMA = "tympan.label.v1"
 SPEAKER_SCHEMA = "tympan.speaker.v1"
 SUMMARY_SCHEMA = "tympan.summary.v1"
 REJECTED_SCHEMA = "tympan.rejected.v1"
+# what a dead letter keeps of a rejected record (RejectedRecord.bounded): its JSON
+# stays far below the producer's 1 MB request limit whatever the record held
+DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
+DEAD_LETTER_HEADER_BYTES = 1024
+DEAD_LETTER_HEADERS = 32
+DEAD_LETTER_TEXT_CHARS = 1024
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
@@ -358,7 +364,9 @@ class RejectedRecord:
     message: the human sentence naming the bad value.
     topic, partition, offset: where the record was read.
     headers: the original headers, values base64-encoded.
-    payload: the original value.
+    payload: the original value (or its first bytes, see :meth:`bounded`).
+    original_bytes: the original value's size when ``payload`` was truncated.
+    truncated: the payload, a header, the key or the message was cut to fit.
     """
 
     stream_id: str | None
@@ -370,6 +378,49 @@ class RejectedRecord:
     headers: tuple[tuple[str, bytes], ...] = ()
     payload: bytes = b""
     seq: int | None = None
+    original_bytes: int | None = None
+    truncated: bool = False
+
+    def bounded(self, max_payload_bytes: int) -> RejectedRecord:
+        """A copy small enough to produce: the payload cut to ``max_payload_bytes``,
+        each header value to ``DEAD_LETTER_HEADER_BYTES`` (at most
+        ``DEAD_LETTER_HEADERS`` headers), the key and the message to
+        ``DEAD_LETTER_TEXT_CHARS``.
+
+        Why: a record near the broker's 1 MB limit grows by a third in base64, so
+        its dead letter would be refused by the producer; ``topic``, ``partition``
+        and ``offset`` still point at the original, which stays in the audio topic
+        for its retention.
+        """
+        headers = tuple(
+            (k[:DEAD_LETTER_TEXT_CHARS], v[:DEAD_LETTER_HEADER_BYTES])
+            for k, v in self.headers[:DEAD_LETTER_HEADERS]
+        )
+        sid = None if self.stream_id is None else self.stream_id[:DEAD_LETTER_TEXT_CHARS]
+        message = self.message[:DEAD_LETTER_TEXT_CHARS]
+        payload = self.payload[:max_payload_bytes]
+        cut = (
+            headers != self.headers
+            or sid != self.stream_id
+            or message != self.message
+            or len(payload) < len(self.payload)
+        )
+        if not cut:
+            return self
+        return replace(
+            self,
+            stream_id=sid,
+            message=message,
+            headers=headers,
+            payload=payload,
+            original_bytes=self.payload_bytes,
+            truncated=True,
+        )
+
+    @property
+    def payload_bytes(self) -> int:
+        """The original value's size, truncated or not."""
+        return len(self.payload) if self.original_bytes is None else self.original_bytes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -386,7 +437,8 @@ class RejectedRecord:
                 for k, v in self.headers
             ],
             "payload_b64": base64.b64encode(self.payload).decode("ascii"),
-            "payload_bytes": len(self.payload),
+            "payload_bytes": self.payload_bytes,
+            "truncated": self.truncated,
         }
 
     def to_json(self) -> bytes:

@@ -354,6 +354,15 @@ class Pipeline:
         state = self._streams.get(stream_id)
         return None if state is None else state.first_offset
 
+    def origin(self, stream_id: str, job: WindowJob | None = None) -> tuple[int, int] | None:
+        """Partition and first offset of the segment ``job`` was cut from, else of the
+        stream's open segment, else of one of its closing segments (``None``: gone)."""
+        state = self._segment(job) if job is not None else None
+        state = state or self._streams.get(stream_id)
+        if state is None:
+            state = next((s for s in self._closing.values() if s.stream_id == stream_id), None)
+        return None if state is None else (state.partition, state.first_offset)
+
     def held_frames(self) -> int:
         """Frames held for reordering in all open segments (memory bound checks)."""
         return sum(s.sequencer.held for s in self._streams.values())
@@ -821,6 +830,47 @@ class Pipeline:
             self._deadlines.pop(partition, None)
             self._partition_seen_s.pop(partition, None)
         return dropped + [s.stream_id for s in closing if s.stream_id not in dropped]
+
+    def abandon(self, stream_id: str, closed_by: str = "internal_error") -> bool:
+        """Close a stream whose state can no longer be trusted (the runtime caught an
+        unexpected exception for it): no flush, windows in flight no longer count,
+        and its summary is ready at once (``closed_by``). ``False``: not open here.
+        """
+        state = self._streams.get(stream_id)
+        closing = [s for s in self._closing.values() if s.stream_id == stream_id]
+        if state is None and not closing:
+            return False
+        for segment in closing:  # already closed (EOS, roll): it stops waiting too
+            del self._closing[segment.incarnation]
+            self._forsake(segment, closed_by)
+        if state is not None:
+            state.pending = []
+            self._dirty.pop(stream_id, None)
+            try:
+                self._close_banks(stream_id)
+            except Exception:  # the banks may be what failed; the stream is closed anyway
+                log.exception("stream %r: closing its feature state failed", stream_id)
+            self._retire(state, closed_by)
+            del self._closing[state.incarnation]
+            self._forsake(state, closed_by)
+        return True
+
+    def _forsake(self, state: _Stream, closed_by: str) -> None:
+        """Re-file a closed segment under a fresh incarnation with nothing outstanding,
+        so late results of its windows find nothing and its summary is ready now."""
+        state.incarnation = next(self._incarnations)
+        state.outstanding = 0
+        state.tracker = None  # its speaker state is suspect too: no verdict
+        state.closed_by = closed_by  # the summary says why, even after an EOS
+        self._closing[state.incarnation] = state
+
+    def skip(self, jobs: Sequence[WindowJob]) -> None:
+        """Count windows done without a label event (their model output was unusable,
+        see ``docs/delivery.md``): their stream's summary no longer waits for them."""
+        for job in jobs:
+            state = self._segment(job)
+            if state is not None:
+                state.outstanding -= 1
 
     # -- results ------------------------------------------------------------------------
     def complete(

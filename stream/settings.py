@@ -68,6 +68,9 @@ ENV_MAX_FRAME_MS = "TYMPAN_MAX_FRAME_MS"
 ENV_MAX_GAP_S = "TYMPAN_MAX_GAP_S"
 ENV_MAX_SEQ_JUMP = "TYMPAN_MAX_SEQ_JUMP"
 ENV_MAX_SEGMENT_S = "TYMPAN_MAX_SEGMENT_S"
+ENV_DEAD_LETTER_MAX_BYTES = "TYMPAN_DEAD_LETTER_MAX_BYTES"
+# a dead letter holds the payload in base64 (4/3) under the producer's 1 MB request
+MAX_DEAD_LETTER_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +221,9 @@ class WorkerSettings:
     session_timeout_s: a worker silent for this long (killed, frozen) leaves the
         consumer group and its partitions move to the others.
     control_limits: size and depth bounds on control and registry records.
+    dead_letter_max_bytes: a dead letter keeps at most this much of the rejected
+        record's payload (the rest stays at the record's topic/partition/offset),
+        so that it always fits the producer's request limit (docs/delivery.md).
     """
 
     kafka: KafkaClientConfig = field(default_factory=KafkaClientConfig)
@@ -240,6 +246,7 @@ class WorkerSettings:
     commit_interval_s: float = 1.0
     session_timeout_s: float = 10.0
     control_limits: ControlLimits = field(default_factory=ControlLimits)
+    dead_letter_max_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):
@@ -256,6 +263,11 @@ class WorkerSettings:
             raise ConfigError(
                 f"session_timeout_s={self.session_timeout_s} is below Kafka's default "
                 "group.min.session.timeout.ms (6 s)"
+            )
+        if not 0 <= self.dead_letter_max_bytes <= MAX_DEAD_LETTER_BYTES:
+            raise ConfigError(
+                f"dead_letter_max_bytes={self.dead_letter_max_bytes} is outside "
+                f"0..{MAX_DEAD_LETTER_BYTES} (a dead letter must fit a 1 MB request)"
             )
         if not self.app_id:
             raise ConfigError("app_id is empty; it is the Kafka consumer group")
@@ -328,6 +340,12 @@ class WorkerSettings:
                     "registry_max_bytes", ENV_REGISTRY_MAX_BYTES, int, 8 * 1024 * 1024
                 ),
                 max_json_depth=pick("max_json_depth", ENV_JSON_MAX_DEPTH, int, 32),
+            ),
+            dead_letter_max_bytes=pick(
+                "dead_letter_max_bytes",
+                ENV_DEAD_LETTER_MAX_BYTES,
+                int,
+                base.dead_letter_max_bytes,
             ),
         )
 

@@ -65,6 +65,12 @@ def register(subparsers: Any) -> None:
         "--max-segment-s", dest="max_segment_s", type=float, help="roll longer streams"
     )
     parser.add_argument("--top-k", dest="top_k", type=int)
+    parser.add_argument(
+        "--dead-letter-max-bytes",
+        dest="dead_letter_max_bytes",
+        type=int,
+        help="payload bytes a dead letter keeps (65536; TYMPAN_DEAD_LETTER_MAX_BYTES)",
+    )
     parser.add_argument("--web-host", dest="web_host", help="metrics bind address (127.0.0.1)")
     parser.add_argument("--web-port", dest="web_port", type=int, help="metrics port; 0 = off")
     parser.add_argument(
@@ -105,6 +111,7 @@ _SETTING_FLAGS = (
     "max_seq_jump",
     "max_segment_s",
     "top_k",
+    "dead_letter_max_bytes",
     "web_host",
     "web_port",
 )
@@ -136,8 +143,24 @@ def run(args: argparse.Namespace) -> int:
     import faust
 
     faust_worker = faust.Worker(worker.app, loglevel=args.loglevel)
-    faust_worker.execute_from_commandline()
-    return 0
+    try:
+        faust_worker.execute_from_commandline()
+    except SystemExit as exc:  # how Faust's worker always ends
+        code = exc.code if isinstance(exc.code, int) else 1
+    else:
+        code = 0
+    return _exit_code(worker, code)
+
+
+def _exit_code(worker: Any, code: int) -> int:
+    """Non-zero whenever the runtime failed: a supervisor must see a failed worker."""
+    from stream.app import EXIT_FATAL
+
+    fatal = worker.fatal
+    if fatal is not None and fatal.reason is not None:
+        print(f"tympan worker: stopped by a failure: {fatal.reason!r}", file=sys.stderr)
+        return EXIT_FATAL
+    return code
 
 
 def _processes(flag: int | None, env: str | None) -> int:

@@ -59,6 +59,7 @@ class WorkerProcess:
     log_path: Path
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
+    replaced: bool = False  # exited, and a supervisor (a fault test) started another
 
     def start(self) -> WorkerProcess:
         log = self.log_path.open("ab")
