@@ -9,7 +9,7 @@ ORT ?= cpu
 EXTRAS ?= $(ORT),train,dev
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)-$(ORT)
 
-.PHONY: setup system test test-unit lint format kafka-up kafka-down kafka-status kafka-logs demo models bench clean
+.PHONY: setup system test test-unit lint format kafka-up kafka-down kafka-status kafka-logs kafka-up-secure kafka-down-secure demo models bench clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,12 @@ kafka-up: setup
 
 kafka-down: setup
 	scripts/kafka.sh down
+
+kafka-up-secure: setup
+	scripts/kafka.sh up --secure
+
+kafka-down-secure: setup
+	scripts/kafka.sh down --secure
 
 kafka-status: setup
 	scripts/kafka.sh status
