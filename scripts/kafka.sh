@@ -328,10 +328,10 @@ grant_acls() {
     # producer: writes audio, nothing else
     acl "$java" --allow-principal User:tympan-producer --operation Write --operation Describe \
         --operation DescribeConfigs --topic "$audio"
-    # dashboard: reads results (and the workers' status records), writes nothing
+    # dashboard (and tympan tail): reads results and dead letters, writes nothing
     acl "$java" --allow-principal User:tympan-dashboard --operation Read --operation Describe \
         --operation DescribeConfigs --topic "$labels" --topic "$speakers" --topic "$summaries" \
-        --topic "$rejected" --topic "$control"
+        --topic "$rejected"
     acl "$java" --allow-principal User:tympan-dashboard --operation Read --operation Describe \
         --resource-pattern-type prefixed --group tympan-dashboard
     # admin: creates and inspects every tympan topic, publishes models and enrollments
