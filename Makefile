@@ -7,20 +7,39 @@ PY := $(VENV)/bin/python
 # onnxruntime flavour: cpu (default) or gpu. Exactly one is ever installed.
 ORT ?= cpu
 EXTRAS ?= $(ORT),train,dev
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)-$(ORT)
+# The lock file pins every package of the cpu,train,dev extras for Linux x86-64 / Python 3.11;
+# `make lock` regenerates it after pyproject.toml changes (`make lock UPGRADE=1` moves every pin
+# to the newest release the ranges allow). The setup stamp hashes everything that decides what
+# gets installed, so a changed lock, pyproject or setup script re-runs setup.
+LOCK := requirements-dev.lock
+LOCK_EXTRAS := cpu train dev
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) scripts/setup-venv.sh | sha256sum | cut -c1-12)-$(ORT)
 
+<<<<<<< HEAD
 .PHONY: setup system test test-unit lint format kafka-up kafka-down kafka-status kafka-logs kafka-up-secure kafka-down-secure demo models bench clean
+=======
+.PHONY: setup system lock test test-unit lint format kafka-up kafka-down kafka-status kafka-logs demo models bench clean
+>>>>>>> main
 
 setup: $(STAMP)
 
 system:
 	scripts/setup-system.sh
 
-$(STAMP): pyproject.toml scripts/setup-venv.sh
+$(STAMP): pyproject.toml $(LOCK) scripts/setup-venv.sh
 	scripts/setup-system.sh
-	PYTHON="$(PYTHON)" EXTRAS="$(EXTRAS)" ORT="$(ORT)" scripts/setup-venv.sh
+	PYTHON="$(PYTHON)" EXTRAS="$(EXTRAS)" ORT="$(ORT)" LOCK="$(LOCK)" scripts/setup-venv.sh
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# Needs only uv (installed into .venv if missing), not a working setup: the old lock may no
+# longer fit a changed pyproject.toml.
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(VENV)/bin/uv || $(PY) -m pip install -q uv
+	$(VENV)/bin/uv pip compile pyproject.toml $(addprefix --extra ,$(LOCK_EXTRAS)) \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		$(if $(UPGRADE),--upgrade) -o $(LOCK)
 
 test: setup
 	scripts/run-tests.sh

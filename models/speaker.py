@@ -2,15 +2,14 @@
 
 Recipe (``python -m models.speaker train --repo models/zoo --version 1``):
 
-1. **Voices.** An identity is a synthesizer setting: an espeak-ng voice variant at
-   a base pitch and speed, or festival's ``kal_diphone`` shifted by sox. Identities
-   are split by *variant*: the variants of :func:`heldout_voices` never appear in
-   training, and are rendered with pitches/speeds training never used, so the
-   held-out figures measure generalization to unseen voices, not memorization.
-2. **Channels.** Every passage is passed through one channel at random — clean
-   16 kHz, 8 kHz G.711 μ-law telephony (band-limited, companded), or noisy at
-   20–30 dB SNR with a random gain — and the channel is *not* part of the identity,
-   so the embedding learns to ignore it (enroll on a headset, identify on a call).
+1. **Voices.** The identities of :mod:`models.corpus.identities`: corpus
+   :class:`~models.corpus.speech.Voice` settings (an espeak-ng variant at a base pitch
+   and speed, or festival's ``kal_diphone`` shifted by sox), split by *variant* so the
+   held-out voices are never seen in training.
+2. **Channels.** Every passage goes through one corpus channel at random -- clean
+   16 kHz, the 8 kHz G.711 μ-law telephone channel (the runtime's tables), or noisy at
+   20–30 dB SNR -- at a random gain; the channel is *not* part of the identity, so the
+   embedding learns to ignore it (enroll on a headset, identify on a call).
 3. **Windows.** 1 s windows (``SPEAKER_SPEC``: 40 log-mels up to 4 kHz, so
    telephony and wideband audio see the same band) that pass the energy gate of
    :mod:`stream.speakers.vad`.
@@ -24,8 +23,10 @@ Recipe (``python -m models.speaker train --repo models/zoo --version 1``):
    ``embedding`` go through :func:`exporters.export.export_model`: tf2onnx, the
    Keras/ONNX parity gate, golden windows and the manifest.
 
-TensorFlow is imported inside the functions that train, so the rendering helpers
-(used by the tf-free held-out test) import without it.
+TensorFlow is imported inside the functions that train, so the dataset helpers import
+without it. The shipped ``models/zoo/speaker-embed/1`` was trained before the voices
+moved into the corpus (its labels are the old identity names and its training
+``data_hash`` is :data:`SHIPPED_DATA_HASH`); retraining records :func:`data_hash`.
 """
 
 from __future__ import annotations
@@ -35,23 +36,33 @@ import hashlib
 import json
 import logging
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
 
 import numpy as np
 
-from stream.errors import ToolError
+from models.corpus.identities import (
+    WORDS,
+    apply_channel,
+    heldout_voices,
+    pick_channel,
+    render_heldout,
+    sentences,
+    training_voices,
+)
+from models.corpus.speech import Voice, render
 from stream.features.spec import FeatureSpec
 
 log = logging.getLogger(__name__)
 
 SR = 16000
 MODEL_NAME = "speaker-embed"
+#: ``data_hash`` of the shipped models/zoo/speaker-embed/1, trained by this recipe before
+#: its voices, renderer and telephone channel were folded into models/corpus/.
+SHIPPED_DATA_HASH = "946a8a64dd8a34e4"
 
 SPEAKER_SPEC = FeatureSpec(
     sr=SR,
@@ -65,189 +76,31 @@ SPEAKER_SPEC = FeatureSpec(
     hop_seconds=0.5,
 )
 
-Engine = Literal["espeak", "festival"]
-Channel = Literal["wide", "telephony", "noisy"]
-
-# -- voices ---------------------------------------------------------------------------------
-
-_ESPEAK_VARIANTS = (  # noqa: SIM905
-    "Alex Alicia Andrea Andy Annie AnxiousAndy Denis Diogo Gene Gene2 Henrique Hugo "
-    "Jacky Lee Marco Mario Michael Mike Nguyen RicishayMax RicishayMax2 RicishayMax3 "
-    "Storm Tweaky adam anika antonio aunty belinda benjamin boris caleb david ed "
-    "edward edward2 f1 f2 f3 f4 f5 grandma grandpa gustave iven iven2 iven3 iven4 "
-    "john kaukovalta klatt klatt2 klatt3 klatt4 klatt5 klatt6 linda m1 m2 m3 m4 m5 m6 "
-    "m7 m8 marcelo max michel miguel norbert pablo paul pedro quincy rob robert "
-    "robosoft robosoft2 robosoft3 robosoft4 robosoft5 robosoft6 robosoft7 robosoft8 "
-    "sandro shelby steph steph2 steph3 travis victor zac"
-).split()
-# Every 6th variant (sorted) is held out of training: its voices are never seen.
-_HELDOUT_VARIANTS = tuple(sorted(_ESPEAK_VARIANTS, key=str.lower)[3::6])
-_TRAIN_VARIANTS = tuple(v for v in _ESPEAK_VARIANTS if v not in _HELDOUT_VARIANTS)
-_LANGS = ("en", "en-us", "en-gb-scotland", "de", "nl", "es", "it")
-
-
-@dataclass(frozen=True, slots=True)
-class Voice:
-    """One synthetic identity.
-
-    Attributes
-    ----------
-    name: identity id (unique).
-    engine: ``"espeak"`` or ``"festival"``.
-    voice: espeak ``lang+variant`` or festival voice name.
-    pitch: espeak ``-p`` (0–99); ignored by festival.
-    speed_wpm: espeak ``-s``; ignored by festival.
-    semitones: sox ``pitch`` shift applied after synthesis (changes the identity).
-    """
-
-    name: str
-    engine: Engine
-    voice: str
-    pitch: int = 50
-    speed_wpm: int = 160
-    semitones: float = 0.0
-
-
-def training_voices() -> list[Voice]:
-    """Identities the model trains on: two settings of each training variant + festival."""
-    out = []
-    for i, variant in enumerate(_TRAIN_VARIANTS):
-        for j, pitch in enumerate((25, 70)):
-            lang = _LANGS[(i + 3 * j) % len(_LANGS)]
-            speed = (140, 175)[(i + j) % 2]
-            name = f"es-{lang}-{variant}-p{pitch}"
-            out.append(Voice(name, "espeak", f"{lang}+{variant}", pitch, speed))
-    for semis in (-5.0, -2.5, 0.0, 2.5, 5.0):
-        out.append(Voice(f"fest-kal{semis:+.1f}", "festival", "kal_diphone", semitones=semis))
-    return out
-
-
-def heldout_voices() -> list[Voice]:
-    """Identities never seen in training: held-out variants, unseen pitch/speed/shift."""
-    out = []
-    for i, variant in enumerate(_HELDOUT_VARIANTS):
-        pitch = (40, 55)[i % 2]
-        lang = ("en", "en-us")[i % 2]
-        name = f"ho-{lang}-{variant}-p{pitch}"
-        out.append(Voice(name, "espeak", f"{lang}+{variant}", pitch, 158, semitones=1.0))
-    out.append(Voice("ho-fest-kal-7", "festival", "kal_diphone", semitones=-7.5))
-    out.append(Voice("ho-fest-kal+7", "festival", "kal_diphone", semitones=7.5))
-    return out
-
-
-# -- text -----------------------------------------------------------------------------------
-
-_WORDS = (  # noqa: SIM905
-    "the a one two three four five six seven eight nine ten account number please "
-    "hello thank you for calling my name is and I would like to check order status "
-    "payment card balance today tomorrow morning evening help with problem internet "
-    "phone line service cancel change address email password reset wait minute "
-    "transfer agent support billing question answer sorry about that okay right sure "
-    "great fine good bad music weather river mountain garden window kitchen yellow "
-    "purple orange green blue table chair paper pencil coffee water bread butter "
-    "quickly slowly always never sometimes because before after during between over "
-    "under people family friend teacher doctor student city country market station "
-    "travel train ticket airport hotel dinner lunch breakfast holiday weekend month"
-).split()
-
-
-def sentences(n: int, *, seed: int, words: int = 22) -> list[str]:
-    """``n`` pseudo-sentences of random common words: varied phonetic content, no meaning."""
-    rng = np.random.default_rng(seed)
-    return [" ".join(rng.choice(_WORDS, size=words)) + "." for _ in range(n)]
-
-
-# -- rendering ------------------------------------------------------------------------------
-
-
-def render(voice: Voice, text: str, *, sr: int = SR) -> np.ndarray:
-    """Synthesize ``text`` with ``voice``; mono float32 at ``sr``.
-
-    espeak-ng/text2wave write a WAV to a pipe; sox resamples and applies the
-    identity's pitch shift. Raises ``ToolError`` naming the command on failure.
-    """
-    if voice.engine == "espeak":
-        synth = [
-            "espeak-ng", "-v", voice.voice, "-p", str(voice.pitch),
-            "-s", str(voice.speed_wpm), "--stdout", text,
-        ]  # fmt: skip
-        wav = _run(synth, None)
-    else:
-        wav = _festival(voice.voice, text)
-    effects = ["pitch", str(round(voice.semitones * 100))] if voice.semitones else []
-    raw = _run(
-        ["sox", "-t", "wav", "-", "-t", "raw", "-e", "floating-point", "-b", "32",
-         "-c", "1", "-r", str(sr), "-", *effects],
-        wav,
-    )  # fmt: skip
-    return np.frombuffer(raw, dtype=np.float32).copy()
-
-
-def _festival(voice: str, text: str) -> bytes:
-    """text2wave seeks in its output, so it writes a temporary file, not a pipe."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "f.wav"
-        _run(["text2wave", "-eval", f"(voice_{voice})", "-o", str(out)], text, want_stdout=False)
-        return out.read_bytes()
-
-
-def _run(cmd: Sequence[str], stdin: bytes | str | None, *, want_stdout: bool = True) -> bytes:
-    data = stdin.encode() if isinstance(stdin, str) else stdin
-    proc = subprocess.run(list(cmd), input=data, capture_output=True, check=False)
-    if proc.returncode != 0 or (want_stdout and not proc.stdout):
-        err = proc.stderr.decode(errors="replace")[-300:]
-        raise ToolError(f"{cmd[0]} failed (rc={proc.returncode}): {err}")
-    return proc.stdout
-
-
-def apply_channel(y: np.ndarray, channel: Channel, rng: np.random.Generator) -> np.ndarray:
-    """Pass audio through a channel: ``wide`` (gain only), ``telephony``, ``noisy``.
-
-    ``telephony`` is what a call center hears: 300–3400 Hz, 8 kHz, G.711 μ-law
-    8-bit companding, back to 16 kHz.
-    """
-    import scipy.signal
-    import soxr
-
-    gain = 10 ** (rng.uniform(-12, 0) / 20)
-    y = y / max(float(np.max(np.abs(y))), 1e-6) * 0.7 * gain
-    if channel == "telephony":
-        sos = scipy.signal.butter(4, [300, 3400], btype="band", fs=SR, output="sos")
-        narrow = soxr.resample(scipy.signal.sosfilt(sos, y), SR, 8000)
-        y = soxr.resample(mulaw_roundtrip(narrow), 8000, SR)
-    elif channel == "noisy":
-        snr_db = rng.uniform(20, 30)
-        power = float(np.mean(y**2)) + 1e-12
-        y = y + rng.normal(0, np.sqrt(power / 10 ** (snr_db / 10)), size=y.shape)
-    return np.clip(y, -1, 1).astype(np.float32)
-
-
-def mulaw_roundtrip(y: np.ndarray, *, mu: float = 255.0) -> np.ndarray:
-    """Compand to 8-bit μ-law and back (the quantization G.711 applies)."""
-    x = np.clip(y, -1, 1)
-    coded = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
-    q = np.round((coded + 1) / 2 * 255) / 255 * 2 - 1
-    out: np.ndarray = (np.sign(q) * ((1 + mu) ** np.abs(q) - 1) / mu).astype(np.float32)
-    return out
-
-
-def pick_channel(rng: np.random.Generator) -> Channel:
-    picked = rng.choice(np.array(["wide", "telephony", "noisy"]), p=[0.45, 0.35, 0.2]).item()
-    return cast(Channel, picked)
-
-
 # -- dataset --------------------------------------------------------------------------------
 
 
 def voice_windows(
     voice: Voice, texts: Sequence[str], *, seed: int, spec: FeatureSpec = SPEAKER_SPEC
 ) -> np.ndarray:
-    """Speech windows ``[n, n_mels, frames, 1]`` of ``voice`` reading ``texts``.
+    """Speech windows of ``voice`` reading ``texts``.
 
     Each text is one passage through a random channel; windows failing the energy
     gate (pauses, trailing silence) are dropped, exactly as the tracker would.
+
+    Parameters
+    ----------
+    voice : Voice
+        The identity.
+    texts : sequence of str
+        One passage each.
+    seed : int
+        Seed of the channels and their levels.
+    spec : FeatureSpec, optional
+        The speaker model's features.
+
+    Returns
+    -------
+    np.ndarray [shape=(n, n_mels, frames, 1)]
     """
     from stream.speakers.embedder import clip_windows
 
@@ -266,6 +119,22 @@ def build_dataset(
     """Windows and integer identity labels for ``voices`` (``passages`` texts each).
 
     Rendering is subprocess-bound (espeak-ng, sox), so a couple of threads help.
+
+    Parameters
+    ----------
+    voices : sequence of Voice
+        The identities; label ``i`` is ``voices[i]``.
+    passages : int
+        Texts per identity.
+    seed : int
+        Seed of the texts and channels.
+    threads : int, optional
+        Identities rendered at once.
+
+    Returns
+    -------
+    x : np.ndarray [shape=(n, n_mels, frames, 1)]
+    y : np.ndarray [shape=(n,), dtype=int64]
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -282,11 +151,24 @@ def build_dataset(
 def cached_dataset(
     voices: Sequence[Voice], *, passages: int, seed: int, cache_dir: Path | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`build_dataset`, memoized in ``cache_dir`` (npz, no pickle) by content hash."""
+    """:func:`build_dataset`, memoized in ``cache_dir`` (npz, no pickle) by content hash.
+
+    Parameters
+    ----------
+    voices, passages, seed
+        As :func:`build_dataset`.
+    cache_dir : Path or None
+        Where rendered windows are kept; ``None`` renders every time.
+
+    Returns
+    -------
+    x, y : np.ndarray
+        As :func:`build_dataset`.
+    """
     if cache_dir is None:
         return build_dataset(voices, passages=passages, seed=seed)
     key = hashlib.sha256(
-        json.dumps([[asdict(v) for v in voices], passages, seed, _WORDS]).encode()
+        json.dumps([[asdict(v) for v in voices], passages, seed, WORDS]).encode()
     ).hexdigest()[:16]
     path = cache_dir / f"speaker-windows-{key}.npz"
     if path.is_file():
@@ -296,55 +178,6 @@ def cached_dataset(
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.savez(path, x=x, y=y)
     return x, y
-
-
-# -- held-out evaluation set ------------------------------------------------------------------
-
-
-def render_heldout(
-    out_dir: Path,
-    *,
-    n_impostors: int = 5,
-    enroll_s: float = 20.0,
-    test_clips: int = 4,
-    test_channels: Sequence[Channel] = ("wide", "telephony", "noisy"),
-    test_words: int = 16,
-    seed: int = 2026,
-) -> dict[str, list[str]]:
-    """Write the evaluation layout of ``tympan speakers evaluate`` for unseen voices.
-
-    ``enroll/<voice>/*.wav`` (≤ ``enroll_s`` of clean speech per enrolled voice) and
-    ``test/<voice>/*.wav`` (``test_clips`` other sentences per voice, channels cycling
-    through ``test_channels``, ``test_words`` words each: 16 ≈ 5 s, 6 ≈ 2 s). A random
-    ``n_impostors`` of the held-out voices are only in ``test/``: they are never
-    enrolled and should come back ``unknown``.
-
-    Returns ``{"enrolled": [...], "impostors": [...]}``.
-    """
-    import soundfile as sf
-
-    voices = heldout_voices()
-    rng = np.random.default_rng(seed)
-    order = list(rng.permutation(len(voices)))
-    impostors = {voices[i].name for i in order[:n_impostors]}
-    for i, voice in enumerate(voices):
-        texts = sentences(3, seed=seed * 7919 + i, words=16)
-        texts += sentences(test_clips, seed=seed * 7919 + 1000 + i, words=test_words)
-        if voice.name not in impostors:
-            enroll = np.concatenate([render(voice, t) for t in texts[:3]])
-            enroll = apply_channel(enroll[: int(enroll_s * SR)], "wide", rng)
-            _write(sf, out_dir / "enroll" / voice.name / "enroll.wav", enroll)
-        for j, text in enumerate(texts[3:]):
-            channel = test_channels[j % len(test_channels)]
-            clip = apply_channel(render(voice, text), channel, rng)
-            _write(sf, out_dir / "test" / voice.name / f"{j:02d}-{channel}.wav", clip)
-    enrolled = sorted(v.name for v in voices if v.name not in impostors)
-    return {"enrolled": enrolled, "impostors": sorted(impostors)}
-
-
-def _write(sf: Any, path: Path, y: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), y, SR, subtype="PCM_16")
 
 
 # -- network --------------------------------------------------------------------------------
@@ -366,11 +199,24 @@ class SpeakerNetConfig:
 
 
 def build_network(input_shape: tuple[int, int, int], n_speakers: int, cfg: SpeakerNetConfig):  # type: ignore[no-untyped-def]
-    """Return ``(serving_model, train_model)`` sharing weights.
+    """The embedding network, as a serving and a training model that share weights.
 
-    ``serving_model`` maps features to ``{"probabilities", "embedding"}``;
-    ``train_model`` maps features to the cosines against each class centre, for the
-    additive-margin loss of :func:`am_softmax_loss`.
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(n_mels, frames, 1)`` of ``SPEAKER_SPEC``.
+    n_speakers : int
+        Training identities (the cosine head's classes).
+    cfg : SpeakerNetConfig
+        Sizes.
+
+    Returns
+    -------
+    serving_model : keras.Model
+        Features to ``{"probabilities", "embedding"}``.
+    train_model : keras.Model
+        Features to the cosines against each class centre, for the additive-margin
+        loss of :func:`am_softmax_loss`.
     """
     import keras
     from keras import layers, ops
@@ -425,7 +271,23 @@ def _cosine_head(n_speakers: int):  # type: ignore[no-untyped-def]
 
 
 def am_softmax_loss(scale: float, margin: float, n_classes: int):  # type: ignore[no-untyped-def]
-    """Additive-margin softmax: cross-entropy on ``scale * (cos - margin * onehot)``."""
+    """Additive-margin softmax: cross-entropy on ``scale * (cos - margin * onehot)``.
+
+    Parameters
+    ----------
+    scale : float
+        Logit scale of the unit-sphere cosines.
+    margin : float
+        Subtracted from the true class's cosine: same-speaker embeddings are pulled
+        closer than plain softmax would.
+    n_classes : int
+        Training identities.
+
+    Returns
+    -------
+    callable
+        A Keras loss ``(y_true, cosine) -> per-sample loss``.
+    """
     from keras import ops
 
     def loss(y_true, cosine):  # type: ignore[no-untyped-def]
@@ -453,7 +315,27 @@ def train(
 
     The export goes through :func:`exporters.export.export_model` (tf2onnx, parity
     gate, golden windows, manifest), like every tympan model; ``report.json`` next
-    to it records the training run. Returns the model directory.
+    to it records the training run.
+
+    Parameters
+    ----------
+    repo : Path
+        The model repository.
+    cfg : SpeakerNetConfig, optional
+        Network and training settings (default: the shipped model's).
+    version : str, optional
+        Version directory to write.
+    cache_dir : Path, optional
+        Reuse rendered windows (:func:`cached_dataset`).
+    max_voices : int, optional
+        Train on the first identities only (smoke runs).
+    overwrite : bool, optional
+        Replace an existing version.
+
+    Returns
+    -------
+    Path
+        The model directory.
     """
     import keras
 
@@ -495,7 +377,7 @@ def train(
     model_dir = export_model(
         serving,
         spec=SPEAKER_SPEC,
-        labels=[v.name for v in voices],
+        labels=[v.identity for v in voices],
         out_dir=repo,
         name=MODEL_NAME,
         version=version,
@@ -509,14 +391,32 @@ def train(
 
 
 def data_hash() -> str:
-    """Hash of the voice lists and word list: changes when the training data would."""
+    """Hash of the voice lists and word list: changes when the training data would.
+
+    Returns
+    -------
+    str
+        16 hex digits, recorded in the manifest's ``training`` block.
+    """
     blob = json.dumps(
-        [[asdict(v) for v in training_voices()], [asdict(v) for v in heldout_voices()], _WORDS]
+        [[asdict(v) for v in training_voices()], [asdict(v) for v in heldout_voices()], WORDS]
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m models.speaker train|heldout``.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
     parser = argparse.ArgumentParser(prog="python -m models.speaker")
     sub = parser.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="render voices, train, export")

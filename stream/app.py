@@ -144,6 +144,7 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
             top_k=settings.top_k,
         ),
         aux_frontend=FeatureBank(aux_spec) if aux_spec is not None else None,
+        thresholds=model.manifest.thresholds,
     )
 
     active = ActiveModel(model)

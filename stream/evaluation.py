@@ -7,7 +7,10 @@ Two layouts, the same as training reads (``models.datasets`` may import this)::
                                       to the CSV)               → multi-label scores
 
 Every file is scored window by window through the ONNX model (no TensorFlow), exactly
-as ``tympan classify`` does; the clip score is the mean probability over its windows.
+as ``tympan classify`` does, and judged by the same track verdict (:mod:`stream.verdict`,
+also the worker's summary): the clip scores are the aggregated (mean) probabilities, the
+single-label clip prediction is the verdict's dominant label (the top label of the most
+windows) and the multi-label clip decisions are the verdict's tags.
 
 Single-label: ``window_accuracy``, ``clip_accuracy``, ``per_class`` (clip level:
 precision/recall/F1/support in files) and ``window_per_class`` (support in windows),
@@ -30,6 +33,7 @@ from stream.audio.files import audio_files
 from stream.errors import DatasetError, TympanError
 from stream.inference.clips import DEFAULT_BATCH, predict_file
 from stream.inference.session import OnnxModel
+from stream.verdict import track_verdict
 
 LABELS_CSV = "labels.csv"
 CSV_COLUMNS = ("path", "tags")
@@ -162,7 +166,8 @@ def evaluate(model: OnnxModel, data: LabelledSet, *, batch_size: int = DEFAULT_B
     index = {lab: i for i, lab in enumerate(m.labels)}
     win_p: list[npt.NDArray[np.float32]] = []
     win_file: list[npt.NDArray[np.int64]] = []
-    clip_p: list[npt.NDArray[np.float32]] = []
+    clip_p: list[npt.NDArray[np.float64]] = []
+    clip_pred: list[int] = []
     targets: list[npt.NDArray[np.int64]] = []
     skipped: list[dict[str, str]] = []
     for f in data.files:
@@ -173,9 +178,11 @@ def evaluate(model: OnnxModel, data: LabelledSet, *, batch_size: int = DEFAULT_B
             continue
         y = np.zeros(len(m.labels), dtype=np.int64)
         y[[index[t] for t in f.labels]] = 1
+        verdict = track_verdict(pred.output.probabilities, pred.times_s(), m.labels, m.thresholds)
         win_p.append(pred.output.probabilities)
         win_file.append(np.full(len(pred.output.probabilities), len(targets), dtype=np.int64))
-        clip_p.append(pred.clip_probabilities)
+        clip_p.append(np.array([s for _, s in verdict.scores], dtype=np.float64))
+        clip_pred.append(index[verdict.dominant_label] if verdict.dominant_label else 0)
         targets.append(y)
     if not targets:
         shown = "; ".join(s["error"] for s in skipped[:3])
@@ -193,7 +200,7 @@ def evaluate(model: OnnxModel, data: LabelledSet, *, batch_size: int = DEFAULT_B
         skipped=skipped,
     )
     if m.task == "single":
-        _single(result, wp, win_true, np.stack(clip_p), clip_true)
+        _single(result, wp, win_true, np.asarray(clip_pred, dtype=np.int64), clip_true)
     else:
         assert m.thresholds is not None
         _multi(result, wp, win_true, np.stack(clip_p), clip_true, np.asarray(m.thresholds))
@@ -218,13 +225,13 @@ def _single(
     result: Evaluation,
     win_p: npt.NDArray[np.float32],
     win_true: npt.NDArray[np.int64],
-    clip_p: npt.NDArray[np.float32],
+    clip_pred: npt.NDArray[np.int64],
     clip_true: npt.NDArray[np.int64],
 ) -> None:
     n = len(result.labels)
     levels = {
         "window": (win_true.argmax(1), win_p.argmax(1)),
-        "clip": (clip_true.argmax(1), clip_p.argmax(1)),
+        "clip": (clip_true.argmax(1), clip_pred),
     }
     for level, (t, p) in levels.items():
         result.scores[f"{level}_accuracy"] = float(np.mean(t == p))
@@ -237,11 +244,15 @@ def _multi(
     result: Evaluation,
     win_p: npt.NDArray[np.float32],
     win_true: npt.NDArray[np.int64],
-    clip_p: npt.NDArray[np.float32],
+    clip_p: npt.NDArray[np.float64],
     clip_true: npt.NDArray[np.int64],
     thresholds: npt.NDArray[np.float64],
 ) -> None:
-    for level, (t, p) in {"window": (win_true, win_p), "clip": (clip_true, clip_p)}.items():
+    levels: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.floating[Any]]]] = {
+        "window": (win_true, win_p),
+        "clip": (clip_true, clip_p),
+    }
+    for level, (t, p) in levels.items():
         per_tag = per_tag_scores(t, p, thresholds, result.labels)
         aps = [s["ap"] for s in per_tag.values() if s["ap"] is not None]
         result.scores[f"{level}_map"] = float(np.mean(aps)) if aps else None
@@ -271,7 +282,7 @@ def per_class_scores(
 
 def per_tag_scores(
     true: npt.NDArray[np.int64],
-    prob: npt.NDArray[np.float32],
+    prob: npt.NDArray[np.floating[Any]],
     thresholds: npt.NDArray[np.float64],
     labels: tuple[str, ...],
 ) -> dict[str, dict[str, Any]]:

@@ -104,6 +104,9 @@ class LabelEvent:
     gap: the window holds zero-filled samples (frames were missing).
     padded: the window is the stream's last, padded with silence.
     latency_ms: from the worker receiving the window's last frame to this event.
+    tags: multi-label models only: every tag whose probability reaches its manifest
+        threshold, with that probability, best first (may be empty); ``None`` for a
+        single-label model, whose events then carry no ``tags`` field.
     """
 
     event_id: str
@@ -116,6 +119,7 @@ class LabelEvent:
     gap: bool = False
     padded: bool = False
     latency_ms: float = 0.0
+    tags: tuple[tuple[str, float], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -129,6 +133,12 @@ class LabelEvent:
                 "label": self.label,
                 "score": round(self.score, 6),
                 "top_k": [{"label": lab, "score": round(s, 6)} for lab, s in self.top_k],
+            }
+        )
+        if self.tags is not None:
+            out["tags"] = [{"tag": tag, "score": round(s, 6)} for tag, s in self.tags]
+        out.update(
+            {
                 "model": self.model.to_dict(),
                 "gap": self.gap,
                 "padded": self.padded,
@@ -218,6 +228,51 @@ class Segment:
 
 
 @dataclass(frozen=True, slots=True)
+class TagSegment:
+    """A run of consecutive windows where one tag was active (probability ≥ threshold)."""
+
+    start_s: float
+    end_s: float
+    windows: int
+    mean_score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start_s": round(self.start_s, 6),
+            "end_s": round(self.end_s, 6),
+            "windows": self.windows,
+            "mean_score": round(self.mean_score, 6),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TrackTag:
+    """One tag of a multi-label track verdict (``stream.verdict``).
+
+    Attributes
+    ----------
+    tag: the label.
+    score: its aggregated probability over the track (mean over windows), which
+        reached the tag's manifest threshold.
+    active_share: the share of windows whose probability reached the threshold.
+    segments: the runs of consecutive active windows.
+    """
+
+    tag: str
+    score: float
+    active_share: float
+    segments: tuple[TagSegment, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "score": round(self.score, 6),
+            "active_share": round(self.active_share, 6),
+            "segments": [s.to_dict() for s in self.segments],
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class SummaryEvent:
     """The end of a stream: what it held, once.
 
@@ -226,8 +281,12 @@ class SummaryEvent:
     closed_by: ``"eos"`` (end-of-stream frame), ``"idle"`` (no frame for
         ``idle_timeout_s``) or ``"shutdown"``.
     duration_s: samples seen at the model rate / sr (zero-filled gaps included).
-    timeline: merged label segments.
-    dominant_label: the label covering the most windows (``None`` without windows).
+    timeline: merged top-label segments.
+    dominant_label: single-label models: the top label of the most windows;
+        multi-label models: the best of ``tags`` (``None`` without windows or tags).
+    task: the model's task, ``"single"`` or ``"multi"``.
+    tags: multi-label models: the track's tags (aggregated probability thresholded
+        with the manifest thresholds), best first; empty for single-label models.
     speaker, speaker_score: the speaker verdict over the stream (the tracker's final
         verdict: every speech window averaged), when a speaker model runs (``None``
         otherwise).
@@ -250,6 +309,8 @@ class SummaryEvent:
     speaker_margin: float | None = None
     speaker_runner_up: str | None = None
     speaker_windows: int | None = None
+    task: str = "single"
+    tags: tuple[TrackTag, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -262,6 +323,8 @@ class SummaryEvent:
             "windows": self.windows,
             "timeline": [s.to_dict() for s in self.timeline],
             "dominant_label": self.dominant_label,
+            "task": self.task,
+            "tags": [t.to_dict() for t in self.tags],
             "speaker": self.speaker,
             "speaker_score": None if self.speaker_score is None else round(self.speaker_score, 6),
             "speaker_margin": _round(self.speaker_margin),
@@ -328,3 +391,12 @@ def top_k(labels: Sequence[str], scores: Sequence[float], k: int) -> tuple[tuple
     """The ``k`` best ``(label, score)`` pairs, best first; ties keep label order."""
     order = sorted(range(len(labels)), key=lambda i: (-scores[i], i))[:k]
     return tuple((labels[i], float(scores[i])) for i in order)
+
+
+def thresholded(
+    labels: Sequence[str], scores: Sequence[float], thresholds: Sequence[float]
+) -> tuple[tuple[str, float], ...]:
+    """The ``(tag, score)`` pairs whose score reaches the tag's threshold, best first;
+    ties keep label order (a multi-label window's ``tags``)."""
+    order = sorted(range(len(labels)), key=lambda i: (-scores[i], i))
+    return tuple((labels[i], float(scores[i])) for i in order if scores[i] >= thresholds[i])

@@ -52,14 +52,15 @@ from stream.events import (
     SummaryEvent,
     WindowSpan,
     event_id,
+    thresholded,
     top_k,
 )
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
-from stream.features.windows import Window, stack_windows
+from stream.features.windows import Window
 from stream.sequencing import Released, Sequencer
 from stream.settings import SequencingPolicy
-from stream.summary import SpeakerVerdict, SummaryBuilder, WindowVerdict
+from stream.summary import SpeakerVerdict, SummaryBuilder
 from stream.wire import AudioFrame, Encoding, decode_frame
 
 if TYPE_CHECKING:  # stream.speakers pulls in scikit-learn: imported only when used
@@ -196,6 +197,8 @@ class Pipeline:
         the same samples; its windows must align with the main ones (same rate,
         framing and window timing), and ride along in ``WindowJob.aux_features``.
     speakers: speaker tracking (see :meth:`complete_speakers`); ``None``: off.
+    thresholds: a multi-label model's per-tag thresholds (its manifest's): label events
+        then carry ``tags`` and summaries the track's tags; ``None``: single-label.
     """
 
     def __init__(
@@ -209,10 +212,17 @@ class Pipeline:
         clock: Callable[[], float] = time.monotonic,
         aux_frontend: FeatureBank | None = None,
         speakers: SpeakerStage | None = None,
+        thresholds: Sequence[float] | None = None,
     ) -> None:
         self.spec = spec
         self.model = model
         self.labels = tuple(labels)
+        self.thresholds = None if thresholds is None else tuple(float(t) for t in thresholds)
+        if self.thresholds is not None and len(self.thresholds) != len(self.labels):
+            raise ConfigError(
+                f"{len(self.thresholds)} thresholds for {len(self.labels)} labels of "
+                f"{model.tag}: a multi-label model needs one per label"
+            )
         self.frontend = frontend
         self.aux_frontend = aux_frontend
         if aux_frontend is not None:
@@ -355,7 +365,7 @@ class Pipeline:
             encoding=frame.encoding,
             channels=frame.channels,
             resampler=StreamResampler(frame.sample_rate, self.spec.sr),
-            summary=SummaryBuilder(sid, self.model),
+            summary=SummaryBuilder(sid, self.model, self.labels, self.thresholds),
             last_seen_s=self.clock(),
             incarnation=next(self._incarnations),
         )
@@ -518,16 +528,20 @@ class Pipeline:
         """Label events for inferred windows (rows of ``probabilities`` match ``jobs``).
 
         ``model``: the model that really scored them (after a hot swap it may differ
-        from ``self.model``); default ``self.model``.
+        from ``self.model``); default ``self.model``. With ``thresholds`` (multi-label)
+        each event carries its ``tags``. Each window's probabilities go to its stream's
+        summary, folded in window order once the stream has no window in flight.
         """
         now = self.clock()
         out: list[LabelEvent] = []
         k = self.policy.top_k
         scored_by = model or self.model
         tag = scored_by.tag
+        cuts = self.thresholds
         for job, row in zip(jobs, probabilities, strict=True):
             sid = job.window.stream_id
-            best = top_k(self.labels, row.tolist(), k)
+            scores = row.tolist()
+            best = top_k(self.labels, scores, k)
             label, score = best[0]
             out.append(
                 LabelEvent(
@@ -541,15 +555,16 @@ class Pipeline:
                     gap=job.gap,
                     padded=job.window.padded,
                     latency_ms=(now - job.ready_s) * 1000.0,
+                    tags=None if cuts is None else thresholded(self.labels, scores, cuts),
                 )
             )
             state = self._streams.get(sid)
             if state is not None and state.incarnation == job.incarnation:
                 state.outstanding -= 1
-                verdict = WindowVerdict(
-                    job.span.index, job.span.start_s, job.span.end_s, label, score
-                )
-                state.summary.add_label(verdict)
+                span = job.span
+                state.summary.add_window(span.index, span.start_s, span.end_s, scores)
+                if state.outstanding == 0:
+                    state.summary.settle()
         return out
 
     def speech_mask(self, probabilities: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
@@ -735,61 +750,3 @@ def embed_speech(
         if is_speech:
             out[i] = next(rows)
     return out
-
-
-@dataclass(slots=True)
-class SyncRun:
-    """Everything :func:`replay` produced, in order."""
-
-    labels: list[LabelEvent] = field(default_factory=list)
-    speakers: list[SpeakerEvent] = field(default_factory=list)
-    summaries: list[SummaryEvent] = field(default_factory=list)
-    rejected: list[RejectedRecord] = field(default_factory=list)
-
-
-def replay(
-    pipeline: Pipeline,
-    records: Iterable[Record],
-    infer: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]],
-    *,
-    embed: EmbedJobs | None = None,
-    close_all: bool = True,
-) -> SyncRun:
-    """Run records through ``pipeline`` with inference inline, one window batch per record.
-
-    The synchronous twin of the worker, with the same domain code: for tests, for
-    ``tympan classify``-style offline use and to check that a replay gives the same
-    events. ``infer`` maps model input ``[n, n_features, frames, 1]`` to probabilities;
-    ``embed`` (with a pipeline that tracks speakers) maps speech jobs to embeddings.
-    """
-    run = SyncRun()
-
-    def settle(step: Step) -> None:
-        run.rejected.extend(step.rejected)
-        if step.jobs:
-            x = stack_windows([job.window for job in step.jobs], pipeline.spec)
-            probabilities = infer(x)
-            if embed is not None and pipeline.speakers is not None:
-                speech = pipeline.speech_mask(probabilities)
-                embeddings = embed_speech(step.jobs, speech, embed)
-                run.speakers.extend(pipeline.complete_speakers(step.jobs, embeddings))
-            run.labels.extend(pipeline.complete(step.jobs, probabilities))
-        run.summaries.extend(summary for _, summary in pipeline.take_summaries())
-
-    for record in records:
-        settle(pipeline.accept(record))
-    if close_all:
-        settle(pipeline.close_all())
-    return run
-
-
-def run_sync(
-    pipeline: Pipeline,
-    records: Iterable[Record],
-    infer: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]],
-    *,
-    close_all: bool = True,
-) -> tuple[list[LabelEvent], list[SummaryEvent], list[RejectedRecord]]:
-    """:func:`replay` without speakers: ``(labels, summaries, rejected)``."""
-    run = replay(pipeline, records, infer, close_all=close_all)
-    return run.labels, run.summaries, run.rejected

@@ -8,7 +8,7 @@ from the shell.
 Environment variables (all optional)::
 
     TYMPAN_BROKER, TYMPAN_KAFKA_*        Kafka bootstrap, SASL/SSL (stream.kafka_client)
-    TYMPAN_TOPIC_PREFIX                  prefix for every topic name ("" by default)
+    TYMPAN_TOPIC_PREFIX                  first part of every topic name ("tympan" by default)
     TYMPAN_MODEL                         model directory or ``name[/version]``
     TYMPAN_MODEL_REPO                    model repository (``models/zoo``)
     TYMPAN_SPEAKER_MODEL                 speaker model (optional)

@@ -1,29 +1,27 @@
 """What a stream's summary event says, accumulated window by window.
 
-A :class:`SummaryBuilder` sees every window verdict of one stream (in any order;
-the timeline is built in window order at the end) and, when the stream closes,
-turns them into a :class:`~stream.events.SummaryEvent`: merged label segments, the
-dominant label, the speaker verdict (set at close from the stream's speaker tracker)
-and the sequencing counts.
+A :class:`SummaryBuilder` sees every window of one stream with its probabilities and,
+when the stream closes, turns them into a :class:`~stream.events.SummaryEvent`: the
+track verdict (:mod:`stream.verdict`, the same aggregation ``tympan classify`` uses:
+merged top-label segments and the dominant label, or a multi-label model's tags), the
+speaker verdict (set at close from the stream's speaker tracker) and the sequencing
+counts.
+
+The verdict folds windows into running sums in window order. A window that completes
+in order (the next index: the usual case, batches run first in, first out) is folded at
+once; one that completes ahead of an earlier in-flight window waits until that one
+arrives, or until no window of the stream is in flight (:meth:`SummaryBuilder.settle`;
+window indices jump after a feature reset). So the builder holds the verdict and at
+most the out-of-order windows, not the stream's history.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from stream.events import ModelRef, Segment, SummaryEvent, event_id
-
-
-@dataclass(frozen=True, slots=True)
-class WindowVerdict:
-    """One window's top label, as the summary needs it."""
-
-    index: int
-    start_s: float
-    end_s: float
-    label: str
-    score: float
+from stream.events import ModelRef, SummaryEvent, event_id
+from stream.verdict import VerdictAccumulator
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,63 +37,57 @@ class SpeakerVerdict:
     windows: int
 
 
-def merge_segments(verdicts: list[WindowVerdict]) -> tuple[Segment, ...]:
-    """Merge consecutive windows with the same label into segments.
-
-    Windows overlap (hop < window), so a segment ends where its last window ends;
-    the next segment starts where its first window starts.
-    """
-    out: list[Segment] = []
-    run: list[WindowVerdict] = []
-    for verdict in sorted(verdicts, key=lambda v: v.index):
-        if run and verdict.label != run[-1].label:
-            out.append(_segment(run))
-            run = []
-        run.append(verdict)
-    if run:
-        out.append(_segment(run))
-    return tuple(out)
-
-
-def _segment(run: list[WindowVerdict]) -> Segment:
-    return Segment(
-        label=run[0].label,
-        start_s=run[0].start_s,
-        end_s=run[-1].end_s,
-        windows=len(run),
-        mean_score=sum(v.score for v in run) / len(run),
-    )
-
-
-def dominant(verdicts: list[WindowVerdict]) -> str | None:
-    """The label of the most windows; ties go to the label seen first."""
-    if not verdicts:
-        return None
-    ordered = sorted(verdicts, key=lambda v: v.index)
-    counts = Counter(v.label for v in ordered)
-    best = max(counts.values())
-    return next(v.label for v in ordered if counts[v.label] == best)
-
-
 @dataclass(slots=True)
 class SummaryBuilder:
-    """Accumulates one stream's verdicts until it closes."""
+    """Accumulates one stream's windows until it closes.
+
+    Parameters
+    ----------
+    stream_id, model: name the summary event (and key its id).
+    labels: one per probability column.
+    thresholds: the manifest's per-tag thresholds for a multi-label model, else ``None``.
+    """
 
     stream_id: str
     model: ModelRef
-    verdicts: dict[int, WindowVerdict] = field(default_factory=dict)
+    labels: tuple[str, ...]
+    thresholds: tuple[float, ...] | None = None
     speaker: SpeakerVerdict | None = None
+    pending: dict[int, tuple[float, float, tuple[float, ...]]] = field(default_factory=dict)
+    accumulator: VerdictAccumulator = field(init=False)
 
-    def add_label(self, verdict: WindowVerdict) -> None:
-        # keyed by index: a window re-inferred after a feature reset counts once
-        self.verdicts[verdict.index] = verdict
+    def __post_init__(self) -> None:
+        self.accumulator = VerdictAccumulator(self.labels, self.thresholds)
+
+    def add_window(
+        self, index: int, start_s: float, end_s: float, probabilities: Sequence[float]
+    ) -> None:
+        """A completed window; it counts once per index (a window re-inferred after a
+        feature reset replaces the pending one, and is ignored once folded in)."""
+        acc = self.accumulator
+        if not self.pending and index == acc.last_index + 1:
+            acc.add(index, start_s, end_s, probabilities)
+            return
+        self.pending[index] = (start_s, end_s, tuple(probabilities))
+        while acc.last_index + 1 in self.pending:
+            start_s, end_s, row = self.pending.pop(acc.last_index + 1)
+            acc.add(acc.last_index + 1, start_s, end_s, row)
+
+    def settle(self) -> None:
+        """Fold the pending windows in, in window order: call it when no window of the
+        stream is in flight (every earlier window is then among them)."""
+        for index in sorted(self.pending):
+            start_s, end_s, row = self.pending[index]
+            self.accumulator.add(index, start_s, end_s, row)
+        self.pending.clear()
 
     def set_speaker(self, verdict: SpeakerVerdict) -> None:
         """The stream's speaker verdict (the tracker's final one), set once at close."""
         self.speaker = verdict
 
     def build(self, *, closed_by: str, duration_s: float, counts: dict[str, int]) -> SummaryEvent:
-        verdicts = list(self.verdicts.values())
+        self.settle()
+        verdict = self.accumulator.verdict()
         spk = self.speaker
         return SummaryEvent(
             event_id=event_id(self.stream_id, -1, "summary", self.model.tag),
@@ -103,13 +95,15 @@ class SummaryBuilder:
             model=self.model,
             closed_by=closed_by,
             duration_s=duration_s,
-            windows=len(verdicts),
-            timeline=merge_segments(verdicts),
-            dominant_label=dominant(verdicts),
+            windows=verdict.windows,
+            timeline=verdict.timeline,
+            dominant_label=verdict.dominant_label,
             speaker=None if spk is None else spk.speaker,
             speaker_score=None if spk is None else spk.score,
-            counts={**counts, "windows": len(verdicts)},
+            counts={**counts, "windows": verdict.windows},
             speaker_margin=None if spk is None else spk.margin,
             speaker_runner_up=None if spk is None else spk.runner_up,
             speaker_windows=None if spk is None else spk.windows,
+            task=verdict.task,
+            tags=verdict.tags,
         )

@@ -8,7 +8,12 @@ owns which call, and changing it on a live topic would move calls between worker
 
 :func:`ensure_topics` creates what is missing and refuses (``BrokerError``) to run
 against topics whose partition count or cleanup policy differs from this module.
-Tests get isolated topics with :meth:`Topics.with_prefix`.
+:func:`require_topics` is what every client (``tympan produce``, ``tail``, ``speakers
+enroll --publish``, ``models publish``) calls before it touches a topic: writers create
+the missing topics with these specs, readers refuse with the command that creates them.
+The dev broker does not auto-create topics (``auto.create.topics.enable=false``): a topic
+created on first use gets the broker's default of one partition, which the worker then
+refuses. Tests get isolated topics with :meth:`Topics.with_prefix`.
 
 ``python -m stream.topics wait|create`` is the command scripts/kafka.sh uses to wait
 for the broker; it is the same code as ``tympan topics`` (``stream/cli/topics.py``).
@@ -19,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -52,9 +57,11 @@ class TopicSpec:
 
     @property
     def compacted(self) -> bool:
+        """Whether the broker keeps only the latest record per key."""
         return "compact" in self.configs.get("cleanup.policy", "delete").split(",")
 
     def new_topic(self) -> NewTopic:
+        """The aiokafka request that creates this topic."""
         return NewTopic(
             name=self.name,
             num_partitions=self.partitions,
@@ -110,7 +117,23 @@ class Topics:
             )
 
     def with_prefix(self, prefix: str) -> Topics:
-        """The same topics under another prefix (isolated topics for a test)."""
+        """The same topics under another prefix (isolated topics for a test).
+
+        Parameters
+        ----------
+        prefix : str
+            The new first dotted part of every name.
+
+        Returns
+        -------
+        Topics
+            A copy with the same partitions and retention.
+
+        Raises
+        ------
+        ConfigError
+            When the prefix gives illegal Kafka topic names.
+        """
         return replace(self, prefix=prefix)
 
     def _name(self, what: str) -> str:
@@ -172,10 +195,26 @@ class Topics:
         )
 
     def names(self) -> tuple[str, ...]:
+        """Every topic name, in data-flow order (as :meth:`specs`)."""
         return tuple(spec.name for spec in self.specs())
 
     def spec(self, name: str) -> TopicSpec:
-        """The spec of one of these topics, by name."""
+        """The spec of one of these topics, by name.
+
+        Parameters
+        ----------
+        name : str
+            A full topic name, e.g. ``tympan.audio.v1``.
+
+        Returns
+        -------
+        TopicSpec
+
+        Raises
+        ------
+        ConfigError
+            When ``name`` is not one of these topics; the message lists them.
+        """
         for spec in self.specs():
             if spec.name == name:
                 return spec
@@ -201,12 +240,37 @@ class TopicInfo:
 
 
 def admin_client(client: KafkaClientConfig, *, request_timeout_ms: int = 30_000) -> Any:
-    """An (unstarted) aiokafka admin client for ``client``."""
+    """An (unstarted) aiokafka admin client for ``client``.
+
+    Parameters
+    ----------
+    client : KafkaClientConfig
+        Bootstrap servers, TLS and SASL.
+    request_timeout_ms : int, optional
+        Bound on each admin request.
+
+    Returns
+    -------
+    aiokafka.admin.AIOKafkaAdminClient
+        Not started: the caller starts and closes it.
+    """
     return AIOKafkaAdminClient(**client.aiokafka_kwargs(), request_timeout_ms=request_timeout_ms)
 
 
 async def wait_for_broker(client: KafkaClientConfig, *, timeout_s: float = 60.0) -> int:
     """Wait until a broker answers a metadata request; return how many brokers it lists.
+
+    Parameters
+    ----------
+    client : KafkaClientConfig
+        The brokers to ask.
+    timeout_s : float, optional
+        How long to keep asking (every 0.5 s).
+
+    Returns
+    -------
+    int
+        The number of brokers in the cluster's metadata.
 
     Raises
     ------
@@ -249,6 +313,20 @@ async def ensure_topics(
     a created topic has a leader, so the first produce does not bounce off
     ``NotLeaderForPartition``.
 
+    Parameters
+    ----------
+    client : KafkaClientConfig
+        The broker.
+    topics : Topics
+        The topics and their specs.
+    timeout_s : float, optional
+        Bound on each request and on the wait for leaders.
+
+    Returns
+    -------
+    EnsureReport
+        The topics created and those that already existed.
+
     Raises
     ------
     BrokerError
@@ -268,7 +346,7 @@ async def ensure_topics(
         existing = [spec for spec in wanted if spec.name not in created]
         if existing:
             infos = await _describe(admin, [spec.name for spec in existing])
-            _check_existing(existing, infos)
+            _check_existing(existing, infos, topics.prefix)
         return EnsureReport(created=created, existing=tuple(spec.name for spec in existing))
     except KafkaError as exc:
         raise BrokerError(
@@ -279,8 +357,131 @@ async def ensure_topics(
         await admin.close()
 
 
+async def require_topics(
+    client: KafkaClientConfig,
+    topics: Topics,
+    names: Sequence[str] = (),
+    *,
+    create: bool,
+    timeout_s: float = 30.0,
+) -> EnsureReport:
+    """Make sure the topics a client is about to use exist, before it uses them.
+
+    The one check every tympan client runs first, so that no client ever makes a topic
+    appear with the broker's defaults (one partition, no compaction), which the worker
+    would then refuse to run against.
+
+    Parameters
+    ----------
+    client : KafkaClientConfig
+        The broker to ask.
+    topics : Topics
+        The project's topics under the client's prefix: their specs are what ``create``
+        creates, and their prefix is what the refusal's command names.
+    names : sequence of str, optional
+        The topics the client reads or writes (default: all of ``topics``). A name that is
+        not one of ``topics`` (a custom ``--topic``) is never created: it must exist.
+    create : bool
+        True for writers: when one of ``names`` is a topic of ``topics``, create every
+        missing topic of ``topics`` with its spec and check the existing ones
+        (:func:`ensure_topics`), so the worker started next finds them as it wants them.
+        False for readers: refuse when one of ``names`` is missing, since a reader pointed
+        at a wrong broker or prefix would otherwise wait for events that never come.
+    timeout_s : float, optional
+        Bound on each broker request.
+
+    Returns
+    -------
+    EnsureReport
+        The topics created (only when ``create``) and those that already existed.
+
+    Raises
+    ------
+    BrokerError
+        When one of ``names`` is missing (and cannot be created): the message names the
+        topics and the command that creates them; when an existing topic of ``topics``
+        has another partition count or cleanup policy (``create`` only); when the broker
+        cannot be reached.
+    """
+    wanted = list(names) or list(topics.names())
+    ours = create and any(name in topics.names() for name in wanted)
+    report = await ensure_topics(client, topics, timeout_s=timeout_s) if ours else None
+    present = set(await list_topics(client))
+    missing = [name for name in wanted if name not in present]
+    if missing:
+        raise BrokerError(missing_topics_message(client, topics, missing))
+    if report is not None:
+        return report
+    return EnsureReport(created=(), existing=tuple(wanted))
+
+
+def create_command(client: KafkaClientConfig, topics: Topics) -> str:
+    """The ``tympan topics create`` command line that creates ``topics`` on ``client``.
+
+    Parameters
+    ----------
+    client : KafkaClientConfig
+        Whose bootstrap servers the command names.
+    topics : Topics
+        Whose prefix the command names.
+
+    Returns
+    -------
+    str
+        E.g. ``tympan topics create --broker 127.0.0.1:9092 --prefix tympan``.
+    """
+    return f"tympan topics create --broker {client.bootstrap_servers} --prefix {topics.prefix}"
+
+
+def missing_topics_message(
+    client: KafkaClientConfig, topics: Topics, missing: Sequence[str]
+) -> str:
+    """Why a client refused to start: which topics are missing and how to create them.
+
+    Parameters
+    ----------
+    client : KafkaClientConfig
+        The broker asked.
+    topics : Topics
+        The client's topics (their prefix).
+    missing : sequence of str
+        The names that do not exist.
+
+    Returns
+    -------
+    str
+        A sentence naming the topics and the command that creates them, or, for a name
+        outside ``topics``, why tympan does not create it.
+    """
+    listed = ", ".join(map(repr, missing))
+    foreign = [name for name in missing if name not in topics.names()]
+    if foreign:
+        return (
+            f"topic(s) {listed} do not exist on {client.bootstrap_servers}, and "
+            f"{', '.join(map(repr, foreign))} is not one of tympan's topics under prefix "
+            f"{topics.prefix!r}, so tympan does not create it: create it with the "
+            f"partitions its consumers expect, or leave out --topic and use --topic-prefix"
+        )
+    return (
+        f"topic(s) {listed} do not exist on {client.bootstrap_servers}: start a worker "
+        f"(it creates them) or run: {create_command(client, topics)}"
+    )
+
+
 async def describe_topics(client: KafkaClientConfig, names: list[str]) -> list[TopicInfo]:
     """Partitions, replication factor and non-default configs of ``names``.
+
+    Parameters
+    ----------
+    client : KafkaClientConfig
+        The broker.
+    names : list of str
+        Full topic names.
+
+    Returns
+    -------
+    list of TopicInfo
+        In the order of ``names``.
 
     Raises
     ------
@@ -298,7 +499,22 @@ async def describe_topics(client: KafkaClientConfig, names: list[str]) -> list[T
 
 
 async def list_topics(client: KafkaClientConfig) -> list[str]:
-    """Every topic name on the cluster, sorted (internal ``__*`` topics included)."""
+    """Every topic name on the cluster, sorted (internal ``__*`` topics included).
+
+    Parameters
+    ----------
+    client : KafkaClientConfig
+        The broker.
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    BrokerError
+        When the broker cannot be reached.
+    """
     admin = admin_client(client)
     try:
         await admin.start()
@@ -309,8 +525,50 @@ async def list_topics(client: KafkaClientConfig) -> list[str]:
         await admin.close()
 
 
-async def delete_topics(client: KafkaClientConfig, names: list[str]) -> None:
-    """Delete ``names``; topics that do not exist are ignored (used by test clean-up)."""
+def prefixed(names: Iterable[str], prefix: str) -> list[str]:
+    """Those of ``names`` under ``prefix`` (``tympan.*`` for ``tympan``, not ``tympan2.*``).
+
+    Parameters
+    ----------
+    names : iterable of str
+        Topic names, e.g. from :func:`list_topics`.
+    prefix : str
+        A topic prefix, without the dot.
+
+    Returns
+    -------
+    list of str
+        Sorted.
+    """
+    return sorted(name for name in names if name.startswith(f"{prefix}."))
+
+
+async def delete_topics(
+    client: KafkaClientConfig, names: list[str], *, wait_s: float = 0.0
+) -> list[str]:
+    """Delete ``names``; topics that do not exist are ignored (used by test clean-up).
+
+    Parameters
+    ----------
+    client : KafkaClientConfig
+        The broker.
+    names : list of str
+        Topics to delete.
+    wait_s : float, optional
+        When positive, wait up to this long until the broker no longer lists them, so
+        that the same names can be created again at once (deletion is asynchronous).
+
+    Returns
+    -------
+    list of str
+        The topics that existed and were deleted.
+
+    Raises
+    ------
+    BrokerError
+        When the broker cannot be reached or refuses, or the topics are still listed
+        after ``wait_s``.
+    """
     admin = admin_client(client)
     try:
         await admin.start()
@@ -318,6 +576,19 @@ async def delete_topics(client: KafkaClientConfig, names: list[str]) -> None:
         doomed = [name for name in names if name in present]
         if doomed:
             await admin.delete_topics(doomed)
+
+        async def still_listed() -> list[str]:
+            return sorted(set(doomed) & set(await admin.list_topics()))
+
+        if wait_s > 0 and doomed:
+            await _until_none(
+                still_listed,
+                timeout_s=wait_s,
+                interval_s=0.2,
+                problem=f"are still listed on {client.bootstrap_servers} {wait_s:g} s after "
+                "their deletion",
+            )
+        return doomed
     except KafkaError as exc:
         raise BrokerError(f"cannot delete topics on {client.bootstrap_servers}: {exc!r}") from exc
     finally:
@@ -346,33 +617,46 @@ async def _metadata(admin: Any, names: list[str]) -> list[dict[str, Any]]:
     """Metadata of those of ``names`` that exist.
 
     Asks for *all* topics and filters: a metadata request that names a missing topic
-    makes a broker with ``auto.create.topics.enable=true`` (the dev broker) create it
-    with default settings, which would defeat both the existence check and
-    :func:`ensure_topics`.
+    makes a broker with ``auto.create.topics.enable=true`` (Kafka's default, though not
+    the dev broker's) create it with default settings, which would defeat both the
+    existence check and :func:`ensure_topics`.
     """
     wanted = set(names)
     return [topic for topic in await admin.describe_topics() if topic["topic"] in wanted]
 
 
 async def _wait_for_leaders(admin: Any, names: list[str], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    async def leaderless() -> list[str]:
         metadata = await _metadata(admin, names)
-        leaderless = [
+        out = [
             topic["topic"]
             for topic in metadata
             if not topic["partitions"]
             or any(partition["leader"] < 0 for partition in topic["partitions"])
         ]
-        leaderless += sorted(set(names) - {topic["topic"] for topic in metadata})
-        if not leaderless:
-            return
+        return out + sorted(set(names) - {topic["topic"] for topic in metadata})
+
+    await _until_none(
+        leaderless,
+        timeout_s=timeout_s,
+        interval_s=0.1,
+        problem=f"have partitions without a leader {timeout_s:g} s after they were created",
+    )
+
+
+async def _until_none(
+    pending: Callable[[], Awaitable[list[str]]],
+    *,
+    timeout_s: float,
+    interval_s: float,
+    problem: str,
+) -> None:
+    """Poll ``pending`` until it names no topic; past ``timeout_s`` raise ``BrokerError``."""
+    deadline = time.monotonic() + timeout_s
+    while names := await pending():
         if time.monotonic() >= deadline:
-            raise BrokerError(
-                f"topics {', '.join(map(repr, leaderless))} have partitions without a leader "
-                f"{timeout_s:g} s after they were created"
-            )
-        await asyncio.sleep(0.1)
+            raise BrokerError(f"topics {', '.join(map(repr, names))} {problem}")
+        await asyncio.sleep(interval_s)
 
 
 async def _describe(admin: Any, names: list[str]) -> list[TopicInfo]:
@@ -405,7 +689,7 @@ async def _topic_configs(admin: Any, names: list[str]) -> dict[str, dict[str, st
     return out
 
 
-def _check_existing(specs: list[TopicSpec], infos: list[TopicInfo]) -> None:
+def _check_existing(specs: list[TopicSpec], infos: list[TopicInfo], prefix: str) -> None:
     by_name = {info.name: info for info in infos}
     problems = []
     for spec in specs:
@@ -425,7 +709,8 @@ def _check_existing(specs: list[TopicSpec], infos: list[TopicInfo]) -> None:
             "existing topics differ from stream.topics: "
             + "; ".join(problems)
             + " (a topic's partitions cannot shrink and changing them moves keys between "
-            "partitions: delete and recreate the topic, or use another prefix)"
+            f"partitions: delete and recreate the topics with `tympan topics delete --prefix "
+            f"{prefix}` then `tympan topics create --prefix {prefix}`, or use another prefix)"
         )
 
 

@@ -8,6 +8,7 @@ Modules, in the order a clip is made:
 
 ``synth``    numpy signals: tones, DTMF, call-progress cadences, noises, hold music
 ``speech``   :class:`~models.corpus.speech.Voice` and espeak-ng/festival rendering
+``identities`` the speaker-embedding model's training and held-out voices and channels
 ``music``    composition, a Standard MIDI writer, fluidsynth rendering
 ``channel``  G.711 μ-law/A-law, telephone band, gain, noise at an SNR, sox effects
 ``build``    the datasets on disk (``python -m models.corpus ...``)

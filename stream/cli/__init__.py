@@ -5,6 +5,10 @@ and sets ``func`` (a callable taking the parsed namespace and returning an exit
 code). Commands that need the training stack (``train``, ``export``) live in
 ``models``/``exporters`` and arrive through the ``tympan.commands`` entry-point
 group, so the runtime never imports them by name.
+
+Every command's output may go to a pipe whose reader stops early (``tympan tail |
+head``): :func:`main` then exits quietly with status 0, in one place for all commands,
+instead of a ``BrokenPipeError`` traceback.
 """
 
 from __future__ import annotations
@@ -12,10 +16,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from typing import Any
+
+from stream.cli.help import plain_help
 
 # Runtime commands, in the order they appear in ``tympan --help``.
 _RUNTIME_COMMANDS = (
@@ -76,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for register in _runtime_registrars() + _plugin_registrars():
         register(subparsers)
-    return parser
+    return plain_help(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,7 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     refusals = BrokerRefusals()
     logging.getLogger("aiokafka").addFilter(refusals)
-    status = int(func(args) or 0)
+    try:
+        status = int(func(args) or 0)
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # a socket's broken pipe (a broker, a peer) is a real error
+        _silence_stdout()
+        return 0
     if status != 0 and refusals.hint is not None:
         print(f"tympan {args.command}: {refusals.hint}", file=sys.stderr)
     return status
@@ -141,6 +155,27 @@ class BrokerRefusals(logging.Filter):
                     self.hint = hint
                     break
         return True
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe nobody reads any more."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush at exit (of what the
+    closed pipe never took) does not print "Exception ignored ... BrokenPipeError"."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

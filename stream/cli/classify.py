@@ -1,8 +1,11 @@
 """``tympan classify FILE... [--model REF] [--json]``: label audio files offline, no Kafka.
 
 Each file is decoded, resampled to the model's rate, cut into the model's windows
-and scored; the clip label is the mean probability over its windows (multi-label
-models: every tag whose mean probability reaches its threshold). ``--model`` takes a
+and scored. The file's verdict is the one the worker's summary event gives for the same
+audio (:mod:`stream.verdict`): the top label of the most windows for a single-label
+model; for a multi-label model every tag whose mean probability reaches its threshold,
+best first, with the share of windows where it was active and its segments.
+``--json`` records carry that verdict under ``verdict``. ``--model`` takes a
 model directory, ``name`` or ``name/version`` in the repository (``--repo``, else
 ``$TYMPAN_MODEL_REPO``, else ``models/zoo``); without it the latest ``scene`` model is
 used. A file that cannot be read is reported by path and the others are still
@@ -22,6 +25,7 @@ from stream.errors import ContractError, TympanError
 from stream.inference.clips import DEFAULT_BATCH, ClipPrediction, decide, predict_file
 from stream.inference.repository import REPO_ENV, resolve_model_dir
 from stream.inference.session import OnnxModel
+from stream.verdict import TrackVerdict, track_verdict
 
 
 def register(subparsers: Any) -> None:
@@ -93,10 +97,17 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def clip_record(model: OnnxModel, pred: ClipPrediction) -> dict[str, Any]:
-    """The JSON record of one file: clip decision, mean probabilities, window rows."""
+def file_verdict(model: OnnxModel, pred: ClipPrediction) -> TrackVerdict:
+    """The verdict of one scored file: the summary event's aggregation (``stream.verdict``)."""
     m = model.manifest
-    clip_p = pred.clip_probabilities
+    return track_verdict(pred.output.probabilities, pred.times_s(), m.labels, m.thresholds)
+
+
+def clip_record(model: OnnxModel, pred: ClipPrediction) -> dict[str, Any]:
+    """The JSON record of one file: verdict, mean probabilities, window rows."""
+    m = model.manifest
+    verdict = file_verdict(model, pred)
+    clip_p = [s for _, s in verdict.scores]
     rows = []
     for i, (p, (start_s, end_s)) in enumerate(
         zip(pred.output.probabilities, pred.times_s(), strict=True)
@@ -112,7 +123,7 @@ def clip_record(model: OnnxModel, pred: ClipPrediction) -> dict[str, Any]:
                 "padded": bool(pred.windows.padded[i]),
             }
         )
-    chosen = decide(clip_p, m.labels, m.thresholds)
+    chosen = verdict.labels
     return {
         "path": str(pred.path),
         "model": f"{m.name}/{m.version}",
@@ -122,6 +133,7 @@ def clip_record(model: OnnxModel, pred: ClipPrediction) -> dict[str, Any]:
         "probability": _top(clip_p, m.labels, chosen),
         "probabilities": {lab: round(float(p), 6) for lab, p in zip(m.labels, clip_p, strict=True)},
         "n_windows": len(rows),
+        "verdict": verdict.to_dict(),
         "windows": rows,
     }
 

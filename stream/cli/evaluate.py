@@ -3,8 +3,10 @@
 ``MODEL`` is a model directory, ``name`` or ``name/version`` in the repository
 (``--repo``, else ``$TYMPAN_MODEL_REPO``, else ``models/zoo``). ``DATA_DIR`` holds one
 sub-folder per label, or a ``labels.csv`` (``path,tags``) for a multi-label model.
-Scores come at window level and at clip level (mean probability over a clip's
-windows); see ``stream/evaluation.py``. ``--out DIR`` writes ``evaluation.json`` and
+Scores come at window level and at clip level (the clip's verdict, as ``tympan
+classify`` and the worker's summary give it: mean probability per tag thresholded for
+multi-label models, the top label of the most windows for single-label ones); see
+``stream/evaluation.py`` and ``stream/verdict.py``. ``--out DIR`` writes ``evaluation.json`` and
 confusion-matrix PNGs there. Unreadable files are listed and skipped.
 """
 

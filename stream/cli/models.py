@@ -20,7 +20,7 @@ from typing import Any
 from stream.errors import ContractError
 from stream.kafka_client import KafkaClientConfig
 from stream.settings import ENV_MODEL_REPO, ENV_TOPIC_PREFIX
-from stream.topics import Topics
+from stream.topics import Topics, require_topics
 
 
 def register(subparsers: Any) -> None:
@@ -59,7 +59,9 @@ def run_publish(args: argparse.Namespace) -> int:
     try:
         model = validate_model(args.model_dir)
         announcement = announce(args.model_dir, role=args.role, repo=repo)
-        topic = _topics(args).control
+        topics = _topics(args)
+        topic = topics.control
+        asyncio.run(require_topics(_client(args), topics, [topic], create=True))
         asyncio.run(
             publish_records(_client(args), topic, [(announcement.key, announcement.to_json())])
         )
@@ -78,8 +80,10 @@ def run_publish(args: argparse.Namespace) -> int:
 def run_active(args: argparse.Namespace) -> int:
     from stream.reload import MODEL_PREFIX, STATUS_PREFIX, announcements, read_control
 
-    topic = _topics(args).control
+    topics = _topics(args)
+    topic = topics.control
     try:
+        asyncio.run(require_topics(_client(args), topics, [topic], create=False))
         latest = asyncio.run(read_control(_client(args), topic))
     except ContractError as exc:
         print(f"tympan models active: {exc}", file=sys.stderr)

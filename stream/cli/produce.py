@@ -9,8 +9,9 @@ Examples::
 
 The broker is ``--broker``, else ``$TYMPAN_BROKER``, else 127.0.0.1:9092. The topic is
 ``--topic``, else the audio topic of ``--topic-prefix`` (``$TYMPAN_TOPIC_PREFIX``, else
-tympan), as the worker reads it. This module is the only place that reads the
-environment; the work is in ``stream.produce``.
+tympan), as the worker reads it. Missing topics of that prefix are created first, with
+the partitions the worker expects; a ``--topic`` outside it must exist. This module is
+the only place that reads the environment; the work is in ``stream.produce``.
 """
 
 from __future__ import annotations
@@ -25,11 +26,18 @@ from stream.errors import BrokerError, ContractError, TympanError
 from stream.kafka_client import KafkaClientConfig
 from stream.produce import ProduceRequest, ProducerTuning, produce
 from stream.settings import ENV_TOPIC_PREFIX
-from stream.topics import Topics
+from stream.topics import Topics, require_topics
 from stream.wire.frame import MAX_CHANNELS, MAX_RATE, MIN_RATE, Encoding
 
 
 def register(subparsers: Any) -> None:
+    """Add ``tympan produce`` to the ``tympan`` command line.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The ``tympan`` parser's subcommands.
+    """
     parser = subparsers.add_parser(
         "produce",
         help="publish audio files or raw PCM as audio frames",
@@ -109,7 +117,18 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit code: 0 all sent, 1 some input failed or the broker failed, 2 bad options."""
+    """Create the missing topics, publish the inputs, print what was sent.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``tympan produce`` options.
+
+    Returns
+    -------
+    int
+        0 all sent, 1 some input failed or the broker failed, 2 bad options.
+    """
     try:
         topic = audio_topic(args)
         client = KafkaClientConfig.from_environ(
@@ -130,6 +149,11 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             tuning=ProducerTuning(linger_ms=args.linger_ms),
         )
+        prepared = asyncio.run(
+            require_topics(client, Topics().with_prefix(args.topic_prefix), [topic], create=True)
+        )
+        if prepared.created:
+            print(f"tympan produce: created {', '.join(prepared.created)}", file=sys.stderr)
         report = asyncio.run(produce(request, stdin=sys.stdin.buffer, on_error=_complain))
     except BrokerError as exc:
         print(f"tympan produce: {exc}", file=sys.stderr)
@@ -152,6 +176,15 @@ def run(args: argparse.Namespace) -> int:
 
 def audio_topic(args: argparse.Namespace) -> str:
     """``--topic`` if given, else the audio topic under ``--topic-prefix``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``tympan produce`` options.
+
+    Returns
+    -------
+    str
 
     Raises
     ------

@@ -4,8 +4,9 @@ The registry lives in a directory (``--registry``, else ``$TYMPAN_SPEAKER_REGIST
 else ``platformdirs.user_data_dir("tympan")/speakers``) bound to the embedding model
 (``--model``, else the latest ``speaker-embed`` in ``$TYMPAN_MODEL_REPO`` or the
 checkout's ``models/zoo``). ``--publish`` (and ``sync``) also write enrollments to the
-compacted topic ``tympan.speaker-registry.v1`` that every worker follows, so an
-enrollment reaches live calls without a restart. See ``docs/speakers.md``.
+compacted registry topic that every worker follows (``tympan.speaker-registry.v1`` under
+``$TYMPAN_TOPIC_PREFIX``, else tympan), so an enrollment reaches live calls without a
+restart; missing topics of that prefix are created first. See ``docs/speakers.md``.
 """
 
 from __future__ import annotations
@@ -140,10 +141,15 @@ def _client(args: argparse.Namespace) -> KafkaClientConfig:
     )
 
 
-def _topic(args: argparse.Namespace) -> str:
-    from stream.speakers.topic import TOPIC
+def _topics() -> Any:
+    from stream.settings import ENV_TOPIC_PREFIX
+    from stream.topics import Topics
 
-    return str(args.topic or TOPIC)
+    return Topics().with_prefix(os.environ.get(ENV_TOPIC_PREFIX) or Topics().prefix)
+
+
+def _topic(args: argparse.Namespace) -> str:
+    return str(args.topic or _topics().speaker_registry)
 
 
 def _load(args: argparse.Namespace, embedder: Any | None = None) -> Any:
@@ -195,7 +201,9 @@ def _publish(
     args: argparse.Namespace, registry: Any, *, names: Any = None, removed: Any = ()
 ) -> None:
     from stream.speakers.topic import publish
+    from stream.topics import require_topics
 
+    asyncio.run(require_topics(_client(args), _topics(), [_topic(args)], create=True))
     sent = asyncio.run(
         publish(_client(args), registry, names=names, removed=removed, topic=_topic(args))
     )

@@ -3,6 +3,7 @@
 A readable table by default (one line per event, columns chosen per topic) or the
 raw JSON lines with ``--json``. It reads without a consumer group, so tailing never
 moves anyone's committed offsets; ``--from-beginning`` replays what the topic holds.
+When the topic does not exist yet it refuses and names the command that creates it.
 """
 
 from __future__ import annotations
@@ -63,10 +64,11 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     from aiokafka.errors import KafkaError
 
     from stream.errors import BrokerError
-    from stream.topics import Topics
+    from stream.topics import Topics, require_topics
 
     topics = Topics().with_prefix(settings.topic_prefix)
     topic = getattr(topics, args.topic)
+    await require_topics(settings.kafka, topics, [topic], create=False)
     consumer = AIOKafkaConsumer(
         topic,
         **settings.kafka.aiokafka_kwargs(),
@@ -131,11 +133,20 @@ def _model(event: dict[str, Any]) -> str:
     return f"{m.get('name', '?')}@{m.get('version', '?')}" if isinstance(m, dict) else str(m)
 
 
+def _tag_names(tags: Any) -> str | None:
+    """A multi-label event's tags as ``a,b,c`` (``-`` for none); ``None`` without tags."""
+    if not isinstance(tags, list):
+        return None
+    names = [str(t.get("tag")) for t in tags if isinstance(t, dict)]
+    return ",".join(names) or "-"
+
+
 def _label_row(e: dict[str, Any]) -> str:
     flags = ",".join(f for f in ("gap", "padded") if e.get(f)) or "-"
+    shown = _tag_names(e.get("tags")) or str(e.get("label"))  # tags when multi-label
     return (
         f"{str(e.get('stream_id'))[:24]:<24} {e.get('window_index', '-'):>6} "
-        f"{e.get('start_s', 0):>8.2f} {e.get('end_s', 0):>8.2f} {str(e.get('label'))[:16]:<16} "
+        f"{e.get('start_s', 0):>8.2f} {e.get('end_s', 0):>8.2f} {shown[:16]:<16} "
         f"{e.get('score', 0):>6.3f} {_clock(e.get('capture_time_s')):<12} "
         f"{e.get('latency_ms', 0):>8.1f} {flags:<10} {_model(e)}"
     )
@@ -151,10 +162,21 @@ def _speaker_row(e: dict[str, Any]) -> str:
 
 def _summary_row(e: dict[str, Any]) -> str:
     counts = e.get("counts") or {}
-    timeline = " ".join(
-        f"{s.get('label')}[{s.get('start_s', 0):.1f}-{s.get('end_s', 0):.1f}]"
-        for s in (e.get("timeline") or [])[:6]
-    )
+    tags = e.get("tags")
+    if e.get("task") == "multi" and isinstance(tags, list):  # the track's tags, best first
+        timeline = "tags: " + (
+            " ".join(
+                f"{t.get('tag')}({t.get('score', 0):.2f},{t.get('active_share', 0):.0%})"
+                for t in tags[:8]
+                if isinstance(t, dict)
+            )
+            or "-"
+        )
+    else:
+        timeline = " ".join(
+            f"{s.get('label')}[{s.get('start_s', 0):.1f}-{s.get('end_s', 0):.1f}]"
+            for s in (e.get("timeline") or [])[:6]
+        )
     return (
         f"{str(e.get('stream_id'))[:24]:<24} {e.get('closed_by', '-'):<8} "
         f"{e.get('duration_s', 0):>8.2f} {e.get('windows', 0):>6} "
@@ -179,11 +201,11 @@ ROWS: dict[str, Callable[[dict[str, Any]], str]] = {
     "rejected": _rejected_row,
 }
 HEADERS = {
-    "labels": f"{'stream':<24} {'window':>6} {'start_s':>8} {'end_s':>8} {'label':<16} "
+    "labels": f"{'stream':<24} {'window':>6} {'start_s':>8} {'end_s':>8} {'label/tags':<16} "
     f"{'score':>6} {'captured':<12} {'lat_ms':>8} {'flags':<10} model",
     "speakers": f"{'stream':<24} {'window':>6} {'start_s':>8} {'end_s':>8} {'speaker':<20} "
     f"{'score':>6} model",
     "summaries": f"{'stream':<24} {'closed':<8} {'dur_s':>8} {'wins':>6} {'dominant':<16} "
-    f"{'speaker':<16} counts / timeline",
+    f"{'speaker':<16} counts / timeline (or tags)",
     "rejected": f"{'stream':<24} {'reason':<22} {'p:offset':<10} message",
 }

@@ -1,4 +1,4 @@
-"""``tympan topics create|list|describe|wait``: tympan's topics on a broker.
+"""``tympan topics create|list|describe|delete|wait``: tympan's topics on a broker.
 
 ``--broker`` defaults to ``$TYMPAN_BROKER``, else ``127.0.0.1:9092``; ``--prefix`` to
 ``$TYMPAN_TOPIC_PREFIX``, else ``tympan`` (as for the worker, tail and dashboard);
@@ -15,24 +15,34 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
+from stream.cli.help import plain_help
 from stream.errors import TympanError
 from stream.kafka_client import DEFAULT_BOOTSTRAP, ENV_BROKER, KafkaClientConfig
 from stream.settings import ENV_TOPIC_PREFIX
 from stream.topics import (
     Topics,
+    delete_topics,
     describe_topics,
     ensure_topics,
     list_topics,
+    prefixed,
     wait_for_broker,
 )
 
 
 def register(subparsers: Any) -> None:
+    """Add ``tympan topics`` and its actions to the ``tympan`` command line.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The ``tympan`` parser's subcommands.
+    """
     parser = subparsers.add_parser(
         "topics",
-        help="create, list or describe tympan's Kafka topics",
+        help="create, list, describe or delete tympan's Kafka topics",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -41,12 +51,24 @@ def register(subparsers: Any) -> None:
 
 
 def standalone(argv: Sequence[str]) -> int:
-    """Entry point of ``python -m stream.topics``."""
+    """Entry point of ``python -m stream.topics``.
+
+    Parameters
+    ----------
+    argv : sequence of str
+        The arguments after the module name.
+
+    Returns
+    -------
+    int
+        The exit status: 0 done, 1 the broker failed, 2 usage or refused.
+    """
     parser = argparse.ArgumentParser(prog="python -m stream.topics", description=__doc__)
     # aiokafka logs every refused connection while ``wait`` polls; the outcome is printed.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     _add_commands(parser)
+    plain_help(parser)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
@@ -78,6 +100,20 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     describe.add_argument("names", nargs="*", help="topic names (default: tympan's topics)")
     _add_prefix(describe)
     describe.set_defaults(func=_describe)
+
+    delete = commands.add_parser(
+        "delete",
+        help="delete every topic under a prefix (asks first unless --yes)",
+        description="Delete every topic named PREFIX.* (e.g. to recreate a topic with the "
+        "right partition count). It lists them and asks for confirmation on the terminal; "
+        "without a terminal it refuses unless --yes is given.",
+    )
+    _add_broker(delete)
+    delete.add_argument(
+        "--prefix", required=True, help="delete the topics named PREFIX.* (no default)"
+    )
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    delete.set_defaults(func=_delete)
 
     wait = commands.add_parser("wait", help="wait until the broker answers a metadata request")
     _add_broker(wait)
@@ -163,6 +199,64 @@ def _describe(args: argparse.Namespace) -> int:
         return 0
 
     return _run(args, body)
+
+
+def _delete(args: argparse.Namespace) -> int:
+    async def body(args: argparse.Namespace) -> int:
+        Topics(prefix=args.prefix)  # refuses an illegal prefix before asking anything
+        client = _client(args)
+        doomed = prefixed(await list_topics(client), args.prefix)
+        if not doomed:
+            print(f"no topics named {args.prefix}.* on {args.broker}")
+            return 0
+        if not confirm_delete(doomed, yes=args.yes, stdin=sys.stdin, out=sys.stderr):
+            return 2
+        for name in await delete_topics(client, doomed, wait_s=30.0):
+            print(f"deleted  {name}")
+        return 0
+
+    return _run(args, body)
+
+
+def confirm_delete(names: Sequence[str], *, yes: bool, stdin: TextIO, out: TextIO) -> bool:
+    """Whether to delete ``names``: ``--yes``, or a "y" typed on the terminal.
+
+    Without a terminal on ``stdin`` (a script, CI) and without ``--yes`` it refuses
+    rather than reading an answer nobody typed.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The topics about to be deleted (listed before the question).
+    yes : bool
+        ``--yes`` was given: no question.
+    stdin : TextIO
+        Where the answer is read; only a terminal is asked.
+    out : TextIO
+        Where the list, the question and a refusal go (stderr).
+
+    Returns
+    -------
+    bool
+        True to delete.
+    """
+    if yes:
+        return True
+    if not stdin.isatty():
+        print(
+            f"tympan topics delete: refusing to delete {len(names)} topic(s) without "
+            "confirmation: stdin is not a terminal; add --yes",
+            file=out,
+        )
+        return False
+    print("\n".join(f"  {name}" for name in names), file=out)
+    print(f"delete these {len(names)} topic(s) and every record in them? [y/N] ", end="", file=out)
+    out.flush()
+    answer = stdin.readline().strip().lower()
+    if answer not in ("y", "yes"):
+        print("tympan topics delete: nothing deleted", file=out)
+        return False
+    return True
 
 
 def _wait(args: argparse.Namespace) -> int:

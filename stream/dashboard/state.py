@@ -2,8 +2,9 @@
 
 :class:`DashboardState` takes decoded events from the four result topics (label,
 speaker, summary, dead letter) one at a time and keeps only what a screen can show:
-per stream the current label and speaker and a timeline of label segments, the
-latest summaries, event rates, latency percentiles and dead-letter counts by reason.
+per stream the current label (a multi-label stream's current tags too) and speaker and
+a timeline of label segments, the latest summaries (with a multi-label track's tags),
+event rates, latency percentiles and dead-letter counts by reason.
 
 Memory is capped whatever the traffic: timelines keep their last
 ``DashboardLimits.segments`` segments, at most ``max_streams`` streams are held (to
@@ -41,6 +42,7 @@ class DashboardLimits:
     ----------
     max_streams: streams held at once; past it, ended then idle streams make room.
     segments: label segments kept per stream (the newest).
+    tags: tags kept per window and per summary (the best; a model may have hundreds).
     shown_streams: streams sent to the browser in one snapshot (most recent first);
         the rest are counted, not drawn, so a snapshot stays small.
     summaries: latest summary events kept.
@@ -52,6 +54,7 @@ class DashboardLimits:
 
     max_streams: int = 2000
     segments: int = 64
+    tags: int = 16
     shown_streams: int = 100
     summaries: int = 20
     recent_rejected: int = 20
@@ -63,6 +66,7 @@ class DashboardLimits:
         for name in (
             "max_streams",
             "segments",
+            "tags",
             "shown_streams",
             "summaries",
             "recent_rejected",
@@ -111,6 +115,7 @@ class StreamView:
     gaps: int = 0
     closed_by: str | None = None
     segments: deque[Segment] = field(default_factory=deque)
+    tags: list[dict[str, Any]] | None = None  # the last window's, multi-label models only
 
     def to_dict(self, now_s: float, idle_after_s: float) -> dict[str, Any]:
         if self.closed_by is not None:
@@ -133,6 +138,7 @@ class StreamView:
             "end_s": round(self.segments[-1].end_s, 3) if self.segments else 0.0,
             "age_s": round(max(0.0, now_s - self.last_seen_s), 1),
             "segments": [s.to_dict() for s in self.segments],
+            "tags": self.tags,
         }
 
 
@@ -290,6 +296,7 @@ class DashboardState:
         view.last_index = index if index is not None else view.last_index + 1
         view.label = label
         view.score = _number(event.get("score"))
+        view.tags = _tags(event.get("tags"), self.limits.tags)
         view.windows += 1
         view.gaps += 1 if event.get("gap") is True else 0
         start_s = _number(event.get("start_s")) or 0.0
@@ -331,6 +338,8 @@ class DashboardState:
                 "duration_s": _number(event.get("duration_s")),
                 "windows": _integer(event.get("windows")),
                 "dominant_label": _text(event.get("dominant_label")),
+                "task": "multi" if event.get("task") == "multi" else "single",
+                "tags": _tags(event.get("tags"), self.limits.tags) or [],
                 "speaker": speaker,
                 "segments": len(timeline) if isinstance(timeline, list) else 0,
                 "gaps": _integer(counts.get("gaps")) if isinstance(counts, dict) else None,
@@ -401,6 +410,31 @@ def _number(value: Any) -> float | None:
 
 def _integer(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _tags(value: Any, limit: int) -> list[dict[str, Any]] | None:
+    """A label event's or summary's ``tags`` as ``{"tag", "score"[, "active_share"]}``
+    dicts, at most ``limit``; ``None`` when the field is absent or not a list (a
+    single-label model). Malformed items are skipped."""
+    if not isinstance(value, list):
+        return None
+    out: list[dict[str, Any]] = []
+    for item in value:
+        tag = _text(item.get("tag")) if isinstance(item, dict) else None
+        if tag is None:
+            continue
+        row: dict[str, Any] = {"tag": tag[:64], "score": _rounded(item.get("score"))}
+        if "active_share" in item:
+            row["active_share"] = _rounded(item.get("active_share"))
+        out.append(row)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _rounded(value: Any) -> float | None:
+    number = _number(value)
+    return None if number is None else round(number, 4)
 
 
 def _model_tag(value: Any) -> str | None:

@@ -1,7 +1,7 @@
 """ONNX inference for serving: manifest checks, the onnxruntime session, model lookup.
 
-No TensorFlow here: a worker serves the exported ``model.onnx`` with onnxruntime.
-``stream.inference.testing`` builds a tiny real model directory for tests.
+No TensorFlow and no ``onnx`` package here: a worker serves the exported ``model.onnx``
+with onnxruntime. Tests build tiny real model directories with tests/support/onnx_models.py.
 """
 
 from stream.inference.manifest import Manifest, TensorInfo, load_manifest

@@ -3,7 +3,9 @@
 Audio frames → ``tympan worker`` (tiny ONNX model: ``loud``/``quiet``) → result
 topics → ``tympan dashboard`` → headless Chromium. The page must show each stream
 with the label the worker gave it, its end, its summary and the dead letter of a
-malformed frame. A screenshot is saved as ``test-artifacts/dashboard.png``
+malformed frame. A multi-label stream (a tiny two-tag tagger) shows its current tags
+and its track's tags in its summary row. A screenshot is saved as
+``test-artifacts/dashboard.png``
 (pass or fail) so a human can look at what the browser saw.
 
 A second test (no browser) checks that a dashboard started before the topics exist
@@ -33,6 +35,7 @@ from typing import Any
 import pytest
 from kafka_helpers import produce_records
 from worker_harness import (
+    SPEC,
     TYMPAN,
     WorkerFarm,
     interleave,
@@ -44,8 +47,14 @@ from worker_harness import (
 )
 
 from stream.events import ModelRef, SpeakerEvent, WindowSpan
+from stream.features.frontend import FeatureBank
+from stream.inference.session import OnnxModel
 from stream.kafka_client import KafkaClientConfig
+from stream.pipeline import Pipeline, PipelinePolicy, Record
 from stream.topics import Topics, delete_topics, ensure_topics, list_topics
+from stream.wire import encode_frame
+from tests.support.onnx_models import make_tiny_model_dir
+from tests.support.replay import run_sync
 
 pytestmark = pytest.mark.kafka
 
@@ -76,6 +85,8 @@ SPEAKER = SpeakerEvent(
     0.87,
     ModelRef("speaker-embed", "1"),
 )
+TRACK = "upload-track"  # the multi-label stream
+TAGS = ("drums", "organ")
 BAD_FRAME = (b"call-broken", b"\x00" * 321)  # odd length for pcm_s16le
 BAD_FRAME_HEADERS = [
     ("tympan-version", b"1"),
@@ -172,6 +183,29 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def tagged_track_events(model_dir: Path) -> tuple[list[bytes], list[bytes]]:
+    """The label and summary events a worker serving a multi-label model writes for a
+    loud track: the worker's own domain code (``run_sync``) on the tiny tagger, which
+    gives every loud window both tags."""
+    model = OnnxModel.load(model_dir)
+    m = model.manifest
+    pipeline = Pipeline(
+        SPEC,
+        ModelRef(m.name, m.version),
+        m.labels,
+        FeatureBank(SPEC),
+        PipelinePolicy(),
+        thresholds=m.thresholds,
+    )
+    records = []
+    for offset, frame in enumerate(stream_frames(TRACK, seconds=3.0, loud=True, seed=9)):
+        key, value, headers = encode_frame(frame)
+        records.append(Record(key, value, tuple(headers), "audio", 0, offset))
+    labels, summaries, _ = run_sync(pipeline, records, lambda x: model.run(x).probabilities)
+    assert all(e.tags and {t for t, _ in e.tags} == set(TAGS) for e in labels)
+    return [e.to_json() for e in labels], [e.to_json() for e in summaries]
+
+
 def _page_text(driver: Any, css: str) -> str:
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 
@@ -204,6 +238,15 @@ def test_the_page_shows_what_the_worker_says(
         # The tiny model has no speaker head: one speaker event, as a speaker-enabled
         # worker writes it, is published directly to fill the speaker column.
         produce_records(broker, topics.speakers, [(b"call-loud", SPEAKER.to_json())])
+        # A multi-label stream: the tiny worker serves a single-label model, so the
+        # events a tagging worker writes are computed by the same domain code.
+        tagger = make_tiny_model_dir(
+            tmp_path / "tagger", spec=SPEC, labels=TAGS, name="tagger", task="multi"
+        )
+        track_labels, track_summaries = tagged_track_events(tagger)
+        key = TRACK.encode()
+        produce_records(broker, topics.labels, [(key, v) for v in track_labels])
+        produce_records(broker, topics.summaries, [(key, v) for v in track_summaries])
         browser.get(dashboard)
         try:
             _check_page(browser, dashboard)
@@ -225,11 +268,13 @@ def _check_page(driver: Any, url: str) -> None:
         ]
         dead = _page_text(driver, '#rejected tr[data-reason="bad_payload_length"] td.count')
         speaker = _page_text(driver, '#streams tr[data-stream-id="call-loud"] td.speaker')
+        track = _page_text(driver, f'#summaries tr[data-stream-id="{TRACK}"]')
         return (
             all(rows[sid].startswith("loud" if loud else "quiet") for sid, loud in STREAMS.items())
             and all(summaries)
             and dead == "1"
             and speaker == "alice"
+            and bool(track)
         )
 
     try:
@@ -243,6 +288,19 @@ def _check_page(driver: Any, url: str) -> None:
         assert _page_text(driver, f"{row} td.status") == "ended (eos)"
         segments = driver.find_elements("css selector", f"{row} .timeline .seg")
         assert {s.get_attribute("data-label") for s in segments} == {"loud" if loud else "quiet"}
+    # the multi-label stream: its last window's tags, then the track's tags with shares
+    now = driver.find_elements(
+        "css selector", f'#streams tr[data-stream-id="{TRACK}"] td.label .chip'
+    )
+    assert [c.get_attribute("data-tag") for c in now] == list(TAGS)
+    verdict = f'#summaries tr[data-stream-id="{TRACK}"] td.verdict'
+    chips = driver.find_elements("css selector", f"{verdict} .chip")
+    assert [c.get_attribute("data-tag") for c in chips] == list(TAGS)
+    assert "100%" in _page_text(driver, verdict)  # every window had both tags
+    for sid in STREAMS:  # single-label rows keep their one label, no tag chips
+        assert not driver.find_elements(
+            "css selector", f'#streams tr[data-stream-id="{sid}"] [data-tag]'
+        )
     assert _page_text(driver, "#kafka") == "kafka connected"
     assert _page_text(driver, "#live") == "0"  # both streams ended
     assert "ms" in _page_text(driver, "#latency")

@@ -35,10 +35,10 @@ from worker_harness import (
     wait_for_count,
 )
 
-from stream.inference.testing import make_tiny_model_dir, perturb_golden
 from stream.kafka_client import KafkaClientConfig
 from stream.reload import announce, publish_records
 from stream.topics import Topics
+from tests.support.onnx_models import make_tiny_model_dir, perturb_golden
 
 CALLS = ("call-a", "call-b")
 SECONDS = 9.0

@@ -6,7 +6,7 @@ consumer group (app id), data dir and log file; the log's tail is shown when a t
 fails so the worker's view is part of the report.
 
 The expected events come from the same domain code run synchronously
-(:func:`stream.pipeline.run_sync`) over the same frames, so a test states "the worker
+(``tests.support.replay.run_sync``) over the same frames, so a test states "the worker
 on Kafka says what the pipeline says", whatever the order, duplicates or crashes.
 """
 
@@ -32,12 +32,13 @@ from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.inference.session import OnnxModel
-from stream.inference.testing import make_tiny_model_dir
 from stream.kafka_client import KafkaClientConfig
-from stream.pipeline import Pipeline, PipelinePolicy, Record, run_sync
+from stream.pipeline import Pipeline, PipelinePolicy, Record
 from stream.produce import frames_from_array, frames_from_payload, produce_frames
 from stream.topics import Topics, delete_topics, ensure_topics
 from stream.wire import AudioFrame, Encoding, encode_frame
+from tests.support.onnx_models import make_tiny_model_dir
+from tests.support.replay import run_sync
 
 REPO = Path(__file__).resolve().parents[2]
 TYMPAN = REPO / ".venv" / "bin" / "tympan"

@@ -38,6 +38,20 @@ function chip(label, score) {
     label, score === null || score === undefined ? null : el("small", {}, " " + fmt(score, 2)));
 }
 
+// A multi-label model's tags (best first): one chip each, or "no tag" when none
+// reached its threshold. Single-label streams have no tags (null).
+function tagChips(tags, withShare) {
+  const box = el("span", { class: "tags" });
+  if (!tags.length) box.append(el("span", { class: "muted" }, "no tag"));
+  for (const t of tags) {
+    const extra = withShare && t.active_share !== null && t.active_share !== undefined
+      ? ` ${fmt(t.score, 2)} · ${Math.round(100 * t.active_share)}%` : ` ${fmt(t.score, 2)}`;
+    box.append(el("span", { class: "chip", "data-tag": t.tag, style: { background: colorOf(t.tag) } },
+      t.tag, el("small", {}, extra)));
+  }
+  return box;
+}
+
 function timeline(stream) {
   const bar = el("div", { class: "timeline" });
   const segs = stream.segments || [];
@@ -71,7 +85,8 @@ function renderStreams(snap) {
     return el("tr", { "data-stream-id": s.stream_id, class: s.status },
       el("td", { class: "stream-id" }, s.stream_id),
       el("td", { class: "status" }, s.closed_by ? `ended (${s.closed_by})` : s.status),
-      el("td", { class: "label", "data-label": s.label || "" }, chip(s.label, s.score)),
+      el("td", { class: "label", "data-label": s.label || "" },
+        Array.isArray(s.tags) ? tagChips(s.tags, false) : chip(s.label, s.score)),
       el("td", { class: "speaker" }, s.speaker || "–"),
       el("td", { class: "wide" }, timeline(s)),
       el("td", { class: "num" }, s.windows),
@@ -112,7 +127,8 @@ function renderSummaries(snap) {
       el("td", {}, s.stream_id),
       el("td", {}, s.closed_by),
       el("td", { class: "num" }, `${fmt(s.duration_s, 1)} s`),
-      el("td", {}, chip(s.dominant_label)),
+      el("td", { class: "verdict" },
+        s.task === "multi" ? tagChips(s.tags || [], true) : chip(s.dominant_label)),
       el("td", {}, s.speaker || "–"),
       el("td", { class: "num" }, s.gaps === null ? "–" : s.gaps))));
 }

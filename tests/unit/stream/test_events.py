@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,62 +13,17 @@ from stream.events import (
     Segment,
     SpeakerEvent,
     SummaryEvent,
+    TagSegment,
+    TrackTag,
     WindowSpan,
     event_id,
+    thresholded,
     top_k,
 )
+from tests.schema_check import check, schema
 
-SCHEMAS = Path(__file__).resolve().parents[3] / "docs" / "schemas"
 MODEL = ModelRef("scene", "3")
 SPAN = WindowSpan(4, 32000, 47872, 16000, 1_700_000_002.992)
-
-_TYPES = {
-    "object": dict,
-    "array": list,
-    "string": str,
-    "integer": int,
-    "number": (int, float),
-    "boolean": bool,
-    "null": type(None),
-}
-
-
-def _check(value: Any, schema: dict[str, Any], where: str = "$") -> None:
-    """The subset of JSON Schema the tympan schemas use (no jsonschema dependency)."""
-    if "const" in schema:
-        assert value == schema["const"], where
-    if "enum" in schema:
-        assert value in schema["enum"], where
-    kinds = schema.get("type")
-    if kinds is not None:
-        kinds = kinds if isinstance(kinds, list) else [kinds]
-        ok = any(
-            isinstance(value, _TYPES[k])
-            and not (k in ("integer", "number") and isinstance(value, bool))
-            for k in kinds
-        )
-        assert ok, f"{where}: {value!r} is not {kinds}"
-    if isinstance(value, dict):
-        for name in schema.get("required", []):
-            assert name in value, f"{where}: missing {name!r}"
-        props = schema.get("properties", {})
-        if schema.get("additionalProperties") is False:
-            assert set(value) <= set(props), f"{where}: extra {set(value) - set(props)}"
-        for name, sub in props.items():
-            if name in value:
-                _check(value[name], sub, f"{where}.{name}")
-    if isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            _check(item, schema["items"], f"{where}[{i}]")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if "minimum" in schema:
-            assert value >= schema["minimum"], where
-        if "maximum" in schema:
-            assert value <= schema["maximum"], where
-
-
-def _schema(name: str) -> dict[str, Any]:
-    return json.loads((SCHEMAS / f"{name}.schema.json").read_text())  # type: ignore[no-any-return]
 
 
 def _label() -> LabelEvent:
@@ -107,15 +60,37 @@ def test_top_k_is_best_first_and_stable_on_ties() -> None:
     assert top_k(["a", "b"], [0.4, 0.6], 5) == (("b", 0.6), ("a", 0.4))
 
 
-def test_label_event_matches_its_schema() -> None:
+def test_label_event_matches_itsschema() -> None:
     data = json.loads(_label().to_json())
-    _check(data, _schema("label"))
+    check(data, schema("label"))
     assert data["label"] == "speech" and data["gap"] is True
     assert data["start_s"] == 2.0 and data["end_s"] == 2.992
     assert data["model"] == {"name": "scene", "version": "3"}
 
 
-def test_speaker_event_matches_its_schema() -> None:
+def test_multi_label_event_carries_its_tags_and_matches_theschema() -> None:
+    labels, scores = ["bass", "drums", "organ"], [0.35, 0.2, 0.9]
+    tags = thresholded(labels, scores, [0.3, 0.4, 0.2])
+    assert tags == (("organ", 0.9), ("bass", 0.35))  # best first, drums under its threshold
+    best = top_k(labels, scores, 2)
+    event = LabelEvent(
+        event_id=event_id("track-1", 4, "label", "instruments@1"),
+        stream_id="track-1",
+        span=SPAN,
+        label=best[0][0],
+        score=best[0][1],
+        top_k=best,
+        model=ModelRef("instruments", "1"),
+        tags=tags,
+    )
+    data = json.loads(event.to_json())
+    check(data, schema("label"))
+    assert data["tags"] == [{"tag": "organ", "score": 0.9}, {"tag": "bass", "score": 0.35}]
+    assert data["schema"] == "tympan.label.v1"  # an optional field: the same version
+    assert "tags" not in json.loads(_label().to_json())  # single-label events unchanged
+
+
+def test_speaker_event_matches_itsschema() -> None:
     event = SpeakerEvent(
         event_id=event_id("call-1", 4, "speaker", "spk@1"),
         stream_id="call-1",
@@ -124,10 +99,10 @@ def test_speaker_event_matches_its_schema() -> None:
         score=0.31,
         model=ModelRef("spk", "1"),
     )
-    _check(json.loads(event.to_json()), _schema("speaker"))
+    check(json.loads(event.to_json()), schema("speaker"))
 
 
-def test_summary_event_matches_its_schema() -> None:
+def test_summary_event_matches_itsschema() -> None:
     event = SummaryEvent(
         event_id=event_id("call-1", -1, "summary", MODEL.tag),
         stream_id="call-1",
@@ -149,8 +124,38 @@ def test_summary_event_matches_its_schema() -> None:
         },
     )
     data = json.loads(event.to_json())
-    _check(data, _schema("summary"))
+    check(data, schema("summary"))
     assert list(data["counts"]) == sorted(data["counts"])
+    assert (data["task"], data["tags"]) == ("single", [])
+
+
+def test_multi_label_summary_matches_itsschema() -> None:
+    organ = TrackTag(
+        "organ", 0.71, 0.9, (TagSegment(0.0, 4.0, 7, 0.8), TagSegment(5.0, 9.0, 2, 0.5))
+    )
+    event = SummaryEvent(
+        event_id=event_id("track-1", -1, "summary", "instruments@1"),
+        stream_id="track-1",
+        model=ModelRef("instruments", "1"),
+        closed_by="eos",
+        duration_s=9.0,
+        windows=17,
+        timeline=(Segment("organ", 0.0, 9.0, 17, 0.7),),
+        dominant_label="organ",
+        counts=dict.fromkeys(("duplicates", "late", "gaps", "gap_frames", "resets"), 0)
+        | {"frames": 90, "rejected": 0, "windows": 17},
+        task="multi",
+        tags=(organ, TrackTag("bass", 0.4, 0.5)),
+    )
+    data = json.loads(event.to_json())
+    check(data, schema("summary"))
+    assert [t["tag"] for t in data["tags"]] == ["organ", "bass"]
+    assert data["tags"][0]["segments"][1] == {
+        "start_s": 5.0,
+        "end_s": 9.0,
+        "windows": 2,
+        "mean_score": 0.5,
+    }
 
 
 def test_rejected_record_keeps_headers_and_payload() -> None:
@@ -165,7 +170,7 @@ def test_rejected_record_keeps_headers_and_payload() -> None:
         payload=b"\x00\xff",
     )
     data = json.loads(record.to_json())
-    _check(data, _schema("rejected"))
+    check(data, schema("rejected"))
     assert data["headers"][0] == {"key": "seq", "value_b64": "NA=="}
     assert data["payload_b64"] == "AP8=" and data["payload_bytes"] == 2
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,11 +18,12 @@ from stream.events import LabelEvent, ModelRef, RejectedRecord, SummaryEvent
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.inference.session import OnnxModel
-from stream.inference.testing import make_tiny_model_dir
-from stream.pipeline import Pipeline, PipelinePolicy, Record, WindowJob, run_sync
+from stream.pipeline import Pipeline, PipelinePolicy, Record, WindowJob
 from stream.produce import frames_from_array
 from stream.settings import SequencingPolicy
 from stream.wire import AudioFrame, Encoding, encode_frame
+from tests.support.onnx_models import make_tiny_model_dir
+from tests.support.replay import run_sync
 
 SPEC = FeatureSpec(window_seconds=0.5, hop_seconds=0.25)
 T0_US = 1_700_000_000_000_000
@@ -316,4 +318,53 @@ def test_an_aux_frontend_with_other_windows_is_refused(model: OnnxModel) -> None
             FeatureBank(SPEC),
             PipelinePolicy(),
             aux_frontend=FeatureBank(other),
+        )
+
+
+def test_a_multi_label_stream_gets_tags_and_the_offline_verdict(tmp_path: Path) -> None:
+    """Label events carry the thresholded tags; the summary is ``classify``'s verdict."""
+    import soundfile as sf
+
+    from stream.cli.classify import file_verdict
+    from stream.inference.clips import predict_file
+
+    path = make_tiny_model_dir(tmp_path / "tags", spec=SPEC, labels=["a", "b"], task="multi")
+    tagger = OnnxModel.load(path)
+    m = tagger.manifest
+    pipeline = Pipeline(
+        SPEC,
+        ModelRef(m.name, m.version),
+        m.labels,
+        FeatureBank(SPEC),
+        PipelinePolicy(),
+        clock=Clock(),
+        thresholds=m.thresholds,
+    )
+    rng = np.random.default_rng(5)
+    y = np.concatenate([1e-5 * rng.standard_normal(16000), 0.2 * rng.standard_normal(24000)])
+    y = y.astype(np.float32)
+    frames = frames_from_array(
+        y, 16000, stream_id="t", encoding=Encoding.PCM_F32LE, chunk_ms=20, start_us=T0_US
+    )
+    labels, summaries, _ = _run(pipeline, _records(frames), tagger)
+    assert [[t for t, _ in e.tags or ()] for e in labels] == [[]] * 4 + [["a", "b"]] * 5
+    assert labels[-1].tags == labels[-1].top_k  # both over 0.5: best first, with scores
+    sf.write(tmp_path / "t.wav", y, 16000, subtype="FLOAT")
+    offline = file_verdict(tagger, predict_file(tagger, tmp_path / "t.wav"))
+    (summary,) = summaries
+    assert summary.task == "multi" and summary.tags == offline.tags
+    assert summary.to_dict()["tags"] == offline.to_dict()["tags"]
+    assert summary.dominant_label == offline.dominant_label == "a"
+    assert [(t.tag, t.active_share) for t in summary.tags] == [("a", 5 / 9), ("b", 5 / 9)]
+
+
+def test_thresholds_must_match_the_labels(model: OnnxModel) -> None:
+    with pytest.raises(ConfigError, match="1 thresholds for 2 labels"):
+        Pipeline(
+            SPEC,
+            ModelRef("m", "1"),
+            model.labels,
+            FeatureBank(SPEC),
+            PipelinePolicy(),
+            thresholds=(0.5,),
         )

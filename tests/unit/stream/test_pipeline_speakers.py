@@ -18,20 +18,20 @@ from stream.events import ModelRef, SpeakerEvent
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.inference.session import OnnxModel
-from stream.inference.testing import make_tiny_model_dir
 from stream.pipeline import (
     Pipeline,
     PipelinePolicy,
     Record,
     SpeakerStage,
-    SyncRun,
     WindowJob,
     embed_speech,
 )
-from stream.pipeline import replay as replay_records
 from stream.produce import frames_from_array
 from stream.speakers.scoring import SpeakerScorer, Verdict
 from stream.wire import encode_frame
+from tests.support.onnx_models import make_tiny_model_dir
+from tests.support.replay import SyncRun
+from tests.support.replay import replay as replay_records
 
 SPEC = FeatureSpec()  # 1 s windows, 0.5 s hop: the tracker's defaults assume these
 SR = SPEC.sr

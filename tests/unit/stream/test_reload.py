@@ -19,7 +19,6 @@ from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.inference.manifest import MODEL_FILE
 from stream.inference.session import OnnxModel
-from stream.inference.testing import make_tiny_model_dir, perturb_golden
 from stream.kafka_client import KafkaClientConfig
 from stream.pipeline import Pipeline, PipelinePolicy, Record
 from stream.produce import frames_from_array
@@ -37,6 +36,7 @@ from stream.reload import (
 from stream.settings import BatchingPolicy
 from stream.topics import Topics
 from stream.wire import encode_frame
+from tests.support.onnx_models import make_tiny_model_dir, perturb_golden
 
 SPEC = FeatureSpec(window_seconds=0.5, hop_seconds=0.25)
 LABELS = ("quiet", "loud")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import ssl
 from dataclasses import FrozenInstanceError, replace
 from pathlib import Path
 
 import pytest
 
+from stream.cli.topics import confirm_delete
 from stream.errors import ConfigError
 from stream.kafka_client import KafkaClientConfig
-from stream.topics import Topics
+from stream.topics import Topics, prefixed
 
 
 def test_default_names_are_versioned_under_tympan() -> None:
@@ -249,3 +251,29 @@ def test_from_environ_flag_wins_and_defaults_apply() -> None:
 
     assert (config.bootstrap_servers, config.client_id) == ("flag:9092", "cli")
     assert KafkaClientConfig.from_environ({}) == KafkaClientConfig()
+
+
+class _Terminal(io.StringIO):
+    """Typed answers on a terminal (``isatty`` is what confirm_delete looks at)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("typed", "deleted"), [("y\n", True), ("yes\n", True), ("\n", False)])
+def test_topics_delete_asks_on_a_terminal(typed: str, deleted: bool) -> None:
+    out = io.StringIO()
+    assert confirm_delete(["p.audio.v1"], yes=False, stdin=_Terminal(typed), out=out) is deleted
+    assert "p.audio.v1" in out.getvalue()
+
+
+def test_topics_delete_refuses_without_a_terminal_unless_yes() -> None:
+    out = io.StringIO()
+    assert confirm_delete(["p.audio.v1"], yes=False, stdin=io.StringIO("y\n"), out=out) is False
+    assert "--yes" in out.getvalue()
+    assert confirm_delete(["p.audio.v1"], yes=True, stdin=io.StringIO(""), out=out) is True
+
+
+def test_prefixed_keeps_to_its_own_prefix() -> None:
+    names = ["tympan.audio.v1", "tympan2.audio.v1", "tympan-x.audio.v1", "other.tympan.v1"]
+    assert prefixed(names, "tympan") == ["tympan.audio.v1"]

@@ -276,3 +276,44 @@ def test_decode() -> None:
 def test_limits_are_validated() -> None:
     with pytest.raises(ConfigError, match="max_streams=0"):
         DashboardLimits(max_streams=0)
+
+
+def test_a_multi_label_stream_shows_its_current_tags_and_its_tracks_tags() -> None:
+    from stream.events import SummaryEvent, TrackTag, thresholded
+
+    state = DashboardState()
+    tagger = ModelRef("instruments", "1")
+    labels, thresholds = ["bass", "drums", "organ"], [0.3, 0.4, 0.2]
+    for index, scores in enumerate([[0.9, 0.1, 0.1], [0.35, 0.2, 0.9]]):
+        span = WindowSpan(index, index * 8000, index * 8000 + 16000, 16000)
+        best = max(zip(scores, labels, strict=True))
+        event = LabelEvent(
+            f"id-{index}", "track", span, best[1], best[0], ((best[1], best[0]),), tagger,
+            tags=thresholded(labels, scores, thresholds),
+        )  # fmt: skip
+        state.apply("labels", event.to_dict(), T0 + index)
+    done = SummaryEvent(
+        "id-s", "track", tagger, "eos", 1.5, 2, (), "organ",
+        task="multi", tags=(TrackTag("organ", 0.5, 0.5), TrackTag("bass", 0.625, 1.0)),
+    )  # fmt: skip
+    state.apply("summaries", done.to_dict(), T0 + 2)
+    feed(state, "call", ["speech"])
+    snap = json.loads(json.dumps(state.snapshot(T0 + 3)))
+    views = {s["stream_id"]: s for s in snap["streams"]}
+    assert views["track"]["tags"] == [
+        {"tag": "organ", "score": 0.9},
+        {"tag": "bass", "score": 0.35},
+    ]
+    assert views["call"]["tags"] is None  # single-label: no tags field at all
+    row = snap["summaries"][0]
+    assert row["task"] == "multi" and row["dominant_label"] == "organ"
+    assert [(t["tag"], t["active_share"]) for t in row["tags"]] == [("organ", 0.5), ("bass", 1.0)]
+
+
+def test_tags_from_the_wire_are_bounded_and_checked() -> None:
+    state = DashboardState(DashboardLimits(tags=2))
+    event = label("track", 0, "a")
+    event["tags"] = [{"tag": "a", "score": 0.9}, "junk", {"tag": 3}, {"tag": "b"}, {"tag": "c"}]
+    state.apply("labels", event, T0)
+    (view,) = state.snapshot(T0)["streams"]
+    assert view["tags"] == [{"tag": "a", "score": 0.9}, {"tag": "b", "score": None}]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stream.features.spec import FeatureSpec
-from stream.inference.testing import make_tiny_model_dir
+from tests.support.onnx_models import make_tiny_model_dir
 
 SMALL_SPEC = FeatureSpec(n_mels=16, window_seconds=0.25, hop_seconds=0.125)
 

@@ -13,7 +13,7 @@ from stream.errors import FeatureSpecError, ModelError
 from stream.features.spec import FeatureSpec
 from stream.inference.manifest import MANIFEST_FILE, Manifest, load_manifest
 from stream.inference.session import OnnxModel
-from stream.inference.testing import make_tiny_model_dir, resign
+from tests.support.onnx_models import make_tiny_model_dir, resign
 
 
 def _edit(model_dir: Path, **changes: Any) -> None:

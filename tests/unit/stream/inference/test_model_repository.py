@@ -15,7 +15,7 @@ from stream.inference.repository import (
     resolve_model_dir,
     version_key,
 )
-from stream.inference.testing import make_tiny_model_dir
+from tests.support.onnx_models import make_tiny_model_dir
 
 
 @pytest.fixture

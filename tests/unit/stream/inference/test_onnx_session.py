@@ -12,7 +12,7 @@ from stream.features.offline import features, window_stack
 from stream.features.spec import FeatureSpec
 from stream.inference import ModelOutput, OnnxModel
 from stream.inference.session import available_providers
-from stream.inference.testing import (
+from tests.support.onnx_models import (
     golden_windows,
     make_tiny_model_dir,
     perturb_golden,

@@ -148,7 +148,7 @@ def test_scene_model_speech_gate(
 ) -> None:
     """The tiny scene model calls loud windows ``labels[1]``: speech is loud."""
     from stream.features.spec import FeatureSpec
-    from stream.inference.testing import make_tiny_model_dir
+    from tests.support.onnx_models import make_tiny_model_dir
 
     repo = tmp_path / "repo"
     make_tiny_model_dir(repo / "scene" / "1", spec=FeatureSpec(), labels=labels, name="scene")

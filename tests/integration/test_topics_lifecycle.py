@@ -1,0 +1,141 @@
+"""Topics on a fresh broker, as a first user meets them: the real CLI, the real broker.
+
+The dev broker does not auto-create topics, so whoever touches a topic first decides
+its shape: ``tympan produce`` creates tympan's topics with the worker's partition
+counts (the worker then starts instead of refusing a one-partition audio topic),
+readers refuse with the command that creates them, and ``tympan topics delete`` clears a
+prefix (asking first, refusing without a terminal unless ``--yes``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from worker_harness import TYMPAN, WorkerProcess, noise, read_json, tiny_model, wait_for
+
+from stream.kafka_client import KafkaClientConfig
+from stream.topics import Topics, delete_topics, describe_topics, ensure_topics, list_topics
+
+pytestmark = pytest.mark.kafka
+
+
+def tympan(
+    broker: str, *args: str, stdin: int | None = subprocess.DEVNULL
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TYMPAN_BROKER": broker}
+    env.pop("TYMPAN_TOPIC_PREFIX", None)
+    return subprocess.run(
+        [str(TYMPAN), *args], capture_output=True, text=True, env=env, stdin=stdin, timeout=180
+    )
+
+
+def on_broker(client: KafkaClientConfig, prefix: str) -> set[str]:
+    """Every topic whose name starts with ``prefix`` (Faust's internal ones included)."""
+    return {name for name in asyncio.run(list_topics(client)) if name.startswith(prefix)}
+
+
+@pytest.fixture
+def fresh(kafka_client: KafkaClientConfig) -> Iterator[Topics]:
+    """A prefix with no topics yet; everything under it is deleted afterwards."""
+    topics = Topics().with_prefix(f"test-fresh-{uuid.uuid4().hex[:8]}")
+    assert not on_broker(kafka_client, topics.prefix)
+    yield topics
+    asyncio.run(delete_topics(kafka_client, sorted(on_broker(kafka_client, topics.prefix))))
+
+
+def test_produce_on_an_empty_broker_gives_a_working_worker(
+    broker: str, kafka_client: KafkaClientConfig, fresh: Topics, tmp_path: Path
+) -> None:
+    wav = tmp_path / "first-call.wav"
+    sf.write(wav, noise(1.0, 16000, 0.3, seed=7), 16000, subtype="PCM_16")
+
+    done = tympan(
+        broker, "produce", "--fast", "--no-progress", "--topic-prefix", fresh.prefix, str(wav)
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert fresh.audio in done.stderr  # "created ..." names what it made
+    infos = {i.name: i for i in asyncio.run(describe_topics(kafka_client, list(fresh.names())))}
+    for spec in fresh.specs():
+        assert infos[spec.name].partitions == spec.partitions
+    assert infos[fresh.control].configs["cleanup.policy"] == "compact"
+
+    # The worker checks the topics it finds (no --no-create-topics) and must accept them.
+    worker = WorkerProcess(
+        [
+            str(TYMPAN),
+            "worker",
+            "--model",
+            str(tiny_model(tmp_path / "model")),
+            "--broker",
+            broker,
+            "--topic-prefix",
+            fresh.prefix,
+            "--app-id",
+            f"{fresh.prefix}-worker",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--web-port",
+            "0",
+            "--loglevel",
+            "info",
+        ],
+        tmp_path / "worker.log",
+        {**os.environ, "PYTHONUNBUFFERED": "1", "OPENBLAS_NUM_THREADS": "1"},
+    ).start()
+    try:
+        summaries = wait_for(
+            lambda: (
+                [e for e in read_json(broker, fresh.summaries) if e["stream_id"] == "first-call"]
+                or (worker.proc is not None and worker.proc.poll() is not None and ["exited"])
+            ),
+            timeout_s=180,
+            what="the summary of the produced call",
+        )
+        assert summaries != ["exited"], worker.log_tail()
+        assert "partitions, expected" not in worker.log_text()
+    finally:
+        worker.stop()
+
+
+def test_a_reader_refuses_missing_topics_and_names_the_command(
+    broker: str, kafka_client: KafkaClientConfig, fresh: Topics
+) -> None:
+    env_prefix = ["--topic-prefix", fresh.prefix]
+
+    done = tympan(broker, "tail", "--topic", "summaries", "--idle-exit", "1", *env_prefix)
+
+    assert done.returncode != 0
+    assert fresh.summaries in done.stderr
+    assert f"tympan topics create --broker {broker} --prefix {fresh.prefix}" in done.stderr
+    assert not on_broker(kafka_client, fresh.prefix)  # asking did not create anything
+
+
+def test_topics_delete_clears_one_prefix_and_asks_first(
+    broker: str, kafka_client: KafkaClientConfig, fresh: Topics
+) -> None:
+    # A prefix that merely starts with the same characters is another deployment's.
+    neighbour = fresh.with_prefix(f"{fresh.prefix}x")
+    asyncio.run(ensure_topics(kafka_client, fresh))
+    asyncio.run(ensure_topics(kafka_client, neighbour))
+
+    refused = tympan(broker, "topics", "delete", "--prefix", fresh.prefix)  # stdin: no tty
+
+    assert refused.returncode == 2
+    assert "--yes" in refused.stderr
+    assert set(fresh.names()) <= on_broker(kafka_client, fresh.prefix)
+
+    done = tympan(broker, "topics", "delete", "--prefix", fresh.prefix, "--yes")
+
+    assert done.returncode == 0, done.stderr
+    assert sorted(line.split()[-1] for line in done.stdout.splitlines()) == sorted(fresh.names())
+    assert on_broker(kafka_client, fresh.prefix) == set(neighbour.names())
+    again = tympan(broker, "topics", "create", "--prefix", fresh.prefix)  # at once: deletion done
+    assert again.returncode == 0, again.stderr
