@@ -15,7 +15,6 @@ idle workers do not burn the cores the feature frontend needs.
 from __future__ import annotations
 
 import hashlib
-
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
