@@ -15,11 +15,7 @@ LOCK := requirements-dev.lock
 LOCK_EXTRAS := cpu train dev
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) scripts/setup-venv.sh | sha256sum | cut -c1-12)-$(ORT)
 
-<<<<<<< HEAD
-.PHONY: setup system test test-unit lint format kafka-up kafka-down kafka-status kafka-logs kafka-up-secure kafka-down-secure demo models bench clean
-=======
-.PHONY: setup system lock test test-unit lint format kafka-up kafka-down kafka-status kafka-logs demo models bench clean
->>>>>>> main
+.PHONY: setup system lock test test-unit lint format kafka-up kafka-down kafka-status kafka-logs kafka-up-secure kafka-down-secure demo models bench clean
 
 setup: $(STAMP)
 

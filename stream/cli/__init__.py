@@ -36,6 +36,7 @@ _RUNTIME_COMMANDS = (
     "stream.cli.models",
     "stream.cli.dashboard",
     "stream.cli.topics",
+    "stream.cli.keys",
 )
 
 Register = Callable[[Any], None]

@@ -22,6 +22,7 @@ COMMANDS = {
     "models",
     "dashboard",
     "topics",
+    "keys",
     "train",
     "export",
 }
