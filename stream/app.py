@@ -75,7 +75,8 @@ class Worker:
 def load_model(settings: WorkerSettings, *, control_topic: str | None = None) -> OnnxModel:
     """The label model to serve: the one the control topic announces for ``scene``
     (so a restart after a hot swap, and its replay, score with the active model),
-    else the one named by the settings (refuses a bad one: ModelError).
+    else the last good announcement, else the one named by the settings (refuses a
+    bad one: ModelError).
 
     An announced model that fails its checks is logged and passed over; the running
     worker's control follower reports the refusal on the topic.
@@ -89,26 +90,18 @@ def load_model(settings: WorkerSettings, *, control_topic: str | None = None) ->
 
 
 def _announced_model(settings: WorkerSettings, control_topic: str) -> OnnxModel | None:
-    from stream.errors import ContractError
+    from stream.compacted import read_latest
     from stream.inference.repository import default_repo
-    from stream.reload import announcements, load_announced, read_control
+    from stream.reload import load_at_start
 
-    latest = asyncio.run(read_control(settings.kafka, control_topic))
-    announcement = announcements(latest).get("scene")
-    if announcement is None:
-        return None
-    try:
-        model = load_announced(
-            announcement,
-            repo=settings.model_repo or default_repo(),
-            device=settings.device,
-            batch_sizes=(1, settings.batching.max_batch),
-        )
-    except ContractError as exc:
-        log.error("announced model %s refused at start: %s", announcement.ref.tag, exc)
-        return None
-    log.info("serving the announced model %s (%s)", announcement.ref.tag, control_topic)
-    return model
+    latest = asyncio.run(read_latest(settings.kafka, control_topic))
+    return load_at_start(
+        latest,
+        repo=settings.model_repo or default_repo(),
+        device=settings.device,
+        batch_sizes=(1, settings.batching.max_batch),
+        limits=settings.control_limits,
+    )
 
 
 def limit_blas_threads() -> None:
@@ -212,7 +205,11 @@ def _follow_control(
         repo=settings.model_repo or default_repo(),
         worker=f"{socket.gethostname()}-{os.getpid()}",
         app_id=settings.app_id,
-        policy=ReloadPolicy(device=settings.device, batch_sizes=(1, settings.batching.max_batch)),
+        policy=ReloadPolicy(
+            device=settings.device,
+            batch_sizes=(1, settings.batching.max_batch),
+            limits=settings.control_limits,
+        ),
         send=send,
         on_swap=on_swap,
         refuse={"speaker": SPEAKER_SWAP_REFUSED} if settings.speaker_model else None,
@@ -259,7 +256,12 @@ def load_speakers(
             return scorer
 
     else:
-        follower = RegistryFollower(settings.kafka, binding, topic=topics.speaker_registry)
+        follower = RegistryFollower(
+            settings.kafka,
+            binding,
+            topic=topics.speaker_registry,
+            limits=settings.control_limits,
+        )
         current = follower.scorer
     hook = EmbeddingSpeakerHook(
         embedder.embed_windows, current, ModelRef(name, version), embedder.spec

@@ -613,17 +613,25 @@ class Pipeline:
         from stream.speakers.tracker import track_batch
 
         current = {id(tracker): tracker.current for tracker, *_ in items}  # before the batch
-        decisions = track_batch(items, stage.scorer())
+        scorer = stage.scorer()
+        decisions = track_batch(items, scorer)
+        registry = str(getattr(scorer, "digest", ""))  # the registry's version
         now = self.clock()
         out: list[SpeakerEvent] = []
         for job, (tracker, *_), decision in zip(owners, items, decisions, strict=True):
             if decision is not None:
-                out.append(self._speaker_event(job, decision, current[id(tracker)], now))
+                previous = current[id(tracker)]
+                out.append(self._speaker_event(job, decision, previous, now, registry))
                 current[id(tracker)] = decision.speaker
         return out
 
     def _speaker_event(
-        self, job: WindowJob, decision: SpeakerDecision, previous: str | None, now: float
+        self,
+        job: WindowJob,
+        decision: SpeakerDecision,
+        previous: str | None,
+        now: float,
+        registry: str = "",
     ) -> SpeakerEvent:
         assert self.speakers is not None
         model = self.speakers.model
@@ -635,7 +643,11 @@ class Pipeline:
             job.span.capture_time_s,
         )
         return SpeakerEvent(
-            event_id=event_id(decision.stream_id, job.span.index, "speaker", model.tag),
+            # the registry's digest is part of the id: the same window scored against
+            # another set of enrollments is another event, not a duplicate
+            event_id=event_id(
+                decision.stream_id, job.span.index, "speaker", f"{model.tag}#{registry}"
+            ),
             stream_id=decision.stream_id,
             span=span,
             speaker=decision.speaker,

@@ -5,7 +5,7 @@ role serves. Records (JSON, UTF-8; documented in ``docs/hot-reload.md``)::
 
     key   = "model/<role>"                      # role: "scene" (labels) or "speaker"
     value = {"role": "scene", "name": "scene", "version": "4",
-             "path": "scene/4",                 # relative to the model repository, or absolute
+             "path": "scene/4",                 # inside the model repository, relative
              "sha256": "<sha256 of manifest.json>",
              "spec_hash": "<the model's FeatureSpec hash>",
              "published_at": "2026-11-25T16:00:00Z"}
@@ -13,6 +13,9 @@ role serves. Records (JSON, UTF-8; documented in ``docs/hot-reload.md``)::
     key   = "status/<worker-id>/<role>"         # written by each worker after each attempt
     value = {"worker": ..., "app_id": ..., "role": ..., "state": "active" | "refused",
              "name": ..., "version": ..., "reason": "...", "at": "..."}
+
+    key   = "last-good/<role>"                  # written by workers after a swap
+    value = the announcement a worker last checked and served (same fields as model/<role>)
 
 ``sha256`` pins ``manifest.json``, which itself pins ``model.onnx`` and ``golden.npz``
 by digest, so the bytes a worker loads are the bytes that were validated at publish.
@@ -25,13 +28,16 @@ in a thread, then swaps :class:`ActiveModel`'s reference on the event loop. The
 batch loop reads that reference once per batch, so a batch already running finishes
 on the old model and every event names the model that really scored its window.
 A model that fails any check is refused: logged, reported under its status key,
-and the old model keeps serving.
+and the old model keeps serving. So is any record of the followed keys that cannot
+be decoded (too large, nested too deep, not JSON, a path outside the repository):
+whatever a record holds, the follower reports it and goes on with the next one. A
+worker that starts while the latest announcement is bad serves ``last-good/<role>``
+(:func:`load_at_start`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import json
 import logging
@@ -39,24 +45,30 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
+from stream.compacted import CompactedReader, CompactedRecord, latest_per_key, read_latest
 from stream.errors import BrokerError, ConfigError, ContractError, ModelError, ParityError
 from stream.events import ModelRef
 from stream.features.spec import FeatureSpec
 from stream.inference.golden import GOLDEN_TOLERANCE
 from stream.inference.manifest import MANIFEST_FILE, load_manifest, sha256_file
 from stream.inference.session import Device, OnnxModel
+from stream.json_records import JsonRecordError, decode_object
 from stream.kafka_client import KafkaClientConfig, send_acked
+from stream.settings import ControlLimits
 
 log = logging.getLogger(__name__)
 
 ROLES = ("scene", "speaker")
 MODEL_PREFIX = "model/"
 STATUS_PREFIX = "status/"
+LAST_GOOD_PREFIX = "last-good/"
+DEFAULT_LIMITS = ControlLimits()
+MAX_REASON_CHARS = 2000  # a status record stays far below the control record limit
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 Send = Callable[[str, bytes, bytes], Awaitable[Any]]
 RETRY_S = 5.0  # control follower: wait after a broker error
@@ -71,6 +83,12 @@ def model_key(role: str) -> bytes:
     """The control-topic key that announces ``role``'s active model."""
     check_role(role)
     return f"{MODEL_PREFIX}{role}".encode()
+
+
+def last_good_key(role: str) -> bytes:
+    """The control-topic key of the announcement a worker last checked and served."""
+    check_role(role)
+    return f"{LAST_GOOD_PREFIX}{role}".encode()
 
 
 def status_key(worker: str, role: str) -> bytes:
@@ -113,29 +131,47 @@ class ModelAnnouncement:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
 
     @classmethod
-    def from_record(cls, key: bytes | None, value: bytes | None) -> ModelAnnouncement:
-        """Decode a ``model/<role>`` record; errors name the key and the bad field.
+    def from_record(
+        cls,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        where: str | None = None,
+        limits: ControlLimits = DEFAULT_LIMITS,
+        expected_key: bytes | None = None,
+    ) -> ModelAnnouncement:
+        """Decode a ``model/<role>`` (or ``last-good/<role>``) record, within ``limits``.
+
+        ``expected_key``: the key the record's role must give (default: ``model/<role>``
+        when ``key`` is given). Errors name the record (``where``, else the key) and
+        the bad field.
 
         Raises
         ------
         ConfigError
-            Not JSON, a missing or non-string field, or a role that disagrees with the key.
+            Too large, nested too deep, not JSON, a missing or non-string field, or a
+            role that disagrees with the key. Never anything else, whatever ``value``.
         """
-        where = f"control record {key!r}"
+        where = where or f"control record {key!r}"
         if value is None:
             raise ConfigError(f"{where}: a tombstone announces no model")
         try:
-            data = json.loads(value.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{where}: value is not JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where}: value must be a JSON object, got {type(data).__name__}")
+            data = decode_object(
+                value,
+                what=where,
+                max_bytes=limits.control_max_bytes,
+                max_depth=limits.max_json_depth,
+            )
+        except JsonRecordError as exc:
+            raise ConfigError(f"{exc.reason}: {exc}") from exc
         bad = [f for f in _ANNOUNCEMENT_FIELDS if not isinstance(data.get(f), str) or not data[f]]
         if bad:
             raise ConfigError(f"{where}: field(s) {', '.join(bad)} missing or not a string")
         announcement = cls(**{f: data[f] for f in _ANNOUNCEMENT_FIELDS})
         check_role(announcement.role)
-        if key is not None and key != announcement.key:
+        if expected_key is None and key is not None:
+            expected_key = announcement.key
+        if key is not None and key != expected_key:
             raise ConfigError(f"{where}: role {announcement.role!r} does not match the key")
         return announcement
 
@@ -182,10 +218,24 @@ def validate_model(
     ParityError
         The golden replay differs by more than ``tolerance``: this runtime does not
         compute what the exporter recorded (or the golden file is not this model's).
+    ModelError
+        Also when a warm-up batch or the golden replay fails in onnxruntime (e.g. a
+        graph that only runs at some batch sizes): ``tympan models publish`` and the
+        workers check the same sizes, 1 and ``max_batch``.
     """
     model = OnnxModel.load(model_dir, device=device, expected_spec=expected_spec)
-    model.warmup(sorted(set(batch_sizes)))
-    diff = model.parity_check()
+    sizes = sorted(set(batch_sizes))
+    try:
+        model.warmup(sizes)
+        diff = model.parity_check()
+    except ContractError:
+        raise
+    except Exception as exc:  # onnxruntime refusing a batch shape, say: the model's fault
+        m = model.manifest
+        raise ModelError(
+            f"{model_dir}: model {m.name}/{m.version} fails on this runtime at batch sizes "
+            f"{sizes} or on its golden windows: {type(exc).__name__}: {str(exc)[:500]}"
+        ) from exc
     if not diff <= tolerance:
         m = model.manifest
         raise ParityError(
@@ -197,18 +247,27 @@ def validate_model(
     return model
 
 
-def announce(model_dir: Path | str, *, role: str, repo: Path | None = None) -> ModelAnnouncement:
+def announce(model_dir: Path | str, *, role: str, repo: Path) -> ModelAnnouncement:
     """The announcement for a model directory (which :func:`validate_model` accepted).
 
-    ``path`` is relative to ``repo`` when the directory lies inside it (workers with
-    another checkout path of the same repository find it), absolute otherwise.
+    ``path`` is relative to ``repo``: workers resolve it inside their own model
+    repository and refuse anything else (:func:`locate`).
+
+    Raises
+    ------
+    ModelError
+        ``model_dir`` is not inside ``repo`` (copy it there first).
     """
     model_dir = Path(model_dir).resolve()
+    root = Path(repo).resolve()
+    if not model_dir.is_relative_to(root) or model_dir == root:
+        raise ModelError(
+            f"{model_dir} is not inside the model repository {root}: workers load only "
+            "models from their repository; copy it to <repo>/<name>/<version> (or pass "
+            "--model-repo)"
+        )
     manifest = load_manifest(model_dir)
-    path = str(model_dir)
-    if repo is not None:
-        with contextlib.suppress(ValueError):
-            path = str(model_dir.relative_to(Path(repo).resolve()))
+    path = model_dir.relative_to(root).as_posix()
     return ModelAnnouncement(
         role=check_role(role),
         name=manifest.name,
@@ -221,9 +280,32 @@ def announce(model_dir: Path | str, *, role: str, repo: Path | None = None) -> M
 
 
 def locate(announcement: ModelAnnouncement, repo: Path) -> Path:
-    """The announced model directory: ``path`` if absolute, else under ``repo``."""
-    path = Path(announcement.path)
-    return path if path.is_absolute() else Path(repo) / path
+    """The announced model directory, which must resolve inside ``repo``.
+
+    A record is untrusted: an absolute path, a ``..`` component or a symlink that
+    leads out of the repository would let whoever writes to the control topic make
+    every worker load (and run) files from anywhere on its disk.
+
+    Raises
+    ------
+    ModelError
+        The path is absolute, climbs out with ``..``, or resolves outside ``repo``.
+    """
+    path = PurePosixPath(announcement.path)
+    what = f"model {announcement.name}/{announcement.version}: path {announcement.path!r}"
+    if path.is_absolute() or ".." in path.parts or "\\" in announcement.path:
+        raise ModelError(
+            f"{what} must be a relative path inside the model repository (no absolute "
+            "path, no '..')"
+        )
+    root = Path(repo).resolve()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root) or target == root:
+        raise ModelError(
+            f"{what} resolves to {target}, not inside the model repository {root} "
+            "(a symlink out of it?)"
+        )
+    return target
 
 
 def prepare(
@@ -371,57 +453,113 @@ async def read_control(
     BrokerError
         The broker or the topic cannot be reached in ``timeout_s``.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.errors import KafkaError
-
-    consumer = AIOKafkaConsumer(**client.aiokafka_kwargs(), enable_auto_commit=False)
-    latest: dict[bytes, bytes | None] = {}
-    try:
-        await asyncio.wait_for(consumer.start(), timeout_s)
-        tps = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            if loop.time() > deadline:
-                raise BrokerError(f"control topic {topic!r}: not read to its end in {timeout_s} s")
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    if record.key is not None:
-                        latest[record.key] = record.value
-    except (KafkaError, TimeoutError) as exc:
-        raise BrokerError(
-            f"cannot read control topic {topic!r} on {client.bootstrap_servers}: {exc!r}"
-        ) from exc
-    finally:
-        await consumer.stop()
-    return latest
+    latest = await read_latest(client, topic, timeout_s=timeout_s)
+    return {key: record.value for key, record in latest.items()}
 
 
-async def _partitions(consumer: Any, topic: str) -> set[int]:
-    parts = consumer.partitions_for_topic(topic)
-    if not parts:
-        await consumer._client.force_metadata_update()  # first look at a topic
-        parts = consumer.partitions_for_topic(topic)
-    if not parts:
-        raise BrokerError(f"control topic {topic!r} does not exist (tympan topics create)")
-    return set(parts)
+Latest = Mapping[bytes, bytes | None] | Mapping[bytes, CompactedRecord]
 
 
-def announcements(latest: Mapping[bytes, bytes | None]) -> dict[str, ModelAnnouncement]:
-    """The valid ``model/<role>`` announcements in a :func:`read_control` result."""
+def _value(key: bytes, item: bytes | CompactedRecord | None) -> tuple[bytes | None, str]:
+    """A snapshot entry's value and how messages name it (offset when known)."""
+    if isinstance(item, CompactedRecord):
+        return item.value, item.where
+    return item, f"control record {key!r}"
+
+
+def announcements(
+    latest: Latest,
+    *,
+    prefix: str = MODEL_PREFIX,
+    limits: ControlLimits = DEFAULT_LIMITS,
+) -> dict[str, ModelAnnouncement]:
+    """The valid announcements under ``prefix`` (``model/`` or ``last-good/``) in a
+    :func:`read_control` (or :func:`~stream.compacted.read_latest`) result; a bad
+    record is logged and passed over."""
     out: dict[str, ModelAnnouncement] = {}
-    for key, value in latest.items():
-        if key.startswith(MODEL_PREFIX.encode()) and value is not None:
-            try:
-                found = ModelAnnouncement.from_record(key, value)
-            except ConfigError as exc:
-                log.warning("%s", exc)
-                continue
-            out[found.role] = found
+    for key, item in latest.items():
+        value, where = _value(key, item)
+        if not key.startswith(prefix.encode()) or value is None:
+            continue
+        role = key[len(prefix) :].decode("utf-8", "replace")
+        expected = f"{prefix}{role}".encode()
+        try:
+            found = ModelAnnouncement.from_record(
+                key, value, where=where, limits=limits, expected_key=expected
+            )
+        except ConfigError as exc:
+            log.warning("%s", exc)
+            continue
+        out[found.role] = found
     return out
+
+
+def statuses(
+    latest: Mapping[bytes, bytes | None], *, limits: ControlLimits = DEFAULT_LIMITS
+) -> tuple[list[dict[str, Any]], int]:
+    """The workers' ``status/...`` records that decode as JSON objects, and how many
+    did not (``tympan models active`` shows both)."""
+    good: list[dict[str, Any]] = []
+    bad = 0
+    for key, value in sorted(latest.items()):
+        if not key.startswith(STATUS_PREFIX.encode()) or value is None:
+            continue
+        try:
+            good.append(
+                decode_object(
+                    value,
+                    what=f"control record {key!r}",
+                    max_bytes=limits.control_max_bytes,
+                    max_depth=limits.max_json_depth,
+                )
+            )
+        except JsonRecordError as exc:
+            log.warning("%s", exc)
+            bad += 1
+    return good, bad
+
+
+def load_at_start(
+    latest: Latest,
+    *,
+    repo: Path,
+    role: str = "scene",
+    device: Device = "cpu",
+    batch_sizes: Iterable[int] = (1,),
+    limits: ControlLimits = DEFAULT_LIMITS,
+) -> OnnxModel | None:
+    """The model a starting worker serves for ``role``, from a :func:`read_control` result.
+
+    The announcement ``model/<role>`` if it passes its checks, else the last good
+    one (``last-good/<role>``, written by workers after each successful swap), else
+    ``None`` (the worker falls back to ``--model``). Never raises because of what the
+    records hold: a start-up must survive any latest record.
+    """
+    for prefix in (MODEL_PREFIX, LAST_GOOD_PREFIX):
+        announcement = announcements(latest, prefix=prefix, limits=limits).get(role)
+        if announcement is None:
+            continue
+        try:
+            model = load_announced(announcement, repo=repo, device=device, batch_sizes=batch_sizes)
+        except Exception as exc:  # any record, any model: the worker still starts
+            log.error(
+                "%s%s model %s refused at start: %s",
+                prefix,
+                role,
+                announcement.ref.tag,
+                describe_failure(exc),
+            )
+            continue
+        log.info("serving %s%s: model %s", prefix, role, announcement.ref.tag)
+        return model
+    return None
+
+
+def describe_failure(exc: BaseException) -> str:
+    """Why a model was refused, for logs and status records: a ``ContractError``'s
+    sentence, else the exception's type and message (e.g. an onnxruntime failure)."""
+    text = str(exc) if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
+    return text[:MAX_REASON_CHARS]
 
 
 async def publish_records(
@@ -436,11 +574,13 @@ async def publish_records(
 
 @dataclass(frozen=True)
 class ReloadPolicy:
-    """How a worker checks a new model: device, warm-up batch sizes, gate tolerance."""
+    """How a worker checks a new model: device, warm-up batch sizes, gate tolerance,
+    and the bounds on control records."""
 
     device: Device = "cpu"
     batch_sizes: tuple[int, ...] = (1,)
     tolerance: float = GOLDEN_TOLERANCE
+    limits: ControlLimits = DEFAULT_LIMITS
 
 
 class ControlFollower:
@@ -450,10 +590,10 @@ class ControlFollower:
     ----------
     client, topic: the broker and the control topic.
     slot: the worker's :class:`ActiveModel` for ``role``.
-    repo: the model repository relative announcement paths are resolved against.
+    repo: the model repository announcement paths are resolved inside.
     worker, app_id: who reports the outcome (status key ``status/<worker>/<role>``).
-    send: ``await send(topic, key, value)`` (the worker's producer) for status records;
-        ``None``: statuses are only logged.
+    send: ``await send(topic, key, value)`` (the worker's producer) for status and
+        ``last-good/<role>`` records; ``None``: statuses are only logged.
     on_swap: called on the event loop with the new ref after a swap (e.g. so that new
         streams' summaries name it).
     refuse: other roles whose announcements this worker cannot apply live, with the
@@ -491,63 +631,81 @@ class ControlFollower:
         self._seen: ModelAnnouncement | None = None
         self._refuse = {check_role(r): why for r, why in (refuse or {}).items()}
         self._refused: dict[str, ModelAnnouncement] = {}
+        self._last_raw: dict[bytes, bytes | None] = {}
+        self._last_good: bytes | None = None  # last-good/<role> as on the topic
         self.statuses: list[ReloadStatus] = []
 
     async def run(self) -> None:
-        """Consume the control topic forever (cancel to stop).
+        """Replay the control topic, apply the latest announcement, then follow (cancel
+        to stop).
 
-        A broker error is logged and the topic re-read from the beginning after
-        ``RETRY_S``: losing the follower must not stop a worker that serves fine.
+        Records are contained one by one (:meth:`on_record` never raises); a failure
+        of the reader itself (broker gone, a bug) is logged and the topic re-read
+        after ``RETRY_S``: losing the follower must not stop a worker that serves fine,
+        and re-reading applies nothing twice.
         """
-        from aiokafka.errors import KafkaError
-
         while True:
             try:
                 await self._follow()
-            except (KafkaError, BrokerError) as exc:
-                log.error("control topic %s: %r; retrying in %.0f s", self.topic, exc, RETRY_S)
-                await asyncio.sleep(RETRY_S)
+            except asyncio.CancelledError:
+                raise
+            except BrokerError as exc:
+                log.error("control topic %s: %s; retrying in %.0f s", self.topic, exc, RETRY_S)
+            except Exception:
+                log.exception("control topic %s: follower failed; retrying", self.topic)
+            await asyncio.sleep(RETRY_S)
 
     async def _follow(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        consumer = AIOKafkaConsumer(**self.client.aiokafka_kwargs(), enable_auto_commit=False)
-        await consumer.start()
-        try:
-            tps = [
-                TopicPartition(self.topic, p)
-                for p in sorted(await _partitions(consumer, self.topic))
-            ]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
+        async with CompactedReader(self.client, self.topic) as reader:
+            latest: dict[bytes, CompactedRecord] = {}
+            async for batch in reader.replay():
+                latest_per_key(self._mine(batch), latest)
+            await self._apply_latest(latest)
             log.info("following model announcements for %r on %s", self.role, self.topic)
-            while True:
-                batch = await consumer.getmany(timeout_ms=1000)
-                latest: dict[bytes, bytes | None] = {}
-                for records in batch.values():
-                    for record in records:
-                        if record.key in self._keys:
-                            latest[record.key] = record.value
-                for key, value in latest.items():  # only the newest announcement counts
-                    await self.on_record(key, value)
-        finally:
-            await consumer.stop()
+            async for batch in reader.follow(poll_ms=1000):
+                await self._apply_latest(latest_per_key(self._mine(batch)))
+
+    def _mine(self, batch: list[CompactedRecord]) -> list[CompactedRecord]:
+        keys = self._keys
+        return [r for r in batch if r.key in keys]
+
+    async def _apply_latest(self, latest: Mapping[bytes, CompactedRecord]) -> None:
+        good = last_good_key(self.role)
+        if good in latest:  # know what the topic holds before reporting a new good one
+            await self.on_record(good, latest[good].value, where=latest[good].where)
+        for key, record in latest.items():  # only the newest announcement counts
+            if key != good:
+                await self.on_record(key, record.value, where=record.where)
 
     @property
     def _keys(self) -> set[bytes]:
-        return {model_key(role) for role in (self.role, *self._refuse)}
+        return {last_good_key(self.role)} | {model_key(role) for role in (self.role, *self._refuse)}
 
-    async def on_record(self, key: bytes | None, value: bytes | None) -> ReloadStatus | None:
-        """Apply one ``model/<role>`` record; returns the outcome (``None``: nothing new)."""
-        try:
-            announcement = ModelAnnouncement.from_record(key, value)
-        except ConfigError as exc:
-            log.warning("control topic %s: %s", self.topic, exc)
+    async def on_record(
+        self, key: bytes | None, value: bytes | None, *, where: str | None = None
+    ) -> ReloadStatus | None:
+        """Apply one ``model/<role>`` record; returns the outcome (``None``: nothing new).
+
+        Never raises for what the record holds: an undecodable record is refused like
+        a model that fails its checks.
+        """
+        if key is not None and key in self._last_raw and self._last_raw[key] == value:
+            return None  # the same bytes again (a re-read): already answered
+        self._last_raw[key or b""] = value
+        if key == last_good_key(self.role):
+            self._last_good = value
             return None
+        try:
+            announcement = ModelAnnouncement.from_record(
+                key, value, where=where, limits=self.policy.limits
+            )
+        except ConfigError as exc:
+            return await self._refuse_undecodable(key, exc)
         if announcement.role != self.role:
             return await self._refuse_role(announcement)
         if announcement == self._seen or announcement.ref == self.slot.ref:
             self._seen = announcement
+            await self._remember_good(announcement)
             return None  # already serving it (e.g. loaded at start from this record)
         self._seen = announcement
         return await self.apply(announcement)
@@ -560,20 +718,39 @@ class ControlFollower:
         )
         try:
             model = await loop.run_in_executor(self._executor, self._prepare, announcement)
-        except ContractError as exc:
+        except Exception as exc:  # any failure of any check (onnxruntime's too) refuses
+            reason = describe_failure(exc)
             log.warning(
                 "refused %s model %s (still serving %s): %s",
                 self.role,
                 announcement.ref.tag,
                 self.slot.ref.tag,
-                exc,
+                reason,
             )
-            return await self._report(announcement, "refused", str(exc))
+            return await self._report(announcement, "refused", reason)
         old = self.slot.swap(model)
         if self._on_swap is not None:
             self._on_swap(self.slot.ref)
         log.info("swapped %s model %s -> %s", self.role, old.tag, self.slot.ref.tag)
-        return await self._report(announcement, "active", f"replaced {old.tag}")
+        status = await self._report(announcement, "active", f"replaced {old.tag}")
+        await self._remember_good(announcement)
+        return status
+
+    async def _remember_good(self, announcement: ModelAnnouncement) -> None:
+        """Write ``last-good/<role>`` if the topic does not hold this announcement yet."""
+        value = announcement.to_json()
+        if self._send is None or self._last_good == value:
+            return
+        self._last_good = value
+        await self._write(last_good_key(self.role), value, "last-good")
+
+    async def _refuse_undecodable(self, key: bytes | None, exc: ConfigError) -> ReloadStatus | None:
+        role = (key or b"")[len(MODEL_PREFIX) :].decode("utf-8", "replace")
+        log.warning("control topic %s: %s", self.topic, exc)
+        if role not in ROLES:
+            return None  # not a key this follower reads (direct calls only)
+        unknown = ModelAnnouncement(role, "?", "?", "?", "?", "?", "?")
+        return await self._report(unknown, "refused", str(exc)[:MAX_REASON_CHARS])
 
     async def _refuse_role(self, announcement: ModelAnnouncement) -> ReloadStatus | None:
         why = self._refuse.get(announcement.role)
@@ -607,11 +784,15 @@ class ControlFollower:
             at=utc_now(),
         )
         self.statuses.append(status)
-        if self._send is not None:
-            try:
-                delivery = await self._send(self.topic, status.key, status.to_json())
-                if inspect.isawaitable(delivery):
-                    await delivery  # the status is on the broker before we go on
-            except Exception as exc:  # a lost status must not stop the follower
-                log.error("cannot report %s status to %s: %r", state, self.topic, exc)
+        await self._write(status.key, status.to_json(), state)
         return status
+
+    async def _write(self, key: bytes, value: bytes, what: str) -> None:
+        if self._send is None:
+            return
+        try:
+            delivery = await self._send(self.topic, key, value)
+            if inspect.isawaitable(delivery):
+                await delivery  # the record is on the broker before we go on
+        except Exception as exc:  # a lost status must not stop the follower
+            log.error("cannot write %s record to %s: %r", what, self.topic, exc)

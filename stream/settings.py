@@ -22,6 +22,8 @@ Environment variables (all optional)::
     TYMPAN_MAX_STREAMS                   open streams per worker
     TYMPAN_WEB_HOST, TYMPAN_WEB_PORT     metrics / Faust web server
     TYMPAN_SESSION_TIMEOUT_S             consumer-group session timeout
+    TYMPAN_CONTROL_MAX_BYTES, TYMPAN_REGISTRY_MAX_BYTES, TYMPAN_JSON_MAX_DEPTH
+                                         bounds on control / speaker-registry records
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ ENV_WEB_HOST = "TYMPAN_WEB_HOST"
 ENV_WEB_PORT = "TYMPAN_WEB_PORT"
 ENV_TOP_K = "TYMPAN_TOP_K"
 ENV_SESSION_TIMEOUT_S = "TYMPAN_SESSION_TIMEOUT_S"
+ENV_CONTROL_MAX_BYTES = "TYMPAN_CONTROL_MAX_BYTES"
+ENV_REGISTRY_MAX_BYTES = "TYMPAN_REGISTRY_MAX_BYTES"
+ENV_JSON_MAX_DEPTH = "TYMPAN_JSON_MAX_DEPTH"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,32 @@ class BatchingPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class ControlLimits:
+    """Bounds on the JSON records of the compacted control and speaker-registry topics.
+
+    Checked before a record is parsed (``stream.json_records``), so one oversized or
+    deeply nested record is refused with its reason instead of exhausting memory or
+    the interpreter's recursion limit in every worker that follows the topic.
+
+    Attributes
+    ----------
+    control_max_bytes: a control record (announcement, status) is a few hundred bytes.
+    registry_max_bytes: a speaker enrollment holds its window embeddings (a few
+        hundred rows of 128 floats is under 1 MB); ``tympan speakers`` sends up to 8 MiB.
+    max_json_depth: nesting of arrays and objects; real records nest at most 3 deep.
+    """
+
+    control_max_bytes: int = 64 * 1024
+    registry_max_bytes: int = 8 * 1024 * 1024
+    max_json_depth: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("control_max_bytes", "registry_max_bytes", "max_json_depth"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerSettings:
     """Everything ``tympan worker`` needs, validated once at start.
 
@@ -131,6 +162,7 @@ class WorkerSettings:
     commit_interval_s: how often Faust commits acked offsets.
     session_timeout_s: a worker silent for this long (killed, frozen) leaves the
         consumer group and its partitions move to the others.
+    control_limits: size and depth bounds on control and registry records.
     """
 
     kafka: KafkaClientConfig = field(default_factory=KafkaClientConfig)
@@ -151,6 +183,7 @@ class WorkerSettings:
     web_port: int = 6066
     commit_interval_s: float = 1.0
     session_timeout_s: float = 10.0
+    control_limits: ControlLimits = field(default_factory=ControlLimits)
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):
@@ -222,6 +255,13 @@ class WorkerSettings:
             web_port=pick("web_port", ENV_WEB_PORT, int, base.web_port),
             session_timeout_s=pick(
                 "session_timeout_s", ENV_SESSION_TIMEOUT_S, float, base.session_timeout_s
+            ),
+            control_limits=ControlLimits(
+                control_max_bytes=pick("control_max_bytes", ENV_CONTROL_MAX_BYTES, int, 64 * 1024),
+                registry_max_bytes=pick(
+                    "registry_max_bytes", ENV_REGISTRY_MAX_BYTES, int, 8 * 1024 * 1024
+                ),
+                max_json_depth=pick("max_json_depth", ENV_JSON_MAX_DEPTH, int, 32),
             ),
         )
 

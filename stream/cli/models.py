@@ -1,8 +1,10 @@
 """``tympan models``: announce the model every worker serves, and show what is active.
 
 ``tympan models publish MODEL_DIR [--role scene|speaker]`` checks the model here first
-(manifest, checksums, golden parity after a warm-up), then writes the compacted
-control record ``model/<role>`` that workers follow (``docs/hot-reload.md``).
+(manifest, checksums, golden parity after a warm-up at the batch sizes workers run:
+1 and ``--max-batch``), then writes the compacted control record ``model/<role>``
+that workers follow (``docs/hot-reload.md``). MODEL_DIR must lie inside the model
+repository (``--model-repo``): workers load nothing from outside theirs.
 ``tympan models active [--json]`` prints the announced model per role and each
 worker's last reload outcome (``status/<worker>/<role>``).
 """
@@ -17,9 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stream.errors import ContractError
+from stream.errors import ConfigError, ContractError
 from stream.kafka_client import KafkaClientConfig
-from stream.settings import ENV_MODEL_REPO, ENV_TOPIC_PREFIX
+from stream.settings import ENV_MAX_BATCH, ENV_MODEL_REPO, ENV_TOPIC_PREFIX, BatchingPolicy
 from stream.topics import Topics, require_topics
 
 
@@ -35,7 +37,16 @@ def register(subparsers: Any) -> None:
     publish.add_argument("model_dir", metavar="MODEL_DIR", help="model directory to serve")
     publish.add_argument("--role", default="scene", choices=("scene", "speaker"))
     publish.add_argument(
-        "--model-repo", dest="model_repo", help="repository the path is recorded relative to"
+        "--model-repo",
+        dest="model_repo",
+        help="the model repository MODEL_DIR is inside (TYMPAN_MODEL_REPO; models/zoo)",
+    )
+    publish.add_argument(
+        "--max-batch",
+        dest="max_batch",
+        type=int,
+        help="the workers' largest inference batch, validated besides 1 "
+        f"({ENV_MAX_BATCH}; {BatchingPolicy().max_batch})",
     )
     _kafka_arguments(publish)
     publish.set_defaults(func=run_publish)
@@ -57,7 +68,8 @@ def run_publish(args: argparse.Namespace) -> int:
     repo_name = args.model_repo or os.environ.get(ENV_MODEL_REPO)
     repo = Path(repo_name) if repo_name else default_repo()
     try:
-        model = validate_model(args.model_dir)
+        max_batch = _max_batch(args)
+        model = validate_model(args.model_dir, batch_sizes=(1, max_batch))
         announcement = announce(args.model_dir, role=args.role, repo=repo)
         topics = _topics(args)
         topic = topics.control
@@ -77,8 +89,17 @@ def run_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _max_batch(args: argparse.Namespace) -> int:
+    """``--max-batch``, else ``TYMPAN_MAX_BATCH``, else the worker's default."""
+    raw = args.max_batch if args.max_batch is not None else os.environ.get(ENV_MAX_BATCH)
+    try:
+        return BatchingPolicy(max_batch=int(raw)).max_batch if raw else BatchingPolicy().max_batch
+    except ValueError as exc:
+        raise ConfigError(f"--max-batch / {ENV_MAX_BATCH}={raw!r} is not an integer") from exc
+
+
 def run_active(args: argparse.Namespace) -> int:
-    from stream.reload import MODEL_PREFIX, STATUS_PREFIX, announcements, read_control
+    from stream.reload import MODEL_PREFIX, announcements, read_control, statuses
 
     topics = _topics(args)
     topic = topics.control
@@ -89,19 +110,18 @@ def run_active(args: argparse.Namespace) -> int:
         print(f"tympan models active: {exc}", file=sys.stderr)
         return 2
     active = {role: json.loads(a.to_json()) for role, a in announcements(latest).items()}
-    statuses = [
-        json.loads(value)
-        for key, value in sorted(latest.items())
-        if key.startswith(STATUS_PREFIX.encode()) and value is not None
-    ]
+    workers, unreadable = statuses(latest)
     if args.json:
-        print(json.dumps({"topic": topic, "active": active, "workers": statuses}, indent=2))
+        body = {"topic": topic, "active": active, "workers": workers, "unreadable": unreadable}
+        print(json.dumps(body, indent=2))
         return 0
     if not active:
         print(f"no model announced on {topic} (keys under {MODEL_PREFIX!r})")
     for role, a in sorted(active.items()):
         print(f"{role:8} {a['name']}@{a['version']}  {a['path']}  published {a['published_at']}")
-    for s in statuses:
+    if unreadable:
+        print(f"  ({unreadable} status record(s) could not be read)")
+    for s in workers:
         print(
             f"  worker {s.get('worker')} ({s.get('app_id')}) {s.get('role')}: {s.get('state')} "
             f"{s.get('name')}@{s.get('version')} at {s.get('at')}: {s.get('reason')}"

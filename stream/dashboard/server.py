@@ -26,6 +26,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
@@ -228,8 +229,24 @@ async def _drain(
         for tp, records in batch.items():
             kind = kinds[tp.topic]
             for record in records:
-                state.apply_record(kind, record.value, now_s)
+                _fold(state, kind, record, now_s)
             status.records += len(records)
+
+
+def _fold(state: DashboardState, kind: Kind, record: Any, now_s: float) -> None:
+    """Fold one record; a record that still raises is counted as unparsable and
+    skipped, so the reader never stops (nor, with ``--from-beginning``, loops) on it."""
+    try:
+        state.apply_record(kind, record.value, now_s)
+    except Exception as exc:  # the boundary: one record must not stop the reader
+        state.unparsable[kind] += 1
+        log.warning(
+            "dashboard: %s partition %s offset %s skipped: %r",
+            record.topic,
+            record.partition,
+            record.offset,
+            exc,
+        )
 
 
 async def _index(request: web.Request) -> web.FileResponse:

@@ -21,17 +21,19 @@ and a field with the wrong type reads as missing.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from stream.errors import ConfigError
+from stream.json_records import JsonRecordError, decode_object
 
 Kind = Literal["labels", "speakers", "summaries", "rejected"]
 KINDS: tuple[Kind, ...] = ("labels", "speakers", "summaries", "rejected")
 PERCENTILES = (50, 95, 99)
+EVENT_MAX_BYTES = 4 * 1024 * 1024  # a dead letter carries at most ~1 MB of base64 payload
+EVENT_MAX_DEPTH = 32  # events nest 3 deep
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,14 +188,20 @@ def percentiles(values: Any, qs: tuple[int, ...] = PERCENTILES) -> dict[str, flo
 
 
 def decode(value: bytes | None) -> dict[str, Any] | None:
-    """A record value as a JSON object, or ``None`` when it is not one."""
+    """A record value as a JSON object, or ``None`` when it is not one.
+
+    Through the shared safe decoder (``stream.json_records``): a record larger than
+    ``EVENT_MAX_BYTES`` or nested deeper than ``EVENT_MAX_DEPTH`` is not parsed at
+    all, so no record can raise here (a ``RecursionError`` once looped the reader).
+    """
     if value is None:
         return None
     try:
-        data = json.loads(value)
-    except (ValueError, UnicodeDecodeError):
+        return decode_object(
+            value, what="dashboard record", max_bytes=EVENT_MAX_BYTES, max_depth=EVENT_MAX_DEPTH
+        )
+    except JsonRecordError:
         return None
-    return data if isinstance(data, dict) else None
 
 
 class DashboardState:

@@ -22,6 +22,7 @@ many streams and does one neighbour query for all of them.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -97,6 +98,18 @@ class Verdict:
         }
 
 
+def scorer_digest(
+    names: tuple[str, ...], points: npt.NDArray[Any], threshold: float, config: ScoringConfig
+) -> str:
+    """A short digest of what a scorer compares against (names, points, threshold,
+    method): the registry version speaker event ids are derived from, equal on every
+    worker that holds the same enrollments, whatever order they arrived in."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(repr((names, float(threshold), config)).encode())
+    h.update(np.ascontiguousarray(points, dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
 class SpeakerScorer:
     """Enrolled speakers indexed for batched cosine scoring.
 
@@ -121,6 +134,7 @@ class SpeakerScorer:
         self.config = config
         self.names: tuple[str, ...] = tuple(sorted(by_speaker))
         points, owners = self._points(by_speaker)
+        self.digest = scorer_digest(self.names, points, self.threshold, config)
         self._owners = owners
         self._index: NearestNeighbors | None = None
         if points.shape[0]:

@@ -14,8 +14,11 @@ A :class:`RegistryFollower` reads the topic from the beginning and keeps an
 in-memory :class:`SpeakerRegistry` current, bumping :attr:`RegistryFollower.version`
 on every change, so an enrollment published by ``tympan speakers enroll --publish``
 reaches live streams at their next window without a restart. Records made by a
-different embedding model, or that cannot be decoded, are counted and logged, never
-applied and never fatal: one bad record must not stop identification for all.
+different embedding model, or that cannot be decoded (larger or nested deeper than
+``stream.settings.ControlLimits`` allows, not JSON, odd shapes), are counted and
+logged with their partition and offset, never applied and never fatal: one bad
+record must not stop identification for all, nor skip the records after it. The
+topic is read by the shared compacted-topic reader (``stream.compacted``).
 """
 
 from __future__ import annotations
@@ -30,15 +33,18 @@ from typing import Any
 
 import numpy as np
 
-from stream.errors import BrokerError, RegistryError
+from stream.compacted import CompactedReader, CompactedRecord, observe
+from stream.errors import RegistryError
+from stream.json_records import JsonRecordError, decode_object
 from stream.kafka_client import KafkaClientConfig, send_acked
+from stream.settings import ControlLimits
 from stream.speakers.registry import ModelBinding, SpeakerRegistry, check_name
 from stream.speakers.scoring import DEFAULT_SCORING, ScoringConfig, SpeakerScorer
-from stream.topics import describe_topics
 
 log = logging.getLogger(__name__)
 
 TOPIC = "tympan.speaker-registry.v1"
+DEFAULT_LIMITS = ControlLimits()
 
 
 # -- records ----------------------------------------------------------------------------
@@ -69,12 +75,17 @@ class Applied:
 
 
 def apply_record(
-    registry: SpeakerRegistry, key: bytes | None, value: bytes | None
+    registry: SpeakerRegistry,
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    limits: ControlLimits = DEFAULT_LIMITS,
+    where: str = "speaker registry record",
 ) -> tuple[SpeakerRegistry, Applied]:
     """Apply one topic record to a registry snapshot (pure; no Kafka needed).
 
-    Never raises for a bad record: the returned :class:`Applied` says it was
-    rejected and why, and the registry is returned unchanged.
+    Never raises for a bad record, whatever it holds: the returned :class:`Applied`
+    says it was rejected and why, and the registry is returned unchanged.
     """
     try:
         name = check_name((key or b"").decode("utf-8"))
@@ -85,22 +96,26 @@ def apply_record(
             return registry, Applied("ignored", name)
         return registry.without(name), Applied("removed", name)
     try:
-        record = _decode_value(value)
+        record = _decode_value(value, limits=limits, where=where)
         binding = ModelBinding(
             str(record["model"]), str(record["model_version"]), registry.model.embedding_dim
         )
         updated = registry.with_speaker(
             name, record["embeddings"], model=binding, updated_at=str(record["updated_at"])
         )
+    except JsonRecordError as exc:
+        return registry, Applied("rejected", name, f"{exc.reason}: {exc}")
     except (RegistryError, KeyError, TypeError, ValueError) as exc:
-        return registry, Applied("rejected", name, str(exc))
+        return registry, Applied("rejected", name, f"{where}: {exc}")
+    except Exception as exc:  # the boundary: no record may escape as an exception
+        return registry, Applied("rejected", name, f"{where}: {type(exc).__name__}: {exc}")
     return updated, Applied("enrolled", name)
 
 
-def _decode_value(value: bytes) -> dict[str, Any]:
-    data = json.loads(value.decode("utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError(f"value must be a JSON object, got {type(data).__name__}")
+def _decode_value(value: bytes, *, limits: ControlLimits, where: str) -> dict[str, Any]:
+    data = decode_object(
+        value, what=where, max_bytes=limits.registry_max_bytes, max_depth=limits.max_json_depth
+    )
     missing = [k for k in ("model", "model_version", "embeddings", "updated_at") if k not in data]
     if missing:
         raise ValueError(f"value lacks field(s) {', '.join(missing)}")
@@ -148,6 +163,8 @@ class RegistryFollower:
         The registry topic (tests pass a prefixed one).
     scoring : ScoringConfig
         How :meth:`scorer` compares embeddings.
+    limits : ControlLimits
+        Size and depth bounds on a record (larger or deeper ones are rejected).
 
     Use ``await follower.start()`` (reads up to the end of the topic before
     returning), then ``follower.registry`` / ``follower.scorer()`` from the worker;
@@ -161,29 +178,34 @@ class RegistryFollower:
         *,
         topic: str = TOPIC,
         scoring: ScoringConfig = DEFAULT_SCORING,
+        limits: ControlLimits = DEFAULT_LIMITS,
     ) -> None:
         self.client = client
         self.topic = topic
         self.scoring = scoring
+        self.limits = limits
         self.registry = SpeakerRegistry.empty(model)
         self.version = 0
         self.rejected = 0
-        self._consumer: Any = None
+        self._reader: CompactedReader | None = None
         self._task: asyncio.Task[None] | None = None
         self._scorer: tuple[int, SpeakerScorer] | None = None
         self._changed = asyncio.Event()
 
-    def apply(self, key: bytes | None, value: bytes | None) -> Applied:
+    def apply(self, key: bytes | None, value: bytes | None, *, where: str | None = None) -> Applied:
         """Apply one record (what the consume loop calls); bumps :attr:`version` on change."""
-        self.registry, applied = apply_record(self.registry, key, value)
+        where = where or f"topic {self.topic!r} key {key!r}"
+        self.registry, applied = apply_record(
+            self.registry, key, value, limits=self.limits, where=where
+        )
         if applied.outcome in ("enrolled", "removed"):
             self.version += 1
             self._changed.set()
         elif applied.outcome == "rejected":
             self.rejected += 1
             log.warning(
-                "speaker registry topic %s: record %s rejected: %s",
-                self.topic,
+                "speaker registry: %s (speaker %s) rejected: %s",
+                where,
                 applied.name,
                 applied.reason,
             )
@@ -196,63 +218,32 @@ class RegistryFollower:
         return self._scorer[1]
 
     async def start(self, *, timeout_s: float = 30.0) -> None:
-        """Assign every partition from offset 0, catch up to the end, then follow."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-        from aiokafka.errors import KafkaError
+        """Read the topic from offset 0 up to its end, then follow it in a task.
 
-        consumer = AIOKafkaConsumer(
-            **self.client.aiokafka_kwargs(),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_bytes=16 * 1024 * 1024,
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-        )
+        Raises
+        ------
+        BrokerError
+            The topic cannot be read to its end within ``timeout_s``.
+        """
+        reader = CompactedReader(self.client, self.topic, timeout_s=timeout_s)
+        await reader.open()
         try:
-            (info,) = await describe_topics(self.client, [self.topic])
-            tps = [TopicPartition(self.topic, p) for p in range(info.partitions)]
-            await consumer.start()
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            self._consumer = consumer
-            await asyncio.wait_for(self._catch_up(ends), timeout=timeout_s)
-        except BaseException as exc:
-            await consumer.stop()
-            self._consumer = None
-            if isinstance(exc, KafkaError | TimeoutError):
-                raise BrokerError(
-                    f"cannot read speaker registry topic {self.topic!r} on "
-                    f"{self.client.bootstrap_servers}: {exc!r}"
-                ) from exc
+            async for batch in reader.replay():
+                self._apply_batch(batch)
+        except BaseException:
+            await reader.close()
             raise
-        self._task = asyncio.create_task(self._follow(), name=f"follow {self.topic}")
+        self._reader = reader
+        task = asyncio.create_task(self._follow(reader), name=f"follow {self.topic}")
+        self._task = observe(task, f"speaker registry follower of {self.topic}")
 
-    async def _catch_up(self, ends: dict[Any, int]) -> None:
-        while await self._behind(ends):
-            await self._poll(timeout_ms=200)
+    def _apply_batch(self, batch: list[CompactedRecord]) -> None:
+        for record in batch:  # apply() never raises: one bad record skips nothing else
+            self.apply(record.key, record.value, where=record.where)
 
-    async def _behind(self, ends: dict[Any, int]) -> bool:
-        for tp, end in ends.items():
-            if int(await self._consumer.position(tp)) < end:
-                return True
-        return False
-
-    async def _poll(self, *, timeout_ms: int) -> None:
-        batches = await self._consumer.getmany(timeout_ms=timeout_ms)
-        for records in batches.values():
-            for record in records:
-                self.apply(record.key, record.value)
-
-    async def _follow(self) -> None:
-        while True:
-            try:
-                await self._poll(timeout_ms=500)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # keep following; a transient broker error must not end it
-                log.exception("speaker registry topic %s: poll failed", self.topic)
-                await asyncio.sleep(1.0)
+    async def _follow(self, reader: CompactedReader) -> None:
+        async for batch in reader.follow():
+            self._apply_batch(batch)
 
     async def wait_for_version(self, version: int, *, timeout_s: float = 10.0) -> int:
         """Wait until :attr:`version` reaches ``version`` (tests, ``sync``); returns it."""
@@ -272,6 +263,6 @@ class RegistryFollower:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None

@@ -179,8 +179,12 @@ def test_publish_swaps_models_mid_stream_and_refuses_a_tampered_one(
     assert state["workers"][-1]["state"] == "refused"  # its status says so
 
     # a restart serves the last model the control topic announces -- v4 is refused at
-    # start too (logged), so it falls back to --model; publishing v2 again fixes that
-    assert _models(tmp_path, topics, broker, "publish", str(v2)).returncode == 0
+    # start too (logged), so it falls back to the last good one (v2, which the worker
+    # wrote under last-good/scene); publishing v2 again makes it the announced one
+    assert (
+        _models(tmp_path, topics, broker, "publish", str(v2), "--model-repo", str(repo)).returncode
+        == 0
+    )
     restarted = farm.spawn(*common)
     try:
         wait_for(

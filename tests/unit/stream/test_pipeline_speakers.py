@@ -251,3 +251,16 @@ def test_streams_of_one_batch_are_scored_together(model: OnnxModel) -> None:
     assert len(step.jobs) == 2 * per_stream
     assert scorer.identify_calls <= per_stream
     assert sorted((e.stream_id, e.speaker) for e in events) == [("a", "alice"), ("b", "bob")]
+
+
+def test_speaker_event_ids_change_with_the_registry_version(model: OnnxModel) -> None:
+    records = _records("call", _voice("alice", 4.0))
+
+    def ids(scorer: SpeakerScorer) -> list[str]:
+        run = _replay(model, _pipeline(model, Registry(scorer)), records)
+        return [e.event_id for e in run.speakers]
+
+    first, same = ids(_enrolled("alice")), ids(_enrolled("alice"))
+    other = ids(_enrolled("alice", "bob"))  # bob enrolled: another registry version
+    assert first == same, "the same registry gives the same ids"
+    assert len(first) == len(other) and not set(first) & set(other)

@@ -65,8 +65,8 @@ def test_announcement_round_trips_and_is_keyed_by_role(repo: Path) -> None:
     assert (a.name, a.version, a.path, a.spec_hash) == ("tiny", "2", "tiny/2", SPEC.spec_hash)
     assert a.key == model_key("scene") == b"model/scene"
     assert ModelAnnouncement.from_record(a.key, a.to_json()) == a
-    outside = announce(repo / "tiny" / "2", role="speaker", repo=repo / "elsewhere")
-    assert Path(outside.path).is_absolute()
+    with pytest.raises(ModelError, match="not inside the model repository"):
+        announce(repo / "tiny" / "2", role="speaker", repo=repo / "elsewhere")
     assert status_key("host-1", "scene") == b"status/host-1/scene"
 
 
@@ -264,13 +264,20 @@ def test_follower_swaps_a_good_model_and_refuses_a_tampered_one(repo: Path) -> N
 
     swapped, again, refused, garbage = asyncio.run(main())
     assert swapped.state == "active" and swapped.version == "2"
-    assert again is None and garbage is None
+    assert again is None
     assert refused.state == "refused" and "parity gate" in refused.reason
+    assert garbage.state == "refused" and garbage.reason.startswith("not_json")
     assert follower.slot.ref == ModelRef("tiny", "2"), "the old model keeps serving"
     reports = producer.sent
-    assert [(t, k) for t, k, _ in reports] == [(TOPICS.control, b"status/w1/scene")] * 2
-    assert [v["state"] for *_, v in reports] == ["active", "refused"]
-    assert reports[1][2]["version"] == "3" and reports[1][2]["worker"] == "w1"
+    assert [(t, k) for t, k, _ in reports] == [
+        (TOPICS.control, b"status/w1/scene"),
+        (TOPICS.control, b"last-good/scene"),  # what a restarted worker falls back to
+        (TOPICS.control, b"status/w1/scene"),
+        (TOPICS.control, b"status/w1/scene"),
+    ]
+    assert [v.get("state") for *_, v in reports] == ["active", None, "refused", "refused"]
+    assert reports[1][2] == json.loads(good.to_json())
+    assert reports[2][2]["version"] == "3" and reports[2][2]["worker"] == "w1"
 
 
 def test_follower_reports_roles_it_cannot_swap_live(repo: Path) -> None:
