@@ -13,7 +13,7 @@ the mapping its caller (a CLI module, ``stream.settings``) chose to pass.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
@@ -262,10 +262,12 @@ async def send_acked(
     *,
     what: str,
     max_request_size: int | None = None,
+    headers: Callable[[bytes, bytes | None], list[tuple[str, bytes]]] | None = None,
 ) -> None:
     """Send ``(key, value)`` records one at a time, each acknowledged by every in-sync
     replica before the next: for the few records (control announcements, registry
     enrollments) whose loss or reordering would leave workers disagreeing.
+    ``headers(key, value)`` gives each record's headers (its signature, ``stream.signing``).
 
     Raises
     ------
@@ -281,7 +283,8 @@ async def send_acked(
     try:
         await producer.start()
         for key, value in records:
-            await producer.send_and_wait(topic, value=value, key=key)
+            extra_headers = headers(key, value) if headers is not None else None
+            await producer.send_and_wait(topic, value=value, key=key, headers=extra_headers)
     except KafkaError as exc:
         raise BrokerError(
             f"cannot publish {what} to {topic!r} on {client.bootstrap_servers}: {exc!r}"
