@@ -254,8 +254,8 @@ class WorkerRuntime:
         self.ledger.drop(parts)
 
     async def _apply(self, step: Step) -> None:
-        for sid, partition, offset in step.opened:
-            self.ledger.pin(partition, sid, offset)
+        for sid, partition, offset, pin in step.opened:
+            self.ledger.pin(partition, pin, offset)  # one pin per segment of a stream
             log.info("stream %r opened at partition %d offset %d", sid, partition, offset)
         for rejected in step.rejected:
             await self._dead_letter(rejected)
@@ -329,7 +329,7 @@ class WorkerRuntime:
             summary.windows,
             summary.dominant_label,
         )
-        self._after(pending, partition, sid)
+        self._after(pending, partition, summary.event_id)  # the segment's pin
 
     async def _dead_letter(self, rejected: RejectedRecord) -> None:
         key = (rejected.stream_id or "").encode()

@@ -135,6 +135,7 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
             idle_timeout_s=settings.idle_timeout_s,
             max_streams=settings.max_streams,
             top_k=settings.top_k,
+            limits=settings.limits,
         ),
         aux_frontend=FeatureBank(aux_spec) if aux_spec is not None else None,
         thresholds=model.manifest.thresholds,
@@ -329,6 +330,11 @@ def _update_lag(app: Any, runtime: WorkerRuntime, audio: str, metrics: WorkerMet
             metrics.lag.labels(str(tp.partition)).set(max(0, highwater - last - 1))
 
 
+def _timestamp_ms(timestamp_s: float | None) -> int | None:
+    """Faust's record timestamp (seconds) as the pipeline's Kafka time (ms)."""
+    return None if timestamp_s is None else round(timestamp_s * 1000)
+
+
 def _wire(
     faust_app: faust.App, runtime: WorkerRuntime, topics: Topics, metrics: WorkerMetrics
 ) -> None:
@@ -347,6 +353,7 @@ def _wire(
                 topic=message.topic,
                 partition=message.partition,
                 offset=message.offset,
+                timestamp_ms=_timestamp_ms(message.timestamp),
             )
             await runtime.on_record(record)
 

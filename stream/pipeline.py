@@ -2,33 +2,51 @@
 
 :class:`Pipeline` owns every open stream's state: its :class:`~stream.sequencing.Sequencer`,
 its resampler, its place in the feature frontend, its summary. The Faust layer
-(``stream.agents``) feeds it one Kafka record at a time and gets back a :class:`Step`:
+(``stream.agents``) feeds it Kafka records and gets back a :class:`Step`:
 
-* ``rejected``: dead letters to send (bad frames, late frames, over capacity);
+* ``rejected``: dead letters to send (bad frames, late frames, bounds exceeded);
 * ``jobs``: model windows to batch for inference (:class:`WindowJob`);
-* ``opened``: streams this record started (the caller pins their first offset);
+* ``opened``: segments this record started (:class:`Opened`: the caller pins their
+  first offset under ``Opened.pin`` and releases it when the summary whose
+  ``event_id`` equals that pin is delivered);
 
 then hands inference results back to :meth:`Pipeline.complete`, which makes the
 label events (and, with a :class:`SpeakerStage`, the speech windows' embeddings to
 :meth:`Pipeline.complete_speakers`, which advances each stream's speaker tracker
 and makes speaker events at decision points only), and collects the summaries of
-closed streams whose windows are all done with :meth:`Pipeline.take_summaries`.
+closed segments whose windows are all done with :meth:`Pipeline.take_summaries`.
 
-Everything here is a function of the records' content and order, never of the wall
-clock (except the idle timeout, which only decides *when* a stream closes, and
-latency figures): a replay of the same records gives the same windows, ids and
-verdicts.
+Everything here is a function of the records (content, order and Kafka timestamp),
+never of the wall clock: a replay of the same records gives the same windows, ids
+and verdicts. The clock serves latency figures and one fallback: a partition that
+went quiet closes its idle streams by wall clock, which closes them with the same
+content a replay would give (see docs/delivery.md, "Deterministic closing").
 
-Stream lifecycle::
+A stream is cut into *segments*. A segment opens at the first record of a stream
+this worker sees (or the first after the previous segment closed). Its window
+events hash ``(stream id, seq of its first released frame)`` and its summary
+``(stream id, seq of its first record)``, or the stream id alone for a stream's start
+(:func:`segment_key`): for a stream seen from seq 0 both are the stream id alone, as
+they always were, whatever order its first frames arrive in. So a replay that
+starts in the middle of an already finished segment makes events under other ids,
+never other content under the same id.
 
-    first frame (seq < open_limit) ─► open ─► frames … ─► EOS released ─┐
-                         idle_timeout_s without a frame ─► forced close ─┤
-                                        worker shutdown / partition lost ┘
-    ─► flush last (padded) window ─► all windows inferred ─► summary ─► tombstone
+Segment lifecycle::
+
+    first frame ─► open ─► frames … ─► EOS released ──────────────────────► "eos"
+                 Kafka time passes last frame + idle_timeout_s ───────────► "idle"
+                 audio (gaps included) reaches max_segment_s ─────────────► "rolled"
+                 max_streams open and a new stream arrives, longest silent ► "evicted"
+                 an unexpected exception while handling its record ───────► "internal_error"
+                 worker shutdown / partition lost ─────────────────────────► "shutdown"
+    ─► flush last (padded) window ─► all windows inferred ─► summary ─► remembered
+
+A frame of a stream closed otherwise than by EOS opens the next segment.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import math
@@ -36,7 +54,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -59,7 +77,7 @@ from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.features.windows import Window
 from stream.sequencing import Released, Sequencer
-from stream.settings import SequencingPolicy
+from stream.settings import SequencingPolicy, StreamLimits
 from stream.summary import SpeakerVerdict, SummaryBuilder
 from stream.wire import AudioFrame, Encoding, decode_frame
 
@@ -72,11 +90,16 @@ log = logging.getLogger(__name__)
 Float32 = npt.NDArray[np.float32]
 
 _TOMBSTONES_KEPT = 100_000
+_SEGMENT_SEP = "\x1e"  # stream id / first seq, inside event-id hashes only
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One consumed Kafka record, as the pipeline sees it."""
+    """One consumed Kafka record, as the pipeline sees it.
+
+    ``timestamp_ms``: the record's Kafka timestamp (``None`` or negative: unknown);
+    idle streams are closed by it, not by the wall clock.
+    """
 
     key: bytes | None
     value: bytes | None
@@ -84,6 +107,7 @@ class Record:
     topic: str
     partition: int
     offset: int
+    timestamp_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,21 +117,39 @@ class PipelinePolicy:
     Attributes
     ----------
     sequencing: reorder window and gap limit.
-    idle_timeout_s: close a stream with no frame for this long.
-    max_streams: open streams at most; a new stream past it is refused
-        (its frames are dead-lettered with reason ``stream_limit``).
+    idle_timeout_s: close a stream when a later record of its partition is stamped
+        (Kafka timestamp) more than this after the stream's last record.
+    max_streams: open streams at most; a new stream past it closes the stream
+        that has gone longest without a record (``closed_by="evicted"``).
     top_k: labels listed in each label event.
+    limits: frame size and duration, gap, sequence jump and segment length bounds.
     """
 
     sequencing: SequencingPolicy = field(default_factory=SequencingPolicy)
     idle_timeout_s: float = 30.0
     max_streams: int = 10_000
     top_k: int = 3
+    limits: StreamLimits = field(default_factory=StreamLimits)
+
+    def __post_init__(self) -> None:
+        limits = self.limits
+        if limits.max_seq_jump < self.open_limit:
+            raise ConfigError(
+                f"max_seq_jump={limits.max_seq_jump} is below reorder_frames + 1 = "
+                f"{self.open_limit}"
+            )
+        if limits.max_segment_s * 1000 / limits.max_frame_ms <= self.open_limit:
+            raise ConfigError(
+                f"max_segment_s={limits.max_segment_s} holds no more than reorder_frames + 1 "
+                f"= {self.open_limit} frames of max_frame_ms={limits.max_frame_ms}; a rolled "
+                "segment must start past the opening zone"
+            )
 
     @property
     def open_limit(self) -> int:
-        """A stream may start with any seq below this (its first frames reordered or lost)."""
-        return self.sequencing.reorder_frames + self.sequencing.max_gap_frames + 1
+        """A stream first seen below this seq starts at seq 0 (its first frames were
+        reordered); at or above it, the segment starts at the frame's own seq."""
+        return self.sequencing.reorder_frames + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +183,19 @@ class WindowJob:
     span: WindowSpan
     gap: bool
     ready_s: float  # time.monotonic() when the window became complete
-    incarnation: int = 0  # which opening of the stream (a revoked stream may come back)
+    incarnation: int = 0  # which segment / opening of the stream
     aux_features: npt.NDArray[np.float32] | None = None  # same window, aux FeatureSpec
+    key: str = ""  # what event ids hash for the stream: segment_key(); "" = stream id
+
+
+class Opened(NamedTuple):
+    """A segment that a record opened: pin ``offset`` of ``partition`` under ``pin``
+    until the summary with ``event_id == pin`` is delivered."""
+
+    stream_id: str
+    partition: int
+    offset: int
+    pin: str
 
 
 @dataclass(slots=True)
@@ -151,7 +204,7 @@ class Step:
 
     jobs: list[WindowJob] = field(default_factory=list)
     rejected: list[RejectedRecord] = field(default_factory=list)
-    opened: list[tuple[str, int, int]] = field(default_factory=list)  # stream, partition, offset
+    opened: list[Opened] = field(default_factory=list)
 
     def extend(self, other: Step) -> None:
         self.jobs.extend(other.jobs)
@@ -159,27 +212,46 @@ class Step:
         self.opened.extend(other.opened)
 
 
+def segment_key(stream_id: str, first_seq: int) -> str:
+    """What the event ids of a segment hash in place of the stream id.
+
+    The stream id itself for a segment opened by seq 0 (a stream seen from its
+    start), so streams that are never cut keep the ids they always had.
+    """
+    return stream_id if first_seq == 0 else f"{stream_id}{_SEGMENT_SEP}{first_seq}"
+
+
 @dataclass(slots=True)
 class _Stream:
+    """One open (or closing) segment of a stream."""
+
     stream_id: str
     partition: int
     first_offset: int
+    key: str  # segment_key() of the first released frame: what window event ids hash
     sequencer: Sequencer[tuple[Record, AudioFrame]]
     sample_rate: int
     encoding: Encoding
     channels: int
     resampler: StreamResampler
     summary: SummaryBuilder
-    last_seen_s: float
+    last_seen_s: float  # clock: only for the quiet-partition fallback
+    last_ms: int | None = None  # Kafka timestamp of the last record
     position: int = 0  # samples at spec.sr handed to the frontend (gaps included)
     pending: list[Float32] = field(default_factory=list)  # resampled, not yet pushed
-    origin_us: int | None = None  # capture time of stream sample 0
+    origin_us: int | None = None  # capture time of segment sample 0
     gaps: list[tuple[int, int]] = field(default_factory=list)  # zero-filled [start, end)
     outstanding: int = 0  # windows submitted, not yet completed
     rejected: int = 0
     closed_by: str | None = None
     incarnation: int = 0
+    ended: bool = False  # the resampler had its last chunk
     tracker: SpeakerTracker | None = None  # with a SpeakerStage
+
+    @property
+    def pin(self) -> str:
+        """The id of this segment's summary: the pin the runtime holds for it."""
+        return self.summary.event_id
 
 
 class Pipeline:
@@ -191,8 +263,9 @@ class Pipeline:
     model: name and version, for event ids.
     labels: one per probabilities column.
     frontend: the streaming feature bank (one for all streams).
-    policy: sequencing, idle timeout, stream cap, top-k.
-    clock: monotonic seconds (tests pass a fake one).
+    policy: sequencing, idle timeout, stream cap, top-k, bounds.
+    clock: monotonic seconds (tests pass a fake one): latency figures and the
+        quiet-partition fallback only.
     aux_frontend: a second feature bank (e.g. the speaker model's FeatureSpec) fed
         the same samples; its windows must align with the main ones (same rate,
         framing and window timing), and ride along in ``WindowJob.aux_features``.
@@ -230,11 +303,15 @@ class Pipeline:
         self.policy = policy
         self.clock = clock
         self.hop_samples = spec.hop_frames * spec.hop_length
-        self._streams: dict[str, _Stream] = {}
-        self._done: OrderedDict[str, int | None] = OrderedDict()  # stream → eos seq
-        self._refused: OrderedDict[str, int | None] = OrderedDict()
-        self.late_duplicates = 0  # duplicates of ended streams, dropped
-        self._closing: list[str] = []
+        self._idle_ms = round(policy.idle_timeout_s * 1000)
+        self._segment_samples = round(policy.limits.max_segment_s * spec.sr)
+        # open segments, least recently fed first (the eviction order)
+        self._streams: OrderedDict[str, _Stream] = OrderedDict()
+        self._closing: dict[int, _Stream] = {}  # incarnation → closed, windows out
+        # stream → (eos seq or None, last seq) of its last closed segment
+        self._done: OrderedDict[str, tuple[int | None, int]] = OrderedDict()
+        self._deadlines: dict[int, list[tuple[int, int, str, int]]] = {}  # partition → heap
+        self._partition_seen_s: dict[int, float] = {}
         self._dirty: dict[str, _Stream] = {}  # streams with pending samples, in order
         self._incarnations = itertools.count(1)
         self.speakers: SpeakerStage | None = None
@@ -260,17 +337,28 @@ class Pipeline:
         return len(self._streams)
 
     def stream_partition(self, stream_id: str) -> int | None:
+        """The partition of the stream's open or closing segment (``None``: neither)."""
         state = self._streams.get(stream_id)
-        return None if state is None else state.partition
+        if state is not None:
+            return state.partition
+        for closing in self._closing.values():
+            if closing.stream_id == stream_id:
+                return closing.partition
+        return None
 
     def first_offset(self, stream_id: str) -> int | None:
+        """The first offset of the stream's open segment."""
         state = self._streams.get(stream_id)
         return None if state is None else state.first_offset
 
+    def held_frames(self) -> int:
+        """Frames held for reordering in all open segments (memory bound checks)."""
+        return sum(s.sequencer.held for s in self._streams.values())
+
     # -- records ----------------------------------------------------------------------
     def accept(self, record: Record) -> Step:
-        """Take one audio-topic record; never raises for bad input (it becomes a dead
-        letter in the returned step)."""
+        """Take one audio-topic record; never raises for anything the record holds
+        (it becomes a dead letter in the returned step)."""
         return self.accept_many([record])
 
     def accept_many(self, records: Iterable[Record]) -> Step:
@@ -280,11 +368,21 @@ class Pipeline:
         ``FeatureBank`` together at the end (or before a stream's reset/flush), which
         computes the same features as record-by-record pushes (the frontend is
         chunk-invariant) at a fraction of the cost.
+
+        Nothing a record holds escapes as an exception: an :class:`InputError` is a
+        dead letter with its reason; any other exception is a dead letter
+        ``internal_error`` naming it, and the stream it hit is closed with a summary
+        (its state may be corrupt), while other streams go on.
         """
         step = Step()
+        last_of: dict[str, Record] = {}
         for record in records:
+            sid: str | None = None
             try:
                 frame = decode_frame(record.key, record.value, record.headers)
+                sid = frame.stream_id
+                last_of[sid] = record
+                self._close_idle(record, step)
                 self._route(record, frame, step)
             except InputError as exc:
                 exc.locate(partition=record.partition, offset=record.offset)
@@ -293,87 +391,171 @@ class Pipeline:
                 if state is not None:
                     state.rejected += 1
                 log.info("rejected record: %s (reason %s)", exc, exc.reason)
-        self._drain(step)
+            except Exception as exc:  # a bug hit by this record: contain it
+                self._contain(record, sid, exc, step)
+        self._drain_contained(step, last_of)
         return step
+
+    def _contain(self, record: Record, sid: str | None, exc: Exception, step: Step) -> None:
+        """Dead-letter ``record`` as ``internal_error`` and close the stream it hit."""
+        log.exception(
+            "internal error on partition %d offset %d (stream %r); stream closed",
+            record.partition,
+            record.offset,
+            sid,
+        )
+        error = InputError(
+            "internal_error",
+            f"unexpected {type(exc).__name__} while handling the record: {exc}"[:1000],
+            stream_id=sid,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        step.rejected.append(_rejected(record, error))
+        state = self._streams.get(sid) if sid is not None else None
+        if state is not None:
+            state.rejected += 1
+            self._close_safely(state, "internal_error", step)
+
+    def _drain_contained(self, step: Step, last_of: dict[str, Record]) -> None:
+        """:meth:`_drain` for all streams; when it fails, stream by stream, closing
+        (and dead-lettering the last record of) each stream that still fails."""
+        try:
+            self._drain(step)
+            return
+        except Exception:
+            log.exception("feature push failed for a batch; retrying stream by stream")
+        for state in list(self._dirty.values()):
+            try:
+                self._drain(step, only=state)
+            except Exception as exc:
+                state.pending = []
+                self._dirty.pop(state.stream_id, None)
+                record = last_of.get(state.stream_id)
+                if record is not None:
+                    self._contain(record, state.stream_id, exc, step)
 
     def _route(self, record: Record, frame: AudioFrame, step: Step) -> None:
         sid = frame.stream_id
+        self._check_limits(frame)
         state = self._streams.get(sid)
         if state is None:
-            if self._is_late_duplicate(frame):
-                self.late_duplicates += 1
+            if not self._admit(frame):
                 return
-            self._check_new(frame)
-            state = self._open(record, frame)
-            step.opened.append((sid, record.partition, record.offset))
+            state = self._open(record, frame, step)
         self._check_format(state, frame)
         state.last_seen_s = self.clock()
+        self._streams.move_to_end(sid)
         released = state.sequencer.push(frame.seq, (record, frame), eos=frame.eos)
+        self._touch(state, record)
+        self._reject_evicted(state, step)
         self._feed(state, released, step)
         if state.sequencer.finished:
             self._close(state, "eos", step)
+        elif state.position >= self._segment_samples:
+            self._close(state, "rolled", step)
 
-    def _is_late_duplicate(self, frame: AudioFrame) -> bool:
-        """A frame of a stream that already ended, repeating one before its EOS."""
-        eos_seq = self._done.get(frame.stream_id)
-        return eos_seq is not None and frame.seq <= eos_seq
+    def _check_limits(self, frame: AudioFrame) -> None:
+        limits = self.policy.limits
+        size = len(frame.payload)
+        if size > limits.max_frame_bytes:
+            raise FrameError(
+                "frame_too_large",
+                f"payload of {size} bytes is above max_frame_bytes={limits.max_frame_bytes}",
+                stream_id=frame.stream_id,
+                seq=frame.seq,
+            )
+        if frame.duration_s * 1000 > limits.max_frame_ms:
+            raise FrameError(
+                "frame_too_long",
+                f"frame holds {frame.duration_s * 1000:.1f} ms of audio, above "
+                f"max_frame_ms={limits.max_frame_ms:g}",
+                stream_id=frame.stream_id,
+                seq=frame.seq,
+            )
 
-    def _check_new(self, frame: AudioFrame) -> None:
+    def _admit(self, frame: AudioFrame) -> bool:
+        """May ``frame`` open a segment? ``False``: drop it silently (a repeat of a
+        stream that ended); raises for a frame a closed segment already passed."""
         sid, seq = frame.stream_id, frame.seq
-        if sid in self._done:
-            eos_seq = self._done[sid]
+        ended = self._done.get(sid)
+        if ended is None:
+            return True
+        eos_seq, last_seq = ended
+        if eos_seq is not None:
+            if seq <= eos_seq:
+                return False  # a repeat of a frame before the stream's end
             raise SequenceError(
-                "stream_closed",
-                "frame arrived for a stream that was already closed"
-                + (f" at eos seq {eos_seq}" if eos_seq is not None else " (idle timeout)"),
+                "after_eos",
+                f"frame arrived after the stream ended at eos seq {eos_seq}",
                 stream_id=sid,
                 seq=seq,
             )
-        if sid in self._refused:
+        if seq <= last_seq:
             raise SequenceError(
-                "stream_limit",
-                f"stream was refused: the worker held {self.policy.max_streams} open streams "
-                "when it started",
+                "late_frame",
+                f"frame arrived after its segment closed (last seq {last_seq}); the stream "
+                "goes on as a new segment from a later seq",
                 stream_id=sid,
                 seq=seq,
             )
-        if len(self._streams) >= self.policy.max_streams:
-            _remember(self._refused, sid, None)
-            raise SequenceError(
-                "stream_limit",
-                f"worker already holds max_streams={self.policy.max_streams} open streams",
-                stream_id=sid,
-                seq=seq,
-            )
-        if seq >= self.policy.open_limit:
-            raise SequenceError(
-                "no_stream_start",
-                f"first frame seen has seq {seq}; a stream must start below seq "
-                f"{self.policy.open_limit} (its start was never seen by this worker)",
-                stream_id=sid,
-                seq=seq,
-            )
+        return True
 
-    def _open(self, record: Record, frame: AudioFrame) -> _Stream:
+    def _open(self, record: Record, frame: AudioFrame, step: Step) -> _Stream:
         sid = frame.stream_id
+        if len(self._streams) >= self.policy.max_streams:
+            self._evict(step)
+        start = 0 if frame.seq < self.policy.open_limit else frame.seq
+        # the summary's id (and the pin) must be known now: a stream's start keeps the
+        # stream id whatever order its first frames came in; a resumed stream does not
+        ended = self._done.get(sid)
+        resumed = ended is not None and ended[0] is None
+        key = segment_key(sid, frame.seq if start or resumed else 0)
         state = _Stream(
             stream_id=sid,
             partition=record.partition,
             first_offset=record.offset,
-            sequencer=Sequencer(sid, self.policy.sequencing),
+            key=key,
+            sequencer=Sequencer(
+                sid,
+                self.policy.sequencing,
+                first_seq=start,
+                max_seq_jump=self.policy.limits.max_seq_jump,
+            ),
             sample_rate=frame.sample_rate,
             encoding=frame.encoding,
             channels=frame.channels,
             resampler=StreamResampler(frame.sample_rate, self.spec.sr),
-            summary=SummaryBuilder(sid, self.model, self.labels, self.thresholds),
+            summary=SummaryBuilder(sid, self.model, self.labels, self.thresholds, id_key=key),
             last_seen_s=self.clock(),
             incarnation=next(self._incarnations),
         )
         if self.speakers is not None:
             state.tracker = _new_tracker(sid, self.speakers.tracker)
         self._streams[sid] = state
-        log.debug("stream %r opened (partition %d offset %d)", sid, record.partition, record.offset)
+        step.opened.append(Opened(sid, record.partition, record.offset, state.pin))
+        log.debug(
+            "stream %r segment at seq %d opened (partition %d offset %d)",
+            sid,
+            frame.seq,
+            record.partition,
+            record.offset,
+        )
         return state
+
+    def _evict(self, step: Step) -> None:
+        """Make room: close the open segment that has gone longest without a record.
+
+        Deterministic from the records' order; a flood of one-frame streams is what
+        gets closed, never a newcomer refused for good (see docs/delivery.md).
+        """
+        victim = next(iter(self._streams.values()))
+        log.warning(
+            "max_streams=%d reached: closing stream %r (the longest without a record)",
+            self.policy.max_streams,
+            victim.stream_id,
+        )
+        self._close_safely(victim, "evicted", step)
 
     def _check_format(self, state: _Stream, frame: AudioFrame) -> None:
         got = (frame.sample_rate, frame.encoding, frame.channels)
@@ -387,28 +569,104 @@ class Pipeline:
                 seq=frame.seq,
             )
 
+    def _reject_evicted(self, state: _Stream, step: Step) -> None:
+        """Frames held above an end-of-stream frame that came after them."""
+        eos_seq = state.sequencer.eos_seq
+        for seq, (record, _) in state.sequencer.take_evicted():
+            error = SequenceError(
+                "after_eos",
+                f"frame is above the end-of-stream frame (seq {eos_seq}) that arrived after it",
+                stream_id=state.stream_id,
+                seq=seq,
+            )
+            error.locate(partition=record.partition, offset=record.offset)
+            step.rejected.append(_rejected(record, error))
+            state.rejected += 1
+
+    # -- idle: decided by the records' Kafka time ------------------------------------------
+    def _touch(self, state: _Stream, record: Record) -> None:
+        """Note the record's Kafka time on its stream (its idle deadline)."""
+        ts = _timestamp(record)
+        if ts is None:
+            return
+        state.last_ms = ts
+        heap = self._deadlines.setdefault(state.partition, [])
+        heapq.heappush(
+            heap, (ts + self._idle_ms, record.offset, state.stream_id, state.incarnation)
+        )
+        if len(heap) > 4 * len(self._streams) + 64:
+            self._compact(state.partition)
+
+    def _compact(self, partition: int) -> None:
+        heap = [
+            (s.last_ms + self._idle_ms, s.first_offset, sid, s.incarnation)
+            for sid, s in self._streams.items()
+            if s.partition == partition and s.last_ms is not None
+        ]
+        heapq.heapify(heap)
+        self._deadlines[partition] = heap
+
+    def _close_idle(self, record: Record, step: Step) -> None:
+        """Close the streams of the record's partition whose last record is more than
+        ``idle_timeout_s`` older (Kafka time) than this one."""
+        self._partition_seen_s[record.partition] = self.clock()
+        ts = _timestamp(record)
+        heap = self._deadlines.get(record.partition)
+        if ts is None or not heap:
+            return
+        while heap and heap[0][0] < ts:
+            deadline, _, sid, incarnation = heapq.heappop(heap)
+            state = self._streams.get(sid)
+            if state is None or state.incarnation != incarnation or state.last_ms is None:
+                continue
+            if state.last_ms + self._idle_ms == deadline:
+                self._close_safely(state, "idle", step)
+
+    def expire(self) -> Step:
+        """The wall-clock fallback: close idle streams of partitions that went quiet.
+
+        A stream is closed here when its partition has had no record for
+        ``idle_timeout_s`` (so no record's Kafka time can close it), or, for a
+        stream whose records carry no timestamp, when it had none for that long.
+        """
+        step = Step()
+        now = self.clock()
+        idle = self.policy.idle_timeout_s
+        for state in list(self._streams.values()):
+            quiet = now - self._partition_seen_s.get(state.partition, state.last_seen_s) > idle
+            silent = now - state.last_seen_s > idle
+            if silent and (quiet or state.last_ms is None):
+                self._close_safely(state, "idle", step)
+        return step
+
     # -- audio → windows ------------------------------------------------------------------
     def _feed(
         self, state: _Stream, released: Iterable[Released[tuple[Record, AudioFrame]]], step: Step
     ) -> None:
+        max_gap_s = self.policy.limits.max_gap_s
         for rel in released:
             _, frame = rel.item
-            if state.origin_us is None:
-                lead = rel.seq * frame.n_samples / frame.sample_rate
+            if state.origin_us is None:  # the segment's first released frame names it
+                lead = (rel.seq - state.sequencer.first_seq) * frame.n_samples / frame.sample_rate
                 state.origin_us = frame.capture_us - round(lead * 1e6)
-            if rel.reset:
+                state.key = segment_key(state.stream_id, rel.seq)
+            too_long = rel.gap_frames * frame.duration_s > max_gap_s
+            if rel.reset or too_long:
+                if not rel.reset:  # the sequencer counts gaps in frames; this one in seconds
+                    state.sequencer.counts.resets += 1
                 self._reset(state, rel.gap_frames * frame.n_samples, step)
             elif rel.gap_frames:
                 zeros = np.zeros(rel.gap_frames * frame.n_samples, dtype=np.float32)
                 start = state.position
                 self._push(state, zeros, step)
-                state.gaps.append((start, state.position))
+                self._note_gap(state, start, state.position)
             samples = payload_to_float32(frame.payload, frame.encoding, frame.channels)
             self._push(state, samples, step, last=rel.eos)
 
     def _push(self, state: _Stream, samples: Float32, step: Step, *, last: bool = False) -> None:
         """Resample now (cheap, per stream); queue the samples for the next drain."""
         y = state.resampler.process(samples, last=last)
+        state.ended = state.ended or last
         state.position += len(y)
         if len(y):
             state.pending.append(y)
@@ -423,11 +681,14 @@ class Pipeline:
             if state.pending:
                 parts = state.pending
                 chunks[state.stream_id] = parts[0] if len(parts) == 1 else np.concatenate(parts)
-                state.pending = []
-            self._dirty.pop(state.stream_id, None)
         if not chunks:
+            for state in states:
+                self._dirty.pop(state.stream_id, None)
             return
-        result = self.frontend.push(chunks)
+        result = self.frontend.push(chunks)  # if it raises, the samples stay queued
+        for state in states:
+            state.pending = []
+            self._dirty.pop(state.stream_id, None)
         for sid, error in result.rejects.items():
             log.error("stream %r: the feature frontend refused samples: %s", sid, error)
         aux = self.aux_frontend.push(chunks).windows if self.aux_frontend is not None else []
@@ -450,9 +711,19 @@ class Pipeline:
             else []
         )
         self._submit(state, self.frontend.reset(state.stream_id, at_sample=resume), step, aux)
-        state.gaps.append((state.position, resume))
+        self._note_gap(state, state.position, resume)
         state.position = resume
         state.resampler = StreamResampler(state.sample_rate, self.spec.sr)
+        state.ended = False
+
+    def _note_gap(self, state: _Stream, start: int, end: int) -> None:
+        """Remember a gap ``[start, end)`` for the windows' ``gap`` flag, forgetting
+        those no window still to come can overlap (a stream with a gap every other
+        frame would otherwise grow the list, and each window's check, without end)."""
+        frontier = state.position - sum(len(p) for p in state.pending)
+        horizon = frontier - 2 * self.spec.window_samples
+        state.gaps = [(a, b) for a, b in state.gaps if b > horizon]
+        state.gaps.append((start, end))
 
     def _submit(
         self, state: _Stream, windows: list[Window], step: Step, aux: list[Window] | None = None
@@ -466,7 +737,7 @@ class Pipeline:
                 capture_s = (state.origin_us + end * 1e6 / self.spec.sr) / 1e6
             span = WindowSpan(index, start, end, self.spec.sr, capture_s)
             gap = any(a < end and start < b for a, b in state.gaps)
-            job = WindowJob(w, state.partition, span, gap, now, state.incarnation)
+            job = WindowJob(w, state.partition, span, gap, now, state.incarnation, key=state.key)
             job.aux_features = aux_by_index.get(w.index)
             step.jobs.append(job)
             state.outstanding += 1
@@ -476,14 +747,39 @@ class Pipeline:
         if state.closed_by is not None:
             return
         self._feed(state, state.sequencer.flush(), step)
-        if not state.sequencer.finished:  # an EOS frame already flushed the resampler
+        if not state.ended:
             self._push(state, np.zeros(0, dtype=np.float32), step, last=True)
         self._drain(step, only=state)
         aux = self.aux_frontend.flush(state.stream_id) if self.aux_frontend is not None else []
         self._submit(state, self.frontend.flush(state.stream_id), step, aux)
-        self._close_banks(state.stream_id)
+        self._retire(state, closed_by)
+
+    def _close_safely(self, state: _Stream, closed_by: str, step: Step) -> None:
+        """:meth:`_close`; if closing itself fails, drop the segment's state without a
+        flush (closed as ``internal_error``) so it never fails again."""
+        try:
+            self._close(state, closed_by, step)
+        except Exception:
+            log.exception(
+                "stream %r: closing (%s) failed; state dropped", state.stream_id, closed_by
+            )
+            state.pending = []
+            self._dirty.pop(state.stream_id, None)
+            try:
+                self._close_banks(state.stream_id)
+            except Exception:
+                log.exception("stream %r: closing its feature state failed", state.stream_id)
+            self._retire(state, "internal_error")
+
+    def _retire(self, state: _Stream, closed_by: str) -> None:
+        """The segment is closed: out of the open set, waiting for its windows."""
         state.closed_by = closed_by
-        self._closing.append(state.stream_id)
+        self._streams.pop(state.stream_id, None)
+        self._dirty.pop(state.stream_id, None)
+        self._closing[state.incarnation] = state
+        seq = state.sequencer
+        eos_seq = seq.eos_seq if seq.finished else None
+        _remember(self._done, state.stream_id, (eos_seq, seq.next_seq - 1))
         log.debug("stream %r closing (%s)", state.stream_id, closed_by)
 
     def _close_banks(self, stream_id: str) -> None:
@@ -491,19 +787,10 @@ class Pipeline:
         if self.aux_frontend is not None:
             self.aux_frontend.close(stream_id)
 
-    def expire(self) -> Step:
-        """Close streams idle for longer than ``idle_timeout_s``."""
-        step = Step()
-        deadline = self.clock() - self.policy.idle_timeout_s
-        for state in list(self._streams.values()):
-            if state.closed_by is None and state.last_seen_s < deadline:
-                self._close(state, "idle", step)
-        return step
-
     def close_all(self, closed_by: str = "shutdown") -> Step:
         step = Step()
         for state in list(self._streams.values()):
-            self._close(state, closed_by, step)
+            self._close_safely(state, closed_by, step)
         return step
 
     def drop_partitions(self, partitions: Iterable[int]) -> list[str]:
@@ -514,8 +801,13 @@ class Pipeline:
             del self._streams[sid]
             self._dirty.pop(sid, None)
             self._close_banks(sid)
-        self._closing = [sid for sid in self._closing if sid in self._streams]
-        return dropped
+        closing = [s for s in self._closing.values() if s.partition in lost]
+        for state in closing:
+            del self._closing[state.incarnation]
+        for partition in lost:
+            self._deadlines.pop(partition, None)
+            self._partition_seen_s.pop(partition, None)
+        return dropped + [s.stream_id for s in closing if s.stream_id not in dropped]
 
     # -- results ------------------------------------------------------------------------
     def complete(
@@ -545,7 +837,7 @@ class Pipeline:
             label, score = best[0]
             out.append(
                 LabelEvent(
-                    event_id=event_id(sid, job.span.index, "label", tag),
+                    event_id=event_id(job.key or sid, job.span.index, "label", tag),
                     stream_id=sid,
                     span=job.span,
                     label=label,
@@ -558,8 +850,8 @@ class Pipeline:
                     tags=None if cuts is None else thresholded(self.labels, scores, cuts),
                 )
             )
-            state = self._streams.get(sid)
-            if state is not None and state.incarnation == job.incarnation:
+            state = self._segment(job)
+            if state is not None:
                 state.outstanding -= 1
                 span = job.span
                 state.summary.add_window(span.index, span.start_s, span.end_s, scores)
@@ -601,10 +893,8 @@ class Pipeline:
         items: list[tuple[SpeakerTracker, npt.NDArray[np.float32], int, int, bool]] = []
         owners: list[WindowJob] = []
         for job, emb in zip(jobs, embeddings, strict=True):
-            state = self._streams.get(job.window.stream_id)
+            state = self._segment(job)
             if emb is None or state is None or state.tracker is None:
-                continue
-            if state.incarnation != job.incarnation:
                 continue
             items.append((state.tracker, emb, job.span.start_sample, job.span.end_sample, True))
             owners.append(job)
@@ -646,7 +936,7 @@ class Pipeline:
             # the registry's digest is part of the id: the same window scored against
             # another set of enrollments is another event, not a duplicate
             event_id=event_id(
-                decision.stream_id, job.span.index, "speaker", f"{model.tag}#{registry}"
+                job.key or decision.stream_id, job.span.index, "speaker", f"{model.tag}#{registry}"
             ),
             stream_id=decision.stream_id,
             span=span,
@@ -660,20 +950,34 @@ class Pipeline:
             previous=previous,
         )
 
-    def take_summaries(self) -> list[tuple[int, SummaryEvent]]:
-        """Summaries of closed streams whose windows are all inferred, with partitions.
+    def _segment(self, job: WindowJob) -> _Stream | None:
+        """The open or closing segment a job was cut from (``None``: dropped since)."""
+        state = self._streams.get(job.window.stream_id)
+        if state is not None and state.incarnation == job.incarnation:
+            return state
+        return self._closing.get(job.incarnation)
 
-        The streams are forgotten (tombstoned) here; their pins are the caller's to
-        release once the summary is delivered.
+    def take_summaries(self) -> list[tuple[int, SummaryEvent]]:
+        """Summaries of closed segments whose windows are all inferred, with partitions.
+
+        The segments are forgotten here; their pins (``summary.event_id``) are the
+        caller's to release once the summary is delivered.
         """
-        ready = [sid for sid in self._closing if self._streams[sid].outstanding == 0]
+        ready = [s for s in self._closing.values() if s.outstanding <= 0]
         out: list[tuple[int, SummaryEvent]] = []
-        for sid in ready:
-            state = self._streams.pop(sid)
-            self._closing.remove(sid)
-            _remember(self._done, sid, state.sequencer.eos_seq)
-            out.append((state.partition, self._summary(state)))
+        for state in ready:
+            del self._closing[state.incarnation]
+            out.append((state.partition, self._summary_contained(state)))
         return out
+
+    def _summary_contained(self, state: _Stream) -> SummaryEvent:
+        try:
+            return self._summary(state)
+        except Exception:  # e.g. the speaker scorer: the summary goes out without it
+            log.exception("stream %r: summary failed; sent without speaker", state.stream_id)
+            state.tracker = None
+            state.closed_by = "internal_error"
+            return self._summary(state)
 
     def _summary(self, state: _Stream) -> SummaryEvent:
         c = state.sequencer.counts
@@ -718,7 +1022,14 @@ def _new_tracker(stream_id: str, config: TrackerConfig | None) -> SpeakerTracker
     return SpeakerTracker(stream_id, config=config or DEFAULT_TRACKER)
 
 
-def _remember(lru: OrderedDict[str, int | None], key: str, value: int | None) -> None:
+def _timestamp(record: Record) -> int | None:
+    ts = record.timestamp_ms
+    return ts if isinstance(ts, int) and ts >= 0 else None
+
+
+def _remember(
+    lru: OrderedDict[str, tuple[int | None, int]], key: str, value: tuple[int | None, int]
+) -> None:
     lru[key] = value
     lru.move_to_end(key)
     while len(lru) > _TOMBSTONES_KEPT:

@@ -16,7 +16,15 @@ Verdicts for a frame that does not fit:
 * ``seq`` already released as a real frame → *duplicate*: dropped, counted.
 * ``seq`` already given up on (zero-filled or skipped) → :class:`SequenceError`
   ``late_frame``: dead-lettered, its slot has been filled with silence.
-* ``seq`` after the end-of-stream frame → :class:`SequenceError` ``after_eos``.
+* ``seq`` after the end-of-stream frame → :class:`SequenceError` ``after_eos``;
+  frames already held above an end-of-stream frame that arrives after them are
+  evicted (:meth:`Sequencer.take_evicted`) for the caller to dead-letter the same way.
+* an end-of-stream frame below a frame already released (a *late EOS*) still ends
+  the stream: the sequencer is ``finished`` at once, its own payload is counted late.
+* ``seq`` below the segment's ``first_seq`` → :class:`SequenceError` ``late_frame``.
+* ``seq`` more than ``max_seq_jump`` past the highest seen → :class:`SequenceError`
+  ``seq_jump``: a gap that large is a broken or hostile producer, not lost frames,
+  and zero-filling or skipping it would cost unbounded memory or integer range.
 * negative ``seq`` → :class:`SequenceError` ``bad_seq``.
 """
 
@@ -74,17 +82,31 @@ class Sequencer(Generic[T]):
     ----------
     stream_id: named in every error.
     policy: ``reorder_frames`` and ``max_gap_frames``.
-    first_seq: the ``seq`` a stream starts at (0 by the wire contract).
+    first_seq: the ``seq`` a stream (or a segment of it) starts at (0 by the wire
+        contract; a segment opened mid-stream starts at its first frame's seq).
+    max_seq_jump: frames further than this past the highest seq seen are refused
+        (``None``: no bound).
     """
 
-    def __init__(self, stream_id: str, policy: SequencingPolicy, *, first_seq: int = 0) -> None:
+    def __init__(
+        self,
+        stream_id: str,
+        policy: SequencingPolicy,
+        *,
+        first_seq: int = 0,
+        max_seq_jump: int | None = None,
+    ) -> None:
         self.stream_id = stream_id
         self.policy = policy
+        self.first_seq = first_seq
         self.next_seq = first_seq
+        self.max_seq_jump = max_seq_jump
         self.eos_seq: int | None = None
         self.finished = False
         self.counts = SequenceCounts()
         self._held: dict[int, T] = {}
+        self._highest = first_seq - 1
+        self._evicted: list[tuple[int, T]] = []
         self._skipped: deque[tuple[int, int]] = deque(maxlen=_SKIPPED_RANGES_KEPT)
 
     @property
@@ -100,17 +122,27 @@ class Sequencer(Generic[T]):
         SequenceError
             ``late_frame``, ``after_eos`` or ``bad_seq`` (see module docstring).
         """
+        late_eos = eos and self.first_seq <= seq < self.next_seq
+        if late_eos and (self.eos_seq is None or seq <= self.eos_seq):
+            return self._late_eos()
         self._check(seq)
         if seq < self.next_seq or seq in self._held:
             self.counts.duplicates += 1
             return []
         if eos:
-            self.eos_seq = seq
+            self._end_at(seq)
         self._held[seq] = item
+        self._highest = max(self._highest, seq)
         out = self._release_contiguous()
         while len(self._held) > self.policy.reorder_frames:
             out.extend(self._release_next_with_gap())
             out.extend(self._release_contiguous())
+        return out
+
+    def take_evicted(self) -> list[tuple[int, T]]:
+        """Frames dropped because an end-of-stream frame below them arrived later
+        (``(seq, item)``, to be dead-lettered ``after_eos``); cleared on return."""
+        out, self._evicted = self._evicted, []
         return out
 
     def flush(self) -> list[Released[T]]:
@@ -122,10 +154,40 @@ class Sequencer(Generic[T]):
         return out
 
     # -- internals -------------------------------------------------------------------
+    def _end_at(self, seq: int) -> None:
+        """Record the end of the stream at ``seq``; evict held frames above it."""
+        self.eos_seq = seq if self.eos_seq is None else min(self.eos_seq, seq)
+        for above in sorted(s for s in self._held if s > self.eos_seq):
+            self._evicted.append((above, self._held.pop(above)))
+
+    def _late_eos(self) -> list[Released[T]]:
+        """An end-of-stream frame below a frame already released: end here."""
+        self.counts.late += 1
+        self._end_at(self.next_seq - 1)
+        self.finished = True
+        return []
+
     def _check(self, seq: int) -> None:
         if seq < 0:
             raise SequenceError(
                 "bad_seq", f"seq {seq} is negative", stream_id=self.stream_id, seq=seq
+            )
+        if seq < self.first_seq:
+            self.counts.late += 1
+            raise SequenceError(
+                "late_frame",
+                f"seq {seq} is below seq {self.first_seq}, where this segment of the "
+                "stream started",
+                stream_id=self.stream_id,
+                seq=seq,
+            )
+        if self.max_seq_jump is not None and seq > self._highest + self.max_seq_jump:
+            raise SequenceError(
+                "seq_jump",
+                f"seq {seq} is more than max_seq_jump={self.max_seq_jump} past the highest "
+                f"seq seen ({self._highest})",
+                stream_id=self.stream_id,
+                seq=seq,
             )
         if self.eos_seq is not None and seq > self.eos_seq:
             raise SequenceError(

@@ -20,6 +20,9 @@ Environment variables (all optional)::
     TYMPAN_QUEUE_WINDOWS                 bounded inference queue (backpressure)
     TYMPAN_REORDER_FRAMES, TYMPAN_MAX_GAP_FRAMES, TYMPAN_IDLE_TIMEOUT_S
     TYMPAN_MAX_STREAMS                   open streams per worker
+    TYMPAN_MAX_FRAME_BYTES, TYMPAN_MAX_FRAME_MS, TYMPAN_MAX_GAP_S,
+    TYMPAN_MAX_SEQ_JUMP, TYMPAN_MAX_SEGMENT_S
+                                         per-stream bounds (StreamLimits)
     TYMPAN_WEB_HOST, TYMPAN_WEB_PORT     metrics / Faust web server
     TYMPAN_SESSION_TIMEOUT_S             consumer-group session timeout
     TYMPAN_CONTROL_MAX_BYTES, TYMPAN_REGISTRY_MAX_BYTES, TYMPAN_JSON_MAX_DEPTH
@@ -60,6 +63,11 @@ ENV_SESSION_TIMEOUT_S = "TYMPAN_SESSION_TIMEOUT_S"
 ENV_CONTROL_MAX_BYTES = "TYMPAN_CONTROL_MAX_BYTES"
 ENV_REGISTRY_MAX_BYTES = "TYMPAN_REGISTRY_MAX_BYTES"
 ENV_JSON_MAX_DEPTH = "TYMPAN_JSON_MAX_DEPTH"
+ENV_MAX_FRAME_BYTES = "TYMPAN_MAX_FRAME_BYTES"
+ENV_MAX_FRAME_MS = "TYMPAN_MAX_FRAME_MS"
+ENV_MAX_GAP_S = "TYMPAN_MAX_GAP_S"
+ENV_MAX_SEQ_JUMP = "TYMPAN_MAX_SEQ_JUMP"
+ENV_MAX_SEGMENT_S = "TYMPAN_MAX_SEGMENT_S"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +90,51 @@ class SequencingPolicy:
             raise ConfigError(f"reorder_frames={self.reorder_frames} must be >= 0")
         if self.max_gap_frames < 0:
             raise ConfigError(f"max_gap_frames={self.max_gap_frames} must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """Bounds on what one stream may make the worker hold or compute.
+
+    Every frame is untrusted input: without these a few records could make the
+    worker zero-fill gigabytes or overflow an integer. Each bound, its default and
+    the dead-letter reason when it is exceeded are listed in docs/delivery.md
+    ("Bounds"); the per-worker memory bound they give is in docs/scaling.md.
+
+    Attributes
+    ----------
+    max_frame_bytes: payload bytes of one frame at most (``frame_too_large``).
+    max_frame_ms: audio in one frame at most, in milliseconds (``frame_too_long``).
+    max_gap_s: a gap of missing frames is zero-filled only up to this many seconds
+        (and ``max_gap_frames``); a longer one resets the stream's feature state.
+    max_seq_jump: a frame more than this many sequence numbers past the highest one
+        the stream has seen is dead-lettered (``seq_jump``) instead of opening a gap
+        of that size.
+    max_segment_s: a stream longer than this (audio seconds, gaps included) is
+        rolled: its segment closes with a summary (``closed_by="rolled"``) and the
+        stream goes on as a new segment, so its partition's commit moves on.
+    """
+
+    max_frame_bytes: int = 64 * 1024
+    max_frame_ms: float = 1000.0
+    max_gap_s: float = 2.0
+    max_seq_jump: int = 3000
+    max_segment_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.max_frame_bytes < 1:
+            raise ConfigError(f"max_frame_bytes={self.max_frame_bytes} must be >= 1")
+        if self.max_frame_ms <= 0:
+            raise ConfigError(f"max_frame_ms={self.max_frame_ms} must be positive")
+        if self.max_gap_s < 0:
+            raise ConfigError(f"max_gap_s={self.max_gap_s} must be >= 0")
+        if self.max_seq_jump < 1:
+            raise ConfigError(f"max_seq_jump={self.max_seq_jump} must be >= 1")
+        if self.max_segment_s * 1000 < self.max_frame_ms:
+            raise ConfigError(
+                f"max_segment_s={self.max_segment_s} is shorter than one frame "
+                f"(max_frame_ms={self.max_frame_ms})"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +207,11 @@ class WorkerSettings:
     app_id: Faust app id, which is also the Kafka consumer group.
     data_dir: Faust's data directory (tables, rocksdb); one per worker process.
     sequencing, batching: the two policies above.
-    idle_timeout_s: a stream with no frame for this long is closed like an EOS.
-    max_streams: open streams per worker; frames of a new stream past it are
-        dead-lettered with reason ``stream_limit`` (see docs/delivery.md).
+    limits: per-stream bounds (:class:`StreamLimits`).
+    idle_timeout_s: a stream is closed (``idle``) when a later record of its partition
+        is stamped (Kafka time) more than this after the stream's last record.
+    max_streams: open streams per worker; a new stream past it closes the
+        longest-silent open one (``closed_by="evicted"``, see docs/delivery.md).
     top_k: labels listed in each label event's ``top_k``.
     web_host, web_port: where Prometheus metrics are served.
     commit_interval_s: how often Faust commits acked offsets.
@@ -176,6 +231,7 @@ class WorkerSettings:
     data_dir: Path = Path("/tmp/tympan-worker")
     sequencing: SequencingPolicy = field(default_factory=SequencingPolicy)
     batching: BatchingPolicy = field(default_factory=BatchingPolicy)
+    limits: StreamLimits = field(default_factory=StreamLimits)
     idle_timeout_s: float = 30.0
     max_streams: int = 10_000
     top_k: int = 3
@@ -211,8 +267,8 @@ class WorkerSettings:
         """Build settings from ``environ`` (``TYMPAN_*``), then apply ``overrides``.
 
         ``overrides`` holds flag values; ``None`` means "flag not given". Keys are
-        field names of this class, of :class:`BatchingPolicy` / :class:`SequencingPolicy`,
-        or ``broker`` (bootstrap servers).
+        field names of this class, of :class:`BatchingPolicy` / :class:`SequencingPolicy` /
+        :class:`StreamLimits`, or ``broker`` (bootstrap servers).
         """
         flags = {k: v for k, v in (overrides or {}).items() if v is not None}
 
@@ -228,6 +284,7 @@ class WorkerSettings:
                 raise ConfigError(f"{env}={raw!r} is not a valid {name}: {exc}") from exc
 
         base = cls()
+        lim = base.limits
         kafka = KafkaClientConfig.from_environ(environ, bootstrap_servers=flags.get("broker"))
         return cls(
             kafka=kafka,
@@ -247,6 +304,15 @@ class WorkerSettings:
                 max_batch=pick("max_batch", ENV_MAX_BATCH, int, 32),
                 max_wait_ms=pick("max_wait_ms", ENV_MAX_WAIT_MS, float, 20.0),
                 queue_windows=pick("queue_windows", ENV_QUEUE_WINDOWS, int, 256),
+            ),
+            limits=StreamLimits(
+                max_frame_bytes=pick(
+                    "max_frame_bytes", ENV_MAX_FRAME_BYTES, int, lim.max_frame_bytes
+                ),
+                max_frame_ms=pick("max_frame_ms", ENV_MAX_FRAME_MS, float, lim.max_frame_ms),
+                max_gap_s=pick("max_gap_s", ENV_MAX_GAP_S, float, lim.max_gap_s),
+                max_seq_jump=pick("max_seq_jump", ENV_MAX_SEQ_JUMP, int, lim.max_seq_jump),
+                max_segment_s=pick("max_segment_s", ENV_MAX_SEGMENT_S, float, lim.max_segment_s),
             ),
             idle_timeout_s=pick("idle_timeout_s", ENV_IDLE_TIMEOUT_S, float, base.idle_timeout_s),
             max_streams=pick("max_streams", ENV_MAX_STREAMS, int, base.max_streams),

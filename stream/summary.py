@@ -55,6 +55,14 @@ class SummaryBuilder:
     speaker: SpeakerVerdict | None = None
     pending: dict[int, tuple[float, float, tuple[float, ...]]] = field(default_factory=dict)
     accumulator: VerdictAccumulator = field(init=False)
+    # what the event id hashes for the stream (``stream.pipeline.segment_key``): a
+    # segment of a stream cut by a roll or an idle close has its own summary
+    id_key: str | None = None
+
+    @property
+    def event_id(self) -> str:
+        """The summary's id, known from the segment's opening (the runtime's pin)."""
+        return event_id(self.id_key or self.stream_id, -1, "summary", self.model.tag)
 
     def __post_init__(self) -> None:
         self.accumulator = VerdictAccumulator(self.labels, self.thresholds)
@@ -90,7 +98,7 @@ class SummaryBuilder:
         verdict = self.accumulator.verdict()
         spk = self.speaker
         return SummaryEvent(
-            event_id=event_id(self.stream_id, -1, "summary", self.model.tag),
+            event_id=self.event_id,
             stream_id=self.stream_id,
             model=self.model,
             closed_by=closed_by,

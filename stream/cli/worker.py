@@ -43,6 +43,21 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--max-gap-frames", dest="max_gap_frames", type=int)
     parser.add_argument("--idle-timeout-s", dest="idle_timeout_s", type=float)
     parser.add_argument("--max-streams", dest="max_streams", type=int)
+    parser.add_argument(
+        "--max-frame-bytes", dest="max_frame_bytes", type=int, help="larger frames: dead letter"
+    )
+    parser.add_argument(
+        "--max-frame-ms", dest="max_frame_ms", type=float, help="longer frames: dead letter"
+    )
+    parser.add_argument(
+        "--max-gap-s", dest="max_gap_s", type=float, help="zero-fill gaps up to this, else reset"
+    )
+    parser.add_argument(
+        "--max-seq-jump", dest="max_seq_jump", type=int, help="larger seq jumps: dead letter"
+    )
+    parser.add_argument(
+        "--max-segment-s", dest="max_segment_s", type=float, help="roll longer streams"
+    )
     parser.add_argument("--top-k", dest="top_k", type=int)
     parser.add_argument("--web-host", dest="web_host", help="metrics bind address (127.0.0.1)")
     parser.add_argument("--web-port", dest="web_port", type=int, help="metrics port; 0 = off")
@@ -73,6 +88,11 @@ _SETTING_FLAGS = (
     "max_gap_frames",
     "idle_timeout_s",
     "max_streams",
+    "max_frame_bytes",
+    "max_frame_ms",
+    "max_gap_s",
+    "max_seq_jump",
+    "max_segment_s",
     "top_k",
     "web_host",
     "web_port",

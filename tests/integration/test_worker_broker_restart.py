@@ -86,7 +86,10 @@ def test_broker_restart_mid_stream_loses_no_window(
 
     farm = WorkerFarm(bootstrap, topics, model_dir, tmp_path)
     try:
-        farm.spawn()
+        # a restart on a loaded machine can outlast the 30 s idle timeout (Kafka time
+        # between the halves), which would close the streams and resume them as new
+        # segments under other ids; the outage, not a pause, is what is tested here
+        farm.spawn("--idle-timeout-s", "600")
         produce(bootstrap, topics, interleave(half))
         wait_for_count(
             bootstrap,

@@ -124,3 +124,40 @@ def test_eos_with_a_missing_frame_waits_then_flush_releases_it() -> None:
     out = seq.flush()
     assert [(r.seq, r.gap_frames, r.eos) for r in out] == [(2, 1, True)]
     assert seq.finished
+
+
+def test_a_seq_jump_past_the_bound_is_refused_and_changes_nothing() -> None:
+    seq: Sequencer[int] = Sequencer("s", POLICY, max_seq_jump=100)
+    seq.push(0, 0)
+    with pytest.raises(SequenceError) as info:
+        seq.push(10**18, 1)
+    assert info.value.reason == "seq_jump" and seq.held == 0
+    assert [r.seq for r in seq.push(1, 1)] == [1]
+    assert [r.seq for r in seq.push(101, 2)] == []  # within the bound of the highest (1)
+
+
+def test_an_eos_below_held_frames_evicts_them() -> None:
+    seq: Sequencer[str] = Sequencer("s", POLICY)
+    seq.push(0, "a")
+    assert seq.push(2, "c") == [] and seq.push(3, "d") == []
+    out = seq.push(1, "eos", eos=True)
+    assert [(r.seq, r.eos) for r in out] == [(1, True)] and seq.finished
+    assert seq.take_evicted() == [(2, "c"), (3, "d")] and seq.take_evicted() == []
+    with pytest.raises(SequenceError, match="end-of-stream"):
+        seq.push(4, "e")
+
+
+def test_an_eos_below_a_released_frame_still_finishes() -> None:
+    seq: Sequencer[int] = Sequencer("s", POLICY)
+    for s in range(5):
+        seq.push(s, s)
+    assert seq.push(2, 99, eos=True) == [] and seq.finished
+    assert seq.eos_seq == 4 and seq.counts.late == 1
+
+
+def test_a_segment_refuses_frames_below_its_first_seq() -> None:
+    seq: Sequencer[int] = Sequencer("s", POLICY, first_seq=500)
+    assert [r.seq for r in seq.push(500, 0)] == [500]
+    with pytest.raises(SequenceError) as info:
+        seq.push(499, 1)
+    assert info.value.reason == "late_frame"

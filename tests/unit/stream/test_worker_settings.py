@@ -48,3 +48,22 @@ def test_settings_are_frozen() -> None:
     with pytest.raises(AttributeError):
         s.max_streams = 3  # type: ignore[misc]
     assert s.with_changes(max_streams=3).max_streams == 3
+
+
+def test_stream_limits_from_environment_and_flags() -> None:
+    env = {
+        "TYMPAN_MAX_FRAME_BYTES": "4096",
+        "TYMPAN_MAX_GAP_S": "1.5",
+        "TYMPAN_MAX_SEGMENT_S": "60",
+    }
+    s = WorkerSettings.from_environ(env, {"max_seq_jump": 200, "max_frame_ms": None})
+    assert (s.limits.max_frame_bytes, s.limits.max_gap_s, s.limits.max_segment_s) == (
+        4096,
+        1.5,
+        60.0,
+    )
+    assert s.limits.max_seq_jump == 200 and s.limits.max_frame_ms == 1000.0
+    with pytest.raises(ConfigError, match="TYMPAN_MAX_SEQ_JUMP"):
+        WorkerSettings.from_environ({"TYMPAN_MAX_SEQ_JUMP": "many"})
+    with pytest.raises(ConfigError, match="max_frame_bytes"):
+        WorkerSettings.from_environ({"TYMPAN_MAX_FRAME_BYTES": "0"})
