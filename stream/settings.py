@@ -27,6 +27,8 @@ Environment variables (all optional)::
     TYMPAN_SESSION_TIMEOUT_S             consumer-group session timeout
     TYMPAN_CONTROL_MAX_BYTES, TYMPAN_REGISTRY_MAX_BYTES, TYMPAN_JSON_MAX_DEPTH
                                          bounds on control / speaker-registry records
+    TYMPAN_TRUSTED_KEYS                  publisher public keys (comma-separated files or
+                                         folders of *.pub): only records they signed count
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ ENV_WEB_HOST = "TYMPAN_WEB_HOST"
 ENV_WEB_PORT = "TYMPAN_WEB_PORT"
 ENV_TOP_K = "TYMPAN_TOP_K"
 ENV_SESSION_TIMEOUT_S = "TYMPAN_SESSION_TIMEOUT_S"
+ENV_TRUSTED_KEYS = "TYMPAN_TRUSTED_KEYS"  # workers: publisher public keys, comma-separated
+ENV_SIGNING_KEY = "TYMPAN_SIGNING_KEY"  # publishers: the private key that signs
 ENV_CONTROL_MAX_BYTES = "TYMPAN_CONTROL_MAX_BYTES"
 ENV_REGISTRY_MAX_BYTES = "TYMPAN_REGISTRY_MAX_BYTES"
 ENV_JSON_MAX_DEPTH = "TYMPAN_JSON_MAX_DEPTH"
@@ -218,6 +222,9 @@ class WorkerSettings:
     session_timeout_s: a worker silent for this long (killed, frozen) leaves the
         consumer group and its partitions move to the others.
     control_limits: size and depth bounds on control and registry records.
+    trusted_keys: Ed25519 public keys (files, or folders of ``*.pub``) of the
+        publishers; with any, unsigned or badly signed model announcements and
+        enrollments are refused (``stream.signing``, docs/security.md).
     """
 
     kafka: KafkaClientConfig = field(default_factory=KafkaClientConfig)
@@ -240,6 +247,7 @@ class WorkerSettings:
     commit_interval_s: float = 1.0
     session_timeout_s: float = 10.0
     control_limits: ControlLimits = field(default_factory=ControlLimits)
+    trusted_keys: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):
@@ -329,8 +337,15 @@ class WorkerSettings:
                 ),
                 max_json_depth=pick("max_json_depth", ENV_JSON_MAX_DEPTH, int, 32),
             ),
+            trusted_keys=pick("trusted_keys", ENV_TRUSTED_KEYS, _paths, ()),
         )
 
     def with_changes(self, **changes: Any) -> WorkerSettings:
         """A copy with some fields replaced (tests, the CLI)."""
         return replace(self, **changes)
+
+
+def _paths(value: str | Any) -> tuple[Path, ...]:
+    """A comma-separated list of paths (environment), or a list of them (flags)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(Path(str(item).strip()) for item in items if str(item).strip())

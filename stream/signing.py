@@ -153,6 +153,17 @@ class Verifier:
             ) from exc
 
 
+def signer_from(path: Path | str | None) -> Signer | None:
+    """The publisher's signer: ``path`` (a flag), else ``$TYMPAN_SIGNING_KEY``, else none.
+
+    The one place publishers read the key's location from the environment.
+    """
+    from stream.settings import ENV_SIGNING_KEY
+
+    chosen = path or os.environ.get(ENV_SIGNING_KEY)
+    return Signer.load(chosen) if chosen else None
+
+
 def generate(directory: Path | str, name: str = "tympan-signing") -> tuple[Path, Path]:
     """Write a new key pair: ``<name>.key`` (private, mode 0600) and ``<name>.pub``.
 

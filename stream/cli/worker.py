@@ -63,6 +63,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--web-port", dest="web_port", type=int, help="metrics port; 0 = off")
     parser.add_argument("--loglevel", default="info", help="Faust worker log level")
     parser.add_argument(
+        "--trusted-key",
+        dest="trusted_keys",
+        action="append",
+        metavar="PUB",
+        help="publisher public key (file or folder of *.pub; repeat): only announcements "
+        "and enrollments it signed are applied (TYMPAN_TRUSTED_KEYS)",
+    )
+    parser.add_argument(
         "--no-create-topics",
         dest="create_topics",
         action="store_false",
@@ -96,6 +104,7 @@ _SETTING_FLAGS = (
     "top_k",
     "web_host",
     "web_port",
+    "trusted_keys",
 )
 
 
