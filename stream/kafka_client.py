@@ -12,6 +12,7 @@ the mapping its caller (a CLI module, ``stream.settings``) chose to pass.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -313,3 +314,62 @@ def _check_bootstrap(bootstrap_servers: str) -> None:
                 f"bootstrap server {server!r} in {bootstrap_servers!r} is not host:port "
                 f"with a port in 1..65535"
             )
+
+
+class BrokerRefusals(logging.Filter):
+    """Why the broker refused us, in words a user can act on.
+
+    aiokafka logs the cause of a failed connection (a wrong password, an untrusted
+    certificate, a plaintext client on a TLS listener) and then raises a bare
+    "Unable to bootstrap", which is all a command's own error message can quote. This
+    filter keeps the first cause it sees, so :func:`main` can print one clear line
+    after a failed command. It never drops a record.
+    """
+
+    CAUSES: tuple[tuple[str, str], ...] = (
+        (
+            "SaslAuthenticationFailed",
+            "the broker refused our credentials (authentication failed): check "
+            "TYMPAN_KAFKA_SASL_USERNAME, TYMPAN_KAFKA_SASL_PASSWORD and "
+            "TYMPAN_KAFKA_SASL_MECHANISM",
+        ),
+        (
+            "CERTIFICATE_VERIFY_FAILED",
+            "the broker's TLS certificate is not trusted: TYMPAN_KAFKA_SSL_CAFILE must "
+            "name the CA that signed it",
+        ),
+        (
+            "UnsupportedSaslMechanism",
+            "the broker does not offer this SASL mechanism: check TYMPAN_KAFKA_SASL_MECHANISM",
+        ),
+        (
+            "closed",
+            "the broker closed the connection: it may require TLS and/or SASL "
+            "(TYMPAN_KAFKA_SECURITY_PROTOCOL, docs/security.md)",
+        ),
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hint: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.hint is None and record.levelno >= logging.ERROR:
+            message = record.getMessage()
+            for needle, hint in self.CAUSES:
+                if needle in message:
+                    self.hint = hint
+                    break
+        return True
+
+
+_REFUSALS: BrokerRefusals | None = None
+
+
+def broker_refusals() -> BrokerRefusals:
+    """The process's :class:`BrokerRefusals`, installed on aiokafka's logger on first use."""
+    global _REFUSALS
+    if _REFUSALS is None:
+        _REFUSALS = BrokerRefusals()
+        logging.getLogger("aiokafka").addFilter(_REFUSALS)
+    return _REFUSALS

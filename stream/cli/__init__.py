@@ -24,6 +24,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from stream.cli.help import plain_help
+from stream.kafka_client import broker_refusals
 
 # Runtime commands, in the order they appear in ``tympan --help``.
 _RUNTIME_COMMANDS = (
@@ -97,8 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    refusals = BrokerRefusals()
-    logging.getLogger("aiokafka").addFilter(refusals)
+    refusals = broker_refusals()
     try:
         status = int(func(args) or 0)
     except BrokenPipeError:
@@ -109,53 +109,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if status != 0 and refusals.hint is not None:
         print(f"tympan {args.command}: {refusals.hint}", file=sys.stderr)
     return status
-
-
-class BrokerRefusals(logging.Filter):
-    """Why the broker refused us, in words a user can act on.
-
-    aiokafka logs the cause of a failed connection (a wrong password, an untrusted
-    certificate, a plaintext client on a TLS listener) and then raises a bare
-    "Unable to bootstrap", which is all a command's own error message can quote. This
-    filter keeps the first cause it sees, so :func:`main` can print one clear line
-    after a failed command. It never drops a record.
-    """
-
-    CAUSES: tuple[tuple[str, str], ...] = (
-        (
-            "SaslAuthenticationFailed",
-            "the broker refused our credentials (authentication failed): check "
-            "TYMPAN_KAFKA_SASL_USERNAME, TYMPAN_KAFKA_SASL_PASSWORD and "
-            "TYMPAN_KAFKA_SASL_MECHANISM",
-        ),
-        (
-            "CERTIFICATE_VERIFY_FAILED",
-            "the broker's TLS certificate is not trusted: TYMPAN_KAFKA_SSL_CAFILE must "
-            "name the CA that signed it",
-        ),
-        (
-            "UnsupportedSaslMechanism",
-            "the broker does not offer this SASL mechanism: check TYMPAN_KAFKA_SASL_MECHANISM",
-        ),
-        (
-            "closed",
-            "the broker closed the connection: it may require TLS and/or SASL "
-            "(TYMPAN_KAFKA_SECURITY_PROTOCOL, docs/security.md)",
-        ),
-    )
-
-    def __init__(self) -> None:
-        super().__init__("aiokafka")
-        self.hint: str | None = None
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.hint is None and record.levelno >= logging.ERROR:
-            message = record.getMessage()
-            for needle, hint in self.CAUSES:
-                if needle in message:
-                    self.hint = hint
-                    break
-        return True
 
 
 def _stdout_closed() -> bool:
