@@ -8,11 +8,12 @@ What one level of the sweep does (all on this machine, the broker included):
    levels start once every worker's latest assignment is non-empty and together
    they cover every audio partition (the audio topic has 8);
 2. a producer subprocess (this file, ``_produce`` mode) plays ``K`` 16 kHz PCM calls
-   in real time: 100 ms chunks, each call starting at a different moment of the
-   first ``ramp_s`` (so sends are spread evenly over every 100 ms), for
-   ``duration_s``; then each call ends with ``eos``. It is one process with one
-   asyncio loop and a vectorized due-time check per tick; payloads are encoded once
-   and records go out as per-partition batches (``AIOKafkaProducer.send_batch``);
+   (or 8 kHz μ-law: ``_produce ... PREFIX mulaw 8000``) in real time: 100 ms chunks,
+   each call starting at a different moment of the first ``ramp_s`` (so sends are
+   spread evenly over every 100 ms), for ``duration_s``; then each call ends with
+   ``eos``. It runs ``tympan produce``'s own engine (``stream.produce.produce_frames``:
+   one process, one asyncio loop, payloads encoded once, one ``send_batch`` per
+   partition per round) and reports its send-lag percentiles;
 3. this process reads the label topic and stamps each event when it becomes
    readable. Latency of a window = that stamp minus the capture time of the
    window's last sample (``capture_time_s`` in the label event, derived by the
@@ -37,6 +38,7 @@ domain objects without Kafka or Faust) give streams per core and tympan's ratio.
 Run::
 
     .venv/bin/python benchmarks/bench_e2e.py --quick          # < 3 min, `make bench`
+    .venv/bin/python benchmarks/bench_e2e.py --quick --telephony   # 8 kHz μ-law calls
     .venv/bin/python benchmarks/bench_e2e.py --streams 100 300 600 1000 --duration-s 30
     .venv/bin/python benchmarks/bench_e2e.py --streams 400 --profile /tmp/w.txt  # py-spy
     .venv/bin/python benchmarks/bench_e2e.py --workers 2 --streams 300 400 500 600
@@ -71,7 +73,6 @@ PYTHON = sys.executable
 KAFKA_PID = REPO / ".tympan" / "kafka" / "kafka.pid"
 SR = 16000
 CHUNK_MS = 100
-TICK_S = 0.005
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 ASSIGNED = re.compile(r"partitions assigned: \[([0-9, ]*)\]")
 
@@ -150,108 +151,81 @@ def call_audio(seconds: float, seed: int) -> np.ndarray:
     return (y + rng.standard_normal(len(t)) * 0.01).astype(np.float32)
 
 
-def encoded_chunks(n_clips: int, seconds: float, chunk_samples: int) -> list[list[bytes]]:
-    """``n_clips`` looping clips, each cut once into little-endian int16 chunk payloads."""
+TELEPHONY_SR = 8000
+
+
+def encoded_chunks(
+    n_clips: int, seconds: float, chunk_samples: int, *, telephony: bool = False
+) -> list[list[bytes]]:
+    """``n_clips`` looping clips, each cut once into chunk payloads: little-endian
+    int16 at 16 kHz, or (``telephony``) G.711 μ-law at 8 kHz (``chunk_samples`` is
+    then counted at 8 kHz)."""
+    from stream.audio.g711 import mulaw_encode
+
     clips = []
     for c in range(n_clips):
-        pcm = (np.clip(call_audio(seconds, c), -1, 1) * 32767).astype("<i2").tobytes()
-        step = chunk_samples * 2
+        audio = np.clip(call_audio(seconds, c), -1, 1)
+        if telephony:  # a telephone channel: every other sample of the 16 kHz clip
+            pcm = mulaw_encode((audio[::2] * 32767).astype(np.int16)).tobytes()
+            step = chunk_samples
+        else:
+            pcm = (audio * 32767).astype("<i2").tobytes()
+            step = chunk_samples * 2
         clips.append([pcm[i : i + step] for i in range(0, len(pcm) - step + 1, step)])
     return clips
 
 
 async def produce_load(
-    broker: str, topic: str, n_streams: int, duration_s: float, ramp_s: float, prefix: str
+    broker: str,
+    topic: str,
+    n_streams: int,
+    duration_s: float,
+    ramp_s: float,
+    prefix: str,
+    encoding: str = "pcm_s16le",
+    rate: int = SR,
 ) -> dict[str, Any]:
-    """Play ``n_streams`` real-time calls; return pacing statistics.
+    """Play ``n_streams`` real-time calls with ``tympan produce``'s engine; return its figures.
 
-    Stream ``j`` starts at ``t0 + ramp_s * j / n_streams`` and sends chunk ``s`` when
-    its last sample is due (``start + (s+1) * 100 ms``), stamped with the capture time
-    of its first sample, exactly what a telephony gateway would send.
+    The same code as ``tympan produce --realtime`` (``stream.produce``: frames cut
+    from payloads encoded once, a heap merge by due time, one batch per partition
+    per round): stream ``j`` plays clip ``j % 8`` encoded as ``encoding`` at ``rate``
+    (8 kHz μ-law: telephony), starts ``ramp_s * j / n_streams`` after the first and
+    sends chunk ``s`` when its last sample is due, stamped with the capture time of
+    its first sample, exactly what a telephony gateway would send.
     """
-    from aiokafka import AIOKafkaProducer
-    from aiokafka.partitioner import DefaultPartitioner
+    import soxr
 
-    from stream.wire.frame import Encoding, frame_headers
-
-    chunk_s = CHUNK_MS / 1000
-    chunk_samples = SR * CHUNK_MS // 1000
-    clips = encoded_chunks(8, 10.0, chunk_samples)
-    n_frames = round(duration_s / chunk_s)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=broker,
-        linger_ms=2,
-        max_batch_size=1024 * 1024,
-        max_request_size=8 * 1024 * 1024,
-        acks=1,
+    from stream.audio.convert import float32_to_payload
+    from stream.produce import (
+        ProducerTuning,
+        Source,
+        StreamPlan,
+        now_us,
+        plan_frames,
+        produce_frames,
     )
-    await producer.start()
-    try:
-        partitions = sorted(await producer.partitions_for(topic))
-        partitioner = DefaultPartitioner()
-        keys = [f"{prefix}-{j:05d}".encode() for j in range(n_streams)]
-        part = np.array([partitioner(k, partitions, partitions) for k in keys])
-        t0 = time.time() + 0.5
-        start = t0 + ramp_s * np.arange(n_streams) / max(n_streams, 1)
-        seq = np.zeros(n_streams, dtype=np.int64)
-        due = start + chunk_s
-        lags: list[float] = []
-        pending: list[Any] = []
-        sent = 0
-        while True:
-            now = time.time()
-            ready = np.flatnonzero(due <= now)
-            if ready.size:
-                lags.extend((now - due[ready]).tolist())
-                batches: dict[int, Any] = {}
-                for j in ready.tolist():
-                    s = int(seq[j])
-                    p = int(part[j])
-                    headers = frame_headers(
-                        seq=s,
-                        sample_rate=SR,
-                        encoding=Encoding.PCM_S16LE,
-                        channels=1,
-                        capture_us=int((start[j] + s * chunk_s) * 1e6),
-                        eos=s == n_frames - 1,
-                    )
-                    clip = clips[j % len(clips)]
-                    value = clip[(s + j) % len(clip)]
-                    batch = batches.get(p)
-                    if batch is None:
-                        batch = batches[p] = producer.create_batch()
-                    if (
-                        batch.append(key=keys[j], value=value, timestamp=None, headers=headers)
-                        is None
-                    ):
-                        pending.append(await producer.send_batch(batch, topic, partition=p))
-                        batch = batches[p] = producer.create_batch()
-                        batch.append(key=keys[j], value=value, timestamp=None, headers=headers)
-                for p, batch in batches.items():
-                    pending.append(await producer.send_batch(batch, topic, partition=p))
-                sent += ready.size
-                seq[ready] += 1
-                due[ready] += chunk_s
-                due[seq >= n_frames] = np.inf
-                if len(pending) > 2000:
-                    await asyncio.gather(*pending)
-                    pending.clear()
-            elif not np.isfinite(due).any():
-                break
-            nxt = float(due.min()) if np.isfinite(due).any() else now
-            await asyncio.sleep(min(TICK_S, max(0.0, nxt - time.time())))
-        await producer.flush()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    lag_ms = np.array(lags) * 1000 if lags else np.zeros(1)
-    return {
-        "frames": sent,
-        "send_lag_p50_ms": float(np.percentile(lag_ms, 50)),
-        "send_lag_p99_ms": float(np.percentile(lag_ms, 99)),
-        "send_lag_max_ms": float(lag_ms.max()),
-        "first_start_s": t0,
-    }
+    from stream.wire.frame import Encoding
+
+    enc = Encoding(encoding)
+    clips = []
+    for c in range(8):
+        y = call_audio(duration_s, c)
+        y = y if rate == SR else soxr.resample(y, SR, rate).astype(np.float32)
+        clips.append(Source(f"clip{c}", f"clip{c}", float32_to_payload(y, enc), rate, enc))
+    plans = [
+        StreamPlan(f"{prefix}-{j:05d}", clips[j % len(clips)], round(ramp_s * 1e6 * j / n_streams))
+        for j in range(n_streams)
+    ]
+    started: list[int] = []
+
+    def frames() -> Any:  # the clock starts once the producer is connected
+        started.append(now_us())
+        yield from plan_frames(plans, chunk_ms=CHUNK_MS, realtime=True, start_us=started[0])
+
+    tuning = ProducerTuning(linger_ms=2, max_batch_size=1024 * 1024, max_request_size=8 << 20)
+    stats = await produce_frames(broker, topic, frames(), realtime=True, tuning=tuning)
+    return {**stats.to_dict(), "first_start_s": started[0] / 1e6 if started else 0.0}
 
 
 # -- the worker -----------------------------------------------------------------------------
@@ -318,7 +292,6 @@ def start_worker(
     extra: list[str],
     profile: Path | None,
     extra_env: dict[str, str],
-    lean: bool = False,
     index: int = 0,
 ) -> Worker:
     args = [
@@ -337,13 +310,12 @@ def start_worker(
         "--web-port",
         "0",
         "--no-create-topics",
+        "--processes",  # one process per worker: --workers N meters each one's CPU
+        "1",
         "--loglevel",
         "info",
         *extra,
     ]
-    if lean:  # the Faust-free experiment (lean_worker.py), same runtime and domain code
-        args = [PYTHON, str(Path(__file__).with_name("lean_worker.py")), *args[2:8]]
-        args += ["--app-id", f"{prefix}-worker", *extra]
     if profile is not None:  # py-spy: sampling profiler, the worker runs unmodified
         spy = Path(sys.executable).parent / "py-spy"
         args = [
@@ -498,6 +470,7 @@ def run_level(
     budget_ms: float,
     drift_budget_ms: float,
     pids: dict[str, int | None],
+    telephony: bool = False,
 ) -> Level:
     prefix = f"k{k}-{uuid.uuid4().hex[:6]}"
     n_samples = round(duration_s / (CHUNK_MS / 1000)) * SR * CHUNK_MS // 1000
@@ -520,6 +493,7 @@ def run_level(
             str(duration_s),
             str(ramp_s),
             prefix,
+            *(["mulaw", str(TELEPHONY_SR)] if telephony else []),
             stdout=asyncio.subprocess.PIPE,
             cwd=str(REPO),
         )
@@ -718,9 +692,7 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
             spy = profile if i == 0 else None
             extra = args.worker_arg or []
             workers.append(
-                start_worker(
-                    args.broker, prefix, model_dir, tmp, extra, spy, env, args.lean, index=i
-                )
+                start_worker(args.broker, prefix, model_dir, tmp, extra, spy, env, index=i)
             )
         wait_assigned(workers, topics.audio_partitions, 60 + 30 * args.workers)
         pids: dict[str, int | None] = {
@@ -740,6 +712,7 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
                 args.p99_budget_ms,
                 args.drift_ms,
                 pids,
+                telephony=args.telephony,
             )
             levels.append(level)
             print(row(level), flush=True)
@@ -753,7 +726,8 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
         "model_dir": str(model_dir),
         "worker_args": args.worker_arg or [],
         "worker_env": env,
-        "worker": "lean_worker.py" if args.lean else "tympan worker",
+        "worker": "tympan worker",
+        "streams": "8 kHz mulaw" if args.telephony else "16 kHz pcm_s16le",
         "workers": args.workers,
         "log": str(tmp),
     }
@@ -787,10 +761,13 @@ def main(argv: list[str] | None = None) -> int:
         result = pipeline_capacity(Path(argv[1]), int(argv[2]), float(argv[3]))
         print(json.dumps(result), flush=True)
         return 0
-    if argv[:1] == ["_produce"]:
+    if argv[:1] == ["_produce"]:  # ... PREFIX [ENCODING RATE]: 16 kHz PCM by default
         broker, topic, k, duration, ramp, prefix = argv[1:7]
+        encoding, rate = (argv[7], int(argv[8])) if len(argv) > 8 else ("pcm_s16le", SR)
         stats = asyncio.run(
-            produce_load(broker, topic, int(k), float(duration), float(ramp), prefix)
+            produce_load(
+                broker, topic, int(k), float(duration), float(ramp), prefix, encoding, rate
+            )
         )
         print(json.dumps(stats), flush=True)
         return 0
@@ -811,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=int, default=1, help="worker processes in one consumer group"
     )
     parser.add_argument(
-        "--lean", action="store_true", help="run benchmarks/lean_worker.py (no Faust) instead"
+        "--telephony", action="store_true", help="8 kHz G.711 mu-law calls (default 16 kHz PCM)"
     )
     parser.add_argument("--profile", help="record the (first) worker with py-spy into this file")
     parser.add_argument("--json", help="write all figures here")
@@ -825,7 +802,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration_s is None:
         args.duration_s = 12.0 if args.quick else 30.0
     who = "worker" if args.workers == 1 else f"{args.workers} workers"
+    calls = "8 kHz mu-law" if args.telephony else "16 kHz PCM"
     print(f"machine: {os.cpu_count()} cores shared by {who}, producer, broker and reader")
+    print(f"calls: {calls}, {CHUNK_MS} ms frames")
     print(HEADER, flush=True)
     levels, meta = sweep(args)
     best = max((lv for lv in levels if lv.passes), key=lambda lv: lv.streams, default=None)

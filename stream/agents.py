@@ -213,6 +213,13 @@ class WorkerRuntime:
             loop = asyncio.get_running_loop()
             self._inbox_timer = loop.call_later(INBOX_WAIT_S, self._flush_soon)
 
+    async def on_records(self, records: Sequence[Record]) -> None:
+        """Take one fetched batch of audio records (``stream.worker``'s consumer loop):
+        processed at once, in order, with no per-record await or timer."""
+        self._raise_failure()
+        self._inbox.extend(records)
+        await self.flush_inbox()
+
     def _flush_soon(self) -> None:
         self._inbox_timer = None
         task = asyncio.get_running_loop().create_task(self.flush_inbox())

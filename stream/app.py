@@ -1,22 +1,21 @@
-"""The Faust app of ``tympan worker``: one agent, one timer, one metrics page.
+"""Build ``tympan worker``: the model, the pipeline, the runtime and the Faust app.
 
-Thin on purpose: the agent turns each Faust event into a :class:`~stream.pipeline.Record`
-and hands it, with the event as the ack token, to :class:`~stream.agents.WorkerRuntime`.
+The Kafka/Faust side lives in :mod:`stream.worker`: a Faust app without Faust's own
+consumer (``stream.worker.app``), and an app service that consumes the audio topic
+a fetched batch at a time and hands each batch to
+:class:`~stream.agents.WorkerRuntime` as one list (``stream.worker.consumer``).
 Choices that matter for delivery (see ``docs/delivery.md``):
 
-* the audio topic uses the ``raw`` codec for keys and values, and frames are decoded
-  inside the agent, so a malformed record becomes a dead letter with a reason instead
-  of a line in Faust's decode-error log;
-* the agent runs with ``concurrency=1`` and iterates ``stream.noack().events()``: the
-  runtime acks each offset itself (``Consumer.ack``) once the events that depend on
-  it are on the broker
-  (Faust commits the highest contiguous acked offset; concurrency > 1 can commit past
-  unprocessed records, faust-streaming issue #606);
-* ``stream_wait_empty=False``: a rebalance must not wait for records that are held
-  on purpose by open streams; revoked partitions' streams are dropped and their new
-  owner rebuilds them from the committed offset;
-* ``consumer_auto_offset_reset="earliest"``: a new consumer group starts at the
-  beginning of the retained audio, never skipping frames;
+* audio records are decoded inside the runtime, so a malformed record becomes a
+  dead letter with a reason;
+* the worker commits itself: the runtime acks the ranges the offset ledger released
+  (once the events that depend on them are on the broker) and the highest one is
+  committed per partition (``stream.worker.commits``);
+* on revocation the released offsets are committed, then the revoked partitions'
+  streams are dropped (records held on purpose by open streams are not waited
+  for); their new owner rebuilds them from the committed offset;
+* ``auto_offset_reset="earliest"``: a new consumer group starts at the beginning of
+  the retained audio, never skipping frames;
 * ``producer_linger`` 5 ms: label events share producer batches; delivery is
   unchanged (``acks=-1``, and an offset is still acked only once the broker
   acknowledged every event that depends on it).
@@ -33,7 +32,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import faust
-from faust.types import TP
 
 from stream.agents import EmbeddingSpeakerHook, WorkerRuntime
 from stream.events import ModelRef
@@ -42,10 +40,14 @@ from stream.features.spec import FeatureSpec
 from stream.inference.repository import resolve_model_dir
 from stream.inference.session import OnnxModel
 from stream.metrics import WorkerMetrics
-from stream.pipeline import Pipeline, PipelinePolicy, Record, check_aligned
+from stream.pipeline import Pipeline, PipelinePolicy, check_aligned
 from stream.reload import ActiveModel, ControlFollower, ReloadPolicy
 from stream.settings import WorkerSettings
 from stream.topics import Topics
+from stream.worker.app import WorkerApp, serve_audio
+from stream.worker.commits import CommitLog
+from stream.worker.consumer import ConsumerPlan
+from stream.worker.producer import BatchSender
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,7 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
     limit_blas_threads()
     topics = Topics().with_prefix(settings.topic_prefix)
     model = model or load_model(settings, control_topic=topics.control)
-    app = faust.App(settings.app_id, **_faust_settings(settings))
+    app = WorkerApp(settings.app_id, **_faust_settings(settings))
     spec = model.spec
     speakers, follower = (
         load_speakers(settings, spec, topics) if settings.speaker_model else (None, None)
@@ -155,25 +157,28 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
 
     metrics = WorkerMetrics()
 
-    def ack(partition: int, start: int, stop: int) -> None:
-        consumer = app.consumer
-        tp = TP(topics.audio, partition)
-        for offset in range(start, stop):
-            consumer.ack(cast(Any, _Offset(tp, offset)))
-
+    commits = CommitLog()
     runtime = WorkerRuntime(
         pipeline,
         infer,
         topics,
-        send,
-        ack,
+        BatchSender(app.producer).send,  # a producer batch per partition per loop turn
+        commits.ack,
         settings.batching,
         metrics=metrics,
         speakers=speakers,
         on_fatal=on_fatal,
         current_model=active.current,
     )
-    _wire(app, runtime, topics, metrics)
+    plan = ConsumerPlan(
+        settings.kafka,
+        topics.audio,
+        settings.app_id,
+        session_timeout_s=settings.session_timeout_s,
+        commit_interval_s=settings.commit_interval_s,
+        expire_interval_s=EXPIRE_INTERVAL_S,
+    )
+    serve_audio(app, plan, runtime, commits, metrics=metrics, on_fatal=on_fatal)
     control = _follow_control(app, settings, topics, active, pipeline, send)
     if follower is not None:
 
@@ -270,25 +275,6 @@ def load_speakers(
     return hook, follower
 
 
-class _Offset:
-    """What ``Consumer.ack`` reads of a message: its partition, offset and state.
-
-    The runtime acks offsets long after their records were processed (an open stream
-    holds its partition's offsets), so it keeps offsets, not Faust's ``Event`` and
-    ``Message`` objects with their payloads; acking a stand-in marks the offset done
-    exactly as ``event.ack()`` would for a message no other stream shares.
-    """
-
-    __slots__ = ("__weakref__", "acked", "offset", "partition", "topic", "tp")
-
-    def __init__(self, tp: TP, offset: int) -> None:
-        self.tp = tp
-        self.topic = tp.topic
-        self.partition = tp.partition
-        self.offset = offset
-        self.acked = False
-
-
 def _faust_settings(settings: WorkerSettings) -> dict[str, Any]:
     data_dir = Path(settings.data_dir)
     return {
@@ -297,13 +283,8 @@ def _faust_settings(settings: WorkerSettings) -> dict[str, Any]:
         "autodiscover": False,
         "key_serializer": "raw",
         "value_serializer": "raw",
-        "stream_wait_empty": False,
         "topic_disable_leader": True,
         "topic_allow_declare": False,
-        "consumer_auto_offset_reset": "earliest",
-        "broker_commit_interval": settings.commit_interval_s,
-        "broker_session_timeout": settings.session_timeout_s,
-        "broker_heartbeat_interval": settings.session_timeout_s / 4,
         "producer_acks": -1,
         # events of a few ms share one producer batch and request instead of each
         # opening its own (~20 % less CPU per send, benchmarks/RESULTS.md); adds at
@@ -316,69 +297,3 @@ def _faust_settings(settings: WorkerSettings) -> dict[str, Any]:
         "web_host": settings.web_host,
         "store": "memory://",
     }
-
-
-def _update_lag(app: Any, runtime: WorkerRuntime, audio: str, metrics: WorkerMetrics) -> None:
-    """Records between the last one taken and the partition end, per partition."""
-    consumer = app.consumer
-    for tp in consumer.assignment():
-        if tp.topic != audio:
-            continue
-        highwater = consumer.highwater(tp)
-        last = runtime.last_offset.get(tp.partition)
-        if highwater is not None and last is not None:
-            metrics.lag.labels(str(tp.partition)).set(max(0, highwater - last - 1))
-
-
-def _timestamp_ms(timestamp_s: float | None) -> int | None:
-    """Faust's record timestamp (seconds) as the pipeline's Kafka time (ms)."""
-    return None if timestamp_s is None else round(timestamp_s * 1000)
-
-
-def _wire(
-    faust_app: faust.App, runtime: WorkerRuntime, topics: Topics, metrics: WorkerMetrics
-) -> None:
-    app: Any = faust_app
-    audio = app.topic(topics.audio, key_serializer="raw", value_serializer="raw")
-
-    async def frames(stream: Any) -> None:
-        """Audio frames → events (stream.agents.WorkerRuntime)."""
-        runtime.start()
-        async for event in stream.noack().events():
-            message = event.message
-            record = Record(
-                key=message.key,
-                value=message.value,
-                headers=tuple(message.headers or ()),
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                timestamp_ms=_timestamp_ms(message.timestamp),
-            )
-            await runtime.on_record(record)
-
-    async def expire() -> None:
-        await runtime.expire()
-        _update_lag(app, runtime, topics.audio, metrics)
-
-    async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
-        revoked: set[Any] = args[0] if args else kwargs.get("revoked", set())
-        mine = [tp.partition for tp in revoked if tp.topic == topics.audio]
-        if mine:
-            log.info("partitions revoked: %s", sorted(mine))
-            runtime.on_revoked(mine)
-
-    async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
-        assigned: set[Any] = args[0] if args else kwargs.get("assigned", set())
-        mine = sorted(tp.partition for tp in assigned if tp.topic == topics.audio)
-        log.info("partitions assigned: %s", mine)
-
-    async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
-
-    # registered by call rather than as decorators: Faust's decorators are untyped
-    app.agent(audio, concurrency=1, name="tympan.frames")(frames)
-    app.timer(EXPIRE_INTERVAL_S)(expire)
-    app.on_partitions_revoked.connect(on_revoked)
-    app.on_partitions_assigned.connect(on_assigned)
-    app.page("/metrics")(metrics_page)

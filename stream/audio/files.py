@@ -1,8 +1,10 @@
 """Audio files → float32 samples, with errors that name the file.
 
 Used by ``tympan produce``, ``tympan classify`` and training. soundfile (libsndfile)
-reads WAV, FLAC and OGG/Vorbis (and MP3 with libsndfile ≥ 1.1); soxr resamples when a
-rate is asked for, with the same quality as the streaming resampler.
+reads WAV, FLAC and OGG/Vorbis (and MP3 with libsndfile ≥ 1.1); when a rate is asked
+for, :func:`stream.audio.resample.resample` resamples with the streaming resampler's
+method (low-delay FIR for 8 kHz → 16 kHz, soxr ``HQ`` otherwise), so a file classified
+offline gets the samples the worker computes from the same audio streamed.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import soundfile as sf
-import soxr
 
+from stream.audio.resample import resample
 from stream.errors import AudioFileError
 
 AUDIO_SUFFIXES: frozenset[str] = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3"})
@@ -29,7 +31,7 @@ def load_audio(
     Parameters
     ----------
     path: the file.
-    sr: resample to this rate (soxr ``HQ``); ``None`` keeps the file's rate.
+    sr: resample to this rate (as the worker does); ``None`` keeps the file's rate.
     mono: downmix channels by their mean.
 
     Returns
@@ -60,7 +62,7 @@ def load_audio(
         )
     y = data.mean(axis=1, dtype=np.float32) if mono else np.ascontiguousarray(data.T)
     if sr is not None and sr != file_sr:
-        y = soxr.resample(y.T, file_sr, sr, quality="HQ").T.astype(np.float32, copy=False)
+        y = resample(y, file_sr, sr)
         file_sr = sr
     return np.ascontiguousarray(y, dtype=np.float32), int(file_sr)
 

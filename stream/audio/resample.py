@@ -1,15 +1,34 @@
-"""Streaming resampling: one stateful soxr resampler per stream.
+"""Resampling, streaming and one-shot, with the same numbers both ways.
 
-A stream arrives in chunks of arbitrary length; resampling each chunk on its own
-would restart the filter at every boundary and click. ``soxr.ResampleStream``
-keeps the filter state between calls, so the concatenated output of
-:meth:`StreamResampler.process` over any chunking equals one-shot
-``soxr.resample`` of the whole signal (the tests measure it: identical to float32
-rounding for 8k, 11.025k, 16k, 22.05k, 44.1k and 48k → 16k).
+Two methods, picked by the rates:
+
+* **Integer upsampling** (``out_rate = L * in_rate``: 8 kHz telephony → 16 kHz) uses a
+  *low-delay* polyphase FIR (:class:`_Upsampler`): a linear-phase Kaiser-windowed
+  sinc, flat to ``LOW_DELAY_PASSBAND * in_rate`` (3.6 kHz at 8 kHz, like soxr HQ's
+  91 %), about ``LOW_DELAY_ATTENUATION_DB`` down from ``in_rate / 2`` (4 kHz) on,
+  so images of the narrow band do not leak into the upper mel bands. Output sample
+  ``n`` depends on input samples up to ``n // L + lookahead`` and is emitted by the
+  chunk that brings that sample: ``lookahead`` is 64 input samples (8 ms at 8 kHz),
+  so a window is emitted as soon as its last sample can be known.
+* **Everything else** (11.025k, 22.05k, 44.1k, 48k → 16k ...) uses soxr
+  (``soxr.ResampleStream`` / ``soxr.resample``, ``HQ``). Its DFT stage processes in
+  blocks, so a stream's output lags its input by up to ~100 ms; offline and streaming
+  agree to float32 rounding (measured: identical).
+
+Why not soxr for 8 kHz: ``soxr.ResampleStream`` holds back ~1,500 output samples
+(~95 ms) at 8k → 16k whatever the chunk size, so with 100 ms frames every window of an
+8 kHz call waited for the *next* frame (issue 12: p50 145 ms vs 47 ms for 16 kHz PCM).
+
+``resample`` (files, training, ``tympan classify``) and :class:`StreamResampler` (the
+worker) run the same filter: for any chunking, the streamed output equals the
+one-shot output to float32 rounding (a matrix product's summation order depends on
+where a block starts; ``tests/unit/stream/audio`` states the tolerance).
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Literal
 
 import numpy as np
@@ -21,6 +40,13 @@ from stream.errors import AudioError
 Quality = Literal["QQ", "LQ", "MQ", "HQ", "VHQ"]
 Float32 = npt.NDArray[np.float32]
 
+LOW_DELAY_PASSBAND = 0.45
+"""Flat (±0.01 dB) up to this fraction of the input rate: 3.6 kHz for 8 kHz calls."""
+LOW_DELAY_ATTENUATION_DB = 100.0
+"""Kaiser design target for the stop band, from half the input rate on (measured: at
+least 98 dB below the pass band)."""
+_BLOCK = 16  # input samples per row of the block-Toeplitz product (fastest measured)
+
 
 class StreamResampler:
     """Resample one mono float32 stream chunk by chunk, keeping filter state.
@@ -28,36 +54,48 @@ class StreamResampler:
     Parameters
     ----------
     in_rate, out_rate: sample rates in Hz.
-    quality: soxr quality recipe (``"HQ"`` as ``soxr.resample``'s default).
+    quality: soxr quality recipe for non-integer ratios (``"HQ"`` as
+        ``soxr.resample``'s default); integer upsampling always uses the low-delay
+        filter.
 
     Notes
     -----
-    Output lags input by the filter delay: the first chunks may return fewer samples
-    than ``len(chunk) * out_rate / in_rate``; ``process(..., last=True)`` flushes the
-    rest, so the total matches one-shot resampling. When the rates are equal,
+    Output lags input: the first chunks may return fewer samples than
+    ``len(chunk) * out_rate / in_rate``; ``process(..., last=True)`` flushes the
+    rest, so the total matches :func:`resample`. When the rates are equal,
     ``process`` returns its input (as float32) and keeps no state.
     """
 
-    __slots__ = ("_closed", "_stream", "in_rate", "out_rate", "quality")
+    __slots__ = ("_closed", "_stream", "_up", "in_rate", "out_rate", "quality")
 
     def __init__(self, in_rate: int, out_rate: int, *, quality: Quality = "HQ") -> None:
-        for name, rate in (("in_rate", in_rate), ("out_rate", out_rate)):
-            if not rate > 0:
-                raise AudioError("bad_rate", f"{name} must be positive, got {rate!r}")
+        _check_rates(in_rate, out_rate)
         self.in_rate = in_rate
         self.out_rate = out_rate
         self.quality = quality
         self._closed = False
+        self._up = _Upsampler(out_rate // in_rate) if _low_delay(in_rate, out_rate) else None
         self._stream = (
             None
-            if in_rate == out_rate
+            if in_rate == out_rate or self._up is not None
             else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
         )
 
     @property
     def passthrough(self) -> bool:
         """Whether the rates are equal (no filtering, no delay)."""
-        return self._stream is None
+        return self._stream is None and self._up is None
+
+    @property
+    def lookahead(self) -> int | None:
+        """Input samples an output sample waits for beyond its own time.
+
+        0 when passing through, the filter's half-length for integer upsampling,
+        ``None`` for soxr (block processing: it varies with the chunking).
+        """
+        if self._up is not None:
+            return self._up.lookahead
+        return 0 if self._stream is None else None
 
     def process(self, chunk: npt.ArrayLike, *, last: bool = False) -> Float32:
         """Resample the next ``chunk`` ``[shape=(n,)]`` of the stream.
@@ -78,7 +116,123 @@ class StreamResampler:
         if x.ndim != 1:
             raise AudioError("bad_shape", f"expected mono samples of shape (n,), got {x.shape}")
         self._closed = last
+        if self._up is not None:
+            return self._up.process(x, last=last)
         if self._stream is None:
             return x
         out: Float32 = self._stream.resample_chunk(x, last=last)
         return out
+
+
+def resample(y: npt.ArrayLike, in_rate: int, out_rate: int, *, quality: Quality = "HQ") -> Float32:
+    """Resample a whole signal: what :class:`StreamResampler` gives over any chunking.
+
+    Parameters
+    ----------
+    y: float samples ``[shape=(n,)]`` or channels first ``[shape=(channels, n)]``.
+    in_rate, out_rate: sample rates in Hz.
+    quality: soxr recipe for non-integer ratios (see :class:`StreamResampler`).
+
+    Returns
+    -------
+    np.ndarray [shape=(m,) or (channels, m), dtype=float32]
+        ``m = n * out_rate // in_rate`` for integer upsampling, soxr's length otherwise.
+    """
+    _check_rates(in_rate, out_rate)
+    x = np.asarray(y, dtype=np.float32)
+    if x.ndim not in (1, 2):
+        raise AudioError("bad_shape", f"expected (n,) or (channels, n) samples, got {x.shape}")
+    if in_rate == out_rate:
+        return np.ascontiguousarray(x)
+    if _low_delay(in_rate, out_rate):
+        rows = [
+            _Upsampler(out_rate // in_rate).process(c, last=True)
+            for c in x.reshape(-1, x.shape[-1])
+        ]
+        return np.stack(rows) if x.ndim == 2 else rows[0]
+    out = soxr.resample(x.T, in_rate, out_rate, quality=quality).T
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+class _Upsampler:
+    """Polyphase upsampling by an integer ``factor`` with ``lookahead`` samples of delay.
+
+    State: the last ``2 * lookahead`` input samples (fewer at the start), i.e. every
+    input that an output not yet emitted still needs. Output base ``m`` (outputs
+    ``factor*m .. factor*m + factor - 1``) is a dot product of the inputs
+    ``m - lookahead .. m + lookahead`` with one column per phase; the stream starts and
+    ends with (virtual) zeros, as one-shot filtering of the whole signal does.
+    """
+
+    __slots__ = ("_hist", "_toeplitz", "factor", "lookahead")
+
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+        self._toeplitz, self.lookahead = _polyphase(factor)
+        self._hist = np.zeros(self.lookahead, dtype=np.float32)  # x[-K..-1]
+
+    def process(self, x: Float32, *, last: bool) -> Float32:
+        k = self.lookahead
+        parts = [self._hist, x, np.zeros(k, dtype=np.float32)] if last else [self._hist, x]
+        buf = np.concatenate(parts)
+        n = buf.shape[0] - 2 * k  # output bases whose every input is known
+        if n <= 0:
+            self._hist = buf
+            return np.zeros(0, dtype=np.float32)
+        self._hist = buf[n:].copy()  # not a view: it would keep the whole chunk alive
+        return _apply(buf, n, self._toeplitz, self.factor, k)
+
+
+def _apply(buf: Float32, n: int, toeplitz: Float32, factor: int, k: int) -> Float32:
+    """Outputs of bases ``0..n-1`` of ``buf`` (``buf[m : m + 2k + 1]`` feeds base ``m``).
+
+    One matrix product over rows of ``_BLOCK`` bases: row ``r`` is
+    ``buf[r*B : r*B + B + 2k]``, and the block-Toeplitz matrix places each base's taps.
+    """
+    rows = -(-n // _BLOCK)
+    need = rows * _BLOCK + 2 * k
+    if buf.shape[0] < need:
+        buf = np.concatenate([buf, np.zeros(need - buf.shape[0], dtype=np.float32)])
+    itemsize = buf.itemsize  # overlapping rows as a view (sliding_window_view costs ~10 µs)
+    blocks = np.ndarray((rows, _BLOCK + 2 * k), np.float32, buf, 0, (_BLOCK * itemsize, itemsize))
+    out: Float32 = (np.ascontiguousarray(blocks) @ toeplitz).reshape(-1)[: n * factor]
+    return out
+
+
+@functools.cache
+def _polyphase(factor: int) -> tuple[Float32, int]:
+    """The block-Toeplitz tap matrix ``[B + 2k, B * factor]`` and the lookahead ``k``.
+
+    Kaiser design (``N = (A - 7.95) / (14.36 * width)`` taps at the output rate for a
+    transition ``width`` from ``LOW_DELAY_PASSBAND * in_rate`` to ``in_rate / 2``),
+    rounded up to ``2 * k * factor + 1`` taps so that every phase is centred.
+    """
+    width = (0.5 - LOW_DELAY_PASSBAND) / factor  # in cycles per output sample
+    taps = math.ceil((LOW_DELAY_ATTENUATION_DB - 7.95) / (14.36 * width))
+    k = math.ceil((taps - 1) / (2 * factor))
+    centre = k * factor
+    t = np.arange(2 * centre + 1) - centre
+    cutoff = (LOW_DELAY_PASSBAND + 0.5) / 2 / factor
+    beta = 0.1102 * (LOW_DELAY_ATTENUATION_DB - 8.7)
+    h = 2 * cutoff * np.sinc(2 * cutoff * t) * np.kaiser(t.size, beta)
+    h *= factor / h.sum()  # unit gain once the zeros between inputs are counted
+    phases = np.zeros((2 * k + 1, factor))  # [input offset d + k, phase p]
+    for p in range(factor):
+        for d in range(-k, k + 1):
+            tap = centre + p - factor * d
+            if 0 <= tap < h.size:
+                phases[d + k, p] = h[tap]
+    toeplitz = np.zeros((_BLOCK + 2 * k, _BLOCK * factor))
+    for b in range(_BLOCK):
+        toeplitz[b : b + 2 * k + 1, b * factor : (b + 1) * factor] = phases
+    return toeplitz.astype(np.float32), k
+
+
+def _low_delay(in_rate: int, out_rate: int) -> bool:
+    return out_rate > in_rate and out_rate % in_rate == 0
+
+
+def _check_rates(in_rate: int, out_rate: int) -> None:
+    for name, rate in (("in_rate", in_rate), ("out_rate", out_rate)):
+        if not rate > 0:
+            raise AudioError("bad_rate", f"{name} must be positive, got {rate!r}")

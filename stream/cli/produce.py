@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from typing import Any
@@ -110,9 +111,18 @@ def register(subparsers: Any) -> None:
     ids.add_argument("--stream-id", default=None, help="stream id of the single input")
     ids.add_argument("--stream-id-prefix", default="", help="prefix for stream ids (file stems)")
     parser.add_argument(
-        "--linger-ms", type=int, default=5, help="producer batching delay (%(default)s ms)"
+        "--linger-ms",
+        type=int,
+        default=ProducerTuning().linger_ms,
+        help="real time: frames due within this share one batch per partition, at the cost "
+        "of at most that much send lag (%(default)s ms)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the run's figures (frames, send-lag p50/p99/max ms) as one JSON line",
+    )
     parser.set_defaults(func=run)
 
 
@@ -167,7 +177,10 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("tympan produce: interrupted", file=sys.stderr)
         return 130
-    print(report.stats.summary(topic))
+    if args.json:
+        print(json.dumps({"topic": topic, **report.stats.to_dict()}))
+    else:
+        print(report.stats.summary(topic))
     if not report.ok:
         print(f"tympan produce: {len(report.failures)} input(s) failed", file=sys.stderr)
         return 1

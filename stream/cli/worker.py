@@ -3,7 +3,13 @@
 A thin wrapper over Faust's own worker (``faust.Worker``): it builds the settings
 from flags and ``TYMPAN_*`` variables (``stream.settings``), makes sure the topics
 exist, loads and checks the model, then hands the app to Faust, which handles
-signals, the consumer group and the web server (``/metrics``).
+signals, the service lifecycle and the web server (``/metrics``); the audio topic is
+consumed a fetched batch at a time by ``stream.worker``.
+
+``--processes N`` (default: one per core, ``TYMPAN_PROCESSES``) runs N such workers
+in one consumer group as child processes of a supervisor that restarts a child that
+dies (``stream.worker.supervisor``); child ``i`` serves metrics on ``web_port + i``
+and keeps its data in ``data_dir/process-i``.
 """
 
 from __future__ import annotations
@@ -61,6 +67,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--top-k", dest="top_k", type=int)
     parser.add_argument("--web-host", dest="web_host", help="metrics bind address (127.0.0.1)")
     parser.add_argument("--web-port", dest="web_port", type=int, help="metrics port; 0 = off")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        help="worker processes in one consumer group (TYMPAN_PROCESSES; default: one per core)",
+    )
     parser.add_argument("--loglevel", default="info", help="Faust worker log level")
     parser.add_argument(
         "--trusted-key",
@@ -108,6 +119,9 @@ _SETTING_FLAGS = (
 )
 
 
+ENV_PROCESSES = "TYMPAN_PROCESSES"
+
+
 def run(args: argparse.Namespace) -> int:
     from stream.app import build_worker
     from stream.settings import WorkerSettings
@@ -117,9 +131,12 @@ def run(args: argparse.Namespace) -> int:
         settings = WorkerSettings.from_environ(
             os.environ, {name: getattr(args, name) for name in _SETTING_FLAGS}
         )
+        processes = _processes(args.processes, os.environ.get(ENV_PROCESSES))
         if args.create_topics:
             topics = Topics().with_prefix(settings.topic_prefix)
             asyncio.run(ensure_topics(settings.kafka, topics))
+        if processes > 1:
+            return _supervise(args, settings, processes)
         worker = build_worker(settings)
     except ContractError as exc:
         print(f"tympan worker: {exc}", file=sys.stderr)
@@ -130,6 +147,52 @@ def run(args: argparse.Namespace) -> int:
     faust_worker = faust.Worker(worker.app, loglevel=args.loglevel)
     faust_worker.execute_from_commandline()
     return 0
+
+
+def _processes(flag: int | None, env: str | None) -> int:
+    from stream.errors import ConfigError
+    from stream.worker.supervisor import default_processes
+
+    if flag is None and env:
+        try:
+            flag = int(env)
+        except ValueError as exc:
+            raise ConfigError(f"{ENV_PROCESSES}={env!r} is not a number of processes") from exc
+    count = default_processes() if flag is None else flag
+    if count < 1:
+        raise ConfigError(f"--processes {count} must be >= 1")
+    return count
+
+
+def _supervise(args: argparse.Namespace, settings: Any, processes: int) -> int:
+    """Run ``processes`` single-process workers with the same flags (topics already
+    exist), each with its own data directory and metrics port."""
+    from stream.errors import ConfigError
+    from stream.worker.supervisor import Supervisor, child_command
+
+    base = ["-v"] * getattr(args, "verbose", 0) + ["worker"]
+    for name in _SETTING_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            base += [f"--{name.replace('_', '-')}", str(value)]
+    base += ["--loglevel", args.loglevel, "--no-create-topics", "--processes", "1"]
+    commands = []
+    for index in range(processes):
+        port = settings.web_port + index if settings.web_port else 0
+        data_dir = settings.data_dir / f"process-{index}"
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates the last level only
+        except OSError as exc:
+            raise ConfigError(f"cannot create the data directory {data_dir}: {exc}") from exc
+        commands.append(
+            child_command([*base, "--web-port", str(port), "--data-dir", str(data_dir)])
+        )
+    print(
+        f"tympan worker: {processes} worker processes in group {settings.app_id!r} "
+        f"(a dead one is restarted; SIGTERM stops all)",
+        flush=True,
+    )
+    return Supervisor(commands).run()
 
 
 def _banner(worker: Any) -> None:

@@ -166,12 +166,12 @@ class SceneSpeechGate:
 
     def speech_fraction(self, y: npt.ArrayLike, sr: int) -> float:
         """Fraction of the clip's windows the scene model calls speech (0 when none)."""
-        import soxr
+        from stream.audio.resample import resample  # the worker's method, as for files
 
         spec = self.model.spec
         audio = np.asarray(y, dtype=np.float32)
         if sr != spec.sr:
-            audio = np.asarray(soxr.resample(audio, sr, spec.sr), dtype=np.float32)
+            audio = resample(audio, sr, spec.sr)
         cut = clip_windows(audio, spec)
         if cut.features.shape[0] == 0:
             return 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -190,3 +191,38 @@ def test_programmatic_realtime_keeps_capture_times(broker: str, topics: Topics) 
         frames = got[f"rt-{i}"]
         assert_complete(frames)
         assert [f.capture_us - start for f in frames] == [1000 * i + 50_000 * k for k in range(6)]
+
+
+def test_realtime_fan_out_reports_send_lag_and_never_sends_early(
+    broker: str, topics: Topics, tmp_path: Path
+) -> None:
+    """`--realtime --json`: every frame arrives, none before a live source would have it
+    (the record's CreateTime is not before the chunk's last sample), and the run
+    reports its send-lag percentiles."""
+    sf.write(tmp_path / "call.wav", np.zeros(2400, np.float32), 8000, subtype="PCM_16")
+    env = {**os.environ, "TYMPAN_BROKER": broker}
+    done = subprocess.run(
+        [
+            tympan(),
+            *("produce", "--realtime", "--json", "--no-progress", "--topic", topics.audio),
+            *("--encoding", "mulaw", "--chunk-ms", "20", "--streams", "30"),
+            str(tmp_path / "call.wav"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (report["frames"], report["streams"]) == (30 * 15, 30)
+    assert 0 <= report["send_lag_p50_ms"] <= report["send_lag_p99_ms"] <= report["send_lag_max_ms"]
+    records = consume_all(broker, topics.audio)
+    assert len(records) == 30 * 15
+    for record in records:
+        frame = decode_frame(record.key, record.value, record.headers)
+        due_ms = (frame.capture_us + frame.n_samples * 1_000_000 // frame.sample_rate) // 1000
+        assert record.timestamp >= due_ms, (frame.stream_id, frame.seq)
+    assert all(len(frames) == 15 for frames in streams_on(broker, topics.audio).values())

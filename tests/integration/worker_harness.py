@@ -121,6 +121,8 @@ class WorkerFarm:
             "--web-port",
             "0",
             "--no-create-topics",
+            "--processes",
+            "1",
             "--loglevel",
             "info",
             *extra,

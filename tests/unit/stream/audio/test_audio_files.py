@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from stream.audio import load_audio
+from stream.audio import StreamResampler, load_audio
 from stream.audio.files import audio_files
 from stream.errors import AudioFileError, InputError
 
@@ -54,6 +54,17 @@ def test_resampling_matches_soxr(tmp_path: Path) -> None:
     y, sr = load_audio(tmp_path / "r.wav", sr=16000)
     assert sr == 16000
     np.testing.assert_allclose(y, soxr.resample(tone(44100), 44100, 16000), atol=1e-6)
+
+
+def test_8k_files_are_upsampled_as_the_worker_does(tmp_path: Path) -> None:
+    """Offline (classify, training) gets the streaming resampler's samples for 8 kHz."""
+    sf.write(tmp_path / "call.wav", tone(8000), 8000, subtype="FLOAT")
+    y, sr = load_audio(tmp_path / "call.wav", sr=16000)
+    assert sr == 16000
+    streamed = StreamResampler(8000, 16000)
+    chunks = [streamed.process(c) for c in np.array_split(tone(8000), 7)]
+    expected = np.concatenate([*chunks, streamed.process(np.zeros(0), last=True)])
+    np.testing.assert_allclose(y, expected, rtol=0, atol=1e-6)
 
 
 def test_missing_and_garbage_files_name_the_path(tmp_path: Path) -> None:

@@ -1,0 +1,62 @@
+"""The worker's Faust app: Faust without its own consumer.
+
+The worker stays a Faust app for what Faust does well here: the CLI worker and its
+signal handling, the service lifecycle, the web server (``/metrics``), the producer,
+and the background tasks (control and registry followers). Its boot strategy leaves
+out Faust's consumer, conductor, agents and tables; the audio topic is consumed by
+:class:`~stream.worker.consumer.BatchConsumer`, an app service, a fetched batch at a
+time (``docs/architecture.md`` has the trade-off).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import faust
+from faust.app.base import BootStrategy
+from mode import ServiceT
+
+from stream.agents import WorkerRuntime
+from stream.metrics import WorkerMetrics
+from stream.worker.commits import CommitLog
+from stream.worker.consumer import BatchConsumer, ConsumerPlan
+
+
+class BatchBoot(BootStrategy):
+    """Faust's services minus its consumer side (consumer, conductor, tables) and
+    agents: the producer, web server, sensors and app tasks remain."""
+
+    enable_kafka_consumer = False
+
+    def agents(self) -> Iterable[ServiceT]:
+        return []
+
+
+class WorkerApp(faust.App):
+    """A Faust app that boots with :class:`BatchBoot`."""
+
+    BootStrategy = BatchBoot
+
+
+def serve_audio(
+    app: faust.App,
+    plan: ConsumerPlan,
+    runtime: WorkerRuntime,
+    commits: CommitLog,
+    *,
+    metrics: WorkerMetrics,
+    on_fatal: Callable[[BaseException], None],
+) -> None:
+    """Register the audio consumer as an app service, and the ``/metrics`` page."""
+
+    class AudioConsumer(BatchConsumer):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(plan, runtime, commits, metrics=metrics, on_fatal=on_fatal, **kwargs)
+
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+
+    faust_app: Any = app  # Faust's decorators are untyped
+    faust_app.service(AudioConsumer)
+    faust_app.page("/metrics")(metrics_page)
