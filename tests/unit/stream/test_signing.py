@@ -101,3 +101,29 @@ def test_generate_writes_a_private_key_only_its_owner_reads_and_never_overwrites
         Signer.load(public)
     with pytest.raises(ConfigError, match="cannot read"):
         Verifier.load([tmp_path / "missing.pub"])
+
+
+def test_the_registry_follower_rejects_unsigned_enrollments(
+    keys: tuple[Signer, Verifier, Path],
+) -> None:
+    import numpy as np
+
+    from stream.kafka_client import KafkaClientConfig
+    from stream.speakers.registry import ModelBinding, SpeakerRegistry
+    from stream.speakers.topic import RegistryFollower, encode_enrollment
+
+    signer, verifier, _ = keys
+    binding = ModelBinding("embed", "1", 4)
+    rng = np.random.default_rng(0)
+    source = SpeakerRegistry.empty(binding).with_speaker(
+        "alice", rng.standard_normal((3, 4)), model=binding, updated_at="2026-11-29T00:00:00Z"
+    )
+    key, value = encode_enrollment(source, "alice")
+    follower = RegistryFollower(
+        KafkaClientConfig(bootstrap_servers="127.0.0.1:1"), binding, verifier=verifier
+    )
+    rejected = follower.apply(key, value)
+    assert rejected.outcome == "rejected" and rejected.reason.startswith("bad_signature")
+    assert "alice" not in follower.registry and follower.rejected == 1
+    enrolled = follower.apply(key, value, headers=signer.headers(key, value))
+    assert enrolled.outcome == "enrolled" and "alice" in follower.registry
