@@ -91,6 +91,27 @@ fi
 for pid in "${producers[@]}"; do wait "$pid"; done
 n_streams=$(( ${#tel[@]} + ${#wide[@]} + ${#music[@]} ))
 
+# One live call over RTP, as a session border controller would fork it: ffmpeg sends
+# 20 ms PCMU packets to `tympan ingest rtp`, which puts them on the audio topic.
+rtp_call=${tel[0]:-${wide[0]:-}}
+if [ -n "$rtp_call" ] && command -v ffmpeg >/dev/null; then
+  RTP_PORT=${TYMPAN_DEMO_RTP_PORT:-$($BIN/python -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1] & ~1)')}
+  echo "==> one call over RTP: ffmpeg -> udp 127.0.0.1:$RTP_PORT -> tympan ingest rtp (log: $LOG_DIR/ingest.log)"
+  $BIN/tympan -v ingest rtp --listen "127.0.0.1:$RTP_PORT" --broker "$TYMPAN_BROKER" \
+    --topic "$PREFIX.audio.v1" --stream-id-template "rtp-call-{ssrc:08x}" --idle-timeout-s 2 \
+    >"$LOG_DIR/ingest.log" 2>&1 &
+  ingest_pid=$!
+  pids+=($ingest_pid)
+  for _ in $(seq 1 60); do grep -q listening "$LOG_DIR/ingest.log" && break; sleep 0.5; done
+  ffmpeg -hide_banner -loglevel error -re -i "$rtp_call" -ar 8000 -acodec pcm_mulaw \
+    -packetsize 172 -f rtp "rtp://127.0.0.1:$RTP_PORT" >/dev/null
+  sleep 3   # the ingest ends the call after 2 s without packets (ffmpeg sends no BYE)
+  grep -E "stream '|ended" "$LOG_DIR/ingest.log" | sed 's/^.* INFO [^ ]* /    ingest: /'
+  n_streams=$((n_streams + 1))
+elif [ -n "$rtp_call" ]; then
+  echo "==> (no ffmpeg: skipping the RTP call; scripts/setup-system.sh installs it)"
+fi
+
 sleep 2
 kill -TERM "${pids[1]}" 2>/dev/null   # the live tail: the calls are over
 echo

@@ -11,6 +11,8 @@
 #   libsndfile1                      soundfile's C library
 #   openjdk-17-jdk-headless, maven   the local Kafka broker (scripts/kafka.sh)
 #   chromium, chromium-driver        the dashboard's browser test (selenium, headless)
+#   ffmpeg, gstreamer1.0-tools,      real RTP senders for `tympan ingest rtp`: the
+#     gstreamer1.0-plugins-base/good tests, the benchmark and `make demo` (rtpL16pay, udpsink)
 #
 # Nothing is checked by name alone: a package counts as present when
 # `dpkg -s` says "install ok installed"; the commands and the soundfont file
@@ -35,6 +37,10 @@ PACKAGES=(
   chromium
   chromium-driver
   docker-compose
+  ffmpeg
+  gstreamer1.0-tools
+  gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good
 )
 
 # Command -> package that provides it (checked with `command -v`).
@@ -46,6 +52,8 @@ declare -A COMMANDS=(
   [sox]=sox
   [java]=openjdk-17-jdk-headless
   [mvn]=maven
+  [ffmpeg]=ffmpeg
+  [gst-launch-1.0]=gstreamer1.0-tools
 )
 
 # File -> package that provides it.

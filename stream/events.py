@@ -107,6 +107,8 @@ class LabelEvent:
     tags: multi-label models only: every tag whose probability reaches its manifest
         threshold, with that probability, best first (may be empty); ``None`` for a
         single-label model, whose events then carry no ``tags`` field.
+    attributes: the stream's ``attr-*`` frame headers (e.g. a Twilio call's custom
+        parameters); rendered as an ``attributes`` object only when there are some.
     """
 
     event_id: str
@@ -120,6 +122,7 @@ class LabelEvent:
     padded: bool = False
     latency_ms: float = 0.0
     tags: tuple[tuple[str, float], ...] | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -145,6 +148,8 @@ class LabelEvent:
                 "latency_ms": round(self.latency_ms, 3),
             }
         )
+        if self.attributes:
+            out["attributes"] = dict(self.attributes)
         return out
 
     def to_json(self) -> bytes:
@@ -311,9 +316,11 @@ class SummaryEvent:
     speaker_windows: int | None = None
     task: str = "single"
     tags: tuple[TrackTag, ...] = ()
+    attributes: tuple[tuple[str, str], ...] = ()
+    """The stream's ``attr-*`` frame headers; an ``attributes`` object only when there are some."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema": SUMMARY_SCHEMA,
             "event_id": self.event_id,
             "stream_id": self.stream_id,
@@ -332,6 +339,9 @@ class SummaryEvent:
             "speaker_windows": self.speaker_windows,
             "counts": dict(sorted(self.counts.items())),
         }
+        if self.attributes:
+            out["attributes"] = dict(self.attributes)
+        return out
 
     def to_json(self) -> bytes:
         return _dumps(self.to_dict()).encode()

@@ -46,6 +46,7 @@ A frame of a stream closed otherwise than by EOS opens the next segment.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -185,6 +186,7 @@ class WindowJob:
     ready_s: float  # time.monotonic() when the window became complete
     incarnation: int = 0  # which segment / opening of the stream
     aux_features: npt.NDArray[np.float32] | None = None  # same window, aux FeatureSpec
+    attributes: tuple[tuple[str, str], ...] = ()  # the stream's attr-* headers
     key: str = ""  # what event ids hash for the stream: segment_key(); "" = stream id
 
 
@@ -247,6 +249,7 @@ class _Stream:
     incarnation: int = 0
     ended: bool = False  # the resampler had its last chunk
     tracker: SpeakerTracker | None = None  # with a SpeakerStage
+    attributes: tuple[tuple[str, str], ...] = ()  # attr-* headers of its opening frame
 
     @property
     def pin(self) -> str:
@@ -529,6 +532,7 @@ class Pipeline:
             summary=SummaryBuilder(sid, self.model, self.labels, self.thresholds, id_key=key),
             last_seen_s=self.clock(),
             incarnation=next(self._incarnations),
+            attributes=frame.attributes,
         )
         if self.speakers is not None:
             state.tracker = _new_tracker(sid, self.speakers.tracker)
@@ -737,7 +741,16 @@ class Pipeline:
                 capture_s = (state.origin_us + end * 1e6 / self.spec.sr) / 1e6
             span = WindowSpan(index, start, end, self.spec.sr, capture_s)
             gap = any(a < end and start < b for a, b in state.gaps)
-            job = WindowJob(w, state.partition, span, gap, now, state.incarnation, key=state.key)
+            job = WindowJob(
+                w,
+                state.partition,
+                span,
+                gap,
+                now,
+                state.incarnation,
+                attributes=state.attributes,
+                key=state.key,
+            )
             job.aux_features = aux_by_index.get(w.index)
             step.jobs.append(job)
             state.outstanding += 1
@@ -848,6 +861,7 @@ class Pipeline:
                     padded=job.window.padded,
                     latency_ms=(now - job.ready_s) * 1000.0,
                     tags=None if cuts is None else thresholded(self.labels, scores, cuts),
+                    attributes=job.attributes,
                 )
             )
             state = self._segment(job)
@@ -997,11 +1011,14 @@ class Pipeline:
                     final.speaker, final.score, final.margin, final.runner_up, final.windows
                 )
             )
-        return state.summary.build(
+        summary = state.summary.build(
             closed_by=state.closed_by or "eos",
             duration_s=state.position / self.spec.sr,
             counts=counts,
         )
+        if not state.attributes:
+            return summary
+        return dataclasses.replace(summary, attributes=state.attributes)
 
 
 def check_aligned(spec: FeatureSpec, aux: FeatureSpec) -> None:

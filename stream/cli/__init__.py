@@ -29,6 +29,7 @@ from stream.kafka_client import broker_refusals
 # Runtime commands, in the order they appear in ``tympan --help``.
 _RUNTIME_COMMANDS = (
     "stream.cli.produce",
+    "stream.cli.ingest",
     "stream.cli.worker",
     "stream.cli.tail",
     "stream.cli.classify",

@@ -39,10 +39,17 @@ H_CHANNELS = "channels"
 H_CAPTURE_US = "capture-us"
 H_EOS = "eos"
 
+ATTRIBUTE_PREFIX = "attr-"
+MAX_ATTRIBUTES = 32
+MAX_ATTRIBUTE_NAME_CHARS = 64
+MAX_ATTRIBUTE_VALUE_BYTES = 256
+_TAG_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
 REQUIRED_HEADERS: tuple[str, ...] = (H_VERSION, H_SEQ, H_RATE, H_ENCODING, H_CHANNELS, H_CAPTURE_US)
 KNOWN_HEADERS: frozenset[str] = frozenset((*REQUIRED_HEADERS, H_EOS))
 
 Header = tuple[str, bytes]
+Attributes = tuple[tuple[str, str], ...]
 
 
 class Encoding(enum.StrEnum):
@@ -80,6 +87,8 @@ class AudioFrame:
     eos: the stream's last frame; it may carry samples or an empty payload.
     payload: the samples, interleaved, little-endian.
     version: wire format version (``WIRE_VERSION``).
+    attributes: optional ``(name, value)`` metadata of the stream (headers ``attr-<name>``,
+        e.g. a Twilio call's custom parameters); the worker copies them into events.
     """
 
     stream_id: str
@@ -91,6 +100,7 @@ class AudioFrame:
     eos: bool
     payload: bytes = field(repr=False)
     version: int = WIRE_VERSION
+    attributes: Attributes = ()
 
     @property
     def n_samples(self) -> int:
@@ -111,6 +121,7 @@ def frame_headers(
     channels: int,
     capture_us: int,
     eos: bool,
+    attributes: Attributes = (),
 ) -> list[Header]:
     """The Kafka headers of one frame, in canonical order (no validation).
 
@@ -127,6 +138,7 @@ def frame_headers(
     ]
     if eos:
         headers.append((H_EOS, b"1"))
+    headers.extend((ATTRIBUTE_PREFIX + name, value.encode("utf-8")) for name, value in attributes)
     return headers
 
 
@@ -174,6 +186,7 @@ def encode_frame(
             frame.seq,
         )
     _check_samples(frame)
+    _check_attributes(frame)
     headers = frame_headers(
         seq=frame.seq,
         sample_rate=frame.sample_rate,
@@ -181,6 +194,7 @@ def encode_frame(
         channels=frame.channels,
         capture_us=capture,
         eos=frame.eos,
+        attributes=frame.attributes,
     )
     return key, frame.payload, headers
 
@@ -203,7 +217,8 @@ def decode_frame(
         ``docs/wire-format.md``; ``stream_id`` and ``seq`` are set once known.
     """
     stream_id = _decode_key(key)
-    fields = _header_map(headers, stream_id)
+    attributes: list[tuple[str, str]] = []
+    fields = _header_map(headers, stream_id, attributes)
     seq = _int_header(fields, H_SEQ, stream_id, None)
     version = _int_header(fields, H_VERSION, stream_id, seq)
     if version != WIRE_VERSION:
@@ -224,6 +239,7 @@ def decode_frame(
         eos=_eos_header(fields, stream_id, seq),
         payload=b"" if value is None else bytes(value),
         version=version,
+        attributes=tuple(attributes),
     )
     _check_samples(frame)
     return frame
@@ -267,8 +283,11 @@ def _decode_key(key: bytes | None) -> str:
         ) from None
 
 
-def _header_map(headers: Sequence[tuple[str, bytes]], stream_id: str) -> dict[str, bytes]:
-    """Known headers by name; unknown ones are ignored, a repeated known one refused."""
+def _header_map(
+    headers: Sequence[tuple[str, bytes]], stream_id: str, attributes: list[tuple[str, str]]
+) -> dict[str, bytes]:
+    """Known headers by name; unknown ones are ignored, a repeated known one refused.
+    ``attr-<name>`` headers within the limits go to ``attributes`` (others are ignored)."""
     fields: dict[str, bytes] = {}
     try:
         items = list(headers) if headers is not None else []
@@ -289,6 +308,8 @@ def _header_map(headers: Sequence[tuple[str, bytes]], stream_id: str) -> dict[st
         if isinstance(name, bytes):  # some clients hand names over undecoded
             name = name.decode("latin-1")
         if not isinstance(name, str) or name not in KNOWN_HEADERS:
+            if isinstance(name, str) and name.startswith(ATTRIBUTE_PREFIX):
+                _add_attribute(attributes, name[len(ATTRIBUTE_PREFIX) :], raw)
             continue
         if name in fields:
             raise _error(
@@ -306,6 +327,47 @@ def _header_map(headers: Sequence[tuple[str, bytes]], stream_id: str) -> dict[st
             )
         fields[name] = bytes(raw)
     return fields
+
+
+def _valid_attribute_name(name: str) -> bool:
+    return 0 < len(name) <= MAX_ATTRIBUTE_NAME_CHARS and _TAG_NAME_CHARS.issuperset(name)
+
+
+def _add_attribute(attributes: list[tuple[str, str]], name: str, raw: object) -> None:
+    """Keep an attribute header that fits the limits; metadata never costs a frame its audio."""
+    if (
+        len(attributes) >= MAX_ATTRIBUTES
+        or not _valid_attribute_name(name)
+        or any(n == name for n, _ in attributes)
+    ):
+        return
+    if not isinstance(raw, bytes | bytearray | memoryview) or len(raw) > MAX_ATTRIBUTE_VALUE_BYTES:
+        return
+    try:
+        attributes.append((name, bytes(raw).decode("utf-8")))
+    except UnicodeDecodeError:
+        return
+
+
+def _check_attributes(frame: AudioFrame) -> None:
+    names = [name for name, _ in frame.attributes]
+    bad = [n for n in names if not _valid_attribute_name(n)]
+    if len(names) > MAX_ATTRIBUTES or len(set(names)) != len(names) or bad:
+        raise _error(
+            "invalid_header",
+            f"attributes {names[:8]!r}: at most {MAX_ATTRIBUTES}, unique, names of "
+            f"1..{MAX_ATTRIBUTE_NAME_CHARS} letters, digits, '_', '.', '-'",
+            frame.stream_id,
+            frame.seq,
+        )
+    for name, value in frame.attributes:
+        if len(value.encode("utf-8")) > MAX_ATTRIBUTE_VALUE_BYTES:
+            raise _error(
+                "invalid_header",
+                f"attribute {name!r} is longer than {MAX_ATTRIBUTE_VALUE_BYTES} bytes",
+                frame.stream_id,
+                frame.seq,
+            )
 
 
 def _required(fields: dict[str, bytes], name: str, stream_id: str, seq: int | None) -> bytes:

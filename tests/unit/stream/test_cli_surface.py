@@ -14,6 +14,7 @@ from stream.cli import build_parser
 
 COMMANDS = {
     "produce",
+    "ingest",
     "worker",
     "tail",
     "classify",

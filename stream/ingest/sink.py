@@ -1,0 +1,73 @@
+"""Frames of every ingested stream → one bounded queue → one Kafka producer.
+
+The queue is the only place frames wait, and it is bounded: a WebSocket session
+``await``\\ s :meth:`FrameSink.put`, so a slow broker stops the socket being read
+(TCP pushes back to the sender); RTP cannot be paused, so :meth:`FrameSink.offer`
+drops the frame when the queue is full and counts it (the seq gap becomes a flagged
+gap on the worker). Sending reuses :func:`stream.produce.produce_frames` (the
+batching producer, Kafka's partitioning, delivery checks), fed as an async iterable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from stream.ingest.metrics import IngestMetrics
+from stream.kafka_client import KafkaClientConfig
+from stream.produce.frames import now_us
+from stream.produce.sender import ProducerTuning, ProduceStats, produce_frames
+from stream.wire.frame import AudioFrame
+
+_DONE = None
+
+
+class FrameSink:
+    """A bounded queue of frames drained by :meth:`run` into the audio topic."""
+
+    def __init__(self, metrics: IngestMetrics, *, max_frames: int = 10_000) -> None:
+        self._queue: asyncio.Queue[tuple[AudioFrame, int] | None] = asyncio.Queue(max_frames)
+        self._metrics = metrics
+        self._closed = False
+        self._queued_us = 0  # when the frame being sent was queued
+
+    def offer(self, frame: AudioFrame) -> bool:
+        """Queue ``frame`` without waiting; ``False`` (and counted) when the queue is full."""
+        try:
+            self._queue.put_nowait((frame, now_us()))
+        except asyncio.QueueFull:
+            self._metrics.frames_dropped.inc()
+            return False
+        return True
+
+    async def put(self, frame: AudioFrame) -> None:
+        """Queue ``frame``, waiting while the queue is full (backpressure)."""
+        await self._queue.put((frame, now_us()))
+
+    async def close(self) -> None:
+        """No more frames: :meth:`run` returns once the queued ones are delivered."""
+        if not self._closed:
+            self._closed = True
+            await self._queue.put(_DONE)
+
+    async def _frames(self) -> AsyncIterator[AudioFrame]:
+        while (item := await self._queue.get()) is not _DONE:
+            frame, self._queued_us = item
+            yield frame
+
+    def _observe(self, frame: AudioFrame) -> None:
+        self._metrics.added_latency_ms.observe((now_us() - self._queued_us) / 1000)
+
+    async def run(
+        self, client: KafkaClientConfig, topic: str, tuning: ProducerTuning | None = None
+    ) -> ProduceStats:
+        """Send queued frames until :meth:`close`; capture times are kept as stamped."""
+        return await produce_frames(
+            client,
+            topic,
+            self._frames(),
+            realtime=False,
+            restamp=False,
+            tuning=tuning,
+            on_frame=self._observe,
+        )
