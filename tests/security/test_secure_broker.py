@@ -122,6 +122,8 @@ def test_worker_producer_and_tail_work_over_sasl_ssl_each_with_its_principal(
             str(tmp_path / "data"),
             "--web-port",
             "0",
+            "--processes",
+            "1",
         ],
         env=secure.env("tympan-worker"),
         cwd=REPO,
@@ -270,6 +272,8 @@ def _wrong_password_commands(tmp: Path) -> dict[str, list[str]]:
             str(tmp / "data"),
             "--web-port",
             "0",
+            "--processes",
+            "1",
         ],
         "speakers": [
             "speakers",
