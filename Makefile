@@ -15,7 +15,7 @@ LOCK := requirements-dev.lock
 LOCK_EXTRAS := cpu train dev
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) scripts/setup-venv.sh | sha256sum | cut -c1-12)-$(ORT)
 
-.PHONY: setup system lock test test-unit lint format kafka-up kafka-down kafka-status kafka-logs demo models bench clean
+.PHONY: setup system lock test test-unit lint format kafka-up kafka-down kafka-status kafka-logs kafka-up-secure kafka-down-secure demo models bench clean
 
 setup: $(STAMP)
 
@@ -57,6 +57,12 @@ kafka-up: setup
 
 kafka-down: setup
 	scripts/kafka.sh down
+
+kafka-up-secure: setup
+	scripts/kafka.sh up --secure
+
+kafka-down-secure: setup
+	scripts/kafka.sh down --secure
 
 kafka-status: setup
 	scripts/kafka.sh status

@@ -5,6 +5,7 @@
 #   scripts/kafka.sh down                stop it (SIGTERM, then SIGKILL after a timeout)
 #   scripts/kafka.sh status              say whether it runs; exit 0 if it answers, 1 if not
 #   scripts/kafka.sh logs [-f]           the end of its log
+#   ... --secure                         the same for the SASL_SSL broker with ACLs (below)
 #
 # `up --porcelain` prints exactly one word on stdout -- `started` (this call started the
 # broker: whoever asked should stop it afterwards) or `running` (it was already up: leave
@@ -23,28 +24,54 @@
 #   TYMPAN_KAFKA_STOP_TIMEOUT     seconds between SIGTERM and SIGKILL              (30)
 #   TYMPAN_PYTHON                 python with aiokafka            (<repo>/.venv/bin/python)
 #   JAVA_HOME                     JDK 17+ (else the `java` on PATH)
+#
+# With --secure (docs/security.md): a second broker whose only client listener is
+# SASL_SSL (SCRAM-SHA-512, a test CA made with openssl), StandardAuthorizer with
+# allow.everyone.if.no.acl.found=false, and one principal per role with its ACLs:
+# tympan-worker, tympan-producer, tympan-dashboard, tympan-admin. It creates tympan's
+# topics (prefix $TYMPAN_TOPIC_PREFIX, default `tympan`) and writes one environment file
+# per principal, <dir>/<principal>.env, holding TYMPAN_BROKER and TYMPAN_KAFKA_*.
+#   TYMPAN_KAFKA_SECURE_PORT             SASL_SSL listener port on 127.0.0.1   (9094)
+#   TYMPAN_KAFKA_SECURE_CONTROLLER_PORT  its KRaft controller port          (PORT + 1)
+#   TYMPAN_KAFKA_SECURE_DIR              config, data, secrets  (<repo>/.tympan/kafka-secure)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 POM="$REPO/scripts/kafka/pom.xml"
 TEMPLATES="$REPO/scripts/kafka"
 
-PORT="${TYMPAN_KAFKA_PORT:-9092}"
-CONTROLLER_PORT="${TYMPAN_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
-KAFKA_DIR="${TYMPAN_KAFKA_DIR:-$REPO/.tympan/kafka}"
+SECURE=0
+PORCELAIN=0
+TEMPLATE=server.properties.in
+PRINCIPALS=(tympan-broker tympan-admin tympan-worker tympan-producer tympan-dashboard)
+
+# Ports, directories and files of the plain broker, or of the secure one (--secure).
+configure() {
+    if [[ "$SECURE" == 1 ]]; then
+        PORT="${TYMPAN_KAFKA_SECURE_PORT:-9094}"
+        CONTROLLER_PORT="${TYMPAN_KAFKA_SECURE_CONTROLLER_PORT:-$((PORT + 1))}"
+        KAFKA_DIR="${TYMPAN_KAFKA_SECURE_DIR:-$REPO/.tympan/kafka-secure}"
+        TEMPLATE=server-secure.properties.in
+    else
+        PORT="${TYMPAN_KAFKA_PORT:-9092}"
+        CONTROLLER_PORT="${TYMPAN_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
+        KAFKA_DIR="${TYMPAN_KAFKA_DIR:-$REPO/.tympan/kafka}"
+    fi
+    BROKER="$HOST:$PORT"
+    CONFIG_DIR="$KAFKA_DIR/config"
+    DATA_DIR="$KAFKA_DIR/data"
+    PID_FILE="$KAFKA_DIR/kafka.pid"
+    LOG_FILE="$KAFKA_DIR/kafka.log"
+    TLS_DIR="$KAFKA_DIR/tls"
+    SECRETS_DIR="$KAFKA_DIR/secrets"
+}
+
 CACHE="${TYMPAN_CACHE:-$HOME/.cache/tympan}"
 HEAP="${TYMPAN_KAFKA_HEAP:--Xms256m -Xmx768m}"
 START_TIMEOUT="${TYMPAN_KAFKA_START_TIMEOUT:-90}"
 STOP_TIMEOUT="${TYMPAN_KAFKA_STOP_TIMEOUT:-30}"
 HOST=127.0.0.1
-BROKER="$HOST:$PORT"
 
-CONFIG_DIR="$KAFKA_DIR/config"
-DATA_DIR="$KAFKA_DIR/data"
-PID_FILE="$KAFKA_DIR/kafka.pid"
-LOG_FILE="$KAFKA_DIR/kafka.log"
-
-PORCELAIN=0
 
 say() { echo "kafka: $*" >&2; }
 die() {
@@ -91,27 +118,35 @@ check_java_version() {
 
 # Resolve the broker's jars with Maven, once per version.
 ensure_libs() {
-    local libs
+    local libs want
     libs="$(libs_dir)"
-    if [[ -f "$libs/.complete" ]]; then
+    # The marker holds the pom's checksum: a dependency added to the pom (kafka-tools
+    # for the ACL command) resolves again instead of trusting an older cache.
+    want="$(sha256sum "$POM" | cut -c1-16)"
+    if [[ -f "$libs/.complete" && "$(cat "$libs/.complete")" == "$want" ]]; then
         return
     fi
     command -v mvn >/dev/null ||
         die "Maven (mvn) is not installed; it fetches the Kafka jars: apt-get install maven"
     say "resolving Kafka $(kafka_version) jars with Maven into $libs"
-    rm -rf "$libs"
-    mkdir -p "$libs"
+    # Resolve beside the cache and swap it in whole: brokers that run from the old jars
+    # keep their open files, and a failed resolve leaves the old cache as it was.
+    local fresh="$libs.new.$$"
+    rm -rf "$fresh"
+    mkdir -p "$fresh"
     if [[ -z "${JAVA_HOME:-}" ]]; then
         JAVA_HOME="$(dirname "$(dirname "$(find_java)")")"
         export JAVA_HOME
     fi
     local mvn_log="$CACHE/kafka-$(kafka_version)/maven.log"
     mvn -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
-        -DoutputDirectory="$libs" >"$mvn_log" 2>&1 ||
+        -DoutputDirectory="$fresh" >"$mvn_log" 2>&1 ||
         die "Maven could not resolve the jars of $POM (is Maven Central reachable?); last lines of $mvn_log:
 $(tail -n 30 "$mvn_log")"
-    ls "$libs"/kafka_2.13-*.jar >/dev/null 2>&1 || die "Maven ran but $libs has no kafka_2.13 jar"
-    touch "$libs/.complete"
+    ls "$fresh"/kafka_2.13-*.jar >/dev/null 2>&1 || die "Maven ran but $fresh has no kafka_2.13 jar"
+    echo "$want" >"$fresh/.complete"
+    rm -rf "$libs"
+    mv "$fresh" "$libs"
 }
 
 # Succeeds when something accepts TCP connections on 127.0.0.1:$1.
@@ -134,6 +169,13 @@ running_pid() {
 
 answers() {
     local timeout="$1"
+    if [[ "$SECURE" == 1 ]]; then
+        [[ -f "$KAFKA_DIR/tympan-admin.env" ]] || return 1
+        (cd "$REPO" && set -a && . "$KAFKA_DIR/tympan-admin.env" && set +a &&
+            "$(find_python)" -m stream.topics wait --broker "$BROKER" --timeout "$timeout") \
+            >/dev/null 2>&1
+        return
+    fi
     (cd "$REPO" && "$(find_python)" -m stream.topics wait --broker "$BROKER" --timeout "$timeout") \
         >/dev/null 2>&1
 }
@@ -144,12 +186,15 @@ render() {
         -e "s|@PORT@|$PORT|g" \
         -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
         -e "s|@DATA_DIR@|$DATA_DIR|g" \
+        -e "s|@TLS_DIR@|$TLS_DIR|g" \
+        -e "s|@BROKER_PASSWORD@|$(secret tympan-broker 2>/dev/null || true)|g" \
         "$template" >"$out"
 }
 
 write_config() {
     mkdir -p "$CONFIG_DIR" "$DATA_DIR"
-    render "$TEMPLATES/server.properties.in" "$CONFIG_DIR/server.properties"
+    render "$TEMPLATES/$TEMPLATE" "$CONFIG_DIR/server.properties"
+    if [[ "$SECURE" == 1 ]]; then chmod 600 "$CONFIG_DIR/server.properties"; fi
     cp "$TEMPLATES/log4j2.properties" "$CONFIG_DIR/log4j2.properties"
 }
 
@@ -163,12 +208,143 @@ format_storage() {
     cluster_id="$("$java" -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
     [[ -n "$cluster_id" ]] || die "kafka.tools.StorageTool random-uuid printed nothing"
     say "formatting storage in $DATA_DIR (cluster id $cluster_id)"
+    local scram=() principal
+    if [[ "$SECURE" == 1 ]]; then
+        for principal in "${PRINCIPALS[@]}"; do
+            scram+=(--add-scram "SCRAM-SHA-512=[name=$principal,password=$(secret "$principal")]")
+        done
+    fi
     "$java" -cp "$libs/*" \
         -Dlog4j2.configurationFile="$CONFIG_DIR/log4j2.properties" \
         kafka.tools.StorageTool format -t "$cluster_id" -c "$CONFIG_DIR/server.properties" \
+        "${scram[@]}" \
         >>"$LOG_FILE" 2>&1 ||
         die "formatting storage failed; see $LOG_FILE:
 $(tail -n 20 "$LOG_FILE")"
+}
+
+# -- the secure broker (--secure) ---------------------------------------------------
+
+# One random password per principal, made once and kept (mode 600) in $SECRETS_DIR.
+secret() {
+    cat "$SECRETS_DIR/$1.password"
+}
+
+make_secrets() {
+    mkdir -p "$SECRETS_DIR"
+    chmod 700 "$SECRETS_DIR"
+    local principal
+    for principal in "${PRINCIPALS[@]}"; do
+        if [[ ! -s "$SECRETS_DIR/$principal.password" ]]; then
+            (umask 077 && openssl rand -hex 24 >"$SECRETS_DIR/$principal.password")
+        fi
+    done
+}
+
+# A test CA and the broker's certificate (for 127.0.0.1 and localhost), made once.
+make_tls() {
+    command -v openssl >/dev/null || die "openssl is not installed: apt-get install openssl"
+    mkdir -p "$TLS_DIR"
+    [[ -s "$TLS_DIR/broker.pem" ]] && return
+    say "making a test CA and the broker's certificate in $TLS_DIR (openssl)"
+    (
+        umask 077
+        cd "$TLS_DIR"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=tympan test CA" \
+            -keyout ca.key -out ca.pem -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+            -keyout broker.key.pkcs8 -out broker.csr 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >broker.ext
+        openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 \
+            -extfile broker.ext -out broker.crt 2>/dev/null
+        # Kafka's PEM keystore: an unencrypted PKCS#8 key followed by the certificate chain.
+        openssl pkcs8 -topk8 -nocrypt -in broker.key.pkcs8 -out broker.key
+        cat broker.key broker.crt ca.pem >broker.pem
+        rm -f broker.csr broker.ext broker.key.pkcs8 ca.srl
+        chmod 644 ca.pem
+    ) || die "openssl could not make the test certificates in $TLS_DIR"
+}
+
+# <principal>.env: what tympan's commands read (TYMPAN_BROKER, TYMPAN_KAFKA_*).
+write_env_files() {
+    local principal
+    mkdir -p "$CONFIG_DIR"
+    for principal in "${PRINCIPALS[@]}"; do
+        [[ "$principal" == tympan-broker ]] && continue
+        (
+            umask 077
+            cat >"$KAFKA_DIR/$principal.env" <<ENV
+# tympan's client settings for principal $principal on the secure dev broker (scripts/kafka.sh up --secure)
+TYMPAN_BROKER=$BROKER
+TYMPAN_KAFKA_SECURITY_PROTOCOL=SASL_SSL
+TYMPAN_KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+TYMPAN_KAFKA_SASL_USERNAME=$principal
+TYMPAN_KAFKA_SASL_PASSWORD=$(secret "$principal")
+TYMPAN_KAFKA_SSL_CAFILE=$TLS_DIR/ca.pem
+ENV
+        )
+    done
+    # The Java ACL tool logs in as the broker's own (super user) principal.
+    (
+        umask 077
+        cat >"$CONFIG_DIR/acl-client.properties" <<PROPS
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="tympan-broker" password="$(secret tympan-broker)";
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.pem
+PROPS
+    )
+}
+
+acl() {
+    local java="$1"
+    shift
+    "$java" -cp "$(libs_dir)/*" -Dlog4j2.configurationFile="$CONFIG_DIR/log4j2.properties" \
+        org.apache.kafka.tools.AclCommand --bootstrap-server "$BROKER" \
+        --command-config "$CONFIG_DIR/acl-client.properties" --add --force "$@" >>"$LOG_FILE" 2>&1 ||
+        die "adding ACL ($*) failed; see $LOG_FILE"
+}
+
+# Least privilege per role (docs/security.md has the table). Idempotent: re-adding an
+# ACL that exists changes nothing.
+grant_acls() {
+    local java="$1" p="${TYMPAN_TOPIC_PREFIX:-tympan}"
+    local audio="$p.audio.v1" labels="$p.labels.v1" speakers="$p.speakers.v1"
+    local summaries="$p.summaries.v1" rejected="$p.rejected.v1"
+    local control="$p.control.v1" registry="$p.speaker-registry.v1"
+    say "granting ACLs for prefix $p"
+    write_env_files
+    # worker: reads audio, control, registry; writes results, dead letters and its status
+    # records (control); its consumer group is the app id (tympan-worker…).
+    acl "$java" --allow-principal User:tympan-worker --operation Read --operation Describe \
+        --operation DescribeConfigs --topic "$audio" --topic "$control" --topic "$registry"
+    acl "$java" --allow-principal User:tympan-worker --operation Write --operation Describe \
+        --operation DescribeConfigs --topic "$labels" --topic "$speakers" --topic "$summaries" \
+        --topic "$rejected" --topic "$control"
+    acl "$java" --allow-principal User:tympan-worker --operation Read --operation Describe \
+        --resource-pattern-type prefixed --group tympan-worker
+    # producer: writes audio, nothing else
+    acl "$java" --allow-principal User:tympan-producer --operation Write --operation Describe \
+        --operation DescribeConfigs --topic "$audio"
+    # dashboard (and tympan tail): reads results and dead letters, writes nothing
+    acl "$java" --allow-principal User:tympan-dashboard --operation Read --operation Describe \
+        --operation DescribeConfigs --topic "$labels" --topic "$speakers" --topic "$summaries" \
+        --topic "$rejected"
+    acl "$java" --allow-principal User:tympan-dashboard --operation Read --operation Describe \
+        --resource-pattern-type prefixed --group tympan-dashboard
+    # admin: creates and inspects every tympan topic, publishes models and enrollments
+    acl "$java" --allow-principal User:tympan-admin --operation All \
+        --resource-pattern-type prefixed --topic "$p."
+    acl "$java" --allow-principal User:tympan-admin --operation Describe --cluster
+}
+
+create_topics() {
+    say "creating tympan's topics (prefix ${TYMPAN_TOPIC_PREFIX:-tympan}) as tympan-admin"
+    (cd "$REPO" && set -a && . "$KAFKA_DIR/tympan-admin.env" && set +a &&
+        "$(find_python)" -m stream.topics create --prefix "${TYMPAN_TOPIC_PREFIX:-tympan}") \
+        >>"$LOG_FILE" 2>&1 || die "creating topics as tympan-admin failed; see $LOG_FILE"
 }
 
 report() {
@@ -210,6 +386,11 @@ cmd_up() {
         die "$python cannot import aiokafka, which is needed to check the broker answers; run make setup (or set TYMPAN_PYTHON)"
     ensure_libs
     libs="$(libs_dir)"
+    if [[ "$SECURE" == 1 ]]; then
+        make_secrets
+        make_tls
+        write_env_files
+    fi
     write_config
     if [[ -f "$LOG_FILE" ]]; then mv -f "$LOG_FILE" "$LOG_FILE.1"; fi
     format_storage "$java"
@@ -239,6 +420,13 @@ $(tail -n 30 "$LOG_FILE")"
         fi
         sleep 1
     done
+    if [[ "$SECURE" == 1 ]]; then
+        grant_acls "$java"
+        create_topics
+        say "environment files of the principals (source one before a tympan command):"
+        local principal
+        for principal in "${PRINCIPALS[@]:1}"; do say "  $KAFKA_DIR/$principal.env"; done
+    fi
     say "started at $BROKER (pid $pid); log: $LOG_FILE"
     report started
 }
@@ -298,15 +486,19 @@ usage() {
 }
 
 main() {
-    local cmd="${1:-}"
+    local cmd="${1:-}" rest=() arg
     [[ $# -gt 0 ]] && shift
+    for arg in "$@"; do
+        case "$arg" in
+        --secure) SECURE=1 ;;
+        --porcelain) PORCELAIN=1 ;;
+        *) rest+=("$arg") ;;
+        esac
+    done
+    set -- "${rest[@]+"${rest[@]}"}"
+    configure
     case "$cmd" in
-    up)
-        if [[ "${1:-}" == "--porcelain" ]]; then
-            PORCELAIN=1
-        fi
-        cmd_up
-        ;;
+    up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
     logs) cmd_logs "$@" ;;

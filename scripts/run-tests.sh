@@ -20,7 +20,16 @@ if [ -z "$external_broker" ]; then
   state=$(scripts/kafka.sh up --porcelain) || exit 1
 fi
 echo "==> broker at $TYMPAN_BROKER ($state)"
-stop_broker() { if [ "$state" = started ]; then scripts/kafka.sh down; fi; }
+# The secure broker (SASL_SSL + ACLs) for the `security` tests, on its own port.
+secure_state=running
+if [ -z "${TYMPAN_KAFKA_SECURE_DIR:-}" ]; then
+  secure_state=$(scripts/kafka.sh up --secure --porcelain) || exit 1
+fi
+echo "==> secure broker ($secure_state): environment files in ${TYMPAN_KAFKA_SECURE_DIR:-.tympan/kafka-secure}"
+stop_broker() {
+  if [ "$secure_state" = started ]; then scripts/kafka.sh down --secure; fi
+  if [ "$state" = started ]; then scripts/kafka.sh down; fi
+}
 trap stop_broker EXIT
 
 echo "==> pytest"

@@ -48,6 +48,7 @@ from stream.metrics import WorkerMetrics
 from stream.pipeline import Pipeline, PipelinePolicy, check_aligned
 from stream.reload import ActiveModel, ControlFollower, ReloadPolicy
 from stream.settings import WorkerSettings
+from stream.signing import Verifier
 from stream.topics import Topics
 from stream.worker.app import WorkerApp, serve_audio
 from stream.worker.commits import CommitLog
@@ -153,7 +154,27 @@ def _announced_model(settings: WorkerSettings, control_topic: str) -> OnnxModel 
         device=settings.device,
         batch_sizes=(1, settings.batching.max_batch),
         limits=settings.control_limits,
+        verifier=trusted_keys(settings),
     )
+
+
+def trusted_keys(settings: WorkerSettings) -> Verifier:
+    """The publisher keys this worker trusts (``--trusted-key``); none: nothing is
+    checked, which is logged once, since anyone who can write the control or
+    registry topic then steers the worker (docs/security.md).
+
+    Raises
+    ------
+    ConfigError
+        A key file that is missing or is not an Ed25519 public key.
+    """
+    verifier = Verifier.load(settings.trusted_keys)
+    if not verifier.enabled:
+        log.warning(
+            "no trusted keys (--trusted-key / TYMPAN_TRUSTED_KEYS): model announcements "
+            "and enrollments are applied unsigned"
+        )
+    return verifier
 
 
 def limit_blas_threads() -> None:
@@ -265,6 +286,7 @@ def _follow_control(
             device=settings.device,
             batch_sizes=(1, settings.batching.max_batch),
             limits=settings.control_limits,
+            verifier=Verifier.load(settings.trusted_keys),
         ),
         send=send,
         on_swap=on_swap,
@@ -320,6 +342,7 @@ def load_speakers(
             binding,
             topic=topics.speaker_registry,
             limits=settings.control_limits,
+            verifier=Verifier.load(settings.trusted_keys),
         )
         current = follower.scorer
     hook = EmbeddingSpeakerHook(

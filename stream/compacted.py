@@ -45,6 +45,7 @@ class CompactedRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def where(self) -> str:
@@ -201,7 +202,9 @@ class CompactedReader:
             raise BrokerError(f"topic {self.topic!r}: the reader is not open")
         fetched = await self._consumer.getmany(timeout_ms=timeout_ms)
         return [
-            CompactedRecord(tp.topic, tp.partition, r.offset, r.key, r.value)
+            CompactedRecord(
+                tp.topic, tp.partition, r.offset, r.key, r.value, tuple(r.headers or ())
+            )
             for tp, records in fetched.items()
             for r in records
         ]

@@ -12,8 +12,9 @@ the mapping its caller (a CLI module, ``stream.settings``) chose to pass.
 
 from __future__ import annotations
 
+import logging
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
@@ -262,10 +263,12 @@ async def send_acked(
     *,
     what: str,
     max_request_size: int | None = None,
+    headers: Callable[[bytes, bytes | None], list[tuple[str, bytes]]] | None = None,
 ) -> None:
     """Send ``(key, value)`` records one at a time, each acknowledged by every in-sync
     replica before the next: for the few records (control announcements, registry
     enrollments) whose loss or reordering would leave workers disagreeing.
+    ``headers(key, value)`` gives each record's headers (its signature, ``stream.signing``).
 
     Raises
     ------
@@ -281,7 +284,8 @@ async def send_acked(
     try:
         await producer.start()
         for key, value in records:
-            await producer.send_and_wait(topic, value=value, key=key)
+            extra_headers = headers(key, value) if headers is not None else None
+            await producer.send_and_wait(topic, value=value, key=key, headers=extra_headers)
     except KafkaError as exc:
         raise BrokerError(
             f"cannot publish {what} to {topic!r} on {client.bootstrap_servers}: {exc!r}"
@@ -310,3 +314,62 @@ def _check_bootstrap(bootstrap_servers: str) -> None:
                 f"bootstrap server {server!r} in {bootstrap_servers!r} is not host:port "
                 f"with a port in 1..65535"
             )
+
+
+class BrokerRefusals(logging.Filter):
+    """Why the broker refused us, in words a user can act on.
+
+    aiokafka logs the cause of a failed connection (a wrong password, an untrusted
+    certificate, a plaintext client on a TLS listener) and then raises a bare
+    "Unable to bootstrap", which is all a command's own error message can quote. This
+    filter keeps the first cause it sees, so :func:`main` can print one clear line
+    after a failed command. It never drops a record.
+    """
+
+    CAUSES: tuple[tuple[str, str], ...] = (
+        (
+            "SaslAuthenticationFailed",
+            "the broker refused our credentials (authentication failed): check "
+            "TYMPAN_KAFKA_SASL_USERNAME, TYMPAN_KAFKA_SASL_PASSWORD and "
+            "TYMPAN_KAFKA_SASL_MECHANISM",
+        ),
+        (
+            "CERTIFICATE_VERIFY_FAILED",
+            "the broker's TLS certificate is not trusted: TYMPAN_KAFKA_SSL_CAFILE must "
+            "name the CA that signed it",
+        ),
+        (
+            "UnsupportedSaslMechanism",
+            "the broker does not offer this SASL mechanism: check TYMPAN_KAFKA_SASL_MECHANISM",
+        ),
+        (
+            "closed",
+            "the broker closed the connection: it may require TLS and/or SASL "
+            "(TYMPAN_KAFKA_SECURITY_PROTOCOL, docs/security.md)",
+        ),
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hint: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.hint is None and record.levelno >= logging.ERROR:
+            message = record.getMessage()
+            for needle, hint in self.CAUSES:
+                if needle in message:
+                    self.hint = hint
+                    break
+        return True
+
+
+_REFUSALS: BrokerRefusals | None = None
+
+
+def broker_refusals() -> BrokerRefusals:
+    """The process's :class:`BrokerRefusals`, installed on aiokafka's logger on first use."""
+    global _REFUSALS
+    if _REFUSALS is None:
+        _REFUSALS = BrokerRefusals()
+        logging.getLogger("aiokafka").addFilter(_REFUSALS)
+    return _REFUSALS

@@ -41,9 +41,9 @@ import asyncio
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -60,6 +60,7 @@ from stream.inference.session import Device, OnnxModel
 from stream.json_records import JsonRecordError, decode_object
 from stream.kafka_client import KafkaClientConfig, send_acked
 from stream.settings import ControlLimits
+from stream.signing import SignatureError, Signer, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -527,17 +528,24 @@ def load_at_start(
     device: Device = "cpu",
     batch_sizes: Iterable[int] = (1,),
     limits: ControlLimits = DEFAULT_LIMITS,
+    verifier: Verifier | None = None,
 ) -> OnnxModel | None:
     """The model a starting worker serves for ``role``, from a :func:`read_control` result.
 
     The announcement ``model/<role>`` if it passes its checks, else the last good
     one (``last-good/<role>``, written by workers after each successful swap), else
     ``None`` (the worker falls back to ``--model``). Never raises because of what the
-    records hold: a start-up must survive any latest record.
+    records hold: a start-up must survive any latest record. With trusted keys
+    (``verifier``) the announcement must carry a good signature, and worker-written
+    ``last-good`` records, which no publisher signed, are not used.
     """
-    for prefix in (MODEL_PREFIX, LAST_GOOD_PREFIX):
+    verifier = verifier or Verifier()
+    prefixes = (MODEL_PREFIX,) if verifier.enabled else (MODEL_PREFIX, LAST_GOOD_PREFIX)
+    for prefix in prefixes:
         announcement = announcements(latest, prefix=prefix, limits=limits).get(role)
         if announcement is None:
+            continue
+        if not _signed(latest, announcement.key, verifier):
             continue
         try:
             model = load_announced(announcement, repo=repo, device=device, batch_sizes=batch_sizes)
@@ -555,6 +563,21 @@ def load_at_start(
     return None
 
 
+def _signed(latest: Latest, key: bytes, verifier: Verifier) -> bool:
+    """Whether the snapshot's record under ``key`` passes ``verifier`` (logged if not)."""
+    if not verifier.enabled:
+        return True
+    item = latest.get(key)
+    headers = item.headers if isinstance(item, CompactedRecord) else ()
+    value = item.value if isinstance(item, CompactedRecord) else item
+    try:
+        verifier.check(key, value, headers)
+    except SignatureError as exc:
+        log.error("control record %r refused at start: %s: %s", key, exc.reason, exc)
+        return False
+    return True
+
+
 def describe_failure(exc: BaseException) -> str:
     """Why a model was refused, for logs and status records: a ``ContractError``'s
     sentence, else the exception's type and message (e.g. an onnxruntime failure)."""
@@ -563,10 +586,21 @@ def describe_failure(exc: BaseException) -> str:
 
 
 async def publish_records(
-    client: KafkaClientConfig, topic: str, records: Iterable[tuple[bytes, bytes]]
+    client: KafkaClientConfig,
+    topic: str,
+    records: Iterable[tuple[bytes, bytes]],
+    *,
+    signer: Signer | None = None,
 ) -> None:
-    """Send ``(key, value)`` records to the control topic and wait for the broker's acks."""
-    await send_acked(client, topic, records, what="model announcements")
+    """Send ``(key, value)`` records to the control topic and wait for the broker's acks;
+    with a ``signer`` each carries its Ed25519 signature (``stream.signing``)."""
+    await send_acked(
+        client,
+        topic,
+        records,
+        what="model announcements",
+        headers=signer.headers if signer is not None else None,
+    )
 
 
 # -- following ----------------------------------------------------------------------------
@@ -581,6 +615,7 @@ class ReloadPolicy:
     batch_sizes: tuple[int, ...] = (1,)
     tolerance: float = GOLDEN_TOLERANCE
     limits: ControlLimits = DEFAULT_LIMITS
+    verifier: Verifier = field(default_factory=Verifier)
 
 
 class ControlFollower:
@@ -675,19 +710,25 @@ class ControlFollower:
             await self.on_record(good, latest[good].value, where=latest[good].where)
         for key, record in latest.items():  # only the newest announcement counts
             if key != good:
-                await self.on_record(key, record.value, where=record.where)
+                await self.on_record(key, record.value, where=record.where, headers=record.headers)
 
     @property
     def _keys(self) -> set[bytes]:
         return {last_good_key(self.role)} | {model_key(role) for role in (self.role, *self._refuse)}
 
     async def on_record(
-        self, key: bytes | None, value: bytes | None, *, where: str | None = None
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        where: str | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
     ) -> ReloadStatus | None:
         """Apply one ``model/<role>`` record; returns the outcome (``None``: nothing new).
 
         Never raises for what the record holds: an undecodable record is refused like
-        a model that fails its checks.
+        a model that fails its checks, and with trusted keys (``policy.verifier``) an
+        unsigned or badly signed one is refused ``bad_signature`` before it is read.
         """
         if key is not None and key in self._last_raw and self._last_raw[key] == value:
             return None  # the same bytes again (a re-read): already answered
@@ -695,6 +736,10 @@ class ControlFollower:
         if key == last_good_key(self.role):
             self._last_good = value
             return None
+        try:
+            self.policy.verifier.check(key, value, headers)
+        except SignatureError as exc:
+            return await self._refuse_unsigned(key, exc)
         try:
             announcement = ModelAnnouncement.from_record(
                 key, value, where=where, limits=self.policy.limits
@@ -737,9 +782,13 @@ class ControlFollower:
         return status
 
     async def _remember_good(self, announcement: ModelAnnouncement) -> None:
-        """Write ``last-good/<role>`` if the topic does not hold this announcement yet."""
+        """Write ``last-good/<role>`` if the topic does not hold this announcement yet.
+
+        Not with trusted keys: a worker holds no publisher key, so its record could
+        not be verified, and an unverifiable fallback is what signing shuts out.
+        """
         value = announcement.to_json()
-        if self._send is None or self._last_good == value:
+        if self._send is None or self._last_good == value or self.policy.verifier.enabled:
             return
         self._last_good = value
         await self._write(last_good_key(self.role), value, "last-good")
@@ -751,6 +800,14 @@ class ControlFollower:
             return None  # not a key this follower reads (direct calls only)
         unknown = ModelAnnouncement(role, "?", "?", "?", "?", "?", "?")
         return await self._report(unknown, "refused", str(exc)[:MAX_REASON_CHARS])
+
+    async def _refuse_unsigned(self, key: bytes | None, exc: SignatureError) -> ReloadStatus | None:
+        role = (key or b"")[len(MODEL_PREFIX) :].decode("utf-8", "replace")
+        log.warning("control topic %s: record %r refused: %s", self.topic, key, exc)
+        if role not in ROLES:
+            return None
+        unknown = ModelAnnouncement(role, "?", "?", "?", "?", "?", "?")
+        return await self._report(unknown, "refused", f"{exc.reason}: {exc}"[:MAX_REASON_CHARS])
 
     async def _refuse_role(self, announcement: ModelAnnouncement) -> ReloadStatus | None:
         why = self._refuse.get(announcement.role)

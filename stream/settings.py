@@ -27,6 +27,8 @@ Environment variables (all optional)::
     TYMPAN_SESSION_TIMEOUT_S             consumer-group session timeout
     TYMPAN_CONTROL_MAX_BYTES, TYMPAN_REGISTRY_MAX_BYTES, TYMPAN_JSON_MAX_DEPTH
                                          bounds on control / speaker-registry records
+    TYMPAN_TRUSTED_KEYS                  publisher public keys (comma-separated files or
+                                         folders of *.pub): only records they signed count
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ ENV_WEB_HOST = "TYMPAN_WEB_HOST"
 ENV_WEB_PORT = "TYMPAN_WEB_PORT"
 ENV_TOP_K = "TYMPAN_TOP_K"
 ENV_SESSION_TIMEOUT_S = "TYMPAN_SESSION_TIMEOUT_S"
+ENV_TRUSTED_KEYS = "TYMPAN_TRUSTED_KEYS"  # workers: publisher public keys, comma-separated
+ENV_SIGNING_KEY = "TYMPAN_SIGNING_KEY"  # publishers: the private key that signs
 ENV_CONTROL_MAX_BYTES = "TYMPAN_CONTROL_MAX_BYTES"
 ENV_REGISTRY_MAX_BYTES = "TYMPAN_REGISTRY_MAX_BYTES"
 ENV_JSON_MAX_DEPTH = "TYMPAN_JSON_MAX_DEPTH"
@@ -224,6 +228,9 @@ class WorkerSettings:
     dead_letter_max_bytes: a dead letter keeps at most this much of the rejected
         record's payload (the rest stays at the record's topic/partition/offset),
         so that it always fits the producer's request limit (docs/delivery.md).
+    trusted_keys: Ed25519 public keys (files, or folders of ``*.pub``) of the
+        publishers; with any, unsigned or badly signed model announcements and
+        enrollments are refused (``stream.signing``, docs/security.md).
     """
 
     kafka: KafkaClientConfig = field(default_factory=KafkaClientConfig)
@@ -247,6 +254,7 @@ class WorkerSettings:
     session_timeout_s: float = 10.0
     control_limits: ControlLimits = field(default_factory=ControlLimits)
     dead_letter_max_bytes: int = 64 * 1024
+    trusted_keys: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):
@@ -347,8 +355,15 @@ class WorkerSettings:
                 int,
                 base.dead_letter_max_bytes,
             ),
+            trusted_keys=pick("trusted_keys", ENV_TRUSTED_KEYS, _paths, ()),
         )
 
     def with_changes(self, **changes: Any) -> WorkerSettings:
         """A copy with some fields replaced (tests, the CLI)."""
         return replace(self, **changes)
+
+
+def _paths(value: str | Any) -> tuple[Path, ...]:
+    """A comma-separated list of paths (environment), or a list of them (flags)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(Path(str(item).strip()) for item in items if str(item).strip())

@@ -382,9 +382,10 @@ async def require_topics(
         The topics the client reads or writes (default: all of ``topics``). A name that is
         not one of ``topics`` (a custom ``--topic``) is never created: it must exist.
     create : bool
-        True for writers: when one of ``names`` is a topic of ``topics``, create every
-        missing topic of ``topics`` with its spec and check the existing ones
-        (:func:`ensure_topics`), so the worker started next finds them as it wants them.
+        True for writers: when one of ``names`` is a missing topic of ``topics``, create
+        every missing topic of ``topics`` with its spec and check the existing ones
+        (:func:`ensure_topics`), so the worker started next finds them as it wants them;
+        when they all exist, nothing else is asked of the broker.
         False for readers: refuse when one of ``names`` is missing, since a reader pointed
         at a wrong broker or prefix would otherwise wait for events that never come.
     timeout_s : float, optional
@@ -404,10 +405,16 @@ async def require_topics(
         cannot be reached.
     """
     wanted = list(names) or list(topics.names())
-    ours = create and any(name in topics.names() for name in wanted)
-    report = await ensure_topics(client, topics, timeout_s=timeout_s) if ours else None
     present = set(await list_topics(client))
     missing = [name for name in wanted if name not in present]
+    # Only when one of its own topics is missing does a writer create the project's
+    # topics: a client whose topics exist needs no rights on the others (a producer
+    # principal on a broker with ACLs sees the audio topic alone).
+    ours = create and any(name in topics.names() for name in missing)
+    report = await ensure_topics(client, topics, timeout_s=timeout_s) if ours else None
+    if report is not None:
+        present = set(await list_topics(client))
+        missing = [name for name in wanted if name not in present]
     if missing:
         raise BrokerError(missing_topics_message(client, topics, missing))
     if report is not None:

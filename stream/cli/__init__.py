@@ -24,6 +24,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from stream.cli.help import plain_help
+from stream.kafka_client import broker_refusals
 
 # Runtime commands, in the order they appear in ``tympan --help``.
 _RUNTIME_COMMANDS = (
@@ -37,6 +38,7 @@ _RUNTIME_COMMANDS = (
     "stream.cli.models",
     "stream.cli.dashboard",
     "stream.cli.topics",
+    "stream.cli.keys",
 )
 
 Register = Callable[[Any], None]
@@ -97,13 +99,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    refusals = broker_refusals()
     try:
-        return int(func(args) or 0)
+        status = int(func(args) or 0)
     except BrokenPipeError:
         if not _stdout_closed():
             raise  # a socket's broken pipe (a broker, a peer) is a real error
         _silence_stdout()
         return 0
+    if status != 0 and refusals.hint is not None:
+        print(f"tympan {args.command}: {refusals.hint}", file=sys.stderr)
+    return status
 
 
 def _stdout_closed() -> bool:

@@ -7,8 +7,10 @@ group (it never moves a worker's offsets; run as many as you like) and pushes up
 to the page over Server-Sent Events. The page is plain HTML/JS served by this
 process: no internet access is needed.
 
-It listens on 127.0.0.1 unless ``--host`` says otherwise: the page shows stream ids
-and dead-letter messages, so exposing it is a decision (``--host 0.0.0.0`` in Docker).
+It listens on 127.0.0.1 unless ``--host`` says otherwise: the page shows stream ids,
+speaker names and dead-letter messages, so exposing it is a decision, and another
+address needs a token (``--token`` or ``$TYMPAN_DASHBOARD_TOKEN``) that every request
+must present (docs/security.md).
 
 Examples::
 
@@ -19,6 +21,8 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import asyncio
+import ipaddress
 import os
 import sys
 from typing import Any
@@ -28,6 +32,8 @@ from stream.errors import ConfigError, TympanError
 
 DEFAULT_PORT = 8080
 DEFAULT_HOST = "127.0.0.1"
+ENV_DASHBOARD_TOKEN = "TYMPAN_DASHBOARD_TOKEN"
+DEFAULT_MAX_CLIENTS = 64
 
 
 def register(subparsers: Any) -> None:
@@ -49,6 +55,17 @@ def register(subparsers: Any) -> None:
         help="replay what the topics hold instead of starting with new events",
     )
     parser.add_argument(
+        "--token",
+        help="bearer token every request must present (TYMPAN_DASHBOARD_TOKEN); required "
+        "to bind an address other than loopback",
+    )
+    parser.add_argument(
+        "--max-clients",
+        type=int,
+        default=DEFAULT_MAX_CLIENTS,
+        help="pages following live updates at once (%(default)s)",
+    )
+    parser.add_argument(
         "--max-streams",
         type=int,
         default=DashboardLimits().max_streams,
@@ -57,8 +74,15 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def run(args: argparse.Namespace) -> int:
-    from stream.dashboard.server import DashboardConfig, serve
+    from stream.dashboard.server import DashboardConfig, refused_by_broker, serve
     from stream.kafka_client import KafkaClientConfig
     from stream.settings import ENV_TOPIC_PREFIX
     from stream.topics import Topics
@@ -70,12 +94,26 @@ def run(args: argparse.Namespace) -> int:
             os.environ, bootstrap_servers=args.broker, default_client_id="tympan-dashboard"
         )
         prefix = args.topic_prefix or os.environ.get(ENV_TOPIC_PREFIX) or Topics().prefix
+        token = args.token or os.environ.get(ENV_DASHBOARD_TOKEN) or None
+        if token is None and not _loopback(args.host):
+            raise ConfigError(
+                f"--host {args.host} exposes stream ids and speaker names beyond this "
+                f"machine: set a token (--token or {ENV_DASHBOARD_TOKEN})"
+            )
+        if args.max_clients < 1:
+            raise ConfigError(f"--max-clients {args.max_clients} must be >= 1")
         config = DashboardConfig(
             client=client,
             topics=Topics().with_prefix(prefix),
             from_beginning=args.from_beginning,
             limits=DashboardLimits(max_streams=args.max_streams),
+            token=token,
+            max_clients=args.max_clients,
         )
+        refused = asyncio.run(refused_by_broker(client))
+        if refused is not None:
+            print(f"tympan dashboard: {refused}", file=sys.stderr)
+            return 1
     except TympanError as exc:
         print(f"tympan dashboard: {exc}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ from typing import Any
 from stream.errors import ConfigError, ContractError
 from stream.kafka_client import KafkaClientConfig
 from stream.settings import ENV_MAX_BATCH, ENV_MODEL_REPO, ENV_TOPIC_PREFIX, BatchingPolicy
+from stream.signing import signer_from
 from stream.topics import Topics, require_topics
 
 
@@ -47,6 +48,12 @@ def register(subparsers: Any) -> None:
         type=int,
         help="the workers' largest inference batch, validated besides 1 "
         f"({ENV_MAX_BATCH}; {BatchingPolicy().max_batch})",
+    )
+    publish.add_argument(
+        "--signing-key",
+        dest="signing_key",
+        help="Ed25519 private key that signs the announcement (TYMPAN_SIGNING_KEY; "
+        "tympan keys generate)",
     )
     _kafka_arguments(publish)
     publish.set_defaults(func=run_publish)
@@ -75,7 +82,12 @@ def run_publish(args: argparse.Namespace) -> int:
         topic = topics.control
         asyncio.run(require_topics(_client(args), topics, [topic], create=True))
         asyncio.run(
-            publish_records(_client(args), topic, [(announcement.key, announcement.to_json())])
+            publish_records(
+                _client(args),
+                topic,
+                [(announcement.key, announcement.to_json())],
+                signer=signer_from(args.signing_key),
+            )
         )
     except ContractError as exc:
         print(f"tympan models publish: refused: {exc}", file=sys.stderr)

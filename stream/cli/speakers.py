@@ -77,12 +77,18 @@ def register(subparsers: Any) -> None:
     sync = sub.add_parser("sync", help="publish the whole local registry to the topic")
     sync.add_argument("--broker", default=None, help="bootstrap servers (default $TYMPAN_BROKER)")
     sync.add_argument("--topic", default=None, help="registry topic (default: the standard one)")
+    sync.add_argument("--signing-key", dest="signing_key", help="private key that signs")
     sync.set_defaults(func=_sync)
     parser.set_defaults(func=lambda _a: _usage(parser))
 
 
 def _publish_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--publish", action="store_true", help="also write to the registry topic")
+    parser.add_argument(
+        "--signing-key",
+        dest="signing_key",
+        help="Ed25519 private key that signs the records (TYMPAN_SIGNING_KEY)",
+    )
     parser.add_argument("--broker", default=None, help="bootstrap servers (default $TYMPAN_BROKER)")
     parser.add_argument("--topic", default=None, help="registry topic (default: the standard one)")
 
@@ -200,12 +206,20 @@ def _do_enroll(args: argparse.Namespace) -> int:
 def _publish(
     args: argparse.Namespace, registry: Any, *, names: Any = None, removed: Any = ()
 ) -> None:
+    from stream.signing import signer_from
     from stream.speakers.topic import publish
     from stream.topics import require_topics
 
     asyncio.run(require_topics(_client(args), _topics(), [_topic(args)], create=True))
     sent = asyncio.run(
-        publish(_client(args), registry, names=names, removed=removed, topic=_topic(args))
+        publish(
+            _client(args),
+            registry,
+            names=names,
+            removed=removed,
+            topic=_topic(args),
+            signer=signer_from(getattr(args, "signing_key", None)),
+        )
     )
     print(f"published {sent} record(s) to {_topic(args)}")
 

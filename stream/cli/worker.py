@@ -80,6 +80,14 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--loglevel", default="info", help="Faust worker log level")
     parser.add_argument(
+        "--trusted-key",
+        dest="trusted_keys",
+        action="append",
+        metavar="PUB",
+        help="publisher public key (file or folder of *.pub; repeat): only announcements "
+        "and enrollments it signed are applied (TYMPAN_TRUSTED_KEYS)",
+    )
+    parser.add_argument(
         "--no-create-topics",
         dest="create_topics",
         action="store_false",
@@ -114,6 +122,7 @@ _SETTING_FLAGS = (
     "dead_letter_max_bytes",
     "web_host",
     "web_port",
+    "trusted_keys",
 )
 
 

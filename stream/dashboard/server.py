@@ -10,6 +10,13 @@ see every event and never move a worker's offsets), folds each record into the o
 ``GET /api/state``   the same snapshot as one JSON document (scripts, tests)
 ``GET /healthz``     200 while the Kafka reader is reading, 503 (with the reason) otherwise
 
+Every response carries a Content-Security-Policy that allows only this origin's own
+files (the page has no inline script or style) and the usual hardening headers. With
+a ``token`` every route but ``/healthz`` needs it: ``Authorization: Bearer <token>``
+(scripts), or once ``/?token=<token>``, which sets an HttpOnly, SameSite=Strict cookie
+and redirects to ``/`` (browsers: EventSource cannot send headers). At most
+``max_clients`` pages follow ``/events`` at once; more get 503 (docs/security.md).
+
 The reader reconnects on its own when the broker goes away, so the dashboard can be
 started before Kafka (``docker compose``) and survives a broker restart; it waits for
 the topics to exist rather than asking for them by name (which would make a dev
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import time
@@ -34,8 +42,8 @@ from aiokafka.errors import KafkaError
 
 from stream.dashboard.state import KINDS, DashboardLimits, DashboardState, Kind
 from stream.errors import BrokerError
-from stream.kafka_client import KafkaClientConfig
-from stream.topics import Topics, list_topics
+from stream.kafka_client import KafkaClientConfig, broker_refusals
+from stream.topics import Topics, list_topics, wait_for_broker
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,8 @@ class DashboardConfig:
     from_beginning: replay what the topics hold instead of starting at their end.
     push_interval_s: the page gets at most one snapshot per this interval.
     limits: memory bounds of the aggregation.
+    token: when set, required by every route but ``/healthz`` (see the module doc).
+    max_clients: ``/events`` connections served at once.
     """
 
     client: KafkaClientConfig = field(default_factory=KafkaClientConfig)
@@ -62,6 +72,8 @@ class DashboardConfig:
     from_beginning: bool = False
     push_interval_s: float = 0.5
     limits: DashboardLimits = field(default_factory=DashboardLimits)
+    token: str | None = field(default=None, repr=False)
+    max_clients: int = 64
 
     def topic_kinds(self) -> dict[str, Kind]:
         """Topic name → the kind of event it holds."""
@@ -110,17 +122,67 @@ CONFIG = web.AppKey("config", DashboardConfig)
 STATUS = web.AppKey("status", ReaderStatus)
 SNAPSHOTS = web.AppKey("snapshots", Snapshots)
 STOPPING = web.AppKey("stopping", asyncio.Event)
+CLIENTS = web.AppKey("clients", list)
+TOKEN_COOKIE = "tympan_dashboard_token"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The token check (when one is set) and the security headers, on every route."""
+    token = request.app[CONFIG].token
+    if token is not None and request.path != "/healthz":
+        given = request.query.get("token")
+        if given is not None and request.path == "/" and _same(given, token):
+            response: web.StreamResponse = web.Response(status=303, headers={"Location": "/"})
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", path="/")
+            response.headers.update(SECURITY_HEADERS)
+            return response
+        bearer = request.headers.get("Authorization", "")
+        presented = (
+            bearer[7:] if bearer.startswith("Bearer ") else request.cookies.get(TOKEN_COOKIE)
+        )
+        if presented is None or not _same(presented, token):
+            raise web.HTTPUnauthorized(
+                text="tympan dashboard: a token is required (Authorization: Bearer, or /?token=)",
+                headers={"WWW-Authenticate": "Bearer", **SECURITY_HEADERS},
+            )
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.update(SECURITY_HEADERS)
+        raise
+    if not response.prepared:
+        response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _same(given: str, token: str) -> bool:
+    return hmac.compare_digest(given.encode(), token.encode())
 
 
 def build_app(config: DashboardConfig) -> web.Application:
     """The aiohttp application; the Kafka reader runs for the app's lifetime."""
-    app = web.Application()
+    app = web.Application(middlewares=[_guard])
     state = DashboardState(config.limits, started_s=time.time())
     app[CONFIG] = config
     app[STATE] = state
     app[STATUS] = ReaderStatus()
     app[SNAPSHOTS] = Snapshots(state, config.push_interval_s)
     app[STOPPING] = asyncio.Event()
+    app[CLIENTS] = []
     app.router.add_get("/", _index)
     app.router.add_get("/events", _events)
     app.router.add_get("/api/state", _api_state)
@@ -129,6 +191,20 @@ def build_app(config: DashboardConfig) -> web.Application:
     app.cleanup_ctx.append(_reader_context)
     app.on_shutdown.append(_stop_streams)
     return app
+
+
+async def refused_by_broker(client: KafkaClientConfig, *, timeout_s: float = 15.0) -> str | None:
+    """Why the broker refuses these credentials or certificates, if it does.
+
+    A dashboard started before Kafka waits for it (the reader retries), but a wrong
+    password or an untrusted certificate never heals: the caller exits with this
+    reason instead of serving a page that stays empty.
+    """
+    try:
+        await wait_for_broker(client, timeout_s=timeout_s)
+    except BrokerError:
+        return broker_refusals().hint
+    return None
 
 
 def serve(config: DashboardConfig, *, host: str, port: int) -> None:
@@ -266,11 +342,27 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _events(request: web.Request) -> web.StreamResponse:
     app = request.app
+    clients: list[web.Request] = app[CLIENTS]
+    if len(clients) >= app[CONFIG].max_clients:
+        raise web.HTTPServiceUnavailable(
+            text=f"tympan dashboard: {len(clients)} pages follow it already (the limit)",
+            headers={"Retry-After": "10"},
+        )
+    clients.append(request)
+    try:
+        return await _follow_events(request)
+    finally:
+        clients.remove(request)
+
+
+async def _follow_events(request: web.Request) -> web.StreamResponse:
+    app = request.app
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
+            **SECURITY_HEADERS,
         }
     )
     await response.prepare(request)

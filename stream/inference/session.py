@@ -14,6 +14,7 @@ idle workers do not burn the cores the feature frontend needs.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -109,7 +110,7 @@ class OnnxModel:
             raise ModelError(f"intra_op_threads={intra_op_threads} must be >= 1")
         providers = _providers(device)
         path = model_dir / manifest.model_file
-        session = _session(path, providers, intra_op_threads)
+        session = _session(path, manifest.model_sha256, providers, intra_op_threads)
         active = list(session.get_providers())
         if device == "cuda" and (not active or active[0] != CUDA):
             raise ModelError(
@@ -242,8 +243,23 @@ def _providers(device: str) -> list[Any]:
     raise ModelError(f"device={device!r} is not 'auto', 'cpu' or 'cuda'")
 
 
-def _session(path: Path, providers: list[Any], intra_op_threads: int) -> Any:
+def _session(path: Path, sha256: str, providers: list[Any], intra_op_threads: int) -> Any:
+    """An onnxruntime session made from the very bytes whose digest the manifest names.
+
+    Loading from bytes rather than from the path closes two doors: the file cannot be
+    swapped between the checksum and the load, and onnxruntime cannot pull tensors
+    from external data files beside it, which the manifest does not checksum (a model
+    that needs them is refused, naming why).
+    """
     import onnxruntime as ort
+
+    model_bytes = path.read_bytes()
+    actual = hashlib.sha256(model_bytes).hexdigest()
+    if actual != sha256:
+        raise ModelError(
+            f"{path}: sha256 {actual} does not match model_sha256={sha256} in the manifest "
+            "(the file changed while it was being loaded?)"
+        )
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
@@ -253,6 +269,12 @@ def _session(path: Path, providers: list[Any], intra_op_threads: int) -> Any:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        return ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        if "external" in str(exc).lower():
+            raise ModelError(
+                f"{path}: the graph keeps tensors in external data files, which the "
+                "manifest does not checksum; refused (export with the weights inside "
+                f"model.onnx): {exc}"
+            ) from exc
         raise ModelError(f"{path}: onnxruntime cannot load the model: {exc}") from exc

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from stream.errors import RegistryError
 from stream.json_records import JsonRecordError, decode_object
 from stream.kafka_client import KafkaClientConfig, send_acked
 from stream.settings import ControlLimits
+from stream.signing import SignatureError, Signer, Verifier
 from stream.speakers.registry import ModelBinding, SpeakerRegistry, check_name
 from stream.speakers.scoring import DEFAULT_SCORING, ScoringConfig, SpeakerScorer
 
@@ -132,17 +133,24 @@ async def publish(
     names: Iterable[str] | None = None,
     removed: Iterable[str] = (),
     topic: str = TOPIC,
+    signer: Signer | None = None,
 ) -> int:
     """Send enrollments (``names``, default all) and tombstones (``removed``); wait for acks.
 
-    Returns the number of records sent.
+    With a ``signer`` every record carries its Ed25519 signature (``stream.signing``),
+    which workers with trusted keys require. Returns the number of records sent.
     """
     records: list[tuple[bytes, bytes | None]] = [
         encode_enrollment(registry, n) for n in (registry if names is None else names)
     ]
     records += [(check_name(n).encode("utf-8"), None) for n in removed]
     await send_acked(
-        client, topic, records, what="the speaker registry", max_request_size=8 * 1024 * 1024
+        client,
+        topic,
+        records,
+        what="the speaker registry",
+        max_request_size=8 * 1024 * 1024,
+        headers=signer.headers if signer is not None else None,
     )
     return len(records)
 
@@ -165,6 +173,9 @@ class RegistryFollower:
         How :meth:`scorer` compares embeddings.
     limits : ControlLimits
         Size and depth bounds on a record (larger or deeper ones are rejected).
+    verifier : Verifier
+        Trusted publisher keys; with any, an unsigned or badly signed record is
+        rejected (``bad_signature``) and the registry keeps what it had.
 
     Use ``await follower.start()`` (reads up to the end of the topic before
     returning), then ``follower.registry`` / ``follower.scorer()`` from the worker;
@@ -179,8 +190,10 @@ class RegistryFollower:
         topic: str = TOPIC,
         scoring: ScoringConfig = DEFAULT_SCORING,
         limits: ControlLimits = DEFAULT_LIMITS,
+        verifier: Verifier | None = None,
     ) -> None:
         self.client = client
+        self.verifier = verifier or Verifier()
         self.topic = topic
         self.scoring = scoring
         self.limits = limits
@@ -192,12 +205,25 @@ class RegistryFollower:
         self._scorer: tuple[int, SpeakerScorer] | None = None
         self._changed = asyncio.Event()
 
-    def apply(self, key: bytes | None, value: bytes | None, *, where: str | None = None) -> Applied:
+    def apply(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        where: str | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> Applied:
         """Apply one record (what the consume loop calls); bumps :attr:`version` on change."""
         where = where or f"topic {self.topic!r} key {key!r}"
-        self.registry, applied = apply_record(
-            self.registry, key, value, limits=self.limits, where=where
-        )
+        try:
+            self.verifier.check(key, value, headers)
+        except SignatureError as exc:
+            name = (key or b"").decode("utf-8", "replace")
+            applied = Applied("rejected", name, f"{exc.reason}: {where}: {exc}")
+        else:
+            self.registry, applied = apply_record(
+                self.registry, key, value, limits=self.limits, where=where
+            )
         if applied.outcome in ("enrolled", "removed"):
             self.version += 1
             self._changed.set()
@@ -239,7 +265,7 @@ class RegistryFollower:
 
     def _apply_batch(self, batch: list[CompactedRecord]) -> None:
         for record in batch:  # apply() never raises: one bad record skips nothing else
-            self.apply(record.key, record.value, where=record.where)
+            self.apply(record.key, record.value, where=record.where, headers=record.headers)
 
     async def _follow(self, reader: CompactedReader) -> None:
         async for batch in reader.follow():

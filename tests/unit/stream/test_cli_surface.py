@@ -23,6 +23,7 @@ COMMANDS = {
     "models",
     "dashboard",
     "topics",
+    "keys",
     "train",
     "export",
 }

@@ -319,3 +319,72 @@ def test_models_publish_refuses_before_touching_the_broker(
     (bad / MODEL_FILE).write_bytes(b"not onnx")
     assert main(["models", "publish", str(bad), "--broker", "127.0.0.1:1"]) == 2
     assert "sha256" in capsys.readouterr().err
+
+
+# -- signed announcements ---------------------------------------------------------------------
+
+
+def test_a_follower_with_trusted_keys_applies_only_what_they_signed(
+    repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from stream.reload import ReloadPolicy
+    from stream.signing import Signer, Verifier, generate
+
+    keys = tmp_path_factory.mktemp("keys")
+    signer = Signer.load(generate(keys, "publisher")[0])
+    stranger = Signer.load(generate(keys, "stranger")[0])
+    producer = Producer()
+    follower = ControlFollower(
+        KafkaClientConfig(bootstrap_servers="127.0.0.1:1"),
+        TOPICS.control,
+        ActiveModel(_v1(repo)),
+        repo=repo,
+        worker="w1",
+        policy=ReloadPolicy(verifier=Verifier.load([keys / "publisher.pub"])),
+        send=producer.send,
+    )
+    good = announce(repo / "tiny" / "2", role="scene", repo=repo)
+    key, value = good.key, good.to_json()
+    resent = value + b"\n"  # other bytes, same announcement (a re-read is answered once)
+
+    async def main() -> list[Any]:
+        return [
+            await follower.on_record(key, value),  # unsigned
+            await follower.on_record(key, value + b" ", headers=signer.headers(key, value)),
+            await follower.on_record(key, value, headers=stranger.headers(key, value)),
+            await follower.on_record(key, resent, headers=signer.headers(key, resent)),
+        ]
+
+    unsigned, altered, foreign, signed = asyncio.run(main())
+    assert unsigned.state == "refused" and unsigned.reason.startswith("bad_signature")
+    assert "not signed" in unsigned.reason
+    assert altered.state == "refused" and "does not match" in altered.reason
+    assert foreign.state == "refused" and "not trusted" in foreign.reason
+    assert signed.state == "active" and signed.version == "2"
+    assert follower.slot.ref == ModelRef("tiny", "2")
+    # a worker cannot sign, so it writes no last-good record it could not verify later
+    assert b"last-good/scene" not in [k for _, k, _ in producer.sent]
+
+
+def test_a_starting_worker_with_trusted_keys_ignores_unsigned_announcements(
+    repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from stream.compacted import CompactedRecord
+    from stream.reload import last_good_key, load_at_start
+    from stream.signing import Signer, Verifier, generate
+
+    keys = tmp_path_factory.mktemp("keys")
+    signer = Signer.load(generate(keys)[0])
+    verifier = Verifier.load([keys])
+    good = announce(repo / "tiny" / "2", role="scene", repo=repo)
+    key, value = good.key, good.to_json()
+
+    def record(k: bytes, headers: Any = ()) -> CompactedRecord:
+        return CompactedRecord(TOPICS.control, 0, 0, k, value, tuple(headers))
+
+    unsigned = {key: record(key), last_good_key("scene"): record(last_good_key("scene"))}
+    assert load_at_start(unsigned, repo=repo, verifier=verifier) is None
+    assert load_at_start(unsigned, repo=repo) is not None  # no keys: nothing checked
+    signed = {key: record(key, signer.headers(key, value))}
+    model = load_at_start(signed, repo=repo, verifier=verifier)
+    assert model is not None and model.manifest.version == "2"

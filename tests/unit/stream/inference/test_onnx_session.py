@@ -136,3 +136,29 @@ def test_bad_device_and_threads(tiny_dir: Path) -> None:
         OnnxModel.load(tiny_dir, device="tpu")  # type: ignore[arg-type]
     with pytest.raises(ModelError, match="intra_op_threads=0"):
         OnnxModel.load(tiny_dir, intra_op_threads=0)
+
+
+def test_a_model_with_external_data_is_refused(tmp_path: Path, spec: FeatureSpec) -> None:
+    """Tensors in files beside model.onnx escape the manifest's checksum: refused, by name."""
+    import onnx
+
+    from tests.support.onnx_models import resign
+
+    model_dir = make_tiny_model_dir(tmp_path / "tiny", spec=spec, labels=["quiet", "loud"])
+    graph = onnx.load(model_dir / "model.onnx")
+    for tensor in graph.graph.initializer:  # raw bytes: what external data can hold
+        tensor.CopyFrom(
+            onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(tensor), tensor.name)
+        )
+    onnx.save_model(
+        graph,
+        model_dir / "model.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
+    assert (model_dir / "weights.bin").stat().st_size > 0
+    resign(model_dir)  # the manifest's digest of model.onnx is right; weights.bin has none
+    with pytest.raises(ModelError, match="external data"):
+        OnnxModel.load(model_dir, device="cpu")
