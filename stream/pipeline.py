@@ -91,6 +91,9 @@ log = logging.getLogger(__name__)
 Float32 = npt.NDArray[np.float32]
 
 _TOMBSTONES_KEPT = 100_000
+# at capacity, streams with fewer frames than this are closed first (a flood of
+# one-frame streams), before any stream that has proven to be a real call
+EVICT_UNPROVEN_FRAMES = 4
 _SEGMENT_SEP = "\x1e"  # stream id / first seq, inside event-id hashes only
 
 
@@ -557,16 +560,30 @@ class Pipeline:
         return state
 
     def _evict(self, step: Step) -> None:
-        """Make room: close the open segment that has gone longest without a record.
+        """Make room: close the open segment that has gone longest without a record,
+        among those with fewer than ``EVICT_UNPROVEN_FRAMES`` frames if there are any.
 
-        Deterministic from the records' order; a flood of one-frame streams is what
-        gets closed, never a newcomer refused for good (see docs/delivery.md).
+        Deterministic from the records' order. A flood of one-frame streams is what
+        gets closed: a real call that paused while the flood arrived is passed over
+        (it has sent more), and a newcomer is never refused (see docs/delivery.md).
         """
-        victim = next(iter(self._streams.values()))
+        victim = next(
+            (
+                s
+                for s in self._streams.values()
+                if s.sequencer.counts.frames < EVICT_UNPROVEN_FRAMES
+            ),
+            None,
+        ) or next(iter(self._streams.values()))
         log.warning(
-            "max_streams=%d reached: closing stream %r (the longest without a record)",
+            "max_streams=%d reached: closing stream %r (%d frames, the longest without a "
+            "record among the %s)",
             self.policy.max_streams,
             victim.stream_id,
+            victim.sequencer.counts.frames,
+            "streams that barely started"
+            if victim.sequencer.counts.frames < EVICT_UNPROVEN_FRAMES
+            else "open streams",
         )
         self._close_safely(victim, "evicted", step)
 

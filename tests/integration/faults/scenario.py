@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -86,9 +87,34 @@ class Scenario:
     def feeder(self, slices: int, pause_s: float) -> Feeder:
         return Feeder(self.broker, self.topics, interleave(self.streams), slices, pause_s)
 
+    def wait_balanced(self, timeout_s: float = 120.0) -> None:
+        """Wait until every worker holds partitions and together they hold each audio
+        partition once: a group still forming would move partitions mid-run, a fault
+        the scenario did not mean to inject."""
+        assert self.farm is not None
+        farm = self.farm
+        every = set(range(self.topics.audio_partitions))
+
+        def balanced() -> bool:
+            latest: list[set[int]] = []
+            for worker in farm.workers:
+                found = re.findall(r"partitions assigned: \[([0-9, ]*)\]", worker.log_text())
+                if not found:
+                    return False
+                latest.append({int(p) for p in found[-1].split(",") if p.strip()})
+            together = sum(len(p) for p in latest)
+            return all(latest) and together == len(every) and set().union(*latest) == every
+
+        deadline = time.monotonic() + timeout_s
+        while not balanced():
+            assert time.monotonic() < deadline, "the worker group did not settle"
+            time.sleep(0.5)
+
     def start(self, feeder: Feeder, first_events: int = 1) -> None:
-        """Send the first slice, wait until workers turn it into events, then let the
-        rest flow: faults then land while streams are open in running workers."""
+        """Wait for a settled group, send the first slice, wait until workers turn it
+        into events, then let the rest flow: faults then land while streams are open
+        in running workers."""
+        self.wait_balanced()
         feeder.start()
         self.wait_first_events(first_events)
         feeder.go.set()

@@ -297,6 +297,8 @@ def test_a_flood_of_one_frame_streams_cannot_lock_out_real_streams(model: OnnxMo
     assert by_id["late"][0].windows == 3  # 1 s: windows at 0, .25, .5 (+ padded tail)
     assert by_id["real"][-1].closed_by == "eos"
     assert sum(s.closed_by == "evicted" for s in run.summaries) >= 33
+    # the call that paused while the flood arrived kept one segment: the flood went first
+    assert [x.closed_by for x in by_id["real"]] == ["eos"]
 
 
 # -- finding 7: an EOS below a frame already held or released -----------------------------
