@@ -557,7 +557,7 @@ def pipeline_capacity(
 ) -> dict[str, float]:
     """Streams per core of the worker's domain code alone, by process CPU time.
 
-    The same objects ``stream.app.build_worker`` wires (Pipeline, FeatureBank, OnnxModel
+    The same objects ``stream.worker.build.build_worker`` wires (Pipeline, FeatureBank, OnnxModel
     with one thread), fed pre-encoded records in real-time order as fast as they go;
     records go to ``Pipeline.accept_many`` in groups of what arrives in 5 ms (as the
     worker's inbox gathers them), and windows are inferred in batches of up to
@@ -565,13 +565,13 @@ def pipeline_capacity(
     Faust, aiokafka and JSON/Kafka I/O, so ``e2e streams per core / this`` is the share
     the runtime keeps.
     """
-    from stream.app import limit_blas_threads
     from stream.events import ModelRef
     from stream.features.frontend import FeatureBank
     from stream.features.windows import stack_windows
     from stream.inference.session import OnnxModel
     from stream.pipeline import Pipeline, PipelinePolicy, Record
     from stream.wire.frame import Encoding, frame_headers
+    from stream.worker.build import limit_blas_threads
 
     limit_blas_threads()
     model = OnnxModel.load(model_dir, device="cpu", intra_op_threads=1)

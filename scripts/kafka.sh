@@ -172,11 +172,11 @@ answers() {
     if [[ "$SECURE" == 1 ]]; then
         [[ -f "$KAFKA_DIR/tympan-admin.env" ]] || return 1
         (cd "$REPO" && set -a && . "$KAFKA_DIR/tympan-admin.env" && set +a &&
-            "$(find_python)" -m stream.topics wait --broker "$BROKER" --timeout "$timeout") \
+            "$(find_python)" -m stream.cli.topics wait --broker "$BROKER" --timeout "$timeout") \
             >/dev/null 2>&1
         return
     fi
-    (cd "$REPO" && "$(find_python)" -m stream.topics wait --broker "$BROKER" --timeout "$timeout") \
+    (cd "$REPO" && "$(find_python)" -m stream.cli.topics wait --broker "$BROKER" --timeout "$timeout") \
         >/dev/null 2>&1
 }
 
@@ -343,7 +343,7 @@ grant_acls() {
 create_topics() {
     say "creating tympan's topics (prefix ${TYMPAN_TOPIC_PREFIX:-tympan}) as tympan-admin"
     (cd "$REPO" && set -a && . "$KAFKA_DIR/tympan-admin.env" && set +a &&
-        "$(find_python)" -m stream.topics create --prefix "${TYMPAN_TOPIC_PREFIX:-tympan}") \
+        "$(find_python)" -m stream.cli.topics create --prefix "${TYMPAN_TOPIC_PREFIX:-tympan}") \
         >>"$LOG_FILE" 2>&1 || die "creating topics as tympan-admin failed; see $LOG_FILE"
 }
 

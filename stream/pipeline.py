@@ -2,7 +2,7 @@
 
 :class:`Pipeline` owns every open stream's state: its :class:`~stream.sequencing.Sequencer`,
 its resampler, its place in the feature frontend, its summary. The Faust layer
-(``stream.agents``) feeds it Kafka records and gets back a :class:`Step`:
+(``stream.worker.runtime``) feeds it Kafka records and gets back a :class:`Step`:
 
 * ``rejected``: dead letters to send (bad frames, late frames, bounds exceeded);
 * ``jobs``: model windows to batch for inference (:class:`WindowJob`);

@@ -15,7 +15,7 @@ The dev broker does not auto-create topics (``auto.create.topics.enable=false``)
 created on first use gets the broker's default of one partition, which the worker then
 refuses. Tests get isolated topics with :meth:`Topics.with_prefix`.
 
-``python -m stream.topics wait|create`` is the command scripts/kafka.sh uses to wait
+``python -m stream.cli.topics wait|create`` is the command scripts/kafka.sh uses to wait
 for the broker; it is the same code as ``tympan topics`` (``stream/cli/topics.py``).
 """
 
@@ -719,11 +719,3 @@ def _check_existing(specs: list[TopicSpec], infos: list[TopicInfo], prefix: str)
             f"partitions: delete and recreate the topics with `tympan topics delete --prefix "
             f"{prefix}` then `tympan topics create --prefix {prefix}`, or use another prefix)"
         )
-
-
-if __name__ == "__main__":
-    import sys
-
-    from stream.cli.topics import standalone
-
-    sys.exit(standalone(sys.argv[1:]))

@@ -70,7 +70,7 @@ def _kafka_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_publish(args: argparse.Namespace) -> int:
     from stream.inference.repository import default_repo
-    from stream.reload import announce, publish_records, validate_model
+    from stream.worker.reload import announce, publish_records, validate_model
 
     repo_name = args.model_repo or os.environ.get(ENV_MODEL_REPO)
     repo = Path(repo_name) if repo_name else default_repo()
@@ -111,7 +111,7 @@ def _max_batch(args: argparse.Namespace) -> int:
 
 
 def run_active(args: argparse.Namespace) -> int:
-    from stream.reload import MODEL_PREFIX, announcements, read_control, statuses
+    from stream.worker.reload import MODEL_PREFIX, announcements, read_control, statuses
 
     topics = _topics(args)
     topic = topics.control

@@ -3,7 +3,7 @@
 ``--broker`` defaults to ``$TYMPAN_BROKER``, else ``127.0.0.1:9092``; ``--prefix`` to
 ``$TYMPAN_TOPIC_PREFIX``, else ``tympan`` (as for the worker, tail and dashboard);
 TLS/SASL come from the ``TYMPAN_KAFKA_*`` variables (docs/kafka.md).
-``python -m stream.topics`` runs the same commands without the rest of the ``tympan``
+``python -m stream.cli.topics`` runs the same commands without the rest of the ``tympan``
 CLI (scripts/kafka.sh uses it to wait for the broker).
 """
 
@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
 
 
 def standalone(argv: Sequence[str]) -> int:
-    """Entry point of ``python -m stream.topics``.
+    """Entry point of ``python -m stream.cli.topics``.
 
     Parameters
     ----------
@@ -63,7 +63,7 @@ def standalone(argv: Sequence[str]) -> int:
     int
         The exit status: 0 done, 1 the broker failed, 2 usage or refused.
     """
-    parser = argparse.ArgumentParser(prog="python -m stream.topics", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m stream.cli.topics", description=__doc__)
     # aiokafka logs every refused connection while ``wait`` polls; the outcome is printed.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -266,3 +266,7 @@ def _wait(args: argparse.Namespace) -> int:
         return 0
 
     return _run(args, body)
+
+
+if __name__ == "__main__":
+    sys.exit(standalone(sys.argv[1:]))

@@ -130,9 +130,9 @@ ENV_PROCESSES = "TYMPAN_PROCESSES"
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream.app import build_worker
     from stream.settings import WorkerSettings
     from stream.topics import Topics, ensure_topics
+    from stream.worker.build import build_worker
 
     try:
         settings = WorkerSettings.from_environ(
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _exit_code(worker: Any, code: int) -> int:
     """Non-zero whenever the runtime failed: a supervisor must see a failed worker."""
-    from stream.app import EXIT_FATAL
+    from stream.worker.build import EXIT_FATAL
 
     fatal = worker.fatal
     if fatal is not None and fatal.reason is not None:

@@ -18,7 +18,7 @@ different embedding model, or that cannot be decoded (larger or nested deeper th
 ``stream.settings.ControlLimits`` allows, not JSON, odd shapes), are counted and
 logged with their partition and offset, never applied and never fatal: one bad
 record must not stop identification for all, nor skip the records after it. The
-topic is read by the shared compacted-topic reader (``stream.compacted``).
+topic is read by the shared compacted-topic reader (``stream.worker.compacted``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 
-from stream.compacted import CompactedReader, CompactedRecord, observe
 from stream.errors import RegistryError
 from stream.json_records import JsonRecordError, decode_object
 from stream.kafka_client import KafkaClientConfig, send_acked
@@ -41,6 +40,7 @@ from stream.settings import ControlLimits
 from stream.signing import SignatureError, Signer, Verifier
 from stream.speakers.registry import ModelBinding, SpeakerRegistry, check_name
 from stream.speakers.scoring import DEFAULT_SCORING, ScoringConfig, SpeakerScorer
+from stream.worker.compacted import CompactedReader, CompactedRecord, observe
 
 log = logging.getLogger(__name__)
 

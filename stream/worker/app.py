@@ -17,10 +17,10 @@ import faust
 from faust.app.base import BootStrategy
 from mode import ServiceT
 
-from stream.agents import WorkerRuntime
-from stream.metrics import WorkerMetrics
 from stream.worker.commits import CommitLog
 from stream.worker.consumer import BatchConsumer, ConsumerPlan
+from stream.worker.metrics import WorkerMetrics
+from stream.worker.runtime import WorkerRuntime
 
 
 class BatchBoot(BootStrategy):

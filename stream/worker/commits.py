@@ -1,7 +1,7 @@
 """Which offset to commit per partition: the worker's side of the offset ledger.
 
-The runtime (:class:`~stream.agents.WorkerRuntime`) acks ranges ``[start, stop)``
-that :class:`~stream.delivery.OffsetLedger` released, in order per partition, so
+The runtime (:class:`~stream.worker.runtime.WorkerRuntime`) acks ranges ``[start, stop)``
+that :class:`~stream.worker.delivery.OffsetLedger` released, in order per partition, so
 everything below ``stop`` is done: the offset to commit is simply the highest
 ``stop`` acked. Acking a range is O(1) whatever its length (a stream held open for
 an hour releases millions of offsets at once).

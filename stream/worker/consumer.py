@@ -4,7 +4,7 @@ app service.
 Faust's own consumer path costs a per-record ``Event``, a ``Conductor`` dispatch and
 a loop round-trip per record (about half the worker's CPU, benchmarks/RESULTS.md).
 Here one ``getmany`` hands up to ``max_poll_records`` records to
-:meth:`~stream.agents.WorkerRuntime.on_records` as one list, and the worker owns
+:meth:`~stream.worker.runtime.WorkerRuntime.on_records` as one list, and the worker owns
 what Faust did for the agent:
 
 * **commits**: the runtime acks the ranges the offset ledger released
@@ -12,7 +12,7 @@ what Faust did for the agent:
   at revocation and at stop;
 * **revocation** (``ConsumerRebalanceListener``, awaited by aiokafka before the
   group rebalances): commit what the ledger released, then drop the revoked
-  partitions' streams (:meth:`~stream.agents.WorkerRuntime.on_revoked`); their new
+  partitions' streams (:meth:`~stream.worker.runtime.WorkerRuntime.on_revoked`); their new
   owner rebuilds them from the committed offset;
 * **idle expiry** and the lag gauge, once a second.
 
@@ -33,11 +33,11 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
 from mode import Service
 
-from stream.agents import WorkerRuntime
 from stream.kafka_client import KafkaClientConfig
-from stream.metrics import WorkerMetrics
 from stream.pipeline import Record
 from stream.worker.commits import CommitLog
+from stream.worker.metrics import WorkerMetrics
+from stream.worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 

@@ -45,10 +45,10 @@ from worker_harness import (
 )
 
 from stream.kafka_client import KafkaClientConfig
-from stream.reload import announce, publish_records
 from stream.speakers.registry import ModelBinding, SpeakerRegistry
 from stream.speakers.topic import apply_record, encode_enrollment
 from stream.topics import Topics
+from stream.worker.reload import announce, publish_records
 from tests.support.onnx_models import make_tiny_model_dir
 
 FULL = os.environ.get("TYMPAN_TEST_SCALE") == "full"

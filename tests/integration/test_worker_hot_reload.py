@@ -36,8 +36,8 @@ from worker_harness import (
 )
 
 from stream.kafka_client import KafkaClientConfig
-from stream.reload import announce, publish_records
 from stream.topics import Topics
+from stream.worker.reload import announce, publish_records
 from tests.support.onnx_models import make_tiny_model_dir, perturb_golden
 
 CALLS = ("call-a", "call-b")

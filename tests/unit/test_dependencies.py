@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCKED_EXTRAS = ("cpu", "train", "dev")
-#: The release stream/delivery.py was verified against. Change it only after re-running the
+#: The release stream/worker/delivery.py was verified against. Change it only after re-running the
 #: delivery and fault-injection tests on the new release.
 VERIFIED_FAUST = "0.15.3"
 

@@ -2,7 +2,7 @@
 stops the worker with a non-zero exit and one clear log line; nothing past the
 failure is committed. Before the fix this path exited 1 (mode re-raising the crash
 reason) with no line saying what the operator must know; the fixed worker exits 70
-(``stream.app.EXIT_FATAL``) even when Faust's shutdown hangs."""
+(``stream.worker.build.EXIT_FATAL``) even when Faust's shutdown hangs."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from worker_harness import (
 
 from stream.topics import Topics
 
-EXIT_FATAL = 70  # stream.app.EXIT_FATAL, spelled out: the CLI's contract
+EXIT_FATAL = 70  # stream.worker.build.EXIT_FATAL, spelled out: the CLI's contract
 
 
 async def _refuse_writes(broker: str, topic: str) -> None:

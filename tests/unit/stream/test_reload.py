@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream.agents import WorkerRuntime
 from stream.errors import ConfigError, FeatureSpecError, ModelError, ParityError
 from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
@@ -22,7 +21,10 @@ from stream.inference.session import OnnxModel
 from stream.kafka_client import KafkaClientConfig
 from stream.pipeline import Pipeline, PipelinePolicy, Record
 from stream.produce import frames_from_array
-from stream.reload import (
+from stream.settings import BatchingPolicy
+from stream.topics import Topics
+from stream.wire import encode_frame
+from stream.worker.reload import (
     ActiveModel,
     ControlFollower,
     ModelAnnouncement,
@@ -33,9 +35,7 @@ from stream.reload import (
     status_key,
     validate_model,
 )
-from stream.settings import BatchingPolicy
-from stream.topics import Topics
-from stream.wire import encode_frame
+from stream.worker.runtime import WorkerRuntime
 from tests.support.onnx_models import make_tiny_model_dir, perturb_golden
 
 SPEC = FeatureSpec(window_seconds=0.5, hop_seconds=0.25)
@@ -327,8 +327,8 @@ def test_models_publish_refuses_before_touching_the_broker(
 def test_a_follower_with_trusted_keys_applies_only_what_they_signed(
     repo: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from stream.reload import ReloadPolicy
     from stream.signing import Signer, Verifier, generate
+    from stream.worker.reload import ReloadPolicy
 
     keys = tmp_path_factory.mktemp("keys")
     signer = Signer.load(generate(keys, "publisher")[0])
@@ -369,9 +369,9 @@ def test_a_follower_with_trusted_keys_applies_only_what_they_signed(
 def test_a_starting_worker_with_trusted_keys_ignores_unsigned_announcements(
     repo: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from stream.compacted import CompactedRecord
-    from stream.reload import last_good_key, load_at_start
     from stream.signing import Signer, Verifier, generate
+    from stream.worker.compacted import CompactedRecord
+    from stream.worker.reload import last_good_key, load_at_start
 
     keys = tmp_path_factory.mktemp("keys")
     signer = Signer.load(generate(keys)[0])

@@ -277,3 +277,15 @@ def test_topics_delete_refuses_without_a_terminal_unless_yes() -> None:
 def test_prefixed_keeps_to_its_own_prefix() -> None:
     names = ["tympan.audio.v1", "tympan2.audio.v1", "tympan-x.audio.v1", "other.tympan.v1"]
     assert prefixed(names, "tympan") == ["tympan.audio.v1"]
+
+
+def test_the_topics_module_needs_no_cli() -> None:
+    """Topics are the Kafka side's: importing them loads no command-line code."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, stream.topics; print([m for m in sys.modules if m.startswith('stream.cli')])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -16,8 +16,8 @@ MODULES = [
     "stream.cli.classify",
     "stream.cli.evaluate",
     "stream.cli",
-    "stream.app",
-    "stream.reload",
+    "stream.worker.build",
+    "stream.worker.reload",
 ]
 
 

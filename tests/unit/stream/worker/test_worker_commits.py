@@ -3,8 +3,8 @@ partition; it never moves backwards and never commits for a partition not owned.
 
 from __future__ import annotations
 
-from stream.delivery import OffsetLedger
 from stream.worker.commits import CommitLog
+from stream.worker.delivery import OffsetLedger
 
 
 def test_the_highest_released_stop_is_due_once() -> None:

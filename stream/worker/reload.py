@@ -50,7 +50,6 @@ from typing import Any
 
 import numpy as np
 
-from stream.compacted import CompactedReader, CompactedRecord, latest_per_key, read_latest
 from stream.errors import BrokerError, ConfigError, ContractError, ModelError, ParityError
 from stream.events import ModelRef
 from stream.features.spec import FeatureSpec
@@ -61,6 +60,7 @@ from stream.json_records import JsonRecordError, decode_object
 from stream.kafka_client import KafkaClientConfig, send_acked
 from stream.settings import ControlLimits
 from stream.signing import SignatureError, Signer, Verifier
+from stream.worker.compacted import CompactedReader, CompactedRecord, latest_per_key, read_latest
 
 log = logging.getLogger(__name__)
 
@@ -475,7 +475,7 @@ def announcements(
     limits: ControlLimits = DEFAULT_LIMITS,
 ) -> dict[str, ModelAnnouncement]:
     """The valid announcements under ``prefix`` (``model/`` or ``last-good/``) in a
-    :func:`read_control` (or :func:`~stream.compacted.read_latest`) result; a bad
+    :func:`read_control` (or :func:`~stream.worker.compacted.read_latest`) result; a bad
     record is logged and passed over."""
     out: dict[str, ModelAnnouncement] = {}
     for key, item in latest.items():

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream.agents import WorkerRuntime
 from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
@@ -24,6 +23,7 @@ from stream.settings import BatchingPolicy
 from stream.speakers.scoring import SpeakerScorer
 from stream.topics import Topics
 from stream.wire import encode_frame
+from stream.worker.runtime import WorkerRuntime
 from tests.support.onnx_models import make_tiny_model_dir
 
 SPEC = FeatureSpec(window_seconds=0.5, hop_seconds=0.25)

@@ -3,7 +3,7 @@ below it; held offsets are kept as runs; revoked partitions are forgotten."""
 
 from __future__ import annotations
 
-from stream.delivery import OffsetLedger
+from stream.worker.delivery import OffsetLedger
 
 
 def _offsets(runs: list[tuple[int, int]]) -> list[int]:

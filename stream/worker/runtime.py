@@ -6,7 +6,7 @@ returns a delivery future, and an ``ack(partition, start, stop)`` callable that 
 consumed offsets (the Faust consumer's ack), so its
 delivery rules read in one place:
 
-1. a record is *held* by the :class:`~stream.delivery.OffsetLedger` when consumed;
+1. a record is *held* by the :class:`~stream.worker.delivery.OffsetLedger` when consumed;
 2. a stream *pins* its first offset while open; a dead letter pins its record's
    offset until its send is acknowledged by the broker;
 3. windows go to the :class:`~stream.inference.batcher.Batcher` (bounded: a full
@@ -41,7 +41,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stream.delivery import OffsetLedger
 from stream.events import (
     DEAD_LETTER_PAYLOAD_BYTES,
     LabelEvent,
@@ -51,16 +50,17 @@ from stream.events import (
     SummaryEvent,
 )
 from stream.inference.batcher import Batcher
-from stream.metrics import WorkerMetrics
 from stream.pipeline import Pipeline, Record, SpeakerStage, Step, WindowJob, embed_speech
 from stream.settings import BatchingPolicy
 from stream.topics import Topics
+from stream.worker.delivery import OffsetLedger
+from stream.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-# the model serving now and its name: read once per batch (stream.reload.ActiveModel)
+# the model serving now and its name: read once per batch (stream.worker.reload.ActiveModel)
 CurrentModel = Callable[[], tuple[Infer, ModelRef]]
 _PRUNE_EVERY = 256
 SPEECH_LABEL = "speech"  # label models with it gate speaker tracking to speech windows
@@ -145,7 +145,7 @@ class WorkerRuntime:
     on_fatal: called when a result cannot be delivered (the app crashes the worker,
         so that nothing after it is acked and a restart replays it).
     current_model: returns ``(infer, model ref)`` of the model serving now, read once
-        per batch so a hot swap (``stream.reload``) lands between batches and each
+        per batch so a hot swap (``stream.worker.reload``) lands between batches and each
         event names the model that scored it; default ``(infer, pipeline.model)``.
     dead_letter_max_bytes: payload bytes a dead letter keeps
         (:meth:`~stream.events.RejectedRecord.bounded`).
