@@ -8,7 +8,7 @@ What one level of the sweep does (all on this machine, the broker included):
    levels start once every worker's latest assignment is non-empty and together
    they cover every audio partition (the audio topic has 8);
 2. a producer subprocess (this file, ``_produce`` mode) plays ``K`` 16 kHz PCM calls
-   (or 8 kHz μ-law: ``_produce ... PREFIX mulaw 8000``) in real time: 100 ms chunks,
+   (or 8 kHz μ-law: ``--telephony``) in real time: 100 ms chunks (``--frame-ms``),
    each call starting at a different moment of the first ``ramp_s`` (so sends are
    spread evenly over every 100 ms), for ``duration_s``; then each call ends with
    ``eos``. It runs ``tympan produce``'s own engine (``stream.produce.produce_frames``:
@@ -184,6 +184,7 @@ async def produce_load(
     prefix: str,
     encoding: str = "pcm_s16le",
     rate: int = SR,
+    frame_ms: int = CHUNK_MS,
 ) -> dict[str, Any]:
     """Play ``n_streams`` real-time calls with ``tympan produce``'s engine; return its figures.
 
@@ -221,7 +222,7 @@ async def produce_load(
 
     def frames() -> Any:  # the clock starts once the producer is connected
         started.append(now_us())
-        yield from plan_frames(plans, chunk_ms=CHUNK_MS, realtime=True, start_us=started[0])
+        yield from plan_frames(plans, chunk_ms=frame_ms, realtime=True, start_us=started[0])
 
     tuning = ProducerTuning(linger_ms=2, max_batch_size=1024 * 1024, max_request_size=8 << 20)
     stats = await produce_frames(broker, topic, frames(), realtime=True, tuning=tuning)
@@ -471,9 +472,10 @@ def run_level(
     drift_budget_ms: float,
     pids: dict[str, int | None],
     telephony: bool = False,
+    frame_ms: int = CHUNK_MS,
 ) -> Level:
     prefix = f"k{k}-{uuid.uuid4().hex[:6]}"
-    n_samples = round(duration_s / (CHUNK_MS / 1000)) * SR * CHUNK_MS // 1000
+    n_samples = round(duration_s / (frame_ms / 1000)) * SR * frame_ms // 1000
     want = k * expected_windows(spec, n_samples)
     rows: list[tuple[float, float, float, int, bytes]] = []
 
@@ -493,7 +495,8 @@ def run_level(
             str(duration_s),
             str(ramp_s),
             prefix,
-            *(["mulaw", str(TELEPHONY_SR)] if telephony else []),
+            *(["mulaw", str(TELEPHONY_SR)] if telephony else ["pcm_s16le", str(SR)]),
+            str(frame_ms),
             stdout=asyncio.subprocess.PIPE,
             cwd=str(REPO),
         )
@@ -713,6 +716,7 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
                 args.drift_ms,
                 pids,
                 telephony=args.telephony,
+                frame_ms=args.frame_ms,
             )
             levels.append(level)
             print(row(level), flush=True)
@@ -728,6 +732,7 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
         "worker_env": env,
         "worker": "tympan worker",
         "streams": "8 kHz mulaw" if args.telephony else "16 kHz pcm_s16le",
+        "frame_ms": args.frame_ms,
         "workers": args.workers,
         "log": str(tmp),
     }
@@ -761,12 +766,19 @@ def main(argv: list[str] | None = None) -> int:
         result = pipeline_capacity(Path(argv[1]), int(argv[2]), float(argv[3]))
         print(json.dumps(result), flush=True)
         return 0
-    if argv[:1] == ["_produce"]:  # ... PREFIX [ENCODING RATE]: 16 kHz PCM by default
-        broker, topic, k, duration, ramp, prefix = argv[1:7]
-        encoding, rate = (argv[7], int(argv[8])) if len(argv) > 8 else ("pcm_s16le", SR)
+    if argv[:1] == ["_produce"]:  # BROKER TOPIC K DURATION RAMP PREFIX ENCODING RATE FRAME_MS
+        broker, topic, k, duration, ramp, prefix, encoding, rate, frame_ms = argv[1:10]
         stats = asyncio.run(
             produce_load(
-                broker, topic, int(k), float(duration), float(ramp), prefix, encoding, rate
+                broker,
+                topic,
+                int(k),
+                float(duration),
+                float(ramp),
+                prefix,
+                encoding,
+                int(rate),
+                int(frame_ms),
             )
         )
         print(json.dumps(stats), flush=True)
@@ -785,7 +797,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-arg", action="append", help="extra worker flag (repeat)")
     parser.add_argument("--worker-env", action="append", help="KEY=VALUE for the worker")
     parser.add_argument(
-        "--workers", type=int, default=1, help="worker processes in one consumer group"
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes in one consumer group (default: one per core, as "
+        "`tympan worker --processes`)",
+    )
+    parser.add_argument(
+        "--frame-ms", type=int, default=CHUNK_MS, help="audio per record (20: an RTP packet)"
     )
     parser.add_argument(
         "--telephony", action="store_true", help="8 kHz G.711 mu-law calls (default 16 kHz PCM)"
@@ -804,7 +823,7 @@ def main(argv: list[str] | None = None) -> int:
     who = "worker" if args.workers == 1 else f"{args.workers} workers"
     calls = "8 kHz mu-law" if args.telephony else "16 kHz PCM"
     print(f"machine: {os.cpu_count()} cores shared by {who}, producer, broker and reader")
-    print(f"calls: {calls}, {CHUNK_MS} ms frames")
+    print(f"calls: {calls}, {args.frame_ms} ms frames")
     print(HEADER, flush=True)
     levels, meta = sweep(args)
     best = max((lv for lv in levels if lv.passes), key=lambda lv: lv.streams, default=None)

@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from stream.errors import FrameError
 from stream.wire import AudioFrame, Encoding, decode_frame, encode_frame
-from stream.wire.frame import KNOWN_HEADERS, MAX_CHANNELS, MAX_KEY_BYTES, MAX_RATE, MIN_RATE
+from stream.wire.frame import (
+    KNOWN_HEADERS,
+    MAX_CHANNELS,
+    MAX_KEY_BYTES,
+    MAX_RATE,
+    MIN_RATE,
+    _decode_full,
+    _decode_plain,
+)
 
 CAPTURE_US = 1_700_000_000_000_000
 
@@ -280,6 +288,7 @@ def test_round_trip_is_exact(frame: AudioFrame) -> None:
     assert all(raw.isascii() for _, raw in headers)
     decoded = decode_frame(key, value, headers)
     assert decoded == frame
+    assert _decode_plain(key, value, headers) == frame  # the common case takes the fast path
     assert decoded.n_samples * decoded.channels * decoded.encoding.sample_width == len(value)
 
 
@@ -305,8 +314,26 @@ def test_arbitrary_records_give_a_frame_or_a_frame_error(
         frame = decode_frame(key, value, headers)
     except FrameError as exc:
         assert exc.reason and exc.reason == exc.reason.lower()
+        assert_same_outcome(key, value, headers)
         return
     assert encode_frame(frame)[1] == frame.payload
+    assert_same_outcome(key, value, headers)
+
+
+def outcome(decode: object, *record: object) -> object:
+    try:
+        return decode(*record)  # type: ignore[operator]
+    except FrameError as exc:
+        return (exc.reason, str(exc), exc.stream_id, exc.seq)
+
+
+def assert_same_outcome(*record: object) -> None:
+    """The fast path never decides differently from the full parser: it gives the
+    same frame, or steps aside (``None``) where the full parser gives an error."""
+    full = outcome(_decode_full, *record)
+    plain = outcome(_decode_plain, *record)
+    assert plain is None or plain == full, (plain, full)
+    assert outcome(decode_frame, *record) == full
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -322,6 +349,7 @@ def test_mutated_valid_records_give_a_frame_or_a_frame_error(
         headers = with_header(headers, name, data.draw(st.none() | _values))
     else:
         value = value + data.draw(st.binary(min_size=1, max_size=5))
+    assert_same_outcome(key, value, headers)
     try:
         decode_frame(key, value, headers)
     except FrameError as exc:
