@@ -77,6 +77,7 @@ from stream.events import (
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.features.windows import Window
+from stream.roles import SPEECH_LABEL
 from stream.sequencing import Released, Sequencer
 from stream.settings import SequencingPolicy, StreamLimits
 from stream.summary import SpeakerVerdict, SummaryBuilder
@@ -175,7 +176,7 @@ class SpeakerStage:
     model: ModelRef
     scorer: Callable[[], SpeakerScorer]
     tracker: TrackerConfig | None = None
-    speech_label: str = "speech"
+    speech_label: str = SPEECH_LABEL
 
 
 @dataclass(slots=True)

@@ -1,4 +1,5 @@
-"""What a model does in a worker (its *role*), apart from which model does it (its *name*).
+"""What a model does in a worker (its *role*), apart from which model does it (its *name*),
+and the one label a worker relies on (:data:`SPEECH_LABEL`).
 
 A worker serves one model per role: a :attr:`Role.LABEL` model turns each window into
 label probabilities, a :attr:`Role.SPEAKER` model into a speaker embedding. Which model
@@ -57,3 +58,9 @@ DEFAULT_MODELS: Mapping[Role, str] = MappingProxyType(
     {Role.LABEL: LABEL_MODEL, Role.SPEAKER: SPEAKER_MODEL}
 )
 """The model a role gets when no model is named (``--model`` / ``--speaker-model``)."""
+
+SPEECH_LABEL = "speech"
+"""The label model's label for speech. The speaker role is gated by it: windows whose
+top label is another one (silence, music, tones) are neither embedded nor tracked, and
+enrollment audio must be speech by the label model too. A label model without it gates
+nothing."""

@@ -20,6 +20,7 @@ from stream.features import offline
 from stream.features.spec import FeatureSpec
 from stream.inference.manifest import Manifest
 from stream.inference.session import Device, OnnxModel
+from stream.roles import SPEECH_LABEL
 from stream.speakers.vad import DEFAULT_VAD, VadConfig, is_speech_window
 
 FloatArray = npt.NDArray[np.float32]
@@ -137,14 +138,14 @@ class SceneSpeechGate:
     model_dir : path
         A scene model directory (any FeatureSpec; features are computed for it).
     label : str
-        The label that means speech.
+        The label that means speech (:data:`~stream.roles.SPEECH_LABEL`).
     """
 
     def __init__(
         self,
         model_dir: Path | str,
         *,
-        label: str = "speech",
+        label: str = SPEECH_LABEL,
         min_probability: float = 0.5,
         min_fraction: float = 0.5,
     ) -> None:

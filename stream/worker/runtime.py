@@ -51,6 +51,7 @@ from stream.events import (
 )
 from stream.inference.batcher import Batcher
 from stream.pipeline import Pipeline, Record, SpeakerStage, Step, WindowJob, embed_speech
+from stream.roles import SPEECH_LABEL
 from stream.settings import BatchingPolicy
 from stream.topics import Topics
 from stream.worker.delivery import OffsetLedger
@@ -63,7 +64,6 @@ Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 # the model serving now and its name: read once per batch (stream.worker.reload.ActiveModel)
 CurrentModel = Callable[[], tuple[Infer, ModelRef]]
 _PRUNE_EVERY = 256
-SPEECH_LABEL = "speech"  # label models with it gate speaker tracking to speech windows
 INBOX_RECORDS = 256
 INBOX_WAIT_S = 0.005
 INVALID_MODEL_OUTPUT = "invalid_model_output"  # dead-letter reasons of the runtime

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from stream.errors import ConfigError
-from stream.roles import DEFAULT_MODELS, LABEL_MODEL, SPEAKER_MODEL, Role
+from stream.roles import DEFAULT_MODELS, LABEL_MODEL, SPEAKER_MODEL, SPEECH_LABEL, Role
 
 
 @pytest.mark.parametrize(
@@ -38,3 +38,12 @@ def test_every_role_has_a_default_model_which_is_a_name_not_a_role() -> None:
     assert set(DEFAULT_MODELS) == set(Role)
     assert DEFAULT_MODELS == {Role.LABEL: LABEL_MODEL, Role.SPEAKER: SPEAKER_MODEL}
     assert DEFAULT_MODELS[Role.SPEAKER] == "speaker-embed" != Role.SPEAKER
+
+
+def test_the_default_label_model_has_the_speech_label_the_speaker_gate_reads() -> None:
+    """Speaker tracking is gated by the label model's speech label; a default label model
+    without it would silently gate nothing."""
+    from stream.inference.manifest import load_manifest
+    from stream.inference.repository import resolve_model_dir
+
+    assert SPEECH_LABEL in load_manifest(resolve_model_dir(None, role=Role.LABEL)).labels
