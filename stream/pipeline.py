@@ -81,6 +81,7 @@ from stream.roles import SPEECH_LABEL
 from stream.sequencing import Released, Sequencer
 from stream.settings import SequencingPolicy, StreamLimits
 from stream.summary import SpeakerVerdict, SummaryBuilder
+from stream.types import Float32
 from stream.wire import AudioFrame, Encoding, decode_frame
 
 if TYPE_CHECKING:  # stream.speakers pulls in scikit-learn: imported only when used
@@ -89,7 +90,6 @@ if TYPE_CHECKING:  # stream.speakers pulls in scikit-learn: imported only when u
 
 log = logging.getLogger(__name__)
 
-Float32 = npt.NDArray[np.float32]
 
 _TOMBSTONES_KEPT = 100_000
 # at capacity, streams with fewer frames than this are closed first (a flood of

@@ -19,13 +19,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, get_args
 
 from stream.errors import ContractError, TympanError
 from stream.inference.clips import DEFAULT_BATCH, ClipPrediction, decide, predict_file
 from stream.inference.repository import REPO_ENV, resolve_model_dir
 from stream.inference.session import OnnxModel
 from stream.roles import Role
+from stream.types import DeviceChoice
 from stream.verdict import TrackVerdict, track_verdict
 
 
@@ -59,7 +60,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, model_option: bool =
     )
     parser.add_argument(
         "--device",
-        choices=("auto", "cpu", "cuda"),
+        choices=get_args(DeviceChoice),
         default="auto",
         help="onnxruntime provider (auto: CUDA when onnxruntime-gpu has it, else CPU)",
     )

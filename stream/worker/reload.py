@@ -41,7 +41,7 @@ import asyncio
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -55,12 +55,13 @@ from stream.events import ModelRef
 from stream.features.spec import FeatureSpec
 from stream.inference.golden import GOLDEN_TOLERANCE
 from stream.inference.manifest import MANIFEST_FILE, load_manifest, sha256_file
-from stream.inference.session import Device, OnnxModel
+from stream.inference.session import OnnxModel
 from stream.json_records import JsonRecordError, decode_object
 from stream.kafka_client import KafkaClientConfig, send_acked
 from stream.roles import Role
 from stream.settings import ControlLimits
 from stream.signing import SignatureError, Signer, Verifier
+from stream.types import AnySend, DeviceChoice, Infer
 from stream.worker.compacted import CompactedReader, CompactedRecord, latest_per_key, read_latest
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,6 @@ STATUS_PREFIX = "status/"
 LAST_GOOD_PREFIX = "last-good/"
 DEFAULT_LIMITS = ControlLimits()
 MAX_REASON_CHARS = 2000  # a status record stays far below the control record limit
-Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-Send = Callable[[str, bytes, bytes], Awaitable[Any]]
 RETRY_S = 5.0  # control follower: wait after a broker error
 _ANNOUNCEMENT_FIELDS = ("role", "name", "version", "path", "sha256", "spec_hash", "published_at")
 
@@ -203,7 +202,7 @@ def validate_model(
     model_dir: Path | str,
     *,
     expected_spec: FeatureSpec | None = None,
-    device: Device = "cpu",
+    device: DeviceChoice = "cpu",
     batch_sizes: Iterable[int] = (1,),
     tolerance: float = GOLDEN_TOLERANCE,
 ) -> OnnxModel:
@@ -314,7 +313,7 @@ def prepare(
     *,
     repo: Path,
     serving: OnnxModel,
-    device: Device = "cpu",
+    device: DeviceChoice = "cpu",
     batch_sizes: Iterable[int] = (1,),
     tolerance: float = GOLDEN_TOLERANCE,
 ) -> OnnxModel:
@@ -357,7 +356,7 @@ def load_announced(
     announcement: ModelAnnouncement,
     *,
     repo: Path,
-    device: Device = "cpu",
+    device: DeviceChoice = "cpu",
     batch_sizes: Iterable[int] = (1,),
     tolerance: float = GOLDEN_TOLERANCE,
 ) -> OnnxModel:
@@ -523,7 +522,7 @@ def load_at_start(
     *,
     repo: Path,
     role: Role = Role.LABEL,
-    device: Device = "cpu",
+    device: DeviceChoice = "cpu",
     batch_sizes: Iterable[int] = (1,),
     limits: ControlLimits = DEFAULT_LIMITS,
     verifier: Verifier | None = None,
@@ -609,7 +608,7 @@ class ReloadPolicy:
     """How a worker checks a new model: device, warm-up batch sizes, gate tolerance,
     and the bounds on control records."""
 
-    device: Device = "cpu"
+    device: DeviceChoice = "cpu"
     batch_sizes: tuple[int, ...] = (1,)
     tolerance: float = GOLDEN_TOLERANCE
     limits: ControlLimits = DEFAULT_LIMITS
@@ -645,7 +644,7 @@ class ControlFollower:
         app_id: str = "",
         role: Role = Role.LABEL,
         policy: ReloadPolicy = ReloadPolicy(),
-        send: Send | None = None,
+        send: AnySend | None = None,
         on_swap: Callable[[ModelRef], None] | None = None,
         executor: Executor | None = None,
         refuse: Mapping[Role, str] | None = None,

@@ -54,13 +54,12 @@ from stream.pipeline import Pipeline, Record, SpeakerStage, Step, WindowJob, emb
 from stream.roles import SPEECH_LABEL
 from stream.settings import BatchingPolicy
 from stream.topics import Topics
+from stream.types import Infer, Send
 from stream.worker.delivery import OffsetLedger
 from stream.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
-Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 # the model serving now and its name: read once per batch (stream.worker.reload.ActiveModel)
 CurrentModel = Callable[[], tuple[Infer, ModelRef]]
 _PRUNE_EVERY = 256
