@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from stream.event_kinds import LABELS, REJECTED, SPEAKERS, SUMMARIES
 from stream.events import (
     DEAD_LETTER_PAYLOAD_BYTES,
     LabelEvent,
@@ -386,9 +387,9 @@ class WorkerRuntime:
                 probabilities = np.stack([outputs[i][0] for i in rows])
                 labels = self.pipeline.complete([jobs[i] for i in rows], probabilities, model=model)
                 mine: list[tuple[str, LabelEvent | SpeakerEvent, bytes]] = [
-                    (self.topics.labels, e, e.to_json()) for e in labels
+                    (self.topics.of(LABELS), e, e.to_json()) for e in labels
                 ]
-                mine += [(self.topics.speakers, e, e.to_json()) for e in speakers.get(sid, [])]
+                mine += [(self.topics.of(SPEAKERS), e, e.to_json()) for e in speakers.get(sid, [])]
             except Exception as exc:
                 rejected.append(self._abandon(sid, exc, "completing its windows"))
                 continue
@@ -480,8 +481,8 @@ class WorkerRuntime:
             )
             await self._dead_letter(bad, unpin=summary.event_id, deliveries=pending)
             return
-        delivery = await self._send(self.topics.summaries, sid.encode(), value)
-        self.metrics.events_out.labels(self.topics.summaries).inc()
+        delivery = await self._send(self.topics.of(SUMMARIES), sid.encode(), value)
+        self.metrics.events_out.labels(self.topics.of(SUMMARIES)).inc()
         pending = [*pending, delivery]
         log.info(
             "stream %r closed (%s) at partition %d: %d windows, dominant %s",
@@ -506,7 +507,7 @@ class WorkerRuntime:
         self.ledger.pin(rejected.partition, pin, rejected.offset)  # before any await
         bounded = rejected.bounded(self._dead_letter_max_bytes)
         key = (bounded.stream_id or "").encode()
-        delivery = await self._send(self.topics.rejected, key, bounded.to_json())
+        delivery = await self._send(self.topics.of(REJECTED), key, bounded.to_json())
         self.metrics.dead_letters.labels(rejected.reason).inc()
         log.warning(
             "dead letter: stream %r partition %d offset %d reason %s: %s",
