@@ -236,7 +236,7 @@ def test_runtime_events_name_the_model_that_scored_them_across_a_swap(repo: Path
 # -- the follower ---------------------------------------------------------------------------
 
 
-def _follower(repo: Path, producer: Producer) -> ControlFollower:
+def _follower(repo: Path, producer: Producer, **options: Any) -> ControlFollower:
     return ControlFollower(
         KafkaClientConfig(bootstrap_servers="127.0.0.1:1"),  # never contacted here
         TOPICS.control,
@@ -245,6 +245,7 @@ def _follower(repo: Path, producer: Producer) -> ControlFollower:
         worker="w1",
         app_id="unit",
         send=producer.send,
+        **options,
     )
 
 
@@ -285,14 +286,8 @@ def test_follower_swaps_a_good_model_and_refuses_a_tampered_one(repo: Path) -> N
 
 def test_follower_reports_roles_it_cannot_swap_live(repo: Path) -> None:
     producer = Producer()
-    follower = ControlFollower(
-        KafkaClientConfig(bootstrap_servers="127.0.0.1:1"),
-        TOPICS.control,
-        ActiveModel(_v1(repo)),
-        repo=repo,
-        worker="w1",
-        send=producer.send,
-        refuse={Role.SPEAKER: "enrollments are bound to the embedding model"},
+    follower = _follower(
+        repo, producer, refuse={Role.SPEAKER: "enrollments are bound to the embedding model"}
     )
     speaker = announce(repo / "tiny" / "2", role="speaker", repo=repo)
 
@@ -316,14 +311,7 @@ def test_control_records_of_the_previous_release_still_apply(repo: Path) -> None
     fields = ("name", "version", "path", "sha256", "spec_hash", "published_at")
     old = json.dumps({"role": "scene", **{f: getattr(a, f) for f in fields}}).encode()
     producer = Producer()
-    follower = ControlFollower(
-        KafkaClientConfig(bootstrap_servers="127.0.0.1:1"),
-        TOPICS.control,
-        ActiveModel(_v1(repo)),
-        repo=repo,
-        worker="w1",
-        send=producer.send,
-    )
+    follower = _follower(repo, producer)
     status = asyncio.run(follower.on_record(b"model/scene", old))
     assert status is not None and status.state == "active" and status.role is Role.LABEL
     assert follower.slot.ref == ModelRef("tiny", "2")
@@ -381,14 +369,8 @@ def test_a_follower_with_trusted_keys_applies_only_what_they_signed(
     signer = Signer.load(generate(keys, "publisher")[0])
     stranger = Signer.load(generate(keys, "stranger")[0])
     producer = Producer()
-    follower = ControlFollower(
-        KafkaClientConfig(bootstrap_servers="127.0.0.1:1"),
-        TOPICS.control,
-        ActiveModel(_v1(repo)),
-        repo=repo,
-        worker="w1",
-        policy=ReloadPolicy(verifier=Verifier.load([keys / "publisher.pub"])),
-        send=producer.send,
+    follower = _follower(
+        repo, producer, policy=ReloadPolicy(verifier=Verifier.load([keys / "publisher.pub"]))
     )
     good = announce(repo / "tiny" / "2", role="scene", repo=repo)
     key, value = good.key, good.to_json()
