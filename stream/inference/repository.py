@@ -76,7 +76,7 @@ def resolve_model_dir(
     """
     repo = Path(repo) if repo is not None else default_repo()
     if ref is None:
-        role = Role(role)  # a caller's plain "scene" too
+        role = Role.parse(role)  # a plain "scene" or "label" too
         name = DEFAULT_MODELS[role]
         return _latest(repo / name, f"default {role.name.lower()} model {name!r}", repo)
     path = Path(ref)
