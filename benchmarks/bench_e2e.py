@@ -650,11 +650,12 @@ def pipeline_capacity(
 
 def default_model_dir() -> Path:
     from stream.inference.repository import resolve_model_dir
+    from stream.roles import Role
 
     try:
-        return resolve_model_dir(None, role="scene")
-    except Exception:  # no scene model yet: the speaker model has the same frontend
-        return resolve_model_dir("speaker-embed", role="speaker")
+        return resolve_model_dir(None, role=Role.LABEL)
+    except Exception:  # no label model yet: the speaker model has the same frontend
+        return resolve_model_dir(None, role=Role.SPEAKER)
 
 
 async def make_topics(broker: str, prefix: str) -> Any:

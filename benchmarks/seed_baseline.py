@@ -35,8 +35,9 @@ WINDOWS_PER_STREAM_S = 2.0
 
 def default_model_dir() -> Path:
     from stream.inference.repository import resolve_model_dir
+    from stream.roles import Role
 
-    return resolve_model_dir(None, role="scene")
+    return resolve_model_dir(None, role=Role.LABEL)
 
 
 def keras_model(model_dir: Path) -> Any:

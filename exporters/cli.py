@@ -21,6 +21,7 @@ import numpy as np
 
 from stream.errors import ContractError, FeatureSpecError, ModelError
 from stream.features.spec import FeatureSpec, read_spec
+from stream.roles import LABEL_MODEL
 
 
 def register(subparsers: Any) -> None:
@@ -32,7 +33,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("keras_file", type=Path, metavar="MODEL.keras")
     parser.add_argument("--out", type=Path, required=True, help="model repository (models/zoo)")
-    parser.add_argument("--name", help="model name (default: report.json's, else 'scene')")
+    parser.add_argument("--name", help=f"model name (default: report.json's, else {LABEL_MODEL!r})")
     parser.add_argument("--version", help="model version (default: report.json's, else '1')")
     parser.add_argument("--spec", type=Path, help="FeatureSpec JSON file")
     parser.add_argument("--labels", help="comma-separated labels (default: report.json's)")
@@ -81,7 +82,7 @@ def export_from_file(args: argparse.Namespace) -> Path:
         spec=spec,
         labels=labels,
         out_dir=args.out,
-        name=args.name or report.get("name") or "scene",
+        name=args.name or report.get("name") or LABEL_MODEL,
         version=str(args.version or report.get("version") or "1"),
         golden_x=golden,
         task=cast(Any, task),

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 
 import stream
 from exporters.parity import (
@@ -48,12 +47,12 @@ from stream.inference.manifest import (
     sha256_file,
     write_manifest,
 )
+from stream.types import Float32
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "features"
-Array = npt.NDArray[np.float32]
 
 
 def export_model(
@@ -241,7 +240,7 @@ def _save(proto: Any, path: Path) -> None:
     onnx.save_model(proto, str(path))
 
 
-def _golden(model_path: Path, x: Array) -> Golden:
+def _golden(model_path: Path, x: Float32) -> Golden:
     """Golden outputs are what the *ONNX* model gives: the reload gate replays ONNX."""
     import onnxruntime as ort
 
@@ -250,7 +249,7 @@ def _golden(model_path: Path, x: Array) -> Golden:
     return Golden(x=x, probabilities=probs, embedding=emb)
 
 
-def _check_inputs(spec: FeatureSpec, labels: list[str], golden_x: np.ndarray, task: str) -> Array:
+def _check_inputs(spec: FeatureSpec, labels: list[str], golden_x: np.ndarray, task: str) -> Float32:
     if task not in ("single", "multi"):
         raise ModelError(f"task={task!r} is not 'single' or 'multi'")
     if not labels or len(set(labels)) != len(labels):
@@ -266,7 +265,7 @@ def _check_inputs(spec: FeatureSpec, labels: list[str], golden_x: np.ndarray, ta
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _check_output_sizes(outputs: dict[str, Array], n_labels: int) -> None:
+def _check_output_sizes(outputs: dict[str, Float32], n_labels: int) -> None:
     probs = outputs["probabilities"]
     if probs.ndim != 2 or probs.shape[1] != n_labels:
         raise ModelError(

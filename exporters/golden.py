@@ -10,16 +10,14 @@ noise, tones and chirps at levels from −60 dBFS to −6 dBFS.
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
 from stream.features.offline import features, windows
 from stream.features.spec import FeatureSpec
 from stream.features.windows import stack_windows
+from stream.types import Float32
 
-Array = npt.NDArray[np.float32]
 
-
-def synthetic_windows(spec: FeatureSpec, n: int = 32, *, seed: int = 0) -> Array:
+def synthetic_windows(spec: FeatureSpec, n: int = 32, *, seed: int = 0) -> Float32:
     """``n`` model windows ``[n, *spec.input_shape]`` of synthetic audio through ``spec``."""
     rng = np.random.default_rng(seed)
     t = np.arange(spec.window_samples) / spec.sr

@@ -12,15 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from stream.errors import ModelError, ParityError
 from stream.inference.golden import max_abs_diff
+from stream.types import Float32
 
 PARITY_TOLERANCE = 1e-4
 _BATCH = 64
 OUTPUT_NAMES = ("probabilities", "embedding")
-Array = npt.NDArray[np.float32]
 
 
 def output_pair(outputs: Any) -> tuple[Any, Any]:
@@ -38,7 +37,7 @@ def output_pair(outputs: Any) -> tuple[Any, Any]:
     )
 
 
-def keras_outputs(keras_model: Any, x: Array) -> dict[str, Array]:
+def keras_outputs(keras_model: Any, x: Float32) -> dict[str, Float32]:
     """Run Keras in inference mode (``training=False``) in batches of 64."""
     probs, embs = [], []
     for start in range(0, len(x), _BATCH):
@@ -48,12 +47,12 @@ def keras_outputs(keras_model: Any, x: Array) -> dict[str, Array]:
     return {"probabilities": np.concatenate(probs), "embedding": np.concatenate(embs)}
 
 
-def _numpy(tensor: Any) -> Array:
+def _numpy(tensor: Any) -> Float32:
     value = tensor.numpy() if hasattr(tensor, "numpy") else tensor
     return np.asarray(value, dtype=np.float32)
 
 
-def onnx_outputs(model_path: Path, x: Array) -> dict[str, Array]:
+def onnx_outputs(model_path: Path, x: Float32) -> dict[str, Float32]:
     """Run the ONNX file with onnxruntime on CPU (the reference provider)."""
     import onnxruntime as ort
 
@@ -64,9 +63,9 @@ def onnx_outputs(model_path: Path, x: Array) -> dict[str, Array]:
 
 
 def check_parity(
-    expected: dict[str, Array],
+    expected: dict[str, Float32],
     model_path: Path,
-    x: Array,
+    x: Float32,
     *,
     tolerance: float = PARITY_TOLERANCE,
 ) -> tuple[float, str]:

@@ -55,11 +55,11 @@ from models.corpus.identities import (
 )
 from models.corpus.speech import Voice, render
 from stream.features.spec import FeatureSpec
+from stream.roles import SPEAKER_MODEL
 
 log = logging.getLogger(__name__)
 
 SR = 16000
-MODEL_NAME = "speaker-embed"
 #: ``data_hash`` of the shipped models/zoo/speaker-embed/1, trained by this recipe before
 #: its voices, renderer and telephone channel were folded into models/corpus/.
 SHIPPED_DATA_HASH = "946a8a64dd8a34e4"
@@ -379,7 +379,7 @@ def train(
         spec=SPEAKER_SPEC,
         labels=[v.identity for v in voices],
         out_dir=repo,
-        name=MODEL_NAME,
+        name=SPEAKER_MODEL,
         version=version,
         golden_x=golden_x,
         training_summary=summary,

@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 SCHEMA_VERSION = 1
 
@@ -129,10 +129,11 @@ class LabelEvent:
     latency_ms: float = 0.0
     tags: tuple[tuple[str, float], ...] | None = None
     attributes: tuple[tuple[str, str], ...] = ()
+    SCHEMA: ClassVar[str] = LABEL_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "schema": LABEL_SCHEMA,
+            "schema": self.SCHEMA,
             "event_id": self.event_id,
             "stream_id": self.stream_id,
         }
@@ -192,10 +193,11 @@ class SpeakerEvent:
     runner_up: str | None = None
     windows: int = 1
     previous: str | None = None
+    SCHEMA: ClassVar[str] = SPEAKER_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "schema": SPEAKER_SCHEMA,
+            "schema": self.SCHEMA,
             "event_id": self.event_id,
             "stream_id": self.stream_id,
         }
@@ -324,10 +326,11 @@ class SummaryEvent:
     tags: tuple[TrackTag, ...] = ()
     attributes: tuple[tuple[str, str], ...] = ()
     """The stream's ``attr-*`` frame headers; an ``attributes`` object only when there are some."""
+    SCHEMA: ClassVar[str] = SUMMARY_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
         out = {
-            "schema": SUMMARY_SCHEMA,
+            "schema": self.SCHEMA,
             "event_id": self.event_id,
             "stream_id": self.stream_id,
             "model": self.model.to_dict(),
@@ -380,6 +383,7 @@ class RejectedRecord:
     seq: int | None = None
     original_bytes: int | None = None
     truncated: bool = False
+    SCHEMA: ClassVar[str] = REJECTED_SCHEMA
 
     def bounded(self, max_payload_bytes: int) -> RejectedRecord:
         """A copy small enough to produce: the payload cut to ``max_payload_bytes``,
@@ -424,7 +428,7 @@ class RejectedRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema": REJECTED_SCHEMA,
+            "schema": self.SCHEMA,
             "stream_id": self.stream_id,
             "reason": self.reason,
             "message": self.message,

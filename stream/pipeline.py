@@ -77,9 +77,11 @@ from stream.events import (
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.features.windows import Window
+from stream.roles import SPEECH_LABEL
 from stream.sequencing import Released, Sequencer
 from stream.settings import SequencingPolicy, StreamLimits
 from stream.summary import SpeakerVerdict, SummaryBuilder
+from stream.types import Float32
 from stream.wire import AudioFrame, Encoding, decode_frame
 
 if TYPE_CHECKING:  # stream.speakers pulls in scikit-learn: imported only when used
@@ -88,7 +90,6 @@ if TYPE_CHECKING:  # stream.speakers pulls in scikit-learn: imported only when u
 
 log = logging.getLogger(__name__)
 
-Float32 = npt.NDArray[np.float32]
 
 _TOMBSTONES_KEPT = 100_000
 # at capacity, streams with fewer frames than this are closed first (a flood of
@@ -175,7 +176,7 @@ class SpeakerStage:
     model: ModelRef
     scorer: Callable[[], SpeakerScorer]
     tracker: TrackerConfig | None = None
-    speech_label: str = "speech"
+    speech_label: str = SPEECH_LABEL
 
 
 @dataclass(slots=True)

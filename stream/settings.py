@@ -36,12 +36,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from stream.errors import ConfigError
 from stream.kafka_client import KafkaClientConfig
-
-Device = Literal["cpu", "cuda"]
+from stream.types import Device
 
 ENV_TOPIC_PREFIX = "TYMPAN_TOPIC_PREFIX"
 ENV_MODEL = "TYMPAN_MODEL"

@@ -33,6 +33,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from stream.errors import BrokerError, ConfigError
+from stream.event_kinds import EVENT_KINDS, LABELS, REJECTED, SPEAKERS, SUMMARIES, EventKind
 from stream.kafka_client import KafkaClientConfig
 
 HOUR_MS = 3_600_000
@@ -139,6 +140,10 @@ class Topics:
     def _name(self, what: str) -> str:
         return f"{self.prefix}.{what}.v1"
 
+    def of(self, kind: EventKind) -> str:
+        """The topic that holds ``kind``'s records (``stream.event_kinds``)."""
+        return self._name(kind.name)
+
     @property
     def audio(self) -> str:
         """Audio frames (``stream.wire``), keyed by stream id."""
@@ -147,22 +152,22 @@ class Topics:
     @property
     def labels(self) -> str:
         """``LabelEvent`` records, keyed by stream id."""
-        return self._name("labels")
+        return self.of(LABELS)
 
     @property
     def speakers(self) -> str:
         """``SpeakerEvent`` records, keyed by stream id."""
-        return self._name("speakers")
+        return self.of(SPEAKERS)
 
     @property
     def summaries(self) -> str:
         """``SummaryEvent`` records (one per ended stream), keyed by stream id."""
-        return self._name("summaries")
+        return self.of(SUMMARIES)
 
     @property
     def rejected(self) -> str:
         """Dead letters: ``RejectedRecord`` for every input that could not be used."""
-        return self._name("rejected")
+        return self.of(REJECTED)
 
     @property
     def control(self) -> str:
@@ -186,13 +191,16 @@ class Topics:
                 rf,
                 {"cleanup.policy": "delete", "retention.ms": str(self.audio_retention_ms)},
             ),
-            TopicSpec(self.labels, self.result_partitions, rf, results),
-            TopicSpec(self.speakers, self.result_partitions, rf, results),
-            TopicSpec(self.summaries, self.result_partitions, rf, results),
-            TopicSpec(self.rejected, 1, rf, results),
+            *(
+                TopicSpec(self.of(kind), self._partitions(kind), rf, results)
+                for kind in EVENT_KINDS
+            ),
             TopicSpec(self.control, 1, rf, compacted),
             TopicSpec(self.speaker_registry, 1, rf, compacted),
         )
+
+    def _partitions(self, kind: EventKind) -> int:
+        return self.result_partitions if kind.partitions == "results" else 1
 
     def names(self) -> tuple[str, ...]:
         """Every topic name, in data-flow order (as :meth:`specs`)."""

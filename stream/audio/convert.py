@@ -14,9 +14,8 @@ import numpy.typing as npt
 
 from stream.audio import g711
 from stream.errors import AudioError
+from stream.types import Float32
 from stream.wire.frame import Encoding
-
-Float32 = npt.NDArray[np.float32]
 
 _INT16_SCALE = 32768.0
 _MULAW_FLOAT = (g711.MULAW_TO_LINEAR / _INT16_SCALE).astype(np.float32)

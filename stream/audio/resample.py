@@ -36,9 +36,9 @@ import numpy.typing as npt
 import soxr
 
 from stream.errors import AudioError
+from stream.types import Float32
 
 Quality = Literal["QQ", "LQ", "MQ", "HQ", "VHQ"]
-Float32 = npt.NDArray[np.float32]
 
 LOW_DELAY_PASSBAND = 0.45
 """Flat (±0.01 dB) up to this fraction of the input rate: 3.6 kHz for 8 kHz calls."""

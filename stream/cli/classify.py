@@ -19,12 +19,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, get_args
 
 from stream.errors import ContractError, TympanError
 from stream.inference.clips import DEFAULT_BATCH, ClipPrediction, decide, predict_file
 from stream.inference.repository import REPO_ENV, resolve_model_dir
 from stream.inference.session import OnnxModel
+from stream.roles import Role
+from stream.types import DeviceChoice
 from stream.verdict import TrackVerdict, track_verdict
 
 
@@ -58,7 +60,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, model_option: bool =
     )
     parser.add_argument(
         "--device",
-        choices=("auto", "cpu", "cuda"),
+        choices=get_args(DeviceChoice),
         default="auto",
         help="onnxruntime provider (auto: CUDA when onnxruntime-gpu has it, else CPU)",
     )
@@ -71,7 +73,7 @@ def load_model(args: argparse.Namespace, *, model_ref: str | Path | None) -> Onn
     repo = args.repo
     if repo is None and os.environ.get(REPO_ENV):
         repo = Path(os.environ[REPO_ENV])
-    model_dir = resolve_model_dir(model_ref, repo=repo, role="scene")
+    model_dir = resolve_model_dir(model_ref, repo=repo, role=Role.LABEL)
     return OnnxModel.load(model_dir, device=args.device, intra_op_threads=args.threads)
 
 

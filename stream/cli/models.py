@@ -1,6 +1,6 @@
 """``tympan models``: announce the model every worker serves, and show what is active.
 
-``tympan models publish MODEL_DIR [--role scene|speaker]`` checks the model here first
+``tympan models publish MODEL_DIR [--role label|speaker]`` checks the model here first
 (manifest, checksums, golden parity after a warm-up at the batch sizes workers run:
 1 and ``--max-batch``), then writes the compacted control record ``model/<role>``
 that workers follow (``docs/hot-reload.md``). MODEL_DIR must lie inside the model
@@ -21,9 +21,13 @@ from typing import Any
 
 from stream.errors import ConfigError, ContractError
 from stream.kafka_client import KafkaClientConfig
+from stream.roles import Role
 from stream.settings import ENV_MAX_BATCH, ENV_MODEL_REPO, ENV_TOPIC_PREFIX, BatchingPolicy
 from stream.signing import signer_from
 from stream.topics import Topics, require_topics
+
+#: ``--role``: the roles' names, and their control-topic spellings (``scene`` for label).
+ROLE_CHOICES = tuple(dict.fromkeys(s for r in Role for s in (r.name.lower(), r.value)))
 
 
 def register(subparsers: Any) -> None:
@@ -36,7 +40,12 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(dest="models_command", required=True)
     publish = sub.add_parser("publish", help="validate MODEL_DIR and announce it to workers")
     publish.add_argument("model_dir", metavar="MODEL_DIR", help="model directory to serve")
-    publish.add_argument("--role", default="scene", choices=("scene", "speaker"))
+    publish.add_argument(
+        "--role",
+        default=Role.LABEL.name.lower(),
+        choices=ROLE_CHOICES,
+        help="what the model does (default label; scene: the control topic's name for label)",
+    )
     publish.add_argument(
         "--model-repo",
         dest="model_repo",
@@ -94,8 +103,8 @@ def run_publish(args: argparse.Namespace) -> int:
         return 2
     m = model.manifest
     print(
-        f"published {args.role} = {m.name}@{m.version} ({announcement.path}, manifest sha256 "
-        f"{announcement.sha256[:12]}) to {topic}",
+        f"published {announcement.key.decode()} = {m.name}@{m.version} ({announcement.path}, "
+        f"manifest sha256 {announcement.sha256[:12]}) to {topic}",
         flush=True,
     )
     return 0

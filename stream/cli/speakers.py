@@ -25,7 +25,6 @@ from stream.kafka_client import KafkaClientConfig
 
 REGISTRY_ENV = "TYMPAN_SPEAKER_REGISTRY"
 MODEL_REPO_ENV = "TYMPAN_MODEL_REPO"
-MODEL_NAME = "speaker-embed"
 
 
 def register(subparsers: Any) -> None:
@@ -114,10 +113,11 @@ def registry_dir(args: argparse.Namespace) -> Path:
 
 def _embedder(args: argparse.Namespace) -> Any:
     from stream.inference.repository import resolve_model_dir
+    from stream.roles import Role
     from stream.speakers.embedder import SpeakerEmbedder
 
     repo = os.environ.get(MODEL_REPO_ENV)
-    model_dir = resolve_model_dir(args.model, repo=Path(repo) if repo else None, role=MODEL_NAME)
+    model_dir = resolve_model_dir(args.model, repo=Path(repo) if repo else None, role=Role.SPEAKER)
     return SpeakerEmbedder(model_dir)
 
 
@@ -125,6 +125,7 @@ def _scene_gate(args: argparse.Namespace) -> Any:
     """The scene model's speech gate, or ``None`` (``none``, or ``auto`` without one)."""
     from stream.errors import ModelError
     from stream.inference.repository import resolve_model_dir
+    from stream.roles import Role
     from stream.speakers.embedder import SceneSpeechGate
 
     if args.scene_model == "none":
@@ -133,7 +134,7 @@ def _scene_gate(args: argparse.Namespace) -> Any:
     repo = Path(repo_env) if repo_env else None
     ref = None if args.scene_model == "auto" else args.scene_model
     try:
-        return SceneSpeechGate(resolve_model_dir(ref, repo=repo, role="scene"))
+        return SceneSpeechGate(resolve_model_dir(ref, repo=repo, role=Role.LABEL))
     except ModelError as exc:
         if args.scene_model != "auto":
             raise

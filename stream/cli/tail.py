@@ -1,9 +1,11 @@
 """``tympan tail``: print the worker's events as they arrive.
 
-A readable table by default (one line per event, columns chosen per topic) or the
-raw JSON lines with ``--json``. It reads without a consumer group, so tailing never
-moves anyone's committed offsets; ``--from-beginning`` replays what the topic holds.
-When the topic does not exist yet it refuses and names the command that creates it.
+A readable table by default (one line per event, columns chosen per topic; a kind
+without a table of its own prints JSON lines) or the raw JSON lines with ``--json``.
+The topics are the event kinds of ``stream.event_kinds``. It reads without a consumer
+group, so tailing never moves anyone's committed offsets; ``--from-beginning`` replays
+what the topic holds. When the topic does not exist yet it refuses and names the
+command that creates it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-TOPIC_CHOICES = ("labels", "speakers", "summaries", "rejected")
+from stream.event_kinds import BY_NAME, LABELS, REJECTED, SPEAKERS, SUMMARIES, EventKind, kind_named
+from stream.json_records import JsonRecordError
 
 
 def register(subparsers: Any) -> None:
@@ -27,7 +30,7 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--topic", choices=TOPIC_CHOICES, default="labels")
+    parser.add_argument("--topic", choices=tuple(BY_NAME), default=LABELS.name)
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     parser.add_argument("--max", type=int, default=None, metavar="N", help="stop after N events")
     parser.add_argument(
@@ -66,8 +69,9 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     from stream.errors import BrokerError
     from stream.topics import Topics, require_topics
 
+    kind = kind_named(args.topic)
     topics = Topics().with_prefix(settings.topic_prefix)
-    topic = getattr(topics, args.topic)
+    topic = topics.of(kind)
     await require_topics(settings.kafka, topics, [topic], create=False)
     consumer = AIOKafkaConsumer(
         topic,
@@ -83,9 +87,10 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
         raise BrokerError(
             f"cannot read {topic!r} from {settings.kafka.bootstrap_servers}: {exc!r}"
         ) from exc
-    render = _json_line if args.json else ROWS[args.topic]
-    if not args.json:
-        print(HEADERS[args.topic], file=out, flush=True)
+    table = not args.json and kind.name in ROWS
+    render = ROWS[kind.name] if table else _json_line
+    if table:
+        print(HEADERS[kind.name], file=out, flush=True)
     seen = 0
     last = time.monotonic()
     try:
@@ -98,7 +103,7 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
                 continue
             last = time.monotonic()
             for record in records:
-                print(render(_parse(record.value)), file=out, flush=True)
+                print(render(_parse(kind, record.value)), file=out, flush=True)
                 seen += 1
                 if args.max is not None and seen >= args.max:
                     break
@@ -107,12 +112,12 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _parse(value: bytes | None) -> dict[str, Any]:
+def _parse(kind: EventKind, value: bytes | None) -> dict[str, Any]:
+    """The record as an object; one that is not (or too large, too deep) shows its start."""
     try:
-        data = json.loads(value or b"null")
-    except ValueError:
+        return kind.deserialize(value)
+    except JsonRecordError:
         return {"unparsable": (value or b"")[:80].decode("utf-8", "replace")}
-    return data if isinstance(data, dict) else {"value": data}
 
 
 def _json_line(event: dict[str, Any]) -> str:
@@ -195,17 +200,17 @@ def _rejected_row(e: dict[str, Any]) -> str:
 
 
 ROWS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "labels": _label_row,
-    "speakers": _speaker_row,
-    "summaries": _summary_row,
-    "rejected": _rejected_row,
+    LABELS.name: _label_row,
+    SPEAKERS.name: _speaker_row,
+    SUMMARIES.name: _summary_row,
+    REJECTED.name: _rejected_row,
 }
 HEADERS = {
-    "labels": f"{'stream':<24} {'window':>6} {'start_s':>8} {'end_s':>8} {'label/tags':<16} "
+    LABELS.name: f"{'stream':<24} {'window':>6} {'start_s':>8} {'end_s':>8} {'label/tags':<16} "
     f"{'score':>6} {'captured':<12} {'lat_ms':>8} {'flags':<10} model",
-    "speakers": f"{'stream':<24} {'window':>6} {'start_s':>8} {'end_s':>8} {'speaker':<20} "
+    SPEAKERS.name: f"{'stream':<24} {'window':>6} {'start_s':>8} {'end_s':>8} {'speaker':<20} "
     f"{'score':>6} model",
-    "summaries": f"{'stream':<24} {'closed':<8} {'dur_s':>8} {'wins':>6} {'dominant':<16} "
+    SUMMARIES.name: f"{'stream':<24} {'closed':<8} {'dur_s':>8} {'wins':>6} {'dominant':<16} "
     f"{'speaker':<16} counts / timeline (or tags)",
-    "rejected": f"{'stream':<24} {'reason':<22} {'p:offset':<10} message",
+    REJECTED.name: f"{'stream':<24} {'reason':<22} {'p:offset':<10} message",
 }

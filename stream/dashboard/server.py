@@ -40,8 +40,9 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from stream.dashboard.state import KINDS, DashboardLimits, DashboardState, Kind
+from stream.dashboard.state import DashboardLimits, DashboardState
 from stream.errors import BrokerError
+from stream.event_kinds import EVENT_KINDS
 from stream.kafka_client import KafkaClientConfig, broker_refusals
 from stream.topics import Topics, list_topics, wait_for_broker
 
@@ -75,9 +76,9 @@ class DashboardConfig:
     token: str | None = field(default=None, repr=False)
     max_clients: int = 64
 
-    def topic_kinds(self) -> dict[str, Kind]:
-        """Topic name → the kind of event it holds."""
-        return {getattr(self.topics, kind): kind for kind in KINDS}
+    def topic_kinds(self) -> dict[str, str]:
+        """Topic name → the name of the event kind it holds."""
+        return {self.topics.of(kind): kind.name for kind in EVENT_KINDS}
 
 
 @dataclass(slots=True)
@@ -267,7 +268,7 @@ async def _topics_ready(client: KafkaClientConfig, names: list[str], status: Rea
 
 
 async def _read_once(
-    config: DashboardConfig, kinds: dict[str, Kind], state: DashboardState, status: ReaderStatus
+    config: DashboardConfig, kinds: dict[str, str], state: DashboardState, status: ReaderStatus
 ) -> None:
     consumer = AIOKafkaConsumer(
         *kinds,
@@ -297,7 +298,7 @@ def _set_status(status: ReaderStatus, connected: bool, error: str | None) -> Non
 
 
 async def _drain(
-    consumer: AIOKafkaConsumer, kinds: dict[str, Kind], state: DashboardState, status: ReaderStatus
+    consumer: AIOKafkaConsumer, kinds: dict[str, str], state: DashboardState, status: ReaderStatus
 ) -> None:
     while True:
         batch = await consumer.getmany(timeout_ms=500, max_records=2000)
@@ -309,7 +310,7 @@ async def _drain(
             status.records += len(records)
 
 
-def _fold(state: DashboardState, kind: Kind, record: Any, now_s: float) -> None:
+def _fold(state: DashboardState, kind: str, record: Any, now_s: float) -> None:
     """Fold one record; a record that still raises is counted as unparsable and
     skipped, so the reader never stops (nor, with ``--from-beginning``, loops) on it."""
     try:

@@ -1,10 +1,11 @@
 """What the dashboard shows, folded from the worker's events: pure, bounded, no I/O.
 
-:class:`DashboardState` takes decoded events from the four result topics (label,
-speaker, summary, dead letter) one at a time and keeps only what a screen can show:
-per stream the current label (a multi-label stream's current tags too) and speaker and
-a timeline of label segments, the latest summaries (with a multi-label track's tags),
-event rates, latency percentiles and dead-letter counts by reason.
+:class:`DashboardState` takes decoded events from the topics of the event kinds
+(``stream.event_kinds``: label, speaker, summary, dead letter) one at a time and keeps
+only what a screen can show: per stream the current label (a multi-label stream's
+current tags too) and speaker and a timeline of label segments, the latest summaries
+(with a multi-label track's tags), event rates, latency percentiles and dead-letter
+counts by reason.
 
 Memory is capped whatever the traffic: timelines keep their last
 ``DashboardLimits.segments`` segments, at most ``max_streams`` streams are held (to
@@ -24,16 +25,14 @@ from __future__ import annotations
 import math
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from stream.errors import ConfigError
-from stream.json_records import JsonRecordError, decode_object
+from stream.event_kinds import BY_NAME, LABELS, REJECTED, SPEAKERS, SUMMARIES, kind_named
+from stream.json_records import JsonRecordError
 
-Kind = Literal["labels", "speakers", "summaries", "rejected"]
-KINDS: tuple[Kind, ...] = ("labels", "speakers", "summaries", "rejected")
+KINDS = tuple(BY_NAME)  # every event kind's name: rates and totals are kept per kind
 PERCENTILES = (50, 95, 99)
-EVENT_MAX_BYTES = 4 * 1024 * 1024  # a dead letter carries at most ~1 MB of base64 payload
-EVENT_MAX_DEPTH = 32  # events nest 3 deep
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,19 +186,17 @@ def percentiles(values: Any, qs: tuple[int, ...] = PERCENTILES) -> dict[str, flo
     return out
 
 
-def decode(value: bytes | None) -> dict[str, Any] | None:
-    """A record value as a JSON object, or ``None`` when it is not one.
+def decode(value: bytes | None, kind: str = LABELS.name) -> dict[str, Any] | None:
+    """A record value of ``kind`` as a JSON object, or ``None`` when it is not one.
 
-    Through the shared safe decoder (``stream.json_records``): a record larger than
-    ``EVENT_MAX_BYTES`` or nested deeper than ``EVENT_MAX_DEPTH`` is not parsed at
-    all, so no record can raise here (a ``RecursionError`` once looped the reader).
+    Through the kind's bounded decoder (:meth:`EventKind.deserialize`): a record too
+    large or nested too deep is not parsed at all, so no record can raise here (a
+    ``RecursionError`` once looped the reader).
     """
     if value is None:
         return None
     try:
-        return decode_object(
-            value, what="dashboard record", max_bytes=EVENT_MAX_BYTES, max_depth=EVENT_MAX_DEPTH
-        )
+        return kind_named(kind).deserialize(value)
     except JsonRecordError:
         return None
 
@@ -230,9 +227,12 @@ class DashboardState:
 
     # -- input -----------------------------------------------------------------------
 
-    def apply(self, kind: Kind, event: dict[str, Any] | None, now_s: float) -> bool:
-        """Fold one decoded event of topic ``kind`` in; ``False`` when it was unusable."""
-        if kind == "rejected":
+    def apply(self, kind: str, event: dict[str, Any] | None, now_s: float) -> bool:
+        """Fold one decoded event of topic ``kind`` in; ``False`` when it was unusable.
+
+        A kind without a view of its own here is counted (rates, totals) and no more.
+        """
+        if kind == REJECTED.name:
             return self._apply_rejected(event, now_s)
         stream_id = _text(event.get("stream_id")) if event else None
         if event is None or stream_id is None:
@@ -240,28 +240,28 @@ class DashboardState:
             return False
         self._count(kind, now_s)
         latency_ms = _number(event.get("latency_ms"))
-        if latency_ms is not None and kind != "summaries":
+        if latency_ms is not None and kind != SUMMARIES.name:
             self.latencies_ms.append(latency_ms)
-        if kind == "summaries":
+        if kind == SUMMARIES.name:
             self._remember_summary(stream_id, event)
         view = self._touch(stream_id, now_s)
         if view is None:
             self.untracked += 1
             return True
         view.model = _model_tag(event.get("model")) or view.model
-        if kind == "labels":
+        if kind == LABELS.name:
             self._apply_label(view, event)
-        elif kind == "speakers":
+        elif kind == SPEAKERS.name:
             self._apply_speaker(view, event)
-        else:
+        elif kind == SUMMARIES.name:
             self._apply_summary(view, event)
         return True
 
-    def apply_record(self, kind: Kind, value: bytes | None, now_s: float) -> bool:
+    def apply_record(self, kind: str, value: bytes | None, now_s: float) -> bool:
         """:meth:`apply` on a raw Kafka record value (JSON bytes)."""
-        return self.apply(kind, decode(value), now_s)
+        return self.apply(kind, decode(value, kind), now_s)
 
-    def _count(self, kind: Kind, now_s: float) -> None:
+    def _count(self, kind: str, now_s: float) -> None:
         self.rates[kind].add(now_s)
         self.totals[kind] += 1
         self.version += 1
@@ -358,9 +358,9 @@ class DashboardState:
     def _apply_rejected(self, event: dict[str, Any] | None, now_s: float) -> bool:
         reason = _text(event.get("reason")) if event else None
         if event is None or reason is None:
-            self.unparsable["rejected"] += 1
+            self.unparsable[REJECTED.name] += 1
             return False
-        self._count("rejected", now_s)
+        self._count(REJECTED.name, now_s)
         self.rejected_by_reason[reason] += 1
         self.recent_rejected.appendleft(
             {

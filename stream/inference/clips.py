@@ -20,8 +20,8 @@ from stream.features.offline import features, windows
 from stream.features.spec import FeatureSpec
 from stream.features.windows import stack_windows
 from stream.inference.session import ModelOutput, OnnxModel
+from stream.types import Float32
 
-Array = npt.NDArray[np.float32]
 DEFAULT_BATCH = 64
 
 
@@ -36,7 +36,7 @@ class ClipWindows:
     padded: ``[n]`` bool, the trailing window padded with silence.
     """
 
-    x: Array
+    x: Float32
     spans: npt.NDArray[np.int64]
     padded: npt.NDArray[np.bool_]
 
@@ -51,7 +51,7 @@ class ClipPrediction:
     sr: int
 
     @property
-    def clip_probabilities(self) -> Array:
+    def clip_probabilities(self) -> Float32:
         return np.asarray(self.output.probabilities.mean(axis=0), dtype=np.float32)
 
     def times_s(self) -> npt.NDArray[np.float64]:
@@ -84,7 +84,7 @@ def clip_windows(path: Path, spec: FeatureSpec) -> ClipWindows:
     )
 
 
-def run_batched(model: OnnxModel, x: Array, *, batch_size: int = DEFAULT_BATCH) -> ModelOutput:
+def run_batched(model: OnnxModel, x: Float32, *, batch_size: int = DEFAULT_BATCH) -> ModelOutput:
     """Run ``x`` through ``model`` in batches of at most ``batch_size`` windows."""
     outs = [model.run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
     return ModelOutput(
@@ -103,7 +103,7 @@ def predict_file(
 
 
 def decide(
-    probabilities: Array, labels: tuple[str, ...], thresholds: tuple[float, ...] | None
+    probabilities: Float32, labels: tuple[str, ...], thresholds: tuple[float, ...] | None
 ) -> list[str]:
     """Labels of one probability row: the argmax (single) or tags at/above thresholds."""
     if thresholds is None:

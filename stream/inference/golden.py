@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
 from stream.errors import ModelError
+from stream.types import Float32
 
-Array = npt.NDArray[np.float32]
 _KEYS = ("x", "probabilities", "embedding")
 GOLDEN_WINDOWS = 8  # windows kept in golden.npz: enough to catch drift, a few KiB
 # What a reload gate should accept: export's Keras/ONNX tolerance. CPU replays of the same
@@ -33,11 +32,11 @@ GOLDEN_TOLERANCE = 1e-4
 class Golden:
     """Golden inputs and the expected outputs (by role)."""
 
-    x: Array
-    probabilities: Array
-    embedding: Array
+    x: Float32
+    probabilities: Float32
+    embedding: Float32
 
-    def expected(self) -> dict[str, Array]:
+    def expected(self) -> dict[str, Float32]:
         return {"probabilities": self.probabilities, "embedding": self.embedding}
 
 
@@ -77,7 +76,7 @@ def read_golden(path: Path) -> Golden:
     return Golden(**arrays)
 
 
-def max_abs_diff(expected: dict[str, Array], actual: dict[str, Array]) -> tuple[float, str]:
+def max_abs_diff(expected: dict[str, Float32], actual: dict[str, Float32]) -> tuple[float, str]:
     """Largest ``|expected - actual|`` over all outputs, and the output where it occurs.
 
     A shape mismatch counts as an infinite difference: it is never parity.

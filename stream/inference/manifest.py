@@ -46,7 +46,7 @@ MODEL_FILE = "model.onnx"
 GOLDEN_FILE = "golden.npz"
 
 Task = Literal["single", "multi"]
-Role = Literal["probabilities", "embedding"]
+OutputRole = Literal["probabilities", "embedding"]
 Shape = tuple[int | None, ...]
 
 _TASKS = ("single", "multi")
@@ -115,7 +115,7 @@ class Manifest:
         """Size of the embedding output, or ``None`` when the shape is dynamic."""
         return self.output("embedding").shape[-1]
 
-    def output(self, role: Role) -> TensorInfo:
+    def output(self, role: OutputRole) -> TensorInfo:
         """The output with ``role`` (``probabilities`` or ``embedding``)."""
         for info in self.outputs:
             if info.role == role:

@@ -14,6 +14,7 @@ from pathlib import Path
 import stream
 from stream.errors import ModelError
 from stream.inference.manifest import MANIFEST_FILE
+from stream.roles import DEFAULT_MODELS, Role
 
 REPO_ENV = "TYMPAN_MODEL_REPO"
 
@@ -52,20 +53,21 @@ def list_models(repo: Path) -> dict[str, list[str]]:
 
 
 def resolve_model_dir(
-    ref: str | Path | None, *, repo: Path | None = None, role: str = "scene"
+    ref: str | Path | None, *, repo: Path | None = None, role: Role = Role.LABEL
 ) -> Path:
     """Turn a model reference into a model directory that holds ``manifest.json``.
 
     Parameters
     ----------
     ref:
-        ``None`` (the latest version of ``role`` in the repository), a path to a model
+        ``None`` (the latest version of ``role``'s default model in the repository,
+        :data:`~stream.roles.DEFAULT_MODELS`), a path to a model
         directory, a path to a ``<name>`` directory (latest version), or ``name`` /
         ``name/version`` inside the repository.
     repo:
         The repository; default :func:`default_repo`.
     role:
-        The model name used when ``ref`` is ``None`` (``scene``, ``speaker``, ...).
+        What the model is for; picks the default model when ``ref`` is ``None``.
 
     Raises
     ------
@@ -74,7 +76,9 @@ def resolve_model_dir(
     """
     repo = Path(repo) if repo is not None else default_repo()
     if ref is None:
-        return _latest(repo / role, f"default model {role!r}", repo)
+        role = Role.parse(role)  # a plain "scene" or "label" too
+        name = DEFAULT_MODELS[role]
+        return _latest(repo / name, f"default {role.name.lower()} model {name!r}", repo)
     path = Path(ref)
     tried = [path] if path.is_absolute() else [path, repo / path]
     for candidate in tried:

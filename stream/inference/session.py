@@ -19,20 +19,18 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from stream.errors import ModelError
 from stream.features.spec import FeatureSpec
 from stream.inference.golden import max_abs_diff, read_golden
 from stream.inference.manifest import Manifest, load_manifest
+from stream.types import DeviceChoice, Float32
 
 log = logging.getLogger(__name__)
 
-Device = Literal["auto", "cpu", "cuda"]
-Array = npt.NDArray[np.float32]
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -51,8 +49,8 @@ class ModelOutput:
     embedding: ``[batch, d]`` float32.
     """
 
-    probabilities: Array
-    embedding: Array
+    probabilities: Float32
+    embedding: Float32
 
     def __len__(self) -> int:
         return int(self.probabilities.shape[0])
@@ -81,7 +79,7 @@ class OnnxModel:
         cls,
         model_dir: Path | str,
         *,
-        device: Device = "auto",
+        device: DeviceChoice = "auto",
         intra_op_threads: int = 1,
         expected_spec: FeatureSpec | None = None,
     ) -> OnnxModel:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float32]
+from stream.types import Float32
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +86,14 @@ class Calibration:
         )
 
 
-def unit(x: npt.ArrayLike, *, axis: int = -1) -> FloatArray:
+def unit(x: npt.ArrayLike, *, axis: int = -1) -> Float32:
     """Rows scaled to unit length (zero rows stay zero)."""
     arr = np.asarray(x, dtype=np.float32)
     norm = np.linalg.norm(arr, axis=axis, keepdims=True)
     return np.asarray(arr / np.maximum(norm, 1e-12), dtype=np.float32)
 
 
-def segments(embeddings: npt.ArrayLike, segment_windows: int) -> FloatArray:
+def segments(embeddings: npt.ArrayLike, segment_windows: int) -> Float32:
     """Mean of consecutive chunks of ``segment_windows`` rows, renormalized.
 
     Parameters
@@ -117,7 +117,7 @@ def segments(embeddings: npt.ArrayLike, segment_windows: int) -> FloatArray:
 
 def loo_scores(
     by_speaker: Mapping[str, npt.ArrayLike], *, segment_windows: int
-) -> tuple[FloatArray, FloatArray]:
+) -> tuple[Float32, Float32]:
     """Leave-one-out genuine and impostor cosine scores of enrolled segments.
 
     Returns

@@ -19,13 +19,13 @@ from stream.errors import ModelError
 from stream.features import offline
 from stream.features.spec import FeatureSpec
 from stream.inference.manifest import Manifest
-from stream.inference.session import Device, OnnxModel
+from stream.inference.session import OnnxModel
+from stream.roles import SPEECH_LABEL
 from stream.speakers.vad import DEFAULT_VAD, VadConfig, is_speech_window
+from stream.types import DeviceChoice, Float32
 
-FloatArray = npt.NDArray[np.float32]
 
-
-def clip_features(y: npt.ArrayLike, spec: FeatureSpec) -> FloatArray:
+def clip_features(y: npt.ArrayLike, spec: FeatureSpec) -> Float32:
     """Features of a whole clip, ``[shape=(n_features, t)]``: the serving definition
     (:func:`stream.features.offline.features`, bit-identical to the streaming bank)."""
     return np.asarray(offline.features(np.asarray(y, dtype=np.float32), spec), dtype=np.float32)
@@ -42,7 +42,7 @@ class ClipWindows:
     speech: ``[shape=(n,)]`` whether the energy gate passed each window.
     """
 
-    features: FloatArray
+    features: Float32
     spans: npt.NDArray[np.int64]
     speech: npt.NDArray[np.bool_]
 
@@ -75,7 +75,7 @@ def clip_windows(
     return ClipWindows(features=features, spans=spans, speech=speech)
 
 
-def l2_normalize(x: npt.ArrayLike, *, axis: int = -1) -> FloatArray:
+def l2_normalize(x: npt.ArrayLike, *, axis: int = -1) -> Float32:
     """Unit-length rows (zero rows stay zero): cosine scoring needs unit vectors."""
     arr = np.asarray(x, dtype=np.float32)
     norm = np.linalg.norm(arr, axis=axis, keepdims=True)
@@ -94,7 +94,7 @@ class SpeakerEmbedder:
     """
 
     def __init__(
-        self, model_dir: Path | str, *, device: Device = "cpu", intra_op_threads: int = 1
+        self, model_dir: Path | str, *, device: DeviceChoice = "cpu", intra_op_threads: int = 1
     ) -> None:
 
         self.model_dir = Path(model_dir)
@@ -109,7 +109,7 @@ class SpeakerEmbedder:
         """``(name, version)`` of the embedding model; registries are bound to it."""
         return self.manifest.name, self.manifest.version
 
-    def embed_windows(self, features: npt.ArrayLike, *, batch: int = 256) -> FloatArray:
+    def embed_windows(self, features: npt.ArrayLike, *, batch: int = 256) -> Float32:
         """L2-normalized embeddings ``[shape=(n, d)]`` of feature windows ``[n, F, T, 1]``."""
         x = np.asarray(features, dtype=np.float32)
         if x.shape[0] == 0:
@@ -118,7 +118,7 @@ class SpeakerEmbedder:
         parts = [self.model.run(x[i : i + batch]).embedding for i in range(0, x.shape[0], batch)]
         return l2_normalize(np.concatenate(parts, axis=0))
 
-    def embed_clip(self, y: npt.ArrayLike, *, vad: VadConfig = DEFAULT_VAD) -> FloatArray:
+    def embed_clip(self, y: npt.ArrayLike, *, vad: VadConfig = DEFAULT_VAD) -> Float32:
         """Embeddings of the speech windows of a clip at ``spec.sr`` (``[n_speech, d]``)."""
         cut = clip_windows(y, self.spec, vad=vad)
         return self.embed_windows(cut.features[cut.speech])
@@ -137,14 +137,14 @@ class SceneSpeechGate:
     model_dir : path
         A scene model directory (any FeatureSpec; features are computed for it).
     label : str
-        The label that means speech.
+        The label that means speech (:data:`~stream.roles.SPEECH_LABEL`).
     """
 
     def __init__(
         self,
         model_dir: Path | str,
         *,
-        label: str = "speech",
+        label: str = SPEECH_LABEL,
         min_probability: float = 0.5,
         min_fraction: float = 0.5,
     ) -> None:

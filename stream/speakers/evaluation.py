@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from stream.audio.files import audio_files, load_audio
 from stream.errors import AudioError, RegistryError
@@ -28,8 +27,7 @@ from stream.speakers.embedder import SceneSpeechGate, SpeakerEmbedder
 from stream.speakers.registry import ModelBinding, SpeakerRegistry
 from stream.speakers.scoring import UNKNOWN, ScoringConfig, Verdict
 from stream.speakers.vad import DEFAULT_VAD, VadConfig, check_speech
-
-FloatArray = npt.NDArray[np.float32]
+from stream.types import Float32
 
 
 def binding(embedder: SpeakerEmbedder) -> ModelBinding:
@@ -45,7 +43,7 @@ def enrollment_embeddings(
     max_seconds: float = 20.0,
     vad: VadConfig = DEFAULT_VAD,
     scene_gate: SceneSpeechGate | None = None,
-) -> FloatArray:
+) -> Float32:
     """Window embeddings of the speech in ``paths`` (the first ``max_seconds`` of audio).
 
     ``scene_gate``, when given, must also hear speech in the clip (see
@@ -78,7 +76,7 @@ def enrollment_embeddings(
     return emb
 
 
-def clip_embedding(embedder: SpeakerEmbedder, path: Path) -> FloatArray | None:
+def clip_embedding(embedder: SpeakerEmbedder, path: Path) -> Float32 | None:
     """Mean speech-window embedding of one file (``[d]``), or ``None`` without speech."""
     y, _ = load_audio(path, sr=embedder.spec.sr)
     emb = embedder.embed_clip(y)
@@ -108,7 +106,7 @@ def identify_files(
 ) -> list[FileVerdict]:
     """Identify each file (all in one batched scoring call)."""
     scorer = registry.scorer(config=config) if config else registry.scorer()
-    rows: list[FloatArray] = []
+    rows: list[Float32] = []
     counts: list[int] = []
     for path in paths:
         y, _ = load_audio(path, sr=embedder.spec.sr)
@@ -183,7 +181,7 @@ def evaluate_dir(
         )
     registry = enroll_dir(embedder, enroll_root)
     truth: list[str] = []
-    rows: list[FloatArray] = []
+    rows: list[Float32] = []
     paths: list[str] = []
     for folder in sorted(p for p in test_root.iterdir() if p.is_dir()):
         for path in audio_files(folder):
@@ -199,7 +197,7 @@ def evaluate_dir(
 def _report(
     registry: SpeakerRegistry,
     cfg: ScoringConfig,
-    query: FloatArray,
+    query: Float32,
     truth: list[str],
     paths: list[str],
 ) -> EvaluationReport:

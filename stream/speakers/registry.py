@@ -46,6 +46,7 @@ from stream.speakers.calibration import (
     unit,
 )
 from stream.speakers.scoring import DEFAULT_SCORING, UNKNOWN, ScoringConfig, SpeakerScorer
+from stream.types import Float32
 
 FORMAT = "tympan-speaker-registry"
 FORMAT_VERSION = 1
@@ -53,8 +54,6 @@ INDEX_FILE = "registry.json"
 EMBEDDINGS_FILE = "embeddings.npz"
 
 _NAME = re.compile(r"^[\w][\w .'@+-]{0,63}$")
-
-FloatArray = npt.NDArray[np.float32]
 
 
 def utc_now() -> str:
@@ -94,7 +93,7 @@ class Enrollment:
     """One speaker: unit-length window embeddings ``[n, d]`` and when they were set."""
 
     name: str
-    embeddings: FloatArray
+    embeddings: Float32
     updated_at: str
 
 
@@ -180,7 +179,7 @@ class SpeakerRegistry:
             calibration=calibrate(by, config=config),
         )
 
-    def by_speaker(self) -> dict[str, FloatArray]:
+    def by_speaker(self) -> dict[str, Float32]:
         """Name → window embeddings ``[n, d]``."""
         return {k: v.embeddings for k, v in self.speakers.items()}
 
@@ -279,7 +278,7 @@ def _read_embeddings(
     return SpeakerRegistry(model, MappingProxyType(speakers), calibration)
 
 
-def _load_npz(npz: Path) -> dict[str, FloatArray]:
+def _load_npz(npz: Path) -> dict[str, Float32]:
     with np.load(npz, allow_pickle=False) as data:
         return {key: np.asarray(data[key]) for key in data.files}
 

@@ -32,11 +32,10 @@ import numpy.typing as npt
 from sklearn.neighbors import NearestNeighbors
 
 from stream.speakers.calibration import segments, unit
+from stream.types import Float32
 
 UNKNOWN = "unknown"
 Method = Literal["centroid", "knn"]
-
-FloatArray = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +143,8 @@ class SpeakerScorer:
 
     def _points(
         self, by_speaker: Mapping[str, npt.ArrayLike]
-    ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
-        rows: list[FloatArray] = []
+    ) -> tuple[Float32, npt.NDArray[np.int64]]:
+        rows: list[Float32] = []
         owners: list[int] = []
         for i, name in enumerate(self.names):
             emb = np.asarray(by_speaker[name], dtype=np.float32)
@@ -163,7 +162,7 @@ class SpeakerScorer:
     def empty(self) -> bool:
         return self._index is None
 
-    def speaker_scores(self, embeddings: npt.ArrayLike) -> FloatArray:
+    def speaker_scores(self, embeddings: npt.ArrayLike) -> Float32:
         """Score of every enrolled speaker for every row: ``[shape=(n, n_speakers)]``."""
         query = unit(np.atleast_2d(np.asarray(embeddings, dtype=np.float32)))
         n = query.shape[0]
@@ -200,7 +199,7 @@ class SpeakerScorer:
     def _unknown(self) -> Verdict:
         return Verdict(UNKNOWN, 0.0, None, None, None, 0.0, self.threshold)
 
-    def _verdict(self, row: FloatArray) -> Verdict:
+    def _verdict(self, row: Float32) -> Verdict:
         order = np.argsort(-row, kind="stable")
         best = int(order[0])
         score = float(row[best])

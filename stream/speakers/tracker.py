@@ -32,8 +32,7 @@ import numpy.typing as npt
 
 from stream.speakers.calibration import unit
 from stream.speakers.scoring import UNKNOWN, SpeakerScorer, Verdict
-
-FloatArray = npt.NDArray[np.float32]
+from stream.types import Float32
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +116,8 @@ class SpeakerTracker:
     def __init__(self, stream_id: str, *, config: TrackerConfig = DEFAULT_TRACKER) -> None:
         self.stream_id = stream_id
         self.config = config
-        self._span: deque[tuple[FloatArray, int, int]] = deque(maxlen=config.span_windows)
-        self._total: FloatArray | None = None
+        self._span: deque[tuple[Float32, int, int]] = deque(maxlen=config.span_windows)
+        self._total: Float32 | None = None
         self._count = 0
         self._first_sample: int | None = None
         self._last_sample = 0
@@ -140,7 +139,7 @@ class SpeakerTracker:
 
     def push(
         self, embedding: npt.ArrayLike, start_sample: int, end_sample: int, *, speech: bool
-    ) -> FloatArray | None:
+    ) -> Float32 | None:
         """Add one window; return the span's aggregate embedding to score, or ``None``.
 
         Non-speech windows are ignored (``None``). Until ``min_windows`` speech

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.ndimage import maximum_filter1d
 
-FloatArray = npt.NDArray[np.float32]
+from stream.types import Float32
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ class SpeechCheck:
         )
 
 
-def frame_dbfs(y: npt.ArrayLike, sr: int, *, config: VadConfig = DEFAULT_VAD) -> FloatArray:
+def frame_dbfs(y: npt.ArrayLike, sr: int, *, config: VadConfig = DEFAULT_VAD) -> Float32:
     """RMS level of each analysis frame in dB re full scale.
 
     Parameters
@@ -99,11 +99,11 @@ def frame_dbfs(y: npt.ArrayLike, sr: int, *, config: VadConfig = DEFAULT_VAD) ->
     if frames.shape[0] == 0:
         return np.zeros(0, dtype=np.float32)
     rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
-    db: FloatArray = (20.0 * np.log10(np.maximum(rms, 1e-6))).astype(np.float32)
+    db: Float32 = (20.0 * np.log10(np.maximum(rms, 1e-6))).astype(np.float32)
     return db
 
 
-def active_frames(db: FloatArray, *, config: VadConfig = DEFAULT_VAD) -> npt.NDArray[np.bool_]:
+def active_frames(db: Float32, *, config: VadConfig = DEFAULT_VAD) -> npt.NDArray[np.bool_]:
     """Frames above both the absolute floor and the clip-relative floor."""
     if db.size == 0:
         return np.zeros(0, dtype=bool)
@@ -155,7 +155,7 @@ def check_speech(y: npt.ArrayLike, sr: int, *, config: VadConfig = DEFAULT_VAD) 
     return SpeechCheck(reason == "speech", reason, active_s, dips, steady)
 
 
-def _frames(y: FloatArray, sr: int, config: VadConfig) -> FloatArray:
+def _frames(y: Float32, sr: int, config: VadConfig) -> Float32:
     frame = max(1, round(sr * config.frame_ms / 1000.0))
     hop = max(1, round(sr * config.hop_ms / 1000.0))
     if y.ndim != 1 or y.shape[0] < frame:
@@ -166,7 +166,7 @@ def _frames(y: FloatArray, sr: int, config: VadConfig) -> FloatArray:
     )
 
 
-def _dips_per_s(db: FloatArray, config: VadConfig, duration_s: float) -> float:
+def _dips_per_s(db: Float32, config: VadConfig, duration_s: float) -> float:
     """Energy dips (syllable and word gaps) per second.
 
     A dip is a run of frames at least ``dip_db`` below the loudest frame within
@@ -182,7 +182,7 @@ def _dips_per_s(db: FloatArray, config: VadConfig, duration_s: float) -> float:
     return float(starts) / duration_s
 
 
-def _steadiness(y: FloatArray, sr: int, active: npt.NDArray[np.bool_], config: VadConfig) -> float:
+def _steadiness(y: Float32, sr: int, active: npt.NDArray[np.bool_], config: VadConfig) -> float:
     """Fraction of active frames whose magnitude spectrum matches the previous frame's."""
     frames = _frames(y, sr, config)
     if frames.shape[0] < 2 or not np.any(active):

@@ -44,6 +44,7 @@ from stream.features.spec import FeatureSpec
 from stream.inference.repository import resolve_model_dir
 from stream.inference.session import OnnxModel
 from stream.pipeline import Pipeline, PipelinePolicy, check_aligned
+from stream.roles import Role
 from stream.settings import WorkerSettings
 from stream.signing import Verifier
 from stream.topics import Topics
@@ -126,7 +127,7 @@ class Worker:
 
 
 def load_model(settings: WorkerSettings, *, control_topic: str | None = None) -> OnnxModel:
-    """The label model to serve: the one the control topic announces for ``scene``
+    """The label model to serve: the one the control topic announces for the label role
     (so a restart after a hot swap, and its replay, score with the active model),
     else the last good announcement, else the one named by the settings (refuses a
     bad one: ModelError).
@@ -138,7 +139,7 @@ def load_model(settings: WorkerSettings, *, control_topic: str | None = None) ->
         announced = _announced_model(settings, control_topic)
         if announced is not None:
             return announced
-    model_dir = resolve_model_dir(settings.model, repo=settings.model_repo, role="scene")
+    model_dir = resolve_model_dir(settings.model, repo=settings.model_repo, role=Role.LABEL)
     return OnnxModel.load(model_dir, device=settings.device)
 
 
@@ -290,7 +291,7 @@ def _follow_control(
         ),
         send=send,
         on_swap=on_swap,
-        refuse={"speaker": SPEAKER_SWAP_REFUSED} if settings.speaker_model else None,
+        refuse={Role.SPEAKER: SPEAKER_SWAP_REFUSED} if settings.speaker_model else None,
     )
 
     async def follow_control() -> None:
@@ -322,7 +323,7 @@ def load_speakers(
     from stream.speakers.topic import RegistryFollower
 
     model_dir = resolve_model_dir(
-        settings.speaker_model, repo=settings.model_repo, role="speaker-embed"
+        settings.speaker_model, repo=settings.model_repo, role=Role.SPEAKER
     )
     embedder = SpeakerEmbedder(model_dir)
     if embedder.spec != spec:

@@ -3,7 +3,7 @@
 The compacted control topic (``stream.topics.Topics.control``) says which model each
 role serves. Records (JSON, UTF-8; documented in ``docs/hot-reload.md``)::
 
-    key   = "model/<role>"                      # role: "scene" (labels) or "speaker"
+    key   = "model/<role>"                      # role: a Role value, "scene" (labels) or "speaker"
     value = {"role": "scene", "name": "scene", "version": "4",
              "path": "scene/4",                 # inside the model repository, relative
              "sha256": "<sha256 of manifest.json>",
@@ -41,7 +41,7 @@ import asyncio
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -55,23 +55,22 @@ from stream.events import ModelRef
 from stream.features.spec import FeatureSpec
 from stream.inference.golden import GOLDEN_TOLERANCE
 from stream.inference.manifest import MANIFEST_FILE, load_manifest, sha256_file
-from stream.inference.session import Device, OnnxModel
+from stream.inference.session import OnnxModel
 from stream.json_records import JsonRecordError, decode_object
 from stream.kafka_client import KafkaClientConfig, send_acked
+from stream.roles import Role
 from stream.settings import ControlLimits
 from stream.signing import SignatureError, Signer, Verifier
+from stream.types import AnySend, DeviceChoice, Infer
 from stream.worker.compacted import CompactedReader, CompactedRecord, latest_per_key, read_latest
 
 log = logging.getLogger(__name__)
 
-ROLES = ("scene", "speaker")
 MODEL_PREFIX = "model/"
 STATUS_PREFIX = "status/"
 LAST_GOOD_PREFIX = "last-good/"
 DEFAULT_LIMITS = ControlLimits()
 MAX_REASON_CHARS = 2000  # a status record stays far below the control record limit
-Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-Send = Callable[[str, bytes, bytes], Awaitable[Any]]
 RETRY_S = 5.0  # control follower: wait after a broker error
 _ANNOUNCEMENT_FIELDS = ("role", "name", "version", "path", "sha256", "spec_hash", "published_at")
 
@@ -82,14 +81,12 @@ def utc_now() -> str:
 
 def model_key(role: str) -> bytes:
     """The control-topic key that announces ``role``'s active model."""
-    check_role(role)
-    return f"{MODEL_PREFIX}{role}".encode()
+    return f"{MODEL_PREFIX}{Role.parse(role).value}".encode()
 
 
 def last_good_key(role: str) -> bytes:
     """The control-topic key of the announcement a worker last checked and served."""
-    check_role(role)
-    return f"{LAST_GOOD_PREFIX}{role}".encode()
+    return f"{LAST_GOOD_PREFIX}{Role.parse(role).value}".encode()
 
 
 def status_key(worker: str, role: str) -> bytes:
@@ -97,12 +94,10 @@ def status_key(worker: str, role: str) -> bytes:
     return f"{STATUS_PREFIX}{worker}/{role}".encode()
 
 
-def check_role(role: str) -> str:
-    """``role`` if a worker serves it; checked where a role enters (CLI flag, control
-    record), so a typo is refused there rather than announced and never applied."""
-    if role not in ROLES:
-        raise ConfigError(f"model role {role!r} is not one of {', '.join(ROLES)}")
-    return role
+def _key_role(key: bytes | None, prefix: str) -> Role | None:
+    """The role a ``<prefix><role>`` key names, if it names one."""
+    text = (key or b"")[len(prefix) :].decode("utf-8", "replace")
+    return next((role for role in Role if role.value == text), None)
 
 
 # -- records -----------------------------------------------------------------------------
@@ -112,7 +107,7 @@ def check_role(role: str) -> str:
 class ModelAnnouncement:
     """``role`` is to be served by ``name``/``version`` found at ``path``."""
 
-    role: str
+    role: Role
     name: str
     version: str
     path: str
@@ -139,19 +134,20 @@ class ModelAnnouncement:
         *,
         where: str | None = None,
         limits: ControlLimits = DEFAULT_LIMITS,
-        expected_key: bytes | None = None,
+        prefix: str = MODEL_PREFIX,
     ) -> ModelAnnouncement:
         """Decode a ``model/<role>`` (or ``last-good/<role>``) record, within ``limits``.
 
-        ``expected_key``: the key the record's role must give (default: ``model/<role>``
-        when ``key`` is given). Errors name the record (``where``, else the key) and
-        the bad field.
+        ``prefix``: the record's key, when given, must be ``<prefix><role>`` for the
+        role it holds (``model/`` or ``last-good/``). Errors name the record (``where``,
+        else the key) and the bad field.
 
         Raises
         ------
         ConfigError
-            Too large, nested too deep, not JSON, a missing or non-string field, or a
-            role that disagrees with the key. Never anything else, whatever ``value``.
+            Too large, nested too deep, not JSON, a missing or non-string field, a
+            role that is none (:meth:`Role.parse`) or disagrees with the key. Never
+            anything else, whatever ``value``.
         """
         where = where or f"control record {key!r}"
         if value is None:
@@ -168,12 +164,13 @@ class ModelAnnouncement:
         bad = [f for f in _ANNOUNCEMENT_FIELDS if not isinstance(data.get(f), str) or not data[f]]
         if bad:
             raise ConfigError(f"{where}: field(s) {', '.join(bad)} missing or not a string")
-        announcement = cls(**{f: data[f] for f in _ANNOUNCEMENT_FIELDS})
-        check_role(announcement.role)
-        if expected_key is None and key is not None:
-            expected_key = announcement.key
-        if key is not None and key != expected_key:
-            raise ConfigError(f"{where}: role {announcement.role!r} does not match the key")
+        try:
+            role = Role.parse(data["role"])
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+        announcement = cls(**{f: data[f] for f in _ANNOUNCEMENT_FIELDS} | {"role": role})
+        if key is not None and key != f"{prefix}{role.value}".encode():
+            raise ConfigError(f"{where}: role {role.value!r} does not match the key")
         return announcement
 
 
@@ -183,7 +180,7 @@ class ReloadStatus:
 
     worker: str
     app_id: str
-    role: str
+    role: Role
     state: str
     name: str
     version: str
@@ -205,7 +202,7 @@ def validate_model(
     model_dir: Path | str,
     *,
     expected_spec: FeatureSpec | None = None,
-    device: Device = "cpu",
+    device: DeviceChoice = "cpu",
     batch_sizes: Iterable[int] = (1,),
     tolerance: float = GOLDEN_TOLERANCE,
 ) -> OnnxModel:
@@ -258,6 +255,8 @@ def announce(model_dir: Path | str, *, role: str, repo: Path) -> ModelAnnounceme
     ------
     ModelError
         ``model_dir`` is not inside ``repo`` (copy it there first).
+    ConfigError
+        ``role`` names no :class:`Role`.
     """
     model_dir = Path(model_dir).resolve()
     root = Path(repo).resolve()
@@ -270,7 +269,7 @@ def announce(model_dir: Path | str, *, role: str, repo: Path) -> ModelAnnounceme
     manifest = load_manifest(model_dir)
     path = model_dir.relative_to(root).as_posix()
     return ModelAnnouncement(
-        role=check_role(role),
+        role=Role.parse(role),
         name=manifest.name,
         version=manifest.version,
         path=path,
@@ -314,7 +313,7 @@ def prepare(
     *,
     repo: Path,
     serving: OnnxModel,
-    device: Device = "cpu",
+    device: DeviceChoice = "cpu",
     batch_sizes: Iterable[int] = (1,),
     tolerance: float = GOLDEN_TOLERANCE,
 ) -> OnnxModel:
@@ -357,7 +356,7 @@ def load_announced(
     announcement: ModelAnnouncement,
     *,
     repo: Path,
-    device: Device = "cpu",
+    device: DeviceChoice = "cpu",
     batch_sizes: Iterable[int] = (1,),
     tolerance: float = GOLDEN_TOLERANCE,
 ) -> OnnxModel:
@@ -473,20 +472,18 @@ def announcements(
     *,
     prefix: str = MODEL_PREFIX,
     limits: ControlLimits = DEFAULT_LIMITS,
-) -> dict[str, ModelAnnouncement]:
+) -> dict[Role, ModelAnnouncement]:
     """The valid announcements under ``prefix`` (``model/`` or ``last-good/``) in a
     :func:`read_control` (or :func:`~stream.worker.compacted.read_latest`) result; a bad
     record is logged and passed over."""
-    out: dict[str, ModelAnnouncement] = {}
+    out: dict[Role, ModelAnnouncement] = {}
     for key, item in latest.items():
         value, where = _value(key, item)
         if not key.startswith(prefix.encode()) or value is None:
             continue
-        role = key[len(prefix) :].decode("utf-8", "replace")
-        expected = f"{prefix}{role}".encode()
         try:
             found = ModelAnnouncement.from_record(
-                key, value, where=where, limits=limits, expected_key=expected
+                key, value, where=where, limits=limits, prefix=prefix
             )
         except ConfigError as exc:
             log.warning("%s", exc)
@@ -524,8 +521,8 @@ def load_at_start(
     latest: Latest,
     *,
     repo: Path,
-    role: str = "scene",
-    device: Device = "cpu",
+    role: Role = Role.LABEL,
+    device: DeviceChoice = "cpu",
     batch_sizes: Iterable[int] = (1,),
     limits: ControlLimits = DEFAULT_LIMITS,
     verifier: Verifier | None = None,
@@ -611,7 +608,7 @@ class ReloadPolicy:
     """How a worker checks a new model: device, warm-up batch sizes, gate tolerance,
     and the bounds on control records."""
 
-    device: Device = "cpu"
+    device: DeviceChoice = "cpu"
     batch_sizes: tuple[int, ...] = (1,)
     tolerance: float = GOLDEN_TOLERANCE
     limits: ControlLimits = DEFAULT_LIMITS
@@ -645,12 +642,12 @@ class ControlFollower:
         repo: Path,
         worker: str,
         app_id: str = "",
-        role: str = "scene",
+        role: Role = Role.LABEL,
         policy: ReloadPolicy = ReloadPolicy(),
-        send: Send | None = None,
+        send: AnySend | None = None,
         on_swap: Callable[[ModelRef], None] | None = None,
         executor: Executor | None = None,
-        refuse: Mapping[str, str] | None = None,
+        refuse: Mapping[Role, str] | None = None,
     ) -> None:
         self.client = client
         self.topic = topic
@@ -658,14 +655,14 @@ class ControlFollower:
         self.repo = Path(repo)
         self.worker = worker
         self.app_id = app_id
-        self.role = check_role(role)
+        self.role = Role.parse(role)
         self.policy = policy
         self._send = send
         self._on_swap = on_swap
         self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="tympan-reload")
         self._seen: ModelAnnouncement | None = None
-        self._refuse = {check_role(r): why for r, why in (refuse or {}).items()}
-        self._refused: dict[str, ModelAnnouncement] = {}
+        self._refuse = {Role.parse(r): why for r, why in (refuse or {}).items()}
+        self._refused: dict[Role, ModelAnnouncement] = {}
         self._last_raw: dict[bytes, bytes | None] = {}
         self._last_good: bytes | None = None  # last-good/<role> as on the topic
         self.statuses: list[ReloadStatus] = []
@@ -794,17 +791,17 @@ class ControlFollower:
         await self._write(last_good_key(self.role), value, "last-good")
 
     async def _refuse_undecodable(self, key: bytes | None, exc: ConfigError) -> ReloadStatus | None:
-        role = (key or b"")[len(MODEL_PREFIX) :].decode("utf-8", "replace")
+        role = _key_role(key, MODEL_PREFIX)
         log.warning("control topic %s: %s", self.topic, exc)
-        if role not in ROLES:
+        if role is None:
             return None  # not a key this follower reads (direct calls only)
         unknown = ModelAnnouncement(role, "?", "?", "?", "?", "?", "?")
         return await self._report(unknown, "refused", str(exc)[:MAX_REASON_CHARS])
 
     async def _refuse_unsigned(self, key: bytes | None, exc: SignatureError) -> ReloadStatus | None:
-        role = (key or b"")[len(MODEL_PREFIX) :].decode("utf-8", "replace")
+        role = _key_role(key, MODEL_PREFIX)
         log.warning("control topic %s: record %r refused: %s", self.topic, key, exc)
-        if role not in ROLES:
+        if role is None:
             return None
         unknown = ModelAnnouncement(role, "?", "?", "?", "?", "?", "?")
         return await self._report(unknown, "refused", f"{exc.reason}: {exc}"[:MAX_REASON_CHARS])

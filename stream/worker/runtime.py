@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from stream.event_kinds import LABELS, REJECTED, SPEAKERS, SUMMARIES
 from stream.events import (
     DEAD_LETTER_PAYLOAD_BYTES,
     LabelEvent,
@@ -51,19 +52,18 @@ from stream.events import (
 )
 from stream.inference.batcher import Batcher
 from stream.pipeline import Pipeline, Record, SpeakerStage, Step, WindowJob, embed_speech
+from stream.roles import SPEECH_LABEL
 from stream.settings import BatchingPolicy
 from stream.topics import Topics
+from stream.types import Infer, Send
 from stream.worker.delivery import OffsetLedger
 from stream.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
-Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 # the model serving now and its name: read once per batch (stream.worker.reload.ActiveModel)
 CurrentModel = Callable[[], tuple[Infer, ModelRef]]
 _PRUNE_EVERY = 256
-SPEECH_LABEL = "speech"  # label models with it gate speaker tracking to speech windows
 INBOX_RECORDS = 256
 INBOX_WAIT_S = 0.005
 INVALID_MODEL_OUTPUT = "invalid_model_output"  # dead-letter reasons of the runtime
@@ -387,9 +387,9 @@ class WorkerRuntime:
                 probabilities = np.stack([outputs[i][0] for i in rows])
                 labels = self.pipeline.complete([jobs[i] for i in rows], probabilities, model=model)
                 mine: list[tuple[str, LabelEvent | SpeakerEvent, bytes]] = [
-                    (self.topics.labels, e, e.to_json()) for e in labels
+                    (self.topics.of(LABELS), e, e.to_json()) for e in labels
                 ]
-                mine += [(self.topics.speakers, e, e.to_json()) for e in speakers.get(sid, [])]
+                mine += [(self.topics.of(SPEAKERS), e, e.to_json()) for e in speakers.get(sid, [])]
             except Exception as exc:
                 rejected.append(self._abandon(sid, exc, "completing its windows"))
                 continue
@@ -481,8 +481,8 @@ class WorkerRuntime:
             )
             await self._dead_letter(bad, unpin=summary.event_id, deliveries=pending)
             return
-        delivery = await self._send(self.topics.summaries, sid.encode(), value)
-        self.metrics.events_out.labels(self.topics.summaries).inc()
+        delivery = await self._send(self.topics.of(SUMMARIES), sid.encode(), value)
+        self.metrics.events_out.labels(self.topics.of(SUMMARIES)).inc()
         pending = [*pending, delivery]
         log.info(
             "stream %r closed (%s) at partition %d: %d windows, dominant %s",
@@ -507,7 +507,7 @@ class WorkerRuntime:
         self.ledger.pin(rejected.partition, pin, rejected.offset)  # before any await
         bounded = rejected.bounded(self._dead_letter_max_bytes)
         key = (bounded.stream_id or "").encode()
-        delivery = await self._send(self.topics.rejected, key, bounded.to_json())
+        delivery = await self._send(self.topics.of(REJECTED), key, bounded.to_json())
         self.metrics.dead_letters.labels(rejected.reason).inc()
         log.warning(
             "dead letter: stream %r partition %d offset %d reason %s: %s",

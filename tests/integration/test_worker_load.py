@@ -27,6 +27,7 @@ from worker_harness import (
 )
 
 from stream.inference.repository import resolve_model_dir
+from stream.roles import Role
 from stream.topics import Topics
 
 SCALES = {"ci": (120, 6.0), "full": (1000, 20.0)}
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.slow
 def test_every_window_of_many_concurrent_streams_is_scored(
     broker: str, topics: Topics, tmp_path: Path
 ) -> None:
-    model_dir = resolve_model_dir(None, role="scene")
+    model_dir = resolve_model_dir(None, role=Role.LABEL)
     streams = [
         stream_frames(f"load-{i:04d}", seconds=SECONDS, loud=i % 4 != 0, seed=i, chunk_ms=100)
         for i in range(N_STREAMS)

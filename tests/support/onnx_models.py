@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from stream.features.spec import FeatureSpec
 from stream.inference.golden import GOLDEN_WINDOWS, Golden, read_golden, write_golden
@@ -41,8 +40,8 @@ from stream.inference.manifest import (
     sha256_file,
     write_manifest,
 )
+from stream.types import Float32
 
-Array = npt.NDArray[np.float32]
 TINY_OPSET = 17
 _EPS = 1e-12
 
@@ -129,7 +128,7 @@ def make_tiny_model_dir(
     return path
 
 
-def golden_windows(spec: FeatureSpec, n: int = GOLDEN_WINDOWS) -> Array:
+def golden_windows(spec: FeatureSpec, n: int = GOLDEN_WINDOWS) -> Float32:
     """Deterministic windows spanning quiet to loud (feature values around the boundary)."""
     rng = np.random.default_rng(0)
     t = default_threshold(spec)
@@ -144,13 +143,13 @@ def golden_windows(spec: FeatureSpec, n: int = GOLDEN_WINDOWS) -> Array:
 
 
 def reference_outputs(
-    x: Array,
+    x: Float32,
     *,
     spec: FeatureSpec,
     n_outputs: int,
     task: str = "single",
     threshold: float | None = None,
-) -> tuple[Array, Array]:
+) -> tuple[Float32, Float32]:
     """The tiny model's function in numpy: ``(probabilities, embedding)``."""
     t = default_threshold(spec) if threshold is None else threshold
     m = x.astype(np.float64).mean(axis=(2, 3))

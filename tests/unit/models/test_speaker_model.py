@@ -14,9 +14,10 @@ from models.corpus import identities
 from stream.inference.golden import read_golden
 from stream.inference.manifest import load_manifest
 from stream.inference.repository import default_repo, resolve_model_dir
+from stream.roles import Role
 from stream.speakers.embedder import SpeakerEmbedder
 
-MODEL_DIR = resolve_model_dir(None, repo=default_repo(), role=speaker.MODEL_NAME)
+MODEL_DIR = resolve_model_dir(None, repo=default_repo(), role=Role.SPEAKER)
 
 
 def test_shipped_model_matches_the_recipe() -> None:

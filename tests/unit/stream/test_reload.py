@@ -21,14 +21,17 @@ from stream.inference.session import OnnxModel
 from stream.kafka_client import KafkaClientConfig
 from stream.pipeline import Pipeline, PipelinePolicy, Record
 from stream.produce import frames_from_array
+from stream.roles import Role
 from stream.settings import BatchingPolicy
 from stream.topics import Topics
 from stream.wire import encode_frame
 from stream.worker.reload import (
+    LAST_GOOD_PREFIX,
     ActiveModel,
     ControlFollower,
     ModelAnnouncement,
     announce,
+    announcements,
     load_announced,
     model_key,
     prepare,
@@ -233,7 +236,7 @@ def test_runtime_events_name_the_model_that_scored_them_across_a_swap(repo: Path
 # -- the follower ---------------------------------------------------------------------------
 
 
-def _follower(repo: Path, producer: Producer) -> ControlFollower:
+def _follower(repo: Path, producer: Producer, **options: Any) -> ControlFollower:
     return ControlFollower(
         KafkaClientConfig(bootstrap_servers="127.0.0.1:1"),  # never contacted here
         TOPICS.control,
@@ -242,6 +245,7 @@ def _follower(repo: Path, producer: Producer) -> ControlFollower:
         worker="w1",
         app_id="unit",
         send=producer.send,
+        **options,
     )
 
 
@@ -282,14 +286,8 @@ def test_follower_swaps_a_good_model_and_refuses_a_tampered_one(repo: Path) -> N
 
 def test_follower_reports_roles_it_cannot_swap_live(repo: Path) -> None:
     producer = Producer()
-    follower = ControlFollower(
-        KafkaClientConfig(bootstrap_servers="127.0.0.1:1"),
-        TOPICS.control,
-        ActiveModel(_v1(repo)),
-        repo=repo,
-        worker="w1",
-        send=producer.send,
-        refuse={"speaker": "enrollments are bound to the embedding model"},
+    follower = _follower(
+        repo, producer, refuse={Role.SPEAKER: "enrollments are bound to the embedding model"}
     )
     speaker = announce(repo / "tiny" / "2", role="speaker", repo=repo)
 
@@ -304,6 +302,43 @@ def test_follower_reports_roles_it_cannot_swap_live(repo: Path) -> None:
     assert "enrollments" in refused.reason and again is None
     assert follower.slot.ref == ModelRef("tiny", "1")
     assert [k for _, k, _ in producer.sent] == [b"status/w1/speaker"]
+
+
+def test_control_records_of_the_previous_release_still_apply(repo: Path) -> None:
+    """Records already on the compacted topic spell the label role ``scene``: a worker
+    applies them, and what it writes back keeps that spelling for older workers."""
+    a = announce(repo / "tiny" / "2", role=Role.LABEL, repo=repo)
+    fields = ("name", "version", "path", "sha256", "spec_hash", "published_at")
+    old = json.dumps({"role": "scene", **{f: getattr(a, f) for f in fields}}).encode()
+    producer = Producer()
+    follower = _follower(repo, producer)
+    status = asyncio.run(follower.on_record(b"model/scene", old))
+    assert status is not None and status.state == "active" and status.role is Role.LABEL
+    assert follower.slot.ref == ModelRef("tiny", "2")
+    written = {k: v for _, k, v in producer.sent}
+    assert written[b"status/w1/scene"]["role"] == "scene"
+    assert written[b"last-good/scene"]["role"] == "scene"
+
+
+def test_a_record_may_name_the_role_by_its_name(repo: Path) -> None:
+    good = json.loads(announce(repo / "tiny" / "2", role="label", repo=repo).to_json())
+    assert good["role"] == "scene"
+    renamed = json.dumps({**good, "role": "label"}).encode()
+    assert ModelAnnouncement.from_record(b"model/scene", renamed).role is Role.LABEL
+    with pytest.raises(ConfigError, match="does not match the key"):
+        ModelAnnouncement.from_record(b"model/speaker", renamed)
+
+
+def test_a_last_good_record_under_another_roles_key_is_passed_over(repo: Path) -> None:
+    """``last-good/speaker`` holding a label announcement must not become the label
+    role's fallback (the key names the role a starting worker looks up)."""
+    label = announce(repo / "tiny" / "2", role=Role.LABEL, repo=repo).to_json()
+    latest = {b"last-good/speaker": label, b"model/speaker": label}
+    assert announcements(latest, prefix=LAST_GOOD_PREFIX) == {}
+    assert announcements(latest) == {}
+    assert announcements({b"last-good/scene": label}, prefix=LAST_GOOD_PREFIX).keys() == {
+        Role.LABEL
+    }
 
 
 def test_models_publish_refuses_before_touching_the_broker(
@@ -334,14 +369,8 @@ def test_a_follower_with_trusted_keys_applies_only_what_they_signed(
     signer = Signer.load(generate(keys, "publisher")[0])
     stranger = Signer.load(generate(keys, "stranger")[0])
     producer = Producer()
-    follower = ControlFollower(
-        KafkaClientConfig(bootstrap_servers="127.0.0.1:1"),
-        TOPICS.control,
-        ActiveModel(_v1(repo)),
-        repo=repo,
-        worker="w1",
-        policy=ReloadPolicy(verifier=Verifier.load([keys / "publisher.pub"])),
-        send=producer.send,
+    follower = _follower(
+        repo, producer, policy=ReloadPolicy(verifier=Verifier.load([keys / "publisher.pub"]))
     )
     good = announce(repo / "tiny" / "2", role="scene", repo=repo)
     key, value = good.key, good.to_json()

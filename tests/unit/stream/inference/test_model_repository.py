@@ -15,13 +15,15 @@ from stream.inference.repository import (
     resolve_model_dir,
     version_key,
 )
+from stream.roles import DEFAULT_MODELS, Role
 from tests.support.onnx_models import make_tiny_model_dir
 
 
 @pytest.fixture
 def repo(tmp_path: Path, spec: FeatureSpec) -> Path:
     root = tmp_path / "zoo"
-    for name, version in [("scene", "2"), ("scene", "10"), ("scene", "9"), ("speaker", "1.0")]:
+    names = [("scene", "2"), ("scene", "10"), ("scene", "9"), ("speaker-embed", "1.0")]
+    for name, version in names:
         make_tiny_model_dir(
             root / name / version, spec=spec, labels=["q", "l"], name=name, version=version
         )
@@ -36,7 +38,7 @@ def test_version_sort_is_natural() -> None:
 
 def test_resolve_forms(repo: Path) -> None:
     assert resolve_model_dir(None, repo=repo) == repo / "scene" / "10"
-    assert resolve_model_dir(None, repo=repo, role="speaker") == repo / "speaker" / "1.0"
+    assert resolve_model_dir(None, repo=repo, role=Role.SPEAKER) == repo / "speaker-embed" / "1.0"
     assert resolve_model_dir("scene", repo=repo) == repo / "scene" / "10"
     assert resolve_model_dir("scene/9", repo=repo) == repo / "scene" / "9"
     assert resolve_model_dir(repo / "scene" / "2", repo=repo) == repo / "scene" / "2"
@@ -46,14 +48,22 @@ def test_resolve_forms(repo: Path) -> None:
 
 
 def test_list_models(repo: Path) -> None:
-    assert list_models(repo) == {"scene": ["2", "9", "10"], "speaker": ["1.0"]}
+    assert list_models(repo) == {"scene": ["2", "9", "10"], "speaker-embed": ["1.0"]}
 
 
 def test_unknown_reference_lists_inventory(repo: Path) -> None:
-    with pytest.raises(ModelError, match=r"'music'.*scene \(2, 9, 10\), speaker \(1\.0\)"):
+    with pytest.raises(ModelError, match=r"'music'.*scene \(2, 9, 10\), speaker-embed \(1\.0\)"):
         resolve_model_dir("music", repo=repo)
-    with pytest.raises(ModelError, match="default model 'music': no versions"):
-        resolve_model_dir(None, repo=repo, role="music")
+
+
+def test_a_role_without_its_default_model_says_which_model(tmp_path: Path, repo: Path) -> None:
+    """The role is what the model does; the default is a model name in the repository."""
+    for name in DEFAULT_MODELS.values():
+        (repo / name).rename(tmp_path / name)
+    with pytest.raises(ModelError, match="default speaker model 'speaker-embed': no versions"):
+        resolve_model_dir(None, repo=repo, role=Role.SPEAKER)
+    with pytest.raises(ModelError, match="default label model 'scene': no versions"):
+        resolve_model_dir(None, repo=repo)
 
 
 def test_default_repo_is_models_zoo_of_this_checkout() -> None:
