@@ -295,7 +295,7 @@ def _decode_plain(
         stream_id = key.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    version, rate, encoding, channels = constants
+    _, rate, encoding, channels = constants  # the version is WIRE_VERSION here
     frame = AudioFrame(stream_id, seq, rate, encoding, channels, capture_us, eos == b"1", value)
     _check_samples(frame)  # payload checks: the same error the full parser raises
     return frame
