@@ -351,4 +351,3 @@ class WorkerSettings:
 # the names other commands read these settings by
 ENV_TOPIC_PREFIX = spec_of(WorkerSettings, "topic_prefix").env
 ENV_MODEL_REPO = spec_of(WorkerSettings, "model_repo").env
-ENV_MAX_BATCH = spec_of(WorkerSettings, "max_batch").env
