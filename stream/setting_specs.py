@@ -14,7 +14,9 @@ that declaration and the field's type annotation come:
 * parsing: ``int``, ``float``, ``str``, ``Path``, ``X | None`` (an empty variable is
   the default), ``Literal[...]`` (the flag's choices) and ``tuple[X, ...]``
   (comma-separated in the environment, a repeated flag);
-* the help text and the documentation table (``docs/configuration.md``).
+* the help text and the documentation table (``docs/configuration.md``);
+* the range checks (``minimum``, ``above``, ``maximum``), which each class's
+  ``__post_init__`` runs with :func:`check_bounds` before its cross-field checks.
 
 A field whose type is itself a settings dataclass (a policy) is a group: its settings
 are walked as if they were the outer class's, so names are unique across the tree
@@ -52,7 +54,23 @@ class Declaration:
     env: str | None = None
     flag: str | None = None
     default_text: str | None = None
+    minimum: float | None = None
+    above: float | None = None
+    maximum: float | None = None
+    why: str = ""
     external: bool = False
+
+    def bounds_text(self) -> str:
+        """The allowed range as read in the docs (``">= 1"``, ``"> 0"``, ``"in 0..65535"``);
+        empty when there is none."""
+        if self.minimum is not None and self.maximum is not None:
+            return f"in {self.minimum:g}..{self.maximum:g}"
+        parts = [
+            f"{op} {bound:g}"
+            for op, bound in ((">=", self.minimum), (">", self.above), ("<=", self.maximum))
+            if bound is not None
+        ]
+        return " and ".join(parts)
 
 
 def setting(
@@ -63,6 +81,10 @@ def setting(
     env: str | None = None,
     flag: str | None = None,
     default_text: str | None = None,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
+    why: str = "",
 ) -> Any:
     """A dataclass field that is a setting: its default and how it is presented.
 
@@ -81,13 +103,18 @@ def setting(
     default_text : str, optional
         How the default reads when the value alone says little (``None`` is "the
         latest scene model").
+    minimum, above, maximum : float, optional
+        The allowed range (``above`` is exclusive), checked by :func:`check_bounds`;
+        ``None`` as a value is always allowed.
+    why : str
+        Why the range is what it is, added to the error of a value outside it.
 
     Returns
     -------
     Any
         A ``dataclasses.field`` carrying the declaration in its metadata.
     """
-    declared = Declaration(help, unit, env, flag, default_text)
+    declared = Declaration(help, unit, env, flag, default_text, minimum, above, maximum, why)
     return dataclasses.field(default=default, metadata={_KEY: declared})
 
 
@@ -95,6 +122,33 @@ def external(default_factory: Any, *, help: str) -> Any:
     """A field configured by its own ``from_environ`` (the Kafka client), not walked."""
     declared = Declaration(help, external=True)
     return dataclasses.field(default_factory=default_factory, metadata={_KEY: declared})
+
+
+def check_bounds(settings: Any) -> None:
+    """Refuse a field of ``settings`` outside its declared range (nested groups check
+    themselves when they are built).
+
+    Raises
+    ------
+    ConfigError
+        ``max_batch=0 must be >= 1``: the field, its value and the bound.
+    """
+    for field in dataclasses.fields(settings):
+        declared = field.metadata.get(_KEY)
+        value = getattr(settings, field.name)
+        if isinstance(declared, Declaration) and value is not None:
+            _check_range(field.name, value, declared)
+
+
+def _check_range(name: str, value: Any, declared: Declaration) -> None:
+    low, above, high = declared.minimum, declared.above, declared.maximum
+    if (
+        (low is not None and value < low)
+        or (above is not None and value <= above)
+        or (high is not None and value > high)
+    ):
+        why = f" ({declared.why})" if declared.why else ""
+        raise ConfigError(f"{name}={value} must be {declared.bounds_text()}{why}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +166,8 @@ class SettingSpec:
     default, help, unit: from the declaration.
     env, flag: the environment name and the flag (with its dashes).
     default_text: how the default reads in help and docs.
+    minimum, above, maximum: the declared range (``above`` exclusive).
+    bounds: the allowed range or choices as text (``">= 1"``).
     """
 
     name: str
@@ -125,6 +181,10 @@ class SettingSpec:
     env: str
     flag: str
     default_text: str
+    minimum: float | None
+    above: float | None
+    maximum: float | None
+    bounds: str
 
     def parse(self, raw: str) -> Any:
         """The value of environment text ``raw``; a ConfigError names the variable."""
@@ -214,6 +274,10 @@ def _spec(
         env=declared.env or ENV_PREFIX + field.name.upper(),
         flag="--" + (declared.flag or field.name).replace("_", "-"),
         default_text=declared.default_text or _shown(field.default, declared.unit),
+        minimum=declared.minimum,
+        above=declared.above,
+        maximum=declared.maximum,
+        bounds=", ".join(choices) if choices else declared.bounds_text(),
     )
 
 
@@ -352,10 +416,14 @@ def spec_of(cls: type, name: str) -> SettingSpec:
 
 
 def markdown_table(cls: type) -> str:
-    """The documentation table of every setting of ``cls``: flag, variable, default, meaning."""
+    """The documentation table of every setting of ``cls``: flag, variable, default,
+    allowed range, meaning."""
     rows = [
-        "| flag | environment | default | meaning |",
-        "|---|---|---|---|",
-        *(f"| `{s.flag}` | `{s.env}` | {s.default_text} | {s.help} |" for s in specs(cls)),
+        "| flag | environment | default | allowed | meaning |",
+        "|---|---|---|---|---|",
+        *(
+            f"| `{s.flag}` | `{s.env}` | {s.default_text} | {s.bounds} | {s.help} |"
+            for s in specs(cls)
+        ),
     ]
     return "\n".join(rows) + "\n"

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from stream.errors import ConfigError
 from stream.kafka_client import KafkaClientConfig
-from stream.setting_specs import external, from_sources, replaced, setting, spec_of
+from stream.setting_specs import check_bounds, external, from_sources, replaced, setting, spec_of
 
 Device = Literal["cpu", "cuda"]
 
@@ -44,17 +44,14 @@ class SequencingPolicy:
     """
 
     reorder_frames: int = setting(
-        8, unit="frames", help="frames held back waiting for a missing one"
+        8, minimum=0, unit="frames", help="frames held back waiting for a missing one"
     )
     max_gap_frames: int = setting(
-        50, unit="frames", help="longest gap zero-filled; a longer one resets the stream"
+        50, minimum=0, unit="frames", help="longest gap zero-filled; a longer one resets the stream"
     )
 
     def __post_init__(self) -> None:
-        if self.reorder_frames < 0:
-            raise ConfigError(f"reorder_frames={self.reorder_frames} must be >= 0")
-        if self.max_gap_frames < 0:
-            raise ConfigError(f"max_gap_frames={self.max_gap_frames} must be >= 0")
+        check_bounds(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,30 +78,29 @@ class StreamLimits:
     """
 
     max_frame_bytes: int = setting(
-        64 * KIB, unit="bytes", help="payload of one frame at most; larger: dead letter"
+        64 * KIB, minimum=1, unit="bytes", help="payload of one frame at most; larger: dead letter"
     )
     max_frame_ms: float = setting(
-        1000.0, unit="ms", help="audio in one frame at most; longer: dead letter"
+        1000.0, above=0, unit="ms", help="audio in one frame at most; longer: dead letter"
     )
     max_gap_s: float = setting(
-        2.0, unit="s", help="gaps are zero-filled up to this, a longer one resets the stream"
+        2.0,
+        minimum=0,
+        unit="s",
+        help="gaps are zero-filled up to this, a longer one resets the stream",
     )
     max_seq_jump: int = setting(
-        3000, unit="frames", help="a frame further past the stream's highest seq: dead letter"
+        3000,
+        minimum=1,
+        unit="frames",
+        help="a frame further past the stream's highest seq: dead letter",
     )
     max_segment_s: float = setting(
         600.0, unit="s", help="a longer stream is rolled into a new segment (with a summary)"
     )
 
     def __post_init__(self) -> None:
-        if self.max_frame_bytes < 1:
-            raise ConfigError(f"max_frame_bytes={self.max_frame_bytes} must be >= 1")
-        if self.max_frame_ms <= 0:
-            raise ConfigError(f"max_frame_ms={self.max_frame_ms} must be positive")
-        if self.max_gap_s < 0:
-            raise ConfigError(f"max_gap_s={self.max_gap_s} must be >= 0")
-        if self.max_seq_jump < 1:
-            raise ConfigError(f"max_seq_jump={self.max_seq_jump} must be >= 1")
+        check_bounds(self)
         if self.max_segment_s * 1000 < self.max_frame_ms:
             raise ConfigError(
                 f"max_segment_s={self.max_segment_s} is shorter than one frame "
@@ -130,21 +126,19 @@ class PipelinePolicy:
 
     sequencing: SequencingPolicy = field(default_factory=SequencingPolicy)
     idle_timeout_s: float = setting(
-        30.0, unit="s", help="a stream is closed when its partition is stamped this long past it"
+        30.0,
+        above=0,
+        unit="s",
+        help="a stream is closed when its partition is stamped this long past it",
     )
     max_streams: int = setting(
-        10_000, help="open streams per worker; past it the longest-silent one is evicted"
+        10_000, minimum=1, help="open streams per worker; past it the longest-silent one is evicted"
     )
-    top_k: int = setting(3, help="labels listed in each label event")
+    top_k: int = setting(3, minimum=1, help="labels listed in each label event")
     limits: StreamLimits = field(default_factory=StreamLimits)
 
     def __post_init__(self) -> None:
-        if self.idle_timeout_s <= 0:
-            raise ConfigError(f"idle_timeout_s={self.idle_timeout_s} must be positive")
-        if self.max_streams < 1:
-            raise ConfigError(f"max_streams={self.max_streams} must be >= 1")
-        if self.top_k < 1:
-            raise ConfigError(f"top_k={self.top_k} must be >= 1")
+        check_bounds(self)
         limits = self.limits
         if limits.max_seq_jump < self.open_limit:
             raise ConfigError(
@@ -177,19 +171,18 @@ class BatchingPolicy:
         waits (backpressure) instead of memory growing.
     """
 
-    max_batch: int = setting(32, unit="windows", help="windows per inference call at most")
+    max_batch: int = setting(
+        32, minimum=1, unit="windows", help="windows per inference call at most"
+    )
     max_wait_ms: float = setting(
-        20.0, unit="ms", help="a window waits at most this for others to join its batch"
+        20.0, minimum=0, unit="ms", help="a window waits at most this for others to join its batch"
     )
     queue_windows: int = setting(
         256, unit="windows", help="windows waiting for inference at most; then consumption waits"
     )
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1:
-            raise ConfigError(f"max_batch={self.max_batch} must be >= 1")
-        if self.max_wait_ms < 0:
-            raise ConfigError(f"max_wait_ms={self.max_wait_ms} must be >= 0")
+        check_bounds(self)
         if self.queue_windows < self.max_batch:
             raise ConfigError(
                 f"queue_windows={self.queue_windows} must be >= max_batch={self.max_batch}"
@@ -213,21 +206,23 @@ class ControlLimits:
     """
 
     control_max_bytes: int = setting(
-        64 * KIB, unit="bytes", help="a control-topic record at most; larger: refused"
+        64 * KIB, minimum=1, unit="bytes", help="a control-topic record at most; larger: refused"
     )
     registry_max_bytes: int = setting(
-        8 * KIB * KIB, unit="bytes", help="a speaker-registry record at most; larger: refused"
+        8 * KIB * KIB,
+        minimum=1,
+        unit="bytes",
+        help="a speaker-registry record at most; larger: refused",
     )
     max_json_depth: int = setting(
         32,
+        minimum=1,
         env="TYMPAN_JSON_MAX_DEPTH",
         help="nesting of arrays and objects in control and registry records at most",
     )
 
     def __post_init__(self) -> None:
-        for name in ("control_max_bytes", "registry_max_bytes", "max_json_depth"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        check_bounds(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,16 +277,25 @@ class WorkerSettings:
     batching: BatchingPolicy = field(default_factory=BatchingPolicy)
     pipeline: PipelinePolicy = field(default_factory=PipelinePolicy)
     web_host: str = setting("127.0.0.1", help="metrics bind address")
-    web_port: int = setting(6066, help="metrics port; 0 = off")
+    web_port: int = setting(6066, minimum=0, maximum=65535, help="metrics port; 0 = off")
     commit_interval_s: float = setting(
-        1.0, unit="s", help="how often released offsets are committed"
+        1.0, above=0, unit="s", help="how often released offsets are committed"
     )
     session_timeout_s: float = setting(
-        10.0, unit="s", help="a silent worker leaves the consumer group after this"
+        10.0,
+        minimum=6,
+        why="Kafka's default group.min.session.timeout.ms is 6 s",
+        unit="s",
+        help="a silent worker leaves the consumer group after this",
     )
     control_limits: ControlLimits = field(default_factory=ControlLimits)
     dead_letter_max_bytes: int = setting(
-        64 * KIB, unit="bytes", help="payload a dead letter keeps of the rejected record"
+        64 * KIB,
+        minimum=0,
+        maximum=MAX_DEAD_LETTER_BYTES,
+        why="a dead letter must fit a 1 MB request",
+        unit="bytes",
+        help="payload a dead letter keeps of the rejected record",
     )
     trusted_keys: tuple[Path, ...] = setting(
         (),
@@ -302,6 +306,7 @@ class WorkerSettings:
     )
     processes: int | None = setting(
         None,
+        minimum=1,
         default_text="one per core",
         help="worker processes in one consumer group; a dead one is restarted",
     )
@@ -309,24 +314,9 @@ class WorkerSettings:
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"device {self.device!r} is not 'cpu' or 'cuda'")
-        if not 0 <= self.web_port < 65536:
-            raise ConfigError(f"web_port={self.web_port} is outside 0..65535")
-        if self.commit_interval_s <= 0:
-            raise ConfigError(f"commit_interval_s={self.commit_interval_s} must be positive")
-        if self.session_timeout_s < 6:
-            raise ConfigError(
-                f"session_timeout_s={self.session_timeout_s} is below Kafka's default "
-                "group.min.session.timeout.ms (6 s)"
-            )
-        if not 0 <= self.dead_letter_max_bytes <= MAX_DEAD_LETTER_BYTES:
-            raise ConfigError(
-                f"dead_letter_max_bytes={self.dead_letter_max_bytes} is outside "
-                f"0..{MAX_DEAD_LETTER_BYTES} (a dead letter must fit a 1 MB request)"
-            )
+        check_bounds(self)
         if not self.app_id:
             raise ConfigError("app_id is empty; it is the Kafka consumer group")
-        if self.processes is not None and self.processes < 1:
-            raise ConfigError(f"processes={self.processes} must be >= 1")
 
     @classmethod
     def from_environ(

@@ -182,6 +182,23 @@ def test_a_bad_variable_is_a_config_error_naming_it(name: str) -> None:
         WorkerSettings.from_environ({spec.env: "lots"})
 
 
+def _outside(spec: SettingSpec) -> str:
+    """A value just outside the declared range of ``spec``."""
+    if spec.minimum is not None:
+        return str(spec.kind(spec.minimum - 1))
+    if spec.above is not None:
+        return str(spec.kind(spec.above))
+    assert spec.maximum is not None
+    return str(spec.kind(spec.maximum + 1))
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SPECS.items() if s.bounds and not s.choices))
+def test_a_value_outside_its_declared_range_is_refused(name: str) -> None:
+    spec = SPECS[name]
+    with pytest.raises(ConfigError, match=rf"{name}=.* must be .*{spec.env}="):
+        WorkerSettings.from_environ({spec.env: _outside(spec)})
+
+
 def test_a_refused_value_names_where_it_came_from() -> None:
     with pytest.raises(ConfigError, match=r"max_frame_bytes=0 .*TYMPAN_MAX_FRAME_BYTES='0'"):
         WorkerSettings.from_environ({"TYMPAN_MAX_FRAME_BYTES": "0"})
