@@ -197,11 +197,11 @@ class SettingSpec:
 
     def coerce(self, value: Any) -> Any:
         """A flag's value (already typed by argparse, or given by a caller) as the field's."""
-        if self.many:
-            items = value.split(",") if isinstance(value, str) else value
-            return tuple(self._scalar(str(item).strip()) for item in items if str(item).strip())
         try:
-            return self._scalar(value)
+            if not self.many:
+                return self._scalar(value)
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(self._scalar(str(i).strip()) for i in items if str(i).strip())
         except ValueError as exc:
             raise ConfigError(f"{self.flag} {value!r} is not a valid {self.name}: {exc}") from exc
 
@@ -329,8 +329,13 @@ def from_sources(
     ConfigError
         A value that does not parse, or that the classes' validation refuses; the
         message names the variables and flags the values came from.
+    TypeError
+        A flag name that is no setting of ``cls`` (a mistake in the calling code).
     """
     given = {name: value for name, value in flags.items() if value is not None}
+    unknown = sorted(set(flags) - {spec.name for spec in specs(cls)})
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no settings {unknown}")
     sources: dict[str, str] = {}
     return _build(cls, environ, given, sources, fixed)
 

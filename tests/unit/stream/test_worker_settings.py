@@ -213,6 +213,11 @@ def test_a_refused_value_names_where_it_came_from() -> None:
         WorkerSettings.from_environ({"TYMPAN_PROCESSES": "0"})
 
 
+def test_a_flag_that_is_no_setting_is_a_mistake_in_the_caller() -> None:
+    with pytest.raises(TypeError, match="max_bach"):
+        WorkerSettings.from_environ({}, {"max_bach": 4})
+
+
 def test_environment_then_flags() -> None:
     env = {
         "TYMPAN_BROKER": "k1:9092",
