@@ -118,9 +118,10 @@ def setting(
     return dataclasses.field(default=default, metadata={_KEY: declared})
 
 
-def external(default_factory: Any, *, help: str) -> Any:
-    """A field configured by its own ``from_environ`` (the Kafka client), not walked."""
-    declared = Declaration(help, external=True)
+def external(default_factory: Any) -> Any:
+    """A field configured by its own ``from_environ`` (the Kafka client): not walked, its
+    value passed to :func:`from_sources` by the caller."""
+    declared = Declaration(help="", external=True)
     return dataclasses.field(default_factory=default_factory, metadata={_KEY: declared})
 
 

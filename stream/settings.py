@@ -259,9 +259,7 @@ class WorkerSettings:
         supervisor (``stream.worker.supervisor``; ``None``: one per core).
     """
 
-    kafka: KafkaClientConfig = external(
-        KafkaClientConfig, help="TYMPAN_BROKER and TYMPAN_KAFKA_* (docs/kafka.md)"
-    )
+    kafka: KafkaClientConfig = external(KafkaClientConfig)  # TYMPAN_BROKER, TYMPAN_KAFKA_*
     topic_prefix: str = setting("tympan", help="first part of every topic name")
     model: str | None = setting(
         None, default_text="the latest scene model", help="label model: directory or name[/version]"
