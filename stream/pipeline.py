@@ -79,7 +79,7 @@ from stream.features.spec import FeatureSpec
 from stream.features.windows import Window
 from stream.roles import SPEECH_LABEL
 from stream.sequencing import Released, Sequencer
-from stream.settings import SequencingPolicy, StreamLimits
+from stream.settings import PipelinePolicy
 from stream.summary import SpeakerVerdict, SummaryBuilder
 from stream.types import Float32
 from stream.wire import AudioFrame, Encoding, decode_frame
@@ -113,48 +113,6 @@ class Record:
     partition: int
     offset: int
     timestamp_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PipelinePolicy:
-    """The per-worker stream policy.
-
-    Attributes
-    ----------
-    sequencing: reorder window and gap limit.
-    idle_timeout_s: close a stream when a later record of its partition is stamped
-        (Kafka timestamp) more than this after the stream's last record.
-    max_streams: open streams at most; a new stream past it closes the stream
-        that has gone longest without a record (``closed_by="evicted"``).
-    top_k: labels listed in each label event.
-    limits: frame size and duration, gap, sequence jump and segment length bounds.
-    """
-
-    sequencing: SequencingPolicy = field(default_factory=SequencingPolicy)
-    idle_timeout_s: float = 30.0
-    max_streams: int = 10_000
-    top_k: int = 3
-    limits: StreamLimits = field(default_factory=StreamLimits)
-
-    def __post_init__(self) -> None:
-        limits = self.limits
-        if limits.max_seq_jump < self.open_limit:
-            raise ConfigError(
-                f"max_seq_jump={limits.max_seq_jump} is below reorder_frames + 1 = "
-                f"{self.open_limit}"
-            )
-        if limits.max_segment_s * 1000 / limits.max_frame_ms <= self.open_limit:
-            raise ConfigError(
-                f"max_segment_s={limits.max_segment_s} holds no more than reorder_frames + 1 "
-                f"= {self.open_limit} frames of max_frame_ms={limits.max_frame_ms}; a rolled "
-                "segment must start past the opening zone"
-            )
-
-    @property
-    def open_limit(self) -> int:
-        """A stream first seen below this seq starts at seq 0 (its first frames were
-        reordered); at or above it, the segment starts at the frame's own seq."""
-        return self.sequencing.reorder_frames + 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,75 +5,29 @@ below. Nothing else in ``stream/`` reads ``os.environ`` for the worker: leaf mod
 take plain values, so a test builds a :class:`WorkerSettings` and nothing leaks in
 from the shell.
 
-Environment variables (all optional)::
-
-    TYMPAN_BROKER, TYMPAN_KAFKA_*        Kafka bootstrap, SASL/SSL (stream.kafka_client)
-    TYMPAN_TOPIC_PREFIX                  first part of every topic name ("tympan" by default)
-    TYMPAN_MODEL                         model directory or ``name[/version]``
-    TYMPAN_MODEL_REPO                    model repository (``models/zoo``)
-    TYMPAN_SPEAKER_MODEL                 speaker model (optional)
-    TYMPAN_SPEAKER_REGISTRY              speaker registry file (optional)
-    TYMPAN_DEVICE                        "cpu" or "cuda"
-    TYMPAN_APP_ID                        Faust app id = consumer group ("tympan-worker")
-    TYMPAN_DATA_DIR                      Faust data directory
-    TYMPAN_MAX_BATCH, TYMPAN_MAX_WAIT_MS batching
-    TYMPAN_QUEUE_WINDOWS                 bounded inference queue (backpressure)
-    TYMPAN_REORDER_FRAMES, TYMPAN_MAX_GAP_FRAMES, TYMPAN_IDLE_TIMEOUT_S
-    TYMPAN_MAX_STREAMS                   open streams per worker
-    TYMPAN_MAX_FRAME_BYTES, TYMPAN_MAX_FRAME_MS, TYMPAN_MAX_GAP_S,
-    TYMPAN_MAX_SEQ_JUMP, TYMPAN_MAX_SEGMENT_S
-                                         per-stream bounds (StreamLimits)
-    TYMPAN_WEB_HOST, TYMPAN_WEB_PORT     metrics / Faust web server
-    TYMPAN_SESSION_TIMEOUT_S             consumer-group session timeout
-    TYMPAN_CONTROL_MAX_BYTES, TYMPAN_REGISTRY_MAX_BYTES, TYMPAN_JSON_MAX_DEPTH
-                                         bounds on control / speaker-registry records
-    TYMPAN_TRUSTED_KEYS                  publisher public keys (comma-separated files or
-                                         folders of *.pub): only records they signed count
+Each setting is declared once, on its field (``stream.setting_specs.setting``: the
+default, a help line, the unit); the ``tympan worker`` flags, the ``TYMPAN_*`` names,
+:meth:`WorkerSettings.from_environ` and the table in docs/configuration.md are derived
+from those declarations. The Kafka connection (``TYMPAN_BROKER``, ``TYMPAN_KAFKA_*``)
+is read by ``stream.kafka_client``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from stream.errors import ConfigError
 from stream.kafka_client import KafkaClientConfig
+from stream.setting_specs import check_bounds, external, from_sources, replaced, setting, spec_of
 from stream.types import Device
 
-ENV_TOPIC_PREFIX = "TYMPAN_TOPIC_PREFIX"
-ENV_MODEL = "TYMPAN_MODEL"
-ENV_SPEAKER_MODEL = "TYMPAN_SPEAKER_MODEL"
-ENV_MODEL_REPO = "TYMPAN_MODEL_REPO"
-ENV_SPEAKER_REGISTRY = "TYMPAN_SPEAKER_REGISTRY"
-ENV_DEVICE = "TYMPAN_DEVICE"
-ENV_APP_ID = "TYMPAN_APP_ID"
-ENV_DATA_DIR = "TYMPAN_DATA_DIR"
-ENV_MAX_BATCH = "TYMPAN_MAX_BATCH"
-ENV_MAX_WAIT_MS = "TYMPAN_MAX_WAIT_MS"
-ENV_QUEUE_WINDOWS = "TYMPAN_QUEUE_WINDOWS"
-ENV_REORDER_FRAMES = "TYMPAN_REORDER_FRAMES"
-ENV_MAX_GAP_FRAMES = "TYMPAN_MAX_GAP_FRAMES"
-ENV_IDLE_TIMEOUT_S = "TYMPAN_IDLE_TIMEOUT_S"
-ENV_MAX_STREAMS = "TYMPAN_MAX_STREAMS"
-ENV_WEB_HOST = "TYMPAN_WEB_HOST"
-ENV_WEB_PORT = "TYMPAN_WEB_PORT"
-ENV_TOP_K = "TYMPAN_TOP_K"
-ENV_SESSION_TIMEOUT_S = "TYMPAN_SESSION_TIMEOUT_S"
-ENV_TRUSTED_KEYS = "TYMPAN_TRUSTED_KEYS"  # workers: publisher public keys, comma-separated
 ENV_SIGNING_KEY = "TYMPAN_SIGNING_KEY"  # publishers: the private key that signs
-ENV_CONTROL_MAX_BYTES = "TYMPAN_CONTROL_MAX_BYTES"
-ENV_REGISTRY_MAX_BYTES = "TYMPAN_REGISTRY_MAX_BYTES"
-ENV_JSON_MAX_DEPTH = "TYMPAN_JSON_MAX_DEPTH"
-ENV_MAX_FRAME_BYTES = "TYMPAN_MAX_FRAME_BYTES"
-ENV_MAX_FRAME_MS = "TYMPAN_MAX_FRAME_MS"
-ENV_MAX_GAP_S = "TYMPAN_MAX_GAP_S"
-ENV_MAX_SEQ_JUMP = "TYMPAN_MAX_SEQ_JUMP"
-ENV_MAX_SEGMENT_S = "TYMPAN_MAX_SEGMENT_S"
-ENV_DEAD_LETTER_MAX_BYTES = "TYMPAN_DEAD_LETTER_MAX_BYTES"
 # a dead letter holds the payload in base64 (4/3) under the producer's 1 MB request
 MAX_DEAD_LETTER_BYTES = 512 * 1024
+KIB = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,14 +42,15 @@ class SequencingPolicy:
         a longer one resets the stream's feature state.
     """
 
-    reorder_frames: int = 8
-    max_gap_frames: int = 50
+    reorder_frames: int = setting(
+        8, minimum=0, unit="frames", help="frames held back waiting for a missing one"
+    )
+    max_gap_frames: int = setting(
+        50, minimum=0, unit="frames", help="longest gap zero-filled; a longer one resets the stream"
+    )
 
     def __post_init__(self) -> None:
-        if self.reorder_frames < 0:
-            raise ConfigError(f"reorder_frames={self.reorder_frames} must be >= 0")
-        if self.max_gap_frames < 0:
-            raise ConfigError(f"max_gap_frames={self.max_gap_frames} must be >= 0")
+        check_bounds(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,26 +76,86 @@ class StreamLimits:
         stream goes on as a new segment, so its partition's commit moves on.
     """
 
-    max_frame_bytes: int = 64 * 1024
-    max_frame_ms: float = 1000.0
-    max_gap_s: float = 2.0
-    max_seq_jump: int = 3000
-    max_segment_s: float = 600.0
+    max_frame_bytes: int = setting(
+        64 * KIB, minimum=1, unit="bytes", help="payload of one frame at most; larger: dead letter"
+    )
+    max_frame_ms: float = setting(
+        1000.0, above=0, unit="ms", help="audio in one frame at most; longer: dead letter"
+    )
+    max_gap_s: float = setting(
+        2.0,
+        minimum=0,
+        unit="s",
+        help="gaps are zero-filled up to this, a longer one resets the stream",
+    )
+    max_seq_jump: int = setting(
+        3000,
+        minimum=1,
+        unit="frames",
+        help="a frame further past the stream's highest seq: dead letter",
+    )
+    max_segment_s: float = setting(
+        600.0, unit="s", help="a longer stream is rolled into a new segment (with a summary)"
+    )
 
     def __post_init__(self) -> None:
-        if self.max_frame_bytes < 1:
-            raise ConfigError(f"max_frame_bytes={self.max_frame_bytes} must be >= 1")
-        if self.max_frame_ms <= 0:
-            raise ConfigError(f"max_frame_ms={self.max_frame_ms} must be positive")
-        if self.max_gap_s < 0:
-            raise ConfigError(f"max_gap_s={self.max_gap_s} must be >= 0")
-        if self.max_seq_jump < 1:
-            raise ConfigError(f"max_seq_jump={self.max_seq_jump} must be >= 1")
+        check_bounds(self)
         if self.max_segment_s * 1000 < self.max_frame_ms:
             raise ConfigError(
                 f"max_segment_s={self.max_segment_s} is shorter than one frame "
                 f"(max_frame_ms={self.max_frame_ms})"
             )
+
+
+@dataclass(frozen=True, slots=True)
+class PipelinePolicy:
+    """The per-worker stream policy.
+
+    Attributes
+    ----------
+    sequencing: reorder window and gap limit.
+    idle_timeout_s: close a stream when a later record of its partition is stamped
+        (Kafka timestamp) more than this after the stream's last record.
+    max_streams: open streams at most; a new stream past it closes the stream
+        that has gone longest without a record (``closed_by="evicted"``, see
+        docs/delivery.md).
+    top_k: labels listed in each label event.
+    limits: frame size and duration, gap, sequence jump and segment length bounds.
+    """
+
+    sequencing: SequencingPolicy = field(default_factory=SequencingPolicy)
+    idle_timeout_s: float = setting(
+        30.0,
+        above=0,
+        unit="s",
+        help="a stream is closed when its partition is stamped this long past it",
+    )
+    max_streams: int = setting(
+        10_000, minimum=1, help="open streams per worker; past it the longest-silent one is evicted"
+    )
+    top_k: int = setting(3, minimum=1, help="labels listed in each label event")
+    limits: StreamLimits = field(default_factory=StreamLimits)
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        limits = self.limits
+        if limits.max_seq_jump < self.open_limit:
+            raise ConfigError(
+                f"max_seq_jump={limits.max_seq_jump} is below reorder_frames + 1 = "
+                f"{self.open_limit}"
+            )
+        if limits.max_segment_s * 1000 / limits.max_frame_ms <= self.open_limit:
+            raise ConfigError(
+                f"max_segment_s={limits.max_segment_s} holds no more than reorder_frames + 1 "
+                f"= {self.open_limit} frames of max_frame_ms={limits.max_frame_ms}; a rolled "
+                "segment must start past the opening zone"
+            )
+
+    @property
+    def open_limit(self) -> int:
+        """A stream first seen below this seq starts at seq 0 (its first frames were
+        reordered); at or above it, the segment starts at the frame's own seq."""
+        return self.sequencing.reorder_frames + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,15 +170,18 @@ class BatchingPolicy:
         waits (backpressure) instead of memory growing.
     """
 
-    max_batch: int = 32
-    max_wait_ms: float = 20.0
-    queue_windows: int = 256
+    max_batch: int = setting(
+        32, minimum=1, unit="windows", help="windows per inference call at most"
+    )
+    max_wait_ms: float = setting(
+        20.0, minimum=0, unit="ms", help="a window waits at most this for others to join its batch"
+    )
+    queue_windows: int = setting(
+        256, unit="windows", help="windows waiting for inference at most; then consumption waits"
+    )
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1:
-            raise ConfigError(f"max_batch={self.max_batch} must be >= 1")
-        if self.max_wait_ms < 0:
-            raise ConfigError(f"max_wait_ms={self.max_wait_ms} must be >= 0")
+        check_bounds(self)
         if self.queue_windows < self.max_batch:
             raise ConfigError(
                 f"queue_windows={self.queue_windows} must be >= max_batch={self.max_batch}"
@@ -186,14 +204,24 @@ class ControlLimits:
     max_json_depth: nesting of arrays and objects; real records nest at most 3 deep.
     """
 
-    control_max_bytes: int = 64 * 1024
-    registry_max_bytes: int = 8 * 1024 * 1024
-    max_json_depth: int = 32
+    control_max_bytes: int = setting(
+        64 * KIB, minimum=1, unit="bytes", help="a control-topic record at most; larger: refused"
+    )
+    registry_max_bytes: int = setting(
+        8 * KIB * KIB,
+        minimum=1,
+        unit="bytes",
+        help="a speaker-registry record at most; larger: refused",
+    )
+    max_json_depth: int = setting(
+        32,
+        minimum=1,
+        env="TYMPAN_JSON_MAX_DEPTH",
+        help="nesting of arrays and objects in control and registry records at most",
+    )
 
     def __post_init__(self) -> None:
-        for name in ("control_max_bytes", "registry_max_bytes", "max_json_depth"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        check_bounds(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +230,7 @@ class WorkerSettings:
 
     Attributes
     ----------
-    kafka: bootstrap servers and SASL/SSL.
+    kafka: bootstrap servers and SASL/SSL (``stream.kafka_client``).
     topic_prefix: prepended to every topic name (one cluster, many deployments).
     model: the label model: a model directory, or ``name[/version]`` in
         ``model_repo`` (``None``: the latest ``scene`` model).
@@ -212,15 +240,11 @@ class WorkerSettings:
     device: onnxruntime device.
     app_id: Faust app id, which is also the Kafka consumer group.
     data_dir: Faust's data directory (tables, rocksdb); one per worker process.
-    sequencing, batching: the two policies above.
-    limits: per-stream bounds (:class:`StreamLimits`).
-    idle_timeout_s: a stream is closed (``idle``) when a later record of its partition
-        is stamped (Kafka time) more than this after the stream's last record.
-    max_streams: open streams per worker; a new stream past it closes the
-        longest-silent open one (``closed_by="evicted"``, see docs/delivery.md).
-    top_k: labels listed in each label event's ``top_k``.
+    batching: :class:`BatchingPolicy`.
+    pipeline: the stream policy (:class:`PipelinePolicy`: sequencing, idle close,
+        open streams, top-k, per-stream limits).
     web_host, web_port: where Prometheus metrics are served.
-    commit_interval_s: how often Faust commits acked offsets.
+    commit_interval_s: how often the offsets the ledger released are committed.
     session_timeout_s: a worker silent for this long (killed, frozen) leaves the
         consumer group and its partitions move to the others.
     control_limits: size and depth bounds on control and registry records.
@@ -230,52 +254,64 @@ class WorkerSettings:
     trusted_keys: Ed25519 public keys (files, or folders of ``*.pub``) of the
         publishers; with any, unsigned or badly signed model announcements and
         enrollments are refused (``stream.signing``, docs/security.md).
+    processes: worker processes the command runs in one consumer group, under a
+        supervisor (``stream.worker.supervisor``; ``None``: one per core).
     """
 
-    kafka: KafkaClientConfig = field(default_factory=KafkaClientConfig)
-    topic_prefix: str = "tympan"
-    model: str | None = None
-    speaker_model: str | None = None
-    model_repo: Path | None = None
-    speaker_registry: Path | None = None
-    device: Device = "cpu"
-    app_id: str = "tympan-worker"
-    data_dir: Path = Path("/tmp/tympan-worker")
-    sequencing: SequencingPolicy = field(default_factory=SequencingPolicy)
+    kafka: KafkaClientConfig = external(KafkaClientConfig)  # TYMPAN_BROKER, TYMPAN_KAFKA_*
+    topic_prefix: str = setting("tympan", help="first part of every topic name")
+    model: str | None = setting(
+        None, default_text="the latest scene model", help="label model: directory or name[/version]"
+    )
+    speaker_model: str | None = setting(None, help="speaker model, for speaker events")
+    model_repo: Path | None = setting(
+        None, default_text="models/zoo", help="model repository the model names refer to"
+    )
+    speaker_registry: Path | None = setting(None, help="speaker registry file")
+    device: Device = setting("cpu", help="onnxruntime device")
+    app_id: str = setting("tympan-worker", help="Faust app id = Kafka consumer group")
+    data_dir: Path = setting(Path("/tmp/tympan-worker"), help="Faust data directory")
     batching: BatchingPolicy = field(default_factory=BatchingPolicy)
-    limits: StreamLimits = field(default_factory=StreamLimits)
-    idle_timeout_s: float = 30.0
-    max_streams: int = 10_000
-    top_k: int = 3
-    web_host: str = "127.0.0.1"
-    web_port: int = 6066
-    commit_interval_s: float = 1.0
-    session_timeout_s: float = 10.0
+    pipeline: PipelinePolicy = field(default_factory=PipelinePolicy)
+    web_host: str = setting("127.0.0.1", help="metrics bind address")
+    web_port: int = setting(6066, minimum=0, maximum=65535, help="metrics port; 0 = off")
+    commit_interval_s: float = setting(
+        1.0, above=0, unit="s", help="how often released offsets are committed"
+    )
+    session_timeout_s: float = setting(
+        10.0,
+        minimum=6,
+        why="Kafka's default group.min.session.timeout.ms is 6 s",
+        unit="s",
+        help="a silent worker leaves the consumer group after this",
+    )
     control_limits: ControlLimits = field(default_factory=ControlLimits)
-    dead_letter_max_bytes: int = 64 * 1024
-    trusted_keys: tuple[Path, ...] = ()
+    dead_letter_max_bytes: int = setting(
+        64 * KIB,
+        minimum=0,
+        maximum=MAX_DEAD_LETTER_BYTES,
+        why="a dead letter must fit a 1 MB request",
+        unit="bytes",
+        help="payload a dead letter keeps of the rejected record",
+    )
+    trusted_keys: tuple[Path, ...] = setting(
+        (),
+        flag="trusted_key",
+        default_text="none: signatures are not checked",
+        help="publisher public key (file or folder of *.pub; repeat, or comma-separated "
+        "variable): only announcements and enrollments it signed are applied",
+    )
+    processes: int | None = setting(
+        None,
+        minimum=1,
+        default_text="one per core",
+        help="worker processes in one consumer group; a dead one is restarted",
+    )
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"device {self.device!r} is not 'cpu' or 'cuda'")
-        if self.idle_timeout_s <= 0:
-            raise ConfigError(f"idle_timeout_s={self.idle_timeout_s} must be positive")
-        if self.max_streams < 1:
-            raise ConfigError(f"max_streams={self.max_streams} must be >= 1")
-        if self.top_k < 1:
-            raise ConfigError(f"top_k={self.top_k} must be >= 1")
-        if not 0 <= self.web_port < 65536:
-            raise ConfigError(f"web_port={self.web_port} is outside 0..65535")
-        if self.session_timeout_s < 6:
-            raise ConfigError(
-                f"session_timeout_s={self.session_timeout_s} is below Kafka's default "
-                "group.min.session.timeout.ms (6 s)"
-            )
-        if not 0 <= self.dead_letter_max_bytes <= MAX_DEAD_LETTER_BYTES:
-            raise ConfigError(
-                f"dead_letter_max_bytes={self.dead_letter_max_bytes} is outside "
-                f"0..{MAX_DEAD_LETTER_BYTES} (a dead letter must fit a 1 MB request)"
-            )
+        check_bounds(self)
         if not self.app_id:
             raise ConfigError("app_id is empty; it is the Kafka consumer group")
 
@@ -285,84 +321,20 @@ class WorkerSettings:
     ) -> WorkerSettings:
         """Build settings from ``environ`` (``TYMPAN_*``), then apply ``overrides``.
 
-        ``overrides`` holds flag values; ``None`` means "flag not given". Keys are
-        field names of this class, of :class:`BatchingPolicy` / :class:`SequencingPolicy` /
-        :class:`StreamLimits`, or ``broker`` (bootstrap servers).
+        ``overrides`` holds flag values by setting name (``max_batch``, at any depth),
+        or ``broker`` (bootstrap servers); ``None`` means "flag not given".
         """
-        flags = {k: v for k, v in (overrides or {}).items() if v is not None}
-
-        def pick(name: str, env: str, convert: Any, default: Any) -> Any:
-            if name in flags:
-                return convert(flags[name])
-            raw = environ.get(env)
-            if raw in (None, ""):
-                return default
-            try:
-                return convert(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{env}={raw!r} is not a valid {name}: {exc}") from exc
-
-        base = cls()
-        lim = base.limits
-        kafka = KafkaClientConfig.from_environ(environ, bootstrap_servers=flags.get("broker"))
-        return cls(
-            kafka=kafka,
-            topic_prefix=pick("topic_prefix", ENV_TOPIC_PREFIX, str, base.topic_prefix),
-            model=pick("model", ENV_MODEL, str, None),
-            speaker_model=pick("speaker_model", ENV_SPEAKER_MODEL, str, None),
-            model_repo=pick("model_repo", ENV_MODEL_REPO, Path, None),
-            speaker_registry=pick("speaker_registry", ENV_SPEAKER_REGISTRY, Path, None),
-            device=cast(Device, pick("device", ENV_DEVICE, str, base.device)),
-            app_id=pick("app_id", ENV_APP_ID, str, base.app_id),
-            data_dir=pick("data_dir", ENV_DATA_DIR, Path, base.data_dir),
-            sequencing=SequencingPolicy(
-                reorder_frames=pick("reorder_frames", ENV_REORDER_FRAMES, int, 8),
-                max_gap_frames=pick("max_gap_frames", ENV_MAX_GAP_FRAMES, int, 50),
-            ),
-            batching=BatchingPolicy(
-                max_batch=pick("max_batch", ENV_MAX_BATCH, int, 32),
-                max_wait_ms=pick("max_wait_ms", ENV_MAX_WAIT_MS, float, 20.0),
-                queue_windows=pick("queue_windows", ENV_QUEUE_WINDOWS, int, 256),
-            ),
-            limits=StreamLimits(
-                max_frame_bytes=pick(
-                    "max_frame_bytes", ENV_MAX_FRAME_BYTES, int, lim.max_frame_bytes
-                ),
-                max_frame_ms=pick("max_frame_ms", ENV_MAX_FRAME_MS, float, lim.max_frame_ms),
-                max_gap_s=pick("max_gap_s", ENV_MAX_GAP_S, float, lim.max_gap_s),
-                max_seq_jump=pick("max_seq_jump", ENV_MAX_SEQ_JUMP, int, lim.max_seq_jump),
-                max_segment_s=pick("max_segment_s", ENV_MAX_SEGMENT_S, float, lim.max_segment_s),
-            ),
-            idle_timeout_s=pick("idle_timeout_s", ENV_IDLE_TIMEOUT_S, float, base.idle_timeout_s),
-            max_streams=pick("max_streams", ENV_MAX_STREAMS, int, base.max_streams),
-            top_k=pick("top_k", ENV_TOP_K, int, base.top_k),
-            web_host=pick("web_host", ENV_WEB_HOST, str, base.web_host),
-            web_port=pick("web_port", ENV_WEB_PORT, int, base.web_port),
-            session_timeout_s=pick(
-                "session_timeout_s", ENV_SESSION_TIMEOUT_S, float, base.session_timeout_s
-            ),
-            control_limits=ControlLimits(
-                control_max_bytes=pick("control_max_bytes", ENV_CONTROL_MAX_BYTES, int, 64 * 1024),
-                registry_max_bytes=pick(
-                    "registry_max_bytes", ENV_REGISTRY_MAX_BYTES, int, 8 * 1024 * 1024
-                ),
-                max_json_depth=pick("max_json_depth", ENV_JSON_MAX_DEPTH, int, 32),
-            ),
-            dead_letter_max_bytes=pick(
-                "dead_letter_max_bytes",
-                ENV_DEAD_LETTER_MAX_BYTES,
-                int,
-                base.dead_letter_max_bytes,
-            ),
-            trusted_keys=pick("trusted_keys", ENV_TRUSTED_KEYS, _paths, ()),
-        )
+        flags = dict(overrides or {})
+        kafka = KafkaClientConfig.from_environ(environ, bootstrap_servers=flags.pop("broker", None))
+        settings: WorkerSettings = from_sources(cls, environ, flags, kafka=kafka)
+        return settings
 
     def with_changes(self, **changes: Any) -> WorkerSettings:
-        """A copy with some fields replaced (tests, the CLI)."""
-        return replace(self, **changes)
+        """A copy with some settings replaced, by name at any depth (tests, the CLI)."""
+        settings: WorkerSettings = replaced(self, **changes)
+        return settings
 
 
-def _paths(value: str | Any) -> tuple[Path, ...]:
-    """A comma-separated list of paths (environment), or a list of them (flags)."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return tuple(Path(str(item).strip()) for item in items if str(item).strip())
+# the names other commands read these settings by
+ENV_TOPIC_PREFIX = spec_of(WorkerSettings, "topic_prefix").env
+ENV_MODEL_REPO = spec_of(WorkerSettings, "model_repo").env

@@ -19,12 +19,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stream.errors import ConfigError, ContractError
+from stream.errors import ContractError
 from stream.kafka_client import KafkaClientConfig
 from stream.roles import Role
-from stream.settings import ENV_MAX_BATCH, ENV_MODEL_REPO, ENV_TOPIC_PREFIX, BatchingPolicy
+from stream.setting_specs import from_sources, spec_of
+from stream.settings import ENV_MODEL_REPO, ENV_TOPIC_PREFIX, BatchingPolicy
 from stream.signing import signer_from
 from stream.topics import Topics, require_topics
+
+MAX_BATCH = spec_of(BatchingPolicy, "max_batch")
 
 #: ``--role``: the roles' names, and their control-topic spellings (``scene`` for label).
 ROLE_CHOICES = tuple(dict.fromkeys(s for r in Role for s in (r.name.lower(), r.value)))
@@ -56,7 +59,7 @@ def register(subparsers: Any) -> None:
         dest="max_batch",
         type=int,
         help="the workers' largest inference batch, validated besides 1 "
-        f"({ENV_MAX_BATCH}; {BatchingPolicy().max_batch})",
+        f"({MAX_BATCH.env}; default: {MAX_BATCH.default_text})",
     )
     publish.add_argument(
         "--signing-key",
@@ -111,12 +114,11 @@ def run_publish(args: argparse.Namespace) -> int:
 
 
 def _max_batch(args: argparse.Namespace) -> int:
-    """``--max-batch``, else ``TYMPAN_MAX_BATCH``, else the worker's default."""
-    raw = args.max_batch if args.max_batch is not None else os.environ.get(ENV_MAX_BATCH)
-    try:
-        return BatchingPolicy(max_batch=int(raw)).max_batch if raw else BatchingPolicy().max_batch
-    except ValueError as exc:
-        raise ConfigError(f"--max-batch / {ENV_MAX_BATCH}={raw!r} is not an integer") from exc
+    """``--max-batch``, else ``TYMPAN_MAX_BATCH``, else the worker's default: read as the
+    worker reads its batching settings, so both validate the same batch size."""
+    flags = {MAX_BATCH.name: args.max_batch}
+    batching: BatchingPolicy = from_sources(BatchingPolicy, os.environ, flags)
+    return batching.max_batch
 
 
 def run_active(args: argparse.Namespace) -> int:

@@ -22,6 +22,8 @@ import sys
 from typing import Any
 
 from stream.errors import ContractError
+from stream.setting_specs import SettingSpec, specs
+from stream.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -33,60 +35,10 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", help="label model: directory or name[/version] (default: scene)")
-    parser.add_argument("--speaker-model", dest="speaker_model", help="speaker model (optional)")
-    parser.add_argument("--speaker-registry", dest="speaker_registry", help="speaker registry file")
-    parser.add_argument("--model-repo", dest="model_repo", help="model repository (models/zoo)")
     parser.add_argument("--broker", help="bootstrap servers host:port[,...] (TYMPAN_BROKER)")
-    parser.add_argument("--topic-prefix", dest="topic_prefix", help="topic prefix (tympan)")
-    parser.add_argument("--app-id", dest="app_id", help="Faust app id = consumer group")
-    parser.add_argument("--data-dir", dest="data_dir", help="Faust data directory")
-    parser.add_argument("--device", choices=("cpu", "cuda"), help="onnxruntime device")
-    parser.add_argument("--max-batch", dest="max_batch", type=int, help="windows per batch")
-    parser.add_argument("--max-wait-ms", dest="max_wait_ms", type=float, help="batch wait budget")
-    parser.add_argument("--queue-windows", dest="queue_windows", type=int, help="queue bound")
-    parser.add_argument("--reorder-frames", dest="reorder_frames", type=int)
-    parser.add_argument("--max-gap-frames", dest="max_gap_frames", type=int)
-    parser.add_argument("--idle-timeout-s", dest="idle_timeout_s", type=float)
-    parser.add_argument("--max-streams", dest="max_streams", type=int)
-    parser.add_argument(
-        "--max-frame-bytes", dest="max_frame_bytes", type=int, help="larger frames: dead letter"
-    )
-    parser.add_argument(
-        "--max-frame-ms", dest="max_frame_ms", type=float, help="longer frames: dead letter"
-    )
-    parser.add_argument(
-        "--max-gap-s", dest="max_gap_s", type=float, help="zero-fill gaps up to this, else reset"
-    )
-    parser.add_argument(
-        "--max-seq-jump", dest="max_seq_jump", type=int, help="larger seq jumps: dead letter"
-    )
-    parser.add_argument(
-        "--max-segment-s", dest="max_segment_s", type=float, help="roll longer streams"
-    )
-    parser.add_argument("--top-k", dest="top_k", type=int)
-    parser.add_argument(
-        "--dead-letter-max-bytes",
-        dest="dead_letter_max_bytes",
-        type=int,
-        help="payload bytes a dead letter keeps (65536; TYMPAN_DEAD_LETTER_MAX_BYTES)",
-    )
-    parser.add_argument("--web-host", dest="web_host", help="metrics bind address (127.0.0.1)")
-    parser.add_argument("--web-port", dest="web_port", type=int, help="metrics port; 0 = off")
-    parser.add_argument(
-        "--processes",
-        type=int,
-        help="worker processes in one consumer group (TYMPAN_PROCESSES; default: one per core)",
-    )
+    for spec in specs(WorkerSettings):
+        parser.add_argument(spec.flag, **_argument(spec))
     parser.add_argument("--loglevel", default="info", help="Faust worker log level")
-    parser.add_argument(
-        "--trusted-key",
-        dest="trusted_keys",
-        action="append",
-        metavar="PUB",
-        help="publisher public key (file or folder of *.pub; repeat): only announcements "
-        "and enrollments it signed are applied (TYMPAN_TRUSTED_KEYS)",
-    )
     parser.add_argument(
         "--no-create-topics",
         dest="create_topics",
@@ -96,49 +48,34 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-_SETTING_FLAGS = (
-    "model",
-    "speaker_model",
-    "speaker_registry",
-    "model_repo",
-    "broker",
-    "topic_prefix",
-    "app_id",
-    "data_dir",
-    "device",
-    "max_batch",
-    "max_wait_ms",
-    "queue_windows",
-    "reorder_frames",
-    "max_gap_frames",
-    "idle_timeout_s",
-    "max_streams",
-    "max_frame_bytes",
-    "max_frame_ms",
-    "max_gap_s",
-    "max_seq_jump",
-    "max_segment_s",
-    "top_k",
-    "dead_letter_max_bytes",
-    "web_host",
-    "web_port",
-    "trusted_keys",
-)
+def _argument(spec: SettingSpec) -> dict[str, Any]:
+    """argparse's keywords for one declared setting: typed, its help from the declaration."""
+    keywords: dict[str, Any] = {
+        "dest": spec.name,
+        "type": spec.kind,
+        "help": spec.help_text().replace("%", "%%"),
+    }
+    if spec.many:
+        keywords.update(action="append", metavar=spec.name.removesuffix("s").upper())
+    if spec.choices is not None:
+        keywords["choices"] = spec.choices
+    return keywords
 
 
-ENV_PROCESSES = "TYMPAN_PROCESSES"
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags, by name (``None``: not given)."""
+    given = {spec.name: getattr(args, spec.name) for spec in specs(WorkerSettings)}
+    return {"broker": args.broker, **given}
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream.settings import WorkerSettings
     from stream.topics import Topics, ensure_topics
     from stream.worker.build import build_worker
+    from stream.worker.supervisor import default_processes
 
     try:
-        settings = WorkerSettings.from_environ(
-            os.environ, {name: getattr(args, name) for name in _SETTING_FLAGS}
-        )
-        processes = _processes(args.processes, os.environ.get(ENV_PROCESSES))
+        settings = WorkerSettings.from_environ(os.environ, _flags(args))
+        processes = settings.processes or default_processes()
         if args.create_topics:
             topics = Topics().with_prefix(settings.topic_prefix)
             asyncio.run(ensure_topics(settings.kafka, topics))
@@ -172,21 +109,6 @@ def _exit_code(worker: Any, code: int) -> int:
     return code
 
 
-def _processes(flag: int | None, env: str | None) -> int:
-    from stream.errors import ConfigError
-    from stream.worker.supervisor import default_processes
-
-    if flag is None and env:
-        try:
-            flag = int(env)
-        except ValueError as exc:
-            raise ConfigError(f"{ENV_PROCESSES}={env!r} is not a number of processes") from exc
-    count = default_processes() if flag is None else flag
-    if count < 1:
-        raise ConfigError(f"--processes {count} must be >= 1")
-    return count
-
-
 def _supervise(args: argparse.Namespace, settings: Any, processes: int) -> int:
     """Run ``processes`` single-process workers with the same flags (topics already
     exist), each with its own data directory and metrics port."""
@@ -194,10 +116,12 @@ def _supervise(args: argparse.Namespace, settings: Any, processes: int) -> int:
     from stream.worker.supervisor import Supervisor, child_command
 
     base = ["-v"] * getattr(args, "verbose", 0) + ["worker"]
-    for name in _SETTING_FLAGS:
-        value = getattr(args, name)
-        if value is not None:
-            base += [f"--{name.replace('_', '-')}", str(value)]
+    if args.broker is not None:
+        base += ["--broker", args.broker]
+    for spec in specs(WorkerSettings):
+        value = getattr(args, spec.name)
+        if value is not None and spec.name not in ("processes", "web_port", "data_dir"):
+            base += spec.argv(value)
     base += ["--loglevel", args.loglevel, "--no-create-topics", "--processes", "1"]
     commands = []
     for index in range(processes):

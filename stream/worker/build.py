@@ -43,7 +43,7 @@ from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.inference.repository import resolve_model_dir
 from stream.inference.session import OnnxModel
-from stream.pipeline import Pipeline, PipelinePolicy, check_aligned
+from stream.pipeline import Pipeline, check_aligned
 from stream.roles import Role
 from stream.settings import WorkerSettings
 from stream.signing import Verifier
@@ -204,13 +204,7 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
         ModelRef(model.manifest.name, model.manifest.version),
         model.labels,
         FeatureBank(spec),
-        PipelinePolicy(
-            sequencing=settings.sequencing,
-            idle_timeout_s=settings.idle_timeout_s,
-            max_streams=settings.max_streams,
-            top_k=settings.top_k,
-            limits=settings.limits,
-        ),
+        settings.pipeline,
         aux_frontend=FeatureBank(aux_spec) if aux_spec is not None else None,
         thresholds=model.manifest.thresholds,
     )
@@ -369,8 +363,9 @@ def _faust_settings(settings: WorkerSettings) -> dict[str, Any]:
         "producer_linger": PRODUCER_LINGER_S,
         "producer_max_batch_size": PRODUCER_MAX_BATCH_BYTES,
         "web_enabled": settings.web_port != 0,
-        "web_port": settings.web_port or 6066,
         "web_bind": settings.web_host,
         "web_host": settings.web_host,
         "store": "memory://",
+        # web_port 0 turns the web server off; Faust keeps its own port then
+        **({"web_port": settings.web_port} if settings.web_port else {}),
     }

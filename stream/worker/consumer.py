@@ -64,8 +64,8 @@ class ConsumerPlan:
     kafka: KafkaClientConfig
     topic: str
     group_id: str
-    session_timeout_s: float = 10.0
-    commit_interval_s: float = 1.0
+    session_timeout_s: float  # no defaults here: WorkerSettings holds them
+    commit_interval_s: float
     expire_interval_s: float = 1.0
     max_poll_records: int = 1000
     fetch_timeout_ms: int = 100

@@ -149,10 +149,14 @@ def parses(argv: list[str]) -> Any:
 
 
 def known_env_vars() -> set[str]:
-    """``TYMPAN_*`` names the code reads: settings, the Kafka client, the CLI modules."""
+    """``TYMPAN_*`` names the code reads: the worker settings (derived from their
+    declarations), the Kafka client and the CLI modules (written out)."""
+    from stream.setting_specs import specs
+    from stream.settings import WorkerSettings
+
     sources = [REPO / "stream" / "settings.py", REPO / "stream" / "kafka_client.py"]
     sources += sorted((REPO / "stream" / "cli").glob("*.py"))
-    found: set[str] = set()
+    found = {spec.env for spec in specs(WorkerSettings)}
     for source in sources:
         found |= set(re.findall(r"[\"'](TYMPAN_[A-Z0-9_]+)[\"']", source.read_text()))
     return found

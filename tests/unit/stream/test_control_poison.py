@@ -248,6 +248,9 @@ def test_models_publish_validates_at_the_workers_max_batch(
     monkeypatch.setenv("TYMPAN_MAX_BATCH", "16")
     assert main(args) == 2
     assert "batch sizes [1, 16]" in capsys.readouterr().err
+    monkeypatch.setenv("TYMPAN_MAX_BATCH", "lots")
+    assert main(args) == 2
+    assert "TYMPAN_MAX_BATCH='lots'" in capsys.readouterr().err  # read as the worker reads it
 
 
 def test_models_publish_refuses_a_model_outside_the_repository(
