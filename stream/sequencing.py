@@ -122,6 +122,12 @@ class Sequencer(Generic[T]):
         SequenceError
             ``late_frame``, ``after_eos`` or ``bad_seq`` (see module docstring).
         """
+        if seq == self.next_seq and not eos and not self._held and self.eos_seq is None:
+            # in order, nothing waiting: what nearly every frame is (no check can fail)
+            self.next_seq = seq + 1
+            self._highest = max(self._highest, seq)
+            self.counts.frames += 1
+            return [Released(seq=seq, item=item, gap_frames=0, reset=False, eos=False)]
         late_eos = eos and self.first_seq <= seq < self.next_seq
         if late_eos and (self.eos_seq is None or seq <= self.eos_seq):
             return self._late_eos()

@@ -18,6 +18,7 @@ from stream.types import Float32
 from stream.wire.frame import Encoding
 
 _INT16_SCALE = 32768.0
+_INT16_STEP = np.float32(1.0 / _INT16_SCALE)
 _MULAW_FLOAT = (g711.MULAW_TO_LINEAR / _INT16_SCALE).astype(np.float32)
 _ALAW_FLOAT = (g711.ALAW_TO_LINEAR / _INT16_SCALE).astype(np.float32)
 
@@ -92,7 +93,7 @@ def float32_to_int16(samples: Float32) -> npt.NDArray[np.int16]:
 def _decode(payload: bytes, enc: Encoding) -> Float32:
     if enc is Encoding.PCM_S16LE:
         pcm = np.frombuffer(payload, dtype="<i2")
-        return pcm.astype(np.float32) / np.float32(_INT16_SCALE)
+        return np.multiply(pcm, _INT16_STEP, dtype=np.float32)  # one pass, exact: 2**-15
     if enc is Encoding.PCM_F32LE:
         raw: Float32 = np.frombuffer(payload, dtype="<f4")
         _check_finite(raw)
@@ -113,6 +114,8 @@ def _check_finite(samples: npt.NDArray[np.floating]) -> None:
 
 
 def _encoding(encoding: Encoding | str) -> Encoding:
+    if type(encoding) is Encoding:  # the common case, without the enum lookup
+        return encoding
     try:
         return Encoding(encoding)
     except ValueError:

@@ -358,15 +358,18 @@ class WorkerRuntime:
         rejected: list[RejectedRecord | None] = []
         good: list[int] = []
         invalid: list[WindowJob] = []
-        for i, (probabilities, _, model) in enumerate(outputs):
-            if np.all(np.isfinite(probabilities)):
+        finite = np.isfinite(np.stack([p for p, _, _ in outputs])).all(axis=1) if outputs else []
+        for i, ok in enumerate(finite):
+            if ok:
                 good.append(i)
                 continue
+            probabilities, _, model = outputs[i]
             invalid.append(jobs[i])
             rejected.append(self._invalid_output(jobs[i], probabilities, model))
-        self.pipeline.skip(invalid)
-        jobs = [jobs[i] for i in good]
-        outputs = [outputs[i] for i in good]
+        if invalid:
+            self.pipeline.skip(invalid)
+            jobs = [jobs[i] for i in good]
+            outputs = [outputs[i] for i in good]
         if not jobs:
             return [], [r for r in rejected if r is not None]
         speakers: dict[str, list[SpeakerEvent]] = {}
