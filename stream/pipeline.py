@@ -202,6 +202,7 @@ class _Stream:
     last_seen_s: float  # clock: only for the quiet-partition fallback
     last_ms: int | None = None  # Kafka timestamp of the last record
     position: int = 0  # samples at spec.sr handed to the frontend (gaps included)
+    frame_samples: int | None = None  # n_samples of the last released frame: a gap's unit
     pending: list[Float32] = field(default_factory=list)  # resampled, not yet pushed
     origin_us: int | None = None  # capture time of segment sample 0
     gaps: list[tuple[int, int]] = field(default_factory=list)  # zero-filled [start, end)
@@ -639,13 +640,17 @@ class Pipeline:
                 lead = (rel.seq - state.sequencer.first_seq) * frame.n_samples / frame.sample_rate
                 state.origin_us = frame.capture_us - round(lead * 1e6)
                 state.key = segment_key(state.stream_id, rel.seq)
-            too_long = rel.gap_frames * frame.duration_s > max_gap_s
+            # the missing frames are sized like the stream's previous one (RTP may switch
+            # from 20 to 30 ms frames: the frame after a gap says nothing about the gap)
+            gap_samples = rel.gap_frames * (state.frame_samples or frame.n_samples)
+            state.frame_samples = frame.n_samples
+            too_long = gap_samples / frame.sample_rate > max_gap_s
             if rel.reset or too_long:
                 if not rel.reset:  # the sequencer counts gaps in frames; this one in seconds
                     state.sequencer.counts.resets += 1
-                self._reset(state, rel.gap_frames * frame.n_samples, step)
+                self._reset(state, gap_samples, step)
             elif rel.gap_frames:
-                zeros = np.zeros(rel.gap_frames * frame.n_samples, dtype=np.float32)
+                zeros = np.zeros(gap_samples, dtype=np.float32)
                 start = state.position
                 self._push(state, zeros, step)
                 self._note_gap(state, start, state.position)
