@@ -95,6 +95,9 @@ _TOMBSTONES_KEPT = 100_000
 # at capacity, streams with fewer frames than this are closed first (a flood of
 # one-frame streams), before any stream that has proven to be a real call
 EVICT_UNPROVEN_FRAMES = 4
+# models whose thresholds are kept after a swap: a batch scored by the old one may still
+# complete after it (one swap per batch at most; a few more for swaps in quick succession)
+_MODELS_KEPT = 8
 _SEGMENT_SEP = "\x1e"  # stream id / first seq, inside event-id hashes only
 
 
@@ -202,6 +205,7 @@ class _Stream:
     last_seen_s: float  # clock: only for the quiet-partition fallback
     last_ms: int | None = None  # Kafka timestamp of the last record
     position: int = 0  # samples at spec.sr handed to the frontend (gaps included)
+    frame_samples: int | None = None  # n_samples of the last released frame: a gap's unit
     pending: list[Float32] = field(default_factory=list)  # resampled, not yet pushed
     origin_us: int | None = None  # capture time of segment sample 0
     gaps: list[tuple[int, int]] = field(default_factory=list)  # zero-filled [start, end)
@@ -237,6 +241,8 @@ class Pipeline:
     speakers: speaker tracking (see :meth:`complete_speakers`); ``None``: off.
     thresholds: a multi-label model's per-tag thresholds (its manifest's): label events
         then carry ``tags`` and summaries the track's tags; ``None``: single-label.
+        After a hot swap (:meth:`serve`) each window is thresholded with those of the
+        model that scored it.
     """
 
     def __init__(
@@ -255,12 +261,11 @@ class Pipeline:
         self.spec = spec
         self.model = model
         self.labels = tuple(labels)
-        self.thresholds = None if thresholds is None else tuple(float(t) for t in thresholds)
-        if self.thresholds is not None and len(self.thresholds) != len(self.labels):
-            raise ConfigError(
-                f"{len(self.thresholds)} thresholds for {len(self.labels)} labels of "
-                f"{model.tag}: a multi-label model needs one per label"
-            )
+        self.thresholds = self._checked(model, thresholds)
+        # thresholds of the models that may have scored a window still to complete
+        self._cuts: OrderedDict[ModelRef, tuple[float, ...] | None] = OrderedDict(
+            [(model, self.thresholds)]
+        )
         self.frontend = frontend
         self.aux_frontend = aux_frontend
         if aux_frontend is not None:
@@ -283,6 +288,43 @@ class Pipeline:
         self._speech_column: int | None = None
         if speakers is not None:
             self.track_speakers(speakers)
+
+    def _checked(
+        self, model: ModelRef, thresholds: Sequence[float] | None
+    ) -> tuple[float, ...] | None:
+        cuts = None if thresholds is None else tuple(float(t) for t in thresholds)
+        if cuts is not None and len(cuts) != len(self.labels):
+            raise ConfigError(
+                f"{len(cuts)} thresholds for {len(self.labels)} labels of "
+                f"{model.tag}: a multi-label model needs one per label"
+            )
+        return cuts
+
+    def serve(self, model: ModelRef, thresholds: Sequence[float] | None) -> None:
+        """A hot swap: ``model`` scores from now on, with its manifest's ``thresholds``.
+
+        Segments opened from now on name ``model`` in their summaries. Windows are
+        thresholded with the thresholds of the model :meth:`complete` is told scored
+        them, so a batch the previous model scored keeps its thresholds after the swap.
+
+        Raises
+        ------
+        ConfigError
+            ``thresholds`` do not fit the labels, or the task changes (single-label to
+            multi-label or back): open segments' verdicts could not be folded on
+            (``stream.worker.reload.prepare`` refuses such a model before the swap).
+        """
+        cuts = self._checked(model, thresholds)
+        if (cuts is None) != (self.thresholds is None):
+            raise ConfigError(
+                f"model {model.tag} is {'single' if cuts is None else 'multi'}-label, the "
+                f"serving {self.model.tag} is not: a live swap keeps the task"
+            )
+        self.model, self.thresholds = model, cuts
+        self._cuts[model] = cuts
+        self._cuts.move_to_end(model)
+        while len(self._cuts) > _MODELS_KEPT:
+            self._cuts.popitem(last=False)
 
     def track_speakers(self, stage: SpeakerStage) -> None:
         """Turn speaker tracking on (before the first record: open streams keep none)."""
@@ -639,13 +681,17 @@ class Pipeline:
                 lead = (rel.seq - state.sequencer.first_seq) * frame.n_samples / frame.sample_rate
                 state.origin_us = frame.capture_us - round(lead * 1e6)
                 state.key = segment_key(state.stream_id, rel.seq)
-            too_long = rel.gap_frames * frame.duration_s > max_gap_s
+            # the missing frames are sized like the stream's previous one (RTP may switch
+            # from 20 to 30 ms frames: the frame after a gap says nothing about the gap)
+            gap_samples = rel.gap_frames * (state.frame_samples or frame.n_samples)
+            state.frame_samples = frame.n_samples
+            too_long = gap_samples / frame.sample_rate > max_gap_s
             if rel.reset or too_long:
                 if not rel.reset:  # the sequencer counts gaps in frames; this one in seconds
                     state.sequencer.counts.resets += 1
-                self._reset(state, rel.gap_frames * frame.n_samples, step)
+                self._reset(state, gap_samples, step)
             elif rel.gap_frames:
-                zeros = np.zeros(rel.gap_frames * frame.n_samples, dtype=np.float32)
+                zeros = np.zeros(gap_samples, dtype=np.float32)
                 start = state.position
                 self._push(state, zeros, step)
                 self._note_gap(state, start, state.position)
@@ -859,16 +905,17 @@ class Pipeline:
         """Label events for inferred windows (rows of ``probabilities`` match ``jobs``).
 
         ``model``: the model that really scored them (after a hot swap it may differ
-        from ``self.model``); default ``self.model``. With ``thresholds`` (multi-label)
-        each event carries its ``tags``. Each window's probabilities go to its stream's
-        summary, folded in window order once the stream has no window in flight.
+        from ``self.model``); default ``self.model``. With thresholds (multi-label) each
+        event carries its ``tags``, cut at ``model``'s thresholds (:meth:`serve`). Each
+        window's probabilities go to its stream's summary, with those thresholds, folded
+        in window order once the stream has no window in flight.
         """
         now = self.clock()
         out: list[LabelEvent] = []
         k = self.policy.top_k
         scored_by = model or self.model
         tag = scored_by.tag
-        cuts = self.thresholds
+        cuts = self._cuts.get(scored_by, self.thresholds)
         for job, row in zip(jobs, probabilities, strict=True):
             sid = job.window.stream_id
             scores = row.tolist()
@@ -894,7 +941,7 @@ class Pipeline:
             if state is not None:
                 state.outstanding -= 1
                 span = job.span
-                state.summary.add_window(span.index, span.start_s, span.end_s, scores)
+                state.summary.add_window(span.index, span.start_s, span.end_s, scores, cuts)
                 if state.outstanding == 0:
                     state.summary.settle()
         return out

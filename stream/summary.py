@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from stream.events import ModelRef, SummaryEvent, event_id
 from stream.verdict import VerdictAccumulator
 
+# a window waiting for an earlier one: start_s, end_s, probabilities, thresholds
+_Window = tuple[float, float, tuple[float, ...], tuple[float, ...] | None]
+
 
 @dataclass(frozen=True, slots=True)
 class SpeakerVerdict:
@@ -45,7 +48,8 @@ class SummaryBuilder:
     ----------
     stream_id, model: name the summary event (and key its id).
     labels: one per probability column.
-    thresholds: the manifest's per-tag thresholds for a multi-label model, else ``None``.
+    thresholds: the manifest's per-tag thresholds for a multi-label model, else ``None``
+        (a window may bring those of another model: :meth:`add_window`).
     """
 
     stream_id: str
@@ -53,7 +57,7 @@ class SummaryBuilder:
     labels: tuple[str, ...]
     thresholds: tuple[float, ...] | None = None
     speaker: SpeakerVerdict | None = None
-    pending: dict[int, tuple[float, float, tuple[float, ...]]] = field(default_factory=dict)
+    pending: dict[int, _Window] = field(default_factory=dict)
     accumulator: VerdictAccumulator = field(init=False)
     # what the event id hashes for the stream (``stream.pipeline.segment_key``): a
     # segment of a stream cut by a roll or an idle close has its own summary
@@ -68,25 +72,34 @@ class SummaryBuilder:
         self.accumulator = VerdictAccumulator(self.labels, self.thresholds)
 
     def add_window(
-        self, index: int, start_s: float, end_s: float, probabilities: Sequence[float]
+        self,
+        index: int,
+        start_s: float,
+        end_s: float,
+        probabilities: Sequence[float],
+        thresholds: tuple[float, ...] | None = None,
     ) -> None:
         """A completed window; it counts once per index (a window re-inferred after a
-        feature reset replaces the pending one, and is ignored once folded in)."""
+        feature reset replaces the pending one, and is ignored once folded in).
+
+        ``thresholds``: those of the model that scored it, when a hot swap may have
+        changed them (``VerdictAccumulator.add``); ``None``: the builder's.
+        """
         acc = self.accumulator
         if not self.pending and index == acc.last_index + 1:
-            acc.add(index, start_s, end_s, probabilities)
+            acc.add(index, start_s, end_s, probabilities, thresholds=thresholds)
             return
-        self.pending[index] = (start_s, end_s, tuple(probabilities))
+        self.pending[index] = (start_s, end_s, tuple(probabilities), thresholds)
         while acc.last_index + 1 in self.pending:
-            start_s, end_s, row = self.pending.pop(acc.last_index + 1)
-            acc.add(acc.last_index + 1, start_s, end_s, row)
+            start_s, end_s, row, cuts = self.pending.pop(acc.last_index + 1)
+            acc.add(acc.last_index + 1, start_s, end_s, row, thresholds=cuts)
 
     def settle(self) -> None:
         """Fold the pending windows in, in window order: call it when no window of the
         stream is in flight (every earlier window is then among them)."""
         for index in sorted(self.pending):
-            start_s, end_s, row = self.pending[index]
-            self.accumulator.add(index, start_s, end_s, row)
+            start_s, end_s, row, cuts = self.pending[index]
+            self.accumulator.add(index, start_s, end_s, row, thresholds=cuts)
         self.pending.clear()
 
     def set_speaker(self, verdict: SpeakerVerdict) -> None:

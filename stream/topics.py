@@ -189,7 +189,12 @@ class Topics:
                 self.audio,
                 self.audio_partitions,
                 rf,
-                {"cleanup.policy": "delete", "retention.ms": str(self.audio_retention_ms)},
+                {
+                    "cleanup.policy": "delete",
+                    "retention.ms": str(self.audio_retention_ms),
+                    # the broker stamps frames: idle closes never follow a producer's clock
+                    "message.timestamp.type": "LogAppendTime",
+                },
             ),
             *(
                 TopicSpec(self.of(kind), self._partitions(kind), rf, results)

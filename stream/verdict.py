@@ -12,7 +12,9 @@ order).
 * multi-label models: the **track's tags**, each tag whose aggregated probability
   reaches its manifest threshold, best first, with the share of windows where it was
   active (window probability ≥ threshold) and its segments (runs of consecutive active
-  windows).
+  windows). A stream that a hot swap cut between two models of one label set gets each
+  window thresholded with its own model's thresholds, and its track's tags with those
+  of the model that scored its last window (the one serving now).
 
 Memory per track is the running sums (one float and one count per label) plus the
 segments, never a list of windows, so a long stream costs what its verdict holds.
@@ -120,15 +122,33 @@ class VerdictAccumulator:
     def task(self) -> str:
         return "single" if self.thresholds is None else "multi"
 
-    def add(self, index: int, start_s: float, end_s: float, probabilities: Sequence[float]) -> bool:
+    def add(
+        self,
+        index: int,
+        start_s: float,
+        end_s: float,
+        probabilities: Sequence[float],
+        *,
+        thresholds: tuple[float, ...] | None = None,
+    ) -> bool:
         """Fold in window ``index`` (its ``[n_labels]`` probabilities).
 
         Windows must come in ascending index; a window at or before the last one
         (re-inferred after a feature reset, or redelivered) is ignored and ``False``
         is returned, so every window counts once.
+
+        ``thresholds``: a multi-label track's thresholds from this window on (the
+        model that scored it, after a hot swap); ``None``: unchanged.
+
+        Raises
+        ------
+        ValueError
+            ``thresholds`` for a single-label track, or not one per label.
         """
         if index <= self.last_index:
             return False
+        if thresholds is not None and thresholds is not self.thresholds:
+            self._retarget(thresholds)
         p = np.asarray(probabilities, dtype=np.float64)
         self.windows += 1
         self._sums += p
@@ -140,6 +160,17 @@ class VerdictAccumulator:
             self._extend_tags(index, start_s, end_s, p)
         self.last_index = index
         return True
+
+    def _retarget(self, thresholds: tuple[float, ...]) -> None:
+        """Threshold the next windows (and the track) at ``thresholds``."""
+        if self.thresholds is None or len(thresholds) != len(self.labels):
+            raise ValueError(
+                f"{len(thresholds)} thresholds for a {self.task}-label track of "
+                f"{len(self.labels)} labels: a track keeps its task and needs one per label"
+            )
+        if thresholds != self.thresholds:
+            self._cuts = np.asarray(thresholds, dtype=np.float64)
+        self.thresholds = thresholds
 
     def _extend_timeline(
         self, index: int, start_s: float, end_s: float, best: int, score: float

@@ -267,9 +267,6 @@ def _follow_control(
     with a plain, group-less consumer, since every worker must see every record."""
     from stream.inference.repository import default_repo
 
-    def on_swap(ref: ModelRef) -> None:
-        pipeline.model = ref  # summaries of streams opened from now on name it
-
     follower = ControlFollower(
         settings.kafka,
         topics.control,
@@ -284,7 +281,7 @@ def _follow_control(
             verifier=Verifier.load(settings.trusted_keys),
         ),
         send=send,
-        on_swap=on_swap,
+        on_swap=pipeline.serve,  # new summaries name it, its windows get its thresholds
         refuse={Role.SPEAKER: SPEAKER_SWAP_REFUSED} if settings.speaker_model else None,
     )
 

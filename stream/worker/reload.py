@@ -325,7 +325,8 @@ def prepare(
     ------
     ContractError
         Naming why: manifest digest differs from the record, FeatureSpec differs from
-        the running feature bank's, labels differ, checksum, or the parity gate.
+        the running feature bank's, labels or task (single/multi-label) differ,
+        checksum, or the parity gate.
     """
     model_dir = check_digest(announcement, repo)
     what = f"model {announcement.name}/{announcement.version} at {model_dir}"
@@ -348,6 +349,12 @@ def prepare(
         raise ModelError(
             f"{what}: labels {list(model.labels)} differ from the serving model's "
             f"{list(serving.labels)}; a live swap keeps the label set: restart the workers"
+        )
+    task, serving_task = model.manifest.task, serving.manifest.task
+    if task != serving_task:  # open streams' verdicts cannot switch aggregation midway
+        raise ModelError(
+            f"{what}: a {task}-label model cannot replace the serving {serving_task}-label "
+            "one; a live swap keeps the task (thresholds may change): restart the workers"
         )
     return model
 
@@ -626,8 +633,10 @@ class ControlFollower:
     worker, app_id: who reports the outcome (status key ``status/<worker>/<role>``).
     send: ``await send(topic, key, value)`` (the worker's producer) for status and
         ``last-good/<role>`` records; ``None``: statuses are only logged.
-    on_swap: called on the event loop with the new ref after a swap (e.g. so that new
-        streams' summaries name it).
+    on_swap: called on the event loop after a swap with the new model's ref and its
+        manifest's thresholds (``None``: single-label), before the next batch completes:
+        ``Pipeline.serve``, so that new streams' summaries name it and the windows it
+        scores are thresholded with its thresholds.
     refuse: other roles whose announcements this worker cannot apply live, with the
         reason it reports for each (e.g. the speaker model, whose enrollments are
         bound to its version).
@@ -645,7 +654,7 @@ class ControlFollower:
         role: Role = Role.LABEL,
         policy: ReloadPolicy = ReloadPolicy(),
         send: AnySend | None = None,
-        on_swap: Callable[[ModelRef], None] | None = None,
+        on_swap: Callable[[ModelRef, tuple[float, ...] | None], None] | None = None,
         executor: Executor | None = None,
         refuse: Mapping[Role, str] | None = None,
     ) -> None:
@@ -772,7 +781,7 @@ class ControlFollower:
             return await self._report(announcement, "refused", reason)
         old = self.slot.swap(model)
         if self._on_swap is not None:
-            self._on_swap(self.slot.ref)
+            self._on_swap(self.slot.ref, model.manifest.thresholds)
         log.info("swapped %s model %s -> %s", self.role, old.tag, self.slot.ref.tag)
         status = await self._report(announcement, "active", f"replaced {old.tag}")
         await self._remember_good(announcement)

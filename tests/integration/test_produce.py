@@ -198,7 +198,8 @@ def test_realtime_fan_out_reports_send_lag_and_never_sends_early(
     broker: str, topics: Topics, tmp_path: Path
 ) -> None:
     """`--realtime --json`: every frame arrives, none before a live source would have it
-    (the record's CreateTime is not before the chunk's last sample), and the run
+    (the record's Kafka timestamp, the broker's append time, is not before the chunk's
+    last sample), and the run
     reports its send-lag percentiles."""
     sf.write(tmp_path / "call.wav", np.zeros(2400, np.float32), 8000, subtype="PCM_16")
     env = {**os.environ, "TYMPAN_BROKER": broker}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from kafka_helpers import consume_all
 from worker_harness import TYMPAN, WorkerProcess, noise, read_json, tiny_model, wait_for
 
 from stream.kafka_client import KafkaClientConfig
@@ -66,6 +67,10 @@ def test_produce_on_an_empty_broker_gives_a_working_worker(
     for spec in fresh.specs():
         assert infos[spec.name].partitions == spec.partitions
     assert infos[fresh.control].configs["cleanup.policy"] == "compact"
+    # the broker stamps audio records (idle closes follow Kafka time, not a producer's)
+    assert infos[fresh.audio].configs["message.timestamp.type"] == "LogAppendTime"
+    (frame_record, *_) = consume_all(broker, fresh.audio)
+    assert frame_record.timestamp_type == 1  # LogAppendTime (CreateTime is 0)
 
     # The worker checks the topics it finds (no --no-create-topics) and must accept them.
     worker = WorkerProcess(

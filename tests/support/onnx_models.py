@@ -70,6 +70,7 @@ def make_tiny_model_dir(
     task: Literal["single", "multi"] = "single",
     threshold: float | None = None,
     n_outputs: int | None = None,
+    thresholds: Sequence[float] | None = None,
 ) -> Path:
     """Write a valid tiny model directory at ``path`` (created) and return ``path``.
 
@@ -88,6 +89,9 @@ def make_tiny_model_dir(
     n_outputs:
         Width of the probabilities output if it must differ from ``len(labels)`` — a
         deliberately broken model for tests of the labels/output check.
+    thresholds:
+        A multi-label model's manifest thresholds (default 0.5 per tag); they change
+        the model's tags, not its outputs (same golden file).
     """
     if kind != "energy":
         raise ValueError(f"kind={kind!r}: only 'energy' is implemented")
@@ -117,7 +121,11 @@ def make_tiny_model_dir(
         opset=TINY_OPSET,
         model_sha256=sha256_file(path / MODEL_FILE),
         golden_sha256=sha256_file(path / GOLDEN_FILE),
-        thresholds=(0.5,) * len(labels) if task == "multi" else None,
+        thresholds=(
+            (tuple(thresholds) if thresholds is not None else (0.5,) * len(labels))
+            if task == "multi"
+            else None
+        ),
         training={"kind": f"tiny-{kind}", "threshold": t},
         metrics={},
         macs_per_window=None,

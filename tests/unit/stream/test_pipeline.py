@@ -17,6 +17,7 @@ from stream.errors import ConfigError
 from stream.events import LabelEvent, ModelRef, RejectedRecord, SummaryEvent
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
+from stream.features.windows import stack_windows
 from stream.inference.session import OnnxModel
 from stream.pipeline import Pipeline, PipelinePolicy, Record, WindowJob
 from stream.produce import frames_from_array
@@ -363,6 +364,35 @@ def test_a_multi_label_stream_gets_tags_and_the_offline_verdict(tmp_path: Path) 
     assert summary.to_dict()["tags"] == offline.to_dict()["tags"]
     assert summary.dominant_label == offline.dominant_label == "a"
     assert [(t.tag, t.active_share) for t in summary.tags] == [("a", 5 / 9), ("b", 5 / 9)]
+
+
+def test_a_batch_scored_before_a_swap_keeps_its_models_thresholds(tmp_path: Path) -> None:
+    """Windows completed after :meth:`Pipeline.serve` are cut at the thresholds of the
+    model named as their scorer (a batch in flight at the swap keeps the old ones)."""
+    path = make_tiny_model_dir(tmp_path / "tags", spec=SPEC, labels=["a", "b"], task="multi")
+    tagger = OnnxModel.load(path)
+    v1, v2 = ModelRef("tags", "1"), ModelRef("tags", "2")
+    pipeline = Pipeline(
+        SPEC, v1, ("a", "b"), FeatureBank(SPEC), PipelinePolicy(), thresholds=(0.5, 0.5)
+    )
+    jobs: list[WindowJob] = []
+    for record in _records(_frames("t", loud=False)):  # quiet: no tag reaches 0.5
+        jobs += pipeline.accept(record).jobs
+    jobs += pipeline.close_all().jobs
+    x = stack_windows([j.window for j in jobs], SPEC)
+    probabilities = tagger.run(x).probabilities
+    half = len(jobs) // 2
+    pipeline.serve(v2, (0.0, 1.0))  # v2: tag "a" always
+    late_v1 = pipeline.complete(jobs[:half], probabilities[:half], model=v1)
+    by_v2 = pipeline.complete(jobs[half:], probabilities[half:], model=v2)
+    assert [e.tags for e in late_v1] == [()] * half
+    assert [[t for t, _ in e.tags or ()] for e in by_v2] == [["a"]] * (len(jobs) - half)
+    ((_, summary),) = pipeline.take_summaries()
+    assert [(t.tag, t.active_share) for t in summary.tags] == [
+        ("a", (len(jobs) - half) / len(jobs))
+    ]
+    with pytest.raises(ConfigError, match="keeps the task"):
+        pipeline.serve(ModelRef("single", "1"), None)
 
 
 def test_thresholds_must_match_the_labels(model: OnnxModel) -> None:

@@ -159,6 +159,43 @@ def test_a_gap_longer_than_max_gap_s_resets_instead_of_zero_filling(model: OnnxM
     assert not any(e.gap for e in run.labels)  # nothing zero-filled
 
 
+def _switching(sid: str, first_ms: int, then_ms: int, missing: int) -> list[AudioFrame]:
+    """1 s of ``first_ms`` frames, ``missing`` of them lost, then 1 s of ``then_ms``
+    frames (RTP may switch its packet time mid-call), stamped where they belong."""
+    before = _frames(sid, seconds=1.0, chunk_ms=first_ms)
+    after = _frames(sid + "-after", seconds=1.0, chunk_ms=then_ms)
+    resume = len(before) + missing
+    lost_us = missing * first_ms * 1000
+    end_us = before[-1].capture_us + first_ms * 1000 + lost_us
+    return [_with(f, eos=False) for f in before] + [
+        _with(f, stream_id=sid, seq=resume + i, capture_us=end_us + f.capture_us - T0_US)
+        for i, f in enumerate(after)
+    ]
+
+
+def test_a_gap_is_sized_by_the_frames_before_it_not_the_frame_after(model: OnnxModel) -> None:
+    frames = _switching("ptime", first_ms=20, then_ms=30, missing=3)  # 60 ms lost
+    run = _run(_pipeline(model), _records(frames), model)
+    (summary,) = run.summaries
+    assert summary.counts["gaps"] == 1 and summary.counts["gap_frames"] == 3
+    assert summary.duration_s == pytest.approx(2.06, abs=1e-3)  # not 2 s + 3 × 30 ms
+    gap_start, gap_end = 16000, 16000 + 3 * 320
+    for e in run.labels:
+        overlaps = e.span.start_sample < gap_end and gap_start < e.span.end_sample
+        assert e.gap == overlaps, e.span
+
+
+def test_max_gap_s_measures_the_gap_in_the_frames_before_it(model: OnnxModel) -> None:
+    limits = StreamLimits(max_gap_s=1.0)
+    short = _switching("short", first_ms=20, then_ms=200, missing=40)  # 0.8 s lost
+    long = _switching("long", first_ms=200, then_ms=20, missing=6)  # 1.2 s lost
+    run = _run(_pipeline(model, limits=limits), _records([*short, *long]), model)
+    by_stream = {s.stream_id: s for s in run.summaries}
+    assert by_stream["short"].counts["resets"] == 0, "0.8 s is zero-filled, not 40 × 200 ms"
+    assert by_stream["short"].duration_s == pytest.approx(2.8, abs=1e-3)
+    assert by_stream["long"].counts["resets"] == 1, "1.2 s resets, though 6 × 20 ms would not"
+
+
 @settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,10 @@ def test_prepare_refuses_another_feature_spec_and_another_label_set(repo: Path) 
     b = announce(repo / "tiny" / "3", role="scene", repo=repo)
     with pytest.raises(ModelError, match="keeps the label set"):
         prepare(b, repo=repo, serving=_v1(repo))
+    make_tiny_model_dir(repo / "tiny" / "5", spec=SPEC, labels=LABELS, version="5", task="multi")
+    c = announce(repo / "tiny" / "5", role="scene", repo=repo)
+    with pytest.raises(ModelError, match="keeps the task"):  # same labels, other aggregation
+        prepare(c, repo=repo, serving=_v1(repo))
 
 
 def test_a_starting_worker_takes_any_spec_but_still_checks_bytes(repo: Path) -> None:
@@ -182,8 +187,9 @@ class Producer:
         return [value for t, _, value in self.sent if t == topic]
 
 
-def _records(sid: str, seconds: float) -> list[Record]:
-    y = (np.random.default_rng(0).standard_normal(round(seconds * 16000)) * 0.2).astype(np.float32)
+def _records(sid: str, seconds: float, *, loud: bool = True) -> list[Record]:
+    rng = np.random.default_rng(0)
+    y = (rng.standard_normal(round(seconds * 16000)) * (0.2 if loud else 1e-5)).astype(np.float32)
     frames = frames_from_array(y, 16000, stream_id=sid, chunk_ms=20)
     out = []
     for offset, frame in enumerate(frames):
@@ -192,36 +198,48 @@ def _records(sid: str, seconds: float) -> list[Record]:
     return out
 
 
+async def _stream_across_swap(
+    pipeline: Pipeline,
+    slot: ActiveModel,
+    producer: Producer,
+    records: list[Record],
+    swap: Callable[[], Awaitable[None]],
+) -> None:
+    """The first half of ``records`` through a runtime serving ``slot`` (every window
+    completed), then ``swap()``, then the second half, to the summaries."""
+    half = len(records) // 2
+    runtime = WorkerRuntime(
+        pipeline,
+        slot.current()[0],
+        TOPICS,
+        producer.send,
+        lambda *_: None,
+        BatchingPolicy(max_batch=4, max_wait_ms=1),
+        current_model=slot.current,
+    )
+    runtime.start()
+    for r in records[:half]:
+        await runtime.on_record(r)
+    await runtime.flush_inbox()
+    await runtime.batcher.join()
+    await swap()
+    for r in records[half:]:
+        await runtime.on_record(r)
+    await runtime.drain()
+    await runtime.stop()
+
+
 def test_runtime_events_name_the_model_that_scored_them_across_a_swap(repo: Path) -> None:
     v1 = _v1(repo)
     slot = ActiveModel(v1)
     producer = Producer()
     records = _records("call-1", 3.0)
-    half = len(records) // 2
 
-    async def main() -> None:
-        pipeline = Pipeline(SPEC, slot.ref, LABELS, FeatureBank(SPEC), PipelinePolicy())
-        runtime = WorkerRuntime(
-            pipeline,
-            slot.current()[0],
-            TOPICS,
-            producer.send,
-            lambda *_: None,
-            BatchingPolicy(max_batch=4, max_wait_ms=1),
-            current_model=slot.current,
-        )
-        runtime.start()
-        for r in records[:half]:
-            await runtime.on_record(r)
-        await runtime.flush_inbox()
-        await runtime.batcher.join()
+    async def swap() -> None:
         slot.swap(OnnxModel.load(repo / "tiny" / "2"))
-        for r in records[half:]:
-            await runtime.on_record(r)
-        await runtime.drain()
-        await runtime.stop()
 
-    asyncio.run(main())
+    pipeline = Pipeline(SPEC, slot.ref, LABELS, FeatureBank(SPEC), PipelinePolicy())
+    asyncio.run(_stream_across_swap(pipeline, slot, producer, records, swap))
     labels = producer.on(TOPICS.labels)
     indices = [e["window_index"] for e in labels]
     assert indices == list(range(len(labels))), "every window once, none lost"
@@ -231,6 +249,58 @@ def test_runtime_events_name_the_model_that_scored_them_across_a_swap(repo: Path
     for e in labels:  # loud noise: v1 says loud, v2 (threshold out of reach) says quiet
         assert e["label"] == ("loud" if e["model"]["version"] == "1" else "quiet"), e
     assert len({e["event_id"] for e in labels}) == len(labels)
+
+
+def test_after_a_swap_tags_use_the_thresholds_of_the_model_that_scored_the_window(
+    tmp_path: Path,
+) -> None:
+    """A multi-label v2 that differs from v1 by its thresholds only: once the follower
+    swaps it in (wired to the pipeline as the worker wires it), its windows' tags and
+    the summary's tags are cut at v2's thresholds, v1's windows at v1's."""
+    for version, cuts in (("1", (0.5, 0.5)), ("2", (0.0, 0.0))):  # v2: every tag, always
+        make_tiny_model_dir(
+            tmp_path / "tags" / version,
+            spec=SPEC,
+            labels=LABELS,
+            name="tags",
+            version=version,
+            task="multi",
+            thresholds=cuts,
+        )
+    v1 = OnnxModel.load(tmp_path / "tags" / "1")
+    slot = ActiveModel(v1)
+    producer = Producer()
+    records = _records("call-t", 3.0, loud=False)  # v1: no tag reaches 0.5
+    pipeline = Pipeline(
+        SPEC, slot.ref, LABELS, FeatureBank(SPEC), PipelinePolicy(), thresholds=(0.5, 0.5)
+    )
+    follower = ControlFollower(
+        KafkaClientConfig(bootstrap_servers="127.0.0.1:1"),  # never contacted here
+        TOPICS.control,
+        slot,
+        repo=tmp_path,
+        worker="w1",
+        on_swap=pipeline.serve,  # as stream.worker.build wires it
+    )
+    statuses = []
+
+    async def swap() -> None:
+        v2 = announce(tmp_path / "tags" / "2", role="scene", repo=tmp_path)
+        statuses.append(await follower.apply(v2))
+
+    asyncio.run(_stream_across_swap(pipeline, slot, producer, records, swap))
+    assert [s.state for s in statuses] == ["active"]
+    labels = producer.on(TOPICS.labels)
+    versions = [e["model"]["version"] for e in labels]
+    assert "1" in versions and "2" in versions
+    for e in labels:
+        tags = {t["tag"] for t in e["tags"]}
+        assert tags == (set() if e["model"]["version"] == "1" else set(LABELS)), e
+    (summary,) = producer.on(TOPICS.summaries)
+    assert summary["task"] == "multi"
+    v2_share = versions.count("2") / len(versions)
+    assert {t["tag"] for t in summary["tags"]} == set(LABELS)  # v2's thresholds: the last
+    assert [t["active_share"] for t in summary["tags"]] == pytest.approx([v2_share] * 2)
 
 
 # -- the follower ---------------------------------------------------------------------------

@@ -52,6 +52,9 @@ def test_audio_has_eight_partitions_and_bounded_retention() -> None:
     assert audio.configs["cleanup.policy"] == "delete"
     assert int(audio.configs["retention.ms"]) == Topics().audio_retention_ms
     assert not audio.compacted
+    # idle streams close by the records' Kafka time: the broker's, not a producer's
+    assert audio.configs["message.timestamp.type"] == "LogAppendTime"
+    assert audio.new_topic().topic_configs["message.timestamp.type"] == "LogAppendTime"
 
 
 def test_control_and_registry_are_compacted_and_nothing_else() -> None:
