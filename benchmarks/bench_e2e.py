@@ -185,6 +185,7 @@ async def produce_load(
     encoding: str = "pcm_s16le",
     rate: int = SR,
     frame_ms: int = CHUNK_MS,
+    linger_ms: int | None = None,
 ) -> dict[str, Any]:
     """Play ``n_streams`` real-time calls with ``tympan produce``'s engine; return its figures.
 
@@ -224,7 +225,8 @@ async def produce_load(
         started.append(now_us())
         yield from plan_frames(plans, chunk_ms=frame_ms, realtime=True, start_us=started[0])
 
-    tuning = ProducerTuning(linger_ms=2, max_batch_size=1024 * 1024, max_request_size=8 << 20)
+    linger_ms = ProducerTuning().linger_ms if linger_ms is None else linger_ms
+    tuning = ProducerTuning(linger_ms=linger_ms, max_batch_size=1 << 20, max_request_size=8 << 20)
     stats = await produce_frames(broker, topic, frames(), realtime=True, tuning=tuning)
     return {**stats.to_dict(), "first_start_s": started[0] / 1e6 if started else 0.0}
 
@@ -473,6 +475,7 @@ def run_level(
     pids: dict[str, int | None],
     telephony: bool = False,
     frame_ms: int = CHUNK_MS,
+    linger_ms: int | None = None,
 ) -> Level:
     prefix = f"k{k}-{uuid.uuid4().hex[:6]}"
     n_samples = round(duration_s / (frame_ms / 1000)) * SR * frame_ms // 1000
@@ -497,6 +500,7 @@ def run_level(
             prefix,
             *(["mulaw", str(TELEPHONY_SR)] if telephony else ["pcm_s16le", str(SR)]),
             str(frame_ms),
+            "default" if linger_ms is None else str(linger_ms),
             stdout=asyncio.subprocess.PIPE,
             cwd=str(REPO),
         )
@@ -718,6 +722,7 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
                 pids,
                 telephony=args.telephony,
                 frame_ms=args.frame_ms,
+                linger_ms=args.linger_ms,
             )
             levels.append(level)
             print(row(level), flush=True)
@@ -734,6 +739,7 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
         "worker": "tympan worker",
         "streams": "8 kHz mulaw" if args.telephony else "16 kHz pcm_s16le",
         "frame_ms": args.frame_ms,
+        "linger_ms": args.linger_ms,
         "workers": args.workers,
         "log": str(tmp),
     }
@@ -767,8 +773,10 @@ def main(argv: list[str] | None = None) -> int:
         result = pipeline_capacity(Path(argv[1]), int(argv[2]), float(argv[3]))
         print(json.dumps(result), flush=True)
         return 0
-    if argv[:1] == ["_produce"]:  # BROKER TOPIC K DURATION RAMP PREFIX ENCODING RATE FRAME_MS
-        broker, topic, k, duration, ramp, prefix, encoding, rate, frame_ms = argv[1:10]
+    if argv[:1] == [
+        "_produce"
+    ]:  # BROKER TOPIC K DURATION RAMP PREFIX ENCODING RATE FRAME_MS LINGER
+        broker, topic, k, duration, ramp, prefix, encoding, rate, frame_ms, linger = argv[1:11]
         stats = asyncio.run(
             produce_load(
                 broker,
@@ -780,6 +788,7 @@ def main(argv: list[str] | None = None) -> int:
                 encoding,
                 int(rate),
                 int(frame_ms),
+                None if linger == "default" else int(linger),
             )
         )
         print(json.dumps(stats), flush=True)
@@ -806,6 +815,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--frame-ms", type=int, default=CHUNK_MS, help="audio per record (20: an RTP packet)"
+    )
+    parser.add_argument(
+        "--linger-ms", type=int, help="the producer's batching delay (default: tympan produce's)"
     )
     parser.add_argument(
         "--telephony", action="store_true", help="8 kHz G.711 mu-law calls (default 16 kHz PCM)"

@@ -247,6 +247,9 @@ class WorkerSettings:
     commit_interval_s: how often the offsets the ledger released are committed.
     session_timeout_s: a worker silent for this long (killed, frozen) leaves the
         consumer group and its partitions move to the others.
+    max_poll_records: a fetched batch is processed in one synchronous pass (one
+        feature-kernel call); this bounds that pass, and so how long the event loop is
+        away from sending finished events (benchmarks/RESULTS.md).
     control_limits: size and depth bounds on control and registry records.
     dead_letter_max_bytes: a dead letter keeps at most this much of the rejected
         record's payload (the rest stays at the record's topic/partition/offset),
@@ -284,6 +287,12 @@ class WorkerSettings:
         why="Kafka's default group.min.session.timeout.ms is 6 s",
         unit="s",
         help="a silent worker leaves the consumer group after this",
+    )
+    max_poll_records: int = setting(
+        1000,
+        minimum=1,
+        unit="records",
+        help="audio records handed to the pipeline per fetched batch at most",
     )
     control_limits: ControlLimits = field(default_factory=ControlLimits)
     dead_letter_max_bytes: int = setting(

@@ -93,7 +93,8 @@ def float32_to_int16(samples: Float32) -> npt.NDArray[np.int16]:
 def _decode(payload: bytes, enc: Encoding) -> Float32:
     if enc is Encoding.PCM_S16LE:
         pcm = np.frombuffer(payload, dtype="<i2")
-        return np.multiply(pcm, _INT16_STEP, dtype=np.float32)  # one pass, exact: 2**-15
+        scaled: Float32 = np.multiply(pcm, _INT16_STEP, dtype=np.float32)  # one pass, exact
+        return scaled
     if enc is Encoding.PCM_F32LE:
         raw: Float32 = np.frombuffer(payload, dtype="<f4")
         _check_finite(raw)

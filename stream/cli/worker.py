@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     import faust
 
     faust_worker = faust.Worker(worker.app, loglevel=args.loglevel)
+    _freeze_startup_objects()
     try:
         faust_worker.execute_from_commandline()
     except SystemExit as exc:  # how Faust's worker always ends
@@ -96,6 +98,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         code = 0
     return _exit_code(worker, code)
+
+
+def _freeze_startup_objects() -> None:
+    """Move what start-up built (modules, Faust, the model: ~215,000 objects) out of
+    the garbage collector's reach: a full collection then traverses only what the
+    streams allocate. Measured in a worker at 1,000 streams: a full collection paused
+    the event loop 133-212 ms, 6-20 ms once frozen (benchmarks/RESULTS.md). The
+    usual tuning for long-lived Python servers."""
+    gc.collect()
+    gc.freeze()
 
 
 def _exit_code(worker: Any, code: int) -> int:
