@@ -270,8 +270,8 @@ def _decode_plain(
     (``_CONSTANTS``); anything else (attributes, unknown or repeated headers, a
     missing or malformed value) returns ``None`` and :func:`_decode_full` gives the
     frame or the exact :class:`FrameError` (unit tests check that both paths agree
-    on arbitrary and on damaged records). It cut the worker's per-record decoding
-    cost about 4x (benchmarks/RESULTS.md).
+    on arbitrary and on damaged records). It took ~4 µs off each record of the
+    pipeline's accept path (27 -> 23 µs per 20 ms frame, process CPU).
     """
     if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_BYTES:
         return None
