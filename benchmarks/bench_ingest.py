@@ -58,6 +58,7 @@ from stream.ingest.rtp import build_rtcp_bye, build_rtp  # noqa: E402
 from stream.kafka_client import KafkaClientConfig  # noqa: E402
 from stream.topics import Topics, delete_topics, ensure_topics  # noqa: E402
 from stream.wire import decode_frame  # noqa: E402
+from tests.support.ports import free_tcp_port, free_udp_ports  # noqa: E402
 
 PACKET_MS = 20
 PACKET_SAMPLES = 160
@@ -85,31 +86,6 @@ class Result:
     histogram_p99_le_ms: float
     lost: float
     malformed: float
-
-
-def free_udp_ports(n: int) -> int:
-    rng = np.random.default_rng()
-    for _ in range(200):
-        first = int(rng.integers(20000, 60000 - n))
-        socks: list[socket.socket] = []
-        try:
-            for port in range(first, first + n):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {n} consecutive free UDP ports")
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def cpu_s(pid: int) -> float:

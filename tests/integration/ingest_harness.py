@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -39,31 +38,6 @@ def need(command: str, package: str) -> str:
     path = shutil.which(command)
     assert path, f"{command!r} is missing: apt-get install {package} (scripts/setup-system.sh)"
     return path
-
-
-def free_udp_ports(n: int) -> int:
-    """The first of ``n`` consecutive free UDP ports on 127.0.0.1."""
-    for _ in range(200):
-        first = random.randrange(20000, 60000 - n)
-        socks = []
-        try:
-            for port in range(first, first + n):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError(f"no {n} consecutive free UDP ports")
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def call_wav(path: Path, pattern: Sequence[bool], *, seed: int = 0) -> Path:

@@ -28,8 +28,6 @@ from ingest_harness import (
     call_wav,
     classify,
     compare_labels,
-    free_tcp_port,
-    free_udp_ports,
     need,
     scale,
 )
@@ -37,6 +35,7 @@ from worker_harness import WorkerFarm, module_topics, read_json, tiny_model, wai
 
 from stream.ingest.rtp import build_rtcp_bye, build_rtp
 from stream.topics import Topics
+from tests.support.ports import free_tcp_port, free_udp_ports
 
 PATTERN = (True, False) * (6 if scale() == "full" else 2)  # 2 s each, loud first
 N_PORTS = 8

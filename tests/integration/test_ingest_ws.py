@@ -17,13 +17,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from ingest_harness import IngestProcess, call_wav, classify, compare_labels, free_tcp_port
+from ingest_harness import IngestProcess, call_wav, classify, compare_labels
 from worker_harness import WorkerFarm, module_topics, read_json, tiny_model, wait_for
 
 from stream.audio.convert import float32_to_payload
 from stream.audio.files import load_audio
 from stream.topics import Topics
 from stream.wire import Encoding
+from tests.support.ports import free_tcp_port
 
 PATTERN = (False, True, True, False)
 TOKEN = "test-token-0123456789abcdef"
