@@ -9,7 +9,7 @@ import contextlib
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -62,12 +62,30 @@ def _supervise(run: Scenario, wanted: int) -> list[int]:
     return codes
 
 
-def test_broker_stop_and_start_mid_run(
-    private_broker: PrivateBroker, private_topics: Topics, tmp_path: Path
+def _restart(broker: PrivateBroker) -> None:
+    broker.run("down")
+    broker.run("up")
+
+
+def _freeze(broker: PrivateBroker) -> None:
+    broker.signal(signal.SIGSTOP)
+    time.sleep(FREEZE_S)
+    broker.signal(signal.SIGCONT)
+
+
+@pytest.mark.parametrize(
+    ("name", "fault"),
+    [("broker-restart", _restart), ("broker-frozen", _freeze)],
+    ids=["stop-and-start-mid-run", "frozen-past-the-timeouts"],
+)
+def test_broker_fault(
+    name: str,
+    fault: Callable[[PrivateBroker], None],
+    private_broker: PrivateBroker,
+    private_topics: Topics,
+    tmp_path: Path,
 ) -> None:
-    run = Scenario(
-        private_broker.bootstrap, private_topics, tmp_path, N_STREAMS, SECONDS, "broker-restart"
-    )
+    run = Scenario(private_broker.bootstrap, private_topics, tmp_path, N_STREAMS, SECONDS, name)
     assert run.farm is not None and run.monitor is not None
     run.spawn()
     run.spawn()
@@ -77,36 +95,7 @@ def test_broker_stop_and_start_mid_run(
         with run.monitor:
             run.start(feeder)
             feeder.hold()
-            private_broker.run("down")
-            private_broker.run("up")
-            feeder.release()
-            feeder.finish()
-            run.check(timeout_s=300, tick=lambda: exits.extend(_supervise(run, 2)))
-            exits += _supervise(run, 0)
-    finally:
-        run.farm.stop_all()
-    assert all(code != 0 for code in exits), f"a worker exited 0 after a fault: {exits}"
-    print(f"[faults] broker-restart: worker exits {exits}")
-
-
-def test_broker_frozen_past_the_timeouts(
-    private_broker: PrivateBroker, private_topics: Topics, tmp_path: Path
-) -> None:
-    run = Scenario(
-        private_broker.bootstrap, private_topics, tmp_path, N_STREAMS, SECONDS, "broker-frozen"
-    )
-    assert run.farm is not None and run.monitor is not None
-    run.spawn()
-    run.spawn()
-    feeder = run.feeder(slices=6, pause_s=1.5)
-    exits: list[int] = []
-    try:
-        with run.monitor:
-            run.start(feeder)
-            feeder.hold()
-            private_broker.signal(signal.SIGSTOP)
-            time.sleep(FREEZE_S)
-            private_broker.signal(signal.SIGCONT)
+            fault(private_broker)
             feeder.release()
             while feeder.is_alive():
                 exits += _supervise(run, 2)  # a worker that gave up exits non-zero
@@ -117,4 +106,4 @@ def test_broker_frozen_past_the_timeouts(
     finally:
         run.farm.stop_all()
     assert all(code != 0 for code in exits), f"a worker exited 0 after a fault: {exits}"
-    print(f"[faults] broker-frozen {FREEZE_S:.0f} s: worker exits {exits}")
+    print(f"[faults] {name}: worker exits {exits}")
