@@ -206,6 +206,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     ]
     for scope in ("windows", "files"):
         lines += metric_lines(report["task"], scope, report["test"][scope])
+    lines += comparison_lines(report)
     return "\n".join(lines) + "\n"
 
 
@@ -239,6 +240,70 @@ def metric_lines(task: str, scope: str, m: Mapping[str, Any]) -> list[str]:
                 f"| {r['f1']:.3f} | {ap} | {r['support']} |"
             )
     return [*lines, ""]
+
+
+def cost_figures(report: Mapping[str, Any]) -> dict[str, float]:
+    """What one window costs: multiply-adds, parameters and the measured ONNX latency
+    (``report["latency"]``, one entry per batch size, when the zoo measured it)."""
+    out = {"multiply-adds per window": report["macs_per_window"], "parameters": report["params"]}
+    for item in report.get("latency", []):
+        out[f"ONNX ms per window, batch {int(item['batch'])}, 1 thread"] = item["median_ms"]
+    return out
+
+
+def quality_figures(report: Mapping[str, Any]) -> dict[str, float]:
+    """The scalar held-out figures, per window and file, and the window accuracy of
+    every breakdown group (``by_<column>`` sections, e.g. per telephone channel)."""
+    out = {}
+    for scope in ("windows", "files"):
+        for key, value in report["test"][scope].items():
+            if key != "n" and isinstance(value, int | float) and not isinstance(value, bool):
+                out[f"{scope[:-1]} {key.replace('_', ' ')}"] = value
+    for key, groups in report["test"].items():
+        if key.startswith("by_"):
+            for value, group in groups.items():
+                out[f"window accuracy, {key[3:]} {value}"] = group["window_accuracy"]
+    return out
+
+
+def comparison_lines(report: Mapping[str, Any]) -> list[str]:
+    """Markdown section setting this version beside ``report["compared_with"]``.
+
+    Why: a new version of a shipped model is a trade (e.g. fewer multiply-adds for
+    some accuracy); its card and report show both sides on the same held-out files.
+    Costs change by a factor, held-out figures by points (hundredths). Empty when the
+    report has no ``compared_with`` (the first version, or ``tympan train``).
+    """
+    before = report.get("compared_with")
+    if before is None:
+        return []
+    name = f"{report['name']}/{report['version']}"
+    lines = [
+        f"## Compared with {before['model']}",
+        "",
+        f"Same data, seed and held-out files; {before['model']}'s latency measured again "
+        "in the same run, so the two latencies compare.",
+        "",
+        f"| figure | {before['model']} | {name} | change |",
+        "|---|---:|---:|---:|",
+    ]
+    for figure, value in cost_figures(report).items():
+        old = before["cost"].get(figure)
+        change = "" if not old else f"×{value / old:.2f}"
+        lines.append(f"| {figure} | {_figure(old)} | {_figure(value)} | {change} |")
+    for figure, value in quality_figures(report).items():
+        old = before["quality"].get(figure)
+        change = "" if old is None else f"{100 * (value - old):+.1f} points"
+        lines.append(f"| {figure} | {_figure(old)} | {_figure(value)} | {change} |")
+    return [*lines, ""]
+
+
+def _figure(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.3f}"
 
 
 def plot_confusion(path: Path, report: Mapping[str, Any]) -> Path:

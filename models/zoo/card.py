@@ -3,11 +3,14 @@
 The card says what the model is for, where its data came from, what it costs per
 window (multiply-adds, parameters, ONNX file size, measured CPU latency) and how it
 did on held-out files, then what it is known to get wrong. The metric tables are
-the ones in ``report.md``, so the two never disagree.
+the ones in ``report.md``, so the two never disagree. A later version of a model
+is set beside the previous one in the repository (cost, held-out figures), with the
+previous model's latency measured again on the same machine in the same run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -19,11 +22,14 @@ import numpy as np
 
 from models import report as reporting
 from stream.features.spec import FeatureSpec
+from stream.inference.repository import list_versions, version_key
 
 if TYPE_CHECKING:
     from models.train import TrainedModel
 
 CARD_FILE = "MODEL_CARD.md"
+LATENCY_BATCHES = (1, 32)
+"""Batch sizes the card quotes: one window (a lone call), and a worker's full batch."""
 
 
 def measure_latency_ms(
@@ -56,24 +62,44 @@ def measure_latency_ms(
     }
 
 
-def write_card(
-    model_dir: Path,
-    recipe: Mapping[str, Any],
-    trained: TrainedModel,
-    latency: Mapping[str, float],
-) -> Path:
-    """Write ``MODEL_CARD.md`` into ``model_dir`` and return its path."""
+def measure_latencies(model_path: Path, spec: FeatureSpec) -> list[dict[str, float]]:
+    """:func:`measure_latency_ms` at each of :data:`LATENCY_BATCHES`."""
+    return [measure_latency_ms(model_path, spec, batch=batch) for batch in LATENCY_BATCHES]
+
+
+def previous_version(repo: Path, name: str, version: str) -> Path | None:
+    """The newest version of ``name`` in ``repo`` older than ``version``, if any."""
+    older = [v for v in list_versions(repo, name) if version_key(v) < version_key(version)]
+    return repo / name / older[-1] if older else None
+
+
+def baseline(model_dir: Path, spec: FeatureSpec) -> dict[str, Any]:
+    """A shipped version's figures for ``report["compared_with"]``.
+
+    Cost and held-out figures come from its ``report.json``; its latency is measured
+    now, because a figure from another day on a shared machine would not compare.
+    """
+    report = json.loads((model_dir / reporting.REPORT_JSON).read_text())
+    report["latency"] = measure_latencies(model_dir / "model.onnx", spec)
+    return {
+        "model": f"{report['name']}/{report['version']}",
+        "cost": reporting.cost_figures(report),
+        "quality": reporting.quality_figures(report),
+    }
+
+
+def write_card(model_dir: Path, recipe: Mapping[str, Any], trained: TrainedModel) -> Path:
+    """Write ``MODEL_CARD.md`` into ``model_dir`` and return its path.
+
+    The latency rows come from ``trained.report["latency"]``
+    (:func:`measure_latencies`), the comparison from ``trained.report["compared_with"]``.
+    """
     path = model_dir / CARD_FILE
-    path.write_text(render_card(model_dir, recipe, trained, latency))
+    path.write_text(render_card(model_dir, recipe, trained))
     return path
 
 
-def render_card(
-    model_dir: Path,
-    recipe: Mapping[str, Any],
-    trained: TrainedModel,
-    latency: Mapping[str, float],
-) -> str:
+def render_card(model_dir: Path, recipe: Mapping[str, Any], trained: TrainedModel) -> str:
     report, spec = trained.report, trained.spec
     onnx_kib = (model_dir / "model.onnx").stat().st_size / 1024
     lines = [
@@ -107,9 +133,14 @@ def render_card(
         f"| multiply-adds per window | {trained.macs:,} |",
         f"| parameters | {report['params']:,} |",
         f"| model.onnx | {onnx_kib:.0f} KiB |",
-        f"| ONNX latency per window, batch {int(latency['batch'])}, 1 thread (median) "
-        f"| {latency['median_ms']:.2f} ms |",
-        f"| same, 90th percentile | {latency['p90_ms']:.2f} ms |",
+    ]
+    for latency in report["latency"]:
+        lines += [
+            f"| ONNX latency per window, batch {int(latency['batch'])}, 1 thread (median) "
+            f"| {latency['median_ms']:.3f} ms |",
+            f"| same, 90th percentile | {latency['p90_ms']:.3f} ms |",
+        ]
+    lines += [
         "",
         f"Latency measured with onnxruntime on this build machine "
         f"({platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or 'cpu'}), "
@@ -130,11 +161,14 @@ def render_card(
     for split in ("train", "val", "test"):
         lines.append(f"| {split} | {data['files'][split]} | {data['windows'][split]} |")
     training = report["training"]
+    cnn = training["cnn"]
+    blocks = cnn["block_filters"]
     lines += [
         "",
         "## Training",
         "",
-        f"Keras CNN (strided conv stem, 3 × [max-pool → conv 3×3] with 32/64/128 filters, "
+        f"Keras CNN (strided conv stem with {cnn['stem_filters']} filters, {len(blocks)} × "
+        f"[max-pool → conv 3×3] with {'/'.join(map(str, blocks))} filters, "
         f"global average pooling, dense {trained.model.output['embedding'].shape[-1]} "
         f"→ dropout → {'softmax' if trained.task == 'single' else 'sigmoid'}); Adam "
         f"(lr {training['learning_rate']}), batch {training['batch_size']}, "
@@ -149,6 +183,7 @@ def render_card(
     for key, groups in report["test"].items():
         if key.startswith("by_"):
             lines += _breakdown_lines(key[3:], groups)
+    lines += reporting.comparison_lines(report)
     lines += ["## Limitations", ""]
     lines += [f"- {item}" for item in recipe["limitations"]]
     lines += [

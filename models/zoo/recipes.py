@@ -20,7 +20,7 @@ from pathlib import Path
 from models.augment import AugmentConfig
 from models.train import TrainConfig, TrainedModel, save_outputs, train
 from models.zoo import ZOO_DIR
-from models.zoo.card import measure_latency_ms, write_card
+from models.zoo.card import baseline, measure_latencies, previous_version, write_card
 from stream.errors import ContractError
 from stream.features.spec import FeatureSpec
 
@@ -169,7 +169,11 @@ def build(
     rerender: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Render, train, export and document one recipe; returns the model directory."""
+    """Render, train, export and document one recipe; returns the model directory.
+
+    A recipe with an older version in ``repo`` is compared with it (the newest older
+    one) in ``report.json``, ``report.md`` and the card.
+    """
     data = render_corpus(recipe, work_dir, rerender=rerender)
     config = _with(recipe.train, seed=recipe.seed, progress=progress)
     trained = train(
@@ -180,9 +184,12 @@ def build(
         trained.report["test"]["by_" + recipe.breakdown_column] = breakdown(
             trained, data, recipe.breakdown_column
         )
+    trained.report["latency"] = measure_latencies(target / "model.onnx", recipe.spec)
+    previous = previous_version(repo, recipe.name, recipe.version)
+    if previous is not None:
+        trained.report["compared_with"] = baseline(previous, recipe.spec)
     save_outputs(trained, target, keras_file=False)
-    latency = measure_latency_ms(target / "model.onnx", recipe.spec)
-    write_card(target, recipe_card_fields(recipe), trained, latency)
+    write_card(target, recipe_card_fields(recipe), trained)
     return target
 
 

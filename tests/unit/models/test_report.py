@@ -9,11 +9,14 @@ import numpy as np
 
 from models.report import (
     choose_thresholds,
+    comparison_lines,
+    cost_figures,
     evaluate_multi,
     evaluate_single,
     per_file,
     plot_confusion,
     plot_history,
+    quality_figures,
     write_report,
 )
 
@@ -79,3 +82,34 @@ def test_single_label_scores_and_files_are_written(tmp_path: Path) -> None:
     assert plot_confusion(tmp_path / "cm.png", report).stat().st_size > 0
     curves = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8]}
     assert plot_history(tmp_path / "curves.png", curves).stat().st_size > 0
+
+
+def test_a_version_is_set_beside_the_one_it_replaces() -> None:
+    truth = np.eye(2, dtype=np.float32)[[0, 1, 1, 1]]
+    m = evaluate_single(truth, np.eye(2, dtype=np.float32)[[0, 1, 1, 0]], ["x", "y"])
+    old = {
+        "macs_per_window": 4000,
+        "params": 40,
+        "latency": [{"batch": 1.0, "median_ms": 0.2, "p90_ms": 0.3}],
+        "test": {"windows": {**m, "accuracy": 0.8}, "files": m, "by_channel": {}},
+    }
+    new = {
+        "name": "toy",
+        "version": "2",
+        "macs_per_window": 1000,
+        "params": 10,
+        "latency": [{"batch": 1.0, "median_ms": 0.05, "p90_ms": 0.1}],
+        "test": {"windows": m, "files": m, "by_channel": {"phone": {"window_accuracy": 0.5}}},
+        "compared_with": {
+            "model": "toy/1",
+            "cost": cost_figures(old),
+            "quality": quality_figures(old),
+        },
+    }
+    lines = comparison_lines(new)
+    assert lines[0] == "## Compared with toy/1"
+    assert "| multiply-adds per window | 4,000 | 1,000 | ×0.25 |" in lines
+    assert "| ONNX ms per window, batch 1, 1 thread | 0.200 | 0.050 | ×0.25 |" in lines
+    assert "| window accuracy | 0.800 | 0.750 | -5.0 points |" in lines
+    assert "| window accuracy, channel phone | n/a | 0.500 |  |" in lines
+    assert comparison_lines({k: v for k, v in new.items() if k != "compared_with"}) == []
