@@ -3,7 +3,8 @@
 ``models/zoo/<name>/<version>/`` is the default model repository
 (``docs/architecture.md``): ``model.onnx``, ``manifest.json``, ``golden.npz``,
 ``MODEL_CARD.md``, ``report.json``/``report.md`` and the two PNGs. Rebuild with
-``python -m models.zoo build [scene|instruments|all]`` (see :mod:`models.zoo.recipes`).
+``python -m models.zoo build [scene|scene/1|instruments|all]`` (see
+:mod:`models.zoo.recipes`).
 """
 
 from pathlib import Path

@@ -5,40 +5,94 @@ No TensorFlow: this is what a worker checks before serving them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from models.zoo import ZOO_DIR
-from models.zoo.recipes import RECIPES
+from models.zoo.recipes import RECIPES, SCENE, SCENE_V1, SHIPPED, Recipe, find_recipe
+from stream.errors import ContractError
 from stream.features.spec import FeatureSpec
 from stream.inference.golden import GOLDEN_TOLERANCE
+from stream.inference.repository import list_models, resolve_model_dir
 from stream.inference.session import OnnxModel
 
 MAX_MACS_PER_WINDOW = 10_000_000
 MAX_ONNX_BYTES = 1_000_000
+MAX_ACCURACY_LOSS = 0.01
+"""How much held-out window accuracy or macro F1 a new scene version may give up."""
 
 
-@pytest.mark.parametrize("name", sorted(RECIPES))
-def test_shipped_model_loads_and_replays_its_golden_windows(name: str) -> None:
-    recipe = RECIPES[name]
+@pytest.mark.parametrize("recipe", SHIPPED, ids=lambda r: f"{r.name}/{r.version}")
+def test_shipped_model_loads_and_replays_its_golden_windows(recipe: Recipe) -> None:
     model_dir = ZOO_DIR / recipe.name / recipe.version
     model = OnnxModel.load(model_dir, device="cpu", expected_spec=FeatureSpec())
     assert model.parity_check() <= GOLDEN_TOLERANCE
     assert (model_dir / "model.onnx").stat().st_size < MAX_ONNX_BYTES
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert 0 < manifest["macs_per_window"] <= MAX_MACS_PER_WINDOW
+    assert manifest["training"]["cnn"] == json.loads(
+        json.dumps(dataclasses.asdict(recipe.train.cnn))
+    )
     for companion in ("MODEL_CARD.md", "report.json", "report.md", "confusion_matrix.png"):
         assert (model_dir / companion).is_file()
 
 
-def test_scene_model_has_the_call_center_labels() -> None:
-    manifest = json.loads((ZOO_DIR / "scene" / "1" / "manifest.json").read_text())
+def test_every_model_in_the_repository_has_its_recipe() -> None:
+    shipped = {(r.name, r.version) for r in SHIPPED}
+    in_repo = {(name, v) for name, versions in list_models(ZOO_DIR).items() for v in versions}
+    trained_elsewhere = {("speaker-embed", "1")}  # models.speaker, not a zoo recipe
+    assert in_repo - trained_elsewhere == shipped
+
+
+def test_the_default_label_model_is_the_latest_scene_recipe() -> None:
+    assert RECIPES["scene"] is SCENE
+    assert resolve_model_dir(None, repo=ZOO_DIR) == ZOO_DIR / "scene" / SCENE.version
+
+
+def test_scene_2_is_scene_1_with_a_cheaper_network() -> None:
+    assert dataclasses.replace(SCENE, version="1", train=SCENE_V1.train) == SCENE_V1
+    assert SCENE.train.cnn != SCENE_V1.train.cnn
+    v1, v2 = (_manifest("scene", r.version) for r in (SCENE_V1, SCENE))
+    assert v2["macs_per_window"] < v1["macs_per_window"] / 2
+    assert v2["training"]["dataset"] == v1["training"]["dataset"]  # same held-out files
+
+
+def test_scene_2_held_out_figures_are_within_a_point_of_scene_1() -> None:
+    v1, v2 = (_manifest("scene", r.version)["metrics"] for r in (SCENE_V1, SCENE))
+    for figure in ("test_windows_accuracy", "test_windows_macro_f1"):
+        assert v2[figure] >= v1[figure] - MAX_ACCURACY_LOSS, figure
+
+
+def test_a_later_version_card_compares_with_the_previous_one() -> None:
+    report = json.loads((ZOO_DIR / "scene" / SCENE.version / "report.json").read_text())
+    assert report["compared_with"]["model"] == "scene/1"
+    card = (ZOO_DIR / "scene" / SCENE.version / "MODEL_CARD.md").read_text()
+    assert "## Compared with scene/1" in card
+    assert f"{report['macs_per_window']:,}" in card
+
+
+def test_find_recipe_takes_a_name_or_a_pinned_version() -> None:
+    assert find_recipe("scene") is SCENE
+    assert find_recipe("scene/1") is SCENE_V1
+    with pytest.raises(ContractError, match=r"'scene/7'.*scene/1, scene/2"):
+        find_recipe("scene/7")
+
+
+@pytest.mark.parametrize("recipe", [SCENE_V1, SCENE], ids=lambda r: f"scene/{r.version}")
+def test_scene_model_has_the_call_center_labels(recipe: Recipe) -> None:
+    manifest = _manifest("scene", recipe.version)
     assert manifest["task"] == "single"
     assert sorted(manifest["labels"]) == ["music", "noise", "silence", "speech", "tone"]
 
 
 def test_instrument_tagger_is_multi_label_with_a_threshold_per_tag() -> None:
-    manifest = json.loads((ZOO_DIR / "instruments" / "1" / "manifest.json").read_text())
+    manifest = _manifest("instruments", "1")
     assert manifest["task"] == "multi"
     assert len(manifest["thresholds"]) == len(manifest["labels"]) >= 2
+
+
+def _manifest(name: str, version: str) -> dict[str, object]:
+    loaded: dict[str, object] = json.loads((ZOO_DIR / name / version / "manifest.json").read_text())
+    return loaded
