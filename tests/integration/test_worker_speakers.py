@@ -33,6 +33,7 @@ from worker_harness import (
 from models.corpus import speech  # renders with espeak-ng
 from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
+from stream.inference.repository import resolve_model_dir
 from stream.inference.session import OnnxModel
 from stream.kafka_client import KafkaClientConfig
 from stream.pipeline import Pipeline, PipelinePolicy, Record, SpeakerStage, WindowJob
@@ -43,7 +44,7 @@ from stream.topics import Topics
 from stream.wire import AudioFrame, encode_frame
 from tests.support.replay import replay
 
-SCENE = REPO / "models" / "zoo" / "scene" / "1"
+SCENE = resolve_model_dir(None)  # the label model a worker serves by default
 SPEAKER = REPO / "models" / "zoo" / "speaker-embed" / "1"
 SR = 16000
 TURN_S = 8.0  # seconds each voice speaks

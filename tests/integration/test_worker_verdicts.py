@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from worker_harness import REPO, TYMPAN, WorkerFarm, read_json, wait_for_count
+from worker_harness import TYMPAN, WorkerFarm, read_json, wait_for_count
 
 from models.corpus import music, synth
+from stream.inference.repository import resolve_model_dir
 from stream.topics import Topics
 from tests.schema_check import validate
 
@@ -76,7 +77,7 @@ def _classify(model_dir: Path, files: list[Path]) -> dict[str, dict[str, Any]]:
 def test_each_summary_is_the_classify_verdict_of_its_file(
     model_name: str, tracks: Path, broker: str, topics: Topics, tmp_path: Path
 ) -> None:
-    model_dir = REPO / "models" / "zoo" / model_name / "1"
+    model_dir = resolve_model_dir(model_name)  # its latest version: what a worker serves
     files = sorted(tracks.glob("*.wav"))
     farm = WorkerFarm(broker, topics, model_dir, tmp_path)
     try:
