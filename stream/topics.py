@@ -22,6 +22,7 @@ for the broker; it is the same code as ``tympan topics`` (``stream/cli/topics.py
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -45,6 +46,8 @@ _MAX_NAME_LENGTH = 249
 
 # Broker error codes ensure_topics() tolerates.
 _TOPIC_ALREADY_EXISTS = 36
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -236,10 +239,15 @@ class Topics:
 
 @dataclass(frozen=True)
 class EnsureReport:
-    """What :func:`ensure_topics` did: topics it created and topics that already existed."""
+    """What :func:`ensure_topics` did: topics it created and topics that already existed.
+
+    ``advice``: sentences about existing topics that work but miss a config tympan
+    would have set (logged as warnings; the topics are left as they are).
+    """
 
     created: tuple[str, ...]
     existing: tuple[str, ...]
+    advice: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -357,10 +365,16 @@ async def ensure_topics(
         if created:
             await _wait_for_leaders(admin, list(created), timeout_s)
         existing = [spec for spec in wanted if spec.name not in created]
+        advice: tuple[str, ...] = ()
         if existing:
             infos = await _describe(admin, [spec.name for spec in existing])
             _check_existing(existing, infos, topics.prefix)
-        return EnsureReport(created=created, existing=tuple(spec.name for spec in existing))
+            advice = _advise(existing, infos)
+            for line in advice:
+                log.warning("%s", line)
+        return EnsureReport(
+            created=created, existing=tuple(spec.name for spec in existing), advice=advice
+        )
     except KafkaError as exc:
         raise BrokerError(
             f"cannot ensure topics {', '.join(topics.names())} on {client.bootstrap_servers}: "
@@ -707,6 +721,40 @@ async def _topic_configs(admin: Any, names: list[str]) -> dict[str, dict[str, st
                 if not entry.get("is_default", False) and entry.get("config_source", 1) == 1
             }
     return out
+
+
+# Configs whose absence on an existing topic is worth a warning, not a refusal: the
+# topic works, but differently from one tympan creates (why, for each).
+_ADVISED = {
+    "message.timestamp.type": (
+        "idle streams are closed by the records' Kafka timestamps, and with CreateTime a "
+        "producer's clock decides them (docs/delivery.md)"
+    ),
+}
+
+
+def _advise(specs: list[TopicSpec], infos: list[TopicInfo]) -> tuple[str, ...]:
+    """One sentence per advised config an existing topic lacks, with the command that sets it.
+
+    Only configs set on the topic itself are described (:func:`_topic_configs`), so an
+    unset one is the broker's default, ``CreateTime`` for the timestamp type unless
+    the broker's ``log.message.timestamp.type`` says otherwise.
+    """
+    by_name = {info.name: info for info in infos}
+    out = []
+    for spec in specs:
+        for key, why in _ADVISED.items():
+            wanted = spec.configs.get(key)
+            actual = by_name[spec.name].configs.get(key)
+            if wanted is None or actual == wanted:
+                continue
+            out.append(
+                f"topic {spec.name!r} has {key}={actual or '(broker default)'}, tympan creates "
+                f"it with {wanted}: {why}. Set it with `kafka-configs.sh --bootstrap-server "
+                f"<broker> --alter --entity-type topics --entity-name {spec.name} "
+                f"--add-config {key}={wanted}`"
+            )
+    return tuple(out)
 
 
 def _check_existing(specs: list[TopicSpec], infos: list[TopicInfo], prefix: str) -> None:

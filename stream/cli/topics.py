@@ -172,6 +172,8 @@ def _create(args: argparse.Namespace) -> int:
         for name in topics.names():
             state = "created" if name in report.created else "exists"
             print(f"{state:8} {name}")
+        for line in report.advice:
+            print(f"tympan topics: {line}", file=sys.stderr)
         return 0
 
     return _run(args, body)

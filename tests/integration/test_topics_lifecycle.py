@@ -14,6 +14,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,15 @@ from kafka_helpers import consume_all
 from worker_harness import TYMPAN, WorkerProcess, noise, read_json, tiny_model, wait_for
 
 from stream.kafka_client import KafkaClientConfig
-from stream.topics import Topics, delete_topics, describe_topics, ensure_topics, list_topics
+from stream.topics import (
+    EnsureReport,
+    Topics,
+    admin_client,
+    delete_topics,
+    describe_topics,
+    ensure_topics,
+    list_topics,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -144,3 +153,32 @@ def test_topics_delete_clears_one_prefix_and_asks_first(
     assert on_broker(kafka_client, fresh.prefix) == set(neighbour.names())
     again = tympan(broker, "topics", "create", "--prefix", fresh.prefix)  # at once: deletion done
     assert again.returncode == 0, again.stderr
+
+
+def test_an_existing_audio_topic_with_create_time_is_kept_and_the_fix_is_named(
+    kafka_client: KafkaClientConfig, fresh: Topics
+) -> None:
+    async def scenario() -> tuple[EnsureReport, EnsureReport]:
+        audio = next(spec for spec in fresh.specs() if spec.name == fresh.audio)
+        configs = {k: v for k, v in audio.configs.items() if k != "message.timestamp.type"}
+        old = replace(audio, configs=configs)  # as audio topics were created before
+        admin = admin_client(kafka_client)
+        await admin.start()
+        try:
+            await admin.create_topics([old.new_topic()])
+        finally:
+            await admin.close()
+        first = await ensure_topics(kafka_client, fresh)
+        return first, await ensure_topics(kafka_client, fresh)
+
+    first, again = asyncio.run(scenario())
+
+    assert fresh.audio in first.existing
+    (line,) = first.advice
+    assert f"topic {fresh.audio!r} has message.timestamp.type=(broker default)" in line
+    assert f"--entity-name {fresh.audio} --add-config message.timestamp.type=LogAppendTime" in line
+    infos = {i.name: i for i in asyncio.run(describe_topics(kafka_client, [fresh.audio]))}
+    assert "message.timestamp.type" not in infos[fresh.audio].configs  # left as it was
+    assert again.advice == first.advice  # said at every start until it is fixed
+    # the other topics were created by ensure_topics itself: nothing to advise about them
+    assert not any(fresh.control in a for a in first.advice)
