@@ -865,7 +865,7 @@ def seed_figures(
     tympan's ratio over it, two ways: the worker process's CPU at the best e2e level,
     and the in-process pipeline (``pipeline_capacity``, steadier on a shared host)."""
     cmd = [PYTHON, str(Path(__file__).with_name("seed_baseline.py")), "--model", model_dir]
-    cmd += ["--json", "--seconds", "10" if quick else "60"]
+    cmd += ["--json", "--seconds", "30" if quick else "60"]  # 10 s (21 windows) was too noisy
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
     if out.returncode != 0:
         print(f"seed baseline failed:\n{out.stderr[-2000:]}")
@@ -873,8 +873,8 @@ def seed_figures(
     seed: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     per_core = seed["streams_per_core"]
     print(
-        f"seed-style path (librosa + Keras predict per window): {seed['ms_per_window_cpu']:.1f} "
-        f"CPU-ms per window = {per_core:.2f} streams per core"
+        f"seed-style path (librosa + Keras predict per window, one BLAS thread as the worker): "
+        f"{seed['ms_per_window_cpu']:.1f} CPU-ms per window = {per_core:.2f} streams per core"
     )
     k, secs = (500, 3) if quick else (1000, 8)
     cmd = [PYTHON, str(Path(__file__).resolve()), "_pipeline", model_dir, str(k), str(secs)]

@@ -13,6 +13,13 @@ Figure: windows per CPU-second of this process (``time.process_time``: all threa
 TensorFlow's included), and streams per core = that / 2 (a real-time stream makes
 2 windows per second).
 
+BLAS runs one thread here, as in the worker (``stream.worker.build.limit_blas_threads``).
+With OpenBLAS's default (a thread per core) its idle threads spin after every small
+product and the process's CPU doubles: 92–102 CPU-ms per window instead of 46–48 on the
+2-core host (benchmarks/RESULTS.md). That spin is an environment setting, not the
+serving path, so the baseline is measured without it; ``--default-blas`` measures the
+seed as a default environment runs it.
+
 Run: ``.venv/bin/python benchmarks/seed_baseline.py [--quick] [--model DIR] [--json]``
 (``--json``: the last line is the figures as JSON, for ``bench_e2e.py``).
 """
@@ -126,11 +133,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model directory (default: the scene model)")
     parser.add_argument("--seconds", type=float, help="audio seconds to serve")
     parser.add_argument("--json", action="store_true", help="last line: figures as JSON")
+    parser.add_argument(
+        "--default-blas",
+        action="store_true",
+        help="keep BLAS's default threads (its idle threads spin: about 2x the CPU)",
+    )
     args = parser.parse_args(argv)
+    if not args.default_blas:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     model_dir = Path(args.model) if args.model else default_model_dir()
     seconds = args.seconds or (20.0 if args.quick else 60.0)
     result = measure(model_dir, seconds)
+    result["blas_threads"] = "default" if args.default_blas else 1
     if args.json:
         print(json.dumps(result))
         return 0
