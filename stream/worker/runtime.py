@@ -57,7 +57,7 @@ from stream.settings import BatchingPolicy
 from stream.topics import Topics
 from stream.types import Infer, Send
 from stream.worker.delivery import OffsetLedger
-from stream.worker.metrics import WorkerMetrics
+from stream.worker.metrics import WorkerMetrics, observe_many
 
 log = logging.getLogger(__name__)
 
@@ -338,14 +338,16 @@ class WorkerRuntime:
             # batch must have every window in its tracker when its summary is taken
             out, rejected = self._complete(jobs, outputs)
             now_s = time.time()
+            latencies: list[float] = []
+            e2e: list[float] = []
             for topic, event, value in out:
                 await self._send_event(topic, event, value)
                 if isinstance(event, LabelEvent):
-                    self.metrics.latency_ms.observe(event.latency_ms)
+                    latencies.append(event.latency_ms)
                     if event.span.capture_time_s is not None:
-                        self.metrics.e2e_latency_ms.observe(
-                            max(0.0, (now_s - event.span.capture_time_s) * 1000.0)
-                        )
+                        e2e.append(max(0.0, (now_s - event.span.capture_time_s) * 1000.0))
+            observe_many(self.metrics.latency_ms, latencies)  # a batch's at once
+            observe_many(self.metrics.e2e_latency_ms, e2e)
             for record in rejected:
                 await self._dead_letter(record)
             await self._send_summaries()
@@ -451,7 +453,7 @@ class WorkerRuntime:
         sid = event.stream_id
         value = event.to_json() if value is None else value
         delivery = await self._send(topic, sid.encode(), value)
-        self.metrics.events_out.labels(topic).inc()
+        self.metrics.events_out_to(topic).inc()
         if self.pipeline.stream_partition(sid) is None:
             return  # stream dropped (revoked): nothing to pin
         pending = self._deliveries.setdefault(sid, [])
@@ -485,7 +487,7 @@ class WorkerRuntime:
             await self._dead_letter(bad, unpin=summary.event_id, deliveries=pending)
             return
         delivery = await self._send(self.topics.of(SUMMARIES), sid.encode(), value)
-        self.metrics.events_out.labels(self.topics.of(SUMMARIES)).inc()
+        self.metrics.events_out_to(self.topics.of(SUMMARIES)).inc()
         pending = [*pending, delivery]
         log.info(
             "stream %r closed (%s) at partition %d: %d windows, dominant %s",
