@@ -559,7 +559,7 @@ class WorkerRuntime:
             return  # stopping: nothing past the failure may be committed
         for start, stop in self.ledger.releasable(partition):
             self._ack(partition, start, stop)
-        self.metrics.uncommitted.labels(str(partition)).set(self.ledger.held(partition))
+        self.metrics.uncommitted_of(partition).set(self.ledger.held(partition))
 
     def _raise_failure(self) -> None:
         if self.failure is not None:

@@ -59,3 +59,13 @@ def test_events_out_to_counts_under_the_topic_label() -> None:
     text = metrics.render()
     assert b'tympan_events_out_total{topic="labels"} 2.0' in text
     assert b'tympan_events_out_total{topic="summaries"} 1.0' in text
+
+
+def test_uncommitted_of_sets_the_partitions_gauge() -> None:
+    metrics = WorkerMetrics()
+    metrics.uncommitted_of(3).set(7)
+    metrics.uncommitted_of(3).set(5)
+    metrics.uncommitted_of(0).set(1)
+    text = metrics.render()
+    assert b'tympan_uncommitted_records{partition="3"} 5.0' in text
+    assert b'tympan_uncommitted_records{partition="0"} 1.0' in text
