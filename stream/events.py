@@ -32,7 +32,11 @@ DEAD_LETTER_HEADER_BYTES = 1024
 DEAD_LETTER_HEADERS = 32
 DEAD_LETTER_TEXT_CHARS = 1024
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+# check_circular=False: an event's dict is a tree built by its to_dict (never
+# cyclic), and the check costs 0.6 µs of a label event's 6.6 µs of encoding
+_dumps = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
+).encode
 
 
 def event_id(stream_id: str, index: int, kind: str, model: str) -> str:
@@ -132,29 +136,23 @@ class LabelEvent:
     SCHEMA: ClassVar[str] = LABEL_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
+        # one literal and item assignments, not dict.update of temporary dicts: one
+        # per window, the dict's key order is the JSON's
         out: dict[str, Any] = {
             "schema": self.SCHEMA,
             "event_id": self.event_id,
             "stream_id": self.stream_id,
+            **self.span.to_dict(),
+            "label": self.label,
+            "score": round(self.score, 6),
+            "top_k": [{"label": lab, "score": round(s, 6)} for lab, s in self.top_k],
         }
-        out.update(self.span.to_dict())
-        out.update(
-            {
-                "label": self.label,
-                "score": round(self.score, 6),
-                "top_k": [{"label": lab, "score": round(s, 6)} for lab, s in self.top_k],
-            }
-        )
         if self.tags is not None:
             out["tags"] = [{"tag": tag, "score": round(s, 6)} for tag, s in self.tags]
-        out.update(
-            {
-                "model": self.model.to_dict(),
-                "gap": self.gap,
-                "padded": self.padded,
-                "latency_ms": round(self.latency_ms, 3),
-            }
-        )
+        out["model"] = self.model.to_dict()
+        out["gap"] = self.gap
+        out["padded"] = self.padded
+        out["latency_ms"] = round(self.latency_ms, 3)
         if self.attributes:
             out["attributes"] = dict(self.attributes)
         return out
@@ -455,8 +453,7 @@ def _round(value: float | None) -> float | None:
 
 def top_k(labels: Sequence[str], scores: Sequence[float], k: int) -> tuple[tuple[str, float], ...]:
     """The ``k`` best ``(label, score)`` pairs, best first; ties keep label order."""
-    order = sorted(range(len(labels)), key=lambda i: (-scores[i], i))[:k]
-    return tuple((labels[i], float(scores[i])) for i in order)
+    return tuple([(labels[i], float(scores[i])) for i in _best_first(scores, len(labels))[:k]])
 
 
 def thresholded(
@@ -464,5 +461,15 @@ def thresholded(
 ) -> tuple[tuple[str, float], ...]:
     """The ``(tag, score)`` pairs whose score reaches the tag's threshold, best first;
     ties keep label order (a multi-label window's ``tags``)."""
-    order = sorted(range(len(labels)), key=lambda i: (-scores[i], i))
-    return tuple((labels[i], float(scores[i])) for i in order if scores[i] >= thresholds[i])
+    order = _best_first(scores, len(labels))
+    return tuple([(labels[i], float(scores[i])) for i in order if scores[i] >= thresholds[i]])
+
+
+def _best_first(scores: Sequence[float], n: int) -> list[int]:
+    """Indexes ``0..n-1`` by score, highest first, ties in index order.
+
+    ``sorted`` stays stable with ``reverse=True``, so for finite scores (the runtime
+    dead-letters the others before any event) this is the order of the key
+    ``(-score, index)``, at 1.0 instead of 1.5 µs per window of five labels.
+    """
+    return sorted(range(n), key=scores.__getitem__, reverse=True)

@@ -916,9 +916,8 @@ class Pipeline:
         scored_by = model or self.model
         tag = scored_by.tag
         cuts = self._cuts.get(scored_by, self.thresholds)
-        for job, row in zip(jobs, probabilities, strict=True):
+        for job, scores in zip(jobs, probabilities.tolist(), strict=True):
             sid = job.window.stream_id
-            scores = row.tolist()
             best = top_k(self.labels, scores, k)
             label, score = best[0]
             out.append(

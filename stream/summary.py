@@ -97,6 +97,8 @@ class SummaryBuilder:
     def settle(self) -> None:
         """Fold the pending windows in, in window order: call it when no window of the
         stream is in flight (every earlier window is then among them)."""
+        if not self.pending:  # the usual case: called after each window of a stream
+            return
         for index in sorted(self.pending):
             start_s, end_s, row, cuts = self.pending[index]
             self.accumulator.add(index, start_s, end_s, row, thresholds=cuts)

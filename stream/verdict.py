@@ -152,7 +152,7 @@ class VerdictAccumulator:
         p = np.asarray(probabilities, dtype=np.float64)
         self.windows += 1
         self._sums += p
-        best = int(np.argmax(p))  # first of equal maxima: label order, like top_k
+        best = int(p.argmax())  # first of equal maxima: label order, like top_k
         self._top[best] += 1
         self._first_top.setdefault(best, index)
         self._extend_timeline(index, start_s, end_s, best, float(p[best]))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stream.events import (
     LabelEvent,
@@ -53,6 +55,23 @@ def test_event_ids_are_deterministic_and_distinct() -> None:
     }
     assert a not in others and len(others) == 5
     assert len(a) == 32 and int(a, 16) >= 0
+
+
+_scores = st.lists(
+    st.one_of(st.floats(allow_nan=False), st.sampled_from([0.0, -0.0, 0.25, 1.0])), max_size=12
+)
+
+
+@given(scores=_scores, k=st.integers(1, 13), cut=st.floats(0.0, 1.0))
+def test_top_k_and_tags_follow_the_score_then_label_order(
+    scores: list[float], k: int, cut: float
+) -> None:
+    labels = [f"l{i}" for i in range(len(scores))]
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))  # the definition
+    assert top_k(labels, scores, k) == tuple((labels[i], scores[i]) for i in order[:k])
+    cuts = [cut] * len(scores)
+    expected = tuple((labels[i], scores[i]) for i in order if scores[i] >= cut)
+    assert thresholded(labels, scores, cuts) == expected
 
 
 def test_top_k_is_best_first_and_stable_on_ties() -> None:

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
@@ -23,7 +25,7 @@ from stream.settings import BatchingPolicy
 from stream.speakers.scoring import SpeakerScorer
 from stream.topics import Topics
 from stream.wire import encode_frame
-from stream.worker.runtime import WorkerRuntime
+from stream.worker.runtime import WorkerRuntime, _rows
 from tests.support.onnx_models import make_tiny_model_dir
 
 SPEC = FeatureSpec(window_seconds=0.5, hop_seconds=0.25)
@@ -194,3 +196,11 @@ def test_revoked_partitions_are_never_acked(model: OnnxModel) -> None:
 
     asyncio.run(main())
     assert acked == []
+
+
+@given(st.sets(st.integers(0, 11), min_size=1))
+def test_a_streams_rows_are_the_rows_it_names(picked: set[int]) -> None:
+    # the view taken for adjacent rows holds what fancy indexing copies
+    scores = np.arange(12 * 3, dtype=np.float32).reshape(12, 3)
+    rows = sorted(picked)
+    np.testing.assert_array_equal(_rows(scores, rows), scores[rows])
