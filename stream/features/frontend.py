@@ -302,15 +302,17 @@ class FeatureBank:
         owner = np.repeat(np.arange(len(ids)), n_win)
         local = np.repeat(k_before - (np.cumsum(n_win) - n_win), n_win) + np.arange(count)
         frame_no = (local * hf)[:, None] + np.arange(fpw)
-        rows = (first_row - done_before)[owner][:, None] + frame_no
         is_old = frame_no < done_before[owner][:, None]
-        source = feats
+        # each frame straight from where it lies (this push's rows or the ring): joining
+        # the two sources first copied every new row, ~1 µs per record at 1000 streams
+        gathered = np.empty((count, fpw, spec.n_features), dtype=np.float32)
+        is_new = ~is_old
+        rows = (first_row - done_before)[owner][:, None] + frame_no
+        gathered[is_new] = feats[rows[is_new]]
         if is_old.any():
             ring_rows = slots[owner][:, None] * fpw + frame_no % fpw
-            old = self._ring.reshape(-1, spec.n_features)[ring_rows[is_old]]
-            rows[is_old] = feats.shape[0] + np.arange(old.shape[0])
-            source = np.concatenate([feats, old])
-        features = np.ascontiguousarray(source[rows].transpose(0, 2, 1))
+            gathered[is_old] = self._ring.reshape(-1, spec.n_features)[ring_rows[is_old]]
+        features = np.ascontiguousarray(gathered.transpose(0, 2, 1))
         return self._records(ids, slots, owner, local, features)
 
     def _records(
