@@ -35,10 +35,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from stream.errors import AudioError, SequenceError
-from stream.features.kernels import kernel_for
+from stream.features.kernels import frame_view, kernel_for
 from stream.features.spec import FeatureSpec
 from stream.features.windows import Window, padded_span, partial_window_start
 
@@ -255,7 +254,7 @@ class FeatureBank:
         windows = self._emit(ids, slots, feats, first_row, done_before, done_after)
         if feats is not None:
             self._store(slots, feats, n_new, first_row, done_before, done_after)
-        self._tail[slots] = sliding_window_view(flat, n_fft)[offsets + lengths - n_fft]
+        self._tail[slots] = frame_view(flat, n_fft)[offsets + lengths - n_fft]
         self._tail_len[slots] = lengths - n_new * hop
         self._done[slots] = done_after
         self._seen[slots] += lengths - tail_before
