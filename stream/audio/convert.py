@@ -90,11 +90,20 @@ def float32_to_int16(samples: Float32) -> npt.NDArray[np.int16]:
     return pcm
 
 
+def pcm_s16le_to_float32(payload: bytes) -> Float32:
+    """Mono ``pcm_s16le`` bytes (an even count: unchecked) to float32 in ``[-1, 1)``.
+
+    :func:`payload_to_float32` without its checks, for payloads ``decode_frame`` has
+    validated: the pipeline joins those of many records and decodes them in one call.
+    """
+    pcm = np.frombuffer(payload, dtype="<i2")
+    scaled: Float32 = np.multiply(pcm, _INT16_STEP, dtype=np.float32)  # one pass, exact
+    return scaled
+
+
 def _decode(payload: bytes, enc: Encoding) -> Float32:
     if enc is Encoding.PCM_S16LE:
-        pcm = np.frombuffer(payload, dtype="<i2")
-        scaled: Float32 = np.multiply(pcm, _INT16_STEP, dtype=np.float32)  # one pass, exact
-        return scaled
+        return pcm_s16le_to_float32(payload)
     if enc is Encoding.PCM_F32LE:
         raw: Float32 = np.frombuffer(payload, dtype="<f4")
         _check_finite(raw)

