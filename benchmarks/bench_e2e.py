@@ -876,6 +876,16 @@ def seed_figures(
         f"seed-style path (librosa + Keras predict per window, one BLAS thread as the worker): "
         f"{seed['ms_per_window_cpu']:.1f} CPU-ms per window = {per_core:.2f} streams per core"
     )
+    # the same path with BLAS's default threads, for comparison with earlier figures
+    out = subprocess.run([*cmd, "--default-blas"], capture_output=True, text=True, cwd=REPO)
+    if out.returncode == 0:
+        spin = json.loads(out.stdout.strip().splitlines()[-1])
+        seed["default_blas"] = spin
+        print(
+            f"  (with BLAS's default threads, whose idle threads spin: "
+            f"{spin['ms_per_window_cpu']:.1f} CPU-ms per window = "
+            f"{spin['streams_per_core']:.2f} streams per core; not used for the ratios)"
+        )
     k, secs = (500, 3) if quick else (1000, 8)
     cmd = [PYTHON, str(Path(__file__).resolve()), "_pipeline", model_dir, str(k), str(secs)]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
@@ -897,6 +907,10 @@ def seed_figures(
             f"tympan worker end to end: {best.streams} streams on {cores:.2f} worker cores = "
             f"{tympan:.0f} streams per core = {seed['ratio_e2e']:.0f}x the seed-style path"
         )
+        if "default_blas" in seed:
+            spin_core = seed["default_blas"]["streams_per_core"]
+            seed["ratio_e2e_default_blas"] = tympan / spin_core
+            print(f"  ({tympan / spin_core:.0f}x its default-BLAS figure)")
     if levels:  # the worker's cost at the most loaded level (fixed costs amortized)
         top = max(levels, key=lambda lv: lv.worker_streams_per_core)
         seed["ratio_worker_cost"] = top.worker_streams_per_core / per_core
