@@ -213,7 +213,8 @@ class _Stream:
     raw_pcm: bool = False  # mono pcm_s16le at spec.sr: decoded at the drain (_chunks)
     # mono G.711 through the low-delay resampler (or none): its frames' payloads and gap
     # zeros wait here at the input rate, to be decoded and resampled at the drain
-    # (_resample_deferred); ``owed`` is their output, already counted in ``position``
+    # (_resample_deferred); ``owed`` is their output (``resampler.output_size`` of
+    # ``deferred_in``), already counted in ``position``
     deferred: list[Float32 | bytes] | None = None
     deferred_in: int = 0  # input samples in ``deferred``
     owed: int = 0
@@ -752,15 +753,13 @@ class Pipeline:
         """:meth:`_push` for a stream with ``deferred`` input: ``part`` (G.711 codes or
         float32 samples) waits at the input rate for :meth:`_resample_deferred`."""
         assert state.deferred is not None
-        resampler, queued = state.resampler, state.deferred_in
-        owed = resampler.output_size(queued + len(part), last=last)
-        owed -= resampler.output_size(queued)
         if len(part):
             state.deferred.append(part)
             state.deferred_in += len(part)
-        state.owed += owed
-        state.position += owed
         state.flush = state.flush or last
+        owed = state.resampler.output_size(state.deferred_in, last=state.flush)
+        state.position += owed - state.owed
+        state.owed = owed
         state.ended = state.ended or last
         if len(part) or last:
             self._dirty[state.stream_id] = state

@@ -295,8 +295,13 @@ def _apply_many(
     return outs, hists
 
 
+_ZEROS = np.zeros(1024, dtype=np.float32)
+_ZEROS.flags.writeable = False
+
+
 def _zeros(n: int) -> Float32:
-    return np.zeros(n, dtype=np.float32)
+    """``n`` zeros; a slot's padding (under ``_BLOCK + 3 * lookahead``) is a shared view."""
+    return _ZEROS[:n] if n <= _ZEROS.size else np.zeros(n, dtype=np.float32)
 
 
 @functools.cache
