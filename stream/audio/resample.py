@@ -267,31 +267,43 @@ def _apply_many(
 
     Each stream gets a slot starting at a multiple of ``_BLOCK``: its ``[history,
     chunk]``, then zeros (the ``k`` of a last chunk, and the padding ``_apply`` adds).
-    One strided view over all slots gives every stream the rows its own ``_apply``
-    would multiply (and, at each slot's end, rows whose outputs are dropped); a row
-    never reads past its slot.
+    A strided view over all slots holds every stream's rows, those its own ``_apply``
+    would multiply; one gather takes them (leaving out the rows that straddle two
+    slots) and one product filters them all.
     """
     k = ups[0].lookahead
     factor = ups[0].factor
-    reach = -(-2 * k // _BLOCK) * _BLOCK  # what the last row reads past its first base
+    reach = -(-2 * k // _BLOCK) * _BLOCK  # what a slot's last row reads past its start
     parts: list[Float32] = []
-    places: list[tuple[int, int, int]] = []  # slot start, output bases, known inputs
-    at = 0
+    slots: list[int] = []  # first row of each slot
+    counts: list[int] = []  # its rows with outputs kept
+    places: list[tuple[int, int, int]] = []  # first output row, output bases, known inputs
+    at = row = 0
     for up, x, is_last in zip(ups, chunks, last, strict=True):
         known = up._hist.shape[0] + x.shape[0] + (k if is_last else 0)
         n = max(known - 2 * k, 0)  # output bases whose every input is known
-        slot = -(-n // _BLOCK) * _BLOCK + reach
+        rows = -(-n // _BLOCK)
+        slot = rows * _BLOCK + reach
         parts += [up._hist, x, _zeros(slot - up._hist.shape[0] - x.shape[0])]
-        places.append((at, n, known))
+        slots.append(at // _BLOCK)
+        counts.append(rows)
+        places.append((row, n, known))
         at += slot
+        row += rows
     buf = np.concatenate(parts)
     itemsize = buf.itemsize
-    rows = (at - reach) // _BLOCK  # the last slot's last row ends by ``at``
-    blocks = np.ndarray((rows, _BLOCK + 2 * k), np.float32, buf, 0, (_BLOCK * itemsize, itemsize))
-    flat = (np.ascontiguousarray(blocks) @ ups[0]._toeplitz).reshape(-1)
-    outs = [flat[start * factor : (start + n) * factor] for start, n, _ in places]
+    view = np.ndarray(
+        ((at - reach) // _BLOCK, _BLOCK + 2 * k), np.float32, buf, 0, (_BLOCK * itemsize, itemsize)
+    )
+    kept = np.asarray(counts)
+    first = np.asarray(slots) - (np.cumsum(kept) - kept)  # slot row - output row, per stream
+    blocks = view[np.repeat(first, kept) + np.arange(row)]
+    flat = (blocks @ ups[0]._toeplitz).reshape(-1)
+    width = _BLOCK * factor
+    outs = [flat[r * width : r * width + n * factor] for r, n, _ in places]
     # copies, not views: a history would keep the whole batch alive
-    hists = [buf[start + n : start + known].copy() for start, n, known in places]
+    starts = [s * _BLOCK for s in slots]
+    hists = [buf[s + n : s + known].copy() for s, (_, n, known) in zip(starts, places, strict=True)]
     return outs, hists
 
 
