@@ -19,6 +19,11 @@ Why not soxr for 8 kHz: ``soxr.ResampleStream`` holds back ~1,500 output samples
 (~95 ms) at 8k → 16k whatever the chunk size, so with 100 ms frames every window of an
 8 kHz call waited for the *next* frame (issue 12: p50 145 ms vs 47 ms for 16 kHz PCM).
 
+The worker's pipeline resamples all its 8 kHz streams at once at each drain
+(:func:`process_many`: one matrix product for every stream's chunk, the same rows each
+stream's own ``process`` multiplies), since a 20 ms RTP frame alone costs more in numpy
+calls than in arithmetic.
+
 ``resample`` (files, training, ``tympan classify``) and :class:`StreamResampler` (the
 worker) run the same filter: for any chunking, the streamed output equals the
 one-shot output to float32 rounding (a matrix product's summation order depends on
