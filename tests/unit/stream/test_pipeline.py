@@ -474,8 +474,9 @@ def test_g711_resampled_at_the_drain_equals_the_per_record_path(
     """Mono 8 kHz G.711 is decoded and upsampled at the drain, all streams in one
     product; pcm_f32le of the same (decoded) samples takes the per-record resampler.
     Same windows, spans and gap flags whatever the batching, short and long gaps (zero
-    fill, resets) and EOS; features as close as the resampled samples (within
-    ``TOLERANCE`` of the resampler tests, 1e-6) allow."""
+    fill, resets) and EOS; features to the rounding of one product over rows of many
+    streams (samples within the resampler tests' 1e-6; features measured identical here,
+    1e-4 covers a BLAS whose blocking depends on the row count)."""
     rng = np.random.default_rng(len(sizes) * 100 + len(dropped))
     calls = {}
     for sid in ("a", "b"):
