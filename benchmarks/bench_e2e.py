@@ -43,6 +43,7 @@ Run::
     .venv/bin/python benchmarks/bench_e2e.py --streams 400 --profile /tmp/w.txt  # py-spy
     .venv/bin/python benchmarks/bench_e2e.py --workers 2 --streams 300 400 500 600
     .venv/bin/python benchmarks/bench_e2e.py _pipeline models/zoo/scene/1 1000 8
+    .venv/bin/python benchmarks/bench_e2e.py _pipeline models/zoo/scene/1 500 8 mulaw 20
 
 The last line is ``max_streams=<K> p99_ms=<x>`` (``max_streams=0`` and the smallest
 level's p99 when none passes). ``--json PATH`` keeps every figure;
@@ -560,7 +561,13 @@ def run_level(
 
 
 def pipeline_capacity(
-    model_dir: Path, n_streams: int, seconds: float, max_batch: int = 32
+    model_dir: Path,
+    n_streams: int,
+    seconds: float,
+    max_batch: int = 32,
+    *,
+    telephony: bool = False,
+    frame_ms: int = CHUNK_MS,
 ) -> dict[str, float]:
     """Streams per core of the worker's domain code alone, by process CPU time.
 
@@ -570,7 +577,7 @@ def pipeline_capacity(
     worker's inbox gathers them), and windows are inferred in batches of up to
     ``max_batch`` at every 100 ms tick, as the batcher does under load. It leaves out
     Faust, aiokafka and JSON/Kafka I/O, so ``e2e streams per core / this`` is the share
-    the runtime keeps.
+    the runtime keeps. ``telephony``: 8 kHz μ-law calls; ``frame_ms``: 20 for RTP packets.
     """
     from stream.events import ModelRef
     from stream.features.frontend import FeatureBank
@@ -590,9 +597,9 @@ def pipeline_capacity(
         FeatureBank(spec),
         PipelinePolicy(max_streams=n_streams + 1),
     )
-    chunk_samples = SR * CHUNK_MS // 1000
-    clips = encoded_chunks(8, 10.0, chunk_samples)
-    n_frames = round(seconds * 1000 / CHUNK_MS)
+    rate, encoding = (TELEPHONY_SR, Encoding.MULAW) if telephony else (SR, Encoding.PCM_S16LE)
+    clips = encoded_chunks(8, 10.0, rate * frame_ms // 1000, telephony=telephony)
+    n_frames = round(seconds * 1000 / frame_ms)
     keys = [f"p-{j:05d}".encode() for j in range(n_streams)]
     t0_us = 1_700_000_000_000_000
     ticks = []
@@ -601,10 +608,10 @@ def pipeline_capacity(
         for j in range(n_streams):
             headers = frame_headers(
                 seq=s,
-                sample_rate=SR,
-                encoding=Encoding.PCM_S16LE,
+                sample_rate=rate,
+                encoding=encoding,
                 channels=1,
-                capture_us=t0_us + s * CHUNK_MS * 1000,
+                capture_us=t0_us + s * frame_ms * 1000,
                 eos=s == n_frames - 1,
             )
             clip = clips[j % len(clips)]
@@ -769,8 +776,12 @@ def row(level: Level) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["_pipeline"]:
-        result = pipeline_capacity(Path(argv[1]), int(argv[2]), float(argv[3]))
+    if argv[:1] == ["_pipeline"]:  # MODEL K SECONDS [pcm_s16le|mulaw [FRAME_MS]]
+        telephony = argv[4:5] == ["mulaw"]
+        frame_ms = int(argv[5]) if len(argv) > 5 else CHUNK_MS
+        result = pipeline_capacity(
+            Path(argv[1]), int(argv[2]), float(argv[3]), telephony=telephony, frame_ms=frame_ms
+        )
         print(json.dumps(result), flush=True)
         return 0
     if argv[:1] == [

@@ -101,6 +101,17 @@ def pcm_s16le_to_float32(payload: bytes) -> Float32:
     return scaled
 
 
+def g711_to_float32(payload: bytes, encoding: Encoding) -> Float32:
+    """Mono μ-law or A-law bytes to float32 in ``[-1, 1)``: one table lookup.
+
+    :func:`payload_to_float32` without its checks (every length is whole samples), for
+    the pipeline, which joins the payloads of many records and decodes them at once.
+    """
+    table = _MULAW_FLOAT if encoding is Encoding.MULAW else _ALAW_FLOAT
+    decoded: Float32 = table[np.frombuffer(payload, dtype=np.uint8)]
+    return decoded
+
+
 def _decode(payload: bytes, enc: Encoding) -> Float32:
     if enc is Encoding.PCM_S16LE:
         return pcm_s16le_to_float32(payload)
@@ -108,10 +119,7 @@ def _decode(payload: bytes, enc: Encoding) -> Float32:
         raw: Float32 = np.frombuffer(payload, dtype="<f4")
         _check_finite(raw)
         return np.clip(raw, -1.0, 1.0).astype(np.float32, copy=False)
-    codes = np.frombuffer(payload, dtype=np.uint8)
-    table = _MULAW_FLOAT if enc is Encoding.MULAW else _ALAW_FLOAT
-    decoded: Float32 = table[codes]
-    return decoded
+    return g711_to_float32(payload, enc)
 
 
 def _check_finite(samples: npt.NDArray[np.floating]) -> None:

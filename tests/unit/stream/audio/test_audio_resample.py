@@ -11,6 +11,7 @@ from scipy import signal
 
 from stream.audio import StreamResampler, resample
 from stream.audio.convert import float32_to_payload, payload_to_float32
+from stream.audio.resample import process_many
 from stream.errors import AudioError
 from stream.features import FeatureSpec, features
 
@@ -39,6 +40,37 @@ def test_streaming_equals_one_shot(in_rate: int) -> None:
         assert y.dtype == np.float32
         assert y.shape == reference.shape, (in_rate, trial)
         np.testing.assert_allclose(y, reference, rtol=0, atol=TOLERANCE)
+
+
+def test_many_streams_at_once_equal_each_stream_alone() -> None:
+    """``process_many`` (the pipeline's drain: one product for all low-delay streams)
+    gives each stream what its own ``process`` gives, chunk by chunk, with lengths
+    ``output_size`` announces; soxr and pass-through streams ride along."""
+    rng = np.random.default_rng(12)
+    rates = [8000, 4000, 8000, 16000, 11025, 8000, 8000]
+    alone = [StreamResampler(r, 16000) for r in rates]
+    together = [StreamResampler(r, 16000) for r in rates]
+    low_delay = [i for i, r in enumerate(rates) if r != 11025]
+    for turn in range(12):
+        picked = [i for i in range(len(rates)) if i != 1 or turn <= 5]  # 1 ends at turn 5
+        chunks = [_noise(rng, rng.integers(0, 400)) for _ in picked]
+        lasts = [turn == 11 or (i == 1 and turn == 5) for i in picked]
+        sizes = [
+            together[i].output_size(len(c), last=end) if i in low_delay else None
+            for i, c, end in zip(picked, chunks, lasts, strict=True)
+        ]
+        ys = process_many([together[i] for i in picked], chunks, last=lasts)
+        for i, c, end, y, size in zip(picked, chunks, lasts, ys, sizes, strict=True):
+            want = alone[i].process(c, last=end)
+            assert y.dtype == np.float32 and y.shape == want.shape, (turn, i)
+            np.testing.assert_allclose(y, want, rtol=0, atol=TOLERANCE)
+            assert size in (None, len(y))
+    with pytest.raises(AudioError, match="after the last chunk"):
+        process_many(together[:1], [np.zeros(3, np.float32)], last=[False])
+
+
+def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
+    return (0.3 * rng.standard_normal(n)).astype(np.float32)
 
 
 @pytest.mark.parametrize("in_rate", [11025, 22050, 44100, 48000])
