@@ -888,7 +888,11 @@ def seed_figures(
         f"{seed['ms_per_window_cpu']:.1f} CPU-ms per window = {per_core:.2f} streams per core"
     )
     # the same path with BLAS's default threads, for comparison with earlier figures
-    out = subprocess.run([*cmd, "--default-blas"], capture_output=True, text=True, cwd=REPO)
+    blas_vars = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in blas_vars}  # the library's default
+    out = subprocess.run(
+        [*cmd, "--default-blas"], capture_output=True, text=True, cwd=REPO, env=env
+    )
     if out.returncode == 0:
         spin = json.loads(out.stdout.strip().splitlines()[-1])
         seed["default_blas"] = spin
