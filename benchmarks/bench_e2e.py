@@ -42,8 +42,8 @@ Run::
     .venv/bin/python benchmarks/bench_e2e.py --streams 100 300 600 1000 --duration-s 30
     .venv/bin/python benchmarks/bench_e2e.py --streams 400 --profile /tmp/w.txt  # py-spy
     .venv/bin/python benchmarks/bench_e2e.py --workers 2 --streams 300 400 500 600
-    .venv/bin/python benchmarks/bench_e2e.py _pipeline models/zoo/scene/1 1000 8
-    .venv/bin/python benchmarks/bench_e2e.py _pipeline models/zoo/scene/1 500 8 mulaw 20
+    .venv/bin/python benchmarks/bench_e2e.py _pipeline models/zoo/scene/2 1000 8
+    .venv/bin/python benchmarks/bench_e2e.py _pipeline models/zoo/scene/2 500 8 mulaw 20
 
 The last line is ``max_streams=<K> p99_ms=<x>`` (``max_streams=0`` and the smallest
 level's p99 when none passes). ``--json PATH`` keeps every figure;
