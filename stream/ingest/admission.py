@@ -130,12 +130,18 @@ class Admission(Generic[K]):
         self._trials[key] = _Trial(source, now_us)
         self._trials_by_source.setdefault(source, OrderedDict())[key] = None
 
-    def heard(self, key: K, now_us: int) -> None:
+    def heard(self, key: K, now_us: int) -> bool:
         """A packet of ``key`` came: it moves to the back of the eviction order and is
-        established once it has sent enough packets over long enough."""
+        established once it has sent enough packets over long enough.
+
+        Returns
+        -------
+        bool
+            ``True`` when this packet established ``key``.
+        """
         trial = self._trials.get(key)
         if trial is None:
-            return
+            return False
         trial.packets += 1
         policy = self.policy
         if (
@@ -143,9 +149,10 @@ class Admission(Generic[K]):
             and now_us - trial.first_us >= policy.established_ms * 1000
         ):
             self.established(key)
-            return
+            return True
         self._trials.move_to_end(key)
         self._trials_by_source[trial.source].move_to_end(key)
+        return False
 
     def established(self, key: K) -> None:
         """``key`` leaves probation: it is never evicted."""

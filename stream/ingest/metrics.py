@@ -96,6 +96,9 @@ class IngestMetrics:
             ["protocol"],
             registry=r,
         )
+        self.rtcp = Counter(
+            "tympan_ingest_rtcp", "RTCP datagrams read (with or without a BYE)", registry=r
+        )
         self.frames_dropped = Counter(
             "tympan_ingest_frames_dropped",
             "Frames dropped because the producer queue was full (RTP cannot wait)",

@@ -170,7 +170,8 @@ class RtpIngest:
         if stream is None:
             self._open(packet, key, arrival)
             return
-        self.admission.heard(key, arrival)
+        if self.admission.heard(key, arrival):
+            log.info("stream %r established (%s:%d on port %d)", stream.stream_id, *key[2:], key[1])
         self._drive(key, lambda: stream.push(packet, arrival))
 
     def _open(self, packet: RtpPacket, key: StreamKey, arrival: int) -> None:
@@ -211,11 +212,15 @@ class RtpIngest:
         self.admission.opened(key, host, arrival)
         self.metrics.streams_started.labels("rtp").inc()
         self.metrics.active_streams.set(len(self.streams))
-        log.info("stream %r: %s from %s:%d on port %d", stream_id, fmt.name, host, port, local_port)
+        log.debug(
+            "stream %r: %s from %s:%d on port %d", stream_id, fmt.name, host, port, local_port
+        )
         self._drive(key, lambda: frames)
 
     def _rtcp(self, data: bytes, remote: tuple[str, int]) -> None:
-        for ssrc in rtcp_bye_ssrcs(data):  # at most rtp.MAX_BYE_SSRCS
+        byes = rtcp_bye_ssrcs(data)
+        self.metrics.rtcp.inc()
+        for ssrc in byes:  # at most rtp.MAX_BYE_SSRCS
             for key in list(self._by_ssrc.get((ssrc, remote[0]), ())):
                 self._end(key, "bye")
 
@@ -265,7 +270,10 @@ class RtpIngest:
         if len(self._ended) > 4 * self.settings.max_streams:  # bounded: forget the oldest
             del self._ended[next(iter(self._ended))]
         try:
-            for frame in stream.close():
+            # A call evicted before it sent a frame is unknown downstream: nothing to end
+            # (and a flood that churns the table costs the audio topic nothing).
+            silent = why == "evicted" and not stream.counts.frames
+            for frame in () if silent else stream.close():
                 self._emit(frame)
         except Exception as exc:  # its EOS is lost; the worker ends it by its idle timeout
             self._contained(exc, f"stream {stream.stream_id!r} while ending ({why})")

@@ -156,8 +156,7 @@ def _media_handler(name: str):  # type: ignore[no-untyped-def]
         try:
             victim = connections.admission.victim(source, f"{name} connection from {source}")
         except PacketError as exc:
-            metrics.malformed.labels(exc.reason).inc()
-            metrics.streams_ended.labels("refused").inc()
+            metrics.malformed.labels(exc.reason).inc()  # no session started: none ends
             log.warning("refused a %s connection: %s", name, exc.detail)
             raise web.HTTPServiceUnavailable(text=f"{exc.detail}\n") from None
         if victim is not None:
