@@ -12,14 +12,19 @@ refused. :class:`Admission` keeps three rules, each O(1) per packet or connectio
   ``established_packets`` packets over at least ``established_ms``; for a WebSocket:
   its ``start``/header accepted). Calls on probation are kept in least-recently-heard
   order, globally and per source;
-* a new call that finds its source's cap or the table full **evicts** the
-  least-recently-heard call on probation (of that source, or of any source when the
-  table is full) rather than being refused; only when every call in the way is
-  established is it refused (``source_limit``, ``too_many_streams``).
+* a new call that finds its source's cap reached **evicts** that source's
+  least-recently-heard call on probation; one that finds the table full evicts the
+  least-recently-heard call on probation of the source holding the most calls on
+  probation (when no source holds two, the least-recently-heard of all); only when
+  every call in the way is established is it refused (``source_limit``,
+  ``too_many_streams``).
 
-So a flood of calls that never get going churns among itself, a real call that
-arrives meanwhile gets in (it is heard every 20 ms, a flood's call every few
-seconds), and an established call is never evicted. The caller ends the evicted
+So a flood of calls that never get going churns among itself: a real call from
+another address is never the victim while the flood holds more calls on probation
+than it, and a real call from the flood's own address survives by being heard more
+recently (every 20 ms, a flood's call every few seconds); an established call is
+never evicted. Finding the victim is O(1): sources are kept in buckets by their
+number of calls on probation. The caller ends the evicted
 call (an EOS frame, ``streams_ended{why="evicted"}``).
 """
 
@@ -82,6 +87,8 @@ class Admission(Generic[K]):
     _per_source: dict[str, int] = field(default_factory=dict)
     _trials: OrderedDict[K, _Trial] = field(default_factory=OrderedDict)
     _trials_by_source: dict[str, OrderedDict[K, None]] = field(default_factory=dict)
+    _buckets: dict[int, dict[str, None]] = field(default_factory=dict)  # n trials -> sources
+    _top: int = 0  # the most trials any source has
 
     def __len__(self) -> int:
         return len(self._source_of)
@@ -114,6 +121,9 @@ class Admission(Generic[K]):
                 f"(max per source)",
             )
         if len(self._source_of) >= policy.max_streams:
+            if self._top >= 2:  # the source with the most calls on probation pays
+                worst = next(iter(self._buckets[self._top]))
+                return next(iter(self._trials_by_source[worst]))
             if self._trials:
                 return next(iter(self._trials))
             raise PacketError(
@@ -128,7 +138,9 @@ class Admission(Generic[K]):
         self._source_of[key] = source
         self._per_source[source] = self._per_source.get(source, 0) + 1
         self._trials[key] = _Trial(source, now_us)
-        self._trials_by_source.setdefault(source, OrderedDict())[key] = None
+        mine = self._trials_by_source.setdefault(source, OrderedDict())
+        mine[key] = None
+        self._rebucket(source, len(mine) - 1, len(mine))
 
     def heard(self, key: K, now_us: int) -> bool:
         """A packet of ``key`` came: it moves to the back of the eviction order and is
@@ -176,5 +188,18 @@ class Admission(Generic[K]):
     def _drop_trial(self, key: K, source: str) -> None:
         mine = self._trials_by_source[source]
         del mine[key]
+        self._rebucket(source, len(mine) + 1, len(mine))
         if not mine:
             del self._trials_by_source[source]
+
+    def _rebucket(self, source: str, old: int, new: int) -> None:
+        if old:
+            bucket = self._buckets[old]
+            del bucket[source]
+            if not bucket:
+                del self._buckets[old]
+        if new:
+            self._buckets.setdefault(new, {})[source] = None
+        self._top = max(self._top, new)
+        while self._top and self._top not in self._buckets:
+            self._top -= 1

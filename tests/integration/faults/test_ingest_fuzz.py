@@ -305,10 +305,15 @@ def test_rtp_fuzz_and_floods_never_end_a_real_call_or_the_process(rtp_rig: RtpRi
         for host in (FLOOD_HOST, OTHER_HOST):
             socks[host] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             socks[host].bind((host, 0))
-        flood = [0xF1000000 + i for i in range(MAX_STREAMS + PER_SOURCE)]  # past both limits
+        # two sources, each past the per-source limit, together past the table's
+        flood = [
+            (host, 0xF1000000 + i)
+            for host in (FLOOD_HOST, OTHER_HOST)
+            for i in range(PER_SOURCE + MAX_STREAMS // 4)
+        ]
         round_ = 0
         while not stop.is_set():
-            for i, ssrc in enumerate(flood):  # each flood SSRC once a second: never idle
+            for i, (flood_host, ssrc) in enumerate(flood):  # each refreshed well within idle
                 pkt = build_rtp(
                     payload_type=0,
                     seq=round_,
@@ -317,7 +322,7 @@ def test_rtp_fuzz_and_floods_never_end_a_real_call_or_the_process(rtp_rig: RtpRi
                     payload=b"\xff" * 160,
                 )
                 port = fuzz_ports[i % len(fuzz_ports)]
-                socks[FLOOD_HOST].sendto(pkt, ("127.0.0.1", port))
+                socks[flood_host].sendto(pkt, ("127.0.0.1", port))
                 sent[port] += 1
                 kinds["ssrc_flood"] += 1
                 if i % 4 == 0:
@@ -339,7 +344,11 @@ def test_rtp_fuzz_and_floods_never_end_a_real_call_or_the_process(rtp_rig: RtpRi
     fuzzer = threading.Thread(target=fuzz, daemon=True)
     fuzzer.start()
     try:
-        time.sleep(0.5)  # the flood is on before the real calls start
+        wait_for(  # the flood fills the table before the real calls start
+            lambda: rtp_rig.ingest.metrics()["tympan_ingest_active_streams"] >= MAX_STREAMS,
+            timeout_s=30,
+            what="the SSRC flood to fill the stream table",
+        )
         relay = CountingRelay(("127.0.0.1", ffmpeg_port), FFMPEG_HOST)
         ff = subprocess.Popen(
             [

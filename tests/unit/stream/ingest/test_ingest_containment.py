@@ -453,3 +453,17 @@ def test_admission_keeps_counts_consistent() -> None:
 def test_templates_still_render_rtp_fields() -> None:
     t = StreamIdTemplate.parse("rtp-{ssrc:08x}-{port}", RTP_FIELDS)
     assert t.name({"ssrc": 1, "port": 2}, "x") == "rtp-00000001-2"
+
+
+def test_a_full_table_evicts_from_the_source_with_most_calls_on_probation() -> None:
+    adm: Admission[int] = Admission(AdmissionPolicy(max_streams=4, max_per_source=4))
+    adm.opened(1, "call", 0)  # heard least recently, but alone on probation at its source
+    for key in (2, 3, 4):
+        adm.opened(key, "flood", 0)
+    assert adm.victim("new", "x") == 2
+    adm.closed(2)
+    adm.closed(3)
+    assert adm.victim("new", "x") is None
+    adm.opened(5, "other", 0)
+    adm.opened(6, "another", 0)
+    assert adm.victim("new", "x") == 1  # no source holds two: the least recently heard
