@@ -9,7 +9,7 @@ Each setting is declared once, on its field (``stream.setting_specs.setting``: t
 default, a help line, the unit); the ``tympan worker`` flags, the ``TYMPAN_*`` names,
 :meth:`WorkerSettings.from_environ` and the table in docs/configuration.md are derived
 from those declarations. The Kafka connection (``TYMPAN_BROKER``, ``TYMPAN_KAFKA_*``)
-is read by ``stream.kafka_client``.
+is read by ``stream.kafka.config``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import ConfigError
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
 from stream.setting_specs import check_bounds, external, from_sources, replaced, setting, spec_of
 from stream.types import Device
 
@@ -230,7 +230,7 @@ class WorkerSettings:
 
     Attributes
     ----------
-    kafka: bootstrap servers and SASL/SSL (``stream.kafka_client``).
+    kafka: bootstrap servers and SASL/SSL (``stream.kafka.config``).
     topic_prefix: prepended to every topic name (one cluster, many deployments).
     model: the label model: a model directory, or ``name[/version]`` in
         ``model_repo`` (``None``: the latest ``scene`` model).

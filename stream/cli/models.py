@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import ContractError
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics, require_topics
 from stream.roles import Role
 from stream.setting_specs import from_sources, spec_of
 from stream.settings import ENV_MODEL_REPO, ENV_TOPIC_PREFIX, BatchingPolicy
 from stream.signing import signer_from
-from stream.topics import Topics, require_topics
 
 MAX_BATCH = spec_of(BatchingPolicy, "max_batch")
 

@@ -67,7 +67,7 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     from aiokafka.errors import KafkaError
 
     from stream.errors import BrokerError
-    from stream.topics import Topics, require_topics
+    from stream.kafka.topics import Topics, require_topics
 
     kind = kind_named(args.topic)
     topics = Topics().with_prefix(settings.topic_prefix)

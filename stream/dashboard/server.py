@@ -43,8 +43,8 @@ from aiokafka.errors import KafkaError
 from stream.dashboard.state import DashboardLimits, DashboardState
 from stream.errors import BrokerError
 from stream.event_kinds import EVENT_KINDS
-from stream.kafka_client import KafkaClientConfig, broker_refusals
-from stream.topics import Topics, list_topics, wait_for_broker
+from stream.kafka.config import KafkaClientConfig, broker_refusals
+from stream.kafka.topics import Topics, list_topics, wait_for_broker
 
 log = logging.getLogger(__name__)
 

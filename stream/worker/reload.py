@@ -1,6 +1,6 @@
 """Model hot reload: control records, the load-and-gate check, and the atomic swap.
 
-The compacted control topic (``stream.topics.Topics.control``) says which model each
+The compacted control topic (``stream.kafka.topics.Topics.control``) says which model each
 role serves. Records (JSON, UTF-8; documented in ``docs/hot-reload.md``)::
 
     key   = "model/<role>"                      # role: a Role value, "scene" (labels) or "speaker"
@@ -57,12 +57,12 @@ from stream.inference.golden import GOLDEN_TOLERANCE
 from stream.inference.manifest import MANIFEST_FILE, load_manifest, sha256_file
 from stream.inference.session import OnnxModel
 from stream.json_records import JsonRecordError, decode_object
-from stream.kafka_client import KafkaClientConfig, send_acked
+from stream.kafka.compacted import CompactedReader, CompactedRecord, latest_per_key, read_latest
+from stream.kafka.config import KafkaClientConfig, send_acked
 from stream.roles import Role
 from stream.settings import ControlLimits
 from stream.signing import SignatureError, Signer, Verifier
 from stream.types import AnySend, DeviceChoice, Infer
-from stream.worker.compacted import CompactedReader, CompactedRecord, latest_per_key, read_latest
 
 log = logging.getLogger(__name__)
 
@@ -481,7 +481,7 @@ def announcements(
     limits: ControlLimits = DEFAULT_LIMITS,
 ) -> dict[Role, ModelAnnouncement]:
     """The valid announcements under ``prefix`` (``model/`` or ``last-good/``) in a
-    :func:`read_control` (or :func:`~stream.worker.compacted.read_latest`) result; a bad
+    :func:`read_control` (or :func:`~stream.kafka.compacted.read_latest`) result; a bad
     record is logged and passed over."""
     out: dict[Role, ModelAnnouncement] = {}
     for key, item in latest.items():

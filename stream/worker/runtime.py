@@ -51,10 +51,10 @@ from stream.events import (
     SummaryEvent,
 )
 from stream.inference.batcher import Batcher
+from stream.kafka.topics import Topics
 from stream.pipeline import Pipeline, Record, SpeakerStage, Step, WindowJob, embed_speech
 from stream.roles import SPEECH_LABEL
 from stream.settings import BatchingPolicy
-from stream.topics import Topics
 from stream.types import Infer, Send
 from stream.worker.delivery import OffsetLedger
 from stream.worker.metrics import WorkerMetrics, observe_many

@@ -27,7 +27,7 @@ from worker_harness import TYMPAN, WorkerFarm, read_json, wait_for_count
 
 from models.corpus import music, synth
 from stream.inference.repository import resolve_model_dir
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 from tests.schema_check import validate
 
 SECONDS = {"ci": 8.0, "full": 30.0}[os.environ.get("TYMPAN_TEST_SCALE", "ci")]

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from stream.cli import build_parser
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 
 REPO = Path(__file__).resolve().parents[3]
 DOCKER = REPO / "docker"
@@ -154,7 +154,7 @@ def known_env_vars() -> set[str]:
     from stream.setting_specs import specs
     from stream.settings import WorkerSettings
 
-    sources = [REPO / "stream" / "settings.py", REPO / "stream" / "kafka_client.py"]
+    sources = [REPO / "stream" / "settings.py", REPO / "stream" / "kafka" / "config.py"]
     sources += sorted((REPO / "stream" / "cli").glob("*.py"))
     found = {spec.env for spec in specs(WorkerSettings)}
     for source in sources:

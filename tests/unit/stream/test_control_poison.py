@@ -16,10 +16,10 @@ from stream.errors import ConfigError
 from stream.events import ModelRef
 from stream.features.spec import FeatureSpec
 from stream.inference.session import OnnxModel
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics
 from stream.speakers.registry import ModelBinding, SpeakerRegistry
 from stream.speakers.topic import apply_record
-from stream.topics import Topics
 from stream.worker.reload import (
     ActiveModel,
     ControlFollower,

@@ -36,7 +36,7 @@ from stream.events import (
     top_k,
 )
 from stream.json_records import JsonRecordError
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 from tests.schema_check import check
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "docs" / "schemas"

@@ -19,12 +19,12 @@ from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.inference.manifest import MODEL_FILE
 from stream.inference.session import OnnxModel
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics
 from stream.pipeline import Pipeline, PipelinePolicy, Record
 from stream.produce import frames_from_array
 from stream.roles import Role
 from stream.settings import BatchingPolicy
-from stream.topics import Topics
 from stream.wire import encode_frame
 from stream.worker.reload import (
     LAST_GOOD_PREFIX,
@@ -468,8 +468,8 @@ def test_a_follower_with_trusted_keys_applies_only_what_they_signed(
 def test_a_starting_worker_with_trusted_keys_ignores_unsigned_announcements(
     repo: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    from stream.kafka.compacted import CompactedRecord
     from stream.signing import Signer, Verifier, generate
-    from stream.worker.compacted import CompactedRecord
     from stream.worker.reload import last_good_key, load_at_start
 
     keys = tmp_path_factory.mktemp("keys")

@@ -108,7 +108,7 @@ def test_the_registry_follower_rejects_unsigned_enrollments(
 ) -> None:
     import numpy as np
 
-    from stream.kafka_client import KafkaClientConfig
+    from stream.kafka.config import KafkaClientConfig
     from stream.speakers.registry import ModelBinding, SpeakerRegistry
     from stream.speakers.topic import RegistryFollower, encode_enrollment
 

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from stream.errors import BrokerError
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
 
 log = logging.getLogger(__name__)
 
