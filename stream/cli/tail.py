@@ -63,26 +63,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.errors import KafkaError
-
     from stream.errors import BrokerError
+    from stream.kafka.readers import BROKER_ERRORS, event_reader
     from stream.kafka.topics import Topics, require_topics
 
     kind = kind_named(args.topic)
     topics = Topics().with_prefix(settings.topic_prefix)
     topic = topics.of(kind)
     await require_topics(settings.kafka, topics, [topic], create=False)
-    consumer = AIOKafkaConsumer(
-        topic,
-        **settings.kafka.aiokafka_kwargs(),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest" if args.from_beginning else "latest",
-    )
+    consumer = event_reader(settings.kafka, [topic], from_beginning=args.from_beginning)
     try:
         await consumer.start()
-    except (KafkaError, OSError) as exc:
+    except BROKER_ERRORS as exc:
         await consumer.stop()
         raise BrokerError(
             f"cannot read {topic!r} from {settings.kafka.bootstrap_servers}: {exc!r}"
