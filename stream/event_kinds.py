@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
+from stream.control.json_records import decode_object
 from stream.errors import ConfigError
 from stream.events import LabelEvent, RejectedRecord, SpeakerEvent, SummaryEvent
-from stream.json_records import decode_object
 
 Event = LabelEvent | SpeakerEvent | SummaryEvent | RejectedRecord
 """Every record class of :mod:`stream.events` that the worker writes to a topic."""

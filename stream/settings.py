@@ -192,7 +192,7 @@ class BatchingPolicy:
 class ControlLimits:
     """Bounds on the JSON records of the compacted control and speaker-registry topics.
 
-    Checked before a record is parsed (``stream.json_records``), so one oversized or
+    Checked before a record is parsed (``stream.control.json_records``), so one oversized or
     deeply nested record is refused with its reason instead of exhausting memory or
     the interpreter's recursion limit in every worker that follows the topic.
 
@@ -256,7 +256,7 @@ class WorkerSettings:
         so that it always fits the producer's request limit (docs/delivery.md).
     trusted_keys: Ed25519 public keys (files, or folders of ``*.pub``) of the
         publishers; with any, unsigned or badly signed model announcements and
-        enrollments are refused (``stream.signing``, docs/security.md).
+        enrollments are refused (``stream.control.signing``, docs/security.md).
     processes: worker processes the command runs in one consumer group, under a
         supervisor (``stream.worker.supervisor``; ``None``: one per core).
     """

@@ -19,13 +19,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stream.control.signing import signer_from
 from stream.errors import ContractError
 from stream.kafka.config import KafkaClientConfig
 from stream.kafka.topics import Topics, require_topics
 from stream.roles import Role
 from stream.setting_specs import from_sources, spec_of
 from stream.settings import ENV_MODEL_REPO, ENV_TOPIC_PREFIX, BatchingPolicy
-from stream.signing import signer_from
 
 MAX_BATCH = spec_of(BatchingPolicy, "max_batch")
 

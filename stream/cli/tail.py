@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from stream.control.json_records import JsonRecordError
 from stream.event_kinds import BY_NAME, LABELS, REJECTED, SPEAKERS, SUMMARIES, EventKind, kind_named
-from stream.json_records import JsonRecordError
 
 
 def register(subparsers: Any) -> None:

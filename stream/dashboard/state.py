@@ -27,9 +27,9 @@ from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from stream.control.json_records import JsonRecordError
 from stream.errors import ConfigError
 from stream.event_kinds import BY_NAME, LABELS, REJECTED, SPEAKERS, SUMMARIES, kind_named
-from stream.json_records import JsonRecordError
 
 KINDS = tuple(BY_NAME)  # every event kind's name: rates and totals are kept per kind
 PERCENTILES = (50, 95, 99)

@@ -33,12 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from stream.control.json_records import JsonRecordError, decode_object
+from stream.control.signing import SignatureError, Signer, Verifier
 from stream.errors import RegistryError
-from stream.json_records import JsonRecordError, decode_object
 from stream.kafka.compacted import CompactedReader, CompactedRecord, observe
 from stream.kafka.config import KafkaClientConfig, send_acked
 from stream.settings import ControlLimits
-from stream.signing import SignatureError, Signer, Verifier
 from stream.speakers.registry import ModelBinding, SpeakerRegistry, check_name
 from stream.speakers.scoring import DEFAULT_SCORING, ScoringConfig, SpeakerScorer
 
@@ -137,7 +137,7 @@ async def publish(
 ) -> int:
     """Send enrollments (``names``, default all) and tombstones (``removed``); wait for acks.
 
-    With a ``signer`` every record carries its Ed25519 signature (``stream.signing``),
+    With a ``signer`` every record carries its Ed25519 signature (``stream.control.signing``),
     which workers with trusted keys require. Returns the number of records sent.
     """
     records: list[tuple[bytes, bytes | None]] = [

@@ -38,6 +38,7 @@ from typing import Any, cast
 
 import faust
 
+from stream.control.signing import Verifier
 from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
@@ -48,7 +49,6 @@ from stream.kafka.topics import Topics
 from stream.pipeline import Pipeline, check_aligned
 from stream.roles import Role
 from stream.settings import WorkerSettings
-from stream.signing import Verifier
 from stream.worker.app import WorkerApp, serve_audio
 from stream.worker.commits import CommitLog
 from stream.worker.metrics import WorkerMetrics

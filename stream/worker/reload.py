@@ -50,18 +50,18 @@ from typing import Any
 
 import numpy as np
 
+from stream.control.json_records import JsonRecordError, decode_object
+from stream.control.signing import SignatureError, Signer, Verifier
 from stream.errors import BrokerError, ConfigError, ContractError, ModelError, ParityError
 from stream.events import ModelRef
 from stream.features.spec import FeatureSpec
 from stream.inference.golden import GOLDEN_TOLERANCE
 from stream.inference.manifest import MANIFEST_FILE, load_manifest, sha256_file
 from stream.inference.session import OnnxModel
-from stream.json_records import JsonRecordError, decode_object
 from stream.kafka.compacted import CompactedReader, CompactedRecord, latest_per_key, read_latest
 from stream.kafka.config import KafkaClientConfig, send_acked
 from stream.roles import Role
 from stream.settings import ControlLimits
-from stream.signing import SignatureError, Signer, Verifier
 from stream.types import AnySend, DeviceChoice, Infer
 
 log = logging.getLogger(__name__)
@@ -597,7 +597,7 @@ async def publish_records(
     signer: Signer | None = None,
 ) -> None:
     """Send ``(key, value)`` records to the control topic and wait for the broker's acks;
-    with a ``signer`` each carries its Ed25519 signature (``stream.signing``)."""
+    with a ``signer`` each carries its Ed25519 signature (``stream.control.signing``)."""
     await send_acked(
         client,
         topic,

@@ -11,6 +11,7 @@ import pytest
 
 import stream.events
 from stream.cli.tail import HEADERS, ROWS
+from stream.control.json_records import JsonRecordError
 from stream.dashboard.server import DashboardConfig
 from stream.dashboard.state import KINDS, DashboardState
 from stream.errors import ConfigError
@@ -35,7 +36,6 @@ from stream.events import (
     WindowSpan,
     top_k,
 )
-from stream.json_records import JsonRecordError
 from stream.kafka.topics import Topics
 from tests.schema_check import check
 

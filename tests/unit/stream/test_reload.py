@@ -432,7 +432,7 @@ def test_models_publish_refuses_before_touching_the_broker(
 def test_a_follower_with_trusted_keys_applies_only_what_they_signed(
     repo: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from stream.signing import Signer, Verifier, generate
+    from stream.control.signing import Signer, Verifier, generate
     from stream.worker.reload import ReloadPolicy
 
     keys = tmp_path_factory.mktemp("keys")
@@ -468,8 +468,8 @@ def test_a_follower_with_trusted_keys_applies_only_what_they_signed(
 def test_a_starting_worker_with_trusted_keys_ignores_unsigned_announcements(
     repo: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    from stream.control.signing import Signer, Verifier, generate
     from stream.kafka.compacted import CompactedRecord
-    from stream.signing import Signer, Verifier, generate
     from stream.worker.reload import last_good_key, load_at_start
 
     keys = tmp_path_factory.mktemp("keys")

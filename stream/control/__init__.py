@@ -1,0 +1,1 @@
+"""The control plane: signed, bounded records on compacted topics, and the model gate."""
