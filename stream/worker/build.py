@@ -38,6 +38,8 @@ from typing import Any, cast
 
 import faust
 
+from stream.control.active import ActiveModel
+from stream.control.follower import ControlFollower, ReloadPolicy
 from stream.control.signing import Verifier
 from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
@@ -53,7 +55,6 @@ from stream.worker.app import WorkerApp, serve_audio
 from stream.worker.commits import CommitLog
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.producer import BatchSender
-from stream.worker.reload import ActiveModel, ControlFollower, ReloadPolicy
 from stream.worker.runtime import EmbeddingSpeakerHook, WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -144,9 +145,9 @@ def load_model(settings: WorkerSettings, *, control_topic: str | None = None) ->
 
 
 def _announced_model(settings: WorkerSettings, control_topic: str) -> OnnxModel | None:
+    from stream.control.gate import load_at_start
     from stream.inference.repository import default_repo
     from stream.kafka.compacted import read_latest
-    from stream.worker.reload import load_at_start
 
     latest = asyncio.run(read_latest(settings.kafka, control_topic))
     return load_at_start(

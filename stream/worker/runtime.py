@@ -61,7 +61,7 @@ from stream.worker.metrics import WorkerMetrics, observe_many
 
 log = logging.getLogger(__name__)
 
-# the model serving now and its name: read once per batch (stream.worker.reload.ActiveModel)
+# the model serving now and its name: read once per batch (stream.control.active.ActiveModel)
 CurrentModel = Callable[[], tuple[Infer, ModelRef]]
 _PRUNE_EVERY = 256
 INBOX_RECORDS = 256
@@ -145,7 +145,7 @@ class WorkerRuntime:
     on_fatal: called when a result cannot be delivered (the app crashes the worker,
         so that nothing after it is acked and a restart replays it).
     current_model: returns ``(infer, model ref)`` of the model serving now, read once
-        per batch so a hot swap (``stream.worker.reload``) lands between batches and each
+        per batch so a hot swap (``stream.control.follower``) lands between batches and each
         event names the model that scored it; default ``(infer, pipeline.model)``.
     dead_letter_max_bytes: payload bytes a dead letter keeps
         (:meth:`~stream.events.RejectedRecord.bounded`).

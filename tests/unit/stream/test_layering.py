@@ -68,3 +68,23 @@ def test_the_domain_core_loads_no_kafka_faust_or_asyncio() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_package_public_names_resolve_to_their_homes() -> None:
+    """Every name a package's ``__all__`` lists (loaded on first use) exists where
+    ``_HOMES`` says, and importing one submodule loads none of the others."""
+    import importlib
+
+    for package in ("stream.control", "stream.kafka"):
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{package}.{name}"
+
+
+def test_the_json_guard_loads_no_model_runtime() -> None:
+    code = (
+        "import sys, stream.control.json_records, stream.kafka.config\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'onnxruntime', 'aiokafka'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -17,7 +17,8 @@ MODULES = [
     "stream.cli.evaluate",
     "stream.cli",
     "stream.worker.build",
-    "stream.worker.reload",
+    "stream.control.follower",
+    "stream.control.gate",
 ]
 
 
