@@ -24,8 +24,8 @@ from stream.errors import ContractError
 from stream.kafka.config import KafkaClientConfig
 from stream.kafka.topics import Topics, require_topics
 from stream.roles import Role
-from stream.setting_specs import from_sources, spec_of
 from stream.settings import ENV_MODEL_REPO, ENV_TOPIC_PREFIX, BatchingPolicy
+from stream.settings.specs import from_sources, spec_of
 
 MAX_BATCH = spec_of(BatchingPolicy, "max_batch")
 

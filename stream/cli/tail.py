@@ -2,7 +2,7 @@
 
 A readable table by default (one line per event, columns chosen per topic; a kind
 without a table of its own prints JSON lines) or the raw JSON lines with ``--json``.
-The topics are the event kinds of ``stream.event_kinds``. It reads without a consumer
+The topics are the event kinds of ``stream.events.kinds``. It reads without a consumer
 group, so tailing never moves anyone's committed offsets; ``--from-beginning`` replays
 what the topic holds. When the topic does not exist yet it refuses and names the
 command that creates it.
@@ -20,7 +20,15 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from stream.control.json_records import JsonRecordError
-from stream.event_kinds import BY_NAME, LABELS, REJECTED, SPEAKERS, SUMMARIES, EventKind, kind_named
+from stream.events.kinds import (
+    BY_NAME,
+    LABELS,
+    REJECTED,
+    SPEAKERS,
+    SUMMARIES,
+    EventKind,
+    kind_named,
+)
 
 
 def register(subparsers: Any) -> None:

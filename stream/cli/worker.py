@@ -23,8 +23,8 @@ import sys
 from typing import Any
 
 from stream.errors import ContractError
-from stream.setting_specs import SettingSpec, specs
 from stream.settings import WorkerSettings
+from stream.settings.specs import SettingSpec, specs
 
 log = logging.getLogger(__name__)
 

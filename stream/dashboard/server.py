@@ -40,7 +40,7 @@ from aiohttp import web
 
 from stream.dashboard.state import DashboardLimits, DashboardState
 from stream.errors import BrokerError
-from stream.event_kinds import EVENT_KINDS
+from stream.events.kinds import EVENT_KINDS
 from stream.kafka.config import KafkaClientConfig, broker_refusals
 from stream.kafka.readers import BROKER_ERRORS, EventReader, event_reader
 from stream.kafka.topics import Topics, list_topics, wait_for_broker

@@ -34,7 +34,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from stream.errors import BrokerError, ConfigError
-from stream.event_kinds import EVENT_KINDS, LABELS, REJECTED, SPEAKERS, SUMMARIES, EventKind
+from stream.events.kinds import EVENT_KINDS, LABELS, REJECTED, SPEAKERS, SUMMARIES, EventKind
 from stream.kafka.config import KafkaClientConfig
 
 HOUR_MS = 3_600_000
@@ -144,7 +144,7 @@ class Topics:
         return f"{self.prefix}.{what}.v1"
 
     def of(self, kind: EventKind) -> str:
-        """The topic that holds ``kind``'s records (``stream.event_kinds``)."""
+        """The topic that holds ``kind``'s records (``stream.events.kinds``)."""
         return self._name(kind.name)
 
     @property

@@ -41,7 +41,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stream.event_kinds import LABELS, REJECTED, SPEAKERS, SUMMARIES
 from stream.events import (
     DEAD_LETTER_PAYLOAD_BYTES,
     LabelEvent,
@@ -50,6 +49,7 @@ from stream.events import (
     SpeakerEvent,
     SummaryEvent,
 )
+from stream.events.kinds import LABELS, REJECTED, SPEAKERS, SUMMARIES
 from stream.inference.batcher import Batcher
 from stream.kafka.topics import Topics
 from stream.pipeline import Pipeline, Record, SpeakerStage, Step, WindowJob, embed_speech

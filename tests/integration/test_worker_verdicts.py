@@ -4,7 +4,7 @@ Rendered music (our corpus tools: composed MIDI through fluidsynth) and syntheti
 are streamed with ``tympan produce --fast`` through a real ``tympan worker`` for each
 shipped label model, the single-label scene model and the multi-label instruments
 tagger. The windows the worker cuts are bit-identical to the ones ``classify`` cuts
-from the file, and both fold them through ``stream.verdict``, so each summary's
+from the file, and both fold them through ``stream.events.verdict``, so each summary's
 verdict (task, windows, dominant label, tags with shares and segments, timeline) must
 be exactly ``classify``'s. Every label and summary event also validates against its
 schema in ``docs/schemas/`` (multi-label events carry ``tags``).

@@ -151,10 +151,13 @@ def parses(argv: list[str]) -> Any:
 def known_env_vars() -> set[str]:
     """``TYMPAN_*`` names the code reads: the worker settings (derived from their
     declarations), the Kafka client and the CLI modules (written out)."""
-    from stream.setting_specs import specs
     from stream.settings import WorkerSettings
+    from stream.settings.specs import specs
 
-    sources = [REPO / "stream" / "settings.py", REPO / "stream" / "kafka" / "config.py"]
+    sources = [
+        *(REPO / "stream" / "settings").glob("*.py"),
+        REPO / "stream" / "kafka" / "config.py",
+    ]
     sources += sorted((REPO / "stream" / "cli").glob("*.py"))
     found = {spec.env for spec in specs(WorkerSettings)}
     for source in sources:

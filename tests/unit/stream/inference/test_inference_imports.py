@@ -12,7 +12,7 @@ import sys
 MODULES = [
     "stream.inference",
     "stream.inference.clips",
-    "stream.evaluation",
+    "stream.inference.evaluation",
     "stream.cli.classify",
     "stream.cli.evaluate",
     "stream.cli",

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from stream.control.json_records import decode_object
 from stream.errors import ConfigError
-from stream.events import LabelEvent, RejectedRecord, SpeakerEvent, SummaryEvent
+from stream.events.records import LabelEvent, RejectedRecord, SpeakerEvent, SummaryEvent
 
 Event = LabelEvent | SpeakerEvent | SummaryEvent | RejectedRecord
 """Every record class of :mod:`stream.events` that the worker writes to a topic."""

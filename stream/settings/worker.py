@@ -5,7 +5,7 @@ below. Nothing else in ``stream/`` reads ``os.environ`` for the worker: leaf mod
 take plain values, so a test builds a :class:`WorkerSettings` and nothing leaks in
 from the shell.
 
-Each setting is declared once, on its field (``stream.setting_specs.setting``: the
+Each setting is declared once, on its field (``stream.settings.specs.setting``: the
 default, a help line, the unit); the ``tympan worker`` flags, the ``TYMPAN_*`` names,
 :meth:`WorkerSettings.from_environ` and the table in docs/configuration.md are derived
 from those declarations. The Kafka connection (``TYMPAN_BROKER``, ``TYMPAN_KAFKA_*``)
@@ -21,7 +21,7 @@ from typing import Any
 
 from stream.errors import ConfigError
 from stream.kafka.config import KafkaClientConfig
-from stream.setting_specs import check_bounds, external, from_sources, replaced, setting, spec_of
+from stream.settings.specs import check_bounds, external, from_sources, replaced, setting, spec_of
 from stream.types import Device
 
 ENV_SIGNING_KEY = "TYMPAN_SIGNING_KEY"  # publishers: the private key that signs
