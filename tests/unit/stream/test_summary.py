@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from stream.events import ModelRef
-from stream.summary import SpeakerVerdict, SummaryBuilder
+from stream.pipeline.summary import SpeakerVerdict, SummaryBuilder
 from stream.verdict import track_verdict
 
 LABELS = ("speech", "music")
