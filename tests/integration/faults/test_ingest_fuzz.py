@@ -56,7 +56,7 @@ from kafka_helpers import consume_all
 from worker_harness import module_topics, wait_for
 
 from stream.ingest.rtp import RTCP_BYE, build_rtcp_bye, build_rtp
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 from stream.wire import AudioFrame, Encoding, decode_frame
 from tests.support.ports import free_tcp_port, free_udp_ports
 
