@@ -53,7 +53,7 @@ import pytest
 import soundfile as sf
 from ingest_harness import IngestProcess, need, scale
 from kafka_helpers import consume_all
-from worker_harness import module_topics, wait_for
+from worker_harness import REPO, TYMPAN, module_topics, wait_for
 
 from stream.ingest.rtp import RTCP_BYE, build_rtcp_bye, build_rtp
 from stream.kafka.topics import Topics
@@ -850,3 +850,86 @@ def test_ws_fuzz_never_ends_a_real_call_or_the_process(ws_rig: WsRig) -> None:
     sessions = total(delta, "tympan_ingest_streams_started_total")
     assert sessions >= sum(1 for o in outcomes if o.close_code is not None)
     assert ws_rig.ingest.alive()
+
+
+def test_ws_admission_evicts_idle_connections_and_refuses_past_established_ones(
+    broker: str, tmp_path: Path
+) -> None:
+    """Two connection slots: idle ones (no header) are evicted for a new one (1013);
+    once both slots hold established calls, the next connection is refused (503)."""
+    with module_topics(broker, "ingest-admit-ws") as topics:
+        port = free_tcp_port()
+        ingest = IngestProcess(
+            [
+                *("ingest", "ws", "--listen", f"127.0.0.1:{port}", "--max-sessions", "2"),
+                *("--broker", broker, "--topic-prefix", topics.prefix),
+            ],
+            tmp_path / "ingest.log",
+            metrics_port=port,
+        ).start()
+        url = f"http://127.0.0.1:{port}/pcm"
+
+        async def scenario() -> tuple[int | None, int, list[int | None]]:
+            async with aiohttp.ClientSession() as http:
+                idle = await http.ws_connect(url)
+                await asyncio.sleep(0.2)
+                calls = []
+                for i in range(2):  # each evicts an idle one or takes a free slot
+                    ws = await http.ws_connect(url)
+                    await ws.send_str(json.dumps({"stream_id": f"admit-{i}", "sample_rate": 8000}))
+                    await ws.send_bytes(b"\x00\x00" * 800)
+                    calls.append(ws)
+                await idle.receive(timeout=20)
+                try:
+                    await http.ws_connect(url)
+                    refused = 101
+                except aiohttp.WSServerHandshakeError as exc:
+                    refused = exc.status
+                codes = []
+                for ws in calls:
+                    await ws.send_str('{"event": "stop"}')
+                    await ws.receive(timeout=20)
+                    codes.append(ws.close_code)
+                return idle.close_code, refused, codes
+
+        try:
+            idle_code, refused, codes = asyncio.run(scenario())
+            assert idle_code == 1013  # evicted: it had not started a stream
+            assert refused == 503  # both slots hold established calls
+            assert codes == [1000, 1000]
+            for i in range(2):
+                wait_complete(broker, topics.audio, f"admit-{i}", ingest)
+            m = ingest.metrics()
+            assert m['tympan_ingest_streams_ended_total{why="evicted"}'] == 1
+            assert m['tympan_ingest_malformed_total{reason="too_many_streams"}'] == 1
+        finally:
+            rc = ingest.stop()
+            print(ingest.log()[-3000:])
+        assert rc == 0
+
+
+def test_an_ingest_whose_topic_cannot_exist_exits_non_zero_instead_of_waiting(
+    broker: str, tmp_path: Path
+) -> None:
+    """A custom --topic that is missing is never created by a writer: refuse at start
+    (before, the producer waited for its metadata forever and ignored SIGTERM)."""
+    port = free_tcp_port()
+    proc = subprocess.run(
+        [
+            str(TYMPAN),
+            "ingest",
+            "ws",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--broker",
+            broker,
+            "--topic",
+            f"no-such-topic-{SEED}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a hang fails here rather than blocking the suite
+        cwd=REPO,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "no-such-topic" in proc.stderr and "listening" not in proc.stderr
