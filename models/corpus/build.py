@@ -585,6 +585,18 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def demo_enrolled_voices(*, seed: int = 0, calls: int = DEFAULT_CALLS) -> dict[str, Voice]:
+    """The voices the demo registry should know, by identity: the agents and the
+    callers of even-numbered calls (odd-numbered calls have strangers)."""
+    enrolled: dict[str, Voice] = {}
+    for i in range(calls):
+        agent, caller, _ = _demo_cast(seed, i)
+        enrolled[agent.identity] = agent
+        if i % 2 == 0:
+            enrolled[caller.identity] = caller
+    return enrolled
+
+
 def build_demo(
     out: Path,
     *,
@@ -612,14 +624,7 @@ def build_demo(
         raise ValueError(f"demo scale {scale!r} must be > 0")
     tasks = [partial(_demo_call, out, seed, i, scale) for i in range(calls)]
     tasks += [partial(_demo_music, out, seed, i, 30.0 * scale) for i in range(music_tracks)]
-    # Enrollment audio for every voice the demo registry should know: the agents and
-    # the callers of even-numbered calls (odd-numbered calls have strangers).
-    enrolled: dict[str, Voice] = {}
-    for i in range(calls):
-        agent, caller, _ = _demo_cast(seed, i)
-        enrolled[agent.identity] = agent
-        if i % 2 == 0:
-            enrolled[caller.identity] = caller
+    enrolled = demo_enrolled_voices(seed=seed, calls=calls)
     tasks += [partial(_demo_enrollment, out, seed, v) for v in enrolled.values()]
     _run("demo", tasks, jobs=jobs, progress=progress)
     return out
