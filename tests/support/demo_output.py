@@ -93,9 +93,7 @@ def label_rows(lines: list[str]) -> list[Row]:
     captured, lat_ms, flags, model (they print while the calls play)."""
     region = lines[lines.index(next(x for x in lines if x.startswith(LIVE_LABELS))) :]
     region = region[: region.index(next(x for x in region if x.startswith(SPEAKERS)))]
-    return [
-        Row(f[0], f) for f in (x.split() for x in region) if len(f) == 10 and f[1].isdigit()
-    ]
+    return [Row(f[0], f) for f in (x.split() for x in region) if len(f) == 10 and f[1].isdigit()]
 
 
 def speaker_rows(lines: list[str]) -> list[Row]:
