@@ -13,7 +13,7 @@ import json
 
 from models.corpus.build import demo_enrolled_voices
 from stream.cli.tail import HEADERS
-from stream.event_kinds import LABELS, SPEAKERS, SUMMARIES
+from stream.events.kinds import LABELS, SPEAKERS, SUMMARIES
 from stream.inference.repository import resolve_model_dir
 from stream.roles import Role
 from tests.support import demo_output as demo
