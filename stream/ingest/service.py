@@ -74,23 +74,33 @@ async def _until_stopped(
     try:
         await serving
     finally:  # stopped, or the server failed: either way deliver what is queued
-        stats = await _drained(sink, sender)
+        stats = await drained(sink, sender)
     return stats
 
 
-async def _drained(sink: FrameSink, sender: asyncio.Task[ProduceStats]) -> ProduceStats:
+async def drained(
+    sink: FrameSink, sender: asyncio.Task[ProduceStats], *, timeout_s: float = DRAIN_S
+) -> ProduceStats:
+    """Close ``sink`` and wait for ``sender`` to deliver what it holds, at most ``timeout_s``.
+
+    Raises
+    ------
+    BrokerError
+        The frames were not delivered in time; ``sender`` is cancelled (never a hang).
+    """
+
     async def close_and_wait() -> ProduceStats:
         await sink.close()  # waits for room in the queue, which only the sender makes
         return await asyncio.shield(sender)
 
     try:
-        return await asyncio.wait_for(close_and_wait(), DRAIN_S)
+        return await asyncio.wait_for(close_and_wait(), timeout_s)
     except TimeoutError:
         sender.cancel()
         with contextlib.suppress(BaseException):
             await sender
         raise BrokerError(
-            f"the queued frames were not delivered within {DRAIN_S:.0f} s of stopping"
+            f"the queued frames were not delivered within {timeout_s:g} s of stopping"
         ) from None
 
 

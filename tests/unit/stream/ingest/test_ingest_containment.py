@@ -12,6 +12,7 @@ the real ``tympan ingest`` process.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import struct
@@ -467,3 +468,20 @@ def test_a_full_table_evicts_from_the_source_with_most_calls_on_probation() -> N
     adm.opened(5, "other", 0)
     adm.opened(6, "another", 0)
     assert adm.victim("new", "x") == 1  # no source holds two: the least recently heard
+
+
+def test_a_producer_that_cannot_deliver_at_shutdown_is_an_error_not_a_hang() -> None:
+    from stream.errors import BrokerError
+    from stream.ingest.service import drained
+    from stream.ingest.sink import FrameSink
+
+    async def scenario() -> None:
+        sink = FrameSink(IngestMetrics(), max_frames=1)
+        sink.offer(AudioFrame("s", 0, 8000, Encoding.MULAW, 1, T0, False, b"\xff"))  # full
+        stuck = asyncio.get_running_loop().create_future()  # a producer that never returns
+        sender = asyncio.ensure_future(stuck)
+        with pytest.raises(BrokerError, match=r"not delivered within 0\.2 s"):
+            await drained(sink, sender, timeout_s=0.2)  # type: ignore[arg-type]
+        assert sender.cancelled()
+
+    asyncio.run(scenario())
