@@ -24,7 +24,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from stream.cli.help import plain_help
-from stream.kafka_client import broker_refusals
+from stream.kafka.config import broker_refusals
 
 # Runtime commands, in the order they appear in ``tympan --help``.
 _RUNTIME_COMMANDS = (

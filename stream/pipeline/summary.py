@@ -2,7 +2,7 @@
 
 A :class:`SummaryBuilder` sees every window of one stream with its probabilities and,
 when the stream closes, turns them into a :class:`~stream.events.SummaryEvent`: the
-track verdict (:mod:`stream.verdict`, the same aggregation ``tympan classify`` uses:
+track verdict (:mod:`stream.events.verdict`, the same aggregation ``tympan classify`` uses:
 merged top-label segments and the dominant label, or a multi-label model's tags), the
 speaker verdict (set at close from the stream's speaker tracker) and the sequencing
 counts.
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from stream.events import ModelRef, SummaryEvent, event_id
-from stream.verdict import VerdictAccumulator
+from stream.events.verdict import VerdictAccumulator
 
 if TYPE_CHECKING:
     from stream.pipeline.segments import Segment

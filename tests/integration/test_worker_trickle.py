@@ -14,7 +14,7 @@ from pathlib import Path
 
 from worker_harness import WorkerFarm, committed_lag, produce, read_json, tiny_model
 
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 from stream.wire import AudioFrame, Encoding
 
 AGE_S = 4
