@@ -275,7 +275,7 @@ class Segments:
         """The segment is closed: out of the open set, waiting for its windows."""
         state.closed_by = closed_by
         self.open.pop(state.stream_id, None)
-        self.conditioning.dirty.pop(state.stream_id, None)
+        self.conditioning.forget(state.stream_id)
         self.closing[state.incarnation] = state
         seq = state.sequencer
         eos_seq = seq.eos_seq if seq.finished else None
@@ -318,7 +318,7 @@ class Segments:
         dropped = [sid for sid, s in self.open.items() if s.partition in lost]
         for sid in dropped:
             del self.open[sid]
-            self.conditioning.dirty.pop(sid, None)
+            self.conditioning.forget(sid)
             self.conditioning.close_banks(sid)
         closing = [s for s in self.closing.values() if s.partition in lost]
         for state in closing:
