@@ -21,7 +21,7 @@ from stream.settings import WorkerSettings
 from stream.settings.specs import SettingSpec, markdown_table, setting, spec_of, specs
 
 SPECS = {spec.name: spec for spec in specs(WorkerSettings)}
-DOCS = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
+DOCS = Path(__file__).resolve().parents[4] / "docs" / "configuration.md"
 
 # Names users' scripts, docker/compose.yml and the docs already use: never renamed.
 EXISTING_FLAGS = {
