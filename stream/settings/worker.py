@@ -74,6 +74,12 @@ class StreamLimits:
     max_segment_s: a stream longer than this (audio seconds, gaps included) is
         rolled: its segment closes with a summary (``closed_by="rolled"``) and the
         stream goes on as a new segment, so its partition's commit moves on.
+    max_segment_age_s: a segment whose partition has a record stamped (Kafka time)
+        more than this after the segment's first record is rolled the same way, so a
+        stream that trickles a little audio often enough never to be idle cannot pin
+        its partition's committed offset (docs/delivery.md, "How far the commit
+        trails"); segments whose records carry no timestamp are rolled by the wall
+        clock instead.
     """
 
     max_frame_bytes: int = setting(
@@ -96,6 +102,12 @@ class StreamLimits:
     )
     max_segment_s: float = setting(
         600.0, unit="s", help="a longer stream is rolled into a new segment (with a summary)"
+    )
+    max_segment_age_s: float = setting(
+        900.0,
+        above=0,
+        unit="s",
+        help="a segment older than this (Kafka time) is rolled: how far a commit can trail",
     )
 
     def __post_init__(self) -> None:
