@@ -160,7 +160,10 @@ def _magnitude(spectrum: np.ndarray, power: float) -> np.ndarray:
 
 
 def _log(mel: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """The pointwise log rule (``power_to_db`` with ``top_db=None``, or ``log(S + offset)``)."""
+    """The pointwise log rule (``power_to_db`` with ``top_db=None``, or ``log(S + offset)``;
+    ``"none"`` keeps the mels)."""
+    if spec.log == "none":
+        return mel
     if spec.log == "log_offset":
         mel += np.float32(spec.log_offset)
         np.log(mel, out=mel)

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from stream.errors import FeatureSpecError
 
-LogRule = Literal["db", "log_offset"]
+LogRule = Literal["db", "log_offset", "none"]
 Kind = Literal["logmel", "mfcc"]
 PartialWindow = Literal["pad", "drop"]
 
@@ -45,7 +45,8 @@ class FeatureSpec:
     n_mels, fmin, fmax, htk, norm: mel filterbank (``librosa.filters.mel``).
     power: 1.0 magnitude, 2.0 power spectrogram.
     log: ``"db"`` → ``10*log10(max(amin, S) / ref)`` (``power_to_db`` with
-        ``top_db=None``), ``"log_offset"`` → ``log(S + log_offset)``.
+        ``top_db=None``), ``"log_offset"`` → ``log(S + log_offset)``, ``"none"`` → ``S`` itself
+        (the power mels some encoders read, e.g. GE2E; ``kind="logmel"`` only).
     kind: ``"logmel"`` (output ``[n_mels, t]``) or ``"mfcc"`` (``[n_mfcc, t]``,
         DCT of the log-mel, ``dct_type``, ``norm="ortho"`` as librosa).
     window_seconds, hop_seconds: model windows cut from the frame stream.
@@ -198,8 +199,10 @@ def _problems(spec: FeatureSpec) -> list[str]:
         out.append(f"fmax={spec.fmax} must lie in (fmin={spec.fmin}, sr/2={nyquist}]")
     if spec.kind not in ("logmel", "mfcc"):
         out.append(f"kind={spec.kind!r} is not 'logmel' or 'mfcc'")
-    if spec.log not in ("db", "log_offset"):
-        out.append(f"log={spec.log!r} is not 'db' or 'log_offset'")
+    if spec.log not in ("db", "log_offset", "none"):
+        out.append(f"log={spec.log!r} is not 'db', 'log_offset' or 'none'")
+    if spec.log == "none" and spec.kind == "mfcc":
+        out.append("kind='mfcc' needs a log rule ('db' or 'log_offset'), not log='none'")
     if spec.kind == "mfcc" and not 1 <= spec.n_mfcc <= spec.n_mels:
         out.append(f"n_mfcc={spec.n_mfcc} must lie in 1..n_mels={spec.n_mels}")
     if spec.window_samples < spec.n_fft:
