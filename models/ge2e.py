@@ -187,6 +187,14 @@ def set_weights(model: Any, weights: Mapping[str, np.ndarray]) -> None:
     model.get_layer("linear").set_weights([weights["linear.weight"].T, weights["linear.bias"]])
 
 
+def macs_per_window(spec: FeatureSpec = GE2E_SPEC) -> int:
+    """Multiply-adds of one window: four gates per LSTM step and layer, then the Dense."""
+    frames = spec.frames_per_window
+    inputs = [spec.n_mels] + [HIDDEN] * (LAYERS - 1)
+    lstm = sum(4 * HIDDEN * (n + HIDDEN) for n in inputs) * frames
+    return lstm + HIDDEN * EMBEDDING
+
+
 def read_wheel(wheel: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The encoder weights inside a resemblyzer wheel, and their provenance."""
     import tempfile
@@ -276,6 +284,7 @@ def build(wheel: Path, *, repo: Path, overwrite: bool = False) -> Path:
         golden_x=x,
         training_summary={"recipe": "models.ge2e", "source": provenance, "trained_by_us": False},
         metrics={"keras_vs_numpy_max_abs_diff": keras_vs_numpy},
+        macs=macs_per_window(GE2E_SPEC),
         overwrite=overwrite,
     )
     onnx_vs_numpy = _onnx_vs_reference(target, x, reference)
