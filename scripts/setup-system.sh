@@ -12,7 +12,9 @@
 #   openjdk-17-jdk-headless, maven   the local Kafka broker (scripts/kafka.sh)
 #   chromium, chromium-driver        the dashboard's browser test (selenium, headless)
 #   ffmpeg, gstreamer1.0-tools,      real RTP senders for `tympan ingest rtp`: the
-#     gstreamer1.0-plugins-base/good tests, the benchmark and `make demo` (rtpL16pay, udpsink)
+#     gstreamer1.0-plugins-base/good tests, the benchmark and `make demo` (rtpL16pay, udpsink);
+#                                    ffmpeg/ffprobe also decode the uploads libsndfile
+#                                    cannot (AAC/M4A: stream/audio/decoders.py)
 #
 # Nothing is checked by name alone: a package counts as present when
 # `dpkg -s` says "install ok installed"; the commands and the soundfont file

@@ -1,8 +1,9 @@
 """Audio files → float32 samples, with errors that name the file.
 
-Used by ``tympan produce``, ``tympan classify`` and training. soundfile (libsndfile)
-reads WAV, FLAC and OGG/Vorbis (and MP3 with libsndfile ≥ 1.1); when a rate is asked
-for, :func:`stream.audio.resample.resample` resamples with the streaming resampler's
+Used by ``tympan produce``, ``tympan classify``, ``tympan evaluate`` and training.
+:mod:`stream.audio.decoders` reads WAV, FLAC, Ogg Vorbis/Opus and MP3 with libsndfile
+and everything else ffmpeg can (AAC/M4A uploads) with the ``ffmpeg`` program; when a
+rate is asked for, :func:`stream.audio.resample.resample` resamples with the streaming resampler's
 method (low-delay FIR for 8 kHz → 16 kHz, soxr ``HQ`` otherwise), so a file classified
 offline gets the samples the worker computes from the same audio streamed.
 """
@@ -14,17 +15,23 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import soundfile as sf
 
+from stream.audio.decoders import DEFAULT_LIMITS, DecodeError, DecodeLimits, decode
 from stream.audio.resample import resample
 from stream.errors import AudioFileError
 
-AUDIO_SUFFIXES: frozenset[str] = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3"})
+AUDIO_SUFFIXES: frozenset[str] = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".mp4"}
+)
 """File name suffixes treated as audio when a folder is scanned."""
 
 
 def load_audio(
-    path: str | os.PathLike[str], *, sr: int | None = None, mono: bool = True
+    path: str | os.PathLike[str],
+    *,
+    sr: int | None = None,
+    mono: bool = True,
+    limits: DecodeLimits = DEFAULT_LIMITS,
 ) -> tuple[npt.NDArray[np.float32], int]:
     """Read an audio file as float32 in ``[-1, 1]``.
 
@@ -33,6 +40,7 @@ def load_audio(
     path: the file.
     sr: resample to this rate (as the worker does); ``None`` keeps the file's rate.
     mono: downmix channels by their mean.
+    limits: longest audio and longest external decoder run accepted.
 
     Returns
     -------
@@ -44,13 +52,18 @@ def load_audio(
     Raises
     ------
     AudioFileError
-        ``unreadable_file`` (missing, not audio, NaN/Inf samples) or ``empty_file``
-        (no samples); the message names the path.
+        ``unreadable_file`` (missing, not audio, too long, NaN/Inf samples; the message
+        gives each decoder's reason) or ``empty_file`` (no samples); the message names
+        the path.
     """
     name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise AudioFileError(
+            "unreadable_file", f"cannot read audio file {name!r}: no such file", path=name
+        )
     try:
-        data, file_sr = sf.read(name, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as exc:
+        data, file_sr = decode(name, limits=limits)
+    except DecodeError as exc:
         raise AudioFileError(
             "unreadable_file", f"cannot read audio file {name!r}: {exc}", path=name
         ) from exc
