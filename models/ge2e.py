@@ -128,11 +128,15 @@ def reference_embed(weights: Mapping[str, np.ndarray], mels: np.ndarray) -> np.n
         )
         x = _lstm_sequence(x, w_ih, w_hh, bias)
     last = x[:, -1, :]
-    raw = np.maximum(last @ weights["linear.weight"].T.astype(np.float64) + weights["linear.bias"], 0)
+    raw = np.maximum(
+        last @ weights["linear.weight"].T.astype(np.float64) + weights["linear.bias"], 0
+    )
     return raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
 
 
-def _lstm_sequence(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, bias: np.ndarray) -> np.ndarray:
+def _lstm_sequence(
+    x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, bias: np.ndarray
+) -> np.ndarray:
     batch, steps, _ = x.shape
     hidden = w_hh.shape[1]
     h = np.zeros((batch, hidden))
@@ -171,9 +175,9 @@ def build_network(spec: FeatureSpec = GE2E_SPEC, *, input_gain: float = FFT_GAIN
         x = layers.LSTM(HIDDEN, return_sequences=not last, name=f"lstm_{layer}")(x)
     x = layers.Dense(EMBEDDING, activation="relu", name="linear")(x)
     embedding = layers.UnitNormalization(name="embedding")(x)
-    probabilities = layers.Lambda(
-        lambda e: keras.ops.ones_like(e[:, :1]), name="probabilities"
-    )(embedding)
+    probabilities = layers.Lambda(lambda e: keras.ops.ones_like(e[:, :1]), name="probabilities")(
+        embedding
+    )
     return keras.Model(inputs, {"probabilities": probabilities, "embedding": embedding})
 
 
@@ -203,10 +207,8 @@ def read_wheel(wheel: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 
     with zipfile.ZipFile(wheel) as archive:
         blob = archive.read(WEIGHTS_MEMBER)
-        version = next(
-            (n.split("-")[1].removesuffix(".dist-info") for n in archive.namelist() if n.endswith(".dist-info/METADATA")),
-            "?",
-        )
+        metadata = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        version = metadata[0].split("/")[0].removesuffix(".dist-info").split("-")[1]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pretrained.pt"
         path.write_bytes(blob)
@@ -247,10 +249,17 @@ def parity_windows(spec: FeatureSpec, *, n: int = 16, seed: int = 0) -> np.ndarr
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.ge2e", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m models.ge2e", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("build", help="convert the resemblyzer weights into the zoo")
-    cmd.add_argument("--wheel", type=Path, required=True, help="Resemblyzer-*.whl (pip download --no-deps resemblyzer)")
+    cmd.add_argument(
+        "--wheel",
+        type=Path,
+        required=True,
+        help="Resemblyzer-*.whl (pip download --no-deps resemblyzer)",
+    )
     cmd.add_argument("--repo", type=Path, default=Path("models/zoo"))
     cmd.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
@@ -290,7 +299,11 @@ def build(wheel: Path, *, repo: Path, overwrite: bool = False) -> Path:
     onnx_vs_numpy = _onnx_vs_reference(target, x, reference)
     (target / "parity.json").write_text(
         json.dumps(
-            {"keras_vs_numpy": keras_vs_numpy, "onnx_vs_numpy": onnx_vs_numpy, "windows": int(x.shape[0])},
+            {
+                "keras_vs_numpy": keras_vs_numpy,
+                "onnx_vs_numpy": onnx_vs_numpy,
+                "windows": int(x.shape[0]),
+            },
             indent=2,
         )
         + "\n"

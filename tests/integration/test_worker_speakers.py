@@ -1,7 +1,8 @@
 """Speaker events end to end: the worker with the shipped scene and speaker models.
 
 Two espeak-ng voices are enrolled into a registry directory with the shipped
-``speaker-embed`` model; the worker runs with ``--speaker-model speaker-embed
+``speaker-embed/1`` model (pinned: the voices are the rendered ones it was trained
+for); the worker runs with ``--speaker-model speaker-embed/1
 --speaker-registry DIR``. A call of voice A then voice B must give speaker events
 naming A then B (at decisions, not per window), a third voice must be ``unknown``,
 and the summaries must carry the tracker's final verdicts -- the same ones the
@@ -123,7 +124,7 @@ def run(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     with module_topics(broker, "worker-speakers") as topics:
         farm = WorkerFarm(broker, topics, SCENE, tmp)
         try:
-            farm.spawn("--speaker-model", "speaker-embed", "--speaker-registry", str(registry))
+            farm.spawn("--speaker-model", "speaker-embed/1", "--speaker-registry", str(registry))
             call_ab = np.concatenate([_say("anna", 7, TURN_S), _say("bruno", 8, TURN_S)])
             streams = {
                 "call-ab": _frames("call-ab", call_ab),
@@ -221,7 +222,7 @@ def test_an_enrollment_on_the_registry_topic_reaches_a_running_worker(
         )
 
     try:
-        farm.spawn("--speaker-model", "speaker-embed")
+        farm.spawn("--speaker-model", "speaker-embed/1")
         assert call("before")["speaker"] == "unknown"  # nobody enrolled yet
         registry = load_registry(tmp_path / "registry")
         asyncio.run(publish(kafka_client, registry, topic=topics.speaker_registry))

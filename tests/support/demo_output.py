@@ -27,6 +27,14 @@ DONE = "==> demo done"
 _VARIABLE = re.compile(r"\$\{[^}]*\}|\$\([^)]*\)|\$\w+")
 
 
+def speaker_model(script: Path = DEMO_SCRIPT) -> str:
+    """The ``name/version`` the demo pins its speaker model to (``SPEAKER_MODEL=``)."""
+    found = re.search(r"^SPEAKER_MODEL=(\S+)$", script.read_text(encoding="utf-8"), re.M)
+    if found is None:
+        raise AssertionError(f"{script} sets no SPEAKER_MODEL")
+    return found.group(1)
+
+
 def readme_excerpt(readme: Path = README) -> list[str]:
     """Lines of the README's console block that shows what ``make demo`` prints."""
     text = readme.read_text(encoding="utf-8")

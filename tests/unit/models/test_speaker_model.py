@@ -1,5 +1,6 @@
-"""The shipped speaker embedding model: contract, parity, and open-set accuracy on
-voices it never saw (rendered fresh, with settings its training data never used)."""
+"""speaker-embed/1, the speaker model tympan trains itself (pinnable since
+speaker-embed/2 became the default): contract, parity, and open-set accuracy on voices
+it never saw (rendered fresh, with settings its training data never used)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from stream.inference.repository import default_repo, resolve_model_dir
 from stream.roles import Role
 from stream.speakers.embedder import SpeakerEmbedder
 
-MODEL_DIR = resolve_model_dir(None, repo=default_repo(), role=Role.SPEAKER)
+MODEL_DIR = resolve_model_dir("speaker-embed/1", repo=default_repo(), role=Role.SPEAKER)
 
 
 def test_shipped_model_matches_the_recipe() -> None:

@@ -35,6 +35,7 @@ SPECS = {
     "magnitude": FeatureSpec(power=1.0, n_fft=400, win_length=400, hop_length=100),
     "log-offset": FeatureSpec(log="log_offset", log_offset=1e-6, window="hamming"),
     "ref-amin": FeatureSpec(ref=10.0, amin=1e-8, n_mels=80),
+    "power-mels": FeatureSpec(log="none", n_mels=40, fmin=0.0),  # what GE2E reads
 }
 
 
@@ -43,11 +44,17 @@ def librosa_reference(y: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.
     s = librosa.feature.melspectrogram(y=y, **spec.librosa_mel_kwargs())
     if spec.log == "db":
         return librosa.power_to_db(s, ref=spec.ref, amin=spec.amin, top_db=None), s
+    if spec.log == "none":  # compared in dB, as the log rules are
+        return librosa.power_to_db(s, ref=1.0, amin=1e-10, top_db=None), s
     return np.log(s + spec.log_offset), s
 
 
 def assert_logmel_close(ours: np.ndarray, y: np.ndarray, spec: FeatureSpec) -> None:
     ref, s = librosa_reference(y, spec)
+    if spec.log == "none":  # power mels: the dB rule's tolerance on 10*log10(S)
+        assert ours.dtype == np.float32
+        ours = librosa.power_to_db(ours, ref=1.0, amin=1e-10, top_db=None).astype(np.float32)
+        spec = dataclasses.replace(spec, log="db", ref=1.0, amin=1e-10)
     assert ours.shape == ref.shape
     assert ours.dtype == np.float32
     power = s ** (2.0 / spec.power)
@@ -250,6 +257,23 @@ def test_spec_rejects_window_shorter_than_a_frame_and_bad_dct() -> None:
         FeatureSpec(n_fft=2048, win_length=2048, window_seconds=0.1)
     with pytest.raises(FeatureSpecError):
         FeatureSpec(dct_type=5)
+
+
+def test_power_mels_have_no_mfcc() -> None:
+    with pytest.raises(FeatureSpecError, match=r"kind='mfcc' needs a log rule"):
+        FeatureSpec(kind="mfcc", log="none")
+
+
+def test_shipped_models_keep_their_spec_hashes() -> None:
+    """Adding a log rule must not move any existing model's hash (the worker checks it)."""
+    import json
+
+    zoo = Path(__file__).resolve().parents[4] / "models" / "zoo"
+    manifests = sorted(zoo.glob("*/*/manifest.json"))
+    assert len(manifests) >= 5
+    for path in manifests:
+        data = json.loads(path.read_text())
+        assert FeatureSpec.from_dict(data["spec"]).spec_hash == data["spec_hash"], path
 
 
 def test_read_spec_round_trips_and_names_the_file(tmp_path: Path) -> None:
