@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stream.cli.exit_codes import for_error
 from stream.control.signing import signer_from
 from stream.errors import ContractError
 from stream.kafka.config import KafkaClientConfig
@@ -104,7 +105,7 @@ def run_publish(args: argparse.Namespace) -> int:
         )
     except ContractError as exc:
         print(f"tympan models publish: refused: {exc}", file=sys.stderr)
-        return 2
+        return for_error(exc)
     m = model.manifest
     print(
         f"published {announcement.key.decode()} = {m.name}@{m.version} ({announcement.path}, "
@@ -132,7 +133,7 @@ def run_active(args: argparse.Namespace) -> int:
         latest = asyncio.run(read_control(_client(args), topic))
     except ContractError as exc:
         print(f"tympan models active: {exc}", file=sys.stderr)
-        return 2
+        return for_error(exc)
     active = {role: json.loads(a.to_json()) for role, a in announcements(latest).items()}
     workers, unreadable = statuses(latest)
     if args.json:

@@ -23,7 +23,8 @@ import os
 import sys
 from typing import Any
 
-from stream.errors import BrokerError, ContractError, TympanError
+from stream.cli.exit_codes import ExitCode, for_error
+from stream.errors import TympanError
 from stream.kafka.config import KafkaClientConfig
 from stream.kafka.topics import Topics, require_topics
 from stream.produce import ProduceRequest, ProducerTuning, produce
@@ -137,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        0 all sent, 1 some input failed or the broker failed, 2 bad options.
+        An exit status of ``stream.cli.exit_codes``: 0 all sent, 1 some input failed,
+        2 bad options, 3 the broker failed.
     """
     try:
         topic = audio_topic(args)
@@ -165,18 +167,12 @@ def run(args: argparse.Namespace) -> int:
         if prepared.created:
             print(f"tympan produce: created {', '.join(prepared.created)}", file=sys.stderr)
         report = asyncio.run(produce(request, stdin=sys.stdin.buffer, on_error=_complain))
-    except BrokerError as exc:
-        print(f"tympan produce: {exc}", file=sys.stderr)
-        return 1
-    except ContractError as exc:
-        print(f"tympan produce: {exc}", file=sys.stderr)
-        return 2
     except TympanError as exc:
         print(f"tympan produce: {exc}", file=sys.stderr)
-        return 1
+        return for_error(exc)
     except KeyboardInterrupt:
         print("tympan produce: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     if args.json:
         print(json.dumps({"topic": topic, **report.stats.to_dict()}))
     else:

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stream.cli.exit_codes import for_error
 from stream.errors import TympanError
 from stream.kafka.config import KafkaClientConfig
 
@@ -172,7 +173,7 @@ def _run(func: Any, args: argparse.Namespace) -> int:
         return int(func(args))
     except TympanError as exc:
         print(f"tympan speakers: {exc}", file=sys.stderr)
-        return 1
+        return for_error(exc)
 
 
 # -- commands -----------------------------------------------------------------------------

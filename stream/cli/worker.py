@@ -22,6 +22,7 @@ import os
 import sys
 from typing import Any
 
+from stream.cli.exit_codes import for_error
 from stream.errors import ContractError
 from stream.settings import WorkerSettings
 from stream.settings.specs import SettingSpec, specs
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         worker = build_worker(settings)
     except ContractError as exc:
         print(f"tympan worker: {exc}", file=sys.stderr)
-        return 2
+        return for_error(exc)
     _banner(worker)
     import faust
 
