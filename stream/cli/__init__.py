@@ -25,7 +25,7 @@ from typing import Any
 
 from stream.cli.exit_codes import EPILOG as EXIT_STATUS
 from stream.cli.exit_codes import ExitCode, for_error
-from stream.cli.help import VERBOSE_AFTER, plain_help, verbose_everywhere
+from stream.cli.help import VERBOSE_AFTER, missing, plain_help, verbose_everywhere
 from stream.errors import TympanError
 from stream.kafka.config import broker_refusals
 
@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if missing(args):
+        parser.error(f"the following arguments are required: {', '.join(missing(args))}")
     args.verbose += getattr(args, VERBOSE_AFTER, 0)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")

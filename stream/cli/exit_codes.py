@@ -61,7 +61,7 @@ EPILOG = "exit status (every command):\n" + "\n".join(
     f"  {code.value:<4} {_line}"
     for code, _line in (
         (ExitCode.OK, "done"),
-        (ExitCode.INPUT, "some inputs failed (each one is named on stderr)"),
+        (ExitCode.INPUT, "some inputs failed or were refused (each is named on stderr)"),
         (ExitCode.USAGE, "bad option or setting; model or registry refused at start"),
         (ExitCode.BROKER, "Kafka unreachable, refused us, or a topic is missing"),
         (ExitCode.FATAL, "the worker's runtime failed (a supervisor restarts it)"),

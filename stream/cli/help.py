@@ -126,6 +126,9 @@ def renamed(parser: argparse.ArgumentParser, old: str, *, new: str) -> None:
         The option's name now, e.g. ``--topic-prefix``.
     """
     current = parser._option_string_actions[new]
+    if current.required:  # argparse would not count the alias as giving it
+        current.required = False
+        current.default = Required(new)
     parser.add_argument(
         old,
         action=_RenamedOption,
@@ -137,6 +140,22 @@ def renamed(parser: argparse.ArgumentParser, old: str, *, new: str) -> None:
         default=argparse.SUPPRESS,
         help=argparse.SUPPRESS,
     )
+
+
+class Required:
+    """The default of a required option that has an old spelling: argparse counts only
+    the new one as given, so :func:`missing` checks after parsing instead."""
+
+    def __init__(self, flag: str) -> None:
+        self.flag = flag
+
+    def __repr__(self) -> str:
+        return f"Required({self.flag!r})"
+
+
+def missing(args: argparse.Namespace) -> list[str]:
+    """The required options (with an old spelling) that ``args`` lacks."""
+    return [value.flag for value in vars(args).values() if isinstance(value, Required)]
 
 
 VERBOSE_AFTER = "verbose_after"
@@ -180,3 +199,24 @@ def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser
         if isinstance(action, argparse._SubParsersAction)
         for sub in dict.fromkeys(action.choices.values())
     ]
+
+
+def examples(*lines: str) -> dict[str, Any]:
+    """``add_parser`` keywords that end a command's help with example command lines.
+
+    Parameters
+    ----------
+    *lines : str
+        Command lines, each optionally followed by ``  # what it does``.
+
+    Returns
+    -------
+    dict
+        ``epilog`` (an "Examples:" section) and a ``formatter_class`` that keeps its
+        line breaks.
+    """
+    body = "\n".join(f"    {line}" for line in lines)
+    return {
+        "epilog": f"Examples:\n\n{body}\n",
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }

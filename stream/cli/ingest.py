@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.cli.exit_codes import ExitCode, for_error
+from stream.cli.help import examples
 from stream.cli.produce import audio_topic
 from stream.errors import ConfigError, ContractError, TympanError
 from stream.ingest import JitterPolicy, RtpSettings, WsSettings, parse_listen, payload_formats
@@ -53,7 +54,14 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     protocols = parser.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
-    rtp = protocols.add_parser("rtp", help="RTP over UDP: PCMU, PCMA, L16")
+    rtp = protocols.add_parser(
+        "rtp",
+        help="RTP over UDP: PCMU, PCMA, L16",
+        **examples(
+            "tympan ingest rtp --listen 127.0.0.1:40000           # PCMU/PCMA",
+            "tympan ingest rtp --listen 0.0.0.0:20000-20999 --l16 96:16000",
+        ),
+    )
     rtp.add_argument(
         "--listen",
         default="127.0.0.1:40000",
@@ -90,7 +98,9 @@ def register(subparsers: Any) -> None:
     )
     rtp.set_defaults(func=_run_rtp)
     ws = protocols.add_parser(
-        "ws", help="WebSocket: Twilio Media Streams (/twilio), plain PCM (/pcm)"
+        "ws",
+        help="WebSocket: Twilio Media Streams (/twilio), plain PCM (/pcm)",
+        **examples("tympan ingest ws --listen 0.0.0.0:8089 --token-file /run/secrets/ingest"),
     )
     ws.add_argument("--listen", default="127.0.0.1:8089", help="HOST:PORT (%(default)s)")
     ws.add_argument(

@@ -10,8 +10,9 @@ Examples::
 The broker is ``--broker``, else ``$TYMPAN_BROKER``, else 127.0.0.1:9092. The topic is
 ``--topic``, else the audio topic of ``--topic-prefix`` (``$TYMPAN_TOPIC_PREFIX``, else
 tympan), as the worker reads it. Missing topics of that prefix are created first, with
-the partitions the worker expects; a ``--topic`` outside it must exist. This module is
-the only place that reads the environment; the work is in ``stream.produce``.
+the partitions the worker expects; a ``--topic`` outside it must exist. When no worker
+consumes the audio topic (its consumer group ``<prefix>-worker`` has no members) it
+says so: the frames wait in the topic until one starts.
 """
 
 from __future__ import annotations

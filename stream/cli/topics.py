@@ -3,8 +3,6 @@
 ``--broker`` defaults to ``$TYMPAN_BROKER``, else ``127.0.0.1:9092``; ``--topic-prefix``
 to ``$TYMPAN_TOPIC_PREFIX``, else ``tympan`` (as for the worker, tail and dashboard);
 TLS/SASL come from the ``TYMPAN_KAFKA_*`` variables (docs/kafka.md).
-``python -m stream.cli.topics`` runs the same commands without the rest of the ``tympan``
-CLI.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from stream.cli.exit_codes import ExitCode, for_error
-from stream.cli.help import plain_help, renamed
+from stream.cli.help import examples, missing, plain_help, renamed
 from stream.errors import TympanError
 from stream.kafka.config import DEFAULT_BOOTSTRAP, ENV_BROKER, KafkaClientConfig
 from stream.kafka.topics import (
@@ -82,6 +80,8 @@ def standalone(argv: Sequence[str]) -> int:
     _add_commands(parser)
     plain_help(parser)
     args = parser.parse_args(argv)
+    if missing(args):
+        parser.error(f"the following arguments are required: {', '.join(missing(args))}")
     func = getattr(args, "func", None)
     if func is None:
         return _usage(parser)
@@ -96,7 +96,11 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def _add_commands(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="topics_command", metavar="ACTION")
 
-    create = commands.add_parser("create", help="create missing topics, check existing ones")
+    create = commands.add_parser(
+        "create",
+        help="create missing topics, check existing ones",
+        **examples("tympan topics create --topic-prefix staging --audio-partitions 16"),
+    )
     _add_broker(create)
     _add_layout(create)
     create.set_defaults(func=_create)
@@ -108,18 +112,25 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
         "missing topics, fewer replicas than min(3, brokers), partitions under-replicated "
         "now, a missing min.insync.replicas or timestamp type. Each finding names the "
         "command that fixes it. Exit status 0 when there is nothing to report, 1 otherwise.",
+        **examples("tympan topics check --topic-prefix staging"),
     )
     _add_broker(check)
     _add_layout(check)
     check.set_defaults(func=_check)
 
-    listing = commands.add_parser("list", help="list topics on the broker")
+    listing = commands.add_parser(
+        "list", help="list topics on the broker", **examples("tympan topics list --all")
+    )
     _add_broker(listing)
     listing.add_argument("--all", action="store_true", help="include topics of other prefixes")
     _add_prefix(listing)
     listing.set_defaults(func=_list)
 
-    describe = commands.add_parser("describe", help="partitions and configs of topics")
+    describe = commands.add_parser(
+        "describe",
+        help="partitions and configs of topics",
+        **examples("tympan topics describe tympan.audio.v1"),
+    )
     _add_broker(describe)
     describe.add_argument("names", nargs="*", help="topic names (default: tympan's topics)")
     _add_prefix(describe)
@@ -131,6 +142,7 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
         description="Delete every topic named PREFIX.* (e.g. to recreate a topic with the "
         "right partition count). It lists them and asks for confirmation on the terminal; "
         "without a terminal it refuses unless --yes is given.",
+        **examples("tympan topics delete --topic-prefix staging --yes"),
     )
     _add_broker(delete)
     delete.add_argument(
@@ -138,13 +150,17 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
         dest="prefix",
         metavar="PREFIX",
         required=True,
-        help="delete the topics named PREFIX.* (no default)",
+        help="delete the topics named PREFIX.* (required: no prefix is assumed)",
     )
     renamed(delete, "--prefix", new="--topic-prefix")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     delete.set_defaults(func=_delete)
 
-    wait = commands.add_parser("wait", help="wait until the broker answers a metadata request")
+    wait = commands.add_parser(
+        "wait",
+        help="wait until the broker answers a metadata request",
+        **examples("tympan topics wait --timeout 120 && tympan worker"),
+    )
     _add_broker(wait)
     wait.add_argument("--timeout", type=float, default=60.0, help="seconds (default: 60)")
     wait.set_defaults(func=_wait)
