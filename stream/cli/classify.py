@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any, TextIO, get_args
 
 from stream.cli.help import examples, renamed
-from stream.errors import ContractError, TympanError
+from stream.errors import ContractError, ModelError, TympanError
 from stream.events.verdict import TrackVerdict, track_verdict
 from stream.inference.clips import DEFAULT_BATCH, ClipPrediction, decide, predict_file
-from stream.inference.repository import REPO_ENV, resolve_model_dir
+from stream.inference.manifest import Manifest
+from stream.inference.repository import REPO_ENV, default_repo, list_models, resolve_model_dir
 from stream.inference.session import OnnxModel
-from stream.roles import Role
+from stream.roles import DEFAULT_MODELS, Role
 from stream.types import DeviceChoice
 
 
@@ -83,7 +84,34 @@ def load_model(args: argparse.Namespace, *, model_ref: str | Path | None) -> Onn
     if repo is None and os.environ.get(REPO_ENV):
         repo = Path(os.environ[REPO_ENV])
     model_dir = resolve_model_dir(model_ref, repo=repo, role=Role.LABEL)
-    return OnnxModel.load(model_dir, device=args.device, intra_op_threads=args.threads)
+    model = OnnxModel.load(model_dir, device=args.device, intra_op_threads=args.threads)
+    _require_label_model(model.manifest, repo)
+    return model
+
+
+def _require_label_model(manifest: Manifest, repo: Path | None) -> None:
+    """Refuse a speaker encoder: its labels are training voices, not classes.
+
+    Raises
+    ------
+    ModelError
+        Naming the model and the two things the user may have meant.
+    """
+    if not manifest.is_speaker_encoder:
+        return
+    models = list_models(repo if repo is not None else default_repo())
+    labels = [
+        name
+        for name, versions in models.items()
+        if versions and name != manifest.name and name != DEFAULT_MODELS[Role.SPEAKER]
+    ]
+    raise ModelError(
+        f"model {manifest.name}/{manifest.version} is a speaker model: its "
+        f"{len(manifest.labels)} labels are the voices it was trained on, not classes to "
+        "report. To name speakers, enroll them and identify: `tympan speakers enroll NAME "
+        "FILES...` then `tympan speakers identify FILE`; to label audio, give a label "
+        f"model (--model {' / '.join(labels) or DEFAULT_MODELS[Role.LABEL]})"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
