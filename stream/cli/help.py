@@ -129,12 +129,13 @@ def renamed(parser: argparse.ArgumentParser, old: str, *, new: str) -> None:
     if current.required:  # argparse would not count the alias as giving it
         current.required = False
         current.default = Required(new)
+    parsing: dict[str, Any] = {"type": current.type} if current.type is not None else {}
     parser.add_argument(
         old,
         action=_RenamedOption,
         new=new,
         dest=current.dest,
-        type=current.type,
+        **parsing,
         choices=current.choices,
         metavar=current.metavar,
         default=argparse.SUPPRESS,

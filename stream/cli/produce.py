@@ -25,6 +25,7 @@ import sys
 from typing import Any
 
 from stream.cli.exit_codes import ExitCode, for_error
+from stream.cli.hints import no_worker_warning
 from stream.errors import TympanError
 from stream.kafka.config import KafkaClientConfig
 from stream.kafka.topics import Topics, require_topics
@@ -167,6 +168,10 @@ def run(args: argparse.Namespace) -> int:
         )
         if prepared.created:
             print(f"tympan produce: created {', '.join(prepared.created)}", file=sys.stderr)
+        if not args.topic:
+            idle = no_worker_warning(client, args.topic_prefix, os.environ)
+            if idle is not None:
+                print(f"tympan produce: warning: {idle}", file=sys.stderr)
         report = asyncio.run(produce(request, stdin=sys.stdin.buffer, on_error=_complain))
     except TympanError as exc:
         print(f"tympan produce: {exc}", file=sys.stderr)

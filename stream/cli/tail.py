@@ -73,6 +73,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stream.cli.hints import no_worker_warning
     from stream.errors import TympanError
     from stream.settings import WorkerSettings
 
@@ -80,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
         settings = WorkerSettings.from_environ(
             os.environ, {"broker": args.broker, "topic_prefix": args.topic_prefix}
         )
+        idle = no_worker_warning(settings.kafka, settings.topic_prefix, os.environ)
+        if idle is not None:
+            print(f"tympan tail: warning: {idle}", file=sys.stderr)
         return asyncio.run(_tail(settings, args, sys.stdout))
     except TympanError as exc:
         print(f"tympan tail: {exc}", file=sys.stderr)
