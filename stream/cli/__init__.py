@@ -72,8 +72,8 @@ def _unavailable(name: str, exc: ImportError) -> Register:
 
         def fail(_: argparse.Namespace) -> int:
             print(
-                f"tympan {name}: needs the training extra (pip install 'tympan[train]'): "
-                f"cannot import {exc.name!r}",
+                f"tympan {name}: needs the training extra (in the checkout: pip install -e "
+                f"'.[train]'; docs/install.md): cannot import {exc.name!r}",
                 file=sys.stderr,
             )
             return 2

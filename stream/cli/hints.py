@@ -8,7 +8,6 @@ and how to start one.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 
 from stream.kafka.config import KafkaClientConfig
@@ -26,7 +25,7 @@ def worker_group(prefix: str, environ: Mapping[str, str]) -> str:
     return WorkerSettings(topic_prefix=prefix, app_id=environ.get(ENV_APP_ID) or None).group_id
 
 
-def no_worker_warning(
+async def no_worker_warning(
     client: KafkaClientConfig, prefix: str, environ: Mapping[str, str]
 ) -> str | None:
     """A warning when no worker consumes the audio topic of ``prefix``; else ``None``.
@@ -47,7 +46,7 @@ def no_worker_warning(
         when the broker would not say (no warning is better than a wrong one).
     """
     group = worker_group(prefix, environ)
-    members = asyncio.run(group_members(client, group))
+    members = await group_members(client, group)
     if members != 0:
         return None
     audio = Topics().with_prefix(prefix).audio

@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         if prepared.created:
             print(f"tympan produce: created {', '.join(prepared.created)}", file=sys.stderr)
         if not args.topic:
-            idle = no_worker_warning(client, args.topic_prefix, os.environ)
+            idle = asyncio.run(no_worker_warning(client, args.topic_prefix, os.environ))
             if idle is not None:
                 print(f"tympan produce: warning: {idle}", file=sys.stderr)
         report = asyncio.run(produce(request, stdin=sys.stdin.buffer, on_error=_complain))

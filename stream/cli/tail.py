@@ -73,7 +73,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream.cli.hints import no_worker_warning
     from stream.errors import TympanError
     from stream.settings import WorkerSettings
 
@@ -81,9 +80,6 @@ def run(args: argparse.Namespace) -> int:
         settings = WorkerSettings.from_environ(
             os.environ, {"broker": args.broker, "topic_prefix": args.topic_prefix}
         )
-        idle = no_worker_warning(settings.kafka, settings.topic_prefix, os.environ)
-        if idle is not None:
-            print(f"tympan tail: warning: {idle}", file=sys.stderr)
         return asyncio.run(_tail(settings, args, sys.stdout))
     except TympanError as exc:
         print(f"tympan tail: {exc}", file=sys.stderr)
@@ -93,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
+    from stream.cli.hints import no_worker_warning
     from stream.errors import BrokerError
     from stream.kafka.config import broker_failure
     from stream.kafka.readers import BROKER_ERRORS, event_reader
@@ -102,6 +99,9 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     topics = Topics().with_prefix(settings.topic_prefix)
     topic = topics.of(kind)
     await require_topics(settings.kafka, topics, [topic], create=False)
+    idle = await no_worker_warning(settings.kafka, settings.topic_prefix, os.environ)
+    if idle is not None:
+        print(f"tympan tail: warning: {idle}", file=sys.stderr)
     consumer = event_reader(settings.kafka, [topic], from_beginning=args.from_beginning)
     try:
         await consumer.start()

@@ -948,7 +948,7 @@ def _check_existing(specs: list[TopicSpec], infos: list[TopicInfo], prefix: str)
             )
     if problems:
         raise BrokerError(
-            "existing topics differ from stream.kafka.topics: "
+            "existing topics differ from what tympan creates: "
             + "; ".join(problems)
             + " (a topic's partitions cannot shrink and changing them moves keys between "
             "partitions: delete and recreate the topics with `tympan topics delete "
