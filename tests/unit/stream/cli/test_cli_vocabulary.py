@@ -228,3 +228,17 @@ def test_a_retired_spelling_is_not_the_new_flag_name() -> None:
 def test_main_exits_with_usage_for_no_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "exit status" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["topics", "delete"], ["train", "data"], ["export", "m.keras"]],
+    ids=lambda argv: argv[0],
+)
+def test_a_required_option_with_an_old_spelling_is_still_required(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "the following arguments are required: --" in capsys.readouterr().err
