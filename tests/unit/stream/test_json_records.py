@@ -196,7 +196,11 @@ _TOKENS = st.sampled_from(
 _ADVERSARIAL = st.lists(_TOKENS, max_size=120).map(b"".join)
 _STRINGS = st.text(alphabet=st.sampled_from('"\\[]{}/aé\U0001f600\n\t\x00 '), max_size=80)
 _DOCS = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _STRINGS,
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _STRINGS,
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(_STRINGS, children, max_size=4)
     ),
