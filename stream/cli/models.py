@@ -4,7 +4,8 @@
 (manifest, checksums, golden parity after a warm-up at the batch sizes workers run:
 1 and ``--max-batch``), then writes the compacted control record ``model/<role>``
 that workers follow (``docs/hot-reload.md``). MODEL_DIR must lie inside the model
-repository (``--model-repo``): workers load nothing from outside theirs.
+repository (``--model-repo``): workers load nothing from outside theirs. Versions only
+move forward: to go back to a lower version, publish it with ``--rollback``.
 ``tympan models active [--json]`` prints the announced model per role and each
 worker's last reload outcome (``status/<worker>/<role>``).
 """
@@ -62,6 +63,12 @@ def register(subparsers: Any) -> None:
         f"({MAX_BATCH.env}; default: {MAX_BATCH.default_text})",
     )
     publish.add_argument(
+        "--rollback",
+        action="store_true",
+        help="go back to a lower version than workers serve (the announcement says so, "
+        "inside its signature; without it workers refuse a version that moves back)",
+    )
+    publish.add_argument(
         "--signing-key",
         dest="signing_key",
         help="Ed25519 private key that signs the announcement (TYMPAN_SIGNING_KEY; "
@@ -89,7 +96,7 @@ def run_publish(args: argparse.Namespace) -> int:
     try:
         max_batch = _max_batch(args)
         model = validate_model(args.model_dir, batch_sizes=(1, max_batch))
-        announcement = announce(args.model_dir, role=args.role, repo=repo)
+        announcement = announce(args.model_dir, role=args.role, repo=repo, rollback=args.rollback)
         topics = _topics(args)
         topic = topics.control
         asyncio.run(require_topics(_client(args), topics, [topic], create=True))
@@ -105,9 +112,10 @@ def run_publish(args: argparse.Namespace) -> int:
         print(f"tympan models publish: refused: {exc}", file=sys.stderr)
         return 2
     m = model.manifest
+    rollback = " as a rollback" if announcement.rollback else ""
     print(
-        f"published {announcement.key.decode()} = {m.name}@{m.version} ({announcement.path}, "
-        f"manifest sha256 {announcement.sha256[:12]}) to {topic}",
+        f"published {announcement.key.decode()} = {m.name}@{m.version}{rollback} "
+        f"({announcement.path}, manifest sha256 {announcement.sha256[:12]}) to {topic}",
         flush=True,
     )
     return 0

@@ -41,6 +41,7 @@ import asyncio
 import inspect
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -73,6 +74,9 @@ DEFAULT_LIMITS = ControlLimits()
 MAX_REASON_CHARS = 2000  # a status record stays far below the control record limit
 RETRY_S = 5.0  # control follower: wait after a broker error
 _ANNOUNCEMENT_FIELDS = ("role", "name", "version", "path", "sha256", "spec_hash", "published_at")
+ROLLBACK_FIELD = "rollback"  # optional, true: the publisher means to go back (signed)
+OLDER_VERSION = "older_version"  # the reason a worker refuses a move back
+_NUMERIC_VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 
 
 def utc_now() -> str:
@@ -114,6 +118,7 @@ class ModelAnnouncement:
     sha256: str
     spec_hash: str
     published_at: str
+    rollback: bool = False
 
     @property
     def ref(self) -> ModelRef:
@@ -124,7 +129,12 @@ class ModelAnnouncement:
         return model_key(self.role)
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        """The record's value; ``rollback`` appears only when true, so an announcement
+        that moves forward is the bytes earlier releases wrote and read."""
+        fields = asdict(self)
+        if not self.rollback:
+            del fields[ROLLBACK_FIELD]
+        return json.dumps(fields, separators=(",", ":")).encode()
 
     @classmethod
     def from_record(
@@ -164,11 +174,19 @@ class ModelAnnouncement:
         bad = [f for f in _ANNOUNCEMENT_FIELDS if not isinstance(data.get(f), str) or not data[f]]
         if bad:
             raise ConfigError(f"{where}: field(s) {', '.join(bad)} missing or not a string")
+        rollback = data.get(ROLLBACK_FIELD, False)
+        if not isinstance(rollback, bool):
+            raise ConfigError(f"{where}: field {ROLLBACK_FIELD} must be true or false")
+        if _instant(data["published_at"]) is None:
+            raise ConfigError(
+                f"{where}: published_at {data['published_at'][:40]!r} is not an ISO-8601 time"
+            )
         try:
             role = Role.parse(data["role"])
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from exc
-        announcement = cls(**{f: data[f] for f in _ANNOUNCEMENT_FIELDS} | {"role": role})
+        fields = {f: data[f] for f in _ANNOUNCEMENT_FIELDS}
+        announcement = cls(**fields | {"role": role, "rollback": rollback})
         if key is not None and key != f"{prefix}{role.value}".encode():
             raise ConfigError(f"{where}: role {role.value!r} does not match the key")
         return announcement
@@ -193,6 +211,65 @@ class ReloadStatus:
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+
+# -- order ---------------------------------------------------------------------------------
+
+
+def moves_back(new: ModelAnnouncement, floor: ModelAnnouncement | None) -> str | None:
+    """Why serving ``new`` after ``floor`` would move its role back, or ``None``.
+
+    Versions only move forward, so that whoever can write the control topic cannot
+    bring back an older model, even one a trusted key signed long ago (a replay):
+
+    * ``new`` must not have been published before ``floor`` (``published_at``);
+    * and, unless ``new`` says ``rollback: true``, a model of the same name must not
+      have a lower version (dot-separated numbers compared as numbers: ``10`` > ``9``;
+      versions that are not numbers are ordered by ``published_at`` alone).
+
+    A rollback is an announcement like any other, signed like any other (its
+    ``rollback`` field is inside the signed value), and it must be newer than what it
+    rolls back: so it cannot be replayed later to undo a newer release either.
+    ``floor`` is the newest announcement a worker has accepted for the role (``None``:
+    none yet).
+    """
+    if floor is None:
+        return None
+    before = _instant(new.published_at)
+    floor_at = _instant(floor.published_at)
+    if before is not None and floor_at is not None and before < floor_at:
+        return (
+            f"{OLDER_VERSION}: model {new.ref.tag} was published at {new.published_at}, "
+            f"before {floor.ref.tag} ({floor.published_at}), which this worker has already "
+            "seen: a replay of an older announcement? (publish again to go back: "
+            "tympan models publish --rollback)"
+        )
+    if new.rollback or new.name != floor.name:
+        return None
+    ours, theirs = _version_key(new.version), _version_key(floor.version)
+    if ours is not None and theirs is not None and ours < theirs:
+        return (
+            f"{OLDER_VERSION}: model {new.ref.tag} is older than {floor.ref.tag}, which this "
+            "worker has already seen; versions only move forward unless the publisher "
+            "signs a rollback (tympan models publish --rollback)"
+        )
+    return None
+
+
+def _version_key(version: str) -> tuple[int, ...] | None:
+    """``"2.10"`` -> ``(2, 10)``; ``None`` for a version that is not dotted numbers."""
+    if _NUMERIC_VERSION.fullmatch(version) is None or len(version) > 100:
+        return None
+    return tuple(int(part) for part in version.split("."))
+
+
+def _instant(text: str) -> datetime | None:
+    """An ISO-8601 time (UTC when it names no zone), or ``None`` if it is none."""
+    try:
+        when = datetime.fromisoformat(text[:64])
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 # -- checks --------------------------------------------------------------------------------
@@ -245,11 +322,14 @@ def validate_model(
     return model
 
 
-def announce(model_dir: Path | str, *, role: str, repo: Path) -> ModelAnnouncement:
+def announce(
+    model_dir: Path | str, *, role: str, repo: Path, rollback: bool = False
+) -> ModelAnnouncement:
     """The announcement for a model directory (which :func:`validate_model` accepted).
 
     ``path`` is relative to ``repo``: workers resolve it inside their own model
-    repository and refuse anything else (:func:`locate`).
+    repository and refuse anything else (:func:`locate`). ``rollback``: the publisher
+    means to go back to a lower version (:func:`moves_back`).
 
     Raises
     ------
@@ -276,6 +356,7 @@ def announce(model_dir: Path | str, *, role: str, repo: Path) -> ModelAnnounceme
         sha256=sha256_file(model_dir / MANIFEST_FILE),
         spec_hash=manifest.spec_hash,
         published_at=utc_now(),
+        rollback=rollback,
     )
 
 
@@ -447,6 +528,11 @@ def _ref(model: OnnxModel) -> ModelRef:
     return ModelRef(model.manifest.name, model.manifest.version)
 
 
+def _serving(role: Role, ref: ModelRef) -> ModelAnnouncement:
+    """What a worker knows of the model it started with (no announcement: no time)."""
+    return ModelAnnouncement(role, ref.name, ref.version, "?", "?", "?", "")
+
+
 # -- reading the topic ----------------------------------------------------------------------
 
 
@@ -479,14 +565,25 @@ def announcements(
     *,
     prefix: str = MODEL_PREFIX,
     limits: ControlLimits = DEFAULT_LIMITS,
+    verifier: Verifier | None = None,
 ) -> dict[Role, ModelAnnouncement]:
     """The valid announcements under ``prefix`` (``model/`` or ``last-good/``) in a
     :func:`read_control` (or :func:`~stream.worker.compacted.read_latest`) result; a bad
-    record is logged and passed over."""
+    record is logged and passed over.
+
+    Cheap checks first: only keys ``<prefix><role>`` of a known role are read at all,
+    and with trusted keys (``verifier``) a value is decoded only once its signature
+    checks out, so records nobody trusted signed cost no parsing.
+    """
     out: dict[Role, ModelAnnouncement] = {}
     for key, item in latest.items():
         value, where = _value(key, item)
-        if not key.startswith(prefix.encode()) or value is None:
+        if value is None or not key.startswith(prefix.encode()):
+            continue
+        if _key_role(key, prefix) is None:
+            log.warning("%s: not a role's key under %r, passed over", where, prefix)
+            continue
+        if verifier is not None and not _signed(latest, key, verifier):
             continue
         try:
             found = ModelAnnouncement.from_record(
@@ -546,10 +643,9 @@ def load_at_start(
     verifier = verifier or Verifier()
     prefixes = (MODEL_PREFIX,) if verifier.enabled else (MODEL_PREFIX, LAST_GOOD_PREFIX)
     for prefix in prefixes:
-        announcement = announcements(latest, prefix=prefix, limits=limits).get(role)
+        found = announcements(latest, prefix=prefix, limits=limits, verifier=verifier)
+        announcement = found.get(role)
         if announcement is None:
-            continue
-        if not _signed(latest, announcement.key, verifier):
             continue
         try:
             model = load_announced(announcement, repo=repo, device=device, batch_sizes=batch_sizes)
@@ -670,6 +766,8 @@ class ControlFollower:
         self._on_swap = on_swap
         self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="tympan-reload")
         self._seen: ModelAnnouncement | None = None
+        # the newest announcement this worker has served: versions only move forward
+        self._floor: ModelAnnouncement | None = _serving(self.role, slot.ref)
         self._refuse = {Role.parse(r): why for r, why in (refuse or {}).items()}
         self._refused: dict[Role, ModelAnnouncement] = {}
         self._last_raw: dict[bytes, bytes | None] = {}
@@ -754,8 +852,11 @@ class ControlFollower:
             return await self._refuse_undecodable(key, exc)
         if announcement.role != self.role:
             return await self._refuse_role(announcement)
+        backwards = moves_back(announcement, self._floor)
+        if backwards is not None:
+            return await self._refuse_older(announcement, backwards)
         if announcement == self._seen or announcement.ref == self.slot.ref:
-            self._seen = announcement
+            self._seen = self._floor = announcement
             await self._remember_good(announcement)
             return None  # already serving it (e.g. loaded at start from this record)
         self._seen = announcement
@@ -780,6 +881,7 @@ class ControlFollower:
             )
             return await self._report(announcement, "refused", reason)
         old = self.slot.swap(model)
+        self._floor = announcement
         if self._on_swap is not None:
             self._on_swap(self.slot.ref, model.manifest.thresholds)
         log.info("swapped %s model %s -> %s", self.role, old.tag, self.slot.ref.tag)
@@ -814,6 +916,16 @@ class ControlFollower:
             return None
         unknown = ModelAnnouncement(role, "?", "?", "?", "?", "?", "?")
         return await self._report(unknown, "refused", f"{exc.reason}: {exc}"[:MAX_REASON_CHARS])
+
+    async def _refuse_older(self, announcement: ModelAnnouncement, why: str) -> ReloadStatus:
+        log.warning(
+            "refused %s model %s (still serving %s): %s",
+            self.role,
+            announcement.ref.tag,
+            self.slot.ref.tag,
+            why,
+        )
+        return await self._report(announcement, "refused", why[:MAX_REASON_CHARS])
 
     async def _refuse_role(self, announcement: ModelAnnouncement) -> ReloadStatus | None:
         why = self._refuse.get(announcement.role)
