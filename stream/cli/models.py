@@ -7,7 +7,8 @@ that workers follow (``docs/hot-reload.md``). MODEL_DIR must lie inside the mode
 repository (``--model-repo``): workers load nothing from outside theirs. Versions only
 move forward: to go back to a lower version, publish it with ``--rollback``.
 ``tympan models active [--json]`` prints the announced model per role and each
-worker's last reload outcome (``status/<worker>/<role>``).
+worker's last reload outcome (``status/<worker>/<role>``, on the control-status topic
+that workers write: they may not write the control topic).
 """
 
 from __future__ import annotations
@@ -137,13 +138,20 @@ def run_active(args: argparse.Namespace) -> int:
     try:
         asyncio.run(require_topics(_client(args), topics, [topic], create=False))
         latest = asyncio.run(read_control(_client(args), topic))
+        written = _statuses_topic(args, topics)
     except ContractError as exc:
         print(f"tympan models active: {exc}", file=sys.stderr)
         return 2
     active = {role: json.loads(a.to_json()) for role, a in announcements(latest).items()}
-    workers, unreadable = statuses(latest)
+    workers, unreadable = statuses(written)
     if args.json:
-        body = {"topic": topic, "active": active, "workers": workers, "unreadable": unreadable}
+        body = {
+            "topic": topic,
+            "status_topic": topics.control_status,
+            "active": active,
+            "workers": workers,
+            "unreadable": unreadable,
+        }
         print(json.dumps(body, indent=2))
         return 0
     if not active:
@@ -158,6 +166,19 @@ def run_active(args: argparse.Namespace) -> int:
             f"{s.get('name')}@{s.get('version')} at {s.get('at')}: {s.get('reason')}"
         )
     return 0
+
+
+def _statuses_topic(args: argparse.Namespace, topics: Topics) -> dict[bytes, bytes | None]:
+    """The control-status topic's records, or none (with a note) where it does not exist
+    yet: a deployment older than it still shows its announcements."""
+    from stream.worker.reload import read_control
+
+    try:
+        asyncio.run(require_topics(_client(args), topics, [topics.control_status], create=False))
+    except ContractError as exc:
+        print(f"tympan models active: no worker statuses: {exc}", file=sys.stderr)
+        return {}
+    return asyncio.run(read_control(_client(args), topics.control_status))
 
 
 def _client(args: argparse.Namespace) -> KafkaClientConfig:

@@ -10,6 +10,9 @@ role serves. Records (JSON, UTF-8; documented in ``docs/hot-reload.md``)::
              "spec_hash": "<the model's FeatureSpec hash>",
              "published_at": "2026-11-25T16:00:00Z"}
 
+Only the admin principal writes the control topic. Workers write what they did to
+the compacted control-status topic (``stream.topics.Topics.control_status``)::
+
     key   = "status/<worker-id>/<role>"         # written by each worker after each attempt
     value = {"worker": ..., "app_id": ..., "role": ..., "state": "active" | "refused",
              "name": ..., "version": ..., "reason": "...", "at": "..."}
@@ -729,6 +732,8 @@ class ControlFollower:
     worker, app_id: who reports the outcome (status key ``status/<worker>/<role>``).
     send: ``await send(topic, key, value)`` (the worker's producer) for status and
         ``last-good/<role>`` records; ``None``: statuses are only logged.
+    status_topic: where ``send`` writes them (``Topics.control_status``; required with
+        ``send``): never the control topic, which workers may not write.
     on_swap: called on the event loop after a swap with the new model's ref and its
         manifest's thresholds (``None``: single-label), before the next batch completes:
         ``Pipeline.serve``, so that new streams' summaries name it and the windows it
@@ -753,9 +758,16 @@ class ControlFollower:
         on_swap: Callable[[ModelRef, tuple[float, ...] | None], None] | None = None,
         executor: Executor | None = None,
         refuse: Mapping[Role, str] | None = None,
+        status_topic: str | None = None,
     ) -> None:
+        if send is not None and (status_topic is None or status_topic == topic):
+            raise ConfigError(
+                f"control follower of {topic}: statuses need a topic of their own "
+                f"(status_topic, got {status_topic!r}): workers do not write the control topic"
+            )
         self.client = client
         self.topic = topic
+        self.status_topic = status_topic
         self.slot = slot
         self.repo = Path(repo)
         self.worker = worker
@@ -963,11 +975,11 @@ class ControlFollower:
         return status
 
     async def _write(self, key: bytes, value: bytes, what: str) -> None:
-        if self._send is None:
+        if self._send is None or self.status_topic is None:
             return
         try:
-            delivery = await self._send(self.topic, key, value)
+            delivery = await self._send(self.status_topic, key, value)
             if inspect.isawaitable(delivery):
                 await delivery  # the record is on the broker before we go on
         except Exception as exc:  # a lost status must not stop the follower
-            log.error("cannot write %s record to %s: %r", what, self.topic, exc)
+            log.error("cannot write %s record to %s: %r", what, self.status_topic, exc)

@@ -38,6 +38,7 @@ from tests.support.onnx_models import make_tiny_model_dir
 SPEC = FeatureSpec(window_seconds=0.5, hop_seconds=0.25)
 LABELS = ("quiet", "loud")
 TOPIC = "unit-order.control.v1"
+STATUS_TOPIC = "unit-order.control-status.v1"
 
 
 @pytest.fixture
@@ -72,6 +73,7 @@ def _follower(repo: Path, serving: str = "1", **policy: Any) -> ControlFollower:
         repo=repo,
         worker="w1",
         send=Statuses().send,
+        status_topic=STATUS_TOPIC,
         policy=ReloadPolicy(**policy),
     )
 
@@ -222,3 +224,36 @@ def test_models_publish_has_a_rollback_flag() -> None:
     args = build_parser().parse_args(["models", "publish", "m", "--rollback"])
     assert args.rollback is True
     assert build_parser().parse_args(["models", "publish", "m"]).rollback is False
+
+
+def test_a_follower_writes_its_statuses_off_the_control_topic(repo: Path) -> None:
+    """Only the admin principal may write the control topic; a worker's statuses and
+    last-good records go to a topic of their own, and a follower built to write to
+    the control topic is refused."""
+    written = Statuses()
+    follower = ControlFollower(
+        KafkaClientConfig(bootstrap_servers="127.0.0.1:1"),
+        TOPIC,
+        ActiveModel(OnnxModel.load(repo / "tiny" / "1")),
+        repo=repo,
+        worker="w1",
+        send=written.send,
+        status_topic=STATUS_TOPIC,
+    )
+    a = announce(repo / "tiny" / "2", role="scene", repo=repo)
+    asyncio.run(follower.on_record(a.key, a.to_json()))
+    assert [(t, k) for t, k, _ in written.sent] == [
+        (STATUS_TOPIC, b"status/w1/scene"),
+        (STATUS_TOPIC, b"last-good/scene"),
+    ]
+    for status_topic in (None, TOPIC):
+        with pytest.raises(ConfigError, match="do not write the control topic"):
+            ControlFollower(
+                KafkaClientConfig(bootstrap_servers="127.0.0.1:1"),
+                TOPIC,
+                follower.slot,
+                repo=repo,
+                worker="w1",
+                send=written.send,
+                status_topic=status_topic,
+            )
