@@ -257,3 +257,36 @@ def test_a_follower_writes_its_statuses_off_the_control_topic(repo: Path) -> Non
                 send=written.send,
                 status_topic=status_topic,
             )
+
+
+def test_a_worker_given_a_key_folder_without_keys_refuses_to_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before it touches the broker: an empty folder must not turn verification off."""
+    from stream.cli import main
+
+    (tmp_path / "keys").mkdir()
+    args = ["worker", "--trusted-key", str(tmp_path / "keys"), "--broker", "127.0.0.1:1"]
+    assert main([*args, "--processes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no *.pub file" in err and "refusing to start" in err
+
+
+def test_the_registry_follower_rejects_a_null_key_id_header(
+    signer: tuple[Signer, Verifier],
+) -> None:
+    """On the registry topic this used to be an AttributeError: exit 70 at start."""
+    from stream.speakers.registry import ModelBinding
+    from stream.speakers.topic import RegistryFollower
+
+    sign, verifier = signer
+    binding = ModelBinding("embed", "1", 4)
+    follower = RegistryFollower(
+        KafkaClientConfig(bootstrap_servers="127.0.0.1:1"), binding, verifier=verifier
+    )
+    value = b'{"model": "embed"}'
+    signature = dict(sign.headers(b"alice", value))[SIGNATURE_HEADER]
+    headers = ((SIGNATURE_HEADER, signature), (KEY_ID_HEADER, None))
+    applied = follower.apply(b"alice", value, headers=headers)  # type: ignore[arg-type]
+    assert applied.outcome == "rejected" and applied.reason.startswith("bad_signature")
+    assert follower.rejected == 1
