@@ -1,6 +1,6 @@
 """The JSON guard's worst cases at the registry's 8 MiB limit (goal: <= 50 ms each).
 
-``stream.json_records.decode_json`` bounds every JSON record read from a topic before
+``stream.control.json_records.decode_json`` bounds every JSON record read from a topic before
 the parser sees it: size, then nesting depth (``nesting_depth``). The depth scan runs
 on the event loop of every follower, for every record, so its cost must be linear
 whatever the bytes. This times, per hostile input of ``--size`` bytes:
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.json_records import JsonRecordError, decode_json, nesting_depth
+from stream.control.json_records import JsonRecordError, decode_json, nesting_depth
 from stream.settings import ControlLimits
 
 GOAL_MS = 50.0

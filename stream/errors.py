@@ -14,7 +14,7 @@ Two families, handled in opposite ways::
         ├── ModelError             model file, manifest, checksum, shapes, providers
         │   └── ParityError        exported ONNX differs from Keras / golden outputs
         ├── DatasetError           a training folder that cannot be trained on
-        ├── BrokerError            Kafka unreachable, or its topics differ from stream.topics
+        ├── BrokerError            Kafka unreachable, or its topics differ from stream.kafka.topics
         └── RegistryError          speaker registry corrupt, wrong model, unknown name
 
 Every ``InputError`` carries a machine-readable ``reason`` (a short snake_case code
@@ -133,7 +133,7 @@ class RegistryError(ContractError):
 
 
 class BrokerError(ContractError):
-    """The Kafka broker cannot be reached, or its topics differ from ``stream.topics``."""
+    """The Kafka broker cannot be reached, or its topics differ from ``stream.kafka.topics``."""
 
 
 class ToolError(ContractError):

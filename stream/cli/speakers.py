@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import TympanError
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
 
 REGISTRY_ENV = "TYMPAN_SPEAKER_REGISTRY"
 MODEL_REPO_ENV = "TYMPAN_MODEL_REPO"
@@ -149,8 +149,8 @@ def _client(args: argparse.Namespace) -> KafkaClientConfig:
 
 
 def _topics() -> Any:
+    from stream.kafka.topics import Topics
     from stream.settings import ENV_TOPIC_PREFIX
-    from stream.topics import Topics
 
     return Topics().with_prefix(os.environ.get(ENV_TOPIC_PREFIX) or Topics().prefix)
 
@@ -207,9 +207,9 @@ def _do_enroll(args: argparse.Namespace) -> int:
 def _publish(
     args: argparse.Namespace, registry: Any, *, names: Any = None, removed: Any = ()
 ) -> None:
-    from stream.signing import signer_from
+    from stream.control.signing import signer_from
+    from stream.kafka.topics import require_topics
     from stream.speakers.topic import publish
-    from stream.topics import require_topics
 
     asyncio.run(require_topics(_client(args), _topics(), [_topic(args)], create=True))
     sent = asyncio.run(

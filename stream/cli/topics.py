@@ -19,9 +19,8 @@ from typing import Any, TextIO
 
 from stream.cli.help import plain_help
 from stream.errors import TympanError
-from stream.kafka_client import DEFAULT_BOOTSTRAP, ENV_BROKER, KafkaClientConfig
-from stream.settings import ENV_TOPIC_PREFIX
-from stream.topics import (
+from stream.kafka.config import DEFAULT_BOOTSTRAP, ENV_BROKER, KafkaClientConfig
+from stream.kafka.topics import (
     Topics,
     delete_topics,
     describe_topics,
@@ -30,6 +29,7 @@ from stream.topics import (
     prefixed,
     wait_for_broker,
 )
+from stream.settings import ENV_TOPIC_PREFIX
 
 
 def register(subparsers: Any) -> None:

@@ -5,7 +5,7 @@ and the benchmarks call. Split by what each part holds:
 
 * :mod:`~stream.produce.frames`: one stream → frames (:func:`frames_from_array`,
   :func:`frames_from_payload`, :func:`frames_from_reader` for raw PCM on stdin);
-* :mod:`~stream.produce.sender`: many streams → one send order (:func:`interleave`)
+* :mod:`~stream.kafka.producer`: many streams → one send order (:func:`interleave`)
   → Kafka (:func:`produce_frames`, one batching aiokafka producer, real-time pacing);
 * :mod:`~stream.produce.sources`: paths → streams the way the command line describes
   (:func:`load_sources`, :func:`plan_streams`: file stems as stream ids, ``--streams
@@ -18,6 +18,7 @@ Nothing here reads ``os.environ`` or parses arguments (``stream/cli/produce.py``
 
 from __future__ import annotations
 
+from stream.kafka.producer import ProducerTuning, ProduceStats, interleave, produce_frames
 from stream.produce.frames import (
     chunk_samples,
     frames_from_array,
@@ -26,7 +27,6 @@ from stream.produce.frames import (
     now_us,
 )
 from stream.produce.request import ProduceReport, ProduceRequest, produce
-from stream.produce.sender import ProducerTuning, ProduceStats, interleave, produce_frames
 from stream.produce.sources import (
     Source,
     StreamPlan,

@@ -4,7 +4,7 @@ The worker stays a Faust app for what Faust does well here: the CLI worker and i
 signal handling, the service lifecycle, the web server (``/metrics``), the producer,
 and the background tasks (control and registry followers). Its boot strategy leaves
 out Faust's consumer, conductor, agents and tables; the audio topic is consumed by
-:class:`~stream.worker.consumer.BatchConsumer`, an app service, a fetched batch at a
+:class:`~stream.kafka.consumer.BatchConsumer`, an app service, a fetched batch at a
 time (``docs/architecture.md`` has the trade-off).
 """
 
@@ -17,8 +17,8 @@ import faust
 from faust.app.base import BootStrategy
 from mode import ServiceT
 
+from stream.kafka.consumer import BatchConsumer, ConsumerPlan
 from stream.worker.commits import CommitLog
-from stream.worker.consumer import BatchConsumer, ConsumerPlan
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.runtime import WorkerRuntime
 

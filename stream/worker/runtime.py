@@ -41,7 +41,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stream.event_kinds import LABELS, REJECTED, SPEAKERS, SUMMARIES
 from stream.events import (
     DEAD_LETTER_PAYLOAD_BYTES,
     LabelEvent,
@@ -50,18 +49,19 @@ from stream.events import (
     SpeakerEvent,
     SummaryEvent,
 )
+from stream.events.kinds import LABELS, REJECTED, SPEAKERS, SUMMARIES
 from stream.inference.batcher import Batcher
+from stream.kafka.topics import Topics
 from stream.pipeline import Pipeline, Record, SpeakerStage, Step, WindowJob, embed_speech
 from stream.roles import SPEECH_LABEL
 from stream.settings import BatchingPolicy
-from stream.topics import Topics
 from stream.types import Infer, Send
 from stream.worker.delivery import OffsetLedger
 from stream.worker.metrics import WorkerMetrics, observe_many
 
 log = logging.getLogger(__name__)
 
-# the model serving now and its name: read once per batch (stream.worker.reload.ActiveModel)
+# the model serving now and its name: read once per batch (stream.control.active.ActiveModel)
 CurrentModel = Callable[[], tuple[Infer, ModelRef]]
 _PRUNE_EVERY = 256
 INBOX_RECORDS = 256
@@ -145,7 +145,7 @@ class WorkerRuntime:
     on_fatal: called when a result cannot be delivered (the app crashes the worker,
         so that nothing after it is acked and a restart replays it).
     current_model: returns ``(infer, model ref)`` of the model serving now, read once
-        per batch so a hot swap (``stream.worker.reload``) lands between batches and each
+        per batch so a hot swap (``stream.control.follower``) lands between batches and each
         event names the model that scored it; default ``(infer, pipeline.model)``.
     dead_letter_max_bytes: payload bytes a dead letter keeps
         (:meth:`~stream.events.RejectedRecord.bounded`).

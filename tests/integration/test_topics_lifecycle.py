@@ -22,8 +22,8 @@ import soundfile as sf
 from kafka_helpers import consume_all
 from worker_harness import TYMPAN, WorkerProcess, noise, read_json, tiny_model, wait_for
 
-from stream.kafka_client import KafkaClientConfig
-from stream.topics import (
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import (
     EnsureReport,
     Topics,
     admin_client,

@@ -13,26 +13,24 @@ from typing import Any
 
 import pytest
 
+from stream.control.active import ActiveModel
+from stream.control.follower import ControlFollower, ReloadPolicy
+from stream.control.gate import announce, load_at_start
+from stream.control.records import (
+    OLDER_VERSION,
+    ModelAnnouncement,
+    announcements,
+    model_key,
+    moves_back,
+)
+from stream.control.signing import KEY_ID_HEADER, SIGNATURE_HEADER, Signer, Verifier, generate
 from stream.errors import ConfigError
 from stream.events import ModelRef
 from stream.features.spec import FeatureSpec
 from stream.inference.session import OnnxModel
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.compacted import CompactedRecord
+from stream.kafka.config import KafkaClientConfig
 from stream.roles import Role
-from stream.signing import KEY_ID_HEADER, SIGNATURE_HEADER, Signer, Verifier, generate
-from stream.worker.compacted import CompactedRecord
-from stream.worker.reload import (
-    OLDER_VERSION,
-    ActiveModel,
-    ControlFollower,
-    ModelAnnouncement,
-    ReloadPolicy,
-    announce,
-    announcements,
-    load_at_start,
-    model_key,
-    moves_back,
-)
 from tests.support.onnx_models import make_tiny_model_dir
 
 SPEC = FeatureSpec(window_seconds=0.5, hop_seconds=0.25)

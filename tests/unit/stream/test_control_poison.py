@@ -11,22 +11,19 @@ from typing import Any
 import numpy as np
 import pytest
 
+from stream.control.active import ActiveModel
+from stream.control.follower import ControlFollower
+from stream.control.gate import announce
+from stream.control.records import ModelAnnouncement, announcements
 from stream.dashboard.state import DashboardState, decode
 from stream.errors import ConfigError
 from stream.events import ModelRef
 from stream.features.spec import FeatureSpec
 from stream.inference.session import OnnxModel
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics
 from stream.speakers.registry import ModelBinding, SpeakerRegistry
 from stream.speakers.topic import apply_record
-from stream.topics import Topics
-from stream.worker.reload import (
-    ActiveModel,
-    ControlFollower,
-    ModelAnnouncement,
-    announce,
-    announcements,
-)
 from tests.support.onnx_models import make_tiny_model_dir
 
 SPEC = FeatureSpec(window_seconds=0.5, hop_seconds=0.25)
@@ -210,7 +207,8 @@ def _batch_pinned(model_dir: Path, batch: int = 8) -> Path:
 
 
 def test_a_model_that_fails_at_max_batch_is_refused_not_raised(repo: Path) -> None:
-    from stream.worker.reload import ReloadPolicy, validate_model
+    from stream.control.follower import ReloadPolicy
+    from stream.control.gate import validate_model
 
     pinned = _batch_pinned(
         make_tiny_model_dir(repo / "tiny" / "5", spec=SPEC, labels=LABELS, version="5")
@@ -285,7 +283,8 @@ def _latest(repo: Path, **records: bytes) -> dict[bytes, bytes | None]:
 def test_start_up_survives_any_latest_announcement_and_serves_the_last_good(
     repo: Path, bad: bytes
 ) -> None:
-    from stream.worker.reload import last_good_key, load_at_start, model_key
+    from stream.control.gate import load_at_start
+    from stream.control.records import last_good_key, model_key
 
     good = announce(repo / "tiny" / "2", role="scene", repo=repo)
     latest: dict[bytes, bytes | None] = {model_key("scene"): bad}
@@ -296,7 +295,8 @@ def test_start_up_survives_any_latest_announcement_and_serves_the_last_good(
 
 
 def test_start_up_passes_over_a_model_that_fails_its_checks(repo: Path) -> None:
-    from stream.worker.reload import last_good_key, load_at_start, model_key
+    from stream.control.gate import load_at_start
+    from stream.control.records import last_good_key, model_key
 
     pinned = _batch_pinned(
         make_tiny_model_dir(repo / "tiny" / "5", spec=SPEC, labels=LABELS, version="5")
@@ -311,7 +311,7 @@ def test_start_up_passes_over_a_model_that_fails_its_checks(repo: Path) -> None:
 
 
 def test_models_active_reads_past_poison_status_records() -> None:
-    from stream.worker.reload import statuses
+    from stream.control.records import statuses
 
     good = {"worker": "w1", "role": "scene", "state": "active"}
     latest: dict[bytes, bytes | None] = {

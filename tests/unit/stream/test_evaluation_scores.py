@@ -10,7 +10,7 @@ import soundfile as sf
 from sklearn import metrics
 
 from stream.errors import DatasetError
-from stream.evaluation import (
+from stream.inference.evaluation import (
     average_precision,
     confusion_matrix,
     per_class_scores,

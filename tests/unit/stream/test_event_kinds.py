@@ -9,22 +9,12 @@ from pathlib import Path
 
 import pytest
 
-import stream.events
+import stream.events.records
 from stream.cli.tail import HEADERS, ROWS
+from stream.control.json_records import JsonRecordError
 from stream.dashboard.server import DashboardConfig
 from stream.dashboard.state import KINDS, DashboardState
 from stream.errors import ConfigError
-from stream.event_kinds import (
-    BY_NAME,
-    EVENT_KINDS,
-    LABELS,
-    REJECTED,
-    SPEAKERS,
-    SUMMARIES,
-    Event,
-    EventKind,
-    kind_named,
-)
 from stream.events import (
     LabelEvent,
     ModelRef,
@@ -35,8 +25,18 @@ from stream.events import (
     WindowSpan,
     top_k,
 )
-from stream.json_records import JsonRecordError
-from stream.topics import Topics
+from stream.events.kinds import (
+    BY_NAME,
+    EVENT_KINDS,
+    LABELS,
+    REJECTED,
+    SPEAKERS,
+    SUMMARIES,
+    Event,
+    EventKind,
+    kind_named,
+)
+from stream.kafka.topics import Topics
 from tests.schema_check import check
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "docs" / "schemas"
@@ -88,8 +88,8 @@ def test_every_topic_is_an_event_kinds_or_one_of_the_other_records() -> None:
 def test_every_event_class_has_one_kind() -> None:
     classes = {
         cls
-        for _, cls in inspect.getmembers(stream.events, inspect.isclass)
-        if cls.__module__ == "stream.events" and hasattr(cls, "SCHEMA")
+        for _, cls in inspect.getmembers(stream.events.records, inspect.isclass)
+        if cls.__module__ == "stream.events.records" and hasattr(cls, "SCHEMA")
     }
     assert classes == {kind.event for kind in EVENT_KINDS}
     assert len(EVENT_KINDS) == len(BY_NAME) == len({kind.schema for kind in EVENT_KINDS})

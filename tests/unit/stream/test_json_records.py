@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.json_records import (
+from stream.control.json_records import (
     NOT_JSON,
     REASONS,
     TOO_DEEP,

@@ -13,32 +13,29 @@ from typing import Any
 import numpy as np
 import pytest
 
+from stream.control.active import ActiveModel
+from stream.control.follower import ControlFollower
+from stream.control.gate import announce, load_announced, prepare, validate_model
+from stream.control.records import (
+    LAST_GOOD_PREFIX,
+    ModelAnnouncement,
+    announcements,
+    model_key,
+    status_key,
+)
 from stream.errors import ConfigError, FeatureSpecError, ModelError, ParityError
 from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.inference.manifest import MODEL_FILE
 from stream.inference.session import OnnxModel
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics
 from stream.pipeline import Pipeline, PipelinePolicy, Record
 from stream.produce import frames_from_array
 from stream.roles import Role
 from stream.settings import BatchingPolicy
-from stream.topics import Topics
 from stream.wire import encode_frame
-from stream.worker.reload import (
-    LAST_GOOD_PREFIX,
-    ActiveModel,
-    ControlFollower,
-    ModelAnnouncement,
-    announce,
-    announcements,
-    load_announced,
-    model_key,
-    prepare,
-    status_key,
-    validate_model,
-)
 from stream.worker.runtime import WorkerRuntime
 from tests.support.onnx_models import make_tiny_model_dir, perturb_golden
 
@@ -433,8 +430,8 @@ def test_models_publish_refuses_before_touching_the_broker(
 def test_a_follower_with_trusted_keys_applies_only_what_they_signed(
     repo: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from stream.signing import Signer, Verifier, generate
-    from stream.worker.reload import ReloadPolicy
+    from stream.control.follower import ReloadPolicy
+    from stream.control.signing import Signer, Verifier, generate
 
     keys = tmp_path_factory.mktemp("keys")
     signer = Signer.load(generate(keys, "publisher")[0])
@@ -469,9 +466,10 @@ def test_a_follower_with_trusted_keys_applies_only_what_they_signed(
 def test_a_starting_worker_with_trusted_keys_ignores_unsigned_announcements(
     repo: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from stream.signing import Signer, Verifier, generate
-    from stream.worker.compacted import CompactedRecord
-    from stream.worker.reload import last_good_key, load_at_start
+    from stream.control.gate import load_at_start
+    from stream.control.records import last_good_key
+    from stream.control.signing import Signer, Verifier, generate
+    from stream.kafka.compacted import CompactedRecord
 
     keys = tmp_path_factory.mktemp("keys")
     signer = Signer.load(generate(keys)[0])

@@ -1,4 +1,4 @@
-"""Ed25519 signatures on control and registry records (stream.signing)."""
+"""Ed25519 signatures on control and registry records (stream.control.signing)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.errors import ConfigError
-from stream.signing import (
+from stream.control.signing import (
     KEY_ID_HEADER,
     SIGNATURE_HEADER,
     SignatureError,
@@ -19,6 +18,7 @@ from stream.signing import (
     generate,
     signed_bytes,
 )
+from stream.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_the_registry_follower_rejects_unsigned_enrollments(
 ) -> None:
     import numpy as np
 
-    from stream.kafka_client import KafkaClientConfig
+    from stream.kafka.config import KafkaClientConfig
     from stream.speakers.registry import ModelBinding, SpeakerRegistry
     from stream.speakers.topic import RegistryFollower, encode_enrollment
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from stream.events import ModelRef
-from stream.summary import SpeakerVerdict, SummaryBuilder
-from stream.verdict import track_verdict
+from stream.events.verdict import track_verdict
+from stream.pipeline.summary import SpeakerVerdict, SummaryBuilder
 
 LABELS = ("speech", "music")
 

@@ -11,8 +11,8 @@ import pytest
 
 from stream.cli.topics import confirm_delete
 from stream.errors import ConfigError
-from stream.kafka_client import KafkaClientConfig
-from stream.topics import Topics, prefixed
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics, prefixed
 
 
 def test_default_names_are_versioned_under_tympan() -> None:
@@ -289,7 +289,8 @@ def test_the_topics_module_needs_no_cli() -> None:
     import sys
 
     code = (
-        "import sys, stream.topics; print([m for m in sys.modules if m.startswith('stream.cli')])"
+        "import sys, stream.kafka.topics; "
+        "print([m for m in sys.modules if m.startswith('stream.cli')])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from stream.verdict import VerdictAccumulator, track_verdict
+from stream.events.verdict import VerdictAccumulator, track_verdict
 
 LABELS = ("bass", "drums", "organ")
 THRESHOLDS = (0.5, 0.4, 0.2)

@@ -1,6 +1,6 @@
 """WorkerSettings: defaults, TYMPAN_* variables, flags over variables, validation.
 
-Each setting is declared once on its dataclass field (``stream.setting_specs``); these
+Each setting is declared once on its dataclass field (``stream.settings.specs``); these
 tests walk the dataclasses themselves, so a field added without a flag, a variable or
 a row in docs/configuration.md fails here.
 """
@@ -17,8 +17,8 @@ import pytest
 
 from stream.cli import build_parser
 from stream.errors import ConfigError
-from stream.setting_specs import SettingSpec, markdown_table, setting, spec_of, specs
 from stream.settings import WorkerSettings
+from stream.settings.specs import SettingSpec, markdown_table, setting, spec_of, specs
 
 SPECS = {spec.name: spec for spec in specs(WorkerSettings)}
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"

@@ -19,11 +19,11 @@ from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.inference.session import OnnxModel
+from stream.kafka.topics import Topics
 from stream.pipeline import Pipeline, PipelinePolicy, Record, WindowJob
 from stream.produce import frames_from_array
 from stream.settings import BatchingPolicy
 from stream.speakers.scoring import SpeakerScorer
-from stream.topics import Topics
 from stream.wire import encode_frame
 from stream.worker.runtime import WorkerRuntime, _rows
 from tests.support.onnx_models import make_tiny_model_dir

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from stream.errors import BrokerError
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class CompactedRecord:
     @property
     def where(self) -> str:
         """``topic 't' partition 0 offset 42 key b'k'``, for messages about this record."""
-        from stream.json_records import where
+        from stream.control.json_records import where
 
         return where(self.topic, self.partition, self.offset, self.key)
 

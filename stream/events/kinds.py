@@ -9,7 +9,7 @@ its topic has, and how a reader decodes a record of it. Like quix-streams' seria
 one small object both writes (:meth:`EventKind.serialize`) and reads
 (:meth:`EventKind.deserialize`) a kind.
 
-:data:`EVENT_KINDS` is the registry that :class:`~stream.topics.Topics` (its topic specs),
+:data:`EVENT_KINDS` is the registry that :class:`~stream.kafka.topics.Topics` (its topic specs),
 ``tympan tail``, the dashboard and the worker runtime read: adding a kind is one entry
 here (and its event class); a reader with no special view of it shows its JSON.
 """
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
+from stream.control.json_records import decode_object
 from stream.errors import ConfigError
-from stream.events import LabelEvent, RejectedRecord, SpeakerEvent, SummaryEvent
-from stream.json_records import decode_object
+from stream.events.records import LabelEvent, RejectedRecord, SpeakerEvent, SummaryEvent
 
 Event = LabelEvent | SpeakerEvent | SummaryEvent | RejectedRecord
 """Every record class of :mod:`stream.events` that the worker writes to a topic."""
@@ -42,7 +42,7 @@ class EventKind:
     ----------
     name : str
         The topic's name under the prefix (``<prefix>.<name>.v1``), the attribute of
-        :class:`~stream.topics.Topics` that gives it, and the name readers use.
+        :class:`~stream.kafka.topics.Topics` that gives it, and the name readers use.
     event : type
         The :mod:`stream.events` class whose ``to_json`` writes the records.
     key : str

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stream.events import Segment, TagSegment, TrackTag
+from stream.events.records import Segment, TagSegment, TrackTag
 
 
 @dataclass(slots=True)

@@ -33,7 +33,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
 from mode import Service
 
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
 from stream.pipeline import Record
 from stream.worker.commits import CommitLog
 from stream.worker.metrics import WorkerMetrics

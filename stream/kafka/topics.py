@@ -34,8 +34,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from stream.errors import BrokerError, ConfigError
-from stream.event_kinds import EVENT_KINDS, LABELS, REJECTED, SPEAKERS, SUMMARIES, EventKind
-from stream.kafka_client import KafkaClientConfig
+from stream.events.kinds import EVENT_KINDS, LABELS, REJECTED, SPEAKERS, SUMMARIES, EventKind
+from stream.kafka.config import KafkaClientConfig
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -144,7 +144,7 @@ class Topics:
         return f"{self.prefix}.{what}.v1"
 
     def of(self, kind: EventKind) -> str:
-        """The topic that holds ``kind``'s records (``stream.event_kinds``)."""
+        """The topic that holds ``kind``'s records (``stream.events.kinds``)."""
         return self._name(kind.name)
 
     @property
@@ -782,7 +782,7 @@ def _check_existing(specs: list[TopicSpec], infos: list[TopicInfo], prefix: str)
             )
     if problems:
         raise BrokerError(
-            "existing topics differ from stream.topics: "
+            "existing topics differ from stream.kafka.topics: "
             + "; ".join(problems)
             + " (a topic's partitions cannot shrink and changing them moves keys between "
             f"partitions: delete and recreate the topics with `tympan topics delete --prefix "

@@ -5,11 +5,11 @@ below. Nothing else in ``stream/`` reads ``os.environ`` for the worker: leaf mod
 take plain values, so a test builds a :class:`WorkerSettings` and nothing leaks in
 from the shell.
 
-Each setting is declared once, on its field (``stream.setting_specs.setting``: the
+Each setting is declared once, on its field (``stream.settings.specs.setting``: the
 default, a help line, the unit); the ``tympan worker`` flags, the ``TYMPAN_*`` names,
 :meth:`WorkerSettings.from_environ` and the table in docs/configuration.md are derived
 from those declarations. The Kafka connection (``TYMPAN_BROKER``, ``TYMPAN_KAFKA_*``)
-is read by ``stream.kafka_client``.
+is read by ``stream.kafka.config``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import ConfigError
-from stream.kafka_client import KafkaClientConfig
-from stream.setting_specs import check_bounds, external, from_sources, replaced, setting, spec_of
+from stream.kafka.config import KafkaClientConfig
+from stream.settings.specs import check_bounds, external, from_sources, replaced, setting, spec_of
 from stream.types import Device
 
 ENV_SIGNING_KEY = "TYMPAN_SIGNING_KEY"  # publishers: the private key that signs
@@ -192,7 +192,7 @@ class BatchingPolicy:
 class ControlLimits:
     """Bounds on the JSON records of the compacted control and speaker-registry topics.
 
-    Checked before a record is parsed (``stream.json_records``), so one oversized or
+    Checked before a record is parsed (``stream.control.json_records``), so one oversized or
     deeply nested record is refused with its reason instead of exhausting memory or
     the interpreter's recursion limit in every worker that follows the topic.
 
@@ -230,7 +230,7 @@ class WorkerSettings:
 
     Attributes
     ----------
-    kafka: bootstrap servers and SASL/SSL (``stream.kafka_client``).
+    kafka: bootstrap servers and SASL/SSL (``stream.kafka.config``).
     topic_prefix: prepended to every topic name (one cluster, many deployments).
     model: the label model: a model directory, or ``name[/version]`` in
         ``model_repo`` (``None``: the latest ``scene`` model).
@@ -256,7 +256,7 @@ class WorkerSettings:
         so that it always fits the producer's request limit (docs/delivery.md).
     trusted_keys: Ed25519 public keys (files, or folders of ``*.pub``) of the
         publishers; with any, unsigned or badly signed model announcements and
-        enrollments are refused (``stream.signing``, docs/security.md).
+        enrollments are refused (``stream.control.signing``, docs/security.md).
     processes: worker processes the command runs in one consumer group, under a
         supervisor (``stream.worker.supervisor``; ``None``: one per core).
     """

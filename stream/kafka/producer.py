@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from stream.errors import BrokerError
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
 from stream.produce.frames import due_us, now_us
 from stream.wire.frame import AudioFrame, encode_frame
 

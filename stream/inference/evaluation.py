@@ -7,7 +7,7 @@ Two layouts, the same as training reads (``models.datasets`` may import this)::
                                       to the CSV)               → multi-label scores
 
 Every file is scored window by window through the ONNX model (no TensorFlow), exactly
-as ``tympan classify`` does, and judged by the same track verdict (:mod:`stream.verdict`,
+as ``tympan classify`` does, and judged by the same track verdict (:mod:`stream.events.verdict`,
 also the worker's summary): the clip scores are the aggregated (mean) probabilities, the
 single-label clip prediction is the verdict's dominant label (the top label of the most
 windows) and the multi-label clip decisions are the verdict's tags.
@@ -31,9 +31,9 @@ import numpy.typing as npt
 
 from stream.audio.files import audio_files
 from stream.errors import DatasetError, TympanError
+from stream.events.verdict import track_verdict
 from stream.inference.clips import DEFAULT_BATCH, predict_file
 from stream.inference.session import OnnxModel
-from stream.verdict import track_verdict
 
 LABELS_CSV = "labels.csv"
 CSV_COLUMNS = ("path", "tags")

@@ -268,7 +268,7 @@ async def send_acked(
     """Send ``(key, value)`` records one at a time, each acknowledged by every in-sync
     replica before the next: for the few records (control announcements, registry
     enrollments) whose loss or reordering would leave workers disagreeing.
-    ``headers(key, value)`` gives each record's headers (its signature, ``stream.signing``).
+    ``headers(key, value)`` gives each record's headers (its signature, ``stream.control.signing``).
 
     Raises
     ------

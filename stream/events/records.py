@@ -258,7 +258,7 @@ class TagSegment:
 
 @dataclass(frozen=True, slots=True)
 class TrackTag:
-    """One tag of a multi-label track verdict (``stream.verdict``).
+    """One tag of a multi-label track verdict (``stream.events.verdict``).
 
     Attributes
     ----------
