@@ -53,6 +53,9 @@ def _depth_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 _NET, _BEST = _depth_tables()
+# both in one int16 per index, for one gather: net in the high byte, best in the low one
+_STEPS = (_NET.astype(np.int16) << 8) | _BEST.astype(np.int16)
+_CHUNK = 1 << 16  # bytes scanned at a time (a multiple of 64)
 
 
 class JsonRecordError(InputError):
@@ -84,29 +87,42 @@ def nesting_depth(value: bytes) -> int:
     strings from a prefix XOR of the quotes, with the carries between words (an odd
     backslash run, an open string) found for all words at once.
     """
-    data = np.frombuffer(value, dtype=np.uint8)
-    folded = data | np.uint8(0x20)
-    opens, closes = _bits(folded == _OPEN_BYTE), _bits(folded == _CLOSE_BYTE)
+    opens, closes, quotes, backslashes = _bits(np.frombuffer(value, dtype=np.uint8))
     if not opens.any():
         return 0
-    quotes = _bits(data == _QUOTE)
     if quotes.any():
-        quotes &= ~_escaped(_bits(data == _BACKSLASH))
+        quotes &= ~_escaped(backslashes)
         outside = ~_inside_strings(quotes)
         opens &= outside
         closes &= outside
-    pairs = (opens.view(np.uint8).astype(np.uint16) << 8) | closes.view(np.uint8)
-    net = _NET[pairs].astype(np.int32)
-    reached = np.cumsum(net, dtype=np.int32) - net + _BEST[pairs]
+    steps = _STEPS[(opens.view(np.uint8).astype(np.uint16) << 8) | closes.view(np.uint8)]
+    net = (steps >> 8).astype(np.int32)  # arithmetic shift: the signed high byte
+    reached = np.cumsum(net, dtype=np.int32) - net + (steps & 0xFF)
     return int(max(0, reached.max()))
 
 
-def _bits(mask: np.ndarray) -> np.ndarray:
-    """A boolean mask as 64-bit words, bit ``i % 64`` of word ``i // 64`` (zero-padded)."""
-    packed = np.packbits(mask, bitorder="little")
-    padded = np.zeros(-(-packed.size // 8) * 8, dtype=np.uint8)
-    padded[: packed.size] = packed
-    return padded.view("<u8")
+def _bits(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where ``data`` holds ``[``/``{``, ``]``/``}``, ``"`` and ``\\``: four bit masks as
+    64-bit words, bit ``i % 64`` of word ``i // 64`` (zero-padded).
+
+    In chunks that stay in the CPU's cache, into buffers made once: the only passes
+    over the whole record are one read of it and the writes of one bit per byte.
+    """
+    packed = np.zeros((4, -(-data.size // 64) * 8), dtype=np.uint8)
+    folded = np.empty(min(data.size, _CHUNK), dtype=np.uint8)
+    hits = np.empty(folded.size, dtype=np.bool_)
+    for start in range(0, data.size, _CHUNK):
+        part = data[start : start + _CHUNK]
+        f, h = folded[: part.size], hits[: part.size]
+        at = slice(start // 8, start // 8 + -(-part.size // 8))
+        np.bitwise_or(part, 0x20, out=f)
+        for row, (source, byte) in enumerate(
+            ((f, _OPEN_BYTE), (f, _CLOSE_BYTE), (part, _QUOTE), (part, _BACKSLASH))
+        ):
+            np.equal(source, byte, out=h)
+            packed[row, at] = np.packbits(h, bitorder="little")
+    words = packed.view("<u8")
+    return words[0], words[1], words[2], words[3]
 
 
 def _escaped(backslashes: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -273,3 +274,35 @@ def test_the_worst_cases_at_the_registry_limit_get_their_verdict(case: str) -> N
     with pytest.raises(JsonRecordError) as info:
         _decode(value, max_bytes=REGISTRY_MAX_BYTES, max_depth=8)
     assert info.value.reason == reason
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_depth_scan_agrees_with_the_reference_across_scan_chunks(seed: int) -> None:
+    """Records longer than the scan's chunk (escape runs and strings across chunks)."""
+    rng = np.random.default_rng(seed)
+    tokens = [b'"', b"\\", b"\\\\\\", b"[", b"]", b"{", b"}", b"a", b"[" * 7, b"\\" * 65]
+    value = b"".join(tokens[i] for i in rng.integers(0, len(tokens), 60_000))
+    assert len(value) > 3 * 2**16
+    depth, read_to_end = _reference_depth(value)
+    assert nesting_depth(value) == depth if read_to_end else nesting_depth(value) >= depth
+    inside = b'["' + value.replace(b'"', b"").replace(b"\\", b"") + b'"]'  # one long string
+    assert nesting_depth(inside) == 1
+
+
+def test_the_depth_of_a_large_document_with_hostile_strings_is_exact() -> None:
+    rng = np.random.default_rng(7)
+    alphabet = list('"\\[]{}a')
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet, int(rng.integers(0, 90))))
+
+    doc: list[object] = []
+    node = doc
+    for level in range(1, 40):
+        node.extend(text() for _ in range(300))
+        child: list[object] = []
+        node.append({text(): child} if level % 2 else child)
+        node = child
+    value = json.dumps(doc).encode()
+    assert len(value) > 3 * 2**16
+    assert nesting_depth(value) == _doc_depth(doc)
