@@ -26,6 +26,8 @@ from typing import Any
 from stream.cli.help import plain_help
 from stream.kafka.config import broker_refusals
 
+__all__ = ["build_parser", "main"]
+
 # Runtime commands, in the order they appear in ``tympan --help``.
 _RUNTIME_COMMANDS = (
     "stream.cli.produce",

@@ -75,7 +75,13 @@ def test_package_public_names_resolve_to_their_homes() -> None:
     ``_HOMES`` says, and importing one submodule loads none of the others."""
     import importlib
 
-    for package in ("stream.control", "stream.kafka"):
+    for package in (
+        "stream.control",
+        "stream.dashboard",
+        "stream.kafka",
+        "stream.produce",
+        "stream.worker",
+    ):
         module = importlib.import_module(package)
         for name in module.__all__:
             assert getattr(module, name) is not None, f"{package}.{name}"
@@ -88,3 +94,24 @@ def test_the_json_guard_loads_no_model_runtime() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_package_lists_its_public_names() -> None:
+    packages = sorted(path.parent for path in ROOT.rglob("__init__.py"))
+    missing = [
+        str(package.relative_to(ROOT.parent))
+        for package in packages
+        if "__all__" not in _assigned_names(package / "__init__.py")
+    ]
+    assert missing == []
+
+
+def _assigned_names(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {
+        target.id
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }

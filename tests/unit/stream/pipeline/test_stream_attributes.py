@@ -24,7 +24,7 @@ from tests.support.onnx_models import make_tiny_model_dir
 from tests.support.replay import run_sync
 
 SPEC = FeatureSpec(window_seconds=0.5, hop_seconds=0.25)
-SCHEMAS = Path(__file__).resolve().parents[3] / "docs" / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[4] / "docs" / "schemas"
 ATTRIBUTES = (("queue", "support"), ("caller", "+1 555 0100 ✆"))
 
 

@@ -215,13 +215,10 @@ async def _stream_across_swap(
         current_model=slot.current,
     )
     runtime.start()
-    for r in records[:half]:
-        await runtime.on_record(r)
-    await runtime.flush_inbox()
+    await runtime.on_records(records[:half])
     await runtime.batcher.join()
     await swap()
-    for r in records[half:]:
-        await runtime.on_record(r)
+    await runtime.on_records(records[half:])
     await runtime.drain()
     await runtime.stop()
 

@@ -109,13 +109,8 @@ def _records(
 
 
 async def _feed(runtime: WorkerRuntime, records: Sequence[Record]) -> None:
-    """Hand records over the way the agent does: the inbox flushes by its own timer."""
-    for record in records:
-        await runtime.on_record(record)
-    for _ in range(200):  # the inbox timer's flush task runs in the background
-        await asyncio.sleep(0.01)
-        if not runtime._inbox and runtime.failure is None:
-            break
+    """Hand records over the way the consumer does: one fetched batch."""
+    await runtime.on_records(records)
     await runtime.drain()
 
 
@@ -173,30 +168,22 @@ def test_a_dead_letter_pins_its_record_before_the_send(model_dir: Path) -> None:
     assert acked == [(0, 3)]
 
 
-def test_a_failed_background_flush_reaches_on_fatal(model_dir: Path) -> None:
-    """A broker that refuses every write is a runtime failure: ``on_fatal`` hears it
-    once (from the inbox's background flush task) and nothing is acked."""
+def test_a_refused_write_fails_its_batch_and_acks_nothing(model_dir: Path) -> None:
+    """A broker that refuses every write fails the batch that wrote: ``on_records``
+    raises (the consumer's guard turns it into ``on_fatal``, the worker stops
+    non-zero) and the record whose dead letter was refused is never acked."""
     producer, acked = Producer(refuse_all=True), list[tuple[int, int]]()
     model = OnnxModel.load(model_dir)
     bad = Record(b"x", b"\x00", _records("a", seconds=0.1)[0].headers, TOPICS.audio, 0, 0)
-    failures: list[BaseException] = []
 
     async def main() -> None:
-        runtime = _runtime(
-            _infer_with(model), model.labels, producer, acked, on_fatal=failures.append
-        )
+        runtime = _runtime(_infer_with(model), model.labels, producer, acked)
         runtime.start()
-        await runtime.on_record(bad)
-        for _ in range(200):
-            await asyncio.sleep(0.01)
-            if failures:
-                break
-        with pytest.raises(RuntimeError, match="replayed"):
-            await runtime.on_record(bad)
+        with pytest.raises(KafkaTimeoutError):
+            await runtime.on_records([bad])
         await runtime.stop()
 
     asyncio.run(main())
-    assert [type(f) for f in failures] == [KafkaTimeoutError]
     assert acked == []
 
 

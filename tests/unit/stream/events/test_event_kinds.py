@@ -39,7 +39,7 @@ from stream.events.kinds import (
 from stream.kafka.topics import Topics
 from tests.schema_check import check
 
-SCHEMAS = Path(__file__).resolve().parents[3] / "docs" / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[4] / "docs" / "schemas"
 TOPICS = Topics().with_prefix("unit-kinds")
 NOT_EVENTS = {"audio", "control", "control_status", "speaker_registry"}  # topics of other records
 MODEL = ModelRef("scene", "1")
