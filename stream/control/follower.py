@@ -129,7 +129,7 @@ class ControlFollower:
         self._refuse = {Role.parse(r): why for r, why in (refuse or {}).items()}
         self._refused: dict[Role, ModelAnnouncement] = {}
         self._last_raw: dict[bytes, bytes | None] = {}
-        self._last_good: bytes | None = None  # last-good/<role> as on the topic
+        self._last_good: bytes | None = None  # the last-good/<role> value last written
         self.statuses: list[ReloadStatus] = []
 
     async def run(self) -> None:
@@ -167,16 +167,14 @@ class ControlFollower:
         return [r for r in batch if r.key in keys]
 
     async def _apply_latest(self, latest: Mapping[bytes, CompactedRecord]) -> None:
-        good = last_good_key(self.role)
-        if good in latest:  # know what the topic holds before reporting a new good one
-            await self.on_record(good, latest[good].value, where=latest[good].where)
         for key, record in latest.items():  # only the newest announcement counts
-            if key != good:
-                await self.on_record(key, record.value, where=record.where, headers=record.headers)
+            await self.on_record(key, record.value, where=record.where, headers=record.headers)
 
     @property
     def _keys(self) -> set[bytes]:
-        return {last_good_key(self.role)} | {model_key(role) for role in (self.role, *self._refuse)}
+        """The announcements this worker answers; ``last-good/`` records live on the
+        control-status topic, which workers write and this follower does not read."""
+        return {model_key(role) for role in (self.role, *self._refuse)}
 
     async def on_record(
         self,
