@@ -13,15 +13,12 @@ are read the same way first, to show the fault is real.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from aiokafka import codec as kcodec
 from aiokafka.consumer.fetcher import READ_COMMITTED, PartitionRecords
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
-from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -42,73 +39,20 @@ from stream.kafka.fetch import (
     screen,
 )
 from stream.settings import RecordLimits
+from tests.support.record_batches import (
+    BAD_NAME_MARK,
+    CODECS,
+    Header,
+    batch,
+    compress,
+    fix_crc,
+    record_headers,
+    with_bad_name,
+)
 
 TOPIC = "tympan.audio.v1"
 TP = TopicPartition(TOPIC, 3)
 LIMITS = RecordLimits(max_inflated_batch_bytes=1 << 20, max_record_headers=64)
-ENCODE: dict[int, Callable[[bytes], bytes]] = {
-    CODEC_GZIP: kcodec.gzip_encode,
-    CODEC_SNAPPY: kcodec.snappy_encode,  # xerial framing, as Java clients write
-    CODEC_LZ4: kcodec.lz4_encode,
-    CODEC_ZSTD: kcodec.zstd_encode,
-}
-CODECS = [0, *ENCODE]
-BAD_NAME_MARK = "BADNAME!"
-Header = tuple[str, bytes | None]
-
-
-def record_headers(i: int) -> list[Header]:
-    return [("tympan-seq", str(i).encode()), ("tympan-v", b"1")]
-
-
-def batch(
-    base: int,
-    n: int,
-    *,
-    codec: int = 0,
-    headers: Callable[[int], list[Header]] = record_headers,
-    value: Callable[[int], bytes] = lambda i: b"pcm-%d" % i,
-) -> bytes:
-    """A v2 batch of ``n`` records at offsets ``base..base+n-1`` (uncompressed, then
-    compressed with ``codec`` the way the producer does: the records section only)."""
-    builder = DefaultRecordBatchBuilder(
-        magic=2,
-        compression_type=0,
-        is_transactional=0,
-        producer_id=-1,
-        producer_epoch=-1,
-        base_sequence=-1,
-        batch_size=1 << 30,
-    )
-    for i in range(n):
-        builder.append(i, 1_700_000_000_000 + i, b"call-%d" % i, value(base + i), headers(base + i))
-    raw = bytearray(builder.build())
-    struct.pack_into(">q", raw, 0, base)
-    return compress(bytes(raw), codec)
-
-
-def compress(raw: bytes, codec: int) -> bytes:
-    if not codec:
-        return fix_crc(raw)
-    body = ENCODE[codec](raw[61:])
-    head = bytearray(raw[:61])
-    struct.pack_into(">i", head, 8, 49 + len(body))
-    (attributes,) = struct.unpack_from(">h", head, 21)
-    struct.pack_into(">h", head, 21, attributes | codec)
-    return fix_crc(bytes(head) + body)
-
-
-def fix_crc(raw: bytes) -> bytes:
-    out = bytearray(raw)
-    struct.pack_into(">I", out, 17, calc_crc32c(bytes(out[21:])))
-    return bytes(out)
-
-
-def with_bad_name(raw: bytes) -> bytes:
-    """``raw`` (uncompressed) with the header name BADNAME! made invalid UTF-8, CRC fixed."""
-    mark = BAD_NAME_MARK.encode()
-    assert raw.count(mark) == 1
-    return fix_crc(raw.replace(mark, b"\xff\xfe\xfdNAME!"))
 
 
 def read(data: bytes, fetch_offset: int = 0) -> tuple[list[Any], int]:
