@@ -18,8 +18,10 @@ producer, Kafka's Java producer, aiokafka. Each has an expectation:
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from clients import (
     CODECS,
@@ -110,6 +112,28 @@ def _with(
     headers: list[tuple[str, bytes]], name: str, value: bytes | None
 ) -> list[tuple[str, bytes | None]]:
     return [(k, value if k == name else v) for k, v in headers]
+
+
+def dead_letter_spans(dead: Iterable[dict[str, Any]]) -> dict[tuple[str, int, int], dict[str, Any]]:
+    """Each dead letter by every ``(topic, partition, offset)`` it accounts for: its own
+    offset, or every offset of the range its message names (``offsets 12..15``: a
+    batch skipped below the record format is one dead letter for all its offsets)."""
+    out: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for d in dead:
+        first, last = d["offset"], d["offset"]
+        span = re.search(rf"partition {d['partition']} offsets {first}\.\.(\d+)", d["message"])
+        if span:
+            last = int(span.group(1))
+        for offset in range(first, last + 1):
+            out.setdefault((d["topic"], d["partition"], offset), d)
+    return out
+
+
+def logged_spans(log: str, topic: str) -> list[tuple[int, int, int]]:
+    """``(partition, first, last)`` of every record of ``topic`` a log line names
+    (``topic 't' partition 0 offset 42`` or ``... offsets 40..45``)."""
+    pattern = rf"topic {re.escape(repr(topic))} partition (\d+) offsets? (\d+)(?:\.\.(\d+))?"
+    return [(int(p), int(a), int(b or a)) for p, a, b in re.findall(pattern, log)]
 
 
 # -- the console producer ---------------------------------------------------------------

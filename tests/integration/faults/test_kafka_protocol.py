@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from checker import TopicTail, dead_letter_key
-from protocol import Expect, Plan, aiokafka_writes, console_writes, java_writes
+from checker import TopicTail
+from protocol import Expect, Plan, aiokafka_writes, console_writes, dead_letter_spans, java_writes
 from scenario import FULL, Scenario
 from test_poison_corpus import documented_reasons
 from worker_harness import expected_events, interleave, produce
@@ -60,7 +60,7 @@ def _unaccounted(
     plan: Plan, dead: list[dict[str, Any]], summaries: list[dict[str, Any]]
 ) -> list[str]:
     """The hostile records not yet accounted for, as sentences."""
-    by_at = {(d["topic"], d["partition"], d["offset"]): d for d in dead}
+    by_at = dead_letter_spans(dead)
     closed = {s["stream_id"] for s in summaries}
     reasons = documented_reasons()
     missing = []
@@ -88,7 +88,7 @@ def _assert_invisible(plan: Plan, tails: dict[str, TopicTail]) -> None:
     for topic, tail in tails.items():
         seen = [x for x in tail.poll() if x.get("stream_id") in ids]
         assert not seen, f"{topic}: records of aborted transactions became {seen[:2]}"
-    dead_at = {dead_letter_key(d)[:3] for d in tails["rejected"].poll()}
+    dead_at = dead_letter_spans(tails["rejected"].poll())
     leaked = [str(e.written) for e in aborted if e.written.at in dead_at]
     assert not leaked, f"aborted records were dead-lettered: {leaked[:3]}"
 

@@ -38,6 +38,7 @@ from clients import (
     console_produce,
     java_produce,
 )
+from protocol import dead_letter_spans, logged_spans
 from scenario import FULL, Scenario
 from test_poison_corpus import documented_reasons
 from worker_harness import LABELS, REPO, SPEC, interleave, produce, wait_for
@@ -163,7 +164,9 @@ def _aborted(broker: str, topics: Topics, ghost8: bytes) -> list[Written]:
 
 
 def _logged_at(log: str, w: Written) -> bool:
-    return f"topic {w.topic!r} partition {w.partition} offset {w.offset} " in log
+    """Whether a log line names ``w``'s offset (alone, or in a range of offsets)."""
+    spans = logged_spans(log, w.topic)
+    return any(p == w.partition and a <= w.offset <= b for p, a, b in spans)
 
 
 def test_followers_through_every_client_and_codec(
@@ -227,7 +230,7 @@ def test_followers_through_every_client_and_codec(
 
             def ready() -> bool:
                 log = worker.log_text()
-                dead = {(d["topic"], d["partition"], d["offset"]) for d in dead_tail.poll()}
+                dead = dead_letter_spans(dead_tail.poll())
                 last[:] = [str(w) for w in traced if not (_logged_at(log, w) or w.at in dead)]
                 if not re.search(r"refused scene model \S+@9 ", log):
                     last.append("the control sentinel (model/scene tiny@9) was not refused")
