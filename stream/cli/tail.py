@@ -67,6 +67,7 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     from aiokafka.errors import KafkaError
 
     from stream.errors import BrokerError
+    from stream.kafka.fetch import FetchGuard, log_skipped
     from stream.topics import Topics, require_topics
 
     kind = kind_named(args.topic)
@@ -79,7 +80,10 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if args.from_beginning else "latest",
+        isolation_level="read_committed",
     )
+    guard = FetchGuard(settings.record_limits)
+    guard.install(consumer)  # before start: a batch the client cannot read is skipped
     try:
         await consumer.start()
     except (KafkaError, OSError) as exc:
@@ -96,6 +100,7 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     try:
         while args.max is None or seen < args.max:
             batch = await consumer.getmany(timeout_ms=500)
+            log_skipped(await guard.take(consumer), what=f"tympan tail {topic}")
             records = [r for part in batch.values() for r in part]
             if not records:
                 if args.idle_exit is not None and time.monotonic() - last > args.idle_exit:

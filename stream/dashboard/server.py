@@ -43,6 +43,7 @@ from aiokafka.errors import KafkaError
 from stream.dashboard.state import DashboardLimits, DashboardState
 from stream.errors import BrokerError
 from stream.event_kinds import EVENT_KINDS
+from stream.kafka.fetch import FetchGuard, log_skipped
 from stream.kafka_client import KafkaClientConfig, broker_refusals
 from stream.topics import Topics, list_topics, wait_for_broker
 
@@ -276,11 +277,14 @@ async def _read_once(
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if config.from_beginning else "latest",
+        isolation_level="read_committed",
     )
+    guard = FetchGuard()
+    guard.install(consumer)  # before start: a batch the client cannot read is skipped
     try:
         await consumer.start()
         _set_status(status, True, None)
-        await _drain(consumer, kinds, state, status)
+        await _drain(consumer, kinds, state, status, guard)
     except (KafkaError, OSError) as exc:
         _set_status(status, False, f"{type(exc).__name__}: {exc}")
     finally:
@@ -298,10 +302,17 @@ def _set_status(status: ReaderStatus, connected: bool, error: str | None) -> Non
 
 
 async def _drain(
-    consumer: AIOKafkaConsumer, kinds: dict[str, str], state: DashboardState, status: ReaderStatus
+    consumer: AIOKafkaConsumer,
+    kinds: dict[str, str],
+    state: DashboardState,
+    status: ReaderStatus,
+    guard: FetchGuard,
 ) -> None:
     while True:
         batch = await consumer.getmany(timeout_ms=500, max_records=2000)
+        for skipped in await guard.take(consumer):
+            state.unparsable[kinds.get(skipped.topic, skipped.topic)] += 1
+            log_skipped([skipped], what="dashboard")
         now_s = time.time()
         for tp, records in batch.items():
             kind = kinds[tp.topic]
