@@ -9,6 +9,7 @@ aiokafka cannot decode, which the broker stores as it is).
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Callable, Sequence
 
@@ -27,6 +28,7 @@ ENCODE: dict[int, Callable[[bytes], bytes]] = {
 }
 CODECS = [0, *ENCODE]
 BAD_NAME_MARK = "BADNAME!"
+NOT_LEADER = 6
 
 
 def record_headers(i: int) -> list[Header]:
@@ -114,11 +116,16 @@ async def produce_batch(bootstrap: str, topic: str, partition: int, raw: bytes) 
     client = AIOKafkaClient(bootstrap_servers=bootstrap, client_id="tympan-tests-raw")
     await client.bootstrap()
     try:
-        await client._wait_on_metadata(topic)
-        leader = client.cluster.leader_for_partition(_tp(topic, partition))
-        request = ProduceRequest(None, -1, 30_000, [(topic, [(partition, raw)])])
-        response = await client.send(leader, request)
-        [(_, [(_, error_code, base_offset, *_)])] = response.topics
+        for _ in range(20):  # a new topic's leader may not be known at once (error 6)
+            await client._wait_on_metadata(topic)
+            leader = client.cluster.leader_for_partition(_tp(topic, partition))
+            request = ProduceRequest(None, -1, 30_000, [(topic, [(partition, raw)])])
+            response = await client.send(leader, request)
+            [(_, [(_, error_code, base_offset, *_)])] = response.topics
+            if error_code != NOT_LEADER:
+                break
+            await client.force_metadata_update()
+            await asyncio.sleep(0.5)
         assert error_code == 0, f"the broker refused the batch: error code {error_code}"
         return int(base_offset)
     finally:
