@@ -44,6 +44,7 @@ from tests.support.record_batches import (
     CODECS,
     Header,
     batch,
+    build_batch,
     compress,
     fix_crc,
     record_headers,
@@ -303,3 +304,48 @@ def test_no_damage_makes_the_client_raise_after_screening(
     served = set(offsets(records)) - {100, 101}
     assert all(0 <= o < 100 for o in served)
     assert not any(lo <= o <= hi for lo, hi in served_ranges for o in served)
+
+
+def _transactional(raw: bytes, *, producer_id: int, control: bool = False) -> bytes:
+    """``raw`` (uncompressed) as a transactional batch of ``producer_id`` (a control
+    batch: a transaction marker)."""
+    out = bytearray(raw)
+    (attributes,) = struct.unpack_from(">h", out, 21)
+    struct.pack_into(">h", out, 21, attributes | 0x10 | (0x20 if control else 0))
+    struct.pack_into(">qhi", out, 43, producer_id, 0, 0)
+    return fix_crc(bytes(out))
+
+
+def test_what_an_aborted_transaction_held_is_not_reported() -> None:
+    """``read_committed``: the client skips an aborted transaction's batches whole, so
+    a record the guard takes out of one is not dead-lettered (it never counted)."""
+
+    def headers(i: int) -> list[Header]:
+        return [(BAD_NAME_MARK, b"x")] if i == 1 else record_headers(i)
+
+    bad = _transactional(with_bad_name(batch(0, 3, headers=headers)), producer_id=7)
+    abort = _transactional(
+        build_batch(3, [(struct.pack(">hh", 0, 0), struct.pack(">hi", 0, 0), [])]),
+        producer_id=7,
+        control=True,
+    )
+    data = bad + abort + batch(4, 1)
+    clean, skipped = screen(
+        data,
+        topic=TOPIC,
+        partition=3,
+        fetch_offset=0,
+        limits=LIMITS,
+        inflater=Inflater(1 << 20),
+        aborted=[(7, 0)],
+    )
+    assert skipped == []
+    records = PartitionRecords(
+        TP, MemoryRecords(clean), [(7, 0)], 0, None, None, True, READ_COMMITTED
+    )
+    assert offsets(list(records)) == [4] and records.next_fetch_offset == 5
+    # the same batches, committed: the record is reported
+    _, committed = screen(
+        data, topic=TOPIC, partition=3, fetch_offset=0, limits=LIMITS, inflater=Inflater(1 << 20)
+    )
+    assert [(s.reason, s.offset) for s in committed] == [(INVALID_HEADER_NAME, 1)]
