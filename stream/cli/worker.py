@@ -23,8 +23,8 @@ import sys
 from typing import Any
 
 from stream.errors import ContractError
-from stream.setting_specs import SettingSpec, specs
 from stream.settings import WorkerSettings
+from stream.settings.specs import SettingSpec, specs
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream.topics import Topics, ensure_topics
+    from stream.kafka.topics import Topics, ensure_topics
     from stream.worker.build import build_worker
     from stream.worker.supervisor import default_processes
 

@@ -14,9 +14,9 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from stream.ingest.metrics import IngestMetrics
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.producer import ProducerTuning, ProduceStats, produce_frames
 from stream.produce.frames import now_us
-from stream.produce.sender import ProducerTuning, ProduceStats, produce_frames
 from stream.wire.frame import AudioFrame
 
 _DONE = None

@@ -60,6 +60,7 @@ from aiokafka.record.legacy_records import LegacyRecordBatch
 from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
 
+from stream.errors import InputError
 from stream.events import RejectedRecord
 from stream.settings import MAX_DEAD_LETTER_BYTES, RecordLimits
 
@@ -138,8 +139,12 @@ class SkippedRecords:
         )
 
 
-class BatchTooLargeError(Exception):
-    """A compressed batch inflates past ``max_inflated_batch_bytes``."""
+class BatchTooLargeError(InputError):
+    """A compressed batch inflates past ``max_inflated_batch_bytes`` (reason
+    ``batch_too_large``): the batch is skipped whole."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(BATCH_TOO_LARGE, message)
 
 
 @dataclass(slots=True)

@@ -14,8 +14,8 @@ from kafka_helpers import produce_records
 from stream.dashboard.server import DashboardConfig, ReaderStatus, read_forever
 from stream.dashboard.state import DashboardState
 from stream.events import LabelEvent, ModelRef, WindowSpan
-from stream.kafka_client import KafkaClientConfig
-from stream.topics import Topics
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics
 
 DEEP = b"[" * 100_000
 

@@ -43,7 +43,7 @@ from stream.kafka.fetch import (
     INVALID_HEADER_NAME,
     TOO_MANY_HEADERS,
 )
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 from stream.wire import encode_frame
 from tests.support.record_batches import (
     BAD_NAME_MARK,
