@@ -51,6 +51,7 @@ import logging
 import struct
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import cramjam
@@ -459,11 +460,12 @@ def _screen_batch(
     bad: dict[int, tuple[str, str]] = {}
     previous, last = head.base_offset - 1, head.last_offset
     for r in records:
-        if not previous < r.offset <= last:  # the client would move its position there
-            raise ValueError(f"record offset {r.offset} is out of order or outside its batch")
-        previous = r.offset
-        if r.headers and (problem := header_problem(r.headers, limits)) is not None:
-            bad[r.offset] = problem
+        offset, headers = r.offset, r.headers
+        if not previous < offset <= last:  # the client would move its position there
+            raise ValueError(f"record offset {offset} is out of order or outside its batch")
+        previous = offset
+        if headers and (problem := header_problem(headers, limits)) is not None:
+            bad[offset] = problem
     if not bad:
         return readable
     for record in records:
@@ -521,13 +523,19 @@ def header_problem(
             TOO_MANY_HEADERS,
             f"{len(headers)} headers, more than max_record_headers={limits.max_record_headers}",
         )
-    size = sum(len(name) + (0 if value is None else len(value)) for name, value in headers)
+    size = header_bytes(headers)
     if size > limits.max_header_bytes:
         return (
             HEADERS_TOO_LARGE,
             f"{size} bytes of headers, more than max_header_bytes={limits.max_header_bytes}",
         )
     return None
+
+
+def header_bytes(headers: Sequence[tuple[str | bytes, bytes | None]]) -> int:
+    """Names and values of ``headers``, summed (a name counted in characters when it
+    is text), in one pass at C speed: this runs for every record read."""
+    return sum(map(len, filter(None, chain.from_iterable(headers))))
 
 
 def record_problem(record: RawRecord, limits: RecordLimits) -> tuple[str, str] | None:
