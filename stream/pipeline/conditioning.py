@@ -223,6 +223,10 @@ class Conditioner:
             state.deferred, state.deferred_in, state.owed, state.flush = [], 0, 0, False
         self.dirty.pop(state.stream_id, None)
 
+    def forget(self, stream_id: str) -> None:
+        """The stream's segment left the open set: it waits for no drain."""
+        self.dirty.pop(stream_id, None)
+
     def close_banks(self, stream_id: str) -> None:
         """Forget the stream's feature state in the bank(s), without a flush."""
         self.frontend.close(stream_id)

@@ -98,7 +98,9 @@ class Pipeline:
         self._segments = Segments(
             policy, spec.sr, self._conditioning, self._labels, self._speakers, clock
         )
-        self._deadlines = Deadlines(self._segments, policy.idle_timeout_s, clock)
+        self._deadlines = Deadlines(
+            self._segments, policy.idle_timeout_s, policy.limits.max_segment_age_s, clock
+        )
         self._intake = Intake(
             policy, spec.sr, self._segments, self._deadlines, self._conditioning, clock
         )

@@ -14,6 +14,7 @@ Segment lifecycle::
     first frame ─► open ─► frames … ─► EOS released ──────────────────────► "eos"
                  Kafka time passes last frame + idle_timeout_s ───────────► "idle"
                  audio (gaps included) reaches max_segment_s ─────────────► "rolled"
+                 Kafka time passes first frame + max_segment_age_s ───────► "rolled"
                  max_streams open and a new stream arrives, longest silent ► "evicted"
                  an unexpected exception while handling its record ───────► "internal_error"
                  worker shutdown / partition lost ─────────────────────────► "shutdown"
@@ -80,6 +81,8 @@ class Segment:
     resampler: StreamResampler
     summary: SummaryBuilder
     last_seen_s: float  # clock: only for the quiet-partition fallback
+    opened_s: float  # clock: the age of a segment whose records carry no timestamp
+    first_ms: int | None = None  # Kafka timestamp of its first timestamped record
     last_ms: int | None = None  # Kafka timestamp of the last record
     position: int = 0  # samples at spec.sr handed to the frontend (gaps included)
     frame_samples: int | None = None  # n_samples of the last released frame: a gap's unit
@@ -171,6 +174,7 @@ class Segments:
         resumed = ended is not None and ended[0] is None
         key = segment_key(sid, frame.seq if start or resumed else 0)
         labels = self.labels
+        now = self.clock()
         state = Segment(
             stream_id=sid,
             partition=record.partition,
@@ -187,7 +191,8 @@ class Segments:
             channels=frame.channels,
             resampler=StreamResampler(frame.sample_rate, self.sr),
             summary=SummaryBuilder(sid, labels.model, labels.labels, labels.thresholds, id_key=key),
-            last_seen_s=self.clock(),
+            last_seen_s=now,
+            opened_s=now,
             incarnation=next(self._incarnations),
             attributes=frame.attributes,
         )
@@ -270,7 +275,7 @@ class Segments:
         """The segment is closed: out of the open set, waiting for its windows."""
         state.closed_by = closed_by
         self.open.pop(state.stream_id, None)
-        self.conditioning.dirty.pop(state.stream_id, None)
+        self.conditioning.forget(state.stream_id)
         self.closing[state.incarnation] = state
         seq = state.sequencer
         eos_seq = seq.eos_seq if seq.finished else None
@@ -313,7 +318,7 @@ class Segments:
         dropped = [sid for sid, s in self.open.items() if s.partition in lost]
         for sid in dropped:
             del self.open[sid]
-            self.conditioning.dirty.pop(sid, None)
+            self.conditioning.forget(sid)
             self.conditioning.close_banks(sid)
         closing = [s for s in self.closing.values() if s.partition in lost]
         for state in closing:
