@@ -92,6 +92,7 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     from stream.cli.hints import no_worker_warning
     from stream.errors import BrokerError
     from stream.kafka.config import broker_failure
+    from stream.kafka.fetch import FetchGuard, log_skipped
     from stream.kafka.readers import BROKER_ERRORS, event_reader
     from stream.kafka.topics import Topics, require_topics
 
@@ -102,7 +103,10 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     idle = await no_worker_warning(settings.kafka, settings.topic_prefix, os.environ)
     if idle is not None:
         print(f"tympan tail: warning: {idle}", file=sys.stderr)
-    consumer = event_reader(settings.kafka, [topic], from_beginning=args.from_beginning)
+    guard = FetchGuard(settings.record_limits)
+    consumer = event_reader(
+        settings.kafka, [topic], from_beginning=args.from_beginning, guard=guard
+    )
     try:
         await consumer.start()
     except BROKER_ERRORS as exc:
@@ -119,6 +123,7 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     try:
         while args.max is None or seen < args.max:
             batch = await consumer.getmany(timeout_ms=500)
+            log_skipped(await guard.take(consumer), what=f"tympan tail {topic}")
             records = [r for part in batch.values() for r in part]
             if not records:
                 if args.idle_exit is not None and time.monotonic() - last > args.idle_exit:
