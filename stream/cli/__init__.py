@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise  # a socket's broken pipe (a broker, a peer) is a real error
         _silence_stdout()
         return 0
-    if status != 0 and refusals.hint is not None:
+    if status != 0 and refusals.hint is not None and not refusals.told:
         print(f"tympan {args.command}: {refusals.hint}", file=sys.stderr)
     return status
 

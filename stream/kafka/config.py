@@ -343,13 +343,18 @@ def broker_failure(exc: BaseException, bootstrap_servers: str) -> str:
     Returns
     -------
     str
-        For a broker that cannot be reached: ``no Kafka broker answered at HOST:PORT:
-        is Kafka running there? ...``; otherwise the exception's type and message.
+        For a broker that refused us (wrong credentials, TLS, see :class:`BrokerRefusals`):
+        that cause; for one that cannot be reached: ``no Kafka broker answered at
+        HOST:PORT: is Kafka running there? ...``; otherwise the exception's type and
+        message.
     """
     text = str(exc)
     if isinstance(exc, ConnectionError | TimeoutError) or any(
         needle in text for needle in ("Unable to bootstrap", "Connect call failed")
     ):
+        refused = _REFUSALS.tell() if _REFUSALS is not None else None
+        if refused is not None:  # it answered, then closed or refused: not "is it running?"
+            return f"the Kafka broker at {bootstrap_servers} refused the connection: {refused}"
         return f"no Kafka broker answered at {bootstrap_servers}: {UNREACHABLE_FIX}"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -390,6 +395,13 @@ class BrokerRefusals(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self.hint: str | None = None
+        self.told = False
+
+    def tell(self) -> str | None:
+        """The cause, for an error message that will carry it; :func:`main` then does not
+        print it a second time."""
+        self.told = self.hint is not None
+        return self.hint
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.hint is None and record.levelno >= logging.ERROR:

@@ -72,3 +72,32 @@ def test_a_wrong_broker_is_named_with_the_fix_and_one_exit_code(command: list[st
     assert f"no Kafka broker answered at {broker}: is Kafka running there?" in done.stderr
     assert "make kafka-up" in done.stderr and "--broker" in done.stderr
     assert "AddressFamily" not in done.stderr
+
+
+def test_a_listener_that_closes_the_connection_is_not_called_absent() -> None:
+    """Something answers but hangs up (a TLS listener, another service): the message says
+    the broker refused us and why it may have, not "is Kafka running there?"."""
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    port = server.getsockname()[1]
+
+    def hang_up() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        done = _tympan("topics", "list", "--broker", f"127.0.0.1:{port}")
+    finally:
+        server.close()
+    assert done.returncode == ExitCode.BROKER, done.stderr
+    assert f"the Kafka broker at 127.0.0.1:{port} refused the connection" in done.stderr
+    assert "it may require TLS and/or SASL" in done.stderr
+    assert "is Kafka running there?" not in done.stderr
