@@ -44,7 +44,7 @@ if [ "$(cat "$DEMO_DIR/.complete" 2>/dev/null)" != "$RENDER" ]; then
 fi
 
 echo "==> creating topics with prefix $PREFIX"
-$BIN/tympan topics create --broker "$TYMPAN_BROKER" --prefix "$PREFIX" >/dev/null || exit 1
+$BIN/tympan topics create --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" >/dev/null || exit 1
 
 REGISTRY="$LOG_DIR/speakers"
 # Pinned: the README's excerpt was recorded with it, and the demo's cast are the rendered
@@ -54,10 +54,11 @@ SPEAKER_MODEL=speaker-embed/1
 echo "==> enrolling the call-center agents' voices (tympan speakers enroll, ≤ 20 s each)"
 for dir in "$DEMO_DIR"/enroll/*/; do
   name=$(basename "$dir")
-  $BIN/tympan speakers --registry "$REGISTRY" --model "$SPEAKER_MODEL" enroll "$name" "$dir"*.wav >>"$LOG_DIR/enroll.log" 2>&1 \
+  $BIN/tympan speakers --speaker-registry "$REGISTRY" --speaker-model "$SPEAKER_MODEL" \
+    enroll "$name" "$dir"*.wav >>"$LOG_DIR/enroll.log" 2>&1 \
     || { echo "enrolling $name failed:"; tail -5 "$LOG_DIR/enroll.log"; exit 1; }
 done
-$BIN/tympan speakers --registry "$REGISTRY" --model "$SPEAKER_MODEL" list || exit 1
+$BIN/tympan speakers --speaker-registry "$REGISTRY" --speaker-model "$SPEAKER_MODEL" list || exit 1
 
 echo "==> starting the worker (models: scene, speaker-embed) — log: $LOG_DIR/worker.log"
 $BIN/tympan worker --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" \
