@@ -1,7 +1,8 @@
 """Open-set speaker identification: embeddings, registry, scoring, tracking.
 
 Data flow: window embeddings (``embedder`` for files, the worker's batched ONNX run
-for streams) → voice activity (``vad``: Silero VAD on onnxruntime) → ``tracker`` (span average per stream) →
+for streams) → voice activity (``vad``: Silero VAD on onnxruntime) → ``tracker``
+(span average per stream) →
 ``scoring`` (cosine nearest neighbours, calibrated threshold from ``calibration``)
 against the ``registry`` (files on disk, or the compacted ``topic`` every worker
 follows). See ``docs/speakers.md``.
@@ -31,11 +32,11 @@ __all__ = [
     "CalibrationConfig",
     "ModelBinding",
     "ScoringConfig",
+    "SileroVad",
     "SpeakerDecision",
     "SpeakerRegistry",
     "SpeakerScorer",
     "SpeakerTracker",
-    "SileroVad",
     "SpeechCheck",
     "TrackerConfig",
     "VadBank",

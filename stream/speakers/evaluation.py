@@ -47,8 +47,9 @@ def enrollment_embeddings(
     """Window embeddings of the speech in ``paths`` (the first ``max_seconds`` of audio).
 
     The voice activity model (:func:`~stream.speakers.vad.check_speech`, Silero VAD
-    trained on recorded speech) decides whether the clip holds enough speech; ``scene_veto``, when given, may refuse a clip the
-    label model mostly hears as music or tones (see
+    trained on recorded speech) decides whether the clip holds enough speech;
+    ``scene_veto``, when given, may refuse a clip the label model mostly hears as
+    music or tones (see
     :class:`~stream.speakers.embedder.SceneVeto`). Nothing requires the label model
     to hear ``speech``, so a voice it was not trained on (a whisper) still enrolls.
 

@@ -43,8 +43,13 @@ HISTORY_CHUNKS = 256  # chunk probabilities kept per stream (~8 s): covers a win
 
 def default_model_path() -> Path:
     """``models/zoo/vad/silero/silero_vad.onnx`` of this checkout (data, not code)."""
-    return Path(__file__).resolve().parents[2] / "models" / "zoo" / "vad" / "silero" / (
-        "silero_vad.onnx"
+    return (
+        Path(__file__).resolve().parents[2]
+        / "models"
+        / "zoo"
+        / "vad"
+        / "silero"
+        / ("silero_vad.onnx")
     )
 
 

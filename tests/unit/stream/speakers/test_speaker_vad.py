@@ -107,7 +107,15 @@ def test_telephone_band_speech_is_accepted(speech: np.ndarray, vad: SileroVad) -
         lambda rng: 0.1 * np.cumsum(rng.normal(size=10 * SR)) / 300,
         lambda rng: music(10, rng),
     ],
-    ids=["digital-silence", "quiet-hiss", "tone", "square-tone", "white-noise", "brown-noise", "music"],
+    ids=[
+        "digital-silence",
+        "quiet-hiss",
+        "tone",
+        "square-tone",
+        "white-noise",
+        "brown-noise",
+        "music",
+    ],
 )
 def test_non_speech_is_refused(make, vad: SileroVad) -> None:  # type: ignore[no-untyped-def]
     y = np.asarray(make(np.random.default_rng(0)), np.float32)
@@ -169,7 +177,7 @@ def test_a_file_that_is_not_silero_is_refused(tmp_path: Path) -> None:
 
     bad = tmp_path / "vad.onnx"
     bad.write_bytes(b"not a model")
-    with pytest.raises(ContractError, match="vad.onnx"):
+    with pytest.raises(ContractError, match=r"vad\.onnx"):
         SileroVad(bad)
 
 
