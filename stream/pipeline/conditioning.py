@@ -182,6 +182,7 @@ class Conditioner:
         owners = {state.stream_id: state for state in states}
         for sid, windows in by_stream.items():
             self._submit(owners[sid], windows, step, aux)
+        self._vad_trim(chunks)
 
     def _submit(
         self, state: Segment, windows: list[Window], step: Step, aux: list[Window] | None
@@ -197,6 +198,16 @@ class Conditioner:
                 job.span.start_sample, job.span.end_sample, self.vad_config.threshold
             )
             job.speech = None if share is None else share >= self.vad_config.min_active
+
+    def _vad_trim(self, streams: Iterable[str]) -> None:
+        """Keep only the chunk probabilities a window still to come can cover (a drain
+        may push many seconds of a stream at once: all are kept until its windows are
+        marked)."""
+        if self.vad is None:
+            return
+        for sid in streams:
+            ctx = self.vad.context(sid)
+            ctx.trim(before=ctx.position - 2 * self.spec.window_samples)
 
     def _vad_push(self, chunks: dict[str, Float32]) -> None:
         """Advance every stream's voice activity in one batched model run. A failure

@@ -147,7 +147,7 @@ class Pipeline:
         if stage.vad is not None:
             from stream.speakers.vad import DEFAULT_VAD, VadBank
 
-            self._conditioning.vad = VadBank(stage.vad)
+            self._conditioning.vad = VadBank(stage.vad, history_chunks=None)
             self._conditioning.vad_config = stage.vad_config or DEFAULT_VAD
 
     # -- queries ----------------------------------------------------------------------

@@ -21,7 +21,7 @@ from stream.features import offline
 from stream.features.spec import FeatureSpec
 from stream.inference.manifest import Manifest
 from stream.inference.session import OnnxModel
-from stream.roles import NON_VOICE_LABELS
+from stream.roles import ENROLLMENT_VETO_LABELS
 from stream.speakers.vad import DEFAULT_VAD, SileroVad, VadConfig, shared_model, window_speech
 from stream.types import DeviceChoice, Float32
 
@@ -151,10 +151,10 @@ class SceneVerdict:
 class SceneVeto:
     """The label model as a veto on enrollment audio that is plainly not a voice.
 
-    The energy gate cannot hear the difference between speech and, say, hold music
-    with pauses or a ringback cadence; the label model was trained to. Enrollment is
-    refused when at least ``min_fraction`` of the clip's windows are confidently
-    (``p >= min_probability``, top label) one of ``labels`` (music, tones). It never
+    The voice activity model hears a singer in a song as a voice; the label model
+    hears the song as music. Enrollment is refused when at least ``min_fraction`` of
+    the clip's windows are confidently (``p >= min_probability``, top label) one of
+    ``labels`` (music). It never
     requires the model to hear *speech*: a voice the model was not trained on (a
     whisper comes out as ``noise``) is still a voice, so the veto only speaks up
     for sounds that are never one.
@@ -164,7 +164,7 @@ class SceneVeto:
     model_dir : path
         A label model directory (any FeatureSpec; features are computed for it).
     labels : collection of str
-        The labels that veto (:data:`~stream.roles.NON_VOICE_LABELS`); those the
+        The labels that veto (:data:`~stream.roles.ENROLLMENT_VETO_LABELS`); those the
         model does not have are ignored, so a model with none of them vetoes nothing.
     """
 
@@ -172,7 +172,7 @@ class SceneVeto:
         self,
         model_dir: Path | str,
         *,
-        labels: Collection[str] = NON_VOICE_LABELS,
+        labels: Collection[str] = ENROLLMENT_VETO_LABELS,
         min_probability: float = 0.5,
         min_fraction: float = 0.5,
     ) -> None:

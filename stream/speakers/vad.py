@@ -178,12 +178,19 @@ class VadContext:
         """The kept chunk probabilities, oldest first."""
         return np.asarray(self.probs, dtype=np.float32)
 
+    def trim(self, *, before: int) -> None:
+        """Forget the probabilities of chunks ending at or before sample ``before``."""
+        while self.ends and self.ends[0] <= before:
+            self.ends.popleft()
+            self.probs.popleft()
+
     def speech_share(self, start: int, end: int, threshold: float) -> float | None:
-        """Share of the chunks lying mostly in ``[start, end)`` that are speech;
-        ``None`` when no chunk of that span has been scored (or it was forgotten)."""
+        """Share of the chunks that start at most half a chunk before ``start`` and end
+        by ``end`` that are speech; ``None`` when none has been scored (or it was
+        forgotten). Chunks ending after ``end`` never count, so the answer does not
+        depend on how the stream's samples were split into pushes."""
         ends = np.asarray(self.ends, dtype=np.int64)
-        mid = ends - CHUNK // 2
-        inside = (mid >= start) & (mid < end)
+        inside = (ends - CHUNK // 2 >= start) & (ends <= end)
         if not np.any(inside):
             return None
         probs = np.asarray(self.probs, dtype=np.float32)[inside]
@@ -197,7 +204,8 @@ class VadBank:
     ----------
     model : SileroVad
     history_chunks : int or None
-        Chunk probabilities kept per stream (``None``: all, for whole clips).
+        Chunk probabilities kept per stream (``None``: all, for whole clips or for a
+        caller that trims them itself, :meth:`VadContext.trim`).
     """
 
     def __init__(self, model: SileroVad, *, history_chunks: int | None = HISTORY_CHUNKS) -> None:

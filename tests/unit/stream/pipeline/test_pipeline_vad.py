@@ -121,3 +121,16 @@ def test_without_a_vad_the_label_model_decides(model: OnnxModel, voice: np.ndarr
     assert all(job.speech is None for job in jobs)
     probabilities = np.tile(np.array([[1.0, 0.0]], np.float32), (len(jobs), 1))
     assert not pipeline.speech_mask(probabilities, jobs).any()
+
+
+def test_a_long_backlog_in_one_batch_is_judged_like_a_live_stream(
+    model: OnnxModel, voice: np.ndarray
+) -> None:
+    """A worker catching up drains many seconds of a stream at once: every window is
+    still measured, with the verdicts the stream gets 100 ms at a time."""
+    long_voice = np.concatenate([voice, voice, voice])
+    live = _speech_by_stream(_jobs(_pipeline(model, vad=True), {"a": long_voice}))
+    pipeline = _pipeline(model, vad=True)
+    backlog = pipeline.accept_many(_records("a", long_voice, 0)).jobs
+    backlog += pipeline.close_all().jobs
+    assert _speech_by_stream(backlog)["a"] == live["a"]
