@@ -38,6 +38,7 @@ class WindowJob:
     aux_features: npt.NDArray[np.float32] | None = None  # same window, aux FeatureSpec
     attributes: tuple[tuple[str, str], ...] = ()  # the stream's attr-* headers
     key: str = ""  # what event ids hash for the stream: segment_key(); "" = stream id
+    speech: bool | None = None  # voice activity over the window; None: not measured
 
 
 class WindowJobs:

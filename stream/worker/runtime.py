@@ -173,7 +173,11 @@ class WorkerRuntime:
         self.metrics = metrics or WorkerMetrics()
         self.speakers = speakers
         if speakers is not None and pipeline.speakers is None:
-            stage = SpeakerStage(speakers.model, speakers.scorer, speech_label=SPEECH_LABEL)
+            from stream.speakers.vad import shared_model
+
+            stage = SpeakerStage(
+                speakers.model, speakers.scorer, speech_label=SPEECH_LABEL, vad=shared_model()
+            )
             pipeline.track_speakers(stage)
         self.ledger = OffsetLedger()
         self._ack = ack
@@ -315,7 +319,7 @@ class WorkerRuntime:
         probabilities, _ = infer(x)
         embeddings: list[Any] = [None] * len(jobs)
         if self.speakers is not None:
-            speech = self.pipeline.speech_mask(probabilities)
+            speech = self.pipeline.speech_mask(probabilities, jobs)
             embeddings = embed_speech(jobs, speech, self.speakers.embed)
         return [(probabilities[i], embeddings[i], model) for i in range(len(jobs))]
 
