@@ -2,8 +2,9 @@
 
 * :mod:`~stream.kafka.config`: one frozen :class:`KafkaClientConfig` (bootstrap, TLS,
   SASL) rendered for aiokafka and for Faust; acknowledged publishing of a few records;
-* :mod:`~stream.kafka.topics`: versioned topic names, partition counts and configs, and
-  the admin calls that create and check them;
+* :mod:`~stream.kafka.topics`: versioned topic names, partition counts and configs
+  (plain data);
+* :mod:`~stream.kafka.admin`: the admin calls that create, check, list and delete them;
 * :mod:`~stream.kafka.compacted`: the one reader of compacted topics (replay to the end,
   then follow), used by every follower (control, speaker registry);
 * :mod:`~stream.kafka.consumer`: the worker's audio topic, a fetched batch at a time;
@@ -22,6 +23,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from stream.kafka.admin import (
+        EnsureReport,
+        TopicInfo,
+        delete_topics,
+        describe_topics,
+        ensure_topics,
+        list_topics,
+        require_topics,
+        wait_for_broker,
+    )
     from stream.kafka.compacted import CompactedReader, CompactedRecord, latest_per_key, read_latest
     from stream.kafka.config import (
         DEFAULT_BOOTSTRAP,
@@ -32,18 +43,7 @@ if TYPE_CHECKING:
     from stream.kafka.consumer import BatchConsumer, ConsumerPlan
     from stream.kafka.producer import ProducerTuning, ProduceStats, interleave, produce_frames
     from stream.kafka.readers import BROKER_ERRORS, EventReader, event_reader
-    from stream.kafka.topics import (
-        EnsureReport,
-        TopicInfo,
-        Topics,
-        TopicSpec,
-        delete_topics,
-        describe_topics,
-        ensure_topics,
-        list_topics,
-        require_topics,
-        wait_for_broker,
-    )
+    from stream.kafka.topics import Topics, TopicSpec
 
 # Where each public name lives; imported on first use, so that importing one
 # submodule (or this package) loads nothing else.
@@ -55,26 +55,26 @@ _HOMES = {
     "CompactedRecord": "compacted",
     "ConsumerPlan": "consumer",
     "DEFAULT_BOOTSTRAP": "config",
-    "delete_topics": "topics",
-    "describe_topics": "topics",
-    "ensure_topics": "topics",
-    "EnsureReport": "topics",
+    "delete_topics": "admin",
+    "describe_topics": "admin",
+    "ensure_topics": "admin",
+    "EnsureReport": "admin",
     "event_reader": "readers",
     "EventReader": "readers",
     "interleave": "producer",
     "KafkaClientConfig": "config",
     "latest_per_key": "compacted",
-    "list_topics": "topics",
+    "list_topics": "admin",
     "produce_frames": "producer",
     "ProducerTuning": "producer",
     "ProduceStats": "producer",
     "read_latest": "compacted",
-    "require_topics": "topics",
+    "require_topics": "admin",
     "send_acked": "config",
-    "TopicInfo": "topics",
+    "TopicInfo": "admin",
     "Topics": "topics",
     "TopicSpec": "topics",
-    "wait_for_broker": "topics",
+    "wait_for_broker": "admin",
 }
 
 __all__ = [
@@ -112,4 +112,5 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'stream.kafka' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"stream.kafka.{home}"), name)
+    module = home if "." in home else f"stream.kafka.{home}"
+    return getattr(importlib.import_module(module), name)
