@@ -2,9 +2,8 @@
 
 * :mod:`~stream.kafka.config`: one frozen :class:`KafkaClientConfig` (bootstrap, TLS,
   SASL) rendered for aiokafka and for Faust; acknowledged publishing of a few records;
-* :mod:`~stream.kafka.topics`: versioned topic names, partition counts and configs
-  (plain data);
-* :mod:`~stream.kafka.admin`: the admin calls that create, check, list and delete them;
+* :mod:`~stream.kafka.topics`: versioned topic names, partition counts and configs, and
+  the admin calls that create and check them;
 * :mod:`~stream.kafka.compacted`: the one reader of compacted topics (replay to the end,
   then follow), used by every follower (control, speaker registry);
 * :mod:`~stream.kafka.consumer`: the worker's audio topic, a fetched batch at a time;
@@ -23,16 +22,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stream.kafka.admin import (
-        EnsureReport,
-        TopicInfo,
-        delete_topics,
-        describe_topics,
-        ensure_topics,
-        list_topics,
-        require_topics,
-        wait_for_broker,
-    )
     from stream.kafka.compacted import CompactedReader, CompactedRecord, latest_per_key, read_latest
     from stream.kafka.config import (
         DEFAULT_BOOTSTRAP,
@@ -43,7 +32,18 @@ if TYPE_CHECKING:
     from stream.kafka.consumer import BatchConsumer, ConsumerPlan
     from stream.kafka.producer import ProducerTuning, ProduceStats, interleave, produce_frames
     from stream.kafka.readers import BROKER_ERRORS, EventReader, event_reader
-    from stream.kafka.topics import Topics, TopicSpec
+    from stream.kafka.topics import (
+        EnsureReport,
+        TopicInfo,
+        Topics,
+        TopicSpec,
+        delete_topics,
+        describe_topics,
+        ensure_topics,
+        list_topics,
+        require_topics,
+        wait_for_broker,
+    )
 
 # Where each public name lives; imported on first use, so that importing one
 # submodule (or this package) loads nothing else.
@@ -55,26 +55,26 @@ _HOMES = {
     "CompactedRecord": "compacted",
     "ConsumerPlan": "consumer",
     "DEFAULT_BOOTSTRAP": "config",
-    "delete_topics": "admin",
-    "describe_topics": "admin",
-    "ensure_topics": "admin",
-    "EnsureReport": "admin",
+    "delete_topics": "topics",
+    "describe_topics": "topics",
+    "ensure_topics": "topics",
+    "EnsureReport": "topics",
     "event_reader": "readers",
     "EventReader": "readers",
     "interleave": "producer",
     "KafkaClientConfig": "config",
     "latest_per_key": "compacted",
-    "list_topics": "admin",
+    "list_topics": "topics",
     "produce_frames": "producer",
     "ProducerTuning": "producer",
     "ProduceStats": "producer",
     "read_latest": "compacted",
-    "require_topics": "admin",
+    "require_topics": "topics",
     "send_acked": "config",
-    "TopicInfo": "admin",
+    "TopicInfo": "topics",
     "Topics": "topics",
     "TopicSpec": "topics",
-    "wait_for_broker": "admin",
+    "wait_for_broker": "topics",
 }
 
 __all__ = [
@@ -112,5 +112,4 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'stream.kafka' has no attribute {name!r}")
-    module = home if "." in home else f"stream.kafka.{home}"
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(f"stream.kafka.{home}"), name)

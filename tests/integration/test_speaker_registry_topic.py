@@ -6,9 +6,8 @@ import asyncio
 
 import numpy as np
 
-from stream.kafka.admin import describe_topics
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import Topics
+from stream.kafka.topics import Topics, describe_topics
 from stream.speakers.registry import ModelBinding, SpeakerRegistry
 from stream.speakers.topic import RegistryFollower, publish
 
