@@ -7,7 +7,10 @@
 * :mod:`~stream.kafka.compacted`: the one reader of compacted topics (replay to the end,
   then follow), used by every follower (control, speaker registry);
 * :mod:`~stream.kafka.consumer`: the worker's audio topic, a fetched batch at a time;
-* :mod:`~stream.kafka.producer`: frames → one batching aiokafka producer;
+* :mod:`~stream.kafka.producer`: frames → one batching aiokafka producer (``acks=all``,
+  idempotent);
+* :mod:`~stream.kafka.faust_producer`: the worker's Faust producer, ``acks=all`` and
+  idempotent outside transactions too;
 * :mod:`~stream.kafka.readers`: group-less readers of event topics (``tympan tail``,
   the dashboard).
 

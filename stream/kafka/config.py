@@ -280,7 +280,9 @@ async def send_acked(
     from aiokafka.errors import KafkaError
 
     extra = {} if max_request_size is None else {"max_request_size": max_request_size}
-    producer = AIOKafkaProducer(**client.aiokafka_kwargs(), acks="all", **extra)
+    producer = AIOKafkaProducer(
+        **client.aiokafka_kwargs(), acks="all", enable_idempotence=True, **extra
+    )
     try:
         await producer.start()
         for key, value in records:

@@ -73,12 +73,18 @@ class ProducerTuning:
     streams it cut the producer's CPU 0.31 -> 0.23 core, the broker's 0.28 -> 0.20
     and the worker's cost per stream ~9 % (fewer, larger record batches to fetch
     and parse), and the end-to-end p99 went down, not up (benchmarks/RESULTS.md).
+
+    ``acks="all"`` with idempotence: a frame is acknowledged once every in-sync
+    replica holds it (with ``min.insync.replicas=2`` on a cluster, two brokers), and a
+    retry after a leader change never writes it twice or out of order. On one broker
+    it costs nothing more than ``acks=1``.
     """
 
     linger_ms: int = 10
     max_batch_size: int = 512 * 1024
     max_request_size: int = 4 * 1024 * 1024
-    acks: int | str = 1
+    acks: int | str = "all"
+    enable_idempotence: bool = True
     compression_type: str | None = None
 
     def kwargs(self) -> dict[str, Any]:
@@ -87,6 +93,7 @@ class ProducerTuning:
             "max_batch_size": self.max_batch_size,
             "max_request_size": self.max_request_size,
             "acks": self.acks,
+            "enable_idempotence": self.enable_idempotence,
             "compression_type": self.compression_type,
         }
 

@@ -50,6 +50,32 @@ _TOPIC_ALREADY_EXISTS = 36
 log = logging.getLogger(__name__)
 
 
+# Replicas per partition on a cluster that has enough brokers, and the in-sync replicas
+# a write with acks=all needs there: one broker may fail (or restart) without losing an
+# acknowledged record or refusing writes.
+DURABLE_REPLICAS = 3
+DURABLE_MIN_INSYNC = 2
+
+
+def durable_configs(replication_factor: int) -> dict[str, str]:
+    """Topic configs that make ``acks=all`` writes survive a broker's loss.
+
+    Parameters
+    ----------
+    replication_factor : int
+        The topic's replicas (``-1``: not decided yet, nothing is set).
+
+    Returns
+    -------
+    dict of str to str
+        ``min.insync.replicas=2`` where there are at least three replicas, else nothing
+        (with fewer, two in-sync replicas would refuse writes whenever one is down).
+    """
+    if replication_factor >= DURABLE_REPLICAS:
+        return {"min.insync.replicas": str(DURABLE_MIN_INSYNC)}
+    return {}
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     """One topic as tympan wants it: name, partitions, replicas and topic-level configs."""
@@ -65,7 +91,18 @@ class TopicSpec:
         return "compact" in self.configs.get("cleanup.policy", "delete").split(",")
 
     def new_topic(self) -> NewTopic:
-        """The aiokafka request that creates this topic."""
+        """The aiokafka request that creates this topic.
+
+        Raises
+        ------
+        ConfigError
+            While the replication factor is undecided (:meth:`Topics.for_cluster`).
+        """
+        if self.replication_factor < 1:
+            raise ConfigError(
+                f"topic {self.name!r}: the replication factor is decided for a cluster "
+                "(Topics.for_cluster) before the topic is created"
+            )
         return NewTopic(
             name=self.name,
             num_partitions=self.partitions,
@@ -88,7 +125,12 @@ class Topics:
     result_partitions:
         Partitions of the label, speaker and summary topics (also keyed by stream id).
     replication_factor:
-        Replicas per partition: 1 for the single dev/CI broker, 3 in production.
+        Replicas per partition. ``None`` (the default): ``min(3, brokers in the
+        cluster)``, decided by :func:`ensure_topics` when it creates the topics, so a
+        single dev broker gets 1 and a cluster 3. Where it is 3 or more, topics are
+        created with ``min.insync.replicas=2``: with the writers' ``acks=all`` a record
+        is acknowledged only once two brokers hold it, so one broker's loss loses
+        nothing acknowledged (docs/kafka.md, "Durability").
     audio_retention_ms:
         How long raw audio is kept: long enough to replay a worker restart, short
         enough that thousands of live calls do not fill the disks.
@@ -99,14 +141,14 @@ class Topics:
     prefix: str = "tympan"
     audio_partitions: int = 8
     result_partitions: int = 8
-    replication_factor: int = 1
+    replication_factor: int | None = None
     audio_retention_ms: int = 6 * HOUR_MS
     result_retention_ms: int = 7 * DAY_MS
 
     def __post_init__(self) -> None:
         for name in ("audio_partitions", "result_partitions", "replication_factor"):
             value = getattr(self, name)
-            if value < 1:
+            if value is not None and value < 1:
                 raise ConfigError(f"Topics.{name} must be at least 1, got {value}")
         for name in ("audio_retention_ms", "result_retention_ms"):
             value = getattr(self, name)
@@ -182,11 +224,38 @@ class Topics:
         """Compacted: the latest enrolment per speaker name; a null value deletes it."""
         return self._name("speaker-registry")
 
+    def for_cluster(self, brokers: int) -> Topics:
+        """These topics with the replication factor decided for a cluster of ``brokers``.
+
+        Parameters
+        ----------
+        brokers : int
+            Brokers in the cluster's metadata.
+
+        Returns
+        -------
+        Topics
+            ``self`` when a replication factor was given; else a copy with
+            ``min(DURABLE_REPLICAS, brokers)``.
+        """
+        if self.replication_factor is not None:
+            return self
+        return replace(self, replication_factor=max(1, min(DURABLE_REPLICAS, brokers)))
+
     def specs(self) -> tuple[TopicSpec, ...]:
-        """Every topic with its partitions and configs, in data-flow order."""
-        rf = self.replication_factor
-        results = {"cleanup.policy": "delete", "retention.ms": str(self.result_retention_ms)}
-        compacted = {"cleanup.policy": "compact"}
+        """Every topic with its partitions and configs, in data-flow order.
+
+        Before :meth:`for_cluster` decides it, the replication factor is Kafka's
+        ``-1``: "the broker's ``default.replication.factor``".
+        """
+        rf = -1 if self.replication_factor is None else self.replication_factor
+        durable = durable_configs(rf)
+        results = {
+            "cleanup.policy": "delete",
+            "retention.ms": str(self.result_retention_ms),
+            **durable,
+        }
+        compacted = {"cleanup.policy": "compact", **durable}
         return (
             TopicSpec(
                 self.audio,
@@ -197,6 +266,7 @@ class Topics:
                     "retention.ms": str(self.audio_retention_ms),
                     # the broker stamps frames: idle closes never follow a producer's clock
                     "message.timestamp.type": "LogAppendTime",
+                    **durable,
                 },
             ),
             *(
@@ -258,6 +328,8 @@ class TopicInfo:
     partitions: int
     replication_factor: int
     configs: Mapping[str, str]
+    under_replicated: int = 0
+    """Partitions with fewer in-sync replicas than replicas right now."""
 
 
 def admin_client(client: KafkaClientConfig, *, request_timeout_ms: int = 30_000) -> Any:
@@ -358,6 +430,9 @@ async def ensure_topics(
     admin = admin_client(client, request_timeout_ms=int(timeout_s * 1000))
     try:
         await admin.start()
+        if topics.replication_factor is None:
+            cluster = await admin.describe_cluster()
+            topics = topics.for_cluster(len(cluster.get("brokers", [])))
         present = set(await admin.list_topics())
         wanted = topics.specs()
         missing = [spec for spec in wanted if spec.name not in present]
@@ -378,6 +453,75 @@ async def ensure_topics(
     except KafkaError as exc:
         raise BrokerError(
             f"cannot ensure topics {', '.join(topics.names())} on {client.bootstrap_servers}: "
+            f"{exc!r}"
+        ) from exc
+    finally:
+        await admin.close()
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What :func:`check_topics` found: missing topics and advice on existing ones."""
+
+    missing: tuple[str, ...]
+    advice: tuple[str, ...]
+    brokers: int
+
+    @property
+    def ok(self) -> bool:
+        """Nothing missing, nothing to advise."""
+        return not self.missing and not self.advice
+
+
+async def check_topics(
+    client: KafkaClientConfig, topics: Topics, *, timeout_s: float = 30.0
+) -> CheckReport:
+    """Compare the topics on the cluster with what tympan would create; change nothing.
+
+    Reports missing topics, and for existing ones what :func:`ensure_topics` would warn
+    about: fewer replicas than ``min(3, brokers)``, partitions under-replicated right
+    now, a missing ``min.insync.replicas`` or timestamp type, each with the command
+    that fixes it. Partition counts and cleanup policies that differ are refused as
+    :func:`ensure_topics` refuses them.
+
+    Parameters
+    ----------
+    client : KafkaClientConfig
+        The cluster.
+    topics : Topics
+        The topics as tympan wants them (replication factor ``None``: decided for this
+        cluster).
+    timeout_s : float, optional
+        Bound on each request.
+
+    Returns
+    -------
+    CheckReport
+
+    Raises
+    ------
+    BrokerError
+        When the cluster cannot be reached, or an existing topic has another partition
+        count or cleanup policy.
+    """
+    admin = admin_client(client, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await admin.start()
+        brokers = len((await admin.describe_cluster()).get("brokers", []))
+        topics = topics.for_cluster(brokers)
+        present = set(await admin.list_topics())
+        wanted = topics.specs()
+        existing = [spec for spec in wanted if spec.name in present]
+        infos = await _describe(admin, [spec.name for spec in existing]) if existing else []
+        _check_existing(existing, infos, topics.prefix)
+        return CheckReport(
+            missing=tuple(spec.name for spec in wanted if spec.name not in present),
+            advice=_advise(existing, infos),
+            brokers=brokers,
+        )
+    except KafkaError as exc:
+        raise BrokerError(
+            f"cannot check topics {', '.join(topics.names())} on {client.bootstrap_servers}: "
             f"{exc!r}"
         ) from exc
     finally:
@@ -703,7 +847,8 @@ async def _describe(admin: Any, names: list[str]) -> list[TopicInfo]:
     for name in names:
         partitions = by_name[name]["partitions"]
         replicas = len(partitions[0]["replicas"]) if partitions else 0
-        infos.append(TopicInfo(name, len(partitions), replicas, configs.get(name, {})))
+        behind = sum(len(part["isr"]) < len(part["replicas"]) for part in partitions)
+        infos.append(TopicInfo(name, len(partitions), replicas, configs.get(name, {}), behind))
     return infos
 
 
@@ -730,6 +875,11 @@ _ADVISED = {
         "idle streams are closed by the records' Kafka timestamps, and with CreateTime a "
         "producer's clock decides them (docs/delivery.md)"
     ),
+    "min.insync.replicas": (
+        "tympan's writers send with acks=all, which waits only for the in-sync replicas: "
+        "with 1 of them, a leader that fails right after acknowledging loses the record "
+        "(docs/kafka.md, 'Durability')"
+    ),
 }
 
 
@@ -743,9 +893,25 @@ def _advise(specs: list[TopicSpec], infos: list[TopicInfo]) -> tuple[str, ...]:
     by_name = {info.name: info for info in infos}
     out = []
     for spec in specs:
+        info = by_name[spec.name]
+        if 0 < info.replication_factor < spec.replication_factor:
+            out.append(
+                f"topic {spec.name!r} has {info.replication_factor} replica(s) per partition, "
+                f"tympan creates it with {spec.replication_factor} on this cluster: the loss of "
+                "one broker loses its partitions. Add replicas with `kafka-reassign-partitions.sh "
+                "--bootstrap-server <broker> --reassignment-json-file <plan> --execute` "
+                "(docs/kafka.md, 'Durability')"
+            )
+        if info.under_replicated:
+            out.append(
+                f"topic {spec.name!r} has {info.under_replicated} under-replicated "
+                "partition(s) now (fewer in-sync replicas than replicas: a broker is down or "
+                "behind); see which with `kafka-topics.sh --bootstrap-server <broker> "
+                "--describe --under-replicated-partitions`"
+            )
         for key, why in _ADVISED.items():
             wanted = spec.configs.get(key)
-            actual = by_name[spec.name].configs.get(key)
+            actual = info.configs.get(key)
             if wanted is None or actual == wanted:
                 continue
             out.append(

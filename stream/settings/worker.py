@@ -74,6 +74,12 @@ class StreamLimits:
     max_segment_s: a stream longer than this (audio seconds, gaps included) is
         rolled: its segment closes with a summary (``closed_by="rolled"``) and the
         stream goes on as a new segment, so its partition's commit moves on.
+    max_segment_age_s: a segment whose partition has a record stamped (Kafka time)
+        more than this after the segment's first record is rolled the same way, so a
+        stream that trickles a little audio often enough never to be idle cannot pin
+        its partition's committed offset (docs/delivery.md, "How far the commit
+        trails"); segments whose records carry no timestamp are rolled by the wall
+        clock instead.
     """
 
     max_frame_bytes: int = setting(
@@ -96,6 +102,12 @@ class StreamLimits:
     )
     max_segment_s: float = setting(
         600.0, unit="s", help="a longer stream is rolled into a new segment (with a summary)"
+    )
+    max_segment_age_s: float = setting(
+        900.0,
+        above=0,
+        unit="s",
+        help="a segment older than this (Kafka time) is rolled: how far a commit can trail",
     )
 
     def __post_init__(self) -> None:
@@ -238,7 +250,9 @@ class WorkerSettings:
         reference as ``model``, and the enrolment registry file).
     model_repo: the model repository (``None``: ``models/zoo`` of this checkout).
     device: onnxruntime device.
-    app_id: Faust app id, which is also the Kafka consumer group.
+    app_id: Faust app id, which is also the Kafka consumer group (``None``: follows the
+        topic prefix, ``<topic_prefix>-worker``, so workers of different prefixes never
+        share a group unless told to; read it as :attr:`group_id`).
     data_dir: Faust's data directory (tables, rocksdb); one per worker process.
     batching: :class:`BatchingPolicy`.
     pipeline: the stream policy (:class:`PipelinePolicy`: sequencing, idle close,
@@ -272,7 +286,12 @@ class WorkerSettings:
     )
     speaker_registry: Path | None = setting(None, help="speaker registry file")
     device: Device = setting("cpu", help="onnxruntime device")
-    app_id: str = setting("tympan-worker", help="Faust app id = Kafka consumer group")
+    app_id: str | None = setting(
+        None,
+        default_text="<topic prefix>-worker",
+        help="Kafka consumer group (and Faust app id); workers with the same one share the "
+        "audio topic's partitions",
+    )
     data_dir: Path = setting(Path("/tmp/tympan-worker"), help="Faust data directory")
     batching: BatchingPolicy = field(default_factory=BatchingPolicy)
     pipeline: PipelinePolicy = field(default_factory=PipelinePolicy)
@@ -321,8 +340,13 @@ class WorkerSettings:
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"device {self.device!r} is not 'cpu' or 'cuda'")
         check_bounds(self)
-        if not self.app_id:
+        if self.app_id is not None and not self.app_id:
             raise ConfigError("app_id is empty; it is the Kafka consumer group")
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group (and Faust app id): ``app_id``, else ``<topic_prefix>-worker``."""
+        return self.app_id or f"{self.topic_prefix}-worker"
 
     @classmethod
     def from_environ(

@@ -18,6 +18,7 @@ from faust.app.base import BootStrategy
 from mode import ServiceT
 
 from stream.kafka.consumer import BatchConsumer, ConsumerPlan
+from stream.kafka.faust_producer import DurableProducer
 from stream.worker.commits import CommitLog
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.runtime import WorkerRuntime
@@ -34,9 +35,12 @@ class BatchBoot(BootStrategy):
 
 
 class WorkerApp(faust.App):
-    """A Faust app that boots with :class:`BatchBoot`."""
+    """A Faust app that boots with :class:`BatchBoot` and sends with a durable producer."""
 
     BootStrategy = BatchBoot
+
+    def _new_producer(self) -> Any:
+        return DurableProducer(self.transport, loop=self.loop, beacon=self.beacon)
 
 
 def serve_audio(

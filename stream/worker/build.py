@@ -194,7 +194,7 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
     limit_blas_threads()
     topics = Topics().with_prefix(settings.topic_prefix)
     model = model or load_model(settings, control_topic=topics.control)
-    app = WorkerApp(settings.app_id, **_faust_settings(settings))
+    app = WorkerApp(settings.group_id, **_faust_settings(settings))
     spec = model.spec
     speakers, follower = (
         load_speakers(settings, spec, topics) if settings.speaker_model else (None, None)
@@ -236,7 +236,7 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
     plan = ConsumerPlan(
         settings.kafka,
         topics.audio,
-        settings.app_id,
+        settings.group_id,
         session_timeout_s=settings.session_timeout_s,
         commit_interval_s=settings.commit_interval_s,
         expire_interval_s=EXPIRE_INTERVAL_S,
@@ -274,7 +274,7 @@ def _follow_control(
         active,
         repo=settings.model_repo or default_repo(),
         worker=f"{socket.gethostname()}-{os.getpid()}",
-        app_id=settings.app_id,
+        app_id=settings.group_id,
         policy=ReloadPolicy(
             device=settings.device,
             batch_sizes=(1, settings.batching.max_batch),

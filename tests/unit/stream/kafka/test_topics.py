@@ -12,7 +12,7 @@ import pytest
 from stream.cli.topics import confirm_delete
 from stream.errors import ConfigError
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import Topics, prefixed
+from stream.kafka.topics import TopicInfo, Topics, _advise, prefixed
 
 
 def test_default_names_are_versioned_under_tympan() -> None:
@@ -46,7 +46,7 @@ def test_topics_is_frozen() -> None:
 
 
 def test_audio_has_eight_partitions_and_bounded_retention() -> None:
-    audio = Topics().spec("tympan.audio.v1")
+    audio = Topics().for_cluster(1).spec("tympan.audio.v1")
 
     assert audio.partitions == 8
     assert audio.configs["cleanup.policy"] == "delete"
@@ -69,7 +69,7 @@ def test_specs_carry_the_replication_factor() -> None:
 
 
 def test_new_topic_renders_for_the_admin_client() -> None:
-    spec = Topics().spec("tympan.control.v1")
+    spec = Topics().for_cluster(1).spec("tympan.control.v1")
     new = spec.new_topic()
 
     assert (new.name, new.num_partitions, new.replication_factor) == (spec.name, 1, 1)
@@ -293,3 +293,45 @@ def test_the_topics_module_needs_no_cli() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("brokers", "replicas"), [(1, 1), (2, 2), (3, 3), (7, 3)])
+def test_the_default_replication_follows_the_cluster(brokers: int, replicas: int) -> None:
+    specs = Topics().for_cluster(brokers).specs()
+
+    assert {spec.replication_factor for spec in specs} == {replicas}
+    insync = {spec.configs.get("min.insync.replicas") for spec in specs}
+    assert insync == ({"2"} if replicas >= 3 else {None})
+
+
+def test_an_explicit_replication_factor_is_kept_on_any_cluster() -> None:
+    topics = Topics(replication_factor=2)
+
+    assert topics.for_cluster(9) is topics
+    assert {spec.replication_factor for spec in topics.specs()} == {2}
+
+
+def test_an_undecided_replication_factor_creates_nothing() -> None:
+    spec = Topics().spec("tympan.audio.v1")
+
+    assert spec.replication_factor == -1
+    assert "min.insync.replicas" not in spec.configs
+    with pytest.raises(ConfigError, match="decided for a cluster"):
+        spec.new_topic()
+
+
+def test_advice_names_missing_replicas_insync_and_lagging_partitions() -> None:
+    topics = Topics().for_cluster(3)
+    spec = topics.spec(topics.labels)
+    thin = TopicInfo(spec.name, spec.partitions, 1, {"cleanup.policy": "delete"}, 0)
+    lagging = TopicInfo(spec.name, spec.partitions, 3, dict(spec.configs), 2)
+
+    (replicas, insync) = _advise([spec], [thin])
+    (behind,) = _advise([spec], [lagging])
+
+    assert f"topic {spec.name!r} has 1 replica(s) per partition" in replicas
+    assert "kafka-reassign-partitions.sh" in replicas
+    assert "min.insync.replicas=(broker default)" in insync
+    assert "--add-config min.insync.replicas=2" in insync
+    assert "2 under-replicated partition(s)" in behind
+    assert _advise([spec], [TopicInfo(spec.name, spec.partitions, 3, dict(spec.configs))]) == ()

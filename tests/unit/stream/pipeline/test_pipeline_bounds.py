@@ -4,6 +4,7 @@ under a flood, EOS order and per-record containment (issue 11)."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -469,3 +470,80 @@ def test_reordered_first_frames_keep_the_summary_id_of_the_ordered_stream(
     )
     assert _summary_content(shuffled.summaries) == _summary_content(ordered.summaries)
     assert _content(shuffled.labels) == _content(ordered.labels)
+
+
+# -- issue 23.6: a trickle stream cannot pin its partition's commit ---------------------
+TRICKLE_MS = 2_900  # under the idle timeout below: the stream is never idle
+AGE = {"idle_timeout_s": 3.0, "limits": StreamLimits(max_segment_age_s=30.0)}
+
+
+def _trickle(sid: str, n: int, *, every_ms: int = TRICKLE_MS, stamped: bool = True) -> list[Record]:
+    """One 1-byte μ-law frame (1/8000 s of audio) every ``every_ms`` of Kafka time."""
+    out = []
+    for seq in range(n):
+        at_ms = seq * every_ms
+        frame = AudioFrame(sid, seq, 8000, Encoding.MULAW, 1, T0_US + at_ms * 1000, False, b"\xff")
+        key, value, headers = encode_frame(frame)
+        ts = T0_MS + at_ms if stamped else None
+        out.append(Record(key, value, tuple(headers), "audio", 0, seq, ts))
+    return out
+
+
+def test_a_trickle_stream_is_rolled_by_kafka_time_and_its_pin_moves_on(model: OnnxModel) -> None:
+    records = _trickle("drip", 40)  # 113 s of Kafka time, 5 ms of audio
+    clock = Clock()
+    pipeline = _pipeline(model, clock, **AGE)  # type: ignore[arg-type]
+    opened, summaries = [], []
+    for record in records:
+        step = pipeline.accept(record)
+        assert not step.rejected
+        opened.extend(step.opened)
+        summaries.extend(s for _, s in pipeline.take_summaries())
+    assert pipeline.active_streams == 1  # the stream never stopped
+    # each segment is rolled at the first record stamped more than 30 s after its first
+    # one (seq 11: 31.9 s), and the stream goes on as a new segment from that record
+    assert [s.closed_by for s in summaries] == ["rolled"] * 3
+    assert [o.offset for o in opened] == [0, 11, 22, 33]
+    assert [s.counts["frames"] for s in summaries] == [11, 11, 11]
+    assert [o.pin for o in opened[:3]] == [s.event_id for s in summaries]
+    stamped = [records[o.offset].timestamp_ms or 0 for o in opened]
+    assert max(b - a for a, b in itertools.pairwise(stamped)) <= 30_000 + TRICKLE_MS
+
+    # no record after the last one: the partition goes quiet and the wall clock closes it
+    clock.now += 3.5
+    assert pipeline.expire().opened == [] and pipeline.active_streams == 0
+    assert [s.closed_by for _, s in pipeline.take_summaries()] == ["idle"]
+
+    # deterministic: a replay from the second segment's pin rebuilds the same segments
+    again = _run(_pipeline(model, **AGE), records[opened[1].offset :], model)  # type: ignore[arg-type]
+    assert _summary_content(again.summaries[:2]) == _summary_content(summaries[1:])
+
+
+def test_the_age_deadline_is_met_by_any_record_of_the_partition(model: OnnxModel) -> None:
+    drip = _trickle("drip", 12)
+    busy = _trickle("busy", 34, every_ms=1_000)
+    records = sorted([*drip, *busy], key=lambda r: (r.timestamp_ms or 0, r.key or b""))
+    records = [dataclasses.replace(r, offset=i) for i, r in enumerate(records)]
+    pipeline = _pipeline(model, **AGE)  # type: ignore[arg-type]
+    rolled_at = {}
+    for record in records:
+        pipeline.accept(record)
+        for _, summary in pipeline.take_summaries():
+            rolled_at[summary.stream_id] = record
+    # drip's next record is at 31.9 s: busy's record at 31 s is the first past 30 s
+    assert rolled_at["drip"].key == b"busy" and rolled_at["drip"].timestamp_ms == T0_MS + 31_000
+
+
+def test_a_trickle_without_timestamps_is_rolled_by_the_wall_clock(model: OnnxModel) -> None:
+    clock = Clock()
+    pipeline = _pipeline(model, clock, **AGE)  # type: ignore[arg-type]
+    closed: list[tuple[int, str]] = []
+    for i, record in enumerate(_trickle("drip", 25, stamped=False)):
+        clock.now = i * TRICKLE_MS / 1000
+        for step in (pipeline.expire(), pipeline.accept(record)):
+            assert not step.rejected
+        closed.extend((i, s.closed_by) for _, s in pipeline.take_summaries())
+    # open since 0 s; the expire before the record at 31.9 s rolls it, that record opens
+    # the next segment, which is rolled at 63.8 s
+    assert closed == [(11, "rolled"), (22, "rolled")]
+    assert pipeline.active_streams == 1

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.errors import SequenceError
-from stream.sequencing import Released, Sequencer
+from stream.pipeline.sequencing import Released, Sequencer
 from stream.settings import SequencingPolicy
 
 POLICY = SequencingPolicy(reorder_frames=4, max_gap_frames=3)

@@ -6,7 +6,7 @@ import numpy as np
 
 from stream.events import ModelRef
 from stream.events.verdict import track_verdict
-from stream.summary import SpeakerVerdict, SummaryBuilder
+from stream.pipeline.summary import SpeakerVerdict, SummaryBuilder
 
 LABELS = ("speech", "music")
 

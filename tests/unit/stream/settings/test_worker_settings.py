@@ -300,3 +300,15 @@ def test_help_and_default_come_from_the_declaration() -> None:
     assert spec.default == WorkerSettings().batching.max_wait_ms
     assert spec.help_text().endswith(f"(TYMPAN_MAX_WAIT_MS; default: {spec.default:g} ms)")
     assert spec_of(WorkerSettings, "processes").default_text == "one per core"
+
+
+def test_the_consumer_group_follows_the_topic_prefix_unless_given() -> None:
+    default = WorkerSettings.from_environ({})
+    other = WorkerSettings.from_environ({"TYMPAN_TOPIC_PREFIX": "calls-eu"})
+    moved = default.with_changes(topic_prefix="music")
+    pinned = WorkerSettings.from_environ({"TYMPAN_TOPIC_PREFIX": "calls-eu"}, {"app_id": "shared"})
+
+    assert default.group_id == "tympan-worker"  # unchanged for the default prefix
+    assert other.group_id == "calls-eu-worker"
+    assert moved.group_id == "music-worker"
+    assert pinned.group_id == "shared"

@@ -2,7 +2,7 @@
 
 A :class:`SummaryBuilder` sees every window of one stream with its probabilities and,
 when the stream closes, turns them into a :class:`~stream.events.SummaryEvent`: the
-track verdict (:mod:`stream.verdict`, the same aggregation ``tympan classify`` uses:
+track verdict (:mod:`stream.events.verdict`, the same aggregation ``tympan classify`` uses:
 merged top-label segments and the dominant label, or a multi-label model's tags), the
 speaker verdict (set at close from the stream's speaker tracker) and the sequencing
 counts.
@@ -17,11 +17,20 @@ most the out-of-order windows, not the stream's history.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from stream.events import ModelRef, SummaryEvent, event_id
-from stream.verdict import VerdictAccumulator
+from stream.events.verdict import VerdictAccumulator
+
+if TYPE_CHECKING:
+    from stream.pipeline.segments import Segment
+    from stream.pipeline.speakers import SpeakerStage
+
+log = logging.getLogger(__name__)
 
 # a window waiting for an earlier one: start_s, end_s, probabilities, thresholds
 _Window = tuple[float, float, tuple[float, ...], tuple[float, ...] | None]
@@ -59,7 +68,7 @@ class SummaryBuilder:
     speaker: SpeakerVerdict | None = None
     pending: dict[int, _Window] = field(default_factory=dict)
     accumulator: VerdictAccumulator = field(init=False)
-    # what the event id hashes for the stream (``stream.pipeline.segment_key``): a
+    # what the event id hashes for the stream (``stream.pipeline.segments.segment_key``): a
     # segment of a stream cut by a roll or an idle close has its own summary
     id_key: str | None = None
 
@@ -130,3 +139,44 @@ class SummaryBuilder:
             task=verdict.task,
             tags=verdict.tags,
         )
+
+
+def summarize(state: Segment, speakers: SpeakerStage | None, sr: int) -> SummaryEvent:
+    """The summary event of a closed segment whose windows are all done.
+
+    An exception while making it (e.g. the speaker scorer) is contained: the summary
+    goes out without a speaker verdict, closed as ``internal_error``.
+    """
+    try:
+        return _summary(state, speakers, sr)
+    except Exception:
+        log.exception("stream %r: summary failed; sent without speaker", state.stream_id)
+        state.tracker = None
+        state.closed_by = "internal_error"
+        return _summary(state, speakers, sr)
+
+
+def _summary(state: Segment, speakers: SpeakerStage | None, sr: int) -> SummaryEvent:
+    c = state.sequencer.counts
+    counts = {
+        "frames": c.frames,
+        "duplicates": c.duplicates,
+        "late": c.late,
+        "gaps": c.gaps,
+        "gap_frames": c.gap_frames,
+        "resets": c.resets,
+        "rejected": state.rejected,
+    }
+    if state.tracker is not None and speakers is not None:
+        final = state.tracker.final(speakers.scorer())
+        state.summary.set_speaker(
+            SpeakerVerdict(final.speaker, final.score, final.margin, final.runner_up, final.windows)
+        )
+    summary = state.summary.build(
+        closed_by=state.closed_by or "eos",
+        duration_s=state.position / sr,
+        counts=counts,
+    )
+    if not state.attributes:
+        return summary
+    return dataclasses.replace(summary, attributes=state.attributes)
