@@ -21,8 +21,9 @@ from typing import Any
 
 from stream.control.signing import signer_from
 from stream.errors import ContractError
+from stream.kafka.admin import require_topics
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import Topics, require_topics
+from stream.kafka.topics import Topics
 from stream.roles import Role
 from stream.settings import ENV_MODEL_REPO, ENV_TOPIC_PREFIX, BatchingPolicy
 from stream.settings.specs import from_sources, spec_of

@@ -208,7 +208,7 @@ def _publish(
     args: argparse.Namespace, registry: Any, *, names: Any = None, removed: Any = ()
 ) -> None:
     from stream.control.signing import signer_from
-    from stream.kafka.topics import require_topics
+    from stream.kafka.admin import require_topics
     from stream.speakers.topic import publish
 
     asyncio.run(require_topics(_client(args), _topics(), [_topic(args)], create=True))

@@ -72,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
 
 async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     from stream.errors import BrokerError
+    from stream.kafka.admin import require_topics
     from stream.kafka.readers import BROKER_ERRORS, event_reader
-    from stream.kafka.topics import Topics, require_topics
+    from stream.kafka.topics import Topics
 
     kind = kind_named(args.topic)
     topics = Topics().with_prefix(settings.topic_prefix)

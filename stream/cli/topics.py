@@ -19,17 +19,16 @@ from typing import Any, TextIO
 
 from stream.cli.help import plain_help
 from stream.errors import TympanError
-from stream.kafka.config import DEFAULT_BOOTSTRAP, ENV_BROKER, KafkaClientConfig
-from stream.kafka.topics import (
-    Topics,
+from stream.kafka.admin import (
     check_topics,
     delete_topics,
     describe_topics,
     ensure_topics,
     list_topics,
-    prefixed,
     wait_for_broker,
 )
+from stream.kafka.config import DEFAULT_BOOTSTRAP, ENV_BROKER, KafkaClientConfig
+from stream.kafka.topics import Topics, prefixed
 from stream.settings import ENV_TOPIC_PREFIX
 
 

@@ -70,7 +70,8 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream.kafka.topics import Topics, ensure_topics
+    from stream.kafka.admin import ensure_topics
+    from stream.kafka.topics import Topics
     from stream.worker.build import build_worker
     from stream.worker.supervisor import default_processes
 

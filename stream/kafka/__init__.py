@@ -2,8 +2,9 @@
 
 * :mod:`~stream.kafka.config`: one frozen :class:`KafkaClientConfig` (bootstrap, TLS,
   SASL) rendered for aiokafka and for Faust; acknowledged publishing of a few records;
-* :mod:`~stream.kafka.topics`: versioned topic names, partition counts and configs, and
-  the admin calls that create and check them;
+* :mod:`~stream.kafka.topics`: versioned topic names, partition counts and configs
+  (plain data);
+* :mod:`~stream.kafka.admin`: the admin calls that create, check, list and delete them;
 * :mod:`~stream.kafka.compacted`: the one reader of compacted topics (replay to the end,
   then follow), used by every follower (control, speaker registry);
 * :mod:`~stream.kafka.consumer`: the worker's audio topic, a fetched batch at a time;
@@ -25,6 +26,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from stream.kafka.admin import (
+        CheckReport,
+        EnsureReport,
+        TopicInfo,
+        check_topics,
+        delete_topics,
+        describe_topics,
+        ensure_topics,
+        list_topics,
+        require_topics,
+        wait_for_broker,
+    )
     from stream.kafka.compacted import CompactedReader, CompactedRecord, latest_per_key, read_latest
     from stream.kafka.config import (
         DEFAULT_BOOTSTRAP,
@@ -33,20 +46,10 @@ if TYPE_CHECKING:
         send_acked,
     )
     from stream.kafka.consumer import BatchConsumer, ConsumerPlan
+    from stream.kafka.faust_producer import DurableProducer
     from stream.kafka.producer import ProducerTuning, ProduceStats, interleave, produce_frames
     from stream.kafka.readers import BROKER_ERRORS, EventReader, event_reader
-    from stream.kafka.topics import (
-        EnsureReport,
-        TopicInfo,
-        Topics,
-        TopicSpec,
-        delete_topics,
-        describe_topics,
-        ensure_topics,
-        list_topics,
-        require_topics,
-        wait_for_broker,
-    )
+    from stream.kafka.topics import Topics, TopicSpec, durable_configs
 
 # Where each public name lives; imported on first use, so that importing one
 # submodule (or this package) loads nothing else.
@@ -54,39 +57,45 @@ _HOMES = {
     "BatchConsumer": "consumer",
     "BROKER_ERRORS": "readers",
     "broker_refusals": "config",
+    "check_topics": "admin",
+    "CheckReport": "admin",
     "CompactedReader": "compacted",
     "CompactedRecord": "compacted",
     "ConsumerPlan": "consumer",
     "DEFAULT_BOOTSTRAP": "config",
-    "delete_topics": "topics",
-    "describe_topics": "topics",
-    "ensure_topics": "topics",
-    "EnsureReport": "topics",
+    "delete_topics": "admin",
+    "describe_topics": "admin",
+    "durable_configs": "topics",
+    "DurableProducer": "faust_producer",
+    "ensure_topics": "admin",
+    "EnsureReport": "admin",
     "event_reader": "readers",
     "EventReader": "readers",
     "interleave": "producer",
     "KafkaClientConfig": "config",
     "latest_per_key": "compacted",
-    "list_topics": "topics",
+    "list_topics": "admin",
     "produce_frames": "producer",
     "ProducerTuning": "producer",
     "ProduceStats": "producer",
     "read_latest": "compacted",
-    "require_topics": "topics",
+    "require_topics": "admin",
     "send_acked": "config",
-    "TopicInfo": "topics",
+    "TopicInfo": "admin",
     "Topics": "topics",
     "TopicSpec": "topics",
-    "wait_for_broker": "topics",
+    "wait_for_broker": "admin",
 }
 
 __all__ = [
     "BROKER_ERRORS",
     "DEFAULT_BOOTSTRAP",
     "BatchConsumer",
+    "CheckReport",
     "CompactedReader",
     "CompactedRecord",
     "ConsumerPlan",
+    "DurableProducer",
     "EnsureReport",
     "EventReader",
     "KafkaClientConfig",
@@ -96,8 +105,10 @@ __all__ = [
     "TopicSpec",
     "Topics",
     "broker_refusals",
+    "check_topics",
     "delete_topics",
     "describe_topics",
+    "durable_configs",
     "ensure_topics",
     "event_reader",
     "interleave",
@@ -115,4 +126,5 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'stream.kafka' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"stream.kafka.{home}"), name)
+    module = home if "." in home else f"stream.kafka.{home}"
+    return getattr(importlib.import_module(module), name)
