@@ -13,7 +13,10 @@
 * :mod:`~stream.kafka.faust_producer`: the worker's Faust producer, ``acks=all`` and
   idempotent outside transactions too;
 * :mod:`~stream.kafka.readers`: group-less readers of event topics (``tympan tail``,
-  the dashboard).
+  the dashboard);
+* :mod:`~stream.kafka.fetch`: the guard between the broker's fetch responses and the
+  client's record parser, on every reader (codecs, bounded decompression, header
+  bounds; what the client cannot parse is skipped by offset and accounted for).
 
 The names below are imported on first use: importing this package (or
 :mod:`~stream.kafka.config`) does not load aiokafka, so the domain core may hold a
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
     )
     from stream.kafka.consumer import BatchConsumer, ConsumerPlan
     from stream.kafka.faust_producer import DurableProducer
+    from stream.kafka.fetch import FetchGuard, SkippedRecords, log_skipped
     from stream.kafka.producer import ProducerTuning, ProduceStats, interleave, produce_frames
     from stream.kafka.readers import BROKER_ERRORS, EventReader, event_reader
     from stream.kafka.topics import Topics, TopicSpec, durable_configs
@@ -71,16 +75,19 @@ _HOMES = {
     "EnsureReport": "admin",
     "event_reader": "readers",
     "EventReader": "readers",
+    "FetchGuard": "fetch",
     "interleave": "producer",
     "KafkaClientConfig": "config",
     "latest_per_key": "compacted",
     "list_topics": "admin",
+    "log_skipped": "fetch",
     "produce_frames": "producer",
     "ProducerTuning": "producer",
     "ProduceStats": "producer",
     "read_latest": "compacted",
     "require_topics": "admin",
     "send_acked": "config",
+    "SkippedRecords": "fetch",
     "TopicInfo": "admin",
     "Topics": "topics",
     "TopicSpec": "topics",
@@ -98,9 +105,11 @@ __all__ = [
     "DurableProducer",
     "EnsureReport",
     "EventReader",
+    "FetchGuard",
     "KafkaClientConfig",
     "ProduceStats",
     "ProducerTuning",
+    "SkippedRecords",
     "TopicInfo",
     "TopicSpec",
     "Topics",
@@ -114,6 +123,7 @@ __all__ = [
     "interleave",
     "latest_per_key",
     "list_topics",
+    "log_skipped",
     "produce_frames",
     "read_latest",
     "require_topics",

@@ -240,6 +240,7 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
         session_timeout_s=settings.session_timeout_s,
         commit_interval_s=settings.commit_interval_s,
         expire_interval_s=EXPIRE_INTERVAL_S,
+        record_limits=settings.record_limits,
     )
     serve_audio(app, plan, runtime, commits, metrics=metrics, on_fatal=fatal)
     control = _follow_control(app, settings, topics, active, pipeline, send, fatal)
