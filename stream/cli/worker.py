@@ -70,6 +70,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stream.control.signing import Verifier
     from stream.kafka.admin import ensure_topics
     from stream.kafka.topics import Topics
     from stream.worker.build import build_worker
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         settings = WorkerSettings.from_environ(os.environ, _flags(args))
+        Verifier.load(settings.trusted_keys)  # a bad --trusted-key fails closed, first
         processes = settings.processes or default_processes()
         if args.create_topics:
             topics = Topics().with_prefix(settings.topic_prefix)

@@ -798,7 +798,7 @@ def _skip_batch(
     )
 
 
-_ClientSend = Callable[..., Awaitable[Any]]  # aiokafka client.send, not stream.types.Send
+_ClientSend = Callable[..., Awaitable[Any]]  # the Kafka client's request sender
 
 
 class FetchGuard:
