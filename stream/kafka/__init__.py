@@ -12,6 +12,8 @@
   idempotent);
 * :mod:`~stream.kafka.faust_producer`: the worker's Faust producer, ``acks=all`` and
   idempotent outside transactions too;
+* :mod:`~stream.kafka.groups`: how many members a consumer group has (the "no worker
+  reads this topic" warning);
 * :mod:`~stream.kafka.readers`: group-less readers of event topics (``tympan tail``,
   the dashboard);
 * :mod:`~stream.kafka.fetch`: the guard between the broker's fetch responses and the
@@ -45,12 +47,14 @@ if TYPE_CHECKING:
     from stream.kafka.config import (
         DEFAULT_BOOTSTRAP,
         KafkaClientConfig,
+        broker_failure,
         broker_refusals,
         send_acked,
     )
     from stream.kafka.consumer import BatchConsumer, ConsumerPlan
     from stream.kafka.faust_producer import DurableProducer
     from stream.kafka.fetch import FetchGuard, SkippedRecords, log_skipped
+    from stream.kafka.groups import group_members
     from stream.kafka.producer import ProducerTuning, ProduceStats, interleave, produce_frames
     from stream.kafka.readers import BROKER_ERRORS, EventReader, event_reader
     from stream.kafka.topics import Topics, TopicSpec, durable_configs
@@ -60,6 +64,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "BatchConsumer": "consumer",
     "BROKER_ERRORS": "readers",
+    "broker_failure": "config",
     "broker_refusals": "config",
     "check_topics": "admin",
     "CheckReport": "admin",
@@ -76,6 +81,7 @@ _HOMES = {
     "event_reader": "readers",
     "EventReader": "readers",
     "FetchGuard": "fetch",
+    "group_members": "groups",
     "interleave": "producer",
     "KafkaClientConfig": "config",
     "latest_per_key": "compacted",
@@ -113,6 +119,7 @@ __all__ = [
     "TopicInfo",
     "TopicSpec",
     "Topics",
+    "broker_failure",
     "broker_refusals",
     "check_topics",
     "delete_topics",
@@ -120,6 +127,7 @@ __all__ = [
     "durable_configs",
     "ensure_topics",
     "event_reader",
+    "group_members",
     "interleave",
     "latest_per_key",
     "list_topics",

@@ -28,7 +28,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from stream.errors import BrokerError
-from stream.kafka.config import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig, broker_failure
 from stream.kafka.topics import (
     Topics,
     TopicSpec,
@@ -185,8 +185,8 @@ async def ensure_topics(
         )
     except KafkaError as exc:
         raise BrokerError(
-            f"cannot ensure topics {', '.join(topics.names())} on {client.bootstrap_servers}: "
-            f"{exc!r}"
+            f"cannot ensure topics {', '.join(topics.names())}: "
+            f"{broker_failure(exc, client.bootstrap_servers)}"
         ) from exc
     finally:
         await admin.close()
@@ -254,8 +254,8 @@ async def check_topics(
         )
     except KafkaError as exc:
         raise BrokerError(
-            f"cannot check topics {', '.join(topics.names())} on {client.bootstrap_servers}: "
-            f"{exc!r}"
+            f"cannot check topics {', '.join(topics.names())}: "
+            f"{broker_failure(exc, client.bootstrap_servers)}"
         ) from exc
     finally:
         await admin.close()
@@ -339,9 +339,11 @@ def create_command(client: KafkaClientConfig, topics: Topics) -> str:
     Returns
     -------
     str
-        E.g. ``tympan topics create --broker 127.0.0.1:9092 --prefix tympan``.
+        E.g. ``tympan topics create --broker 127.0.0.1:9092 --topic-prefix tympan``.
     """
-    return f"tympan topics create --broker {client.bootstrap_servers} --prefix {topics.prefix}"
+    return (
+        f"tympan topics create --broker {client.bootstrap_servers} --topic-prefix {topics.prefix}"
+    )
 
 
 def missing_topics_message(
@@ -404,7 +406,9 @@ async def describe_topics(client: KafkaClientConfig, names: list[str]) -> list[T
         await admin.start()
         return await _describe(admin, names)
     except KafkaError as exc:
-        raise BrokerError(f"cannot describe topics on {client.bootstrap_servers}: {exc!r}") from exc
+        raise BrokerError(
+            f"cannot describe topics: {broker_failure(exc, client.bootstrap_servers)}"
+        ) from exc
     finally:
         await admin.close()
 
@@ -431,7 +435,9 @@ async def list_topics(client: KafkaClientConfig) -> list[str]:
         await admin.start()
         return sorted(await admin.list_topics())
     except KafkaError as exc:
-        raise BrokerError(f"cannot list topics on {client.bootstrap_servers}: {exc!r}") from exc
+        raise BrokerError(
+            f"cannot list topics: {broker_failure(exc, client.bootstrap_servers)}"
+        ) from exc
     finally:
         await admin.close()
 
@@ -483,7 +489,9 @@ async def delete_topics(
             )
         return doomed
     except KafkaError as exc:
-        raise BrokerError(f"cannot delete topics on {client.bootstrap_servers}: {exc!r}") from exc
+        raise BrokerError(
+            f"cannot delete topics: {broker_failure(exc, client.bootstrap_servers)}"
+        ) from exc
     finally:
         await admin.close()
 
@@ -655,9 +663,10 @@ def _check_existing(specs: list[TopicSpec], infos: list[TopicInfo], prefix: str)
             )
     if problems:
         raise BrokerError(
-            "existing topics differ from stream.kafka.topics: "
+            "existing topics differ from what tympan creates: "
             + "; ".join(problems)
             + " (a topic's partitions cannot shrink and changing them moves keys between "
-            f"partitions: delete and recreate the topics with `tympan topics delete --prefix "
-            f"{prefix}` then `tympan topics create --prefix {prefix}`, or use another prefix)"
+            "partitions: delete and recreate the topics with `tympan topics delete "
+            f"--topic-prefix {prefix}` then `tympan topics create --topic-prefix {prefix}`, or "
+            "use another prefix)"
         )
