@@ -119,6 +119,8 @@ class LabelEvent:
         single-label model, whose events then carry no ``tags`` field.
     attributes: the stream's ``attr-*`` frame headers (e.g. a Twilio call's custom
         parameters); rendered as an ``attributes`` object only when there are some.
+    instance: the stream's ``instance`` frame header (one run of a reused stream id);
+        rendered only when the frames carry one.
     """
 
     event_id: str
@@ -133,6 +135,7 @@ class LabelEvent:
     latency_ms: float = 0.0
     tags: tuple[tuple[str, float], ...] | None = None
     attributes: tuple[tuple[str, str], ...] = ()
+    instance: str | None = None
     SCHEMA: ClassVar[str] = LABEL_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,6 +158,8 @@ class LabelEvent:
         out["latency_ms"] = round(self.latency_ms, 3)
         if self.attributes:
             out["attributes"] = dict(self.attributes)
+        if self.instance is not None:
+            out["instance"] = self.instance
         return out
 
     def to_json(self) -> bytes:
@@ -178,6 +183,7 @@ class SpeakerEvent:
     margin, runner_up: the lead over the second-best enrolled speaker, and who that is.
     windows: speech windows averaged for the decision.
     previous: the speaker this decision replaces (``None`` for a stream's first).
+    instance: the stream's ``instance`` frame header, rendered only when there is one.
     """
 
     event_id: str
@@ -191,6 +197,7 @@ class SpeakerEvent:
     runner_up: str | None = None
     windows: int = 1
     previous: str | None = None
+    instance: str | None = None
     SCHEMA: ClassVar[str] = SPEAKER_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,6 +219,8 @@ class SpeakerEvent:
                 "latency_ms": round(self.latency_ms, 3),
             }
         )
+        if self.instance is not None:
+            out["instance"] = self.instance
         return out
 
     def to_json(self) -> bytes:
@@ -324,6 +333,8 @@ class SummaryEvent:
     tags: tuple[TrackTag, ...] = ()
     attributes: tuple[tuple[str, str], ...] = ()
     """The stream's ``attr-*`` frame headers; an ``attributes`` object only when there are some."""
+    instance: str | None = None
+    """The stream's ``instance`` frame header; rendered only when there is one."""
     SCHEMA: ClassVar[str] = SUMMARY_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -348,6 +359,8 @@ class SummaryEvent:
         }
         if self.attributes:
             out["attributes"] = dict(self.attributes)
+        if self.instance is not None:
+            out["instance"] = self.instance
         return out
 
     def to_json(self) -> bytes:
