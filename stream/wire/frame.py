@@ -15,6 +15,7 @@ check on a zero-copy view of the payload. It raises only
 from __future__ import annotations
 
 import enum
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -522,6 +523,12 @@ def _encoding_header(fields: dict[str, bytes], stream_id: str, seq: int) -> Enco
             seq,
         )
     return encoding
+
+
+def new_instance() -> str:
+    """A fresh ``instance`` header value for one run of a producer (16 hex digits,
+    random): what makes a stream id sent again a new stream, not a repeat."""
+    return secrets.token_hex(8)
 
 
 def valid_instance(instance: str) -> bool:
