@@ -57,6 +57,21 @@ def event_id(stream_id: str, index: int, kind: str, model: str) -> str:
     return hashlib.blake2b(key, digest_size=16).hexdigest()
 
 
+INSTANCE_SHOWN_CHARS = 8
+
+
+def stream_name(stream_id: str, instance: object, *, width: int | None = None) -> str:
+    """How ``tympan tail`` and the dashboard name a stream: its id, and ``#`` with the
+    first ``INSTANCE_SHOWN_CHARS`` characters of its ``instance`` when it has one, so
+    two runs of one stream id read as two streams. ``width``: cut the id, never the
+    instance, to fit."""
+    if not isinstance(instance, str) or not instance:
+        return stream_id if width is None else stream_id[:width]
+    tail = "#" + instance[:INSTANCE_SHOWN_CHARS]
+    head = stream_id if width is None else stream_id[: max(1, width - len(tail))]
+    return head + tail
+
+
 @dataclass(frozen=True, slots=True)
 class ModelRef:
     """Which model made an event."""
