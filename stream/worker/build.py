@@ -125,23 +125,56 @@ class Worker:
     active: ActiveModel | None = None
     control: ControlFollower | None = None
     fatal: Fatal | None = None
+    served_because: str = "given"  # why ``model`` (choose_model), for the start-up line
 
 
 def load_model(settings: WorkerSettings, *, control_topic: str | None = None) -> OnnxModel:
-    """The label model to serve: the one the control topic announces for the label role
-    (so a restart after a hot swap, and its replay, score with the active model),
-    else the last good announcement, else the one named by the settings (refuses a
-    bad one: ModelError).
+    """The label model to serve (:func:`choose_model` without the reason)."""
+    return choose_model(settings, control_topic=control_topic)[0]
+
+
+def choose_model(
+    settings: WorkerSettings, *, control_topic: str | None = None
+) -> tuple[OnnxModel, str]:
+    """The label model to serve, and why it is that one (for the start-up line).
+
+    The one the control topic announces for the label role (so a restart after a hot
+    swap, and its replay, score with the active model), else the last good
+    announcement, else the one named by the settings. ``--model`` is resolved first
+    whatever the topic holds, so a reference that names nothing fails the start on
+    every prefix (ModelError); an explicit ``--model`` passed over for an announced
+    model is logged as a warning, never in silence.
 
     An announced model that fails its checks is logged and passed over; the running
     worker's control follower reports the refusal on the topic.
     """
+    model_dir = resolve_model_dir(settings.model, repo=settings.model_repo, role=Role.LABEL)
+    flag = "the default label model" if settings.model is None else f"--model {settings.model}"
     if control_topic is not None:
         announced = _announced_model(settings, control_topic)
         if announced is not None:
-            return announced
-    model_dir = resolve_model_dir(settings.model, repo=settings.model_repo, role=Role.LABEL)
-    return OnnxModel.load(model_dir, device=settings.device)
+            m = announced.manifest
+            why = f"announced on {control_topic} (tympan models publish)"
+            if settings.model is not None and not _same_dir(announced.model_dir, model_dir):
+                log.warning(
+                    "serving %s@%s, %s, not %s (%s): the control topic decides for every "
+                    "worker of the prefix; publish that model to serve it",
+                    m.name,
+                    m.version,
+                    why,
+                    flag,
+                    model_dir,
+                )
+                why += f"; {flag} passed over"
+            return announced, why
+    return OnnxModel.load(model_dir, device=settings.device), flag
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def _announced_model(settings: WorkerSettings, control_topic: str) -> OnnxModel | None:
@@ -193,7 +226,9 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
     """Load the model and wire the Faust app, the pipeline and the runtime together."""
     limit_blas_threads()
     topics = Topics().with_prefix(settings.topic_prefix)
-    model = model or load_model(settings, control_topic=topics.control)
+    because = "given"
+    if model is None:
+        model, because = choose_model(settings, control_topic=topics.control)
     app = WorkerApp(settings.group_id, **_faust_settings(settings))
     spec = model.spec
     speakers, follower = (
@@ -252,7 +287,7 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
                 fatal(exc, "the speaker registry follower")
 
         cast(Any, app).task(follow_registry)
-    return Worker(app, runtime, model, topics, settings, active, control, fatal)
+    return Worker(app, runtime, model, topics, settings, active, control, fatal, because)
 
 
 def _follow_control(
