@@ -277,7 +277,9 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
         expire_interval_s=EXPIRE_INTERVAL_S,
     )
     serve_audio(app, plan, runtime, commits, metrics=metrics, on_fatal=fatal)
-    control = _follow_control(app, settings, topics, active, pipeline, send, fatal)
+    control = _follow_control(
+        app, settings, topics, active, pipeline, send, fatal, speakers.model if speakers else None
+    )
     if follower is not None:
 
         async def follow_registry() -> None:
@@ -298,6 +300,7 @@ def _follow_control(
     pipeline: Pipeline,
     send: Any,
     fatal: Fatal,
+    speaker_model: ModelRef | None = None,
 ) -> ControlFollower:
     """Hot reload (``docs/hot-reload.md``): a task that follows the control topic
     with a plain, group-less consumer, since every worker must see every record."""
@@ -318,7 +321,8 @@ def _follow_control(
         ),
         send=send,
         on_swap=pipeline.serve,  # new summaries name it, its windows get its thresholds
-        refuse={Role.SPEAKER: SPEAKER_SWAP_REFUSED} if settings.speaker_model else None,
+        refuse={Role.SPEAKER: SPEAKER_SWAP_REFUSED} if speaker_model else None,
+        fixed={Role.SPEAKER: speaker_model} if speaker_model else None,
     )
 
     async def follow_control() -> None:

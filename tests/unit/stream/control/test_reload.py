@@ -4,6 +4,7 @@ itself between batches, and the follower's accept/refuse reports."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 from collections.abc import Awaitable, Callable
@@ -366,6 +367,60 @@ def test_follower_reports_roles_it_cannot_swap_live(repo: Path) -> None:
     assert "enrollments" in refused.reason and again is None
     assert follower.slot.ref == ModelRef("tiny", "1")
     assert [k for _, k, _ in producer.sent] == [b"status/w1/speaker"]
+
+
+def _republished(announcement: ModelAnnouncement) -> bytes:
+    """The same model announced again later (another record on the topic)."""
+    return dataclasses.replace(announcement, published_at="2099-01-01T00:00:00Z").to_json()
+
+
+def test_an_announcement_of_the_speaker_model_a_worker_runs_is_no_refusal(repo: Path) -> None:
+    producer = Producer()
+    follower = _follower(
+        repo,
+        producer,
+        refuse={Role.SPEAKER: "enrollments are bound to the embedding model"},
+        fixed={Role.SPEAKER: ModelRef("tiny", "2")},
+    )
+    runs = announce(repo / "tiny" / "2", role="speaker", repo=repo)
+    other = announce(repo / "tiny" / "1", role="speaker", repo=repo)
+
+    async def main() -> list[Any]:
+        return [
+            await follower.on_record(runs.key, runs.to_json()),
+            await follower.on_record(other.key, other.to_json()),
+            await follower.on_record(runs.key, _republished(runs)),
+        ]
+
+    same, refused, back = asyncio.run(main())
+    assert same is None  # the model it runs: nothing to refuse, nothing to say
+    assert refused.state == "refused" and refused.version == "1"
+    assert back.state == "active" and back.version == "2"  # the newest state, not the refusal
+
+
+def test_after_a_refusal_a_good_announcement_of_the_serving_model_is_reported(
+    repo: Path,
+) -> None:
+    producer = Producer()
+    follower = _follower(repo, producer)
+    other_labels = repo / "other" / "1"
+    make_tiny_model_dir(other_labels, spec=SPEC, labels=("a", "b", "c"), name="other")
+    refused_one = announce(other_labels, role="scene", repo=repo)
+    serving = announce(repo / "tiny" / "1", role="scene", repo=repo)
+
+    async def main() -> list[Any]:
+        return [
+            await follower.on_record(serving.key, serving.to_json()),
+            await follower.on_record(refused_one.key, refused_one.to_json()),
+            await follower.on_record(serving.key, _republished(serving)),
+        ]
+
+    first, refused, good = asyncio.run(main())
+    assert first is None  # loaded at start from this record: nothing new
+    assert refused.state == "refused" and "labels" in refused.reason
+    assert good.state == "active" and good.version == "1"
+    states = [v.get("state") for _, k, v in producer.sent if k == b"status/w1/scene"]
+    assert states == ["refused", "active"]
 
 
 def test_control_records_of_the_previous_release_still_apply(repo: Path) -> None:
