@@ -42,7 +42,12 @@ def register(subparsers: Any) -> None:
     )
     sub = parser.add_subparsers(dest="models_command", required=True)
     publish = sub.add_parser("publish", help="validate MODEL_DIR and announce it to workers")
-    publish.add_argument("model_dir", metavar="MODEL_DIR", help="model directory to serve")
+    publish.add_argument(
+        "model_dir",
+        metavar="MODEL_DIR",
+        help="model to serve: a directory, or name[/version] in the model repository "
+        "(as classify and worker take it)",
+    )
     publish.add_argument(
         "--role",
         default=Role.LABEL.name.lower(),
@@ -67,6 +72,13 @@ def register(subparsers: Any) -> None:
         help="Ed25519 private key that signs the announcement (TYMPAN_SIGNING_KEY; "
         "tympan keys generate)",
     )
+    publish.add_argument(
+        "--for-restart",
+        dest="for_restart",
+        action="store_true",
+        help="announce a model the running workers cannot swap in live (other FeatureSpec, "
+        "labels or task; another speaker model): they take it when they restart",
+    )
     _kafka_arguments(publish)
     publish.set_defaults(func=run_publish)
     active = sub.add_parser("active", help="the announced model per role and worker statuses")
@@ -81,19 +93,24 @@ def _kafka_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_publish(args: argparse.Namespace) -> int:
-    from stream.control.gate import announce, validate_model
-    from stream.control.records import publish_records
-    from stream.inference.repository import default_repo
+    from stream.control.gate import announce, check_publishable, validate_model
+    from stream.control.records import publish_records, read_control
+    from stream.inference.repository import default_repo, resolve_model_dir
 
     repo_name = args.model_repo or os.environ.get(ENV_MODEL_REPO)
     repo = Path(repo_name) if repo_name else default_repo()
     try:
         max_batch = _max_batch(args)
-        model = validate_model(args.model_dir, batch_sizes=(1, max_batch))
-        announcement = announce(args.model_dir, role=args.role, repo=repo)
+        role = Role.parse(args.role)
+        model_dir = resolve_model_dir(args.model_dir, repo=repo, role=role)
+        model = validate_model(model_dir, batch_sizes=(1, max_batch))
+        announcement = announce(model_dir, role=args.role, repo=repo)
         topics = _topics(args)
         topic = topics.control
         asyncio.run(require_topics(_client(args), topics, [topic], create=True))
+        if not args.for_restart:
+            latest = asyncio.run(read_control(_client(args), topic))
+            check_publishable(model.manifest, latest, role=role, repo=repo)
         asyncio.run(
             publish_records(
                 _client(args),

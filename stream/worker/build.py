@@ -40,6 +40,7 @@ import faust
 
 from stream.control.active import ActiveModel
 from stream.control.follower import ControlFollower, ReloadPolicy
+from stream.control.gate import SPEAKER_SWAP_REFUSED
 from stream.control.signing import Verifier
 from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
@@ -64,11 +65,6 @@ EXIT_FATAL = 70  # EX_SOFTWARE: the runtime failed; a supervisor restarts and re
 FATAL_GRACE_S = 15.0  # time Faust gets to stop cleanly before the process exits anyway
 PRODUCER_LINGER_S = 0.005
 PRODUCER_MAX_BATCH_BYTES = 64 * 1024
-SPEAKER_SWAP_REFUSED = (
-    "this worker does not swap its speaker model live: enrolled speakers are bound to the "
-    "embedding model's version; re-enroll for the new version, then restart the workers "
-    "with --speaker-model"
-)
 
 
 class Fatal:

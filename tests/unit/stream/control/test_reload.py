@@ -16,7 +16,13 @@ import pytest
 
 from stream.control.active import ActiveModel
 from stream.control.follower import ControlFollower
-from stream.control.gate import announce, load_announced, prepare, validate_model
+from stream.control.gate import (
+    announce,
+    check_publishable,
+    load_announced,
+    prepare,
+    validate_model,
+)
 from stream.control.records import (
     LAST_GOOD_PREFIX,
     ModelAnnouncement,
@@ -28,7 +34,7 @@ from stream.errors import ConfigError, FeatureSpecError, ModelError, ParityError
 from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
-from stream.inference.manifest import MODEL_FILE
+from stream.inference.manifest import MODEL_FILE, load_manifest
 from stream.inference.session import OnnxModel
 from stream.kafka.config import KafkaClientConfig
 from stream.kafka.topics import Topics
@@ -458,6 +464,31 @@ def test_a_last_good_record_under_another_roles_key_is_passed_over(repo: Path) -
     assert announcements({b"last-good/scene": label}, prefix=LAST_GOOD_PREFIX).keys() == {
         Role.LABEL
     }
+
+
+def test_publish_refuses_what_the_serving_workers_would_refuse(repo: Path) -> None:
+    other = make_tiny_model_dir(repo / "other" / "1", spec=SPEC, labels=("a", "b"), name="other")
+    served = announce(repo / "tiny" / "1", role="scene", repo=repo)
+    latest = {served.key: served.to_json()}
+    with pytest.raises(ModelError, match=r"labels \['a', 'b'\] differ.*restart the workers"):
+        check_publishable(load_manifest(other), latest, role=Role.LABEL, repo=repo)
+    check_publishable(load_manifest(repo / "tiny" / "2"), latest, role=Role.LABEL, repo=repo)
+    # a worker's newest "active" status says what it serves, before any announcement
+    status = json.dumps(
+        {"worker": "w1", "app_id": "a", "role": "scene", "state": "active", "name": "other",
+         "version": "1", "reason": "", "at": "2099-01-01T00:00:00Z"}
+    ).encode()  # fmt: skip
+    with_status = {**latest, b"status/w1/scene": status}
+    check_publishable(load_manifest(other), with_status, role=Role.LABEL, repo=repo)
+    # speaker models are never swapped live: only the one the workers run passes
+    speaker = announce(repo / "tiny" / "1", role="speaker", repo=repo)
+    speakers = {speaker.key: speaker.to_json()}
+    v1, v2 = load_manifest(repo / "tiny" / "1"), load_manifest(repo / "tiny" / "2")
+    with pytest.raises(ModelError, match="does not swap its speaker model live"):
+        check_publishable(v2, speakers, role=Role.SPEAKER, repo=repo)
+    check_publishable(v1, speakers, role=Role.SPEAKER, repo=repo)
+    # nothing on the topic and no default model in the repository: nothing to compare
+    check_publishable(load_manifest(other), {}, role=Role.LABEL, repo=repo)
 
 
 def test_models_publish_refuses_before_touching_the_broker(
