@@ -34,8 +34,7 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--registry", type=Path, default=None, help="registry directory")
-    parser.add_argument("--model", default=None, help="embedding model dir or name[/version]")
+    _shared_options(parser, default=None)
     sub = parser.add_subparsers(dest="speakers_command", metavar="SUBCOMMAND")
 
     enroll = sub.add_parser("enroll", help="enroll NAME from audio files (replaces NAME)")
@@ -78,7 +77,17 @@ def register(subparsers: Any) -> None:
     sync.add_argument("--topic", default=None, help="registry topic (default: the standard one)")
     sync.add_argument("--signing-key", dest="signing_key", help="private key that signs")
     sync.set_defaults(func=_sync)
+    for command in (enroll, lst, remove, ident, ev, sync):  # before or after the subcommand
+        _shared_options(command, default=argparse.SUPPRESS)
     parser.set_defaults(func=lambda _a: _usage(parser))
+
+
+def _shared_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    """``--registry`` and ``--model``, on ``tympan speakers`` and on each subcommand;
+    a subcommand's default is ``SUPPRESS`` so that it never hides the value given
+    before the subcommand."""
+    parser.add_argument("--registry", type=Path, default=default, help="registry directory")
+    parser.add_argument("--model", default=default, help="embedding model dir or name[/version]")
 
 
 def _publish_flags(parser: argparse.ArgumentParser) -> None:
@@ -289,6 +298,13 @@ def _do_identify(args: argparse.Namespace) -> int:
 
     embedder = _embedder(args)
     registry = _load(args, embedder)
+    if not len(registry):
+        from stream.errors import RegistryError
+
+        raise RegistryError(
+            f"no speakers enrolled in {registry_dir(args)}: enroll one first with "
+            "`tympan speakers enroll NAME FILE...` (same --registry), then identify"
+        )
     results = identify_files(embedder, registry, args.files, config=ScoringConfig(args.method))
     for result in results:
         if args.json:

@@ -283,6 +283,8 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
                 await follower.start()
             except Exception as exc:
                 fatal(exc, "the speaker registry follower")
+                return
+            warn_if_nobody_enrolled(len(follower.registry), f"topic {follower.topic}")
 
         cast(Any, app).task(follow_registry)
     return Worker(app, runtime, model, topics, settings, active, control, fatal, because)
@@ -359,7 +361,9 @@ def load_speakers(
     binding = ModelBinding(name, version, embedder.manifest.embedding_dim or 0)
     follower: Any = None
     if settings.speaker_registry is not None:
-        scorer = load_registry(settings.speaker_registry, model=binding).scorer()
+        registry = load_registry(settings.speaker_registry, model=binding)
+        warn_if_nobody_enrolled(len(registry), f"directory {settings.speaker_registry}")
+        scorer = registry.scorer()
 
         def current() -> Any:
             return scorer
@@ -377,6 +381,26 @@ def load_speakers(
         embedder.embed_windows, current, ModelRef(name, version), embedder.spec
     )
     return hook, follower
+
+
+def warn_if_nobody_enrolled(speakers: int, source: str) -> None:
+    """Warn loudly at start when the speaker registry holds nobody: every speaker event
+    would say ``unknown``, which reads like a verdict rather than a missing setup.
+
+    ``tympan speakers enroll`` writes a local registry directory; a worker reads the
+    registry topic (or ``--speaker-registry DIR``), so a speaker enrolled without
+    ``--publish`` never reaches it.
+    """
+    if speakers:
+        return
+    log.warning(
+        "speaker registry %s holds no enrolled speaker: every speaker event and summary "
+        "will say 'unknown' until one is enrolled. Enroll with `tympan speakers enroll "
+        "NAME FILE... --publish` (workers follow the topic live), publish the local "
+        "registry with `tympan speakers sync`, or start the worker with "
+        "--speaker-registry <the registry directory `tympan speakers list` shows>",
+        source,
+    )
 
 
 def _faust_settings(settings: WorkerSettings) -> dict[str, Any]:

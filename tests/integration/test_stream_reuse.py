@@ -66,7 +66,7 @@ def test_a_stream_id_used_twice_gives_two_streams_or_a_reason(
     assert len({s["instance"] for s in uploads}) == 2
     assert len({s["event_id"] for s in uploads}) == 2
     assert uploads[0]["dominant_label"] == uploads[1]["dominant_label"]
-    assert [s for s in summaries if s["stream_id"] == "plain"][0].get("instance") is None
+    assert next(s for s in summaries if s["stream_id"] == "plain").get("instance") is None
     assert len([s for s in summaries if s["stream_id"] == "plain"]) == 1
     assert len(rejected) == len(plain)
     assert {r["reason"] for r in rejected} == {"stream_reused"}
