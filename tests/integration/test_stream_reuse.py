@@ -52,9 +52,11 @@ def test_a_stream_id_used_twice_gives_two_streams_or_a_reason(
             broker, topics.summaries, 3, timeout_s=120, what="second run's summary", farm=farm
         )
         rejected = wait_for(
-            lambda: [r for r in read_json(broker, topics.rejected) if r["stream_id"] == "plain"]
-            if len(read_json(broker, topics.rejected)) >= len(plain)
-            else None,
+            lambda: (
+                [r for r in read_json(broker, topics.rejected) if r["stream_id"] == "plain"]
+                if len(read_json(broker, topics.rejected)) >= len(plain)
+                else None
+            ),
             timeout_s=120,
             what="the reused stream's dead letters",
             farm=farm,
