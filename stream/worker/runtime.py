@@ -364,11 +364,13 @@ class WorkerRuntime:
                 speakers.setdefault(stream_key(event.stream_id, event.instance), []).append(event)
         except Exception as exc:  # tracker state of these streams is unknown now
             failed = {
-                j.window.stream_id
+                j.window.stream_id: j.stream_id
                 for j, (_, e, _) in zip(jobs, outputs, strict=True)
                 if e is not None
             }
-            rejected.extend(self._abandon(sid, exc, "tracking speakers") for sid in failed)
+            rejected.extend(
+                self._abandon(sid, exc, "tracking speakers", shown) for sid, shown in failed.items()
+            )
         out: list[tuple[str, LabelEvent | SpeakerEvent, bytes]] = []
         model = outputs[0][2]
         for sid, rows in _by_stream(jobs).items():
@@ -381,7 +383,8 @@ class WorkerRuntime:
                 ]
                 mine += [(self.topics.of(SPEAKERS), e, e.to_json()) for e in speakers.get(sid, [])]
             except Exception as exc:
-                rejected.append(self._abandon(sid, exc, "completing its windows"))
+                shown = jobs[rows[0]].stream_id
+                rejected.append(self._abandon(sid, exc, "completing its windows", shown))
                 continue
             out.extend(mine)
         return out, [r for r in rejected if r is not None]
@@ -410,20 +413,23 @@ class WorkerRuntime:
             offset=offset,
         )
 
-    def _abandon(self, sid: str, exc: BaseException, doing: str) -> RejectedRecord | None:
+    def _abandon(
+        self, sid: str, exc: BaseException, doing: str, shown: str | None = None
+    ) -> RejectedRecord | None:
         """Contain an unexpected exception to its stream: close the stream (its
         summary follows) and return its ``internal_error`` dead letter, pointing at the
-        stream's first record."""
+        stream's first record. ``sid``: the pipeline's stream key; ``shown``: the stream
+        id the dead letter names (default ``sid``)."""
         origin = self.pipeline.origin(sid)
         log.error("stream %r: %s failed (%r); closing the stream", sid, doing, exc, exc_info=exc)
         if origin is None or not self.pipeline.abandon(sid):
             return None
         partition, offset = origin
         return RejectedRecord(
-            stream_id=sid,
+            stream_id=shown or sid,
             reason=INTERNAL_ERROR,
             message=(
-                f"stream {sid!r} (partition {partition}, first offset {offset}): "
+                f"stream {shown or sid!r} (partition {partition}, first offset {offset}): "
                 f"{doing} raised {type(exc).__name__}: {exc}; the stream is closed"
             ),
             topic=self.topics.audio,
