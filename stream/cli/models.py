@@ -4,9 +4,11 @@
 (manifest, checksums, golden parity after a warm-up at the batch sizes workers run:
 1 and ``--max-batch``), then writes the compacted control record ``model/<role>``
 that workers follow (``docs/hot-reload.md``). MODEL_DIR must lie inside the model
-repository (``--model-repo``): workers load nothing from outside theirs.
+repository (``--model-repo``): workers load nothing from outside theirs. Versions only
+move forward: to go back to a lower version, publish it with ``--rollback``.
 ``tympan models active [--json]`` prints the announced model per role and each
-worker's last reload outcome (``status/<worker>/<role>``).
+worker's last reload outcome (``status/<worker>/<role>``, on the control-status topic
+that workers write: they may not write the control topic).
 """
 
 from __future__ import annotations
@@ -67,6 +69,12 @@ def register(subparsers: Any) -> None:
         f"({MAX_BATCH.env}; default: {MAX_BATCH.default_text})",
     )
     publish.add_argument(
+        "--rollback",
+        action="store_true",
+        help="go back to a lower version than workers serve (the announcement says so, "
+        "inside its signature; without it workers refuse a version that moves back)",
+    )
+    publish.add_argument(
         "--signing-key",
         dest="signing_key",
         help="Ed25519 private key that signs the announcement (TYMPAN_SIGNING_KEY; "
@@ -104,12 +112,13 @@ def run_publish(args: argparse.Namespace) -> int:
         role = Role.parse(args.role)
         model_dir = resolve_model_dir(args.model_dir, repo=repo, role=role)
         model = validate_model(model_dir, batch_sizes=(1, max_batch))
-        announcement = announce(model_dir, role=args.role, repo=repo)
+        announcement = announce(model_dir, role=args.role, repo=repo, rollback=args.rollback)
         topics = _topics(args)
         topic = topics.control
         asyncio.run(require_topics(_client(args), topics, [topic], create=True))
-        if not args.for_restart:
+        if not args.for_restart:  # what the workers serve: announcements and their statuses
             latest = asyncio.run(read_control(_client(args), topic))
+            latest |= _written_by_workers(args, topics)
             check_publishable(model.manifest, latest, role=role, repo=repo)
         asyncio.run(
             publish_records(
@@ -123,9 +132,10 @@ def run_publish(args: argparse.Namespace) -> int:
         print(f"tympan models publish: refused: {exc}", file=sys.stderr)
         return 2
     m = model.manifest
+    rollback = " as a rollback" if announcement.rollback else ""
     print(
-        f"published {announcement.key.decode()} = {m.name}@{m.version} ({announcement.path}, "
-        f"manifest sha256 {announcement.sha256[:12]}) to {topic}",
+        f"published {announcement.key.decode()} = {m.name}@{m.version}{rollback} "
+        f"({announcement.path}, manifest sha256 {announcement.sha256[:12]}) to {topic}",
         flush=True,
     )
     return 0
@@ -147,13 +157,20 @@ def run_active(args: argparse.Namespace) -> int:
     try:
         asyncio.run(require_topics(_client(args), topics, [topic], create=False))
         latest = asyncio.run(read_control(_client(args), topic))
+        written = _statuses_topic(args, topics)
     except ContractError as exc:
         print(f"tympan models active: {exc}", file=sys.stderr)
         return 2
     active = {role: json.loads(a.to_json()) for role, a in announcements(latest).items()}
-    workers, unreadable = statuses(latest)
+    workers, unreadable = statuses(written)
     if args.json:
-        body = {"topic": topic, "active": active, "workers": workers, "unreadable": unreadable}
+        body = {
+            "topic": topic,
+            "status_topic": topics.control_status,
+            "active": active,
+            "workers": workers,
+            "unreadable": unreadable,
+        }
         print(json.dumps(body, indent=2))
         return 0
     if not active:
@@ -168,6 +185,31 @@ def run_active(args: argparse.Namespace) -> int:
             f"{s.get('name')}@{s.get('version')} at {s.get('at')}: {s.get('reason')}"
         )
     return 0
+
+
+def _statuses_topic(args: argparse.Namespace, topics: Topics) -> dict[bytes, bytes | None]:
+    """The control-status topic's records, or none (with a note) where it does not exist
+    yet: a deployment older than it still shows its announcements."""
+    from stream.control.records import read_control
+
+    try:
+        asyncio.run(require_topics(_client(args), topics, [topics.control_status], create=False))
+    except ContractError as exc:
+        print(f"tympan models active: no worker statuses: {exc}", file=sys.stderr)
+        return {}
+    return asyncio.run(read_control(_client(args), topics.control_status))
+
+
+def _written_by_workers(args: argparse.Namespace, topics: Topics) -> dict[bytes, bytes | None]:
+    """The control-status topic's records (statuses, ``last-good/``), or none where it
+    does not exist yet (no worker has written one)."""
+    from stream.control.records import read_control
+
+    try:
+        asyncio.run(require_topics(_client(args), topics, [topics.control_status], create=False))
+    except ContractError:
+        return {}
+    return asyncio.run(read_control(_client(args), topics.control_status))
 
 
 def _client(args: argparse.Namespace) -> KafkaClientConfig:

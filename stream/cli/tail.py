@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     from stream.errors import BrokerError
+    from stream.kafka.fetch import FetchGuard, log_skipped
     from stream.kafka.readers import BROKER_ERRORS, event_reader
     from stream.kafka.topics import Topics, require_topics
 
@@ -80,7 +81,10 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     topics = Topics().with_prefix(settings.topic_prefix)
     topic = topics.of(kind)
     await require_topics(settings.kafka, topics, [topic], create=False)
-    consumer = event_reader(settings.kafka, [topic], from_beginning=args.from_beginning)
+    guard = FetchGuard(settings.record_limits)
+    consumer = event_reader(
+        settings.kafka, [topic], from_beginning=args.from_beginning, guard=guard
+    )
     try:
         await consumer.start()
     except BROKER_ERRORS as exc:
@@ -97,6 +101,7 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     try:
         while args.max is None or seen < args.max:
             batch = await consumer.getmany(timeout_ms=500)
+            log_skipped(await guard.take(consumer), what=f"tympan tail {topic}")
             records = [r for part in batch.values() for r in part]
             if not records:
                 if args.idle_exit is not None and time.monotonic() - last > args.idle_exit:

@@ -70,12 +70,14 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stream.control.signing import Verifier
     from stream.kafka.topics import Topics, ensure_topics
     from stream.worker.build import build_worker
     from stream.worker.supervisor import default_processes
 
     try:
         settings = WorkerSettings.from_environ(os.environ, _flags(args))
+        Verifier.load(settings.trusted_keys)  # a bad --trusted-key fails closed, first
         processes = settings.processes or default_processes()
         if args.create_topics:
             topics = Topics().with_prefix(settings.topic_prefix)

@@ -220,6 +220,13 @@ class Topics:
         return self._name("control")
 
     @property
+    def control_status(self) -> str:
+        """Compacted: what each worker did with the announcements (``status/<worker>/<role>``)
+        and the announcement it last served (``last-good/<role>``). Workers write here,
+        never to :attr:`control`, which only the admin principal may write."""
+        return self._name("control-status")
+
+    @property
     def speaker_registry(self) -> str:
         """Compacted: the latest enrolment per speaker name; a null value deletes it."""
         return self._name("speaker-registry")
@@ -274,6 +281,7 @@ class Topics:
                 for kind in EVENT_KINDS
             ),
             TopicSpec(self.control, 1, rf, compacted),
+            TopicSpec(self.control_status, 1, rf, compacted),
             TopicSpec(self.speaker_registry, 1, rf, compacted),
         )
 

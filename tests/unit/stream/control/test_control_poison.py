@@ -57,6 +57,7 @@ def _follower(repo: Path, producer: Producer) -> ControlFollower:
         worker="w1",
         app_id="unit",
         send=producer.send,
+        status_topic=TOPICS.control_status,
     )
 
 
@@ -220,6 +221,7 @@ def test_a_model_that_fails_at_max_batch_is_refused_not_raised(repo: Path) -> No
         repo=repo,
         worker="w1",
         send=Producer().send,
+        status_topic=TOPICS.control_status,
         policy=ReloadPolicy(batch_sizes=(1, 32)),
     )
     a = announce(pinned, role="scene", repo=repo)
