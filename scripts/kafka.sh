@@ -419,7 +419,7 @@ update_acls() {
 create_topics() {
     say "creating tympan's topics (prefix ${TYMPAN_TOPIC_PREFIX:-tympan}) as tympan-admin"
     (cd "$REPO" && set -a && . "$KAFKA_DIR/tympan-admin.env" && set +a &&
-        "$(find_python)" -m stream.cli.topics create --prefix "${TYMPAN_TOPIC_PREFIX:-tympan}") \
+        "$(find_python)" -m stream.cli.topics create --topic-prefix "${TYMPAN_TOPIC_PREFIX:-tympan}") \
         >>"$LOG_FILE" 2>&1 || die "creating topics as tympan-admin failed; see $LOG_FILE"
 }
 

@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stream.cli.exit_codes import for_error
+from stream.cli.help import examples
 from stream.control.signing import signer_from
 from stream.errors import ContractError
 from stream.kafka.config import KafkaClientConfig
@@ -40,10 +42,18 @@ def register(subparsers: Any) -> None:
         "models",
         help="hot reload: publish the active model per role, show what workers serve",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **examples(
+            "tympan models publish models/zoo/scene/2        # every worker swaps to scene@2",
+            "tympan models publish speaker-embed/1 --role speaker",
+            "tympan models active --json",
+        ),
     )
     sub = parser.add_subparsers(dest="models_command", required=True)
-    publish = sub.add_parser("publish", help="validate MODEL_DIR and announce it to workers")
+    publish = sub.add_parser(
+        "publish",
+        help="validate MODEL_DIR and announce it to workers",
+        **examples("tympan models publish models/zoo/scene/2 --signing-key keys/prod.key"),
+    )
     publish.add_argument(
         "model_dir",
         metavar="MODEL_DIR",
@@ -89,7 +99,11 @@ def register(subparsers: Any) -> None:
     )
     _kafka_arguments(publish)
     publish.set_defaults(func=run_publish)
-    active = sub.add_parser("active", help="the announced model per role and worker statuses")
+    active = sub.add_parser(
+        "active",
+        help="the announced model per role and worker statuses",
+        **examples("tympan models active --topic-prefix staging"),
+    )
     active.add_argument("--json", action="store_true", help="one JSON object")
     _kafka_arguments(active)
     active.set_defaults(func=run_active)
@@ -97,7 +111,11 @@ def register(subparsers: Any) -> None:
 
 def _kafka_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", help="bootstrap servers host:port[,...] (TYMPAN_BROKER)")
-    parser.add_argument("--topic-prefix", dest="topic_prefix", help="topic prefix (tympan)")
+    parser.add_argument(
+        "--topic-prefix",
+        dest="topic_prefix",
+        help="first part of every topic name (default: $TYMPAN_TOPIC_PREFIX or tympan)",
+    )
 
 
 def run_publish(args: argparse.Namespace) -> int:
@@ -130,7 +148,7 @@ def run_publish(args: argparse.Namespace) -> int:
         )
     except ContractError as exc:
         print(f"tympan models publish: refused: {exc}", file=sys.stderr)
-        return 2
+        return for_error(exc)
     m = model.manifest
     rollback = " as a rollback" if announcement.rollback else ""
     print(
@@ -160,7 +178,7 @@ def run_active(args: argparse.Namespace) -> int:
         written = _statuses_topic(args, topics)
     except ContractError as exc:
         print(f"tympan models active: {exc}", file=sys.stderr)
-        return 2
+        return for_error(exc)
     active = {role: json.loads(a.to_json()) for role, a in announcements(latest).items()}
     workers, unreadable = statuses(written)
     if args.json:
