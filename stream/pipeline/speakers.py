@@ -160,7 +160,7 @@ def _speaker_event(
         # the registry's digest is part of the id: the same window scored against
         # another set of enrollments is another event, not a duplicate
         event_id=event_id(
-            job.key or decision.stream_id, job.span.index, "speaker", f"{model.tag}#{registry}"
+            job.key or job.window.stream_id, job.span.index, "speaker", f"{model.tag}#{registry}"
         ),
         stream_id=decision.stream_id,
         span=span,
@@ -172,6 +172,7 @@ def _speaker_event(
         runner_up=decision.runner_up,
         windows=decision.windows,
         previous=previous,
+        instance=job.instance,
     )
 
 

@@ -242,7 +242,7 @@ def test_models_publish_validates_at_the_workers_max_batch(
     args = ["models", "publish", str(pinned), "--model-repo", str(repo), "--broker", "127.0.0.1:1"]
     assert main(args) == 2
     assert "batch sizes [1, 32]" in capsys.readouterr().err  # the worker default
-    assert main([*args, "--max-batch", "4"]) == 2  # valid at 4: only the broker is missing
+    assert main([*args, "--max-batch", "4"]) == 3  # valid at 4: only the broker is missing (exit 3)
     err = capsys.readouterr().err
     assert "batch sizes" not in err and "127.0.0.1:1" in err  # the broker is what fails
     monkeypatch.setenv("TYMPAN_MAX_BATCH", "16")
