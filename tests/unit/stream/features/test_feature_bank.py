@@ -62,7 +62,15 @@ def assert_same_windows(got: list[Window], want: list[Window]) -> None:
         np.testing.assert_array_equal(a.features, b.features)
 
 
-@pytest.mark.parametrize("spec", [SPEC, SMALL, dataclasses.replace(SMALL, kind="mfcc", n_mfcc=13)])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        SPEC,
+        SMALL,
+        dataclasses.replace(SMALL, kind="mfcc", n_mfcc=13),
+        dataclasses.replace(SPEC, log="none", n_mels=40, fmin=0.0),  # speaker-embed/2's
+    ],
+)
 def test_streaming_equals_offline(spec: FeatureSpec) -> None:
     y = audio(int(2.7 * spec.sr))
     got = feed(FeatureBank(spec), "s", y, list(range(0, len(y), 1234)))
