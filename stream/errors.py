@@ -9,6 +9,8 @@ Two families, handled in opposite ways::
     │   │   └── AudioFileError     an audio file that cannot be read or is empty (names the path)
     │   ├── SequenceError          stream state: too late, gap too large, after EOS
     │   ├── JsonRecordError        a record that is not bounded JSON (stream.control.json_records)
+    │   ├── BatchTooLargeError     a compressed record batch that inflates past its bound
+    │   │                          (stream.kafka.fetch)
     │   └── PacketError            one ingest datagram or WebSocket message (stream.ingest.errors)
     └── ContractError              at start: refuse to run, never degrade silently
         ├── ConfigError            settings that cannot work together
@@ -22,7 +24,7 @@ Two families, handled in opposite ways::
         │                          (stream.control.signing)
         └── ToolError              an external program (espeak-ng, sox...) missing or failed
 
-Classes are defined here except the three whose module is named beside them: they
+Classes are defined here except the four whose module is named beside them: they
 belong to the code that raises them, and are drawn here so that this is the whole tree
 (tests/unit/stream/test_errors.py checks it).
 

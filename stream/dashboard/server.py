@@ -42,6 +42,7 @@ from stream.dashboard.state import DashboardLimits, DashboardState
 from stream.errors import BrokerError
 from stream.events.kinds import EVENT_KINDS
 from stream.kafka.config import KafkaClientConfig, broker_refusals
+from stream.kafka.fetch import FetchGuard, log_skipped
 from stream.kafka.readers import BROKER_ERRORS, EventReader, event_reader
 from stream.kafka.topics import Topics, list_topics, wait_for_broker
 
@@ -272,11 +273,14 @@ async def _topics_ready(client: KafkaClientConfig, names: list[str], status: Rea
 async def _read_once(
     config: DashboardConfig, kinds: dict[str, str], state: DashboardState, status: ReaderStatus
 ) -> None:
-    consumer = event_reader(config.client, list(kinds), from_beginning=config.from_beginning)
+    guard = FetchGuard()
+    consumer = event_reader(
+        config.client, list(kinds), from_beginning=config.from_beginning, guard=guard
+    )
     try:
         await consumer.start()
         _set_status(status, True, None)
-        await _drain(consumer, kinds, state, status)
+        await _drain(consumer, kinds, state, status, guard)
     except BROKER_ERRORS as exc:
         _set_status(status, False, f"{type(exc).__name__}: {exc}")
     finally:
@@ -294,10 +298,17 @@ def _set_status(status: ReaderStatus, connected: bool, error: str | None) -> Non
 
 
 async def _drain(
-    consumer: EventReader, kinds: dict[str, str], state: DashboardState, status: ReaderStatus
+    consumer: EventReader,
+    kinds: dict[str, str],
+    state: DashboardState,
+    status: ReaderStatus,
+    guard: FetchGuard,
 ) -> None:
     while True:
         batch = await consumer.getmany(timeout_ms=500, max_records=2000)
+        for skipped in await guard.take(consumer):
+            state.unparsable[kinds.get(skipped.topic, skipped.topic)] += 1
+            log_skipped([skipped], what="dashboard")
         now_s = time.time()
         for tp, records in batch.items():
             kind = kinds[tp.topic]

@@ -364,7 +364,7 @@ class RejectedRecord:
     reason: the ``InputError.reason`` code (``bad_payload_length``, ``late_frame``...).
     message: the human sentence naming the bad value.
     topic, partition, offset: where the record was read.
-    headers: the original headers, values base64-encoded.
+    headers: the original headers, values base64-encoded (``None`` for a null value).
     payload: the original value (or its first bytes, see :meth:`bounded`).
     original_bytes: the original value's size when ``payload`` was truncated.
     truncated: the payload, a header, the key or the message was cut to fit.
@@ -376,7 +376,7 @@ class RejectedRecord:
     topic: str
     partition: int
     offset: int
-    headers: tuple[tuple[str, bytes], ...] = ()
+    headers: tuple[tuple[str, bytes | None], ...] = ()  # Kafka allows null values
     payload: bytes = b""
     seq: int | None = None
     original_bytes: int | None = None
@@ -395,7 +395,10 @@ class RejectedRecord:
         for its retention.
         """
         headers = tuple(
-            (k[:DEAD_LETTER_TEXT_CHARS], v[:DEAD_LETTER_HEADER_BYTES])
+            (
+                _header_name(k)[:DEAD_LETTER_TEXT_CHARS],
+                None if v is None else v[:DEAD_LETTER_HEADER_BYTES],
+            )
             for k, v in self.headers[:DEAD_LETTER_HEADERS]
         )
         sid = None if self.stream_id is None else self.stream_id[:DEAD_LETTER_TEXT_CHARS]
@@ -435,7 +438,10 @@ class RejectedRecord:
             "offset": self.offset,
             "seq": self.seq,
             "headers": [
-                {"key": k, "value_b64": base64.b64encode(v).decode("ascii")}
+                {
+                    "key": _header_name(k),
+                    "value_b64": None if v is None else base64.b64encode(v).decode("ascii"),
+                }
                 for k, v in self.headers
             ],
             "payload_b64": base64.b64encode(self.payload).decode("ascii"),
@@ -445,6 +451,16 @@ class RejectedRecord:
 
     def to_json(self) -> bytes:
         return _dumps(self.to_dict()).encode()
+
+
+def _header_name(name: object) -> str:
+    """A header name as text, whatever a client handed over (bytes that are not UTF-8
+    keep their bytes as ``\\xNN`` escapes)."""
+    if isinstance(name, str):
+        return name
+    if isinstance(name, bytes | bytearray | memoryview):
+        return bytes(name).decode("utf-8", "backslashreplace")
+    return repr(name)
 
 
 def _round(value: float | None) -> float | None:

@@ -12,7 +12,10 @@
 * :mod:`~stream.kafka.faust_producer`: the worker's Faust producer, ``acks=all`` and
   idempotent outside transactions too;
 * :mod:`~stream.kafka.readers`: group-less readers of event topics (``tympan tail``,
-  the dashboard).
+  the dashboard);
+* :mod:`~stream.kafka.fetch`: the guard between the broker's fetch responses and the
+  client's record parser, on every reader (codecs, bounded decompression, header
+  bounds; what the client cannot parse is skipped by offset and accounted for).
 
 The names below are imported on first use: importing this package (or
 :mod:`~stream.kafka.config`) does not load aiokafka, so the domain core may hold a
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
         send_acked,
     )
     from stream.kafka.consumer import BatchConsumer, ConsumerPlan
+    from stream.kafka.fetch import FetchGuard, SkippedRecords, log_skipped
     from stream.kafka.producer import ProducerTuning, ProduceStats, interleave, produce_frames
     from stream.kafka.readers import BROKER_ERRORS, EventReader, event_reader
     from stream.kafka.topics import (
@@ -62,6 +66,9 @@ _HOMES = {
     "describe_topics": "topics",
     "ensure_topics": "topics",
     "EnsureReport": "topics",
+    "FetchGuard": "fetch",
+    "log_skipped": "fetch",
+    "SkippedRecords": "fetch",
     "event_reader": "readers",
     "EventReader": "readers",
     "interleave": "producer",
@@ -89,9 +96,11 @@ __all__ = [
     "ConsumerPlan",
     "EnsureReport",
     "EventReader",
+    "FetchGuard",
     "KafkaClientConfig",
     "ProduceStats",
     "ProducerTuning",
+    "SkippedRecords",
     "TopicInfo",
     "TopicSpec",
     "Topics",
@@ -103,6 +112,7 @@ __all__ = [
     "interleave",
     "latest_per_key",
     "list_topics",
+    "log_skipped",
     "produce_frames",
     "read_latest",
     "require_topics",

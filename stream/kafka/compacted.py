@@ -28,7 +28,9 @@ from types import TracebackType
 from typing import Any
 
 from stream.errors import BrokerError
-from stream.kafka.config import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig, broker_failure
+from stream.kafka.fetch import FetchGuard, log_skipped
+from stream.settings import RecordLimits
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,9 @@ class CompactedReader:
         Per fetch and per partition (a speaker enrollment can be megabytes).
     retry_s : float
         :meth:`follow` waits this long after a broker error before polling again.
+    record_limits : RecordLimits, optional
+        Bounds below the record format (``stream.kafka.fetch``); a batch or record past
+        them, or one the client cannot read, is skipped and logged, never blocking.
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class CompactedReader:
         timeout_s: float = 30.0,
         fetch_max_bytes: int = FETCH_MAX_BYTES,
         retry_s: float = RETRY_S,
+        record_limits: RecordLimits | None = None,
     ) -> None:
         self.client = client
         self.topic = topic
@@ -88,6 +94,7 @@ class CompactedReader:
         self.retry_s = retry_s
         self._consumer: Any = None
         self._ends: dict[Any, int] = {}
+        self._guard = FetchGuard(record_limits)
 
     async def __aenter__(self) -> CompactedReader:
         await self.open()
@@ -119,7 +126,9 @@ class CompactedReader:
             auto_offset_reset="earliest",
             fetch_max_bytes=self.fetch_max_bytes,
             max_partition_fetch_bytes=self.fetch_max_bytes,
+            isolation_level="read_committed",
         )
+        self._guard.install(consumer)  # a batch the client cannot read is skipped, logged
         try:
             await asyncio.wait_for(consumer.start(), self.timeout_s)
             partitions = consumer.partitions_for_topic(self.topic)
@@ -136,7 +145,8 @@ class CompactedReader:
             await consumer.stop()
             if isinstance(exc, KafkaError | TimeoutError | OSError):
                 raise BrokerError(
-                    f"cannot read topic {self.topic!r} on {self.client.bootstrap_servers}: {exc!r}"
+                    f"cannot read topic {self.topic!r}: "
+                    f"{broker_failure(exc, self.client.bootstrap_servers)}"
                 ) from exc
             raise
         self._consumer = consumer
@@ -201,6 +211,7 @@ class CompactedReader:
         if self._consumer is None:
             raise BrokerError(f"topic {self.topic!r}: the reader is not open")
         fetched = await self._consumer.getmany(timeout_ms=timeout_ms)
+        log_skipped(await self._guard.take(self._consumer), what=f"topic {self.topic}")
         return [
             CompactedRecord(
                 tp.topic, tp.partition, r.offset, r.key, r.value, tuple(r.headers or ())

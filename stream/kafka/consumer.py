@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -34,7 +34,9 @@ from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
 from mode import Service
 
 from stream.kafka.config import KafkaClientConfig
+from stream.kafka.fetch import FetchGuard, SkippedRecords
 from stream.pipeline import Record
+from stream.settings import RecordLimits
 from stream.worker.commits import CommitLog
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.runtime import WorkerRuntime
@@ -59,6 +61,8 @@ class ConsumerPlan:
         quickly a stop is noticed).
     drain_timeout_s: at stop, how long to wait for windows in flight and their
         deliveries before the last commit.
+    record_limits: bounds below the record format (``stream.kafka.fetch``): what
+        passes them is dead-lettered by offset and the partition goes on.
     """
 
     kafka: KafkaClientConfig
@@ -70,6 +74,7 @@ class ConsumerPlan:
     max_poll_records: int = 1000
     fetch_timeout_ms: int = 100
     drain_timeout_s: float = 10.0
+    record_limits: RecordLimits = field(default_factory=RecordLimits)
 
 
 class BatchConsumer(Service):
@@ -95,6 +100,7 @@ class BatchConsumer(Service):
         self._kafka: AIOKafkaConsumer | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._fetch_guard = FetchGuard(plan.record_limits)
 
     # -- lifecycle --------------------------------------------------------------------
     async def on_start(self) -> None:
@@ -108,7 +114,9 @@ class BatchConsumer(Service):
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=session_ms // 4,
             max_poll_records=plan.max_poll_records,
+            isolation_level="read_committed",  # an aborted transaction's records never count
         )
+        self._fetch_guard.install(consumer)  # before any fetch: every batch is screened
         await consumer.start()
         consumer.subscribe([plan.topic], listener=_Rebalance(self))
         self._kafka = consumer
@@ -160,7 +168,8 @@ class BatchConsumer(Service):
                 )
             except ConsumerStoppedError:
                 return
-            if not fetched:
+            skipped = await self._fetch_guard.take(consumer)
+            if not fetched and not skipped:
                 continue
             async with self._lock:
                 owned = consumer.assignment()
@@ -178,8 +187,29 @@ class BatchConsumer(Service):
                     if tp.topic == topic and tp in owned
                     for r in records
                 ]
-                if batch:
+                mine = [s for s in skipped if s.topic == topic]
+                if mine:
+                    await self._take_in_order(batch, mine)
+                elif batch:
                     await self.runtime.on_records(batch)
+
+    async def _take_in_order(self, batch: list[Record], skipped: list[SkippedRecords]) -> None:
+        """Records and skipped offsets of a fetch, handed over in offset order per
+        partition (the offset ledger holds each partition's offsets in order)."""
+        runs: list[Record | SkippedRecords] = sorted(
+            [*batch, *skipped], key=lambda item: (item.partition, item.offset)
+        )
+        records: list[Record] = []
+        for item in runs:
+            if isinstance(item, Record):
+                records.append(item)
+                continue
+            if records:
+                await self.runtime.on_records(records)
+                records = []
+            await self.runtime.on_skipped(item.rejected(), last_offset=item.last_offset)
+        if records:
+            await self.runtime.on_records(records)
 
     async def _commit_every(self) -> None:
         while not self._stopping:

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from stream.kafka.config import KafkaClientConfig
+from stream.kafka.fetch import FetchGuard
 
 #: What a reader's ``start`` or ``getmany`` raises when the broker is gone or refuses.
 BROKER_ERRORS: tuple[type[Exception], ...] = (KafkaError, OSError)
@@ -24,16 +25,27 @@ EventReader: TypeAlias = AIOKafkaConsumer
 
 
 def event_reader(
-    client: KafkaClientConfig, topics: Sequence[str], *, from_beginning: bool
+    client: KafkaClientConfig,
+    topics: Sequence[str],
+    *,
+    from_beginning: bool,
+    guard: FetchGuard | None = None,
 ) -> EventReader:
-    """A consumer of ``topics`` outside any group, not yet started.
+    """A consumer of ``topics`` outside any group, not yet started, reading
+    ``read_committed``, its fetches screened by ``guard``.
 
     ``from_beginning``: start at each partition's first record rather than its end.
+    ``guard``: ask it (:meth:`FetchGuard.take`) after each ``getmany`` for the offsets it
+    skipped (``None``: a guard with the default limits is installed, and what it skips
+    is not reported).
     """
-    return AIOKafkaConsumer(
+    consumer = AIOKafkaConsumer(
         *topics,
         **client.aiokafka_kwargs(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
+        isolation_level="read_committed",
     )
+    (guard or FetchGuard()).install(consumer)  # before start: every fetch is screened
+    return consumer

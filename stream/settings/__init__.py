@@ -4,7 +4,8 @@
   dataclass field: default, help line, unit, bounds) and everything derived from the
   declarations (flags, ``TYMPAN_*`` names, the docs/configuration.md table);
 * :mod:`~stream.settings.worker`: :class:`WorkerSettings` and the frozen policies it
-  holds (sequencing, stream limits, pipeline, batching, control records).
+  holds (sequencing, stream limits, pipeline, batching, control records, record
+  batches below the record format).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from stream.settings.worker import (
     BatchingPolicy,
     ControlLimits,
     PipelinePolicy,
+    RecordLimits,
     SequencingPolicy,
     StreamLimits,
     WorkerSettings,
@@ -32,6 +34,7 @@ __all__ = [
     "BatchingPolicy",
     "ControlLimits",
     "PipelinePolicy",
+    "RecordLimits",
     "SequencingPolicy",
     "StreamLimits",
     "WorkerSettings",

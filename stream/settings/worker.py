@@ -201,6 +201,47 @@ class BatchingPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordLimits:
+    """Bounds on what one Kafka record batch may make a reader hold, below tympan's format.
+
+    Checked by the fetch guard (``stream.kafka.fetch``) on the bytes the broker returns,
+    before the client library builds any record object: a batch or a record past them
+    is skipped by offset and dead-lettered (docs/delivery.md, "Below the record format").
+
+    Attributes
+    ----------
+    max_inflated_batch_bytes: a compressed batch is decompressed into a buffer of at
+        most this many bytes; one that inflates past it is skipped whole
+        (``batch_too_large``), never materialised. A 1 MiB zstd batch of zeros would
+        otherwise inflate to a gigabyte.
+    max_record_headers: headers on one record at most (a 1 MB record can carry ~330,000
+        empty headers: 21 MB of Python objects); more: ``too_many_headers``.
+    max_header_bytes: names plus values of one record's headers at most; more:
+        ``headers_too_large``.
+    """
+
+    max_inflated_batch_bytes: int = setting(
+        32 * KIB * KIB,
+        minimum=64 * KIB,
+        why="a batch of one largest audio frame (64 KiB) must fit",
+        unit="bytes",
+        help="a compressed record batch inflates to at most this; larger: skipped, dead-lettered",
+    )
+    max_record_headers: int = setting(
+        64, minimum=1, unit="headers", help="headers on one record at most; more: dead-lettered"
+    )
+    max_header_bytes: int = setting(
+        16 * KIB,
+        minimum=64,
+        unit="bytes",
+        help="header names and values of one record at most; more: dead-lettered",
+    )
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+
+@dataclass(frozen=True, slots=True)
 class ControlLimits:
     """Bounds on the JSON records of the compacted control and speaker-registry topics.
 
@@ -247,7 +288,7 @@ class WorkerSettings:
     model: the label model: a model directory, or ``name[/version]`` in
         ``model_repo`` (``None``: the latest ``scene`` model).
     speaker_model, speaker_registry: optional speaker identification (a model
-        reference as ``model``, and the enrolment registry file).
+        reference as ``model``, and the enrolment registry directory).
     model_repo: the model repository (``None``: ``models/zoo`` of this checkout).
     device: onnxruntime device.
     app_id: Faust app id, which is also the Kafka consumer group (``None``: follows the
@@ -265,6 +306,8 @@ class WorkerSettings:
         feature-kernel call); this bounds that pass, and so how long the event loop is
         away from sending finished events (benchmarks/RESULTS.md).
     control_limits: size and depth bounds on control and registry records.
+    record_limits: bounds below the record format (decompression, headers), on every
+        topic the worker reads (``stream.kafka.fetch``).
     dead_letter_max_bytes: a dead letter keeps at most this much of the rejected
         record's payload (the rest stays at the record's topic/partition/offset),
         so that it always fits the producer's request limit (docs/delivery.md).
@@ -280,11 +323,15 @@ class WorkerSettings:
     model: str | None = setting(
         None, default_text="the latest scene model", help="label model: directory or name[/version]"
     )
-    speaker_model: str | None = setting(None, help="speaker model, for speaker events")
+    speaker_model: str | None = setting(
+        None, help="speaker model (directory or name[/version]), for speaker events"
+    )
     model_repo: Path | None = setting(
         None, default_text="models/zoo", help="model repository the model names refer to"
     )
-    speaker_registry: Path | None = setting(None, help="speaker registry file")
+    speaker_registry: Path | None = setting(
+        None, help="speaker registry directory (where `tympan speakers enroll` writes)"
+    )
     device: Device = setting("cpu", help="onnxruntime device")
     app_id: str | None = setting(
         None,
@@ -292,7 +339,9 @@ class WorkerSettings:
         help="Kafka consumer group (and Faust app id); workers with the same one share the "
         "audio topic's partitions",
     )
-    data_dir: Path = setting(Path("/tmp/tympan-worker"), help="Faust data directory")
+    data_dir: Path = setting(
+        Path("/tmp/tympan-worker"), help="where the worker keeps its state (Faust data directory)"
+    )
     batching: BatchingPolicy = field(default_factory=BatchingPolicy)
     pipeline: PipelinePolicy = field(default_factory=PipelinePolicy)
     web_host: str = setting("127.0.0.1", help="metrics bind address")
@@ -314,6 +363,7 @@ class WorkerSettings:
         help="audio records handed to the pipeline per fetched batch at most",
     )
     control_limits: ControlLimits = field(default_factory=ControlLimits)
+    record_limits: RecordLimits = field(default_factory=RecordLimits)
     dead_letter_max_bytes: int = setting(
         64 * KIB,
         minimum=0,

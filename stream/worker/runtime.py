@@ -227,6 +227,22 @@ class WorkerRuntime:
         self._inbox.extend(records)
         await self.flush_inbox()
 
+    async def on_skipped(self, rejected: RejectedRecord, *, last_offset: int) -> None:
+        """Offsets ``rejected.offset..last_offset`` were skipped below the record format
+        (``stream.kafka.fetch``: a batch or a record the client cannot read or that
+        passes a bound): they are held like consumed records and acked once the dead
+        letter that accounts for them is on the broker."""
+        self._raise_failure()
+        await self.flush_inbox()  # what came before keeps its place in the ledger
+        partition = rejected.partition
+        async with self._inbox_lock:
+            self.ledger.hold(partition, rejected.offset)
+            if last_offset > rejected.offset:
+                self.ledger.hold(partition, last_offset)
+            self.last_offset[partition] = last_offset
+            await self._dead_letter(rejected)
+            self._release(partition)
+
     def _spawn(self, work: Awaitable[None]) -> None:
         """Run ``work`` in the background; an exception it raises is a runtime
         failure (``on_fatal``), never an unread task result."""
