@@ -15,7 +15,7 @@ LOCK := requirements-dev.lock
 LOCK_EXTRAS := cpu train dev
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) scripts/setup-venv.sh | sha256sum | cut -c1-12)-$(ORT)
 
-.PHONY: setup system lock test test-fast test-unit lint format kafka-up kafka-down kafka-status kafka-logs kafka-up-secure kafka-down-secure kafka-up-cluster kafka-down-cluster kafka-status-cluster demo models bench clean
+.PHONY: setup system lock test test-fast test-unit lint format kafka-up kafka-down kafka-status kafka-logs kafka-up-secure kafka-down-secure kafka-up-cluster kafka-down-cluster kafka-status-cluster demo models bench clean real-set eval-real
 
 setup: $(STAMP)
 
@@ -102,3 +102,12 @@ bench: setup
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache test-artifacts
+
+# The real-recording evaluation set (issue #25): Debian packages fetched with apt-get
+# download into ~/.cache/tympan/realset, clips laid out for tympan evaluate / speakers
+# evaluate (models/realset/manifest.json lists every file, licence and label).
+real-set: setup
+	PYTHONPATH=$(CURDIR) $(PY) -m models.realset build
+
+eval-real: real-set
+	PYTHONPATH=$(CURDIR) $(PY) -m models.realset evaluate

@@ -45,6 +45,7 @@ class WindowJob:
     def stream_id(self) -> str:
         """The stream id its events name (``window.stream_id`` is the pipeline's key)."""
         return wire_id(self.window.stream_id, self.instance)
+    speech: bool | None = None  # voice activity over the window; None: not measured
 
 
 class WindowJobs:
