@@ -40,12 +40,12 @@ class WindowJob:
     attributes: tuple[tuple[str, str], ...] = ()  # the stream's attr-* headers
     key: str = ""  # what event ids hash for the stream: segment_key(); "" = stream id
     instance: str | None = None  # the stream's instance header (window.stream_id: its key)
+    speech: bool | None = None  # voice activity over the window; None: not measured
 
     @property
     def stream_id(self) -> str:
         """The stream id its events name (``window.stream_id`` is the pipeline's key)."""
         return wire_id(self.window.stream_id, self.instance)
-    speech: bool | None = None  # voice activity over the window; None: not measured
 
 
 class WindowJobs:
