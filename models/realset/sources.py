@@ -123,7 +123,12 @@ def fetch_package(source: Source, cache: Path) -> Path:
         return root
     debs = cache / "debs"
     debs.mkdir(parents=True, exist_ok=True)
-    _run(["apt-get", "download", f"{source.package}={source.version}"], cwd=debs)
+    try:
+        _run(["apt-get", "download", f"{source.package}={source.version}"], cwd=debs)
+    except RealSetError as exc:
+        raise RealSetError(
+            f"{exc} (are the package lists current? run apt-get update once)"
+        ) from exc
     deb = _deb_path(debs, source)
     if root.exists():
         shutil.rmtree(root)

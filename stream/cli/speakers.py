@@ -56,8 +56,8 @@ def register(subparsers: Any) -> None:
     enroll.add_argument(
         "--scene-model",
         default="auto",
-        help="label model that may veto clips it mostly hears as music or tones ('auto': "
-        "the latest 'scene' model if there is one; 'none': energy gate only)",
+        help="label model that may veto clips it mostly hears as music ('auto': "
+        "the latest 'scene' model if there is one; 'none': the voice activity model only)",
     )
     _publish_flags(enroll)
     enroll.set_defaults(func=_enroll)

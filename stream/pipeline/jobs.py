@@ -39,8 +39,8 @@ class WindowJob:
     aux_features: npt.NDArray[np.float32] | None = None  # same window, aux FeatureSpec
     attributes: tuple[tuple[str, str], ...] = ()  # the stream's attr-* headers
     key: str = ""  # what event ids hash for the stream: segment_key(); "" = stream id
-    speech: bool | None = None  # voice activity over the window; None: not measured
     instance: str | None = None  # the stream's instance header (window.stream_id: its key)
+    speech: bool | None = None  # voice activity over the window; None: not measured
 
     @property
     def stream_id(self) -> str:

@@ -34,7 +34,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 
@@ -58,6 +58,9 @@ from stream.worker.commits import CommitLog
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.producer import BatchSender
 from stream.worker.runtime import EmbeddingSpeakerHook, WorkerRuntime
+
+if TYPE_CHECKING:
+    from stream.speakers.vad import SileroVad
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +282,7 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
         on_fatal=fatal,
         current_model=active.current,
         dead_letter_max_bytes=settings.dead_letter_max_bytes,
+        vad=_voice_activity() if speakers is not None else None,
     )
     plan = ConsumerPlan(
         settings.kafka,
@@ -444,3 +448,11 @@ def _faust_settings(settings: WorkerSettings) -> dict[str, Any]:
         # web_port 0 turns the web server off; Faust keeps its own port then
         **({"web_port": settings.web_port} if settings.web_port else {}),
     }
+
+
+def _voice_activity() -> SileroVad:
+    """Silero VAD (``models/zoo/vad/silero``): decides which windows the speaker
+    tracker embeds. A missing or broken file refuses the worker (ContractError)."""
+    from stream.speakers.vad import SileroVad
+
+    return SileroVad()

@@ -38,7 +38,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -67,6 +67,9 @@ from stream.settings import BatchingPolicy
 from stream.types import Infer, Send
 from stream.worker.delivery import OffsetLedger
 from stream.worker.metrics import WorkerMetrics, observe_many
+
+if TYPE_CHECKING:  # onnxruntime and the speakers package load only with speaker tracking
+    from stream.speakers.vad import SileroVad
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +159,8 @@ class WorkerRuntime:
         event names the model that scored it; default ``(infer, pipeline.model)``.
     dead_letter_max_bytes: payload bytes a dead letter keeps
         (:meth:`~stream.events.RejectedRecord.bounded`).
+    vad: the voice activity model that picks the windows the speaker tracker embeds
+        (``SpeakerStage.vad``); ``None``: the label model's ``speech`` label does.
     """
 
     def __init__(
@@ -172,6 +177,7 @@ class WorkerRuntime:
         on_fatal: Callable[[BaseException], None] | None = None,
         current_model: CurrentModel | None = None,
         dead_letter_max_bytes: int = DEAD_LETTER_PAYLOAD_BYTES,
+        vad: SileroVad | None = None,
     ) -> None:
         self.pipeline = pipeline
         self._current_model = current_model or (lambda: (infer, pipeline.model))
@@ -181,10 +187,8 @@ class WorkerRuntime:
         self.metrics = metrics or WorkerMetrics()
         self.speakers = speakers
         if speakers is not None and pipeline.speakers is None:
-            from stream.speakers.vad import shared_model
-
             stage = SpeakerStage(
-                speakers.model, speakers.scorer, speech_label=SPEECH_LABEL, vad=shared_model()
+                speakers.model, speakers.scorer, speech_label=SPEECH_LABEL, vad=vad
             )
             pipeline.track_speakers(stage)
         self.ledger = OffsetLedger()
