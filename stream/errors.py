@@ -6,7 +6,9 @@ Two families, handled in opposite ways::
     ├── InputError                 per record: dead-letter it with ``reason``, keep going
     │   ├── FrameError             the wire format: headers, payload length, encoding, rate
     │   ├── AudioError             samples: NaN/Inf, empty, wrong dtype, absurd rate
-    │   │   └── AudioFileError     an audio file that cannot be read or is empty (names the path)
+    │   │   ├── AudioFileError     an audio file that cannot be read or is empty (names the path)
+    │   │   └── DecodeError        one decoder could not read a file; load_audio names the
+    │   │                          path in the error it raises (stream.audio.decoders)
     │   ├── SequenceError          stream state: too late, gap too large, after EOS
     │   ├── JsonRecordError        a record that is not bounded JSON (stream.control.json_records)
     │   ├── BatchTooLargeError     a compressed record batch that inflates past its bound
@@ -24,7 +26,7 @@ Two families, handled in opposite ways::
         │                          (stream.control.signing)
         └── ToolError              an external program (espeak-ng, sox...) missing or failed
 
-Classes are defined here except the four whose module is named beside them: they
+Classes are defined here except the five whose module is named beside them: they
 belong to the code that raises them, and are drawn here so that this is the whole tree
 (tests/unit/stream/test_errors.py checks it).
 

@@ -37,6 +37,8 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
+from stream.errors import AudioError
+
 Samples = npt.NDArray[np.float32]
 """``[shape=(n, channels)]`` float32 frames, as ``soundfile.read(always_2d=True)``."""
 
@@ -44,8 +46,15 @@ FFMPEG_FORMATS = "mp3,mov,mp4,m4a,3gp,3g2,mj2,aac,ogg,flac,wav,w64,matroska,webm
 """Demuxers ffmpeg may use (``-format_whitelist``): audio containers only."""
 
 
-class DecodeError(Exception):
-    """One decoder could not read the file; ``str()`` says why in a few words."""
+class DecodeError(AudioError):
+    """One decoder could not read the file; ``str()`` says why in a few words.
+
+    :func:`stream.audio.files.load_audio` names the file and raises
+    :class:`~stream.errors.AudioFileError` from it.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__("unreadable_file", message)
 
 
 @dataclass(frozen=True, slots=True)
