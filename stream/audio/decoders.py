@@ -34,12 +34,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 import soundfile as sf
 
 from stream.errors import AudioError
+from stream.types import Float32
 
-Samples = npt.NDArray[np.float32]
 """``[shape=(n, channels)]`` float32 frames, as ``soundfile.read(always_2d=True)``."""
 
 FFMPEG_FORMATS = "mp3,mov,mp4,m4a,3gp,3g2,mj2,aac,ogg,flac,wav,w64,matroska,webm,aiff,caf,asf,amr"
@@ -80,7 +79,7 @@ class Decoder(Protocol):
 
     name: str
 
-    def decode(self, path: str, limits: DecodeLimits) -> tuple[Samples, int]: ...
+    def decode(self, path: str, limits: DecodeLimits) -> tuple[Float32, int]: ...
 
 
 class SoundfileDecoder:
@@ -88,7 +87,7 @@ class SoundfileDecoder:
 
     name = "soundfile"
 
-    def decode(self, path: str, limits: DecodeLimits) -> tuple[Samples, int]:
+    def decode(self, path: str, limits: DecodeLimits) -> tuple[Float32, int]:
         try:
             info = sf.info(path)
             _check_duration(info.frames / max(info.samplerate, 1), limits)
@@ -107,7 +106,7 @@ class FfmpegDecoder:
         self.ffmpeg = ffmpeg
         self.ffprobe = ffprobe
 
-    def decode(self, path: str, limits: DecodeLimits) -> tuple[Samples, int]:
+    def decode(self, path: str, limits: DecodeLimits) -> tuple[Float32, int]:
         rate, channels = self.probe(path, limits)
         command = [
             self.ffmpeg,
@@ -195,7 +194,7 @@ DECODERS: tuple[Decoder, ...] = (SoundfileDecoder(), FfmpegDecoder())
 
 def decode(
     path: str, *, limits: DecodeLimits = DEFAULT_LIMITS, decoders: tuple[Decoder, ...] = DECODERS
-) -> tuple[Samples, int]:
+) -> tuple[Float32, int]:
     """The frames and rate of ``path`` from the first decoder that reads it.
 
     Raises
