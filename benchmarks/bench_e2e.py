@@ -7,18 +7,27 @@ What one level of the sweep does (all on this machine, the broker included):
    one consumer group (same app id), separate data dirs, ``--web-port 0``; the
    levels start once every worker's latest assignment is non-empty and together
    they cover every audio partition (the audio topic has 8);
-2. a producer subprocess (this file, ``_produce`` mode) plays ``K`` 16 kHz PCM calls
-   (or 8 kHz μ-law: ``--telephony``) in real time: 100 ms chunks (``--frame-ms``),
-   each call starting at a different moment of the first ``ramp_s`` (so sends are
-   spread evenly over every 100 ms), for ``duration_s``; then each call ends with
-   ``eos``. It runs ``tympan produce``'s own engine (``stream.produce.produce_frames``:
-   one process, one asyncio loop, payloads encoded once, one ``send_batch`` per
-   partition per round) and reports its send-lag percentiles;
-3. this process reads the label topic and stamps each event when it becomes
-   readable. Latency of a window = that stamp minus the capture time of the
-   window's last sample (``capture_time_s`` in the label event, derived by the
-   worker from the frames' ``capture-us`` header); ``emit`` latency uses the event
-   record's Kafka ``CreateTime`` (when the worker sent it) instead;
+2. for each of ``--encodings`` (default both: 16 kHz PCM, then 8 kHz μ-law) a
+   producer subprocess (this file, ``_produce`` mode) plays ``K`` calls in real time:
+   100 ms chunks (``--frame-ms``), each call starting at a different moment of the
+   first ``ramp_s`` (default one frame, as ``tympan produce --streams`` spreads
+   them; so sends are spread evenly over every 100 ms), for ``duration_s``; then
+   each call ends with ``eos``. It runs ``tympan produce``'s own engine
+   (``stream.produce.produce_frames``: one process, one asyncio loop, payloads
+   encoded once, one ``send_batch`` per partition per round) and reports its send-lag percentiles;
+3. this process reads the labels and summaries topics (``stream.kafka.readers``, no
+   group, from the end) and stamps each event when it becomes readable here (the
+   consumer's receive time, not the record's timestamp: the result topics keep
+   ``CreateTime``, the worker's send time, which leaves out the broker and the fetch).
+   Latency of a window = that stamp minus the capture time of the window's last
+   sample (``capture_time_s`` in the label event: the stream's first ``capture-us``
+   + ``end_s``). Every window is timed, the padded last one too (it ends at its last
+   real audio, not at its nominal end). :func:`latency_split` also reports the
+   warm-up (windows captured before ``ramp_s + warmup_s``), each call's last window,
+   and the summary from the end of stream (the EOS frame's capture time + its
+   duration = the stream's origin + ``duration_s``); ``independent_load.py`` computes
+   the same figures around ``tympan produce --realtime --streams N``. ``emit``
+   latency uses the event record's Kafka ``CreateTime`` (when the worker sent it);
 4. CPU time of the workers, producer, broker and this reader comes from
    ``/proc/<pid>/stat`` over the measured interval, and whole-machine busy time from
    ``/proc/stat`` (other people's jobs on the shared cores show up as "other");
@@ -37,8 +46,8 @@ domain objects without Kafka or Faust) give streams per core and tympan's ratio.
 
 Run::
 
-    .venv/bin/python benchmarks/bench_e2e.py --quick          # < 3 min, `make bench`
-    .venv/bin/python benchmarks/bench_e2e.py --quick --telephony   # 8 kHz μ-law calls
+    .venv/bin/python benchmarks/bench_e2e.py --quick          # PCM and μ-law, 12 s and 24 s calls
+    .venv/bin/python benchmarks/bench_e2e.py --quick --telephony   # 8 kHz μ-law calls only
     .venv/bin/python benchmarks/bench_e2e.py --streams 100 300 600 1000 --duration-s 30
     .venv/bin/python benchmarks/bench_e2e.py --streams 400 --profile /tmp/w.txt  # py-spy
     .venv/bin/python benchmarks/bench_e2e.py --workers 2 --streams 300 400 500 600
@@ -385,6 +394,7 @@ class Level:
 
     streams: int
     duration_s: float
+    encoding: str
     expected_windows: int
     received_windows: int
     p50_ms: float
@@ -399,6 +409,13 @@ class Level:
     passes: bool
     cpu_cores: dict[str, float]
     producer: dict[str, Any]
+    split: dict[str, Any] = field(default_factory=dict)
+    """:func:`latency_split`: every window, warm-up, last window, summary."""
+
+    @property
+    def end_p99_ms(self) -> float:
+        """The worse p99 of the last windows and the summaries (end of call)."""
+        return max(self.split["last"]["p99_ms"], self.split["summary"]["p99_ms"])
 
 
 def expected_windows(spec: Any, n_samples: int) -> int:
@@ -409,58 +426,128 @@ def expected_windows(spec: Any, n_samples: int) -> int:
     return full_windows(n_frames, spec) + int(extra)
 
 
-async def read_labels(
+@dataclass(frozen=True)
+class Arrival:
+    """One result event as the reader saw it.
+
+    ``received_s``: when it became readable here (wall clock after ``getmany``);
+    ``kind``: ``"label"`` or ``"summary"``. Labels: ``capture_s`` is the capture time
+    of the window's last sample, ``end_s`` its end in the stream, ``emitted_s`` the
+    record's ``CreateTime``. Summaries: ``end_s`` is the stream's ``duration_s``.
+    """
+
+    kind: str
+    stream: str
+    received_s: float
+    index: int = -1
+    capture_s: float = float("nan")
+    end_s: float = float("nan")
+    emitted_s: float = float("nan")
+    padded: bool = False
+
+
+def arrival(kind: str, key: bytes, value: bytes, received_s: float, timestamp_ms: int) -> Arrival:
+    """Parse a label or summary record into an :class:`Arrival` (no capture time: NaN)."""
+    event = json.loads(value)
+    stream = key.decode(errors="replace")
+    if kind == "summary":
+        return Arrival("summary", stream, received_s, end_s=float(event["duration_s"]))
+    capture = event.get("capture_time_s")
+    return Arrival(
+        "label",
+        stream,
+        received_s,
+        index=int(event["window_index"]),
+        capture_s=float("nan") if capture is None else float(capture),
+        end_s=float(event["end_s"]),
+        emitted_s=timestamp_ms / 1000,  # CreateTime: when the worker sent it
+        padded=bool(event.get("padded")),
+    )
+
+
+def _pct(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 1) if values else float("nan")
+
+
+def latency_split(arrivals: list[Arrival], timed_from_s: float) -> dict[str, Any]:
+    """What users see, the same way for the benchmark and the independent load.
+
+    Latency of a window = ``received_s`` − the capture time of its last sample (the
+    worker's ``capture_time_s``: the stream's first ``capture-us`` + ``end_s``; a
+    padded window ends at its last real audio, so it is timed like any other).
+    ``all``: every window whose end was captured at or after ``timed_from_s``;
+    ``warmup``: those before it. ``last``: each stream's last window (the one the end
+    of stream releases), from the end of its audio. ``summary``: from the end of
+    stream (the stream's origin + ``duration_s``: the EOS frame's capture time + its
+    duration) to the summary's arrival. The origin of a stream is ``capture_s −
+    end_s`` of any of its windows.
+    """
+    labels = [a for a in arrivals if a.kind == "label" and a.capture_s == a.capture_s]
+    origin = {a.stream: a.capture_s - a.end_s for a in labels}
+    last: dict[str, Arrival] = {}
+    for a in labels:
+        if a.stream not in last or a.index > last[a.stream].index:
+            last[a.stream] = a
+
+    def ms(a: Arrival) -> float:
+        return (a.received_s - a.capture_s) * 1000
+
+    steady = [ms(a) for a in labels if a.capture_s >= timed_from_s]
+    warm = [ms(a) for a in labels if a.capture_s < timed_from_s]
+    ends = [ms(a) for a in last.values() if a.capture_s >= timed_from_s]
+    summary = [
+        (a.received_s - origin[a.stream] - a.end_s) * 1000
+        for a in arrivals
+        if a.kind == "summary" and a.stream in origin
+    ]
+    out: dict[str, Any] = {}
+    for name, values in (("all", steady), ("warmup", warm), ("last", ends), ("summary", summary)):
+        out[name] = {"n": len(values), "p50_ms": _pct(values, 50), "p99_ms": _pct(values, 99)}
+    return out
+
+
+async def read_results(
     broker: str,
-    topic: str,
+    topics: Any,
     prefix: str,
     want: int,
+    want_summaries: int,
     stop_at: asyncio.Event,
     grace_s: float,
-    out: list[tuple[float, float, float, int, bytes]],
+    out: list[Arrival],
 ) -> None:
-    """Collect (received_s, capture_s, emitted_s, index, stream) of this level's
-    label events until all ``want`` arrived, or ``grace_s`` after ``stop_at`` is set."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    """Collect this level's label and summary events (keys starting with ``prefix``)
+    until all ``want`` windows and ``want_summaries`` summaries arrived, or ``grace_s``
+    after ``stop_at`` is set."""
+    from stream.kafka.config import KafkaClientConfig
+    from stream.kafka.readers import event_reader
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=broker, enable_auto_commit=False, fetch_max_wait_ms=10
+    kinds = {topics.labels: "label", topics.summaries: "summary"}
+    mark = prefix.encode()
+    reader = event_reader(
+        KafkaClientConfig(bootstrap_servers=broker), list(kinds), from_beginning=False
     )
-    await consumer.start()
+    await reader.start()
     try:
-        parts = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
-        ]
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = [
-                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
-            ]
-        consumer.assign(parts)
-        await consumer.seek_to_end(*parts)
-        mark = prefix.encode()
-        seen = 0
+        windows = summaries = 0
         deadline = None
-        while seen < want:
-            batches = await consumer.getmany(timeout_ms=20, max_records=5000)
+        while windows < want or summaries < want_summaries:
+            batches = await reader.getmany(timeout_ms=20, max_records=5000)
             now = time.time()
-            for records in batches.values():
+            for tp, records in batches.items():
                 for r in records:
                     if not r.key or not r.key.startswith(mark):
                         continue
-                    event = json.loads(r.value)
-                    capture = event.get("capture_time_s")
-                    if capture is None or event.get("padded"):
-                        capture = float("nan")  # counted, not timed
-                    index = event["window_index"]
-                    emitted = r.timestamp / 1000  # CreateTime: when the worker sent it
-                    out.append((now, capture, emitted, index, r.key))
-                    seen += 1
+                    got = arrival(kinds[tp.topic], r.key, r.value, now, r.timestamp)
+                    out.append(got)
+                    windows += got.kind == "label"
+                    summaries += got.kind == "summary"
             if stop_at.is_set():
                 deadline = deadline or time.monotonic() + grace_s
                 if time.monotonic() > deadline:
                     break
     finally:
-        await consumer.stop()
+        await reader.stop()
 
 
 def run_level(
@@ -481,12 +568,12 @@ def run_level(
     prefix = f"k{k}-{uuid.uuid4().hex[:6]}"
     n_samples = round(duration_s / (frame_ms / 1000)) * SR * frame_ms // 1000
     want = k * expected_windows(spec, n_samples)
-    rows: list[tuple[float, float, float, int, bytes]] = []
+    rows: list[Arrival] = []
 
     async def go() -> dict[str, Any]:
         stop = asyncio.Event()
         reader = asyncio.create_task(
-            read_labels(broker, topics.labels, prefix, want, stop, 10.0, rows)
+            read_results(broker, topics, prefix, want, k, stop, 10.0, rows)
         )
         await asyncio.sleep(1.0)  # the reader is positioned at the end of the topic
         producer = await asyncio.create_subprocess_exec(
@@ -518,28 +605,31 @@ def run_level(
 
     result = asyncio.run(go())
     start = result["producer"].get("first_start_s", 0.0)
-    timed = sorted(
-        (c, (r - c) * 1000, (e - c) * 1000)
-        for r, c, e, _, _ in rows
-        if c >= start + ramp_s + warmup_s
-    )  # by capture time; NaN (padded) compares False and drops out
-    received = len({(s, i) for _, _, _, i, s in rows})
+    labels = [a for a in rows if a.kind == "label"]
+    split = latency_split(rows, start + ramp_s + warmup_s)
+    timed = sorted(  # every window, padded ones included, by capture time
+        (a.capture_s, (a.received_s - a.capture_s) * 1000, (a.emitted_s - a.capture_s) * 1000)
+        for a in labels
+        if a.capture_s >= start + ramp_s + warmup_s
+    )
+    received = len({(a.stream, a.index) for a in labels})
     lat = np.array([ms for _, ms, _ in timed] or [float("inf")])
     worker_lat = np.array([w for _, _, w in timed] or [float("inf")])
     # the worker's cost: windows it emitted while metered per CPU-second it used then
     t_a, t_b = result["window"]
-    emitted = sum(1 for _, _, e, _, _ in rows if t_a <= e < t_b)
+    emitted = sum(1 for a in labels if t_a <= a.emitted_s < t_b)
     worker_cpu_s = result["cpu"].get("worker", 0.0) * (t_b - t_a)
     per_core = emitted / worker_cpu_s / 2 if worker_cpu_s else 0.0
     quarter = max(1, lat.size // 4)
     with np.errstate(invalid="ignore"):  # no timed window at all: inf - inf
         drift = float(np.median(lat[-quarter:]) - np.median(lat[:quarter]))
         p50, p95, p99 = (float(np.percentile(lat, q)) for q in (50, 95, 99))
-    complete = received >= want
+    complete = received >= want and split["summary"]["n"] >= k
     keeps_up = complete and drift <= drift_budget_ms  # NaN drift: not kept up
     return Level(
         streams=k,
         duration_s=duration_s,
+        encoding="mulaw" if telephony else "pcm_s16le",
         expected_windows=want,
         received_windows=received,
         p50_ms=round(p50, 1),
@@ -554,6 +644,7 @@ def run_level(
         passes=keeps_up and p99 <= budget_ms,
         cpu_cores=result["cpu"],
         producer=result["producer"],
+        split=split,
     )
 
 
@@ -716,25 +807,28 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
             for i, w in enumerate(workers)
         }
         pids["broker"] = broker_pid()
-        for k in args.streams:
-            level = run_level(
-                args.broker,
-                topics,
-                spec,
-                k,
-                args.duration_s,
-                args.ramp_s,
-                args.warmup_s,
-                args.p99_budget_ms,
-                args.drift_ms,
-                pids,
-                telephony=args.telephony,
-                frame_ms=args.frame_ms,
-                linger_ms=args.linger_ms,
-            )
-            levels.append(level)
-            print(row(level), flush=True)
-            if not level.passes and not args.keep_going:
+        for k, duration_s in zip(args.streams, args.duration_s, strict=True):
+            passed = True
+            for encoding in args.encodings:
+                level = run_level(
+                    args.broker,
+                    topics,
+                    spec,
+                    k,
+                    duration_s,
+                    args.ramp_s,
+                    args.warmup_s,
+                    args.p99_budget_ms,
+                    args.drift_ms,
+                    pids,
+                    telephony=encoding == "mulaw",
+                    frame_ms=args.frame_ms,
+                    linger_ms=args.linger_ms,
+                )
+                levels.append(level)
+                print(row(level), flush=True)
+                passed = passed and level.passes
+            if not passed and not args.keep_going:
                 break
     finally:
         for w in workers:
@@ -745,7 +839,8 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
         "worker_args": args.worker_arg or [],
         "worker_env": env,
         "worker": "tympan worker",
-        "streams": "8 kHz mulaw" if args.telephony else "16 kHz pcm_s16le",
+        "encodings": args.encodings,
+        "durations_s": args.duration_s,
         "frame_ms": args.frame_ms,
         "linger_ms": args.linger_ms,
         "workers": args.workers,
@@ -755,8 +850,9 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
 
 
 HEADER = (
-    f"{'streams':>8}{'windows':>10}{'recv':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}"
-    f"{'drift':>7}{'emit99':>7}{'worker':>8}{'prod':>6}{'broker':>7}{'reader':>7}{'other':>6}"
+    f"{'streams':>8}{'calls':>10}{'windows':>10}{'recv':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}"
+    f"{'drift':>7}{'warm99':>7}{'last50':>7}{'last99':>7}{'sum50':>7}{'sum99':>7}"
+    f"{'emit99':>7}{'worker':>8}{'prod':>6}{'broker':>7}{'reader':>7}{'other':>6}"
     f"{'str/core':>9}  verdict"
 )
 
@@ -766,10 +862,15 @@ def row(level: Level) -> str:
     verdict = "pass" if level.passes else ("slow" if level.keeps_up else "falls behind")
     split = [f"{v:.2f}" for k, v in c.items() if re.fullmatch(r"worker\d+", k)]
     each = f" (workers {' + '.join(split)})" if split else ""
+    sp = level.split
+    calls = f"{'mulaw' if level.encoding == 'mulaw' else 'pcm'} {level.duration_s:.0f}s"
     return (
-        f"{level.streams:>8}{level.expected_windows:>10}{level.received_windows:>8}"
+        f"{level.streams:>8}{calls:>10}{level.expected_windows:>10}{level.received_windows:>8}"
         f"{level.p50_ms:>8.0f}{level.p95_ms:>8.0f}{level.p99_ms:>8.0f}{level.max_ms:>8.0f}"
-        f"{level.drift_ms:>7.0f}{level.emit_p99_ms:>7.0f}{c.get('worker', 0):>8.2f}"
+        f"{level.drift_ms:>7.0f}{sp['warmup']['p99_ms']:>7.0f}"
+        f"{sp['last']['p50_ms']:>7.0f}{sp['last']['p99_ms']:>7.0f}"
+        f"{sp['summary']['p50_ms']:>7.0f}{sp['summary']['p99_ms']:>7.0f}"
+        f"{level.emit_p99_ms:>7.0f}{c.get('worker', 0):>8.2f}"
         f"{c.get('producer', 0):>6.2f}{c.get('broker', 0):>7.2f}{c.get('reader', 0):>7.2f}"
         f"{c.get('other', 0):>6.2f}{level.worker_streams_per_core:>9.0f}  {verdict}" + each
     )
@@ -810,9 +911,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker", default=os.environ.get("TYMPAN_BROKER", "127.0.0.1:9092"))
     parser.add_argument("--model", help="model directory (default: scene, else speaker-embed)")
     parser.add_argument("--streams", type=int, nargs="+", help="levels of K to try, ascending")
-    parser.add_argument("--duration-s", type=float, help="seconds each call lasts")
-    parser.add_argument("--ramp-s", type=float, default=1.0, help="starts spread over this")
-    parser.add_argument("--warmup-s", type=float, default=3.0, help="not measured")
+    parser.add_argument(
+        "--duration-s",
+        type=float,
+        nargs="+",
+        help="seconds each call lasts: one value for every level, or one per level "
+        "(default: 30; --quick: 12 12 12 24, the last level's calls 24 s)",
+    )
+    parser.add_argument(
+        "--ramp-s",
+        type=float,
+        help="starts spread over this (default one frame, as tympan produce --streams)",
+    )
+    parser.add_argument(
+        "--warmup-s", type=float, default=4.0, help="timed apart as the warm-up (4 s)"
+    )
     parser.add_argument("--p99-budget-ms", type=float, default=150.0)
     parser.add_argument("--drift-ms", type=float, default=50.0, help="allowed latency drift")
     parser.add_argument("--keep-going", action="store_true", help="run levels after a failure")
@@ -832,7 +945,15 @@ def main(argv: list[str] | None = None) -> int:
         "--linger-ms", type=int, help="the producer's batching delay (default: tympan produce's)"
     )
     parser.add_argument(
-        "--telephony", action="store_true", help="8 kHz G.711 mu-law calls (default 16 kHz PCM)"
+        "--encodings",
+        nargs="+",
+        choices=["pcm_s16le", "mulaw"],
+        default=["pcm_s16le", "mulaw"],
+        help="calls of each level: 16 kHz PCM and/or 8 kHz G.711 mu-law (default both); "
+        "a level passes when every one passes",
+    )
+    parser.add_argument(
+        "--telephony", action="store_true", help="8 kHz mu-law calls only (= --encodings mulaw)"
     )
     parser.add_argument("--profile", help="record the (first) worker with py-spy into this file")
     parser.add_argument("--json", help="write all figures here")
@@ -843,15 +964,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     if args.streams is None:
         args.streams = [50, 200, 500, 1000] if args.quick else [50, 100, 200, 400, 700, 1000]
+    if args.telephony:
+        args.encodings = ["mulaw"]
+    if args.ramp_s is None:
+        args.ramp_s = args.frame_ms / 1000
     if args.duration_s is None:
-        args.duration_s = 12.0 if args.quick else 30.0
+        args.duration_s = [12.0] * (len(args.streams) - 1) + [24.0] if args.quick else [30.0]
+    if len(args.duration_s) == 1:
+        args.duration_s = args.duration_s * len(args.streams)
+    if len(args.duration_s) != len(args.streams):
+        parser.error(
+            f"--duration-s needs one value or one per level ({len(args.streams)}), "
+            f"got {len(args.duration_s)}"
+        )
     who = "worker" if args.workers == 1 else f"{args.workers} workers"
-    calls = "8 kHz mu-law" if args.telephony else "16 kHz PCM"
+    names = {"pcm_s16le": "16 kHz PCM", "mulaw": "8 kHz mu-law"}
     print(f"machine: {os.cpu_count()} cores shared by {who}, producer, broker and reader")
-    print(f"calls: {calls}, {args.frame_ms} ms frames")
+    print(f"calls: {' and '.join(names[e] for e in args.encodings)}, {args.frame_ms} ms frames")
     print(HEADER, flush=True)
     levels, meta = sweep(args)
-    best = max((lv for lv in levels if lv.passes), key=lambda lv: lv.streams, default=None)
+    best = best_level(levels)
     seed: dict[str, Any] | None = None
     if not args.no_seed:
         seed = seed_figures(meta["model_dir"], quick=args.quick, best=best, levels=levels)
@@ -868,6 +1000,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"max_streams={best.streams} p99_ms={best.p99_ms:.1f}")
     return 0
+
+
+def best_level(levels: list[Level]) -> Level | None:
+    """The largest ``K`` whose every encoding passed, as its worst-p99 level."""
+    by_k: dict[int, list[Level]] = {}
+    for level in levels:
+        by_k.setdefault(level.streams, []).append(level)
+    passing = [group for group in by_k.values() if all(lv.passes for lv in group)]
+    if not passing:
+        return None
+    group = max(passing, key=lambda g: g[0].streams)
+    return max(group, key=lambda lv: lv.p99_ms)
 
 
 def seed_figures(
