@@ -9,6 +9,7 @@ trigger must name the group and topic that settings derive from that environment
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +201,18 @@ def test_the_secret_command_in_the_manifest_matches_the_settings(
     assert f"--from-literal=sasl={KEDA_SASL[settings.kafka.sasl_mechanism]}" in text
     assert "--from-literal=tls=enable" in text
     assert "--from-file=ca.pem=" in text
+
+
+def test_the_topic_table_in_the_docs_is_topics_specs() -> None:
+    """docs/kubernetes.md tells a platform team which topics to create: exactly
+    ``Topics.specs()`` on a three-broker cluster, configs included."""
+    rows = {}
+    for line in (REPO / "docs" / "kubernetes.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`tympan."):
+            configs = re.findall(r"`([a-z.]+=[^`]+)`", cells[2])
+            rows[cells[0].strip("`")] = (int(cells[1]), dict(c.split("=", 1) for c in configs))
+    expected = {
+        spec.name: (spec.partitions, dict(spec.configs)) for spec in Topics().for_cluster(3).specs()
+    }
+    assert rows == expected
