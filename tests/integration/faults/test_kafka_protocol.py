@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from checker import TopicTail
+from checker import TopicTail, committed_lag
 from protocol import Expect, Plan, aiokafka_writes, console_writes, dead_letter_spans, java_writes
 from scenario import FULL, Scenario
 from test_poison_corpus import documented_reasons
@@ -71,7 +71,10 @@ def _unaccounted(
                 got = "nothing" if d is None else f"reason {d['reason']!r}"
                 missing.append(f"{e.written}: want a dead letter {e.reason!r}, got {got}")
         elif e.kind == "dead_or_events" and not _dead_or_closed(e, d, reasons, closed):
-            missing.append(f"{e.written}: neither a documented dead letter nor a summary")
+            got = "no dead letter" if d is None else f"a dead letter {d['reason']!r}"
+            if d is not None and d["reason"] not in reasons:
+                got += " whose reason no doc's reason table names"
+            missing.append(f"{e.written}: no summary, {got}")
     return missing
 
 
@@ -91,6 +94,20 @@ def _assert_invisible(plan: Plan, tails: dict[str, TopicTail]) -> None:
     dead_at = dead_letter_spans(tails["rejected"].poll())
     leaked = [str(e.written) for e in aborted if e.written.at in dead_at]
     assert not leaked, f"aborted records were dead-lettered: {leaked[:3]}"
+
+
+def _progress(run: Scenario, tails: dict[str, TopicTail]) -> str:
+    """Which expected events are missing and the group's lag, for a failure message."""
+    assert run.farm is not None
+    labels = {e["event_id"] for e in tails["labels"].poll()}
+    summaries = {e["event_id"] for e in tails["summaries"].poll()}
+    lag = committed_lag(run.broker, run.farm.app_id, run.topics.audio, run.topics.audio_partitions)
+    missing = [e for e in run.expected_labels if e not in labels]
+    missing_summaries = [e for e in run.expected_summaries if e not in summaries]
+    return (
+        f"label events missing: {len(missing)} of {len(run.expected_labels)} {missing[:3]}; "
+        f"summaries missing: {len(missing_summaries)} {missing_summaries[:3]}; committed lag {lag}"
+    )
 
 
 def _run(broker: str, topics: Topics, tmp_path: Path, name: str, writers: list[str]) -> None:
@@ -135,6 +152,7 @@ def _run(broker: str, topics: Topics, tmp_path: Path, name: str, writers: list[s
                 )
             except AssertionError as exc:
                 lines = "\n".join(last[:40])
+                lines += "\n" + _progress(run, tails)
                 raise AssertionError(
                     f"{exc}\n{len(last)} hostile records unaccounted:\n{lines}"
                 ) from None
