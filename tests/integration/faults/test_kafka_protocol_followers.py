@@ -183,6 +183,7 @@ def test_followers_through_every_client_and_codec(
         ghosts[version] = announce(ghost, role=role, repo=repo).to_json()
         for f in ghost.iterdir():
             f.unlink()  # announced, never loadable: applying it is a logged refusal
+    _expect_no_speaker(run)
     console = CODECS if FULL else ("lz4",)
     poison = _poison(broker, topics.control, _control_key, "pre", CODECS)
     poison += _poison(broker, topics.speaker_registry, _speaker_key, "pre", CODECS)
@@ -264,6 +265,18 @@ def test_followers_through_every_client_and_codec(
     finally:
         run.farm.stop_all()
         dead_tail.close()
+
+
+def _expect_no_speaker(run: Scenario) -> None:
+    """The registry holds no valid enrollment (only poison): every summary names the
+    speaker ``unknown``, scored over each of the stream's windows."""
+    for summary in run.expected_summaries.values():
+        windows = [
+            e for e in run.expected_labels.values() if e["stream_id"] == summary["stream_id"]
+        ]
+        summary.update(
+            speaker="unknown", speaker_score=0.0, speaker_margin=0.0, speaker_windows=len(windows)
+        )
 
 
 def _tombstone(w: Written) -> bool:
