@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import cramjam
-from aiokafka.record.control_record import ControlRecord
+from aiokafka.record.control_record import ABORT_MARKER, ControlRecord
 from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from aiokafka.record.legacy_records import LegacyRecordBatch
 from aiokafka.record.util import calc_crc32c
@@ -89,6 +89,7 @@ _ATTRIBUTES_AT = 21
 _LAST_DELTA_AT = 23
 _CODEC_MASK = 0x07
 _LOG_APPEND_TIME = 0x08
+_TRANSACTIONAL = 0x10
 _CONTROL = 0x20
 _LEGACY_MIN_BYTES = 14  # crc, magic, attributes, key and value lengths (message v0)
 _NO_LIMIT = 2**31 - 1
@@ -271,6 +272,38 @@ class _Screened:
     skipped: list[SkippedRecords]
 
 
+class _Aborts:
+    """The client's ``read_committed`` bookkeeping, replayed on the raw batches in
+    order (aiokafka's ``PartitionRecords``): which batches it will skip as aborted."""
+
+    def __init__(self, aborted: Sequence[tuple[int, int]]) -> None:
+        self._pending = sorted(aborted or (), key=lambda entry: entry[1])
+        self._producers: set[int] = set()
+
+    def skips(self, batch: bytes) -> bool:
+        try:
+            return self._skips(batch)
+        except Exception:  # an unreadable header: the batch is screened as any other
+            return False
+
+    def _skips(self, batch: bytes) -> bool:
+        if not self._pending and not self._producers:
+            return False
+        if len(batch) < V2_HEADER_BYTES or batch[_MAGIC_AT] != 2:
+            return False
+        head = BatchHeader.parse(batch)
+        if head.producer_id < 0:
+            return False
+        while self._pending and self._pending[0][1] <= head.base_offset:
+            self._producers.add(self._pending.pop(0)[0])
+        if head.attributes & _CONTROL:
+            marker = next(iter(DefaultRecordBatch(batch)))
+            if ControlRecord.parse(marker.key) == ABORT_MARKER:
+                self._producers.discard(head.producer_id)
+            return False
+        return bool(head.attributes & _TRANSACTIONAL) and head.producer_id in self._producers
+
+
 def screen(
     raw: bytes,
     *,
@@ -279,6 +312,7 @@ def screen(
     fetch_offset: int,
     limits: RecordLimits,
     inflater: Inflater,
+    aborted: Sequence[tuple[int, int]] = (),
 ) -> tuple[bytes, list[SkippedRecords]]:
     """The record set to hand the client, and what was taken out of it.
 
@@ -290,6 +324,9 @@ def screen(
         (the first batch may start earlier) and is not reported again.
     limits: decompression and header bounds.
     inflater: the consumer's bounded decompressor.
+    aborted: the response's aborted transactions ``(producer_id, first_offset)``
+        (``read_committed``): a batch the client will skip as aborted is still
+        screened, but what is taken out of it is not reported (it never counted).
 
     Returns
     -------
@@ -302,6 +339,7 @@ def screen(
     parts: list[bytes] = []
     changed = False
     at = 0
+    aborts = _Aborts(aborted)
     while len(raw) - at >= _LOG_OVERHEAD:
         base, length = struct.unpack_from(">qi", raw, at)
         end = at + _LOG_OVERHEAD + length
@@ -325,6 +363,8 @@ def screen(
                 f"{where}: a batch at offset {base} declares a length of {length} bytes",
             )
             return b"".join(parts), out.skipped
+        reported = len(out.skipped)
+        was_aborted = aborts.skips(batch)
         try:
             if length < _LEGACY_MIN_BYTES:
                 raise ValueError(f"{length} bytes is too few for any message format")
@@ -357,6 +397,8 @@ def screen(
             changed = changed or kept is not batch
             parts.append(kept)
             out.skipped.extend(found.skipped)
+        if was_aborted:
+            del out.skipped[reported:]
         at = end
     if not changed:
         return raw, out.skipped
@@ -587,7 +629,7 @@ def rebuilt_batch(head: BatchHeader, records: Sequence[RawRecord]) -> bytes:
     builder = DefaultRecordBatchBuilder(
         magic=2,
         compression_type=0,
-        is_transactional=int(bool(head.attributes & 0x10)),
+        is_transactional=int(bool(head.attributes & _TRANSACTIONAL)),
         producer_id=head.producer_id,
         producer_epoch=head.producer_epoch,
         base_sequence=head.base_sequence,
@@ -608,7 +650,7 @@ def empty_batch(first: int, last: int, *, like: bytes = b"") -> bytes:
     transactional, producer_id, producer_epoch = 0, -1, -1
     if len(like) >= V2_HEADER_BYTES and like[_MAGIC_AT] == 2:
         head = BatchHeader.parse(like)
-        transactional = int(bool(head.attributes & 0x10))
+        transactional = int(bool(head.attributes & _TRANSACTIONAL))
         producer_id, producer_epoch = head.producer_id, head.producer_epoch
     builder = DefaultRecordBatchBuilder(
         magic=2,
@@ -737,10 +779,13 @@ class FetchGuard:
     Parameters
     ----------
     limits: decompression and header bounds.
+    read_committed: the consumer reads ``read_committed`` (every tympan reader does):
+        nothing is reported of the batches it skips as aborted.
     """
 
-    def __init__(self, limits: RecordLimits | None = None) -> None:
+    def __init__(self, limits: RecordLimits | None = None, *, read_committed: bool = True) -> None:
         self.limits = limits or RecordLimits()
+        self.read_committed = read_committed
         self.inflater = Inflater(self.limits.max_inflated_batch_bytes)
         self._pending: dict[TopicPartition, dict[int, SkippedRecords]] = {}
 
@@ -771,7 +816,10 @@ class FetchGuard:
                 data = entry[-1]
                 offset = fetched_at.get((topic, entry[0]))
                 if entry[1] == 0 and data and offset is not None:
-                    screened = self._screen(topic, entry[0], offset, data)
+                    aborted = (
+                        _aborted_of(entry, response.API_VERSION) if self.read_committed else ()
+                    )
+                    screened = self._screen(topic, entry[0], offset, data, aborted)
                     if screened is not data:
                         entry = (*entry[:-1], screened)
                         changed = True
@@ -780,7 +828,14 @@ class FetchGuard:
         if changed:
             response.topics = topics
 
-    def _screen(self, topic: str, partition: int, offset: int, data: bytes) -> bytes:
+    def _screen(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        data: bytes,
+        aborted: Sequence[tuple[int, int]],
+    ) -> bytes:
         try:
             screened, skipped = screen(
                 bytes(data),
@@ -789,6 +844,7 @@ class FetchGuard:
                 fetch_offset=offset,
                 limits=self.limits,
                 inflater=self.inflater,
+                aborted=aborted,
             )
         except Exception:  # a bug of the guard's own: never lose records to it
             log.exception(
@@ -833,6 +889,13 @@ class FetchGuard:
     def pending(self) -> int:
         """Skipped offset ranges not yet taken."""
         return sum(len(items) for items in self._pending.values())
+
+
+def _aborted_of(entry: Sequence[Any], api_version: int) -> Sequence[tuple[int, int]]:
+    """A fetch response partition's aborted transactions (v4: after the last stable
+    offset; v5 and later: after the log start offset too)."""
+    aborted = entry[4] if api_version < 5 else entry[5]
+    return [(int(pid), int(first)) for pid, first in aborted or ()]
 
 
 def log_skipped(skipped: Iterable[SkippedRecords], *, what: str) -> None:

@@ -22,7 +22,7 @@ from kafka_helpers import produce_records
 
 from stream.errors import BrokerError
 from stream.kafka_client import KafkaClientConfig
-from stream.settings import ControlLimits
+from stream.settings import ControlLimits, RecordLimits
 from stream.speakers.registry import ModelBinding, SpeakerRegistry
 from stream.speakers.topic import RegistryFollower, encode_enrollment
 from stream.topics import Topics
@@ -179,3 +179,49 @@ def _decodes(value: bytes) -> bool:
     except Exception:
         return False
     return isinstance(data, dict) and data.get("model") == "speaker-embed"
+
+
+def test_batches_the_client_cannot_read_are_skipped_at_replay_and_while_following(
+    kafka_client: KafkaClientConfig, topics: Topics, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 23: a header name that is not UTF-8 (lz4-compressed) and a zstd bomb on
+    the control topic used to raise inside ``getmany``: a worker could not start.
+    Now replay reads to the end, keeps the good records around them and logs each
+    skipped offset, and following does the same."""
+    from tests.support.record_batches import (
+        BAD_NAME_MARK,
+        build_batch,
+        compress,
+        produce_batch,
+        with_bad_name,
+    )
+
+    topic = topics.control
+    broker = kafka_client.bootstrap_servers
+    named = build_batch(
+        0, [(b"a", b"1", []), (b"bad", b"2", [(BAD_NAME_MARK, b"x")]), (b"b", b"3", [])]
+    )
+    poison = compress(with_bad_name(named), 3)  # lz4
+    bomb = compress(build_batch(0, [(b"bomb", bytes(4 << 20), [])]), 4)  # zstd, 4 MiB
+    limits = RecordLimits(max_inflated_batch_bytes=1 << 20)
+
+    async def scenario() -> tuple[dict[bytes | None, bytes | None], list[bytes | None]]:
+        await produce_batch(broker, topic, 0, poison)
+        await produce_batch(broker, topic, 0, bomb)
+        async with CompactedReader(kafka_client, topic, timeout_s=20, record_limits=limits) as r:
+            replayed = {rec.key: rec.value async for batch in r.replay() for rec in batch}
+            await produce_batch(broker, topic, 0, poison)
+            followed: list[bytes | None] = []
+            async for batch in r.follow(poll_ms=200):
+                followed += [rec.key for rec in batch]
+                if len(followed) >= 2:
+                    break
+        return replayed, followed
+
+    with caplog.at_level("WARNING", logger="stream.kafka.fetch"):
+        replayed, followed = asyncio.run(scenario())
+    assert replayed == {b"a": b"1", b"b": b"3"}
+    assert followed == [b"a", b"b"]
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert sum("(invalid_header_name)" in m for m in skipped) == 2, skipped
+    assert sum("(batch_too_large)" in m for m in skipped) == 1, skipped

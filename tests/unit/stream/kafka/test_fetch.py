@@ -13,15 +13,12 @@ are read the same way first, to show the fault is real.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from aiokafka import codec as kcodec
 from aiokafka.consumer.fetcher import READ_COMMITTED, PartitionRecords
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
-from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -42,73 +39,21 @@ from stream.kafka.fetch import (
     screen,
 )
 from stream.settings import RecordLimits
+from tests.support.record_batches import (
+    BAD_NAME_MARK,
+    CODECS,
+    Header,
+    batch,
+    build_batch,
+    compress,
+    fix_crc,
+    record_headers,
+    with_bad_name,
+)
 
 TOPIC = "tympan.audio.v1"
 TP = TopicPartition(TOPIC, 3)
 LIMITS = RecordLimits(max_inflated_batch_bytes=1 << 20, max_record_headers=64)
-ENCODE: dict[int, Callable[[bytes], bytes]] = {
-    CODEC_GZIP: kcodec.gzip_encode,
-    CODEC_SNAPPY: kcodec.snappy_encode,  # xerial framing, as Java clients write
-    CODEC_LZ4: kcodec.lz4_encode,
-    CODEC_ZSTD: kcodec.zstd_encode,
-}
-CODECS = [0, *ENCODE]
-BAD_NAME_MARK = "BADNAME!"
-Header = tuple[str, bytes | None]
-
-
-def record_headers(i: int) -> list[Header]:
-    return [("tympan-seq", str(i).encode()), ("tympan-v", b"1")]
-
-
-def batch(
-    base: int,
-    n: int,
-    *,
-    codec: int = 0,
-    headers: Callable[[int], list[Header]] = record_headers,
-    value: Callable[[int], bytes] = lambda i: b"pcm-%d" % i,
-) -> bytes:
-    """A v2 batch of ``n`` records at offsets ``base..base+n-1`` (uncompressed, then
-    compressed with ``codec`` the way the producer does: the records section only)."""
-    builder = DefaultRecordBatchBuilder(
-        magic=2,
-        compression_type=0,
-        is_transactional=0,
-        producer_id=-1,
-        producer_epoch=-1,
-        base_sequence=-1,
-        batch_size=1 << 30,
-    )
-    for i in range(n):
-        builder.append(i, 1_700_000_000_000 + i, b"call-%d" % i, value(base + i), headers(base + i))
-    raw = bytearray(builder.build())
-    struct.pack_into(">q", raw, 0, base)
-    return compress(bytes(raw), codec)
-
-
-def compress(raw: bytes, codec: int) -> bytes:
-    if not codec:
-        return fix_crc(raw)
-    body = ENCODE[codec](raw[61:])
-    head = bytearray(raw[:61])
-    struct.pack_into(">i", head, 8, 49 + len(body))
-    (attributes,) = struct.unpack_from(">h", head, 21)
-    struct.pack_into(">h", head, 21, attributes | codec)
-    return fix_crc(bytes(head) + body)
-
-
-def fix_crc(raw: bytes) -> bytes:
-    out = bytearray(raw)
-    struct.pack_into(">I", out, 17, calc_crc32c(bytes(out[21:])))
-    return bytes(out)
-
-
-def with_bad_name(raw: bytes) -> bytes:
-    """``raw`` (uncompressed) with the header name BADNAME! made invalid UTF-8, CRC fixed."""
-    mark = BAD_NAME_MARK.encode()
-    assert raw.count(mark) == 1
-    return fix_crc(raw.replace(mark, b"\xff\xfe\xfdNAME!"))
 
 
 def read(data: bytes, fetch_offset: int = 0) -> tuple[list[Any], int]:
@@ -359,3 +304,48 @@ def test_no_damage_makes_the_client_raise_after_screening(
     served = set(offsets(records)) - {100, 101}
     assert all(0 <= o < 100 for o in served)
     assert not any(lo <= o <= hi for lo, hi in served_ranges for o in served)
+
+
+def _transactional(raw: bytes, *, producer_id: int, control: bool = False) -> bytes:
+    """``raw`` (uncompressed) as a transactional batch of ``producer_id`` (a control
+    batch: a transaction marker)."""
+    out = bytearray(raw)
+    (attributes,) = struct.unpack_from(">h", out, 21)
+    struct.pack_into(">h", out, 21, attributes | 0x10 | (0x20 if control else 0))
+    struct.pack_into(">qhi", out, 43, producer_id, 0, 0)
+    return fix_crc(bytes(out))
+
+
+def test_what_an_aborted_transaction_held_is_not_reported() -> None:
+    """``read_committed``: the client skips an aborted transaction's batches whole, so
+    a record the guard takes out of one is not dead-lettered (it never counted)."""
+
+    def headers(i: int) -> list[Header]:
+        return [(BAD_NAME_MARK, b"x")] if i == 1 else record_headers(i)
+
+    bad = _transactional(with_bad_name(batch(0, 3, headers=headers)), producer_id=7)
+    abort = _transactional(
+        build_batch(3, [(struct.pack(">hh", 0, 0), struct.pack(">hi", 0, 0), [])]),
+        producer_id=7,
+        control=True,
+    )
+    data = bad + abort + batch(4, 1)
+    clean, skipped = screen(
+        data,
+        topic=TOPIC,
+        partition=3,
+        fetch_offset=0,
+        limits=LIMITS,
+        inflater=Inflater(1 << 20),
+        aborted=[(7, 0)],
+    )
+    assert skipped == []
+    records = PartitionRecords(
+        TP, MemoryRecords(clean), [(7, 0)], 0, None, None, True, READ_COMMITTED
+    )
+    assert offsets(list(records)) == [4] and records.next_fetch_offset == 5
+    # the same batches, committed: the record is reported
+    _, committed = screen(
+        data, topic=TOPIC, partition=3, fetch_offset=0, limits=LIMITS, inflater=Inflater(1 << 20)
+    )
+    assert [(s.reason, s.offset) for s in committed] == [(INVALID_HEADER_NAME, 1)]

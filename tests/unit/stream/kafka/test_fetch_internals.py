@@ -62,6 +62,8 @@ def test_fetch_requests_and_responses_have_the_shape_the_guard_reads() -> None:
         partitions = array.array_of.fields[-1].array_of  # (topic, partitions)
         assert partitions.names[:3] == ("partition", "error_code", "highwater_offset"), cls
         assert partitions.names[-1] in ("message_set", "records"), cls
+        aborted_at = 4 if cls.API_VERSION < 5 else 5  # stream.kafka.fetch._aborted_of
+        assert partitions.names[aborted_at] == "aborted_transactions", cls
 
 
 def test_the_guard_wraps_send_of_one_consumer_only() -> None:
