@@ -104,9 +104,19 @@ def _poison(
             JavaRecord(topic, key(f"{tag} java {codec} tomb"), None, what="tombstone"),
         ]
         jobs.append(JavaJob(records, {"compression.type": codec}))
-        # a compacted topic refuses a record without a key (and the rest of its batch)
+        # the broker refuses a record without a key on a compacted topic, and one stamped
+        # past message.timestamp.after.max.ms (with the rest of their batch)
         keyless = JavaRecord(topic, None, None, what="keyless tombstone", refused=True)
         jobs.append(JavaJob([keyless], {"compression.type": codec}))
+        future = JavaRecord(
+            topic,
+            key(f"{tag} java {codec} tlong"),
+            b"x",
+            what="timestamp 2^63 - 1",
+            timestamp_ms=2**63 - 1,
+            refused=True,
+        )
+        jobs.append(JavaJob([future], {"compression.type": codec}))
     written += java_produce(broker, jobs)
     for codec in CODECS:
         records = [
@@ -132,8 +142,9 @@ def _poison(
 
 
 def _control_key(name: str) -> bytes:
-    """The keys the control follower reads, in turn, and one it ignores."""
-    keys = (b"model/scene", b"last-good/scene", b"model/speaker", b"status/" + name.encode())
+    """Keys the control follower reads, and one it ignores (not ``model/speaker``: only
+    the aborted transactions write it, so a leak of theirs is the latest record)."""
+    keys = (b"model/scene", b"last-good/scene", b"status/" + name.encode())
     return keys[sum(name.encode()) % len(keys)]
 
 
