@@ -9,7 +9,9 @@
 * aiokafka, the client the worker itself uses: every codec, and the one record neither
   Java client can write, a header whose *name* is not UTF-8 (Java encodes a ``String``
   name, so a lone surrogate becomes ``?``): a batch aiokafka builds with a placeholder
-  name, whose bytes are then replaced and the batch's CRC-32C recomputed.
+  name, whose bytes are then replaced and the batch's CRC-32C recomputed (uncompressed
+  only: the producer compresses what it builds), and the same name in a batch of any
+  codec sent as a plain ProduceRequest (:func:`produce_bad_name`).
 
 Every writer reports where its records landed (``partition``, ``offset``), so that
 the suite can account for each one. The console producer does not say: what it wrote
@@ -254,7 +256,7 @@ def console_produce(
     for r in records:
         want = (r.key, r.value)
         for partition, offset, key, value in landed:
-            if (key, value) == want and (_partition(r.key, len(after)) == partition):
+            if (key, value) == want and (partition_of(r.key, len(after)) == partition):
                 written.append(Written("console", r.what, topic, partition, offset, r.key))
                 landed.remove((partition, offset, key, value))
                 break
@@ -296,7 +298,7 @@ def _read_range(
     return asyncio.run(read())
 
 
-def _partition(key: bytes | None, partitions: int) -> int:
+def partition_of(key: bytes | None, partitions: int) -> int:
     """Kafka's default partitioner for a keyed record (Java's and aiokafka's)."""
     from aiokafka.partitioner import murmur2
 
@@ -397,6 +399,32 @@ def _patch_header_name(batch: Any, name: bytes) -> None:
     buf[at : at + len(name)] = name
     crc_at = 8 + 4 + 4 + 1  # baseOffset, batchLength, partitionLeaderEpoch, magic
     buf[crc_at : crc_at + 4] = calc_crc32c(bytes(buf[crc_at + 4 :])).to_bytes(4, "big")
+
+
+# -- a plain ProduceRequest ----------------------------------------------------------------
+
+CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}  # batch attributes
+
+
+def produce_bad_name(
+    broker: str,
+    topic: str,
+    key: bytes,
+    value: bytes | None,
+    headers: Sequence[Header],
+    *,
+    codec: str,
+    what: str,
+) -> Written:
+    """One record whose extra header name is not UTF-8, in a ``codec``-compressed batch
+    built with aiokafka's encoder and sent as a plain ProduceRequest
+    (``tests/support/record_batches.py``): no producer API compresses such a name."""
+    from tests.support.record_batches import build_batch, compress, produce_batch, with_bad_name
+
+    raw = with_bad_name(build_batch(0, [(key, value, [*headers, ("BADNAME!", b"1")])]))
+    partition = partition_of(key, len(end_offsets(broker, topic)))
+    offset = asyncio.run(produce_batch(broker, topic, partition, compress(raw, CODEC_IDS[codec])))
+    return Written("ProduceRequest", f"{what}, {codec}", topic, partition, offset, key)
 
 
 # -- frames -----------------------------------------------------------------------------

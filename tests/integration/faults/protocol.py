@@ -35,6 +35,7 @@ from clients import (
     console_produce,
     frame_record,
     java_produce,
+    produce_bad_name,
 )
 
 from stream.errors import FrameError
@@ -241,7 +242,8 @@ def java_writes(broker: str, topic: str, plan: Plan, codecs: Sequence[str] = COD
 def aiokafka_writes(broker: str, topic: str, plan: Plan, codecs: Sequence[str] = CODECS) -> None:
     """Per codec: a good stream; a null ``seq`` header; a tombstone with its key and
     no headers; a tombstone without a key; a one-frame stream with a null unknown
-    header. Uncompressed: a one-frame stream with a header whose name is not UTF-8.
+    header; a one-frame stream whose header name is not UTF-8, in a batch sent as a
+    plain ProduceRequest. Uncompressed, the same sent by aiokafka's producer.
     (aiokafka refuses to send a record with neither key nor value: Java sends those.)"""
     for i, codec in enumerate(codecs):
         tag = f"kp-aio-{codec}"
@@ -277,3 +279,10 @@ def aiokafka_writes(broker: str, topic: str, plan: Plan, codecs: Sequence[str] =
             kinds.append(("dead_or_events", badname.stream_id))
         written = aiokafka_produce(broker, records, codec=codec)
         _account(plan, written, records, kinds)
+        plan.expect.append(_raw_bad_name(broker, topic, f"{tag}-rawname", i, codec))
+
+
+def _raw_bad_name(broker: str, topic: str, stream_id: str, seed: int, codec: str) -> Expect:
+    k, v, h = frame_record(one_frame(stream_id, seed))
+    w = produce_bad_name(broker, topic, k, v, h, codec=codec, what=f"{stream_id}: name not UTF-8")
+    return Expect(w, "dead_or_events", stream_id=stream_id)

@@ -3,11 +3,13 @@ legitimately write, on the audio topic, while real streams flow.
 
 Kafka's console producer, Kafka's Java producer and aiokafka each write, with every
 codec (none, gzip, snappy, lz4, zstd), good streams and hostile records: null header
-values, a header name that is not UTF-8 (aiokafka; no Java client can write one),
-10^5 headers on one record, tombstones with and without a key, transactions that
-abort (the worker must read ``read_committed``), timestamps 0 and 2^63 - 1 (the audio
-topic is ``LogAppendTime``: the broker takes any). ``protocol.py`` says what must
-become of each record.
+values, a header name that is not UTF-8 (no Java client can write one: it encodes a
+``String`` name, a lone surrogate becomes ``?``; aiokafka sends it uncompressed, and a
+plain ProduceRequest carries it in a batch of every codec), 10^5 headers on one
+record, tombstones with and without a key, transactions that abort (the worker must
+read ``read_committed``), timestamps 0 and 2^63 - 1 (the audio topic is
+``LogAppendTime``: the broker takes any). ``protocol.py`` says what must become of
+each record.
 
 For all of them, with one worker: the worker stays up; every good stream's events are
 exactly the pipeline's (the streams of the feeder, sent before and after the hostile

@@ -37,6 +37,7 @@ from clients import (
     aiokafka_produce,
     console_produce,
     java_produce,
+    produce_bad_name,
 )
 from protocol import dead_letter_spans, logged_spans
 from scenario import FULL, Scenario
@@ -138,6 +139,8 @@ def _poison(
                 )
             )
         written += aiokafka_produce(broker, records, codec=codec)
+        name = key(f"{tag} raw {codec} badname")
+        written.append(produce_bad_name(broker, topic, name, b"x", (), codec=codec, what="name"))
     return written
 
 
