@@ -30,7 +30,15 @@ from typing import Any
 
 import pytest
 from checker import TopicTail, committed_lag
-from protocol import Expect, Plan, aiokafka_writes, console_writes, dead_letter_spans, java_writes
+from protocol import (
+    Expect,
+    Plan,
+    aiokafka_writes,
+    console_writes,
+    dead_letter_spans,
+    java_transactions,
+    java_writes,
+)
 from scenario import FULL, Scenario
 from test_poison_corpus import documented_reasons
 from worker_harness import expected_events, interleave, produce
@@ -133,6 +141,8 @@ def _run(broker: str, topics: Topics, tmp_path: Path, name: str, writers: list[s
                 WRITERS[writer](broker, topics.audio, plan)
                 alive()
             produce(broker, topics, feed[len(feed) // 3 :])
+            if "java" in writers:
+                java_transactions(broker, topics.audio, plan)  # markers end partitions
             labels, summaries = expected_events(run.farm.model_dir, list(plan.good.values()))
             run.expected_labels.update(labels)
             run.expected_summaries.update(summaries)
@@ -150,7 +160,7 @@ def _run(broker: str, topics: Topics, tmp_path: Path, name: str, writers: list[s
                     dead_letter_ok=lambda d: d["reason"] in reasons and d["stream_id"] not in good,
                     ready=ready,
                     tick=alive,
-                    timeout_s=600 if FULL else 180,
+                    timeout_s=300 if FULL else 180,
                 )
             except AssertionError as exc:
                 lines = "\n".join(last[:40])
@@ -177,6 +187,7 @@ def test_every_client_and_codec_on_the_audio_topic(
     _run(broker, topics, tmp_path, "kp", list(WRITERS))
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.skipif(not FULL, reason="TYMPAN_TEST_SCALE=full: one scenario per client")
 @pytest.mark.parametrize("writer", list(WRITERS))
 def test_one_client_on_the_audio_topic(
