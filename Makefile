@@ -15,7 +15,7 @@ LOCK := requirements-dev.lock
 LOCK_EXTRAS := cpu train dev
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) scripts/setup-venv.sh | sha256sum | cut -c1-12)-$(ORT)
 
-.PHONY: setup system lock test test-unit lint format kafka-up kafka-down kafka-status kafka-logs kafka-up-secure kafka-down-secure demo models bench clean
+.PHONY: setup system lock test test-unit lint format kafka-up kafka-down kafka-status kafka-logs kafka-up-secure kafka-down-secure kafka-up-cluster kafka-down-cluster kafka-status-cluster demo models bench clean
 
 setup: $(STAMP)
 
@@ -63,6 +63,17 @@ kafka-up-secure: setup
 
 kafka-down-secure: setup
 	scripts/kafka.sh down --secure
+
+# Three KRaft nodes on 127.0.0.1:9101-9103 (replicated, min.insync.replicas=2) for the
+# failover tests and for trying tympan on a cluster (docs/kafka.md).
+kafka-up-cluster: setup
+	scripts/kafka.sh up --cluster
+
+kafka-down-cluster: setup
+	scripts/kafka.sh down --cluster
+
+kafka-status-cluster: setup
+	scripts/kafka.sh status --cluster
 
 kafka-status: setup
 	scripts/kafka.sh status

@@ -670,8 +670,8 @@ def default_model_dir() -> Path:
 
 
 async def make_topics(broker: str, prefix: str) -> Any:
-    from stream.kafka_client import KafkaClientConfig
-    from stream.topics import Topics, ensure_topics
+    from stream.kafka.config import KafkaClientConfig
+    from stream.kafka.topics import Topics, ensure_topics
 
     topics = Topics().with_prefix(prefix)
     await ensure_topics(KafkaClientConfig(bootstrap_servers=broker), topics)

@@ -4,9 +4,9 @@ A window of the stream (``FeatureSpec()``: 1 s every 0.5 s at 16 kHz) can be emi
 its last sample is known. The worker learns samples a frame at a time, and an input at
 another rate goes through the resampler first, whose filter needs some samples *after*
 an output sample before it can compute it. This replays the worker's path
-(``StreamResampler`` → ``FeatureBank``, as ``Pipeline._push``/``_drain`` do) over
-frames of 20, 100 and 500 ms and reports, per window, the wait = end of the frame that
-released it − time of the window's last sample:
+(``StreamResampler`` → ``FeatureBank``, as ``stream.pipeline.conditioning``'s
+``Conditioner.push``/``drain`` do) over frames of 20, 100 and 500 ms and reports, per
+window, the wait = end of the frame that released it − time of the window's last sample:
 
 * ``16k pcm``: no resampling; the wait is only where the window ends inside a frame;
 * ``8k low-delay``: 8 kHz telephony through the low-delay FIR (lookahead 64 samples);

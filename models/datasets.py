@@ -30,13 +30,13 @@ from typing import Literal
 import numpy as np
 
 from stream.errors import AudioFileError, DatasetError
-from stream.evaluation import (
+from stream.features.spec import FeatureSpec
+from stream.inference.evaluation import (
     LABELS_CSV,
     LabelledFile,
     files_from_csv,
     files_from_folders,
 )
-from stream.features.spec import FeatureSpec
 
 TaskChoice = Literal["auto", "single", "multi"]
 

@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
 # `make demo`: the main job end to end on the shipped default models.
 #   broker (if none runs) → worker → sample calls played in real time → live events
-#   → end-of-stream summaries → everything shut down.
+#   → end-of-stream summaries → everything shut down. Exits non-zero when a step fails
+#   or a stream ends without its summary.
+# Environment (defaults in brackets; tests/integration/test_demo.py runs a short demo):
+#   TYMPAN_DEMO_CALLS [6], TYMPAN_DEMO_MUSIC [2]   how many sample calls and music tracks
+#   TYMPAN_DEMO_SCALE [1]        their length relative to the default (25-39 s calls, 30 s tracks)
+#   TYMPAN_DEMO_DIR [var/demo]   rendered audio (re-rendered when the three above change)
+#   TYMPAN_DEMO_LOG_DIR [var/demo-logs]   each run's logs and registry in a RUN_ID folder
+#   TYMPAN_DEMO_RUN_ID [seconds since the epoch]   names the topics (demo-RUN_ID.*)
+#   TYMPAN_DEMO_EXTERNAL_BROKER  set: use the broker at TYMPAN_BROKER, never start/stop one
+#   TYMPAN_DEMO_RTP_PORT         the RTP listener's port [a free even port]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 export TYMPAN_BROKER=${TYMPAN_BROKER:-127.0.0.1:${TYMPAN_KAFKA_PORT:-9092}}
-RUN_ID=$(date +%s)
+RUN_ID=${TYMPAN_DEMO_RUN_ID:-$(date +%s)}
 PREFIX="demo-$RUN_ID"                # fresh topics: this run's events only
 DEMO_DIR=${TYMPAN_DEMO_DIR:-var/demo}
-LOG_DIR="var/demo-logs/$RUN_ID"
-mkdir -p "$LOG_DIR"
+LOG_DIR="${TYMPAN_DEMO_LOG_DIR:-var/demo-logs}/$RUN_ID"
+RENDER="calls=${TYMPAN_DEMO_CALLS:-6} music=${TYMPAN_DEMO_MUSIC:-2} scale=${TYMPAN_DEMO_SCALE:-1}"
+mkdir -p "$LOG_DIR" || exit 1
 
 state=running
 if [ -z "${TYMPAN_DEMO_EXTERNAL_BROKER:-}" ]; then
@@ -24,11 +34,13 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-if [ ! -f "$DEMO_DIR/.complete" ]; then
+# .complete holds the settings of the rendering it marks: other settings render again.
+if [ "$(cat "$DEMO_DIR/.complete" 2>/dev/null)" != "$RENDER" ]; then
   echo "==> rendering sample calls and music into $DEMO_DIR (espeak-ng, festival, fluidsynth, sox)"
   rm -rf "$DEMO_DIR"
-  $BIN/python -m models.corpus demo --out "$DEMO_DIR" --quiet || exit 1
-  touch "$DEMO_DIR/.complete"
+  $BIN/python -m models.corpus demo --out "$DEMO_DIR" --quiet --calls "${TYMPAN_DEMO_CALLS:-6}" \
+    --music "${TYMPAN_DEMO_MUSIC:-2}" --scale "${TYMPAN_DEMO_SCALE:-1}" || exit 1
+  echo "$RENDER" >"$DEMO_DIR/.complete"
 fi
 
 echo "==> creating topics with prefix $PREFIX"
@@ -41,7 +53,7 @@ for dir in "$DEMO_DIR"/enroll/*/; do
   $BIN/tympan speakers --registry "$REGISTRY" enroll "$name" "$dir"*.wav >>"$LOG_DIR/enroll.log" 2>&1 \
     || { echo "enrolling $name failed:"; tail -5 "$LOG_DIR/enroll.log"; exit 1; }
 done
-$BIN/tympan speakers --registry "$REGISTRY" list
+$BIN/tympan speakers --registry "$REGISTRY" list || exit 1
 
 echo "==> starting the worker (models: scene, speaker-embed) — log: $LOG_DIR/worker.log"
 $BIN/tympan worker --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" \
@@ -88,7 +100,9 @@ if [ ${#wide[@]} -gt 0 ] || [ ${#music[@]} -gt 0 ]; then
     --topic "$PREFIX.audio.v1" --no-progress "${wide[@]}" "${music[@]}" 2>>"$LOG_DIR/produce.log" &
   producers+=($!)
 fi
-for pid in "${producers[@]}"; do wait "$pid"; done
+for pid in "${producers[@]}"; do
+  wait "$pid" || { echo "tympan produce failed; last lines of its log:"; tail -20 "$LOG_DIR/produce.log"; exit 1; }
+done
 n_streams=$(( ${#tel[@]} + ${#wide[@]} + ${#music[@]} ))
 
 # One live call over RTP, as a session border controller would fork it: ffmpeg sends
@@ -103,8 +117,10 @@ if [ -n "$rtp_call" ] && command -v ffmpeg >/dev/null; then
   ingest_pid=$!
   pids+=($ingest_pid)
   for _ in $(seq 1 60); do grep -q listening "$LOG_DIR/ingest.log" && break; sleep 0.5; done
+  grep -q listening "$LOG_DIR/ingest.log" || {
+    echo "tympan ingest rtp is not listening after 30 s; last lines of its log:"; tail -20 "$LOG_DIR/ingest.log"; exit 1; }
   ffmpeg -hide_banner -loglevel error -re -i "$rtp_call" -ar 8000 -acodec pcm_mulaw \
-    -packetsize 172 -f rtp "rtp://127.0.0.1:$RTP_PORT" >/dev/null
+    -packetsize 172 -f rtp "rtp://127.0.0.1:$RTP_PORT" >/dev/null || { echo "ffmpeg failed"; exit 1; }
   sleep 3   # the ingest ends the call after 2 s without packets (ffmpeg sends no BYE)
   grep -E "stream '|ended" "$LOG_DIR/ingest.log" | sed 's/^.* INFO [^ ]* /    ingest: /'
   n_streams=$((n_streams + 1))
@@ -117,9 +133,14 @@ kill -TERM "${pids[1]}" 2>/dev/null   # the live tail: the calls are over
 echo
 echo "==> speaker decisions (an event when a voice becomes confident or changes)"
 $BIN/tympan tail --topic speakers --from-beginning --idle-exit 3 \
-  --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX"
+  --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" || exit 1
 echo
 echo "==> end-of-stream summaries"
 $BIN/tympan tail --topic summaries --from-beginning --max "$n_streams" --idle-exit 30 \
-  --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX"
+  --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" | tee "$LOG_DIR/summaries.txt" || exit 1
+n_summaries=$(( $(wc -l <"$LOG_DIR/summaries.txt") - 1 ))   # less the header
+if [ "$n_summaries" -lt "$n_streams" ]; then
+  echo "only $n_summaries of $n_streams streams ended with a summary; last lines of the worker's log:"
+  tail -20 "$LOG_DIR/worker.log"; exit 1
+fi
 echo "==> demo done: $n_streams streams; logs in $LOG_DIR"

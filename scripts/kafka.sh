@@ -6,6 +6,8 @@
 #   scripts/kafka.sh status              say whether it runs; exit 0 if it answers, 1 if not
 #   scripts/kafka.sh logs [-f]           the end of its log
 #   ... --secure                         the same for the SASL_SSL broker with ACLs (below)
+#   ... --cluster [--node N]             the same for a three-node KRaft cluster (below), or
+#                                        one node of it (kill/restart it in failover tests)
 #
 # `up --porcelain` prints exactly one word on stdout -- `started` (this call started the
 # broker: whoever asked should stop it afterwards) or `running` (it was already up: leave
@@ -34,6 +36,14 @@
 #   TYMPAN_KAFKA_SECURE_PORT             SASL_SSL listener port on 127.0.0.1   (9094)
 #   TYMPAN_KAFKA_SECURE_CONTROLLER_PORT  its KRaft controller port          (PORT + 1)
 #   TYMPAN_KAFKA_SECURE_DIR              config, data, secrets  (<repo>/.tympan/kafka-secure)
+#
+# With --cluster (docs/kafka.md, "A local cluster"): three KRaft nodes on 127.0.0.1, each
+# broker and controller, with replicated internal topics, default.replication.factor=3 and
+# min.insync.replicas=2 -- what a production cluster looks like, for the failover tests.
+# Each node has its own data folder and ports; the bootstrap list is printed by `status`.
+#   TYMPAN_KAFKA_CLUSTER_PORT   node 1's PLAINTEXT port; nodes 2, 3 take the next ones   (9101)
+#                               controllers listen 100 above (9201, 9202, 9203)
+#   TYMPAN_KAFKA_CLUSTER_DIR    node-N/ folders and the cluster id   (<repo>/.tympan/kafka-cluster)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,12 +51,19 @@ POM="$REPO/scripts/kafka/pom.xml"
 TEMPLATES="$REPO/scripts/kafka"
 
 SECURE=0
+CLUSTER=0
+NODE=
+CLUSTER_NODES=(1 2 3)
 PORCELAIN=0
 TEMPLATE=server.properties.in
 PRINCIPALS=(tympan-broker tympan-admin tympan-worker tympan-producer tympan-dashboard)
 
 # Ports, directories and files of the plain broker, or of the secure one (--secure).
 configure() {
+    if [[ "$CLUSTER" == 1 ]]; then
+        configure_node "${NODE:-1}"
+        return
+    fi
     if [[ "$SECURE" == 1 ]]; then
         PORT="${TYMPAN_KAFKA_SECURE_PORT:-9094}"
         CONTROLLER_PORT="${TYMPAN_KAFKA_SECURE_CONTROLLER_PORT:-$((PORT + 1))}"
@@ -57,6 +74,30 @@ configure() {
         CONTROLLER_PORT="${TYMPAN_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
         KAFKA_DIR="${TYMPAN_KAFKA_DIR:-$REPO/.tympan/kafka}"
     fi
+    BROKER="$HOST:$PORT"
+    CONFIG_DIR="$KAFKA_DIR/config"
+    DATA_DIR="$KAFKA_DIR/data"
+    PID_FILE="$KAFKA_DIR/kafka.pid"
+    LOG_FILE="$KAFKA_DIR/kafka.log"
+    TLS_DIR="$KAFKA_DIR/tls"
+    SECRETS_DIR="$KAFKA_DIR/secrets"
+}
+
+# Node $1 of the three-node cluster: its ports, folder and the quorum it belongs to.
+configure_node() {
+    local base="${TYMPAN_KAFKA_CLUSTER_PORT:-9101}" i
+    NODE_ID="$1"
+    CLUSTER_DIR="${TYMPAN_KAFKA_CLUSTER_DIR:-$REPO/.tympan/kafka-cluster}"
+    PORT=$((base + NODE_ID - 1))
+    CONTROLLER_PORT=$((base + 100 + NODE_ID - 1))
+    KAFKA_DIR="$CLUSTER_DIR/node-$NODE_ID"
+    TEMPLATE=server-cluster.properties.in
+    VOTERS=
+    BOOTSTRAP=
+    for i in "${CLUSTER_NODES[@]}"; do
+        VOTERS+="${VOTERS:+,}$i@$HOST:$((base + 100 + i - 1))"
+        BOOTSTRAP+="${BOOTSTRAP:+,}$HOST:$((base + i - 1))"
+    done
     BROKER="$HOST:$PORT"
     CONFIG_DIR="$KAFKA_DIR/config"
     DATA_DIR="$KAFKA_DIR/data"
@@ -186,6 +227,8 @@ render() {
         -e "s|@PORT@|$PORT|g" \
         -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
         -e "s|@DATA_DIR@|$DATA_DIR|g" \
+        -e "s|@NODE_ID@|${NODE_ID:-1}|g" \
+        -e "s|@VOTERS@|${VOTERS:-}|g" \
         -e "s|@TLS_DIR@|$TLS_DIR|g" \
         -e "s|@BROKER_PASSWORD@|$(secret tympan-broker 2>/dev/null || true)|g" \
         "$template" >"$out"
@@ -205,7 +248,10 @@ format_storage() {
         return
     fi
     libs="$(libs_dir)"
-    cluster_id="$("$java" -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
+    # The nodes of a cluster share one id, made by the first node formatted.
+    cluster_id="${CLUSTER_ID:-}"
+    [[ -n "$cluster_id" ]] ||
+        cluster_id="$("$java" -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
     [[ -n "$cluster_id" ]] || die "kafka.tools.StorageTool random-uuid printed nothing"
     say "formatting storage in $DATA_DIR (cluster id $cluster_id)"
     local scram=() principal
@@ -354,38 +400,40 @@ report() {
     fi
 }
 
-cmd_up() {
-    local pid
-    if pid="$(running_pid)"; then
-        if answers 10; then
-            say "already running at $BROKER (pid $pid, dir $KAFKA_DIR)"
-            report running
-            return 0
-        fi
-        die "broker pid $pid is alive but $BROKER does not answer; try: $0 down && $0 up"
-    fi
-    if [[ -f "$PID_FILE" ]]; then
-        say "removing stale pid file $PID_FILE"
-        rm -f "$PID_FILE"
-    fi
+# Refuse ports that something else holds (another checkout's broker, any program).
+check_ports_free() {
+    local p
     for p in "$PORT" "$CONTROLLER_PORT"; do
         if port_open "$p"; then
             local what="a process not started by $0 with TYMPAN_KAFKA_DIR=$KAFKA_DIR"
             if [[ "$p" == "$PORT" ]] && answers 5; then
                 what="a Kafka broker not started by $0 with TYMPAN_KAFKA_DIR=$KAFKA_DIR"
             fi
-            die "port $HOST:$p is taken by $what; stop it, or choose other ports with TYMPAN_KAFKA_PORT / TYMPAN_KAFKA_CONTROLLER_PORT"
+            die "port $HOST:$p is taken by $what; stop it, or choose other ports with TYMPAN_KAFKA_PORT / TYMPAN_KAFKA_CONTROLLER_PORT (TYMPAN_KAFKA_CLUSTER_PORT for --cluster)"
         fi
     done
+}
 
-    local java libs python
-    java="$(find_java)"
-    check_java_version "$java"
+# Java, Python and the jars, checked once before any node starts.
+prepare_tools() {
+    JAVA="$(find_java)"
+    check_java_version "$JAVA"
+    local python
     python="$(find_python)"
     "$python" -c "import aiokafka" 2>/dev/null ||
         die "$python cannot import aiokafka, which is needed to check the broker answers; run make setup (or set TYMPAN_PYTHON)"
     ensure_libs
-    libs="$(libs_dir)"
+}
+
+# Write the configuration, format the storage once and start the JVM of the configured
+# node; its pid goes to $PID_FILE.
+launch() {
+    local pid
+    if [[ -f "$PID_FILE" ]]; then
+        say "removing stale pid file $PID_FILE"
+        rm -f "$PID_FILE"
+    fi
+    check_ports_free
     if [[ "$SECURE" == 1 ]]; then
         make_secrets
         make_tls
@@ -393,20 +441,25 @@ cmd_up() {
     fi
     write_config
     if [[ -f "$LOG_FILE" ]]; then mv -f "$LOG_FILE" "$LOG_FILE.1"; fi
-    format_storage "$java"
+    format_storage "$JAVA"
 
     say "starting Kafka $(kafka_version) at $BROKER (controller $HOST:$CONTROLLER_PORT, dir $KAFKA_DIR)"
     # shellcheck disable=SC2086 # HEAP holds several flags
-    setsid nohup "$java" $HEAP \
+    setsid nohup "$JAVA" $HEAP \
         -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
         -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="$CONFIG_DIR/log4j2.properties" \
         -Dkafka.logs.dir="$KAFKA_DIR" \
-        -cp "$libs/*" kafka.Kafka "$CONFIG_DIR/server.properties" \
+        -cp "$(libs_dir)/*" kafka.Kafka "$CONFIG_DIR/server.properties" \
         >>"$LOG_FILE" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$PID_FILE"
+}
 
+# Wait until the configured node answers; die (leaving it running) when it does not.
+await_answer() {
+    local pid
+    pid="$(cat "$PID_FILE")"
     local deadline=$((SECONDS + START_TIMEOUT))
     until answers 5; do
         if ! kill -0 "$pid" 2>/dev/null; then
@@ -420,14 +473,72 @@ $(tail -n 30 "$LOG_FILE")"
         fi
         sleep 1
     done
+}
+
+cmd_up() {
+    if [[ "$CLUSTER" == 1 ]]; then
+        cluster_up
+        return
+    fi
+    local pid
+    if pid="$(running_pid)"; then
+        if answers 10; then
+            say "already running at $BROKER (pid $pid, dir $KAFKA_DIR)"
+            report running
+            return 0
+        fi
+        die "broker pid $pid is alive but $BROKER does not answer; try: $0 down && $0 up"
+    fi
+    prepare_tools
+    launch
+    await_answer
     if [[ "$SECURE" == 1 ]]; then
-        grant_acls "$java"
+        grant_acls "$JAVA"
         create_topics
         say "environment files of the principals (source one before a tympan command):"
         local principal
         for principal in "${PRINCIPALS[@]:1}"; do say "  $KAFKA_DIR/$principal.env"; done
     fi
-    say "started at $BROKER (pid $pid); log: $LOG_FILE"
+    say "started at $BROKER (pid $(cat "$PID_FILE")); log: $LOG_FILE"
+    report started
+}
+
+# The nodes `--cluster` acts on: the one given with --node, else all three.
+cluster_targets() {
+    if [[ -n "$NODE" ]]; then echo "$NODE"; else echo "${CLUSTER_NODES[@]}"; fi
+}
+
+# Start every node of the cluster that is not running (all at once: a KRaft quorum answers
+# only when a majority of its controllers run), then wait until each answers.
+cluster_up() {
+    local i started=()
+    configure_node 1
+    mkdir -p "$CLUSTER_DIR"
+    for i in $(cluster_targets); do
+        configure_node "$i"
+        running_pid >/dev/null && continue
+        if [[ ${#started[@]} -eq 0 ]]; then
+            prepare_tools
+            [[ -s "$CLUSTER_DIR/cluster.id" ]] ||
+                "$JAVA" -cp "$(libs_dir)/*" kafka.tools.StorageTool random-uuid 2>/dev/null |
+                tail -n1 >"$CLUSTER_DIR/cluster.id"
+            CLUSTER_ID="$(cat "$CLUSTER_DIR/cluster.id")"
+            [[ -n "$CLUSTER_ID" ]] || die "kafka.tools.StorageTool random-uuid printed nothing"
+        fi
+        launch
+        started+=("$i")
+    done
+    for i in $(cluster_targets); do
+        configure_node "$i"
+        [[ -f "$PID_FILE" ]] || die "node $i of the cluster is not running (dir $KAFKA_DIR)"
+        await_answer
+    done
+    if [[ ${#started[@]} -eq 0 ]]; then
+        say "already running: $BOOTSTRAP (dir $CLUSTER_DIR)"
+        report running
+        return 0
+    fi
+    say "started node(s) ${started[*]}; the cluster answers at $BOOTSTRAP (dir $CLUSTER_DIR)"
     report started
 }
 
@@ -450,6 +561,35 @@ cmd_down() {
         sleep 0.5
     done
     rm -f "$PID_FILE"
+    say "stopped"
+}
+
+# Stop the cluster's nodes (or the one given with --node) all at once: the last
+# controller of a quorum that stops alone waits for the others until it is killed.
+cluster_down() {
+    local i pid pids=() deadline
+    for i in $(cluster_targets); do
+        configure_node "$i"
+        if pid="$(running_pid)"; then
+            say "stopping node $i at $BROKER (pid $pid)"
+            kill -TERM "$pid"
+            pids+=("$pid")
+        else
+            say "node $i not running (dir $KAFKA_DIR)"
+        fi
+        rm -f "$PID_FILE"
+    done
+    deadline=$((SECONDS + STOP_TIMEOUT))
+    for pid in "${pids[@]+"${pids[@]}"}"; do
+        while kill -0 "$pid" 2>/dev/null; do
+            if ((SECONDS >= deadline)); then
+                say "pid $pid still alive after ${STOP_TIMEOUT}s; sending SIGKILL"
+                kill -KILL "$pid" 2>/dev/null || true
+                break
+            fi
+            sleep 0.5
+        done
+    done
     say "stopped"
 }
 
@@ -481,22 +621,49 @@ cmd_logs() {
 }
 
 usage() {
-    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
 main() {
     local cmd="${1:-}" rest=() arg
     [[ $# -gt 0 ]] && shift
-    for arg in "$@"; do
-        case "$arg" in
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
         --secure) SECURE=1 ;;
+        --cluster) CLUSTER=1 ;;
+        --node)
+            [[ $# -ge 2 && " ${CLUSTER_NODES[*]} " == *" $2 "* ]] ||
+                die "--node takes one of ${CLUSTER_NODES[*]}"
+            NODE="$2"
+            shift
+            ;;
         --porcelain) PORCELAIN=1 ;;
-        *) rest+=("$arg") ;;
+        *) rest+=("$1") ;;
         esac
+        shift
     done
+    [[ "$SECURE" == 1 && "$CLUSTER" == 1 ]] && die "--secure and --cluster are separate brokers: pick one"
+    [[ -n "$NODE" && "$CLUSTER" != 1 ]] && die "--node needs --cluster"
     set -- "${rest[@]+"${rest[@]}"}"
     configure
+    if [[ "$CLUSTER" == 1 && "$cmd" != up && "$cmd" != logs ]]; then
+        local i rc=0 pid
+        if [[ "$cmd" == down ]]; then
+            cluster_down
+            return
+        fi
+        for i in $(cluster_targets); do
+            configure_node "$i"
+            case "$cmd" in
+            down) cmd_down ;;
+            status) cmd_status >/dev/null || rc=1 ;;
+            *) usage ;;
+            esac
+        done
+        [[ "$cmd" == status && "$rc" == 0 && -z "$NODE" ]] && echo "$BOOTSTRAP"
+        return "$rc"
+    fi
     case "$cmd" in
     up) cmd_up ;;
     down) cmd_down ;;

@@ -26,7 +26,16 @@ if [ -z "${TYMPAN_KAFKA_SECURE_DIR:-}" ]; then
   secure_state=$(scripts/kafka.sh up --secure --porcelain) || exit 1
 fi
 echo "==> secure broker ($secure_state): environment files in ${TYMPAN_KAFKA_SECURE_DIR:-.tympan/kafka-secure}"
+# The three-node cluster (replication, failover) for the `cluster` tests, on ports 9101-9103.
+cluster_state=running
+if [ -z "${TYMPAN_KAFKA_CLUSTER:-}" ]; then
+  cluster_state=$(scripts/kafka.sh up --cluster --porcelain) || exit 1
+  TYMPAN_KAFKA_CLUSTER=$(scripts/kafka.sh status --cluster 2>/dev/null) || exit 1
+  export TYMPAN_KAFKA_CLUSTER
+fi
+echo "==> three-node cluster ($cluster_state) at $TYMPAN_KAFKA_CLUSTER"
 stop_broker() {
+  if [ "$cluster_state" = started ]; then scripts/kafka.sh down --cluster; fi
   if [ "$secure_state" = started ]; then scripts/kafka.sh down --secure; fi
   if [ "$state" = started ]; then scripts/kafka.sh down; fi
 }

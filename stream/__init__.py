@@ -4,3 +4,5 @@ This package never imports TensorFlow, ``models`` or ``exporters``.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__"]

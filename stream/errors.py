@@ -7,15 +7,26 @@ Two families, handled in opposite ways::
     │   ├── FrameError             the wire format: headers, payload length, encoding, rate
     │   ├── AudioError             samples: NaN/Inf, empty, wrong dtype, absurd rate
     │   │   └── AudioFileError     an audio file that cannot be read or is empty (names the path)
-    │   └── SequenceError          stream state: too late, gap too large, after EOS
+    │   ├── SequenceError          stream state: too late, gap too large, after EOS
+    │   ├── JsonRecordError        a record that is not bounded JSON (stream.control.json_records)
+    │   ├── BatchTooLargeError     a compressed record batch that inflates past its bound
+    │   │                          (stream.kafka.fetch)
+    │   └── PacketError            one ingest datagram or WebSocket message (stream.ingest.errors)
     └── ContractError              at start: refuse to run, never degrade silently
         ├── ConfigError            settings that cannot work together
         ├── FeatureSpecError       a FeatureSpec that is invalid or does not match
         ├── ModelError             model file, manifest, checksum, shapes, providers
         │   └── ParityError        exported ONNX differs from Keras / golden outputs
         ├── DatasetError           a training folder that cannot be trained on
-        ├── BrokerError            Kafka unreachable, or its topics differ from stream.topics
-        └── RegistryError          speaker registry corrupt, wrong model, unknown name
+        ├── BrokerError            Kafka unreachable, or its topics differ from stream.kafka.topics
+        ├── RegistryError          speaker registry corrupt, wrong model, unknown name
+        ├── SignatureError         a control or registry record whose signature fails
+        │                          (stream.control.signing)
+        └── ToolError              an external program (espeak-ng, sox...) missing or failed
+
+Classes are defined here except the four whose module is named beside them: they
+belong to the code that raises them, and are drawn here so that this is the whole tree
+(tests/unit/stream/test_errors.py checks it).
 
 Every ``InputError`` carries a machine-readable ``reason`` (a short snake_case code
 that becomes the dead-letter record's ``reason`` field) and, when known, the
@@ -133,7 +144,7 @@ class RegistryError(ContractError):
 
 
 class BrokerError(ContractError):
-    """The Kafka broker cannot be reached, or its topics differ from ``stream.topics``."""
+    """The Kafka broker cannot be reached, or its topics differ from ``stream.kafka.topics``."""
 
 
 class ToolError(ContractError):

@@ -60,7 +60,13 @@ DEFAULT_MODELS: Mapping[Role, str] = MappingProxyType(
 """The model a role gets when no model is named (``--model`` / ``--speaker-model``)."""
 
 SPEECH_LABEL = "speech"
-"""The label model's label for speech. The speaker role is gated by it: windows whose
-top label is another one (silence, music, tones) are neither embedded nor tracked, and
-enrollment audio must be speech by the label model too. A label model without it gates
-nothing."""
+"""The label model's label for speech. The live speaker role is gated by it: windows
+whose top label is another one (silence, music, tones) are neither embedded nor tracked.
+A label model without it gates nothing."""
+
+NON_VOICE_LABELS: frozenset[str] = frozenset({"music", "tone"})
+"""Label-model labels of loud, structured sounds that are never a voice. Enrollment
+refuses a clip the label model mostly hears as one of them (the energy gate cannot tell
+music with pauses from speech); it never requires the label model to hear ``speech``,
+because a voice it was not trained on (a whisper, a hoarse or breathy voice) comes out
+as ``noise`` and is still a voice."""

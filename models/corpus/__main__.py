@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     sp = common("demo", "sample calls and music tracks with JSON timelines")
     sp.add_argument("--calls", type=int, default=build.DEFAULT_CALLS)
     sp.add_argument("--music", type=int, default=build.DEFAULT_MUSIC_TRACKS)
+    sp.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="length of the calls and tracks relative to the default (25-39 s, 30 s)",
+    )
     return p
 
 
@@ -100,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
                 calls=args.calls,
                 music_tracks=args.music,
+                scale=args.scale,
                 jobs=args.jobs,
                 progress=progress,
             )

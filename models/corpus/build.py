@@ -471,9 +471,9 @@ def _demo_enrollment(out: Path, seed: int, voice: Voice, clips: int = 3) -> str:
     return voice.identity
 
 
-def _demo_call(out: Path, seed: int, index: int) -> str:
+def _demo_call(out: Path, seed: int, index: int, scale: float = 1.0) -> str:
     agent, caller, rng = _demo_cast(seed, index)
-    target_s = float(rng.uniform(25, 39))
+    target_s = float(rng.uniform(25, 39)) * scale
     us = rng.random() < 0.5
     plan = [("tone", "us_ringback" if us else "eu_ringback", rng.uniform(3, 7)),
             ("speech", "agent", rng.uniform(3, 6)), ("silence", "pause", rng.uniform(0.5, 1.5)),
@@ -485,6 +485,7 @@ def _demo_call(out: Path, seed: int, index: int) -> str:
     segments: list[dict[str, Any]] = []
     t = 0.0
     for n, (label, what, dur) in enumerate(plan):
+        dur *= scale  # after every draw: scale 1 renders exactly the default calls
         if n == len(plan) - 1:
             dur = max(2.0, target_s - t)
         y, extra = _demo_part(label, what, float(dur), rng, agent if what == "agent" else caller)
@@ -584,16 +585,33 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def demo_enrolled_voices(*, seed: int = 0, calls: int = DEFAULT_CALLS) -> dict[str, Voice]:
+    """The voices the demo registry should know, by identity: the agents and the
+    callers of even-numbered calls (odd-numbered calls have strangers)."""
+    enrolled: dict[str, Voice] = {}
+    for i in range(calls):
+        agent, caller, _ = _demo_cast(seed, i)
+        enrolled[agent.identity] = agent
+        if i % 2 == 0:
+            enrolled[caller.identity] = caller
+    return enrolled
+
+
 def build_demo(
     out: Path,
     *,
     seed: int = 0,
     calls: int = DEFAULT_CALLS,
     music_tracks: int = DEFAULT_MUSIC_TRACKS,
+    scale: float = 1.0,
     jobs: int = 2,
     progress: bool = True,
 ) -> Path:
     """Render demo calls and music tracks with ground-truth timelines; returns ``out``.
+
+    ``scale`` multiplies every part of a call and the music tracks' length (a quick
+    demo for tests: ``scale=0.5`` gives 13–21 s calls and 15 s tracks, with the
+    same voices and structure); enrollment clips keep their length.
 
     Speech in the calls uses the identities of ``speakers`` (same ``seed``,
     default size) for agents and enrolled callers, and the held-out identities
@@ -602,16 +620,11 @@ def build_demo(
     """
     check_tools()
     require_tool("fluidsynth")
-    tasks = [partial(_demo_call, out, seed, i) for i in range(calls)]
-    tasks += [partial(_demo_music, out, seed, i) for i in range(music_tracks)]
-    # Enrollment audio for every voice the demo registry should know: the agents and
-    # the callers of even-numbered calls (odd-numbered calls have strangers).
-    enrolled: dict[str, Voice] = {}
-    for i in range(calls):
-        agent, caller, _ = _demo_cast(seed, i)
-        enrolled[agent.identity] = agent
-        if i % 2 == 0:
-            enrolled[caller.identity] = caller
+    if not scale > 0:
+        raise ValueError(f"demo scale {scale!r} must be > 0")
+    tasks = [partial(_demo_call, out, seed, i, scale) for i in range(calls)]
+    tasks += [partial(_demo_music, out, seed, i, 30.0 * scale) for i in range(music_tracks)]
+    enrolled = demo_enrolled_voices(seed=seed, calls=calls)
     tasks += [partial(_demo_enrollment, out, seed, v) for v in enrolled.values()]
     _run("demo", tasks, jobs=jobs, progress=progress)
     return out

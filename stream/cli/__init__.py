@@ -24,7 +24,9 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from stream.cli.help import plain_help
-from stream.kafka_client import broker_refusals
+from stream.kafka.config import broker_refusals
+
+__all__ = ["build_parser", "main"]
 
 # Runtime commands, in the order they appear in ``tympan --help``.
 _RUNTIME_COMMANDS = (
@@ -78,12 +80,25 @@ def _unavailable(name: str, exc: ImportError) -> Register:
     return register
 
 
+def _version() -> str:
+    """The installed distribution's version (a checkout run without installing says so)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tympan")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tympan",
         description="Streaming real-time audio classification on Kafka.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument(
+        "--version", action="version", version=f"tympan {_version()}", help="print the version"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for register in _runtime_registrars() + _plugin_registrars():
         register(subparsers)

@@ -2,7 +2,7 @@
 
 Each file is decoded, resampled to the model's rate, cut into the model's windows
 and scored. The file's verdict is the one the worker's summary event gives for the same
-audio (:mod:`stream.verdict`): the top label of the most windows for a single-label
+audio (:mod:`stream.events.verdict`): the top label of the most windows for a single-label
 model; for a multi-label model every tag whose mean probability reaches its threshold,
 best first, with the share of windows where it was active and its segments.
 ``--json`` records carry that verdict under ``verdict``. ``--model`` takes a
@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any, TextIO, get_args
 
 from stream.errors import ContractError, TympanError
+from stream.events.verdict import TrackVerdict, track_verdict
 from stream.inference.clips import DEFAULT_BATCH, ClipPrediction, decide, predict_file
 from stream.inference.repository import REPO_ENV, resolve_model_dir
 from stream.inference.session import OnnxModel
 from stream.roles import Role
 from stream.types import DeviceChoice
-from stream.verdict import TrackVerdict, track_verdict
 
 
 def register(subparsers: Any) -> None:
@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def file_verdict(model: OnnxModel, pred: ClipPrediction) -> TrackVerdict:
-    """The verdict of one scored file: the summary event's aggregation (``stream.verdict``)."""
+    """The verdict of one scored file: the summary event's aggregation
+    (``stream.events.verdict``)."""
     m = model.manifest
     return track_verdict(pred.output.probabilities, pred.times_s(), m.labels, m.thresholds)
 

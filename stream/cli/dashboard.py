@@ -83,9 +83,9 @@ def _loopback(host: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from stream.dashboard.server import DashboardConfig, refused_by_broker, serve
-    from stream.kafka_client import KafkaClientConfig
+    from stream.kafka.config import KafkaClientConfig
+    from stream.kafka.topics import Topics
     from stream.settings import ENV_TOPIC_PREFIX
-    from stream.topics import Topics
 
     try:
         if not 0 < args.port < 65536:

@@ -6,8 +6,8 @@ sub-folder per label, or a ``labels.csv`` (``path,tags``) for a multi-label mode
 Scores come at window level and at clip level (the clip's verdict, as ``tympan
 classify`` and the worker's summary give it: mean probability per tag thresholded for
 multi-label models, the top label of the most windows for single-label ones); see
-``stream/evaluation.py`` and ``stream/verdict.py``. ``--out DIR`` writes ``evaluation.json`` and
-confusion-matrix PNGs there. Unreadable files are listed and skipped.
+``stream/inference/evaluation.py`` and ``stream/events/verdict.py``. ``--out DIR`` writes
+``evaluation.json`` and confusion-matrix PNGs there. Unreadable files are listed and skipped.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from stream.cli.classify import add_model_arguments, load_model
 from stream.errors import ContractError
-from stream.evaluation import Evaluation, evaluate, save_confusion_png, scan_labelled
+from stream.inference.evaluation import Evaluation, evaluate, save_confusion_png, scan_labelled
 
 
 def register(subparsers: Any) -> None:

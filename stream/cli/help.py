@@ -13,7 +13,7 @@ import argparse
 import re
 
 _LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
-# :class:`Topics`, :func:`~stream.topics.ensure_topics`, :ref:`text <target>`
+# :class:`Topics`, :func:`~stream.kafka.topics.ensure_topics`, :ref:`text <target>`
 _ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`(~?)([^`<]+?)\s*(?:<[^`>]*>)?`")
 _LITERAL_BLOCK = re.compile(r"(\S)::[ \t]*$", re.MULTILINE)
 _BARE_LITERAL_BLOCK = re.compile(r"^[ \t]*::[ \t]*\n", re.MULTILINE)

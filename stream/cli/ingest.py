@@ -11,12 +11,18 @@ Stream ids, limits and how to point an SBC or a Twilio ``<Stream>`` here are in
 docs/ingest.md. The broker is ``--broker``, else ``$TYMPAN_BROKER``; the topic is the
 audio topic of ``--topic-prefix`` (``$TYMPAN_TOPIC_PREFIX``) unless ``--topic``.
 This module is the only place that reads the environment.
+
+Exit status: 0 after a clean stop (SIGINT/SIGTERM); 2 for a bad flag or setting; 1
+when the broker cannot be reached, the audio topic cannot be created, or queued
+frames cannot be delivered; 70 when the ingest runtime itself fails (a bug outside
+any one call: the traceback is logged). One call's failure never ends the process.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -28,12 +34,15 @@ from stream.errors import BrokerError, ConfigError, ContractError, TympanError
 from stream.ingest import JitterPolicy, RtpSettings, WsSettings, parse_listen, payload_formats
 from stream.ingest.service import run_rtp, run_ws
 from stream.ingest.streamid import DEFAULT_RTP_TEMPLATE, DEFAULT_WS_TEMPLATE
-from stream.kafka_client import KafkaClientConfig
-from stream.produce.sender import ProducerTuning
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.producer import ProducerTuning
+from stream.kafka.topics import Topics, require_topics
 from stream.settings import ENV_TOPIC_PREFIX
-from stream.topics import Topics
 
 ENV_TOKEN = "TYMPAN_INGEST_TOKEN"
+EXIT_FATAL = 70  # EX_SOFTWARE, as the worker: the runtime failed
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
@@ -66,6 +75,12 @@ def register(subparsers: Any) -> None:
     )
     rtp.add_argument("--max-streams", type=int, default=2000, help="open streams (%(default)s)")
     rtp.add_argument(
+        "--max-streams-per-source",
+        type=int,
+        default=1000,
+        help="open streams one remote host may hold (%(default)s)",
+    )
+    rtp.add_argument(
         "--stream-id-template",
         default=DEFAULT_RTP_TEMPLATE,
         help="fields {ssrc} {port} {remote_host} {remote_port} (%(default)s)",
@@ -90,6 +105,12 @@ def register(subparsers: Any) -> None:
         help="fields {stream_sid} {call_sid} {track} {remote_host} (%(default)s)",
     )
     ws.add_argument("--max-sessions", type=int, default=1000, help="connections (%(default)s)")
+    ws.add_argument(
+        "--max-sessions-per-source",
+        type=int,
+        default=1000,
+        help="connections one remote address may hold (%(default)s)",
+    )
     ws.add_argument(
         "--max-message-kib", type=int, default=64, help="largest message (%(default)s KiB)"
     )
@@ -127,6 +148,7 @@ def _run_rtp(args: argparse.Namespace) -> int:
             stream_id_template=args.stream_id_template,
             idle_timeout_s=args.idle_timeout_s,
             max_streams=args.max_streams,
+            max_streams_per_source=args.max_streams_per_source,
         )
         return (settings,)
 
@@ -154,6 +176,7 @@ def _run_ws(args: argparse.Namespace) -> int:
             chunk_ms=args.chunk_ms,
             stream_id_template=args.stream_id_template,
             max_sessions=args.max_sessions,
+            max_sessions_per_source=args.max_sessions_per_source,
             max_message_bytes=args.max_message_kib * 1024,
         )
         return (settings,)
@@ -182,6 +205,8 @@ def _main(args: argparse.Namespace, build: Any, run: Any) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        prefix = Topics().with_prefix(args.topic_prefix)
+        await require_topics(client, prefix, [topic], create=True)  # never a silent wait
         return await run(settings, client, topic, stop, tuning)
 
     try:
@@ -195,5 +220,9 @@ def _main(args: argparse.Namespace, build: Any, run: Any) -> int:
     except TympanError as exc:
         print(f"tympan ingest: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # the runtime itself failed: say so and exit, never hang
+        log.critical("tympan ingest failed: %r", exc, exc_info=exc)
+        print(f"tympan ingest: internal error: {exc!r}", file=sys.stderr)
+        return EXIT_FATAL
     print(f"tympan ingest: {stats.summary(topic)}", file=sys.stderr)
     return 0

@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from stream.signing import Signer, generate
+    from stream.control.signing import Signer, generate
 
     try:
         private, public = generate(args.out, args.name)
@@ -58,7 +58,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _id(args: argparse.Namespace) -> int:
-    from stream.signing import Signer, Verifier, key_id
+    from stream.control.signing import Signer, Verifier, key_id
 
     try:
         text = args.file.read_bytes()

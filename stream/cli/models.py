@@ -19,13 +19,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stream.control.signing import signer_from
 from stream.errors import ContractError
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics, require_topics
 from stream.roles import Role
-from stream.setting_specs import from_sources, spec_of
 from stream.settings import ENV_MODEL_REPO, ENV_TOPIC_PREFIX, BatchingPolicy
-from stream.signing import signer_from
-from stream.topics import Topics, require_topics
+from stream.settings.specs import from_sources, spec_of
 
 MAX_BATCH = spec_of(BatchingPolicy, "max_batch")
 
@@ -81,8 +81,9 @@ def _kafka_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_publish(args: argparse.Namespace) -> int:
+    from stream.control.gate import announce, validate_model
+    from stream.control.records import publish_records
     from stream.inference.repository import default_repo
-    from stream.worker.reload import announce, publish_records, validate_model
 
     repo_name = args.model_repo or os.environ.get(ENV_MODEL_REPO)
     repo = Path(repo_name) if repo_name else default_repo()
@@ -122,7 +123,7 @@ def _max_batch(args: argparse.Namespace) -> int:
 
 
 def run_active(args: argparse.Namespace) -> int:
-    from stream.worker.reload import MODEL_PREFIX, announcements, read_control, statuses
+    from stream.control.records import MODEL_PREFIX, announcements, read_control, statuses
 
     topics = _topics(args)
     topic = topics.control

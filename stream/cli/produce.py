@@ -24,10 +24,10 @@ import sys
 from typing import Any
 
 from stream.errors import BrokerError, ContractError, TympanError
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics, require_topics
 from stream.produce import ProduceRequest, ProducerTuning, produce
 from stream.settings import ENV_TOPIC_PREFIX
-from stream.topics import Topics, require_topics
 from stream.wire.frame import MAX_CHANNELS, MAX_RATE, MIN_RATE, Encoding
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import TympanError
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
 
 REGISTRY_ENV = "TYMPAN_SPEAKER_REGISTRY"
 MODEL_REPO_ENV = "TYMPAN_MODEL_REPO"
@@ -45,8 +45,8 @@ def register(subparsers: Any) -> None:
     enroll.add_argument(
         "--scene-model",
         default="auto",
-        help="scene model whose 'speech' probability must agree ('auto': the latest "
-        "'scene' model if there is one; 'none': energy gate only)",
+        help="label model that may veto clips it mostly hears as music or tones ('auto': "
+        "the latest 'scene' model if there is one; 'none': energy gate only)",
     )
     _publish_flags(enroll)
     enroll.set_defaults(func=_enroll)
@@ -121,12 +121,12 @@ def _embedder(args: argparse.Namespace) -> Any:
     return SpeakerEmbedder(model_dir)
 
 
-def _scene_gate(args: argparse.Namespace) -> Any:
-    """The scene model's speech gate, or ``None`` (``none``, or ``auto`` without one)."""
+def _scene_veto(args: argparse.Namespace) -> Any:
+    """The label model's non-voice veto, or ``None`` (``none``, or ``auto`` without one)."""
     from stream.errors import ModelError
     from stream.inference.repository import resolve_model_dir
     from stream.roles import Role
-    from stream.speakers.embedder import SceneSpeechGate
+    from stream.speakers.embedder import SceneVeto
 
     if args.scene_model == "none":
         return None
@@ -134,11 +134,11 @@ def _scene_gate(args: argparse.Namespace) -> Any:
     repo = Path(repo_env) if repo_env else None
     ref = None if args.scene_model == "auto" else args.scene_model
     try:
-        return SceneSpeechGate(resolve_model_dir(ref, repo=repo, role=Role.LABEL))
+        return SceneVeto(resolve_model_dir(ref, repo=repo, role=Role.LABEL))
     except ModelError as exc:
         if args.scene_model != "auto":
             raise
-        logging.getLogger(__name__).info("no scene speech gate for enrollment: %s", exc)
+        logging.getLogger(__name__).info("no label-model veto for enrollment: %s", exc)
         return None
 
 
@@ -149,8 +149,8 @@ def _client(args: argparse.Namespace) -> KafkaClientConfig:
 
 
 def _topics() -> Any:
+    from stream.kafka.topics import Topics
     from stream.settings import ENV_TOPIC_PREFIX
-    from stream.topics import Topics
 
     return Topics().with_prefix(os.environ.get(ENV_TOPIC_PREFIX) or Topics().prefix)
 
@@ -190,7 +190,7 @@ def _do_enroll(args: argparse.Namespace) -> int:
     embedder = _embedder(args)
     registry = _load(args, embedder)
     emb = enrollment_embeddings(
-        embedder, args.files, max_seconds=args.max_seconds, scene_gate=_scene_gate(args)
+        embedder, args.files, max_seconds=args.max_seconds, scene_veto=_scene_veto(args)
     )
     registry = registry.with_speaker(args.name, emb, model=registry.model)
     path = save_registry(registry, registry_dir(args))
@@ -207,9 +207,9 @@ def _do_enroll(args: argparse.Namespace) -> int:
 def _publish(
     args: argparse.Namespace, registry: Any, *, names: Any = None, removed: Any = ()
 ) -> None:
-    from stream.signing import signer_from
+    from stream.control.signing import signer_from
+    from stream.kafka.topics import require_topics
     from stream.speakers.topic import publish
-    from stream.topics import require_topics
 
     asyncio.run(require_topics(_client(args), _topics(), [_topic(args)], create=True))
     sent = asyncio.run(
@@ -255,8 +255,9 @@ def _do_list(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     print(f"{path}: model {registry.model.describe()}, threshold {registry.threshold:.3f}")
+    width = max([32, *(len(row["name"]) for row in rows)])  # long names stay aligned
     for row in rows:
-        print(f"  {row['name']:<32} {row['windows']:>4} windows  {row['updated_at']}")
+        print(f"  {row['name']:<{width}} {row['windows']:>4} windows  {row['updated_at']}")
     if not rows:
         print("  (no speakers)")
     return 0

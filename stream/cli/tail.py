@@ -2,7 +2,7 @@
 
 A readable table by default (one line per event, columns chosen per topic; a kind
 without a table of its own prints JSON lines) or the raw JSON lines with ``--json``.
-The topics are the event kinds of ``stream.event_kinds``. It reads without a consumer
+The topics are the event kinds of ``stream.events.kinds``. It reads without a consumer
 group, so tailing never moves anyone's committed offsets; ``--from-beginning`` replays
 what the topic holds. When the topic does not exist yet it refuses and names the
 command that creates it.
@@ -19,8 +19,16 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from stream.event_kinds import BY_NAME, LABELS, REJECTED, SPEAKERS, SUMMARIES, EventKind, kind_named
-from stream.json_records import JsonRecordError
+from stream.control.json_records import JsonRecordError
+from stream.events.kinds import (
+    BY_NAME,
+    LABELS,
+    REJECTED,
+    SPEAKERS,
+    SUMMARIES,
+    EventKind,
+    kind_named,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -63,30 +71,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.errors import KafkaError
-
     from stream.errors import BrokerError
     from stream.kafka.fetch import FetchGuard, log_skipped
-    from stream.topics import Topics, require_topics
+    from stream.kafka.readers import BROKER_ERRORS, event_reader
+    from stream.kafka.topics import Topics, require_topics
 
     kind = kind_named(args.topic)
     topics = Topics().with_prefix(settings.topic_prefix)
     topic = topics.of(kind)
     await require_topics(settings.kafka, topics, [topic], create=False)
-    consumer = AIOKafkaConsumer(
-        topic,
-        **settings.kafka.aiokafka_kwargs(),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest" if args.from_beginning else "latest",
-        isolation_level="read_committed",
-    )
     guard = FetchGuard(settings.record_limits)
-    guard.install(consumer)  # before start: a batch the client cannot read is skipped
+    consumer = event_reader(
+        settings.kafka, [topic], from_beginning=args.from_beginning, guard=guard
+    )
     try:
         await consumer.start()
-    except (KafkaError, OSError) as exc:
+    except BROKER_ERRORS as exc:
         await consumer.stop()
         raise BrokerError(
             f"cannot read {topic!r} from {settings.kafka.bootstrap_servers}: {exc!r}"

@@ -1,4 +1,4 @@
-"""``tympan topics create|list|describe|delete|wait``: tympan's topics on a broker.
+"""``tympan topics create|check|list|describe|delete|wait``: tympan's topics on a broker.
 
 ``--broker`` defaults to ``$TYMPAN_BROKER``, else ``127.0.0.1:9092``; ``--prefix`` to
 ``$TYMPAN_TOPIC_PREFIX``, else ``tympan`` (as for the worker, tail and dashboard);
@@ -19,10 +19,10 @@ from typing import Any, TextIO
 
 from stream.cli.help import plain_help
 from stream.errors import TympanError
-from stream.kafka_client import DEFAULT_BOOTSTRAP, ENV_BROKER, KafkaClientConfig
-from stream.settings import ENV_TOPIC_PREFIX
-from stream.topics import (
+from stream.kafka.config import DEFAULT_BOOTSTRAP, ENV_BROKER, KafkaClientConfig
+from stream.kafka.topics import (
     Topics,
+    check_topics,
     delete_topics,
     describe_topics,
     ensure_topics,
@@ -30,6 +30,7 @@ from stream.topics import (
     prefixed,
     wait_for_broker,
 )
+from stream.settings import ENV_TOPIC_PREFIX
 
 
 def register(subparsers: Any) -> None:
@@ -89,6 +90,18 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     _add_layout(create)
     create.set_defaults(func=_create)
 
+    check = commands.add_parser(
+        "check",
+        help="report missing, under-replicated or not durable topics (changes nothing)",
+        description="Compare tympan's topics on the cluster with what `create` would make: "
+        "missing topics, fewer replicas than min(3, brokers), partitions under-replicated "
+        "now, a missing min.insync.replicas or timestamp type. Each finding names the "
+        "command that fixes it. Exit status 0 when there is nothing to report, 1 otherwise.",
+    )
+    _add_broker(check)
+    _add_layout(check)
+    check.set_defaults(func=_check)
+
     listing = commands.add_parser("list", help="list topics on the broker")
     _add_broker(listing)
     listing.add_argument("--all", action="store_true", help="include topics of other prefixes")
@@ -141,9 +154,26 @@ def _add_prefix(parser: argparse.ArgumentParser) -> None:
 def _add_layout(parser: argparse.ArgumentParser) -> None:
     defaults = Topics()
     _add_prefix(parser)
-    parser.add_argument("--audio-partitions", type=int, default=defaults.audio_partitions)
-    parser.add_argument("--result-partitions", type=int, default=defaults.result_partitions)
-    parser.add_argument("--replication-factor", type=int, default=defaults.replication_factor)
+    parser.add_argument(
+        "--audio-partitions",
+        type=int,
+        default=defaults.audio_partitions,
+        help=f"partitions of the audio topic (default: {defaults.audio_partitions})",
+    )
+    parser.add_argument(
+        "--result-partitions",
+        type=int,
+        default=defaults.result_partitions,
+        help=f"partitions of the label, speaker and summary topics "
+        f"(default: {defaults.result_partitions})",
+    )
+    parser.add_argument(
+        "--replication-factor",
+        type=int,
+        default=defaults.replication_factor,
+        help="replicas per partition (default: min(3, brokers in the cluster); with 3 or more "
+        "the topics get min.insync.replicas=2)",
+    )
 
 
 def _client(args: argparse.Namespace) -> KafkaClientConfig:
@@ -160,14 +190,18 @@ def _run(args: argparse.Namespace, body: Any) -> int:
         return 1
 
 
+def _layout(args: argparse.Namespace) -> Topics:
+    return Topics(
+        prefix=args.prefix,
+        audio_partitions=args.audio_partitions,
+        result_partitions=args.result_partitions,
+        replication_factor=args.replication_factor,
+    )
+
+
 def _create(args: argparse.Namespace) -> int:
     async def body(args: argparse.Namespace) -> int:
-        topics = Topics(
-            prefix=args.prefix,
-            audio_partitions=args.audio_partitions,
-            result_partitions=args.result_partitions,
-            replication_factor=args.replication_factor,
-        )
+        topics = _layout(args)
         report = await ensure_topics(_client(args), topics)
         for name in topics.names():
             state = "created" if name in report.created else "exists"
@@ -175,6 +209,21 @@ def _create(args: argparse.Namespace) -> int:
         for line in report.advice:
             print(f"tympan topics: {line}", file=sys.stderr)
         return 0
+
+    return _run(args, body)
+
+
+def _check(args: argparse.Namespace) -> int:
+    async def body(args: argparse.Namespace) -> int:
+        topics = _layout(args)
+        report = await check_topics(_client(args), topics)
+        for name in report.missing:
+            print(f"missing  {name} (create it with `tympan topics create --prefix {args.prefix}`)")
+        for line in report.advice:
+            print(line)
+        if report.ok:
+            print(f"ok       {len(topics.names())} topics, durable for {report.brokers} broker(s)")
+        return 0 if report.ok else 1
 
     return _run(args, body)
 

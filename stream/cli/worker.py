@@ -23,8 +23,8 @@ import sys
 from typing import Any
 
 from stream.errors import ContractError
-from stream.setting_specs import SettingSpec, specs
 from stream.settings import WorkerSettings
+from stream.settings.specs import SettingSpec, specs
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream.topics import Topics, ensure_topics
+    from stream.kafka.topics import Topics, ensure_topics
     from stream.worker.build import build_worker
     from stream.worker.supervisor import default_processes
 
@@ -147,7 +147,7 @@ def _supervise(args: argparse.Namespace, settings: Any, processes: int) -> int:
             child_command([*base, "--web-port", str(port), "--data-dir", str(data_dir)])
         )
     print(
-        f"tympan worker: {processes} worker processes in group {settings.app_id!r} "
+        f"tympan worker: {processes} worker processes in group {settings.group_id!r} "
         f"(a dead one is restarted; SIGTERM stops all)",
         flush=True,
     )
@@ -160,7 +160,7 @@ def _banner(worker: Any) -> None:
     web = f"http://{s.web_host}:{s.web_port}/metrics" if s.web_port else "off"
     print(
         f"tympan worker: model {m.name}@{m.version} ({len(m.labels)} labels, "
-        f"{worker.model.device}) | consuming {worker.topics.audio} as group {s.app_id!r} on "
+        f"{worker.model.device}) | consuming {worker.topics.audio} as group {s.group_id!r} on "
         f"{s.kafka.bootstrap_servers} | events → {worker.topics.labels}, "
         f"{worker.topics.speakers}, {worker.topics.summaries}; dead letters → "
         f"{worker.topics.rejected} | metrics {web}",

@@ -37,15 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
 
 from stream.dashboard.state import DashboardLimits, DashboardState
 from stream.errors import BrokerError
-from stream.event_kinds import EVENT_KINDS
+from stream.events.kinds import EVENT_KINDS
+from stream.kafka.config import KafkaClientConfig, broker_refusals
 from stream.kafka.fetch import FetchGuard, log_skipped
-from stream.kafka_client import KafkaClientConfig, broker_refusals
-from stream.topics import Topics, list_topics, wait_for_broker
+from stream.kafka.readers import BROKER_ERRORS, EventReader, event_reader
+from stream.kafka.topics import Topics, list_topics, wait_for_broker
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +254,10 @@ async def read_forever(
 async def _topics_ready(client: KafkaClientConfig, names: list[str], status: ReaderStatus) -> bool:
     try:
         present = set(await list_topics(client))
-    except (BrokerError, KafkaError, OSError) as exc:
+    except BrokerError as exc:
+        _set_status(status, False, str(exc))
+        return False
+    except BROKER_ERRORS as exc:
         _set_status(status, False, str(exc))
         return False
     missing = [name for name in names if name not in present]
@@ -271,21 +273,15 @@ async def _topics_ready(client: KafkaClientConfig, names: list[str], status: Rea
 async def _read_once(
     config: DashboardConfig, kinds: dict[str, str], state: DashboardState, status: ReaderStatus
 ) -> None:
-    consumer = AIOKafkaConsumer(
-        *kinds,
-        **config.client.aiokafka_kwargs(),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest" if config.from_beginning else "latest",
-        isolation_level="read_committed",
-    )
     guard = FetchGuard()
-    guard.install(consumer)  # before start: a batch the client cannot read is skipped
+    consumer = event_reader(
+        config.client, list(kinds), from_beginning=config.from_beginning, guard=guard
+    )
     try:
         await consumer.start()
         _set_status(status, True, None)
         await _drain(consumer, kinds, state, status, guard)
-    except (KafkaError, OSError) as exc:
+    except BROKER_ERRORS as exc:
         _set_status(status, False, f"{type(exc).__name__}: {exc}")
     finally:
         await consumer.stop()
@@ -302,7 +298,7 @@ def _set_status(status: ReaderStatus, connected: bool, error: str | None) -> Non
 
 
 async def _drain(
-    consumer: AIOKafkaConsumer,
+    consumer: EventReader,
     kinds: dict[str, str],
     state: DashboardState,
     status: ReaderStatus,

@@ -1,7 +1,7 @@
 """What the dashboard shows, folded from the worker's events: pure, bounded, no I/O.
 
 :class:`DashboardState` takes decoded events from the topics of the event kinds
-(``stream.event_kinds``: label, speaker, summary, dead letter) one at a time and keeps
+(``stream.events.kinds``: label, speaker, summary, dead letter) one at a time and keeps
 only what a screen can show: per stream the current label (a multi-label stream's
 current tags too) and speaker and a timeline of label segments, the latest summaries
 (with a multi-label track's tags), event rates, latency percentiles and dead-letter
@@ -27,9 +27,9 @@ from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from stream.control.json_records import JsonRecordError
 from stream.errors import ConfigError
-from stream.event_kinds import BY_NAME, LABELS, REJECTED, SPEAKERS, SUMMARIES, kind_named
-from stream.json_records import JsonRecordError
+from stream.events.kinds import BY_NAME, LABELS, REJECTED, SPEAKERS, SUMMARIES, kind_named
 
 KINDS = tuple(BY_NAME)  # every event kind's name: rates and totals are kept per kind
 PERCENTILES = (50, 95, 99)

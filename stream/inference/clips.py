@@ -43,16 +43,13 @@ class ClipWindows:
 
 @dataclass(frozen=True)
 class ClipPrediction:
-    """Scores of one file: per window, and the clip (mean over windows)."""
+    """Scores of one file, per window; the clip's verdict is
+    :func:`~stream.events.verdict.track_verdict` of them."""
 
     path: Path
     windows: ClipWindows
     output: ModelOutput
     sr: int
-
-    @property
-    def clip_probabilities(self) -> Float32:
-        return np.asarray(self.output.probabilities.mean(axis=0), dtype=np.float32)
 
     def times_s(self) -> npt.NDArray[np.float64]:
         """``[n, 2]`` window start/end in seconds."""

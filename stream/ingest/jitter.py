@@ -9,7 +9,7 @@ packets are written at their place in the stream, which is their RTP timestamp
 Frame ``k`` of a stream holds samples ``[k*N, (k+1)*N)`` and has ``seq = k``, so:
 
 * a frame that a lost packet touches is **not sent**: the seq gap makes the worker
-  zero-fill it and flag its windows ``gap`` (``stream/sequencing.py``), instead of
+  zero-fill it and flag its windows ``gap`` (``stream/pipeline/sequencing.py``), instead of
   silence that pretends to be audio;
 * a frame that received no packet at all (silence suppression, a long outage) is not
   sent either, for the same reason and so that a timestamp jump costs nothing;

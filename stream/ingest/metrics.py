@@ -85,9 +85,19 @@ class IngestMetrics:
         )
         self.streams_ended = Counter(
             "tympan_ingest_streams_ended",
-            "Streams closed, by why (bye, idle, stop, shutdown, refused)",
+            "Streams closed, by why (bye, idle, stop, closed, shutdown, refused, evicted, error)",
             ["why"],
             registry=r,
+        )
+        self.errors = Counter(
+            "tympan_ingest_errors",
+            "Unexpected exceptions contained to one call, message or datagram (a bug or an "
+            "input nobody foresaw; the log has the traceback), by protocol",
+            ["protocol"],
+            registry=r,
+        )
+        self.rtcp = Counter(
+            "tympan_ingest_rtcp", "RTCP datagrams read (with or without a BYE)", registry=r
         )
         self.frames_dropped = Counter(
             "tympan_ingest_frames_dropped",

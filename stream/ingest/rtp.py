@@ -6,9 +6,15 @@ zero-copy ``memoryview``; :func:`rtcp_bye_ssrcs` walks a compound RTCP packet an
 returns the SSRCs that said goodbye. RTP and RTCP may share a port (RFC 5761):
 :func:`is_rtcp` tells them apart by the second byte (RTCP packet types 192-223).
 
+The work a datagram costs is bounded by the datagram and by two caps: at most
+:data:`MAX_RTCP_PACKETS` sub-packets are walked and at most :data:`MAX_BYE_SSRCS` SSRCs
+taken from one compound packet (a sender ends its own SSRC and, as a mixer, a few
+more: RFC 3550 fits 31 in one BYE); a datagram past either cap is refused whole
+(``rtcp_over_limit``), so a 64 KB BYE flood costs one short walk, not a scan per SSRC.
+
 Both raise only :class:`~stream.ingest.errors.PacketError`, whose ``reason`` is one
 of ``short_packet``, ``bad_version``, ``bad_padding``, ``bad_extension``,
-``bad_csrc`` and ``bad_rtcp``.
+``bad_csrc``, ``bad_rtcp`` and ``rtcp_over_limit``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ _HEADER = struct.Struct("!BBHII")
 _RTCP_HEADER = struct.Struct("!BBH")
 RTCP_BYE = 203
 _RTCP_TYPES = range(192, 224)
+MAX_RTCP_PACKETS = 32
+"""Sub-packets walked in one compound RTCP datagram (SR/RR, SDES, BYE: usually 2-3)."""
+MAX_BYE_SSRCS = 64
+"""SSRCs one RTCP datagram may say BYE for (a BYE packet holds at most 31)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,14 +124,24 @@ def _skip_extension(data: bytes, offset: int) -> int:
 def rtcp_bye_ssrcs(data: bytes) -> tuple[int, ...]:
     """SSRCs that a (compound) RTCP packet says BYE for; empty when there is no BYE.
 
+    At most :data:`MAX_RTCP_PACKETS` sub-packets are read and :data:`MAX_BYE_SSRCS`
+    SSRCs returned, so the cost is bounded whatever the datagram holds.
+
     Raises
     ------
     PacketError
-        ``bad_rtcp``: a sub-packet's version is not 2 or its length runs past the datagram.
+        ``bad_rtcp``: a sub-packet's version is not 2 or its length runs past the
+        datagram; ``rtcp_over_limit``: more sub-packets or BYE SSRCs than the caps.
     """
     out: list[int] = []
-    offset, n = 0, len(data)
+    offset, n, walked = 0, len(data), 0
     while offset + 4 <= n:
+        walked += 1
+        if walked > MAX_RTCP_PACKETS:
+            raise PacketError(
+                "rtcp_over_limit",
+                f"compound RTCP packet of {n} bytes has more than {MAX_RTCP_PACKETS} sub-packets",
+            )
         b0, pt, words = _RTCP_HEADER.unpack_from(data, offset)
         end = offset + 4 * (words + 1)
         if b0 >> 6 != RTP_VERSION or end > n:
@@ -132,6 +152,12 @@ def rtcp_bye_ssrcs(data: bytes) -> tuple[int, ...]:
             )
         if pt == RTCP_BYE:
             count = min(b0 & 0x1F, words)
+            if len(out) + count > MAX_BYE_SSRCS:
+                raise PacketError(
+                    "rtcp_over_limit",
+                    f"compound RTCP packet of {n} bytes says BYE for more than "
+                    f"{MAX_BYE_SSRCS} SSRCs",
+                )
             out.extend(struct.unpack_from(f"!{count}I", data, offset + 4))
         offset = end
     return tuple(out)

@@ -4,7 +4,11 @@
 CLI), then end every open stream with an EOS frame, deliver what is queued and
 return. If the producer fails (broker gone) the server stops too and the
 :class:`~stream.errors.BrokerError` propagates: an ingest that cannot deliver
-should not keep accepting calls.
+should not keep accepting calls. If the server itself fails (a bug outside any one
+call: each call's own failures are contained where it is handled), the queued frames
+are still delivered and the error propagates, so the process exits non-zero. The
+final delivery is bounded (``DRAIN_S``): a producer that cannot deliver within it is
+cancelled and a :class:`~stream.errors.BrokerError` raised, never a hang.
 """
 
 from __future__ import annotations
@@ -16,17 +20,20 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from stream.errors import BrokerError
 from stream.ingest.metrics import IngestMetrics
 from stream.ingest.rtp_endpoint import RtpIngest, RtpSettings, serve_rtp
 from stream.ingest.sink import FrameSink
 from stream.ingest.ws_server import WsSettings, build_app
-from stream.kafka_client import KafkaClientConfig
-from stream.produce.sender import ProducerTuning, ProduceStats
-from stream.topics import wait_for_broker
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.producer import ProducerTuning, ProduceStats
+from stream.kafka.topics import wait_for_broker
 
 log = logging.getLogger(__name__)
 
 _BROKER_WAIT_S = 15.0
+DRAIN_S = 30.0
+"""Seconds the queued frames get to reach the broker once the server has stopped."""
 
 Ready = Callable[[str], object]
 
@@ -50,8 +57,12 @@ async def _metrics_site(
 
 
 async def _until_stopped(
-    server: Awaitable[object], sender: asyncio.Task[ProduceStats], stop: asyncio.Event
-) -> None:
+    server: Awaitable[object],
+    sender: asyncio.Task[ProduceStats],
+    stop: asyncio.Event,
+    sink: FrameSink,
+) -> ProduceStats:
+    """Serve until ``stop``; then deliver what is queued (at most ``DRAIN_S``)."""
     serving = asyncio.ensure_future(server)
     done, _ = await asyncio.wait({serving, sender}, return_when=asyncio.FIRST_COMPLETED)
     if sender in done:  # the producer failed: stop taking calls, report why
@@ -59,7 +70,38 @@ async def _until_stopped(
         with contextlib.suppress(Exception):
             await serving
         sender.result()
-    await serving
+        raise BrokerError("the Kafka producer stopped before the ingest did")
+    try:
+        await serving
+    finally:  # stopped, or the server failed: either way deliver what is queued
+        stats = await drained(sink, sender)
+    return stats
+
+
+async def drained(
+    sink: FrameSink, sender: asyncio.Task[ProduceStats], *, timeout_s: float = DRAIN_S
+) -> ProduceStats:
+    """Close ``sink`` and wait for ``sender`` to deliver what it holds, at most ``timeout_s``.
+
+    Raises
+    ------
+    BrokerError
+        The frames were not delivered in time; ``sender`` is cancelled (never a hang).
+    """
+
+    async def close_and_wait() -> ProduceStats:
+        await sink.close()  # waits for room in the queue, which only the sender makes
+        return await asyncio.shield(sender)
+
+    try:
+        return await asyncio.wait_for(close_and_wait(), timeout_s)
+    except TimeoutError:
+        sender.cancel()
+        with contextlib.suppress(BaseException):
+            await sender
+        raise BrokerError(
+            f"the queued frames were not delivered within {timeout_s:g} s of stopping"
+        ) from None
 
 
 async def run_rtp(
@@ -96,12 +138,10 @@ async def run_rtp(
     sender = asyncio.create_task(sink.run(client, topic, tuning))  # frames queue meanwhile
     runner = await _metrics_site(metrics, metrics_host, metrics_port)
     try:
-        await _until_stopped(serving, sender, stop)
+        return await _until_stopped(serving, sender, stop, sink)
     finally:
         if runner is not None:
             await runner.cleanup()
-    await sink.close()
-    return await sender
 
 
 async def run_ws(
@@ -134,9 +174,10 @@ async def run_ws(
             )
         await stop.wait()
 
-    try:
-        await _until_stopped(serve(), sender, stop)
-    finally:
-        await runner.cleanup()  # closes sockets: each session sends its EOS
-    await sink.close()
-    return await sender
+    async def serve_then_close() -> None:
+        try:
+            await serve()
+        finally:
+            await runner.cleanup()  # closes sockets: each session sends its EOS
+
+    return await _until_stopped(serve_then_close(), sender, stop, sink)

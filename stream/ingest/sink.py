@@ -6,6 +6,14 @@ The queue is the only place frames wait, and it is bounded: a WebSocket session
 drops the frame when the queue is full and counts it (the seq gap becomes a flagged
 gap on the worker). Sending reuses :func:`stream.produce.produce_frames` (the
 batching producer, Kafka's partitioning, delivery checks), fed as an async iterable.
+
+The queue is shared by every call, and the producer raises on a frame that is not
+valid on the wire, which would end every call. So a frame is checked against the
+wire format (:func:`~stream.wire.frame.encode_frame`, the very check the producer
+runs) *before* it is queued: :meth:`FrameSink.put` and :meth:`FrameSink.offer` raise
+:class:`~stream.ingest.errors.PacketError` (``bad_frame``) to the one call that made
+it, and the producer only ever sees frames that passed (encoding is deterministic,
+and frames are sent with the capture times they were checked with).
 """
 
 from __future__ import annotations
@@ -13,13 +21,34 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from stream.ingest.errors import PacketError
 from stream.ingest.metrics import IngestMetrics
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.producer import ProducerTuning, ProduceStats, produce_frames
 from stream.produce.frames import now_us
-from stream.produce.sender import ProducerTuning, ProduceStats, produce_frames
-from stream.wire.frame import AudioFrame
+from stream.wire.frame import AudioFrame, encode_frame
 
 _DONE = None
+
+
+def check_frame(frame: AudioFrame) -> None:
+    """Refuse a frame the producer would refuse, before it reaches the shared queue.
+
+    Raises
+    ------
+    PacketError
+        ``bad_frame``, with the wire format's reason and message (any exception the
+        encoder raises, a ``FrameError`` or otherwise, becomes this one).
+    """
+    try:
+        encode_frame(frame)
+    except Exception as exc:
+        reason = getattr(exc, "reason", type(exc).__name__)
+        raise PacketError(
+            "bad_frame",
+            f"stream {frame.stream_id[:60]!r} seq {frame.seq}: not valid on the wire "
+            f"({reason}): {exc}",
+        ) from exc
 
 
 class FrameSink:
@@ -32,7 +61,14 @@ class FrameSink:
         self._queued_us = 0  # when the frame being sent was queued
 
     def offer(self, frame: AudioFrame) -> bool:
-        """Queue ``frame`` without waiting; ``False`` (and counted) when the queue is full."""
+        """Queue ``frame`` without waiting; ``False`` (and counted) when the queue is full.
+
+        Raises
+        ------
+        PacketError
+            ``bad_frame``: ``frame`` is not valid on the wire (see :func:`check_frame`).
+        """
+        check_frame(frame)
         try:
             self._queue.put_nowait((frame, now_us()))
         except asyncio.QueueFull:
@@ -41,7 +77,14 @@ class FrameSink:
         return True
 
     async def put(self, frame: AudioFrame) -> None:
-        """Queue ``frame``, waiting while the queue is full (backpressure)."""
+        """Queue ``frame``, waiting while the queue is full (backpressure).
+
+        Raises
+        ------
+        PacketError
+            ``bad_frame``: ``frame`` is not valid on the wire (see :func:`check_frame`).
+        """
+        check_frame(frame)
         await self._queue.put((frame, now_us()))
 
     async def close(self) -> None:

@@ -3,8 +3,11 @@
 A template is a :meth:`str.format` string over the fields a protocol knows, e.g.
 ``"rtp-{ssrc:08x}-{port}"`` or ``"{stream_sid}"``. It is checked once at start
 against sample values, so a typo is a :class:`~stream.errors.ConfigError` then, not
-a failure per call. Values from the network (a Twilio ``streamSid``) are cut to
-their first 128 characters so that a key stays within the wire format's 255 bytes.
+a failure per call. Each call's id is checked again when the call opens
+(:meth:`StreamIdTemplate.name`): the wire format's record key is 1..255 UTF-8 bytes
+(``stream.wire.frame.MAX_KEY_BYTES``), and 128 characters from the network can be
+512 bytes, so an id over the limit (or one that is not valid Unicode) refuses that
+call at its handshake (``bad_stream_id``) instead of reaching the producer.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stream.errors import ConfigError
+from stream.ingest.errors import PacketError
 from stream.wire.frame import MAX_KEY_BYTES
 
 RTP_FIELDS: Mapping[str, object] = {
@@ -34,7 +38,30 @@ WS_FIELDS: Mapping[str, object] = {
 
 DEFAULT_RTP_TEMPLATE = "rtp-{ssrc:08x}-{port}"
 DEFAULT_WS_TEMPLATE = "{stream_sid}"
-_MAX_FIELD_CHARS = 128
+
+
+def checked_stream_id(stream_id: str, what: str) -> str:
+    """``stream_id`` if it can be a record key: valid Unicode of 1..255 UTF-8 bytes.
+
+    Raises
+    ------
+    PacketError
+        ``bad_stream_id``; the message starts with ``what`` (the call) and gives the size.
+    """
+    try:
+        size = len(stream_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise PacketError(
+            "bad_stream_id",
+            f"{what}: stream id {stream_id[:40]!r} is not valid Unicode (a lone surrogate)",
+        ) from None
+    if not 0 < size <= MAX_KEY_BYTES:
+        raise PacketError(
+            "bad_stream_id",
+            f"{what}: stream id {stream_id[:40]!r} is {size} UTF-8 bytes; a record key "
+            f"holds 1..{MAX_KEY_BYTES}",
+        )
+    return stream_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +103,20 @@ class StreamIdTemplate:
         return checked
 
     def render(self, values: Mapping[str, object]) -> str:
-        """The stream id for ``values`` (network strings cut to 128 characters)."""
-        safe = {
-            k: (v[:_MAX_FIELD_CHARS] if isinstance(v, str) else v)
-            for k, v in values.items()
-            if k in self.fields
-        }
-        return self.template.format(**safe)
+        """The stream id for ``values``, unchecked (see :meth:`name`)."""
+        return self.template.format(**{k: v for k, v in values.items() if k in self.fields})
+
+    def name(self, values: Mapping[str, object], what: str) -> str:
+        """The stream id of one call, checked as a record key.
+
+        Raises
+        ------
+        PacketError
+            ``bad_stream_id``: the id cannot be rendered, is empty, is not valid Unicode
+            or is longer than 255 UTF-8 bytes.
+        """
+        try:
+            rendered = self.render(values)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise PacketError("bad_stream_id", f"{what}: no stream id: {exc}") from None
+        return checked_stream_id(rendered, what)

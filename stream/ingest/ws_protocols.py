@@ -19,7 +19,11 @@ worker copies them into the stream's label and summary events as ``attributes``.
 
 Messages are untrusted: anything that does not fit raises
 :class:`~stream.ingest.errors.PacketError` with a reason, and the server closes that
-connection (policy violation) after ending its stream.
+connection (policy violation) after ending its stream. What the wire format would
+refuse is refused here, at the message that brings it: a stream id over 255 UTF-8
+bytes at ``start``/the header (``bad_stream_id``), a NaN or Inf ``pcm_f32le`` sample
+at the message that completes it, even when its four bytes are split across two
+messages (``non_finite``).
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+import numpy as np
+
 from stream.ingest.assembler import ChunkAssembler
 from stream.ingest.errors import PacketError
-from stream.ingest.streamid import StreamIdTemplate
+from stream.ingest.streamid import StreamIdTemplate, checked_stream_id
 from stream.wire.frame import (
     MAX_ATTRIBUTE_NAME_CHARS,
     MAX_ATTRIBUTE_VALUE_BYTES,
@@ -47,6 +53,7 @@ from stream.wire.frame import (
 )
 
 MAX_PARAMETERS = MAX_ATTRIBUTES
+_TRACKS = frozenset(("inbound", "outbound"))
 MAX_PARAMETER_CHARS = 256
 _TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -57,8 +64,9 @@ def parameter_attributes(parameters: Mapping[str, str]) -> Attributes:
     Names that are not 1-64 letters, digits, ``_``, ``.``, ``-`` are left out (they
     stay in the log line); values are cut to 256 UTF-8 bytes.
     """
+    cut = MAX_ATTRIBUTE_VALUE_BYTES
     return tuple(
-        (name, value.encode()[:MAX_ATTRIBUTE_VALUE_BYTES].decode("utf-8", "ignore"))
+        (name, value.encode("utf-8", "replace")[:cut].decode("utf-8", "ignore"))
         for name, value in parameters.items()
         if 0 < len(name) <= MAX_ATTRIBUTE_NAME_CHARS and _TAG_CHARS.issuperset(name)
     )[:MAX_ATTRIBUTES]
@@ -91,6 +99,9 @@ class MediaSession(Protocol):
 
     @property
     def stopped(self) -> bool: ...
+
+    @property
+    def started(self) -> bool: ...
 
 
 def _json_object(message: str, what: str) -> dict[str, Any]:
@@ -138,7 +149,7 @@ class TwilioSession:
     _tracks: dict[str, ChunkAssembler] = field(default_factory=dict)
     _start: dict[str, Any] | None = None
     _stopped: bool = False
-    _multi: bool = False  # 'start' listed both tracks
+    _ids: dict[str, str] = field(default_factory=dict)  # track -> stream id, from 'start'
 
     @property
     def stream_ids(self) -> list[str]:
@@ -147,6 +158,10 @@ class TwilioSession:
     @property
     def stopped(self) -> bool:
         return self._stopped
+
+    @property
+    def started(self) -> bool:
+        return self._start is not None
 
     def text(self, message: str) -> list[AudioFrame]:
         msg = _json_object(message, "Twilio message")
@@ -176,13 +191,30 @@ class TwilioSession:
             raise PacketError("bad_message", f"Twilio mediaFormat {fmt!r:.80} is not audio/x-mulaw")
         if fmt.get("sampleRate", 8000) != 8000 or fmt.get("channels", 1) != 1:
             raise PacketError("bad_message", f"Twilio mediaFormat {fmt!r:.80} is not 8 kHz mono")
-        self._start = {
+        named = {
             "stream_sid": _str_field(start, "streamSid", "Twilio 'start'"),
             "call_sid": start.get("callSid") if isinstance(start.get("callSid"), str) else "",
         }
-        tracks = start.get("tracks")
-        self._multi = isinstance(tracks, list) and len(tracks) > 1
+        tracks = start.get("tracks", ["inbound"])
+        if (
+            not isinstance(tracks, list)
+            or not tracks
+            or not all(isinstance(t, str) and t in _TRACKS for t in tracks)
+        ):
+            raise PacketError(
+                "bad_message", f"Twilio 'start' tracks {tracks!r:.60} are not inbound/outbound"
+            )
+        template, what = self.context.template, f"Twilio 'start' of {named['stream_sid']!r:.60}"
+        ids, distinct = {}, list(dict.fromkeys(tracks))
+        for track in distinct:  # each id is checked now: refused at the handshake
+            stream_id = template.name(
+                {**named, "track": track, "remote_host": self.context.remote_host}, what
+            )
+            if len(distinct) > 1 and "track" not in template.fields:
+                stream_id = f"{stream_id}-{track}"
+            ids[track] = checked_stream_id(stream_id, what)
         self.parameters = _parameters(start.get("customParameters"), "Twilio 'start'")
+        self._start, self._ids = named, ids
 
     def _media(self, msg: dict[str, Any]) -> list[AudioFrame]:
         if self._start is None:
@@ -191,8 +223,11 @@ class TwilioSession:
         if not isinstance(media, dict):
             raise PacketError("bad_message", "Twilio 'media' has no 'media' object")
         track = media.get("track", "inbound")
-        if track not in ("inbound", "outbound"):
-            raise PacketError("bad_message", f"Twilio track {track!r:.40} is not inbound/outbound")
+        if not isinstance(track, str) or track not in self._ids:
+            raise PacketError(
+                "bad_message",
+                f"Twilio media track {track!r:.40} is not one of 'start' tracks {list(self._ids)}",
+            )
         try:
             payload = base64.b64decode(
                 _str_field(media, "payload", "Twilio media", max_chars=1 << 16), validate=True
@@ -205,15 +240,8 @@ class TwilioSession:
         found = self._tracks.get(track)
         if found is not None:
             return found
-        if self._start is None:  # pragma: no cover - checked by the caller
-            raise PacketError("bad_message", "media before start")
-        stream_id = self.context.template.render(
-            {**self._start, "track": track, "remote_host": self.context.remote_host}
-        )
-        if self._multi and "track" not in self.context.template.fields:
-            stream_id = f"{stream_id}-{track}"
         made = ChunkAssembler(
-            stream_id,
+            self._ids[track],
             Encoding.MULAW,
             8000,
             1,
@@ -239,6 +267,7 @@ class PcmSession:
     parameters: dict[str, str] = field(default_factory=dict)
     _assembler: ChunkAssembler | None = None
     _stopped: bool = False
+    _carry: bytes = b""  # the first bytes of a pcm_f32le sample that a message split
 
     @property
     def stream_ids(self) -> list[str]:
@@ -247,6 +276,10 @@ class PcmSession:
     @property
     def stopped(self) -> bool:
         return self._stopped
+
+    @property
+    def started(self) -> bool:
+        return self._assembler is not None
 
     def text(self, message: str) -> list[AudioFrame]:
         msg = _json_object(message, "header")
@@ -276,13 +309,14 @@ class PcmSession:
                 "bad_message", f"header channels {channels!r:.40} is not 1..{MAX_CHANNELS}"
             )
         self.parameters = _parameters(msg.get("parameters"), "header")
-        stream_id = self.context.template.render(
+        stream_id = self.context.template.name(
             {
                 "stream_sid": sid,
                 "call_sid": sid,
                 "track": "inbound",
                 "remote_host": self.context.remote_host,
-            }
+            },
+            f"header of {sid!r:.60}",
         )
         return ChunkAssembler(
             stream_id,
@@ -298,12 +332,23 @@ class PcmSession:
         if self._assembler is None:
             raise PacketError("bad_message", "samples before the JSON header")
         if self._assembler.encoding is Encoding.PCM_F32LE:
-            import numpy as np
-
-            usable = len(message) - len(message) % 4
-            if not np.isfinite(np.frombuffer(message[:usable], dtype="<f4")).all():
-                raise PacketError("non_finite", "pcm_f32le samples hold NaN or Inf")
+            self._check_finite(message)
         return self._assembler.feed(message)
+
+    def _check_finite(self, message: bytes) -> None:
+        """Every float completed by ``message``, the bytes a previous one split included."""
+        data = self._carry + message if self._carry else message
+        usable = len(data) - len(data) % 4
+        samples = np.frombuffer(data, dtype="<f4", count=usable // 4)
+        finite = np.isfinite(samples)
+        if not finite.all():
+            bad = int(np.flatnonzero(~finite)[0])
+            raise PacketError(
+                "non_finite",
+                f"stream {self.stream_ids[0]!r}: pcm_f32le sample {samples[bad]} "
+                f"(NaN and Inf are not audio)",
+            )
+        self._carry = bytes(data[usable:])
 
     def close(self) -> list[AudioFrame]:
         if self._assembler is None:

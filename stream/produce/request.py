@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from stream.errors import ConfigError
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.producer import ProducerTuning, ProduceStats, produce_frames
 from stream.produce.frames import frames_from_reader
-from stream.produce.sender import ProducerTuning, ProduceStats, produce_frames
 from stream.produce.sources import expand_paths, load_sources, plan_frames, plan_streams
 from stream.wire.frame import AudioFrame, Encoding
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from stream.audio.convert import float32_to_payload
 from stream.audio.files import audio_files, load_audio
 from stream.errors import AudioFileError, ConfigError
+from stream.kafka.producer import interleave
 from stream.produce.frames import chunk_samples, frames_from_payload, now_us
-from stream.produce.sender import interleave
 from stream.wire.frame import MAX_RATE, MIN_RATE, AudioFrame, Encoding
 
 

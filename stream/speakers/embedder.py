@@ -1,4 +1,5 @@
-"""From audio to speaker embeddings: features, speech gate, ONNX embedding model.
+"""From audio to speaker embeddings: features, speech gate, ONNX embedding model, and
+the label model's veto on enrollment audio that is not a voice.
 
 Used wherever a whole clip is at hand (enrollment, ``tympan speakers identify``,
 evaluation). The live worker gets window embeddings from its batched inference and
@@ -9,18 +10,18 @@ and ``center=False`` makes features chunk-invariant.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from stream.errors import ModelError
 from stream.features import offline
 from stream.features.spec import FeatureSpec
 from stream.inference.manifest import Manifest
 from stream.inference.session import OnnxModel
-from stream.roles import SPEECH_LABEL
+from stream.roles import NON_VOICE_LABELS
 from stream.speakers.vad import DEFAULT_VAD, VadConfig, is_speech_window
 from stream.types import DeviceChoice, Float32
 
@@ -124,39 +125,56 @@ class SpeakerEmbedder:
         return self.embed_windows(cut.features[cut.speech])
 
 
-class SceneSpeechGate:
-    """The scene model's ``speech`` probability as a second opinion on enrollment audio.
+@dataclass(frozen=True, slots=True)
+class SceneVerdict:
+    """What the label model hears in a clip, for :class:`SceneVeto`.
 
-    The energy gate cannot hear the difference between speech and, say, a radio
-    jingle with pauses; the scene model was trained to. When a scene model with a
-    ``speech`` label is available, enrollment also requires that at least
-    ``min_fraction`` of the clip's windows have ``p(speech) >= min_probability``.
+    Attributes
+    ----------
+    windows: number of model windows in the clip.
+    label: the non-voice label heard most often (``None`` when no window is one).
+    fraction: share of all windows confidently heard as any non-voice label.
+    vetoed: whether ``fraction`` reaches the veto's ``min_fraction``.
+    """
+
+    windows: int
+    label: str | None
+    fraction: float
+    vetoed: bool
+
+
+class SceneVeto:
+    """The label model as a veto on enrollment audio that is plainly not a voice.
+
+    The energy gate cannot hear the difference between speech and, say, hold music
+    with pauses or a ringback cadence; the label model was trained to. Enrollment is
+    refused when at least ``min_fraction`` of the clip's windows are confidently
+    (``p >= min_probability``, top label) one of ``labels`` (music, tones). It never
+    requires the model to hear *speech*: a voice the model was not trained on (a
+    whisper comes out as ``noise``) is still a voice, so the veto only speaks up
+    for sounds that are never one.
 
     Parameters
     ----------
     model_dir : path
-        A scene model directory (any FeatureSpec; features are computed for it).
-    label : str
-        The label that means speech (:data:`~stream.roles.SPEECH_LABEL`).
+        A label model directory (any FeatureSpec; features are computed for it).
+    labels : collection of str
+        The labels that veto (:data:`~stream.roles.NON_VOICE_LABELS`); those the
+        model does not have are ignored, so a model with none of them vetoes nothing.
     """
 
     def __init__(
         self,
         model_dir: Path | str,
         *,
-        label: str = SPEECH_LABEL,
+        labels: Collection[str] = NON_VOICE_LABELS,
         min_probability: float = 0.5,
         min_fraction: float = 0.5,
     ) -> None:
 
         self.model = OnnxModel.load(model_dir, device="cpu")
-        labels = self.model.manifest.labels
-        if label not in labels:
-            raise ModelError(
-                f"{model_dir}: scene model has no {label!r} label (labels: {', '.join(labels)})"
-            )
-        self.column = labels.index(label)
-        self.label = label
+        names = self.model.manifest.labels
+        self.columns = {names.index(label): label for label in sorted(labels) if label in names}
         self.min_probability = min_probability
         self.min_fraction = min_fraction
 
@@ -164,8 +182,8 @@ class SceneSpeechGate:
     def name(self) -> str:
         return f"{self.model.manifest.name}/{self.model.manifest.version}"
 
-    def speech_fraction(self, y: npt.ArrayLike, sr: int) -> float:
-        """Fraction of the clip's windows the scene model calls speech (0 when none)."""
+    def hear(self, y: npt.ArrayLike, sr: int) -> SceneVerdict:
+        """What the model hears in a clip at ``sr`` (resampled to the model's rate)."""
         from stream.audio.resample import resample  # the worker's method, as for files
 
         spec = self.model.spec
@@ -173,12 +191,16 @@ class SceneSpeechGate:
         if sr != spec.sr:
             audio = resample(audio, sr, spec.sr)
         cut = clip_windows(audio, spec)
-        if cut.features.shape[0] == 0:
-            return 0.0
+        n = int(cut.features.shape[0])
+        if n == 0 or not self.columns:
+            return SceneVerdict(n, None, 0.0, False)
         probs = np.concatenate(
-            [
-                self.model.run(cut.features[i : i + 64]).probabilities[:, self.column]
-                for i in range(0, cut.features.shape[0], 64)
-            ]
+            [self.model.run(cut.features[i : i + 64]).probabilities for i in range(0, n, 64)]
         )
-        return float(np.mean(probs >= self.min_probability))
+        top = np.argmax(probs, axis=1)
+        sure = probs[np.arange(n), top] >= self.min_probability
+        counts = {col: int(np.sum(sure & (top == col))) for col in self.columns}
+        col = max(counts, key=lambda c: counts[c])
+        fraction = sum(counts.values()) / n
+        label = self.columns[col] if counts[col] else None
+        return SceneVerdict(n, label, fraction, fraction >= self.min_fraction)

@@ -23,7 +23,7 @@ import numpy as np
 from stream.audio.files import audio_files, load_audio
 from stream.errors import AudioError, RegistryError
 from stream.speakers.calibration import equal_error, unit
-from stream.speakers.embedder import SceneSpeechGate, SpeakerEmbedder
+from stream.speakers.embedder import SceneVeto, SpeakerEmbedder
 from stream.speakers.registry import ModelBinding, SpeakerRegistry
 from stream.speakers.scoring import UNKNOWN, ScoringConfig, Verdict
 from stream.speakers.vad import DEFAULT_VAD, VadConfig, check_speech
@@ -42,18 +42,21 @@ def enrollment_embeddings(
     *,
     max_seconds: float = 20.0,
     vad: VadConfig = DEFAULT_VAD,
-    scene_gate: SceneSpeechGate | None = None,
+    scene_veto: SceneVeto | None = None,
 ) -> Float32:
     """Window embeddings of the speech in ``paths`` (the first ``max_seconds`` of audio).
 
-    ``scene_gate``, when given, must also hear speech in the clip (see
-    :class:`~stream.speakers.embedder.SceneSpeechGate`).
+    The energy/spectral gate (:func:`~stream.speakers.vad.check_speech`) decides
+    whether the clip holds speech; ``scene_veto``, when given, may refuse a clip the
+    label model mostly hears as music or tones (see
+    :class:`~stream.speakers.embedder.SceneVeto`). Nothing requires the label model
+    to hear ``speech``, so a voice it was not trained on (a whisper) still enrolls.
 
     Raises
     ------
     RegistryError
         When the audio holds no usable speech (silence, tone, music): the message
-        names the file(s) and the measured cues.
+        names the file(s), the measured cues and what to do about it.
     """
     sr = embedder.spec.sr
     clips = [load_audio(p, sr=sr)[0] for p in paths]
@@ -61,19 +64,36 @@ def enrollment_embeddings(
     verdict = check_speech(audio, sr, config=vad)
     names = ", ".join(str(p) for p in paths)
     if not verdict.ok:
-        raise RegistryError(f"{names}: no usable speech to enroll: {verdict.describe()}")
-    if scene_gate is not None:
-        fraction = scene_gate.speech_fraction(audio, sr)
-        if fraction < scene_gate.min_fraction:
+        raise RegistryError(
+            f"{names}: no usable speech to enroll: {verdict.describe()}; "
+            f"{_no_speech_hint(max_seconds, vad)}"
+        )
+    if scene_veto is not None:
+        heard = scene_veto.hear(audio, sr)
+        if heard.vetoed:
             raise RegistryError(
-                f"{names}: no usable speech to enroll: scene model {scene_gate.name} hears "
-                f"{scene_gate.label!r} in {100 * fraction:.0f}% of the windows "
-                f"(needs {100 * scene_gate.min_fraction:.0f}%)"
+                f"{names}: no usable speech to enroll: label model {scene_veto.name} hears "
+                f"{heard.label} (not a voice) in {100 * heard.fraction:.0f}% of the "
+                f"{heard.windows} windows (refused from {100 * scene_veto.min_fraction:.0f}%); "
+                f"{_no_speech_hint(max_seconds, vad)}; if the clips do hold the voice, "
+                "skip this check with --scene-model none"
             )
     emb = embedder.embed_clip(audio, vad=vad)
     if emb.shape[0] == 0:
-        raise RegistryError(f"{names}: no window passed the speech gate; nothing to enroll")
+        raise RegistryError(
+            f"{names}: no window passed the speech gate; nothing to enroll; "
+            f"{_no_speech_hint(max_seconds, vad)}"
+        )
     return emb
+
+
+def _no_speech_hint(max_seconds: float, vad: VadConfig) -> str:
+    """What to do when enrollment audio holds too little speech, for error messages."""
+    return (
+        f"enroll from files where the person talks for 10-20 s (at least "
+        f"{vad.min_speech_s:g} s of speech within the first {max_seconds:g} s read, "
+        "--max-seconds), not music, tones or silence"
+    )
 
 
 def clip_embedding(embedder: SpeakerEmbedder, path: Path) -> Float32 | None:

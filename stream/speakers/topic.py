@@ -1,6 +1,6 @@
 """The registry as a compacted Kafka topic, shared by every worker.
 
-``tympan.speaker-registry.v1`` (``stream.topics.Topics.speaker_registry``) holds one
+``tympan.speaker-registry.v1`` (``stream.kafka.topics.Topics.speaker_registry``) holds one
 record per speaker; compaction keeps only the latest, so the topic *is* the
 registry. Record format (documented in ``docs/speakers.md``)::
 
@@ -18,7 +18,7 @@ different embedding model, or that cannot be decoded (larger or nested deeper th
 ``stream.settings.ControlLimits`` allows, not JSON, odd shapes), are counted and
 logged with their partition and offset, never applied and never fatal: one bad
 record must not stop identification for all, nor skip the records after it. The
-topic is read by the shared compacted-topic reader (``stream.worker.compacted``).
+topic is read by the shared compacted-topic reader (``stream.kafka.compacted``).
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ from typing import Any
 
 import numpy as np
 
+from stream.control.json_records import JsonRecordError, decode_object
+from stream.control.signing import SignatureError, Signer, Verifier
 from stream.errors import RegistryError
-from stream.json_records import JsonRecordError, decode_object
-from stream.kafka_client import KafkaClientConfig, send_acked
+from stream.kafka.compacted import CompactedReader, CompactedRecord, observe
+from stream.kafka.config import KafkaClientConfig, send_acked
 from stream.settings import ControlLimits
-from stream.signing import SignatureError, Signer, Verifier
 from stream.speakers.registry import ModelBinding, SpeakerRegistry, check_name
 from stream.speakers.scoring import DEFAULT_SCORING, ScoringConfig, SpeakerScorer
-from stream.worker.compacted import CompactedReader, CompactedRecord, observe
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ async def publish(
 ) -> int:
     """Send enrollments (``names``, default all) and tombstones (``removed``); wait for acks.
 
-    With a ``signer`` every record carries its Ed25519 signature (``stream.signing``),
+    With a ``signer`` every record carries its Ed25519 signature (``stream.control.signing``),
     which workers with trusted keys require. Returns the number of records sent.
     """
     records: list[tuple[bytes, bytes | None]] = [

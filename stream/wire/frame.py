@@ -78,7 +78,7 @@ class AudioFrame:
     ----------
     stream_id: the record key; one call, upload or microphone.
     seq: per-stream counter from 0, one step per frame (gaps and reorder are
-        judged by ``stream.sequencing``, not here).
+        judged by ``stream.pipeline.sequencing``, not here).
     sample_rate: samples per second per channel (``MIN_RATE..MAX_RATE``).
     encoding: layout of ``payload``.
     channels: interleaved channels (``1..MAX_CHANNELS``).

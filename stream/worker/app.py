@@ -4,7 +4,7 @@ The worker stays a Faust app for what Faust does well here: the CLI worker and i
 signal handling, the service lifecycle, the web server (``/metrics``), the producer,
 and the background tasks (control and registry followers). Its boot strategy leaves
 out Faust's consumer, conductor, agents and tables; the audio topic is consumed by
-:class:`~stream.worker.consumer.BatchConsumer`, an app service, a fetched batch at a
+:class:`~stream.kafka.consumer.BatchConsumer`, an app service, a fetched batch at a
 time (``docs/architecture.md`` has the trade-off).
 """
 
@@ -17,8 +17,9 @@ import faust
 from faust.app.base import BootStrategy
 from mode import ServiceT
 
+from stream.kafka.consumer import BatchConsumer, ConsumerPlan
+from stream.kafka.faust_producer import DurableProducer
 from stream.worker.commits import CommitLog
-from stream.worker.consumer import BatchConsumer, ConsumerPlan
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.runtime import WorkerRuntime
 
@@ -34,9 +35,12 @@ class BatchBoot(BootStrategy):
 
 
 class WorkerApp(faust.App):
-    """A Faust app that boots with :class:`BatchBoot`."""
+    """A Faust app that boots with :class:`BatchBoot` and sends with a durable producer."""
 
     BootStrategy = BatchBoot
+
+    def _new_producer(self) -> Any:
+        return DurableProducer(self.transport, loop=self.loop, beacon=self.beacon)
 
 
 def serve_audio(

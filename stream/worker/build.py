@@ -3,7 +3,7 @@
 The Kafka/Faust side lives in :mod:`stream.worker`: a Faust app without Faust's own
 consumer (``stream.worker.app``), and an app service that consumes the audio topic
 a fetched batch at a time and hands each batch to
-:class:`~stream.worker.runtime.WorkerRuntime` as one list (``stream.worker.consumer``).
+:class:`~stream.worker.runtime.WorkerRuntime` as one list (``stream.kafka.consumer``).
 Choices that matter for delivery (see ``docs/delivery.md``):
 
 * audio records are decoded inside the runtime, so a malformed record becomes a
@@ -38,22 +38,23 @@ from typing import Any, cast
 
 import faust
 
+from stream.control.active import ActiveModel
+from stream.control.follower import ControlFollower, ReloadPolicy
+from stream.control.signing import Verifier
 from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.inference.repository import resolve_model_dir
 from stream.inference.session import OnnxModel
+from stream.kafka.consumer import ConsumerPlan
+from stream.kafka.topics import Topics
 from stream.pipeline import Pipeline, check_aligned
 from stream.roles import Role
 from stream.settings import WorkerSettings
-from stream.signing import Verifier
-from stream.topics import Topics
 from stream.worker.app import WorkerApp, serve_audio
 from stream.worker.commits import CommitLog
-from stream.worker.consumer import ConsumerPlan
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.producer import BatchSender
-from stream.worker.reload import ActiveModel, ControlFollower, ReloadPolicy
 from stream.worker.runtime import EmbeddingSpeakerHook, WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -144,9 +145,9 @@ def load_model(settings: WorkerSettings, *, control_topic: str | None = None) ->
 
 
 def _announced_model(settings: WorkerSettings, control_topic: str) -> OnnxModel | None:
+    from stream.control.gate import load_at_start
     from stream.inference.repository import default_repo
-    from stream.worker.compacted import read_latest
-    from stream.worker.reload import load_at_start
+    from stream.kafka.compacted import read_latest
 
     latest = asyncio.run(read_latest(settings.kafka, control_topic))
     return load_at_start(
@@ -193,7 +194,7 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
     limit_blas_threads()
     topics = Topics().with_prefix(settings.topic_prefix)
     model = model or load_model(settings, control_topic=topics.control)
-    app = WorkerApp(settings.app_id, **_faust_settings(settings))
+    app = WorkerApp(settings.group_id, **_faust_settings(settings))
     spec = model.spec
     speakers, follower = (
         load_speakers(settings, spec, topics) if settings.speaker_model else (None, None)
@@ -235,7 +236,7 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
     plan = ConsumerPlan(
         settings.kafka,
         topics.audio,
-        settings.app_id,
+        settings.group_id,
         session_timeout_s=settings.session_timeout_s,
         commit_interval_s=settings.commit_interval_s,
         expire_interval_s=EXPIRE_INTERVAL_S,
@@ -274,7 +275,7 @@ def _follow_control(
         active,
         repo=settings.model_repo or default_repo(),
         worker=f"{socket.gethostname()}-{os.getpid()}",
-        app_id=settings.app_id,
+        app_id=settings.group_id,
         policy=ReloadPolicy(
             device=settings.device,
             batch_sizes=(1, settings.batching.max_batch),

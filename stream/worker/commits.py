@@ -6,7 +6,7 @@ everything below ``stop`` is done: the offset to commit is simply the highest
 ``stop`` acked. Acking a range is O(1) whatever its length (a stream held open for
 an hour releases millions of offsets at once).
 
-Plain bookkeeping, no Kafka: the consumer loop (``stream.worker.consumer``) asks
+Plain bookkeeping, no Kafka: the consumer loop (``stream.kafka.consumer``) asks
 :meth:`CommitLog.due` what to commit and reports back with :meth:`CommitLog.committed`.
 Two rules keep a committed offset from ever moving backwards:
 

@@ -1,8 +1,8 @@
 """Which consumed offsets may be committed: the at-least-once bookkeeping.
 
-Faust commits, per partition, the highest offset below which *every* record has been
-acked. So the worker acks a record only when nothing it feeds is still owed to
-Kafka. A record is owed while
+The batch consumer (:mod:`stream.kafka.consumer`) commits, per partition, the highest
+offset below which *every* record has been acked. So the worker acks a record only when
+nothing it feeds is still owed to Kafka. A record is owed while
 
 * its stream is open (a replay after a crash must rebuild the stream's state from its
   first frame, because frames carry no sample offset and the summary covers the whole

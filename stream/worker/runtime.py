@@ -1,21 +1,22 @@
 """The worker's asynchronous runtime: records → pipeline → batcher → events → acks.
 
-:class:`WorkerRuntime` is what the Faust agent calls for each record. It is written
-against two tiny interfaces rather than Faust itself: a ``send`` coroutine that
+:class:`WorkerRuntime` is what the batch consumer (:mod:`stream.kafka.consumer`) hands
+each fetched batch of audio records to (:meth:`WorkerRuntime.on_records`). It is written
+against two tiny interfaces rather than a Kafka client: a ``send`` coroutine that
 returns a delivery future, and an ``ack(partition, start, stop)`` callable that acks
-consumed offsets (the Faust consumer's ack), so its
+consumed offsets (the consumer's :class:`~stream.worker.commits.CommitLog`), so its
 delivery rules read in one place:
 
 1. a record is *held* by the :class:`~stream.worker.delivery.OffsetLedger` when consumed;
 2. a stream *pins* its first offset while open; a dead letter pins its record's
    offset until its send is acknowledged by the broker;
 3. windows go to the :class:`~stream.inference.batcher.Batcher` (bounded: a full
-   queue makes :meth:`WorkerRuntime.on_record` wait, which stops the agent pulling);
+   queue makes :meth:`WorkerRuntime.on_records` wait, which stops the consumer fetching);
 4. label events are sent as batches complete; when a closed stream's last window is
    done its summary is sent, and once *every* event of the stream is acknowledged by
    the broker the stream's pin is released;
-5. held records below the lowest pin of their partition are acked, and Faust commits
-   the highest contiguous acked offset.
+5. held records below the lowest pin of their partition are acked, and the consumer
+   commits the highest contiguous acked offset.
 
 So a committed offset never passes a frame whose events are not on the broker.
 
@@ -41,7 +42,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stream.event_kinds import LABELS, REJECTED, SPEAKERS, SUMMARIES
 from stream.events import (
     DEAD_LETTER_PAYLOAD_BYTES,
     LabelEvent,
@@ -50,22 +50,21 @@ from stream.events import (
     SpeakerEvent,
     SummaryEvent,
 )
+from stream.events.kinds import LABELS, REJECTED, SPEAKERS, SUMMARIES
 from stream.inference.batcher import Batcher
+from stream.kafka.topics import Topics
 from stream.pipeline import Pipeline, Record, SpeakerStage, Step, WindowJob, embed_speech
 from stream.roles import SPEECH_LABEL
 from stream.settings import BatchingPolicy
-from stream.topics import Topics
 from stream.types import Infer, Send
 from stream.worker.delivery import OffsetLedger
 from stream.worker.metrics import WorkerMetrics, observe_many
 
 log = logging.getLogger(__name__)
 
-# the model serving now and its name: read once per batch (stream.worker.reload.ActiveModel)
+# the model serving now and its name: read once per batch (stream.control.active.ActiveModel)
 CurrentModel = Callable[[], tuple[Infer, ModelRef]]
 _PRUNE_EVERY = 256
-INBOX_RECORDS = 256
-INBOX_WAIT_S = 0.005
 INVALID_MODEL_OUTPUT = "invalid_model_output"  # dead-letter reasons of the runtime
 INTERNAL_ERROR = "internal_error"
 
@@ -145,7 +144,7 @@ class WorkerRuntime:
     on_fatal: called when a result cannot be delivered (the app crashes the worker,
         so that nothing after it is acked and a restart replays it).
     current_model: returns ``(infer, model ref)`` of the model serving now, read once
-        per batch so a hot swap (``stream.worker.reload``) lands between batches and each
+        per batch so a hot swap (``stream.control.follower``) lands between batches and each
         event names the model that scored it; default ``(infer, pipeline.model)``.
     dead_letter_max_bytes: payload bytes a dead letter keeps
         (:meth:`~stream.events.RejectedRecord.bounded`).
@@ -186,7 +185,6 @@ class WorkerRuntime:
         # while summaries are taken: a summary (which unpins its stream's offsets once
         # delivered) must never be taken while one of the stream's events is unsent.
         self._out_lock = asyncio.Lock()
-        self._inbox_timer: asyncio.TimerHandle | None = None
         self.last_offset: dict[int, int] = {}  # per partition, for the lag gauge
         self.failure: BaseException | None = None
         self._on_fatal = on_fatal
@@ -217,28 +215,10 @@ class WorkerRuntime:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # -- input --------------------------------------------------------------------------
-    async def on_record(self, record: Record) -> None:
-        """Take one consumed audio record; its offset is acked once nothing is owed.
-
-        Records are gathered in a small inbox and processed together (one feature
-        kernel call for all of them) when it holds ``INBOX_RECORDS`` or after
-        ``INBOX_WAIT_S``, whichever comes first.
-        """
-        self._raise_failure()
-        self._inbox.append(record)
-        if len(self._inbox) >= INBOX_RECORDS:
-            try:
-                await self.flush_inbox()
-            except Exception as exc:
-                self._fail(exc)
-                raise
-        elif self._inbox_timer is None:
-            loop = asyncio.get_running_loop()
-            self._inbox_timer = loop.call_later(INBOX_WAIT_S, self._flush_soon)
-
     async def on_records(self, records: Sequence[Record]) -> None:
-        """Take one fetched batch of audio records (``stream.worker``'s consumer loop):
-        processed at once, in order, with no per-record await or timer."""
+        """Take one fetched batch of audio records
+        (:class:`~stream.kafka.consumer.BatchConsumer`): processed at once, in order,
+        with no per-record await or timer."""
         self._raise_failure()
         self._inbox.extend(records)
         await self.flush_inbox()
@@ -258,10 +238,6 @@ class WorkerRuntime:
             self.last_offset[partition] = last_offset
             await self._dead_letter(rejected)
             self._release(partition)
-
-    def _flush_soon(self) -> None:
-        self._inbox_timer = None
-        self._spawn(self.flush_inbox())
 
     def _spawn(self, work: Awaitable[None]) -> None:
         """Run ``work`` in the background; an exception it raises is a runtime
@@ -286,9 +262,6 @@ class WorkerRuntime:
     async def flush_inbox(self) -> None:
         """Process the gathered records in consumption order."""
         async with self._inbox_lock:
-            if self._inbox_timer is not None:
-                self._inbox_timer.cancel()
-                self._inbox_timer = None
             batch, self._inbox = self._inbox, []
             if not batch:
                 return

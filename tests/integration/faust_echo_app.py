@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import faust
 
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
 
 client = KafkaClientConfig.from_environ(os.environ, default_client_id="tympan-echo-test")
 app = faust.App(

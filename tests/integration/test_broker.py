@@ -17,8 +17,8 @@ from kafka_helpers import ScratchBroker, consume_all, produce_records
 
 from stream.cli import main as tympan
 from stream.errors import BrokerError
-from stream.kafka_client import KafkaClientConfig
-from stream.topics import (
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import (
     Topics,
     delete_topics,
     describe_topics,

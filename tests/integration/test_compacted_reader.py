@@ -1,4 +1,4 @@
-"""The one compacted-topic reader on the real broker (``stream.worker.compacted``), and the
+"""The one compacted-topic reader on the real broker (``stream.kafka.compacted``), and the
 followers built on it surviving poison records (issue 11 finding 3, issue 12 item 6).
 
 The reader replays a topic to the end offsets it saw when it opened, then follows
@@ -21,12 +21,12 @@ from hypothesis import strategies as st
 from kafka_helpers import produce_records
 
 from stream.errors import BrokerError
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.compacted import CompactedReader, observe, read_latest
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics
 from stream.settings import ControlLimits, RecordLimits
 from stream.speakers.registry import ModelBinding, SpeakerRegistry
 from stream.speakers.topic import RegistryFollower, encode_enrollment
-from stream.topics import Topics
-from stream.worker.compacted import CompactedReader, observe, read_latest
 
 DIM = 4
 MODEL = ModelBinding("speaker-embed", "1", DIM)

@@ -34,7 +34,7 @@ from ingest_harness import (
 from worker_harness import WorkerFarm, module_topics, read_json, tiny_model, wait_for
 
 from stream.ingest.rtp import build_rtcp_bye, build_rtp
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 from tests.support.ports import free_tcp_port, free_udp_ports
 
 PATTERN = (True, False) * (6 if scale() == "full" else 2)  # 2 s each, loud first

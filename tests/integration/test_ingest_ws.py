@@ -22,7 +22,7 @@ from worker_harness import WorkerFarm, module_topics, read_json, tiny_model, wai
 
 from stream.audio.convert import float32_to_payload
 from stream.audio.files import load_audio
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 from stream.wire import Encoding
 from tests.support.ports import free_tcp_port
 

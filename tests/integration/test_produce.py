@@ -17,8 +17,8 @@ import soxr
 from kafka_helpers import consume_all
 
 from stream.audio.convert import payload_to_float32
+from stream.kafka.topics import Topics
 from stream.produce import frames_from_array, interleave, now_us, produce_frames
-from stream.topics import Topics
 from stream.wire import AudioFrame, Encoding, decode_frame
 
 REPO = Path(__file__).resolve().parents[2]

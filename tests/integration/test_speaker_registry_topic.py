@@ -6,10 +6,10 @@ import asyncio
 
 import numpy as np
 
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics, describe_topics
 from stream.speakers.registry import ModelBinding, SpeakerRegistry
 from stream.speakers.topic import RegistryFollower, publish
-from stream.topics import Topics, describe_topics
 
 DIM = 16
 MODEL = ModelBinding("speaker-embed", "1", DIM)

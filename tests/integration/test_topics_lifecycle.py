@@ -22,8 +22,8 @@ import soundfile as sf
 from kafka_helpers import consume_all
 from worker_harness import TYMPAN, WorkerProcess, noise, read_json, tiny_model, wait_for
 
-from stream.kafka_client import KafkaClientConfig
-from stream.topics import (
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import (
     EnsureReport,
     Topics,
     admin_client,
@@ -159,7 +159,7 @@ def test_an_existing_audio_topic_with_create_time_is_kept_and_the_fix_is_named(
     kafka_client: KafkaClientConfig, fresh: Topics
 ) -> None:
     async def scenario() -> tuple[EnsureReport, EnsureReport]:
-        audio = next(spec for spec in fresh.specs() if spec.name == fresh.audio)
+        audio = fresh.for_cluster(1).spec(fresh.audio)
         configs = {k: v for k, v in audio.configs.items() if k != "message.timestamp.type"}
         old = replace(audio, configs=configs)  # as audio topics were created before
         admin = admin_client(kafka_client)

@@ -28,8 +28,8 @@ from worker_harness import (
     wait_for_ids,
 )
 
-from stream.kafka_client import KafkaClientConfig
-from stream.topics import Topics, ensure_topics
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics, ensure_topics
 
 pytestmark = pytest.mark.slow
 

@@ -44,11 +44,12 @@ from worker_harness import (
     wait_for_count,
 )
 
-from stream.kafka_client import KafkaClientConfig
+from stream.control.gate import announce
+from stream.control.records import publish_records
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics
 from stream.speakers.registry import ModelBinding, SpeakerRegistry
 from stream.speakers.topic import apply_record, encode_enrollment
-from stream.topics import Topics
-from stream.worker.reload import announce, publish_records
 from tests.support.onnx_models import make_tiny_model_dir
 
 FULL = os.environ.get("TYMPAN_TEST_SCALE") == "full"

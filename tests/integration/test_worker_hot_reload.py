@@ -35,9 +35,10 @@ from worker_harness import (
     wait_for_count,
 )
 
-from stream.kafka_client import KafkaClientConfig
-from stream.topics import Topics
-from stream.worker.reload import announce, publish_records
+from stream.control.gate import announce
+from stream.control.records import publish_records
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics
 from tests.support.onnx_models import make_tiny_model_dir, perturb_golden
 
 CALLS = ("call-a", "call-b")

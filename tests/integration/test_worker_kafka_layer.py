@@ -43,7 +43,7 @@ from stream.kafka.fetch import (
     INVALID_HEADER_NAME,
     TOO_MANY_HEADERS,
 )
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 from stream.wire import encode_frame
 from tests.support.record_batches import (
     BAD_NAME_MARK,
@@ -173,3 +173,64 @@ def test_records_below_the_format_are_dead_lettered_and_the_calls_complete(
         )
     finally:
         farm.stop_all()
+
+
+def test_tail_skips_a_batch_it_cannot_read_and_prints_the_events_around_it(
+    broker: str, topics: Topics
+) -> None:
+    """``tympan tail``: an lz4 batch whose middle record has a header name that is not
+    UTF-8, between summaries written with snappy and zstd."""
+    import json
+    import os
+    import subprocess
+
+    from worker_harness import REPO, TYMPAN
+
+    def summary(i: int) -> bytes:
+        return json.dumps({"schema": "tympan.rejected.v1", "n": i}).encode()
+
+    rows = [(b"k", summary(i), []) for i in range(3)]
+    rows[1] = (b"k", summary(1), [(BAD_NAME_MARK, b"x")])
+
+    async def produce() -> None:
+        await produce_batch(
+            broker, topics.rejected, 0, compress(build_batch(0, [(b"k", summary(-1), [])]), 2)
+        )
+        await produce_batch(
+            broker, topics.rejected, 0, compress(with_bad_name(build_batch(0, rows)), CODEC_LZ4)
+        )
+        await produce_batch(
+            broker,
+            topics.rejected,
+            0,
+            compress(build_batch(0, [(b"k", summary(3), [])]), CODEC_ZSTD),
+        )
+
+    asyncio.run(produce())
+    done = subprocess.run(
+        [
+            str(TYMPAN),
+            "tail",
+            "--topic",
+            "rejected",
+            "--json",
+            "--from-beginning",
+            "--max",
+            "4",
+            "--idle-exit",
+            "20",
+            "--broker",
+            broker,
+            "--topic-prefix",
+            topics.prefix,
+        ],
+        capture_output=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    err = done.stderr.decode(errors="replace")
+    assert done.returncode == 0, err
+    printed = [json.loads(line)["n"] for line in done.stdout.decode().splitlines() if line.strip()]
+    assert printed == [-1, 0, 2, 3], err
+    assert "skipped (invalid_header_name)" in err

@@ -27,8 +27,8 @@ from worker_harness import (
 )
 
 from stream.inference.repository import resolve_model_dir
+from stream.kafka.topics import Topics
 from stream.roles import Role
-from stream.topics import Topics
 
 SCALES = {"ci": (120, 6.0), "full": (1000, 20.0)}
 N_STREAMS, SECONDS = SCALES[os.environ.get("TYMPAN_TEST_SCALE", "ci")]

@@ -20,7 +20,7 @@ from worker_harness import (
     wait_until_committed,
 )
 
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 
 SECONDS = 12.0
 

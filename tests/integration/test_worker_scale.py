@@ -21,7 +21,7 @@ from worker_harness import (
     wait_until_committed,
 )
 
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 
 SECONDS = 8.0
 N_STREAMS = 8

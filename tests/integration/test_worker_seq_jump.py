@@ -22,7 +22,7 @@ from worker_harness import (
     wait_for_count,
 )
 
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 
 
 def test_a_seq_of_10_to_the_18_is_dead_lettered_and_the_worker_lives_on(

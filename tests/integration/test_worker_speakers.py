@@ -35,12 +35,12 @@ from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
 from stream.inference.repository import resolve_model_dir
 from stream.inference.session import OnnxModel
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics
 from stream.pipeline import Pipeline, PipelinePolicy, Record, SpeakerStage, WindowJob
 from stream.produce import frames_from_array
 from stream.speakers.embedder import SpeakerEmbedder
 from stream.speakers.registry import ModelBinding, SpeakerRegistry, save_registry
-from stream.topics import Topics
 from stream.wire import AudioFrame, encode_frame
 from tests.support.replay import replay
 

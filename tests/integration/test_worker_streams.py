@@ -34,7 +34,7 @@ from worker_harness import (
     wait_until_committed,
 )
 
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 from stream.wire import AudioFrame, Encoding
 
 STREAMS: dict[str, dict[str, Any]] = {

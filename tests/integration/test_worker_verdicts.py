@@ -4,7 +4,7 @@ Rendered music (our corpus tools: composed MIDI through fluidsynth) and syntheti
 are streamed with ``tympan produce --fast`` through a real ``tympan worker`` for each
 shipped label model, the single-label scene model and the multi-label instruments
 tagger. The windows the worker cuts are bit-identical to the ones ``classify`` cuts
-from the file, and both fold them through ``stream.verdict``, so each summary's
+from the file, and both fold them through ``stream.events.verdict``, so each summary's
 verdict (task, windows, dominant label, tags with shares and segments, timeline) must
 be exactly ``classify``'s. Every label and summary event also validates against its
 schema in ``docs/schemas/`` (multi-label events carry ``tags``).
@@ -27,7 +27,7 @@ from worker_harness import TYMPAN, WorkerFarm, read_json, wait_for_count
 
 from models.corpus import music, synth
 from stream.inference.repository import resolve_model_dir
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 from tests.schema_check import validate
 
 SECONDS = {"ci": 8.0, "full": 30.0}[os.environ.get("TYMPAN_TEST_SCALE", "ci")]

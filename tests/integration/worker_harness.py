@@ -32,10 +32,10 @@ from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.inference.session import OnnxModel
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics, delete_topics, ensure_topics
 from stream.pipeline import Pipeline, PipelinePolicy, Record
 from stream.produce import frames_from_array, frames_from_payload, produce_frames
-from stream.topics import Topics, delete_topics, ensure_topics
 from stream.wire import AudioFrame, Encoding, encode_frame
 from tests.support.onnx_models import make_tiny_model_dir
 from tests.support.replay import run_sync

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from stream.errors import BrokerError
-from stream.kafka_client import KafkaClientConfig
-from stream.topics import Topics, wait_for_broker
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics, wait_for_broker
 
 _HERE = Path(__file__).resolve().parent
 REPO = _HERE.parents[1]

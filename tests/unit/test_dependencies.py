@@ -1,6 +1,6 @@
 """The pinned environment: pyproject.toml, requirements-dev.lock and what is installed agree.
 
-The at-least-once delivery code leans on faust-streaming internals and was verified against
+The worker's app and batch sender lean on faust-streaming internals and were verified against
 one release; a different one must fail here, not in production. The lock must also satisfy
 every range pyproject.toml states, else ``make test`` installs a set the project never asked for.
 """
@@ -18,8 +18,8 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCKED_EXTRAS = ("cpu", "train", "dev")
-#: The release stream/worker/delivery.py was verified against. Change it only after re-running the
-#: delivery and fault-injection tests on the new release.
+#: The release stream/worker/app.py and producer.py were verified against. Change it only after
+#: re-running the delivery and fault-injection tests on the new release.
 VERIFIED_FAUST = "0.15.3"
 
 

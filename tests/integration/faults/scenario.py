@@ -30,8 +30,8 @@ from worker_harness import (
     wait_for_count,
 )
 
+from stream.kafka.topics import Topics
 from stream.produce import produce_frames
-from stream.topics import Topics
 from stream.wire import AudioFrame
 
 SCALE = os.environ.get("TYMPAN_TEST_SCALE", "ci")

@@ -16,8 +16,8 @@ import pytest
 from brokers import PrivateBroker
 from scenario import FULL, SESSION_TIMEOUT_S, Scenario
 
-from stream.kafka_client import KafkaClientConfig
-from stream.topics import Topics, ensure_topics
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics, ensure_topics
 
 N_STREAMS, SECONDS = (8, 20.0) if FULL else (4, 6.0)
 FREEZE_S = 60.0 if FULL else 25.0

@@ -43,7 +43,7 @@ from scenario import FULL, Scenario
 from test_poison_corpus import documented_reasons
 from worker_harness import expected_events, interleave, produce
 
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 
 N_FEED, FEED_SECONDS = (4, 6.0) if FULL else (2, 4.0)
 WRITERS: dict[str, Callable[[str, str, Plan], None]] = {

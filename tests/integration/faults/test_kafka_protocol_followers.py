@@ -44,9 +44,9 @@ from scenario import FULL, Scenario
 from test_poison_corpus import documented_reasons
 from worker_harness import LABELS, REPO, SPEC, interleave, produce, wait_for
 
-from stream.kafka_client import KafkaClientConfig
-from stream.topics import Topics, describe_topics
-from stream.worker.reload import announce
+from stream.control.gate import announce
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics, describe_topics
 from tests.support.onnx_models import make_tiny_model_dir
 
 SPEAKER_MODEL = REPO / "models" / "zoo" / "speaker-embed" / "1"

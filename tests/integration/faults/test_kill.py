@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from scenario import FULL, SESSION_TIMEOUT_S, Scenario, chaos_delays
 
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 
 SEEDS = (1, 2, 3, 4, 5) if FULL else (1,)
 N_STREAMS, SECONDS = (8, 20.0) if FULL else (4, 6.0)

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from scenario import FULL, Scenario
 from worker_harness import REPO
 
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 from stream.wire import AudioFrame, Encoding, encode_frame
 
 N_MUTATED = 100_000 if FULL else 600

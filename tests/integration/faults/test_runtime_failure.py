@@ -19,7 +19,7 @@ from worker_harness import (
     wait_for,
 )
 
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 
 EXIT_FATAL = 70  # stream.worker.build.EXIT_FATAL, spelled out: the CLI's contract
 

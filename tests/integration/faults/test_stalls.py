@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from scenario import FULL, SESSION_TIMEOUT_S, Scenario
 
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 
 N_STREAMS, SECONDS = (8, 20.0) if FULL else (4, 6.0)
 CHURN_S = 15.0 if FULL else 5.0

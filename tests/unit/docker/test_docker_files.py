@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from stream.cli import build_parser
-from stream.topics import Topics
+from stream.kafka.topics import Topics
 
 REPO = Path(__file__).resolve().parents[3]
 DOCKER = REPO / "docker"
@@ -151,10 +151,13 @@ def parses(argv: list[str]) -> Any:
 def known_env_vars() -> set[str]:
     """``TYMPAN_*`` names the code reads: the worker settings (derived from their
     declarations), the Kafka client and the CLI modules (written out)."""
-    from stream.setting_specs import specs
     from stream.settings import WorkerSettings
+    from stream.settings.specs import specs
 
-    sources = [REPO / "stream" / "settings.py", REPO / "stream" / "kafka_client.py"]
+    sources = [
+        *(REPO / "stream" / "settings").glob("*.py"),
+        REPO / "stream" / "kafka" / "config.py",
+    ]
     sources += sorted((REPO / "stream" / "cli").glob("*.py"))
     found = {spec.env for spec in specs(WorkerSettings)}
     for source in sources:

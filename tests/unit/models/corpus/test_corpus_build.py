@@ -93,6 +93,20 @@ def test_demo_call_timeline_covers_the_file(tmp_path: Path) -> None:
     assert all("identity" in s["voice"] for s in segs if s["label"] == "speech")
 
 
+def test_a_scaled_demo_call_is_shorter_with_the_same_cast_and_structure(tmp_path: Path) -> None:
+    full = build.build_demo(tmp_path / "full", calls=1, music_tracks=1, progress=False)
+    short = build.build_demo(tmp_path / "short", calls=1, music_tracks=1, scale=0.5, progress=False)
+    a, b = (json.loads((d / "call-00.json").read_text()) for d in (full, short))
+    assert (a["agent"], a["caller"]) == (b["agent"], b["caller"])
+    assert [s["label"] for s in a["segments"] if s["label"] != "silence"][:3] == [
+        s["label"] for s in b["segments"] if s["label"] != "silence"
+    ][:3]
+    assert 10.0 <= b["duration_s"] <= 0.75 * a["duration_s"]  # speech keeps whole words
+    assert sf.info(short / "music-00.wav").duration == pytest.approx(15.0)
+    assert b["segments"][-1]["end_s"] == pytest.approx(b["duration_s"], abs=0.01)
+    assert {"speech", "music", "tone"} <= {s["label"] for s in b["segments"]}
+
+
 @pytest.fixture
 def no_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))

@@ -1,7 +1,7 @@
 """A window of an 8 kHz call is emitted by the frame that brings its last needed sample.
 
-The worker's path (``StreamResampler`` → ``FeatureBank``, as ``Pipeline._push`` and
-``_drain`` run it), replayed frame by frame: window ``k`` needs the 16 kHz samples up to
+The worker's path (``StreamResampler`` → ``FeatureBank``, as ``Conditioner.push`` and
+``drain`` run it), replayed frame by frame: window ``k`` needs the 16 kHz samples up to
 its ``end_sample``, i.e. the 8 kHz samples up to ``(end_sample - 1) // 2 + lookahead``,
 and must come out of the push of the frame holding that sample, not a later one. For
 the default spec (windows end 8 ms before a 20/100/500 ms frame boundary) that is the

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from stream.cli import main
 from stream.dashboard.server import SECURITY_HEADERS, TOKEN_COOKIE, DashboardConfig, build_app
-from stream.kafka_client import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig
 
 NOWHERE = KafkaClientConfig(bootstrap_servers="127.0.0.1:1")  # the reader just retries
 TOKEN = "s3cret-token"

@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from stream.cli import build_parser
 from stream.dashboard.server import STATE, DashboardConfig, ReaderStatus, Snapshots, build_app
 from stream.dashboard.state import DashboardState
-from stream.kafka_client import KafkaClientConfig
-from stream.topics import Topics
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics
 
 
 def _closed_port() -> int:

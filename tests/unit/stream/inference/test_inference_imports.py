@@ -12,12 +12,13 @@ import sys
 MODULES = [
     "stream.inference",
     "stream.inference.clips",
-    "stream.evaluation",
+    "stream.inference.evaluation",
     "stream.cli.classify",
     "stream.cli.evaluate",
     "stream.cli",
     "stream.worker.build",
-    "stream.worker.reload",
+    "stream.control.follower",
+    "stream.control.gate",
 ]
 
 

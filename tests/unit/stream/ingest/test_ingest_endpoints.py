@@ -53,7 +53,7 @@ def test_one_stream_per_ssrc_and_source_with_the_template() -> None:
 
 
 def test_bye_ends_the_ssrc_of_that_host_only() -> None:
-    ingest, frames, _ = rtp_ingest()
+    ingest, frames, _ = rtp_ingest(stream_id_template="{remote_host}-{ssrc}")
     for host in ("10.0.0.1", "10.0.0.2"):
         for i in range(3):
             ingest.datagram(pcmu(7, i), (host, 5000), 40000, T0 + i * 20_000)
@@ -84,14 +84,30 @@ def test_oversized_payloads_are_refused() -> None:
     assert malformed(metrics, "too_large") == 1 and not ingest.streams
 
 
-def test_idle_streams_end_and_new_streams_past_the_limit_are_refused() -> None:
+def test_idle_streams_end_and_a_full_table_evicts_the_call_heard_least_recently() -> None:
     ingest, frames, metrics = rtp_ingest(max_streams=2, idle_timeout_s=1.0)
-    for ssrc in (1, 2, 3):
+    for ssrc in (1, 2, 3):  # none established yet: the third evicts the first
         ingest.datagram(pcmu(ssrc, 0), ("10.0.0.1", 5000), 40000, T0)
-    assert len(ingest.streams) == 2
-    assert malformed(metrics, "too_many_streams") == 1
+    assert sorted(k[0] for k in ingest.streams) == [2, 3]
+    assert metrics.registry.get_sample_value(
+        "tympan_ingest_streams_ended_total", {"why": "evicted"}
+    )
     ingest.tick(T0 + 1_000_000)
-    assert not ingest.streams and [f.eos for f in frames] == [True, True]
+    assert not ingest.streams  # the evicted call had sent no frame: nothing to end downstream
+    assert [(f.stream_id, f.eos) for f in frames] == [
+        ("rtp-00000002-40000", True),
+        ("rtp-00000003-40000", True),
+    ]
+
+
+def test_a_full_table_of_established_calls_refuses_the_next() -> None:
+    ingest, _, metrics = rtp_ingest(max_streams=2)
+    for i in range(30):  # 600 ms of 20 ms packets: both established
+        for ssrc in (1, 2):
+            ingest.datagram(pcmu(ssrc, i), ("10.0.0.1", 5000), 40000, T0 + i * 20_000)
+    ingest.datagram(pcmu(3, 0), ("10.0.0.1", 5000), 40000, T0 + 600_000)
+    assert sorted(k[0] for k in ingest.streams) == [1, 2]
+    assert malformed(metrics, "too_many_streams") == 1
 
 
 def test_garbage_and_unknown_payload_types_are_counted_not_raised() -> None:

@@ -349,3 +349,14 @@ def test_what_an_aborted_transaction_held_is_not_reported() -> None:
         data, topic=TOPIC, partition=3, fetch_offset=0, limits=LIMITS, inflater=Inflater(1 << 20)
     )
     assert [(s.reason, s.offset) for s in committed] == [(INVALID_HEADER_NAME, 1)]
+
+
+def test_a_base_offset_that_goes_back_is_unparseable_and_never_moves_the_position_back() -> None:
+    """The base offset is outside the CRC: a batch claiming offsets already passed
+    would send the client's position back (a refetch loop); it is skipped instead."""
+    back = bytearray(batch(10, 2))
+    struct.pack_into(">q", back, 0, 3)  # claims 3..4 after a batch that reached 9
+    data = batch(5, 5) + bytes(back) + batch(12, 1)
+    records, position, skipped = screened(data, fetch_offset=5)
+    assert offsets(records) == [5, 6, 7, 8, 9, 12] and position == 13
+    assert [(s.reason, s.offset, s.last_offset) for s in skipped] == [(UNPARSEABLE, 10, 10)]

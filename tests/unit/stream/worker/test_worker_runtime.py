@@ -19,11 +19,11 @@ from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.inference.session import OnnxModel
+from stream.kafka.topics import Topics
 from stream.pipeline import Pipeline, PipelinePolicy, Record, WindowJob
 from stream.produce import frames_from_array
 from stream.settings import BatchingPolicy
 from stream.speakers.scoring import SpeakerScorer
-from stream.topics import Topics
 from stream.wire import encode_frame
 from stream.worker.runtime import WorkerRuntime, _rows
 from tests.support.onnx_models import make_tiny_model_dir
@@ -113,9 +113,7 @@ def test_records_are_acked_only_after_the_stream_is_delivered(model: OnnxModel) 
     async def main() -> None:
         runtime = _runtime(model, producer, acked)
         runtime.start()
-        for r in records:
-            await runtime.on_record(r)
-        await runtime.flush_inbox()
+        await runtime.on_records(records)
         await runtime.batcher.join()
         assert producer.on(TOPICS.summaries), "summary sent once every window was inferred"
         await asyncio.sleep(0)
@@ -140,8 +138,7 @@ def test_bad_records_are_dead_lettered_and_acked_after_delivery(model: OnnxModel
     async def main() -> None:
         runtime = _runtime(model, producer, acked)
         runtime.start()
-        await runtime.on_record(bad)
-        await runtime.flush_inbox()
+        await runtime.on_records([bad])
         await asyncio.sleep(0)
         assert acked == []
         producer.deliver_all()
@@ -161,9 +158,7 @@ def test_speaker_hook_events_and_summary_verdict(model: OnnxModel) -> None:
     async def main() -> None:
         runtime = _runtime(model, producer, acked, speakers=hook)
         runtime.start()
-        for r in _records("call"):
-            await runtime.on_record(r)
-        await runtime.flush_inbox()
+        await runtime.on_records(_records("call"))
         await runtime.batcher.join()
         producer.deliver_all()
         await runtime.drain()
@@ -185,9 +180,7 @@ def test_revoked_partitions_are_never_acked(model: OnnxModel) -> None:
     async def main() -> None:
         runtime = _runtime(model, producer, acked)
         runtime.start()
-        for r in records[:10]:
-            await runtime.on_record(r)
-        await runtime.flush_inbox()
+        await runtime.on_records(records[:10])
         runtime.on_revoked([0])
         assert runtime.pipeline.active_streams == 0
         producer.deliver_all()

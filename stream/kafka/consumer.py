@@ -1,0 +1,287 @@
+"""The audio topic, a fetched batch at a time: an aiokafka consumer run as a Faust
+app service.
+
+Faust's own consumer path costs a per-record ``Event``, a ``Conductor`` dispatch and
+a loop round-trip per record (about half the worker's CPU, benchmarks/RESULTS.md).
+Here one ``getmany`` hands up to ``max_poll_records`` records to
+:meth:`~stream.worker.runtime.WorkerRuntime.on_records` as one list, and the worker owns
+what Faust did for the agent:
+
+* **commits**: the runtime acks the ranges the offset ledger released
+  (:class:`~stream.worker.commits.CommitLog`), committed every ``commit_interval_s``,
+  at revocation and at stop;
+* **revocation** (``ConsumerRebalanceListener``, awaited by aiokafka before the
+  group rebalances): commit what the ledger released, then drop the revoked
+  partitions' streams (:meth:`~stream.worker.runtime.WorkerRuntime.on_revoked`); their new
+  owner rebuilds them from the committed offset;
+* **idle expiry** and the lag gauge, once a second.
+
+A lock keeps a fetched batch, an expiry and a revocation from interleaving, so a
+revocation never lands in the middle of a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
+from mode import Service
+
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.fetch import FetchGuard, SkippedRecords
+from stream.pipeline import Record
+from stream.settings import RecordLimits
+from stream.worker.commits import CommitLog
+from stream.worker.metrics import WorkerMetrics
+from stream.worker.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerPlan:
+    """How the audio topic is consumed.
+
+    Attributes
+    ----------
+    kafka: connection settings.
+    topic: the audio topic.
+    group_id: the consumer group (the app id).
+    session_timeout_s: a silent member leaves the group after this long.
+    commit_interval_s: how often released offsets are committed.
+    expire_interval_s: how often idle streams are closed and the lag gauge updated.
+    max_poll_records: records per fetched batch at most.
+    fetch_timeout_ms: how long ``getmany`` waits when nothing is there (bounds how
+        quickly a stop is noticed).
+    drain_timeout_s: at stop, how long to wait for windows in flight and their
+        deliveries before the last commit.
+    record_limits: bounds below the record format (``stream.kafka.fetch``): what
+        passes them is dead-lettered by offset and the partition goes on.
+    """
+
+    kafka: KafkaClientConfig
+    topic: str
+    group_id: str
+    session_timeout_s: float  # no defaults here: WorkerSettings holds them
+    commit_interval_s: float
+    expire_interval_s: float = 1.0
+    max_poll_records: int = 1000
+    fetch_timeout_ms: int = 100
+    drain_timeout_s: float = 10.0
+    record_limits: RecordLimits = field(default_factory=RecordLimits)
+
+
+class BatchConsumer(Service):
+    """Consume the audio topic in fetched batches and feed the runtime."""
+
+    def __init__(
+        self,
+        plan: ConsumerPlan,
+        runtime: WorkerRuntime,
+        commits: CommitLog,
+        *,
+        metrics: WorkerMetrics,
+        on_fatal: Callable[[BaseException], None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.runtime = runtime
+        self.commits = commits
+        self.metrics = metrics
+        self._on_fatal = on_fatal
+        self._lock = asyncio.Lock()
+        self._kafka: AIOKafkaConsumer | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._fetch_guard = FetchGuard(plan.record_limits)
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def on_start(self) -> None:
+        plan = self.plan
+        session_ms = int(plan.session_timeout_s * 1000)
+        consumer = AIOKafkaConsumer(
+            **plan.kafka.aiokafka_kwargs(),
+            group_id=plan.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=session_ms // 4,
+            max_poll_records=plan.max_poll_records,
+            isolation_level="read_committed",  # an aborted transaction's records never count
+        )
+        self._fetch_guard.install(consumer)  # before any fetch: every batch is screened
+        await consumer.start()
+        consumer.subscribe([plan.topic], listener=_Rebalance(self))
+        self._kafka = consumer
+        self.runtime.start()
+        loop = asyncio.get_running_loop()
+        self._loops = [
+            loop.create_task(self._guard(self._consume())),
+            loop.create_task(self._guard(self._commit_every())),
+            loop.create_task(self._guard(self._expire_every())),
+        ]
+
+    async def on_stop(self) -> None:
+        """Finish the batch in hand, deliver what is in flight, commit, leave."""
+        self._stopping = True
+        if self._loops:
+            consume, *chores = self._loops
+            for task in chores:
+                task.cancel()
+            await asyncio.wait([consume], timeout=self.plan.drain_timeout_s)
+            consume.cancel()
+        try:
+            await asyncio.wait_for(self.runtime.drain(), self.plan.drain_timeout_s)
+        except Exception as exc:  # a timeout or a failed delivery: the replay covers it
+            log.warning("stopping without a full drain: %r", exc)
+        if self._kafka is not None:
+            await self._commit()
+            await self._kafka.stop()
+        await self.runtime.stop()
+
+    async def _guard(self, work: Any) -> None:
+        """Any escape from a loop is a runtime failure: stop the worker, non-zero."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not self._stopping:
+                log.critical("audio consumer failed: %r", exc)
+                self._on_fatal(exc)
+
+    # -- the loops --------------------------------------------------------------------
+    async def _consume(self) -> None:
+        consumer = self._require()
+        topic = self.plan.topic
+        while not self._stopping:
+            try:
+                fetched = await consumer.getmany(
+                    timeout_ms=self.plan.fetch_timeout_ms, max_records=self.plan.max_poll_records
+                )
+            except ConsumerStoppedError:
+                return
+            skipped = await self._fetch_guard.take(consumer)
+            if not fetched and not skipped:
+                continue
+            async with self._lock:
+                owned = consumer.assignment()
+                batch = [
+                    Record(
+                        r.key,
+                        r.value,
+                        tuple(r.headers or ()),
+                        r.topic,
+                        r.partition,
+                        r.offset,
+                        timestamp_ms=r.timestamp,  # Kafka time decides idle closes
+                    )
+                    for tp, records in fetched.items()
+                    if tp.topic == topic and tp in owned
+                    for r in records
+                ]
+                mine = [s for s in skipped if s.topic == topic]
+                if mine:
+                    await self._take_in_order(batch, mine)
+                elif batch:
+                    await self.runtime.on_records(batch)
+
+    async def _take_in_order(self, batch: list[Record], skipped: list[SkippedRecords]) -> None:
+        """Records and skipped offsets of a fetch, handed over in offset order per
+        partition (the offset ledger holds each partition's offsets in order)."""
+        runs: list[Record | SkippedRecords] = sorted(
+            [*batch, *skipped], key=lambda item: (item.partition, item.offset)
+        )
+        records: list[Record] = []
+        for item in runs:
+            if isinstance(item, Record):
+                records.append(item)
+                continue
+            if records:
+                await self.runtime.on_records(records)
+                records = []
+            await self.runtime.on_skipped(item.rejected(), last_offset=item.last_offset)
+        if records:
+            await self.runtime.on_records(records)
+
+    async def _commit_every(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.plan.commit_interval_s)
+            await self._commit()
+
+    async def _expire_every(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.plan.expire_interval_s)
+            async with self._lock:
+                await self.runtime.expire()
+            self._update_lag()
+
+    # -- commits and rebalances ---------------------------------------------------------
+    async def _commit(self, partitions: Iterable[int] | None = None) -> None:
+        """Commit the released offsets (of ``partitions``); a failure is retried at the
+        next interval, and a commit lost to a rebalance is replayed by the new owner."""
+        due = self.commits.due(partitions)
+        if not due or self._kafka is None:
+            return
+        offsets = {TopicPartition(self.plan.topic, p): o for p, o in due.items()}
+        try:
+            await self._kafka.commit(offsets)
+        except CommitFailedError as exc:
+            log.warning("commit of %s lost to a rebalance: %r", due, exc)
+            return
+        except KafkaError as exc:
+            log.warning(
+                "commit of %s failed, retried in %.1f s: %r", due, self.plan.commit_interval_s, exc
+            )
+            return
+        self.commits.committed(due)
+
+    async def revoked(self, partitions: list[int]) -> None:
+        async with self._lock:
+            await self._commit(partitions)
+            log.info("partitions revoked: %s", partitions)
+            self.runtime.on_revoked(partitions)
+            self.commits.revoke(partitions)
+
+    def assigned(self, partitions: list[int]) -> None:
+        self.commits.assign(partitions)
+        log.info("partitions assigned: %s", partitions)
+
+    def _update_lag(self) -> None:
+        """Records between the last one taken and the partition end, per partition."""
+        consumer = self._kafka
+        if consumer is None:
+            return
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            last = self.runtime.last_offset.get(tp.partition)
+            if highwater is not None and last is not None:
+                self.metrics.lag.labels(str(tp.partition)).set(max(0, highwater - last - 1))
+
+    def _require(self) -> AIOKafkaConsumer:
+        if self._kafka is None:
+            raise RuntimeError("the audio consumer is not started")
+        return self._kafka
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """aiokafka awaits these before and after each rebalance of the group."""
+
+    def __init__(self, owner: BatchConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        mine = sorted(tp.partition for tp in revoked if tp.topic == self._owner.plan.topic)
+        if mine:
+            await self._owner.revoked(mine)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        mine = sorted(tp.partition for tp in assigned if tp.topic == self._owner.plan.topic)
+        self._owner.assigned(mine)

@@ -1,0 +1,466 @@
+"""Frames → Kafka: the send order of many streams and one batching aiokafka producer.
+
+:func:`interleave` merges many streams into one send order: by the wall-clock time
+each chunk is complete (real time) or round-robin (as fast as possible). It is a
+single heap over the streams' iterators, not one task per stream, so a thousand
+concurrent calls cost a heap push and pop per frame. :func:`produce_frames` sends any
+iterable of frames with one producer, pacing them in real time if asked, and returns
+:class:`ProduceStats` for the run's summary line (send-lag percentiles included).
+
+Per-frame work is kept small because one process plays thousands of calls: payloads
+are encoded once (frames are slices), the partition is computed once per stream, and
+records are appended to one aiokafka ``BatchBuilder`` per partition and handed over
+with one ``send_batch`` per partition per round, with no per-record future or await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+
+from stream.errors import BrokerError
+from stream.kafka.config import KafkaClientConfig
+from stream.produce.frames import due_us, now_us
+from stream.wire.frame import AudioFrame, encode_frame
+
+log = logging.getLogger(__name__)
+
+_ROUND_FRAMES = 1000  # the most frames gathered before they are handed over
+_MAX_IN_FLIGHT = 2000  # batches handed over but not delivered; beyond it, wait (backpressure)
+_MAX_QUEUED = 16  # full batches waiting for their lane, all partitions; beyond it, wait
+
+
+def interleave(streams: Sequence[Iterable[AudioFrame]], *, realtime: bool) -> Iterator[AudioFrame]:
+    """Merge many streams' frames into one send order.
+
+    ``realtime``: by the time each chunk is complete (``capture_us`` + duration), a
+    lazy heap merge; otherwise round-robin, one frame per stream in turn.
+    """
+    if realtime:
+        return heapq.merge(*streams, key=due_us)
+    return _round_robin(streams)
+
+
+def _round_robin(streams: Sequence[Iterable[AudioFrame]]) -> Iterator[AudioFrame]:
+    active = deque(iter(s) for s in streams)
+    while active:
+        it = active.popleft()
+        frame = next(it, None)
+        if frame is not None:
+            yield frame
+            active.append(it)
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerTuning:
+    """Producer settings for many small records.
+
+    ``linger_ms`` is how long a due frame may wait so that frames of many streams
+    share one batch per partition: in real time, frames that fall due within it are
+    gathered and sent together (the send lag it costs is at most that); as fast as
+    possible, it is aiokafka's ``linger_ms``. 10 ms rather than 2: at 1,000 real-time
+    streams it cut the producer's CPU 0.31 -> 0.23 core, the broker's 0.28 -> 0.20
+    and the worker's cost per stream ~9 % (fewer, larger record batches to fetch
+    and parse), and the end-to-end p99 went down, not up (benchmarks/RESULTS.md).
+
+    ``acks="all"`` with idempotence: a frame is acknowledged once every in-sync
+    replica holds it (with ``min.insync.replicas=2`` on a cluster, two brokers), and a
+    retry after a leader change never writes it twice or out of order. On one broker
+    it costs nothing more than ``acks=1``.
+    """
+
+    linger_ms: int = 10
+    max_batch_size: int = 512 * 1024
+    max_request_size: int = 4 * 1024 * 1024
+    acks: int | str = "all"
+    enable_idempotence: bool = True
+    compression_type: str | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "linger_ms": self.linger_ms,
+            "max_batch_size": self.max_batch_size,
+            "max_request_size": self.max_request_size,
+            "acks": self.acks,
+            "enable_idempotence": self.enable_idempotence,
+            "compression_type": self.compression_type,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ProduceStats:
+    """What a produce run sent, and how late (real time only).
+
+    The send lag of a frame is the time it was handed to the producer minus the time
+    it was due (``capture_us`` + its duration: when a live source would have it).
+    """
+
+    frames: int
+    payload_bytes: int
+    streams: int
+    seconds: float
+    max_lag_ms: float = 0.0
+    """Real time only: the most a frame was sent after it was due (the loop fell behind)."""
+    lag_p50_ms: float = 0.0
+    lag_p99_ms: float = 0.0
+
+    def summary(self, topic: str) -> str:
+        lag = (
+            f" (send lag p50 {self.lag_p50_ms:.1f} ms, p99 {self.lag_p99_ms:.1f} ms, "
+            f"max {self.max_lag_ms:.1f} ms)"
+            if self.max_lag_ms
+            else ""
+        )
+        return (
+            f"produced {self.frames} frames ({_human_bytes(self.payload_bytes)}) in "
+            f"{self.streams} stream(s) to {topic!r} in {self.seconds:.2f} s" + lag
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures as a JSON-ready dictionary (``tympan produce --json``)."""
+        return {
+            "frames": self.frames,
+            "payload_bytes": self.payload_bytes,
+            "streams": self.streams,
+            "seconds": round(self.seconds, 3),
+            "send_lag_p50_ms": round(self.lag_p50_ms, 3),
+            "send_lag_p99_ms": round(self.lag_p99_ms, 3),
+            "send_lag_max_ms": round(self.max_lag_ms, 3),
+        }
+
+
+def _human_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+async def produce_frames(
+    client: KafkaClientConfig | str,
+    topic: str,
+    frames: Iterable[AudioFrame] | AsyncIterable[AudioFrame],
+    *,
+    realtime: bool = False,
+    restamp: bool | None = None,
+    tuning: ProducerTuning | None = None,
+    on_frame: Callable[[AudioFrame], None] | None = None,
+) -> ProduceStats:
+    """Send ``frames`` to ``topic``, keyed by stream id, and wait until all are delivered.
+
+    Frames go out as one batch per partition per round (``send_batch``), not one
+    ``send`` per record: a round is every frame that is due (real time) or up to
+    ``_ROUND_FRAMES`` frames (as fast as possible).
+
+    Parameters
+    ----------
+    client: a :class:`KafkaClientConfig` or a bootstrap string (``"host:port"``).
+    topic: the audio topic (``Topics().audio``).
+    frames: in send order (see :func:`interleave`); a sync or async iterable.
+    realtime: send each frame once it is due (``capture_us`` + its duration).
+    restamp: set ``capture_us`` to the send time; default ``not realtime`` (the
+        "as fast as possible" mode has no meaningful capture times of its own).
+    tuning: producer batching settings.
+    on_frame: called after each frame is handed to the producer (progress bars).
+
+    Raises
+    ------
+    BrokerError
+        The broker cannot be reached or refuses records; the message names it.
+    FrameError
+        A frame that is not valid on the wire (see :func:`encode_frame`).
+    """
+    config = KafkaClientConfig(bootstrap_servers=client) if isinstance(client, str) else client
+    restamp = (not realtime) if restamp is None else restamp
+    tuning = tuning or ProducerTuning()
+    producer = AIOKafkaProducer(**config.aiokafka_kwargs(), **tuning.kwargs())
+    try:
+        await producer.start()
+    except (KafkaError, OSError) as exc:
+        await producer.stop()
+        raise BrokerError(
+            f"cannot connect a producer to {config.bootstrap_servers}: {exc!r} "
+            f"(is the broker up? scripts/kafka.sh up)"
+        ) from exc
+    try:
+        partitions = sorted(await producer.partitions_for(topic))
+        sender = _BatchSender(producer, topic, partitions)
+        pacing = _Pacing(tuning.linger_ms * 1000) if realtime else None
+        source: AsyncIterator[AudioFrame | None] = _aiter(frames)
+        live_s = None
+        if isinstance(frames, AsyncIterable) and pacing is None:
+            # a live source (ingest): what it gave goes out as soon as it pauses, and
+            # at least every linger_ms while it keeps giving
+            live_s = tuning.linger_ms / 1000
+            source = _until_quiet(_aiter(frames), live_s)
+        return await _send_all(sender, source, pacing, restamp, on_frame, live_s)
+    except KafkaError as exc:
+        raise BrokerError(
+            f"sending to topic {topic!r} on {config.bootstrap_servers} failed: {exc!r}"
+        ) from exc
+    finally:
+        await producer.stop()
+
+
+class _BatchSender:
+    """Records gathered into one aiokafka batch per partition, handed over without stalls.
+
+    aiokafka keeps one undrained batch per partition and makes ``send_batch`` wait
+    while there is one (until the broker answers the request in flight), so awaiting
+    it in the send loop would stall pacing for a broker round trip. Instead each
+    partition has a *lane*: a task that submits that partition's batches in order,
+    while the loop keeps appending to the partition's open batch; a lane that finds
+    the open batch when its previous submit returns takes it along, so a slow broker
+    gets bigger batches rather than a late producer.
+
+    Kafka's default (murmur2) partitioning is computed once per stream rather than
+    per record: the same partition a Java or Go producer picks for the same key.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, partitions: list[int]) -> None:
+        self.producer = producer
+        self.topic = topic
+        self._partitions = partitions
+        self._partitioner = DefaultPartitioner()
+        self.partition_of: dict[bytes, int] = {}
+        self._open: dict[int, Any] = {}  # partition → BatchBuilder being filled
+        self._full: dict[int, deque[Any]] = {}  # partition → closed, not yet submitted
+        self._lanes: dict[int, asyncio.Task[None]] = {}
+        self._progress = asyncio.Event()  # set whenever a lane hands a batch over
+        self.pending: deque[asyncio.Future[Any]] = deque()  # submitted, not delivered
+
+    def add(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        partition = self.partition_of.get(key)
+        if partition is None:
+            partition = self._partitioner(key, self._partitions, self._partitions)
+            self.partition_of[key] = partition
+        batch = self._open.get(partition)
+        if batch is None:
+            batch = self._open[partition] = self.producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            self._full.setdefault(partition, deque()).append(self._open.pop(partition))
+            self._lane(partition)
+            batch = self._open[partition] = self.producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None, headers=headers)
+
+    async def flush(self) -> None:
+        """Start a lane for every partition with records and no lane running.
+
+        Backpressure: when the broker takes batches more slowly than they fill (as
+        fast as possible, or a broker in trouble), wait until the lanes have handed
+        over all but ``_MAX_QUEUED`` full batches, so memory stays bounded.
+        """
+        for partition in list(self._open):
+            self._lane(partition)
+        while sum(map(len, self._full.values())) > _MAX_QUEUED:
+            self._progress.clear()
+            await self._progress.wait()
+            self._check_lanes()
+        await _settle(self.pending)
+        await asyncio.sleep(0)  # let the lanes and aiokafka's sender run
+
+    async def delivered(self) -> None:
+        """Wait until every record is submitted and acknowledged (errors raised)."""
+        await self.flush()
+        while self._lanes:
+            await asyncio.gather(*self._lanes.values())
+        await self.producer.flush()
+        await asyncio.gather(*self.pending)
+
+    def _lane(self, partition: int) -> None:
+        lane = self._lanes.get(partition)
+        if lane is not None and lane.done():
+            lane.result()  # a failed submit ends the run with its error
+        if lane is None or lane.done():
+            self._lanes[partition] = asyncio.ensure_future(self._submit_all(partition))
+
+    def _check_lanes(self) -> None:
+        """Raise the error of a lane that failed (a broker that refuses batches)."""
+        for lane in list(self._lanes.values()):
+            if lane.done():
+                lane.result()
+
+    async def _submit_all(self, partition: int) -> None:
+        full = self._full.setdefault(partition, deque())
+        try:
+            while True:
+                batch = full.popleft() if full else self._open.pop(partition, None)
+                if batch is None:
+                    break
+                batch.close()
+                self.pending.append(
+                    await self.producer.send_batch(batch, self.topic, partition=partition)
+                )
+                self._progress.set()
+        finally:
+            self._progress.set()  # wake a waiting flush, also when the submit failed
+        del self._lanes[partition]  # only on success: a failed lane keeps its error
+
+
+class _Pacing:
+    """Real-time pacing: when to send, and each frame's send lag.
+
+    A frame is sent once due; frames that fall due within ``linger_us`` of the first
+    waiting one share its round, so a round costs one batch per partition however many
+    streams play.
+    """
+
+    def __init__(self, linger_us: int) -> None:
+        self.linger_us = max(0, linger_us)
+        self._due: list[int] = []  # of this round's frames
+        self.lags_us: list[int] = []
+
+    async def wait_for(self, frame: AudioFrame, sender: _BatchSender) -> None:
+        """Return when ``frame`` may be sent; flush the round before sleeping."""
+        due = due_us(frame)
+        now = now_us()
+        if due > now:
+            await self.send_round(sender)
+            wake = max(due, now + self.linger_us)
+            await asyncio.sleep((wake - now) / 1e6)
+        self._due.append(due)
+
+    async def send_round(self, sender: _BatchSender) -> None:
+        await sender.flush()
+        now = now_us()
+        self.lags_us.extend(now - due for due in self._due)
+        self._due.clear()
+
+    def percentiles_ms(self) -> tuple[float, float, float]:
+        """Send lag p50, p99 and max in ms (0 when nothing was sent)."""
+        if not self.lags_us:
+            return 0.0, 0.0, 0.0
+        lags = np.maximum(np.asarray(self.lags_us, dtype=np.float64), 0) / 1000
+        p50, p99 = np.percentile(lags, [50, 99])
+        return float(p50), float(p99), float(lags.max())
+
+
+async def _send_all(
+    sender: _BatchSender,
+    frames: AsyncIterator[AudioFrame | None],
+    pacing: _Pacing | None,
+    restamp: bool,
+    on_frame: Callable[[AudioFrame], None] | None,
+    live_s: float | None = None,
+) -> ProduceStats:
+    started = time.perf_counter()
+    handed_s = started  # when gathered frames were last handed over (live sources)
+    unfinished: dict[str, AudioFrame] = {}  # last frame of each stream not yet at EOS
+    n_frames = n_bytes = 0
+    try:
+        async for frame in frames:
+            if frame is None:  # the live source paused: hand over what it gave
+                await sender.flush()
+                handed_s = time.perf_counter()
+                continue
+            if pacing is not None:
+                await pacing.wait_for(frame, sender)
+            key, value, headers = encode_frame(frame, capture_us=now_us() if restamp else None)
+            sender.add(key, value, headers)
+            if frame.eos:
+                unfinished.pop(frame.stream_id, None)
+            else:
+                unfinished[frame.stream_id] = frame
+            n_frames += 1
+            n_bytes += len(value)
+            if on_frame is not None:
+                on_frame(frame)
+            if n_frames % _ROUND_FRAMES == 0:  # also when late: hand over while catching up
+                await (sender.flush() if pacing is None else pacing.send_round(sender))
+            elif live_s is not None and time.perf_counter() - handed_s >= live_s:
+                await sender.flush()
+                handed_s = time.perf_counter()
+    except asyncio.CancelledError:  # Ctrl-C: end the streams cleanly before leaving
+        await sender.delivered()  # the gathered frames first, so each EOS comes last
+        await _end_streams(sender.producer, sender.topic, list(unfinished.values()))
+        raise
+    if pacing is not None:
+        await pacing.send_round(sender)
+    await sender.delivered()
+    p50, p99, worst = pacing.percentiles_ms() if pacing is not None else (0.0, 0.0, 0.0)
+    return ProduceStats(
+        frames=n_frames,
+        payload_bytes=n_bytes,
+        streams=len(sender.partition_of),
+        seconds=time.perf_counter() - started,
+        max_lag_ms=worst,
+        lag_p50_ms=p50,
+        lag_p99_ms=p99,
+    )
+
+
+async def _end_streams(producer: AIOKafkaProducer, topic: str, last: list[AudioFrame]) -> None:
+    """Send an empty end-of-stream frame after each of ``last`` (interrupted streams).
+
+    Without it the worker would hold those streams' state until its idle timeout.
+    """
+    if not last:
+        return
+    log.warning("interrupted: sending end-of-stream for %d unfinished stream(s)", len(last))
+    for frame in last:
+        eos = replace(frame, seq=frame.seq + 1, eos=True, payload=b"", capture_us=due_us(frame))
+        key, value, headers = encode_frame(eos)
+        await producer.send(topic, value=value, key=key, headers=headers)
+    await producer.flush()
+
+
+async def _settle(pending: deque[asyncio.Future[Any]]) -> None:
+    """Drop delivered batches from the front of ``pending`` (raising a failed one's error);
+    wait for the oldest only when too many are in flight, so pacing rarely stalls."""
+    while pending and pending[0].done():
+        pending.popleft().result()
+    while len(pending) > _MAX_IN_FLIGHT:
+        await pending.popleft()
+
+
+async def _until_quiet(
+    frames: AsyncIterator[AudioFrame], quiet_s: float
+) -> AsyncIterator[AudioFrame | None]:
+    """``frames``, with one ``None`` each time the source has had nothing for ``quiet_s``.
+
+    A live source (``tympan ingest``) yields frames as calls send them; without this
+    its frames would wait in an open batch until ``_ROUND_FRAMES`` of them gathered.
+    The pending read is kept across the pause (never cancelled), so nothing is lost.
+    """
+    pending: asyncio.Future[AudioFrame] | None = None
+    quiet: float | None = quiet_s
+    while True:
+        if pending is None:
+            pending = asyncio.ensure_future(frames.__anext__())
+        done, _ = await asyncio.wait({pending}, timeout=quiet)
+        if not done:
+            quiet = None  # one flush per pause; then wait for the next frame
+            yield None
+            continue
+        try:
+            frame = pending.result()
+        except StopAsyncIteration:
+            return
+        pending, quiet = None, quiet_s
+        yield frame
+
+
+async def _aiter(
+    frames: Iterable[AudioFrame] | AsyncIterable[AudioFrame],
+) -> AsyncIterator[AudioFrame]:
+    if isinstance(frames, AsyncIterable):
+        async for frame in frames:
+            yield frame
+    else:
+        for frame in frames:
+            yield frame
