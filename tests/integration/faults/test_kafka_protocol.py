@@ -24,12 +24,14 @@ failure names the client that caused it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from checker import TopicTail, committed_lag
+from checker import TopicTail
+from clients import end_offsets
 from protocol import (
     Expect,
     Plan,
@@ -111,13 +113,34 @@ def _progress(run: Scenario, tails: dict[str, TopicTail]) -> str:
     assert run.farm is not None
     labels = {e["event_id"] for e in tails["labels"].poll()}
     summaries = {e["event_id"] for e in tails["summaries"].poll()}
-    lag = committed_lag(run.broker, run.farm.app_id, run.topics.audio, run.topics.audio_partitions)
+    lag = _lag_by_partition(run.broker, run.farm.app_id, run.topics.audio)
     missing = [e for e in run.expected_labels if e not in labels]
     missing_summaries = [e for e in run.expected_summaries if e not in summaries]
     return (
         f"label events missing: {len(missing)} of {len(run.expected_labels)} {missing[:3]}; "
-        f"summaries missing: {len(missing_summaries)} {missing_summaries[:3]}; committed lag {lag}"
+        f"summaries missing: {len(missing_summaries)} {missing_summaries[:3]}; "
+        f"(committed, end) of the partitions behind: {lag}"
     )
+
+
+def _lag_by_partition(broker: str, group: str, topic: str) -> dict[int, tuple[int | None, int]]:
+    """``partition: (committed, end)`` of the audio partitions the group has not reached."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    ends = end_offsets(broker, topic)
+
+    async def read() -> dict[int, tuple[int | None, int]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=group)
+        await consumer.start()
+        try:
+            out = {
+                p: (await consumer.committed(TopicPartition(topic, p)), e) for p, e in ends.items()
+            }
+            return {p: ce for p, ce in sorted(out.items()) if ce[0] != ce[1]}
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
 
 
 def _run(broker: str, topics: Topics, tmp_path: Path, name: str, writers: list[str]) -> None:
