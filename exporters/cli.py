@@ -1,4 +1,4 @@
-"""``tympan export MODEL.keras --out REPO ...``: convert a trained Keras model for serving.
+"""``tympan export MODEL.keras --model-repo REPO ...``: convert a trained Keras model for serving.
 
 Writes ``REPO/<name>/<version>/{model.onnx, manifest.json, golden.npz}`` after the
 parity gate (Keras vs onnxruntime within 1e-4) passed. Defaults come from the
@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from stream.cli.help import examples, renamed
 from stream.errors import ContractError, FeatureSpecError, ModelError
 from stream.features.spec import FeatureSpec, read_spec
 from stream.roles import LABEL_MODEL
@@ -29,10 +30,24 @@ def register(subparsers: Any) -> None:
         "export",
         help="Keras → ONNX with parity gate, golden windows and manifest",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **examples(
+            "tympan export runs/scene.keras --model-repo models/zoo  # report.json beside it",
+            "tympan export m.keras --model-repo models/zoo --name calls --version 2 "
+            "--labels speech,music,noise",
+        ),
     )
-    parser.add_argument("keras_file", type=Path, metavar="MODEL.keras")
-    parser.add_argument("--out", type=Path, required=True, help="model repository (models/zoo)")
+    parser.add_argument(
+        "keras_file", type=Path, metavar="MODEL.keras", help="the trained Keras model"
+    )
+    parser.add_argument(
+        "--model-repo",
+        dest="out",
+        metavar="DIR",
+        type=Path,
+        required=True,
+        help="model repository to write the model into (e.g. models/zoo)",
+    )
+    renamed(parser, "--out", new="--model-repo")
     parser.add_argument("--name", help=f"model name (default: report.json's, else {LABEL_MODEL!r})")
     parser.add_argument("--version", help="model version (default: report.json's, else '1')")
     parser.add_argument("--spec", type=Path, help="FeatureSpec JSON file")

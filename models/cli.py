@@ -1,13 +1,10 @@
-"""``tympan train DATA_DIR --out REPO``: train, evaluate and export a model.
+"""``tympan train DATA_DIR --model-repo REPO``: train, evaluate and export a model.
 
 Writes ``REPO/<name>/<version>/``: ``model.onnx``, ``manifest.json`` and
-``golden.npz`` (by :func:`exporters.export.export_model`, after the Keras/ONNX
+``golden.npz`` (after the Keras/ONNX
 parity gate), plus ``model.keras``, ``report.json``, ``report.md``,
 ``confusion_matrix.png`` and ``training_curves.png``. ``--no-export`` skips the
 ONNX step (``tympan export`` can do it later from ``model.keras`` + ``report.json``).
-
-Registered through the ``tympan.commands`` entry point, so the runtime CLI never
-imports this module; TensorFlow is imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -17,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stream.cli.help import examples, renamed
 from stream.errors import ContractError
 
 
@@ -25,7 +23,10 @@ def register(subparsers: Any) -> None:
         "train",
         help="train a CNN on a labelled audio folder and export it for serving",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **examples(
+            "tympan train data/scenes/ --model-repo models/zoo --name scene --version 3",
+            "tympan train data/calls/ --model-repo my-models --telephony 0.5 --augment-copies 2",
+        ),
     )
     parser.add_argument(
         "data_dir",
@@ -33,11 +34,21 @@ def register(subparsers: Any) -> None:
         metavar="DATA_DIR",
         help="one sub-folder per label, or a folder with labels.csv (path,tags)",
     )
-    parser.add_argument("--out", type=Path, required=True, help="model repository (models/zoo)")
+    parser.add_argument(
+        "--model-repo",
+        dest="out",
+        metavar="DIR",
+        type=Path,
+        required=True,
+        help="model repository to write the model into (e.g. models/zoo)",
+    )
+    renamed(parser, "--out", new="--model-repo")
     parser.add_argument("--name", help="model name (default: DATA_DIR's folder name)")
     parser.add_argument("--version", default="1", help="model version (default: 1)")
     parser.add_argument("--epochs", type=int, default=40, help="most epochs (early stopping)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--batch-size", type=int, default=32, help="training batch size (default: 32)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="fixes split, init and shuffling")
     parser.add_argument(
         "--task",

@@ -44,16 +44,16 @@ if [ "$(cat "$DEMO_DIR/.complete" 2>/dev/null)" != "$RENDER" ]; then
 fi
 
 echo "==> creating topics with prefix $PREFIX"
-$BIN/tympan topics create --broker "$TYMPAN_BROKER" --prefix "$PREFIX" >/dev/null || exit 1
+$BIN/tympan topics create --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" >/dev/null || exit 1
 
 REGISTRY="$LOG_DIR/speakers"
 echo "==> enrolling the call-center agents' voices (tympan speakers enroll, ≤ 20 s each)"
 for dir in "$DEMO_DIR"/enroll/*/; do
   name=$(basename "$dir")
-  $BIN/tympan speakers --registry "$REGISTRY" enroll "$name" "$dir"*.wav >>"$LOG_DIR/enroll.log" 2>&1 \
+  $BIN/tympan speakers --speaker-registry "$REGISTRY" enroll "$name" "$dir"*.wav >>"$LOG_DIR/enroll.log" 2>&1 \
     || { echo "enrolling $name failed:"; tail -5 "$LOG_DIR/enroll.log"; exit 1; }
 done
-$BIN/tympan speakers --registry "$REGISTRY" list || exit 1
+$BIN/tympan speakers --speaker-registry "$REGISTRY" list || exit 1
 
 echo "==> starting the worker (models: scene, speaker-embed) — log: $LOG_DIR/worker.log"
 $BIN/tympan worker --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" \

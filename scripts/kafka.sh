@@ -57,6 +57,9 @@ CLUSTER_NODES=(1 2 3)
 PORCELAIN=0
 TEMPLATE=server.properties.in
 PRINCIPALS=(tympan-broker tympan-admin tympan-worker tympan-producer tympan-dashboard)
+# Bump when grant_acls or tympan's topics change (update_acls re-applies them).
+# 2: workers write their statuses to control-status and no longer the control topic.
+ACL_VERSION=2
 
 # Ports, directories and files of the plain broker, or of the secure one (--secure).
 configure() {
@@ -353,22 +356,37 @@ acl() {
         die "adding ACL ($*) failed; see $LOG_FILE"
 }
 
+revoke_acl() {
+    local java="$1"
+    shift
+    "$java" -cp "$(libs_dir)/*" -Dlog4j2.configurationFile="$CONFIG_DIR/log4j2.properties" \
+        org.apache.kafka.tools.AclCommand --bootstrap-server "$BROKER" \
+        --command-config "$CONFIG_DIR/acl-client.properties" --remove --force "$@" >>"$LOG_FILE" 2>&1 ||
+        die "removing ACL ($*) failed; see $LOG_FILE"
+}
+
 # Least privilege per role (docs/security.md has the table). Idempotent: re-adding an
-# ACL that exists changes nothing.
+# ACL that exists changes nothing, removing one that does not exist neither.
 grant_acls() {
     local java="$1" p="${TYMPAN_TOPIC_PREFIX:-tympan}"
     local audio="$p.audio.v1" labels="$p.labels.v1" speakers="$p.speakers.v1"
     local summaries="$p.summaries.v1" rejected="$p.rejected.v1"
     local control="$p.control.v1" registry="$p.speaker-registry.v1"
+    local status="$p.control-status.v1"
     say "granting ACLs for prefix $p"
     write_env_files
-    # worker: reads audio, control, registry; writes results, dead letters and its status
-    # records (control); its consumer group is the app id (tympan-worker…).
+    # worker: reads audio, control, registry and control-status (its last-good records);
+    # writes results, dead letters and its status records (control-status), never the
+    # control topic, which only the admin writes; its consumer group is the app id
+    # (tympan-worker…). Revoked first: brokers set up by earlier versions of this script
+    # let workers write the control topic.
+    revoke_acl "$java" --allow-principal User:tympan-worker --operation Write --topic "$control"
     acl "$java" --allow-principal User:tympan-worker --operation Read --operation Describe \
-        --operation DescribeConfigs --topic "$audio" --topic "$control" --topic "$registry"
+        --operation DescribeConfigs --topic "$audio" --topic "$control" --topic "$registry" \
+        --topic "$status"
     acl "$java" --allow-principal User:tympan-worker --operation Write --operation Describe \
         --operation DescribeConfigs --topic "$labels" --topic "$speakers" --topic "$summaries" \
-        --topic "$rejected" --topic "$control"
+        --topic "$rejected" --topic "$status"
     acl "$java" --allow-principal User:tympan-worker --operation Read --operation Describe \
         --resource-pattern-type prefixed --group tympan-worker
     # producer: writes audio, nothing else
@@ -386,10 +404,22 @@ grant_acls() {
     acl "$java" --allow-principal User:tympan-admin --operation Describe --cluster
 }
 
+# A secure broker that runs already gets this script's ACLs and topics when they
+# changed since it was set up (ACL_VERSION, noted in <dir>/acl-version): `up --secure`
+# brings a long-running dev broker up to date without a restart.
+update_acls() {
+    [[ "$(cat "$KAFKA_DIR/acl-version" 2>/dev/null)" == "$ACL_VERSION" ]] && return 0
+    prepare_tools
+    say "updating ACLs and topics to version $ACL_VERSION"
+    grant_acls "$JAVA"
+    create_topics
+    echo "$ACL_VERSION" >"$KAFKA_DIR/acl-version"
+}
+
 create_topics() {
     say "creating tympan's topics (prefix ${TYMPAN_TOPIC_PREFIX:-tympan}) as tympan-admin"
     (cd "$REPO" && set -a && . "$KAFKA_DIR/tympan-admin.env" && set +a &&
-        "$(find_python)" -m stream.cli.topics create --prefix "${TYMPAN_TOPIC_PREFIX:-tympan}") \
+        "$(find_python)" -m stream.cli.topics create --topic-prefix "${TYMPAN_TOPIC_PREFIX:-tympan}") \
         >>"$LOG_FILE" 2>&1 || die "creating topics as tympan-admin failed; see $LOG_FILE"
 }
 
@@ -484,6 +514,7 @@ cmd_up() {
     if pid="$(running_pid)"; then
         if answers 10; then
             say "already running at $BROKER (pid $pid, dir $KAFKA_DIR)"
+            if [[ "$SECURE" == 1 ]]; then update_acls; fi
             report running
             return 0
         fi
@@ -495,6 +526,7 @@ cmd_up() {
     if [[ "$SECURE" == 1 ]]; then
         grant_acls "$JAVA"
         create_topics
+        echo "$ACL_VERSION" >"$KAFKA_DIR/acl-version"
         say "environment files of the principals (source one before a tympan command):"
         local principal
         for principal in "${PRINCIPALS[@]:1}"; do say "  $KAFKA_DIR/$principal.env"; done

@@ -48,6 +48,7 @@ def load_audio(
         (no samples); the message names the path.
     """
     name = os.fspath(path)
+    _require_file(name)
     try:
         data, file_sr = sf.read(name, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as exc:
@@ -65,6 +66,31 @@ def load_audio(
         y = resample(y, file_sr, sr)
         file_sr = sr
     return np.ascontiguousarray(y, dtype=np.float32), int(file_sr)
+
+
+def _require_file(name: str) -> None:
+    """Refuse a path that is no file before libsndfile does: its message for a missing
+    file is ``Error opening 'x.wav': System error.``, which names no cause.
+
+    Raises
+    ------
+    AudioFileError
+        ``unreadable_file``: the path does not exist, or is a folder.
+    """
+    if os.path.isdir(name):
+        raise AudioFileError(
+            "unreadable_file",
+            f"{name!r} is a folder, not an audio file (give its files, or a command that "
+            "takes folders)",
+            path=name,
+        )
+    if not os.path.exists(name):
+        absolute = os.path.abspath(name)
+        raise AudioFileError(
+            "unreadable_file",
+            f"audio file {name!r} does not exist (looked for {absolute}): check the path",
+            path=name,
+        )
 
 
 def audio_files(folder: str | os.PathLike[str]) -> list[Path]:

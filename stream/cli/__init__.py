@@ -23,7 +23,10 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from stream.cli.help import plain_help
+from stream.cli.exit_codes import EPILOG as EXIT_STATUS
+from stream.cli.exit_codes import ExitCode, for_error
+from stream.cli.help import VERBOSE_AFTER, missing, plain_help, verbose_everywhere
+from stream.errors import TympanError
 from stream.kafka.config import broker_refusals
 
 __all__ = ["build_parser", "main"]
@@ -69,8 +72,8 @@ def _unavailable(name: str, exc: ImportError) -> Register:
 
         def fail(_: argparse.Namespace) -> int:
             print(
-                f"tympan {name}: needs the training extra (pip install 'tympan[train]'): "
-                f"cannot import {exc.name!r}",
+                f"tympan {name}: needs the training extra (in the checkout: pip install -e "
+                f"'.[train]'; docs/install.md): cannot import {exc.name!r}",
                 file=sys.stderr,
             )
             return 2
@@ -90,39 +93,63 @@ def _version() -> str:
         return "(not installed)"
 
 
+_EXAMPLES = """\
+examples (a broker at 127.0.0.1:9092; docs/quickstart.md):
+  tympan topics create                     # the topics, once
+  tympan worker                            # serve the latest scene model
+  tympan produce --fast call.wav           # publish a file as audio frames
+  tympan tail --topic summaries            # one line per finished stream
+  tympan COMMAND --help                    # each command's options and examples
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tympan",
         description="Streaming real-time audio classification on Kafka.",
+        epilog=f"{_EXAMPLES}\n{EXIT_STATUS}\n\nerror messages and their fixes: "
+        "docs/troubleshooting.md",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
+    )
     parser.add_argument(
         "--version", action="version", version=f"tympan {_version()}", help="print the version"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for register in _runtime_registrars() + _plugin_registrars():
         register(subparsers)
-    return plain_help(parser)
+    return plain_help(verbose_everywhere(parser))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if missing(args):
+        parser.error(f"the following arguments are required: {', '.join(missing(args))}")
+    args.verbose += getattr(args, VERBOSE_AFTER, 0)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
-        return 2
+        return ExitCode.USAGE
     refusals = broker_refusals()
     try:
         status = int(func(args) or 0)
+    except TympanError as exc:  # a command that did not report its own error
+        print(f"tympan {args.command}: {exc}", file=sys.stderr)
+        status = for_error(exc)
+    except KeyboardInterrupt:
+        print(f"tympan {args.command}: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:
         if not _stdout_closed():
             raise  # a socket's broken pipe (a broker, a peer) is a real error
         _silence_stdout()
         return 0
-    if status != 0 and refusals.hint is not None:
+    if status != 0 and refusals.hint is not None and not refusals.told:
         print(f"tympan {args.command}: {refusals.hint}", file=sys.stderr)
     return status
 

@@ -2,11 +2,11 @@
 
 Each file is decoded, resampled to the model's rate, cut into the model's windows
 and scored. The file's verdict is the one the worker's summary event gives for the same
-audio (:mod:`stream.events.verdict`): the top label of the most windows for a single-label
+audio: the top label of the most windows for a single-label
 model; for a multi-label model every tag whose mean probability reaches its threshold,
 best first, with the share of windows where it was active and its segments.
 ``--json`` records carry that verdict under ``verdict``. ``--model`` takes a
-model directory, ``name`` or ``name/version`` in the repository (``--repo``, else
+model directory, ``name`` or ``name/version`` in the repository (``--model-repo``, else
 ``$TYMPAN_MODEL_REPO``, else ``models/zoo``); without it the latest ``scene`` model is
 used. A file that cannot be read is reported by path and the others are still
 classified; the exit status is 1 when any file failed.
@@ -21,12 +21,14 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO, get_args
 
-from stream.errors import ContractError, TympanError
+from stream.cli.help import examples, renamed
+from stream.errors import ContractError, ModelError, TympanError
 from stream.events.verdict import TrackVerdict, track_verdict
 from stream.inference.clips import DEFAULT_BATCH, ClipPrediction, decide, predict_file
-from stream.inference.repository import REPO_ENV, resolve_model_dir
+from stream.inference.manifest import Manifest
+from stream.inference.repository import REPO_ENV, default_repo, list_models, resolve_model_dir
 from stream.inference.session import OnnxModel
-from stream.roles import Role
+from stream.roles import DEFAULT_MODELS, Role
 from stream.types import DeviceChoice
 
 
@@ -35,7 +37,11 @@ def register(subparsers: Any) -> None:
         "classify",
         help="label audio files with an ONNX model (offline, no Kafka)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **examples(
+            "tympan classify street.wav                  # latest scene model, per window",
+            "tympan classify --model instruments --no-windows song.flac",
+            "tympan classify --json clips/*.wav | jq .label",
+        ),
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="WAV/FLAC files")
     add_model_arguments(parser)
@@ -47,17 +53,21 @@ def register(subparsers: Any) -> None:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, model_option: bool = True) -> None:
-    """``[--model] --repo --device --threads --batch-size``, shared with ``tympan evaluate``."""
+    """``[--model] --model-repo --device --threads --batch-size``, shared with
+    ``tympan evaluate``."""
     if model_option:
         parser.add_argument(
             "--model", default=None, help="model dir, NAME or NAME/VERSION (default: latest scene)"
         )
     parser.add_argument(
-        "--repo",
+        "--model-repo",
+        dest="repo",
+        metavar="DIR",
         type=Path,
         default=None,
-        help=f"model repository (default: ${REPO_ENV}, else models/zoo)",
+        help=f"model repository the model names refer to (default: ${REPO_ENV}, else models/zoo)",
     )
+    renamed(parser, "--repo", new="--model-repo")
     parser.add_argument(
         "--device",
         choices=get_args(DeviceChoice),
@@ -74,7 +84,34 @@ def load_model(args: argparse.Namespace, *, model_ref: str | Path | None) -> Onn
     if repo is None and os.environ.get(REPO_ENV):
         repo = Path(os.environ[REPO_ENV])
     model_dir = resolve_model_dir(model_ref, repo=repo, role=Role.LABEL)
-    return OnnxModel.load(model_dir, device=args.device, intra_op_threads=args.threads)
+    model = OnnxModel.load(model_dir, device=args.device, intra_op_threads=args.threads)
+    _require_label_model(model.manifest, repo)
+    return model
+
+
+def _require_label_model(manifest: Manifest, repo: Path | None) -> None:
+    """Refuse a speaker encoder: its labels are training voices, not classes.
+
+    Raises
+    ------
+    ModelError
+        Naming the model and the two things the user may have meant.
+    """
+    if not manifest.is_speaker_encoder:
+        return
+    models = list_models(repo if repo is not None else default_repo())
+    labels = [
+        name
+        for name, versions in models.items()
+        if versions and name != manifest.name and name != DEFAULT_MODELS[Role.SPEAKER]
+    ]
+    raise ModelError(
+        f"model {manifest.name}/{manifest.version} is a speaker model: its "
+        f"{len(manifest.labels)} labels are the voices it was trained on, not classes to "
+        "report. To name speakers, enroll them and identify: `tympan speakers enroll NAME "
+        "FILES...` then `tympan speakers identify FILE`; to label audio, give a label "
+        f"model (--model {' / '.join(labels) or DEFAULT_MODELS[Role.LABEL]})"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ import os
 import sys
 from typing import Any
 
+from stream.cli.exit_codes import ExitCode, for_error
 from stream.dashboard.state import DashboardLimits
 from stream.errors import ConfigError, TympanError
 
@@ -113,10 +114,10 @@ def run(args: argparse.Namespace) -> int:
         refused = asyncio.run(refused_by_broker(client))
         if refused is not None:
             print(f"tympan dashboard: {refused}", file=sys.stderr)
-            return 1
+            return ExitCode.BROKER
     except TympanError as exc:
         print(f"tympan dashboard: {exc}", file=sys.stderr)
-        return 2
+        return for_error(exc)
     try:
         serve(config, host=args.host, port=args.port)
     except OSError as exc:

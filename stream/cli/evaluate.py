@@ -1,12 +1,12 @@
 """``tympan evaluate MODEL DATA_DIR [--json] [--out DIR]``: score a model on labelled audio.
 
 ``MODEL`` is a model directory, ``name`` or ``name/version`` in the repository
-(``--repo``, else ``$TYMPAN_MODEL_REPO``, else ``models/zoo``). ``DATA_DIR`` holds one
+(``--model-repo``, else ``$TYMPAN_MODEL_REPO``, else ``models/zoo``). ``DATA_DIR`` holds one
 sub-folder per label, or a ``labels.csv`` (``path,tags``) for a multi-label model.
 Scores come at window level and at clip level (the clip's verdict, as ``tympan
 classify`` and the worker's summary give it: mean probability per tag thresholded for
 multi-label models, the top label of the most windows for single-label ones); see
-``stream/inference/evaluation.py`` and ``stream/events/verdict.py``. ``--out DIR`` writes
+docs/models.md. ``--out DIR`` writes
 ``evaluation.json`` and confusion-matrix PNGs there. Unreadable files are listed and skipped.
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.cli.classify import add_model_arguments, load_model
+from stream.cli.help import examples
 from stream.errors import ContractError
 from stream.inference.evaluation import Evaluation, evaluate, save_confusion_png, scan_labelled
 
@@ -28,7 +29,10 @@ def register(subparsers: Any) -> None:
         "evaluate",
         help="score an ONNX model on a labelled folder (accuracy, P/R/F1, mAP)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **examples(
+            "tympan evaluate scene data/scenes/                 # latest scene model",
+            "tympan evaluate instruments/1 data/tags/ --json --out reports/",
+        ),
     )
     parser.add_argument("model_ref", metavar="MODEL", help="model dir, NAME or NAME/VERSION")
     parser.add_argument("data", type=Path, metavar="DATA_DIR", help="labelled folder or CSV")

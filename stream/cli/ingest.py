@@ -10,9 +10,8 @@ Examples::
 Stream ids, limits and how to point an SBC or a Twilio ``<Stream>`` here are in
 docs/ingest.md. The broker is ``--broker``, else ``$TYMPAN_BROKER``; the topic is the
 audio topic of ``--topic-prefix`` (``$TYMPAN_TOPIC_PREFIX``) unless ``--topic``.
-This module is the only place that reads the environment.
 
-Exit status: 0 after a clean stop (SIGINT/SIGTERM); 2 for a bad flag or setting; 1
+Exit status: 0 after a clean stop (SIGINT/SIGTERM); 2 for a bad flag or setting; 3
 when the broker cannot be reached, the audio topic cannot be created, or queued
 frames cannot be delivered; 70 when the ingest runtime itself fails (a bug outside
 any one call: the traceback is logged). One call's failure never ends the process.
@@ -29,8 +28,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stream.cli.exit_codes import ExitCode, for_error
+from stream.cli.help import examples
 from stream.cli.produce import audio_topic
-from stream.errors import BrokerError, ConfigError, ContractError, TympanError
+from stream.errors import ConfigError, ContractError, TympanError
 from stream.ingest import JitterPolicy, RtpSettings, WsSettings, parse_listen, payload_formats
 from stream.ingest.service import run_rtp, run_ws
 from stream.ingest.streamid import DEFAULT_RTP_TEMPLATE, DEFAULT_WS_TEMPLATE
@@ -40,7 +41,7 @@ from stream.kafka.topics import Topics, require_topics
 from stream.settings import ENV_TOPIC_PREFIX
 
 ENV_TOKEN = "TYMPAN_INGEST_TOKEN"
-EXIT_FATAL = 70  # EX_SOFTWARE, as the worker: the runtime failed
+EXIT_FATAL = ExitCode.FATAL  # EX_SOFTWARE, as the worker: the runtime failed
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,14 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     protocols = parser.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
-    rtp = protocols.add_parser("rtp", help="RTP over UDP: PCMU, PCMA, L16")
+    rtp = protocols.add_parser(
+        "rtp",
+        help="RTP over UDP: PCMU, PCMA, L16",
+        **examples(
+            "tympan ingest rtp --listen 127.0.0.1:40000           # PCMU/PCMA",
+            "tympan ingest rtp --listen 0.0.0.0:20000-20999 --l16 96:16000",
+        ),
+    )
     rtp.add_argument(
         "--listen",
         default="127.0.0.1:40000",
@@ -90,7 +98,9 @@ def register(subparsers: Any) -> None:
     )
     rtp.set_defaults(func=_run_rtp)
     ws = protocols.add_parser(
-        "ws", help="WebSocket: Twilio Media Streams (/twilio), plain PCM (/pcm)"
+        "ws",
+        help="WebSocket: Twilio Media Streams (/twilio), plain PCM (/pcm)",
+        **examples("tympan ingest ws --listen 0.0.0.0:8089 --token-file /run/secrets/ingest"),
     )
     ws.add_argument("--listen", default="127.0.0.1:8089", help="HOST:PORT (%(default)s)")
     ws.add_argument(
@@ -211,15 +221,9 @@ def _main(args: argparse.Namespace, build: Any, run: Any) -> int:
 
     try:
         stats = asyncio.run(main())
-    except BrokerError as exc:
-        print(f"tympan ingest: {exc}", file=sys.stderr)
-        return 1
-    except ContractError as exc:
-        print(f"tympan ingest: {exc}", file=sys.stderr)
-        return 2
     except TympanError as exc:
         print(f"tympan ingest: {exc}", file=sys.stderr)
-        return 1
+        return for_error(exc)
     except Exception as exc:  # the runtime itself failed: say so and exit, never hang
         log.critical("tympan ingest failed: %r", exc, exc_info=exc)
         print(f"tympan ingest: internal error: {exc!r}", file=sys.stderr)

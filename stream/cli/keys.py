@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stream.cli.help import examples
 from stream.errors import TympanError
 
 
@@ -30,15 +31,26 @@ def register(subparsers: Any) -> None:
         "keys",
         help="make and inspect the keys that sign announcements and enrollments",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **examples(
+            "tympan keys generate --out keys/          # keys/tympan-signing.key and .pub",
+            "tympan keys id keys/tympan-signing.pub    # the id its records carry",
+        ),
     )
     sub = parser.add_subparsers(dest="keys_command", required=True)
-    gen = sub.add_parser("generate", help="write a new Ed25519 key pair")
+    gen = sub.add_parser(
+        "generate",
+        help="write a new Ed25519 key pair",
+        **examples("tympan keys generate --out keys/ --name prod-signing"),
+    )
     gen.add_argument("--out", type=Path, required=True, help="directory for the two files")
     gen.add_argument("--name", default="tympan-signing", help="file stem (tympan-signing)")
     gen.set_defaults(func=_generate)
-    ident = sub.add_parser("id", help="print the key id of a private or public key file")
-    ident.add_argument("file", type=Path)
+    ident = sub.add_parser(
+        "id",
+        help="print the key id of a private or public key file",
+        **examples("tympan keys id keys/tympan-signing.pub"),
+    )
+    ident.add_argument("file", type=Path, help="a private (.key) or public (.pub) key file")
     ident.set_defaults(func=_id)
 
 

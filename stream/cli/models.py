@@ -4,9 +4,11 @@
 (manifest, checksums, golden parity after a warm-up at the batch sizes workers run:
 1 and ``--max-batch``), then writes the compacted control record ``model/<role>``
 that workers follow (``docs/hot-reload.md``). MODEL_DIR must lie inside the model
-repository (``--model-repo``): workers load nothing from outside theirs.
+repository (``--model-repo``): workers load nothing from outside theirs. Versions only
+move forward: to go back to a lower version, publish it with ``--rollback``.
 ``tympan models active [--json]`` prints the announced model per role and each
-worker's last reload outcome (``status/<worker>/<role>``).
+worker's last reload outcome (``status/<worker>/<role>``, on the control-status topic
+that workers write: they may not write the control topic).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stream.cli.exit_codes import for_error
+from stream.cli.help import examples
 from stream.control.signing import signer_from
 from stream.errors import ContractError
 from stream.kafka.config import KafkaClientConfig
@@ -38,10 +42,18 @@ def register(subparsers: Any) -> None:
         "models",
         help="hot reload: publish the active model per role, show what workers serve",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **examples(
+            "tympan models publish models/zoo/scene/2        # every worker swaps to scene@2",
+            "tympan models publish speaker-embed/1 --role speaker",
+            "tympan models active --json",
+        ),
     )
     sub = parser.add_subparsers(dest="models_command", required=True)
-    publish = sub.add_parser("publish", help="validate MODEL_DIR and announce it to workers")
+    publish = sub.add_parser(
+        "publish",
+        help="validate MODEL_DIR and announce it to workers",
+        **examples("tympan models publish models/zoo/scene/2 --signing-key keys/prod.key"),
+    )
     publish.add_argument("model_dir", metavar="MODEL_DIR", help="model directory to serve")
     publish.add_argument(
         "--role",
@@ -62,6 +74,12 @@ def register(subparsers: Any) -> None:
         f"({MAX_BATCH.env}; default: {MAX_BATCH.default_text})",
     )
     publish.add_argument(
+        "--rollback",
+        action="store_true",
+        help="go back to a lower version than workers serve (the announcement says so, "
+        "inside its signature; without it workers refuse a version that moves back)",
+    )
+    publish.add_argument(
         "--signing-key",
         dest="signing_key",
         help="Ed25519 private key that signs the announcement (TYMPAN_SIGNING_KEY; "
@@ -69,7 +87,11 @@ def register(subparsers: Any) -> None:
     )
     _kafka_arguments(publish)
     publish.set_defaults(func=run_publish)
-    active = sub.add_parser("active", help="the announced model per role and worker statuses")
+    active = sub.add_parser(
+        "active",
+        help="the announced model per role and worker statuses",
+        **examples("tympan models active --topic-prefix staging"),
+    )
     active.add_argument("--json", action="store_true", help="one JSON object")
     _kafka_arguments(active)
     active.set_defaults(func=run_active)
@@ -77,7 +99,11 @@ def register(subparsers: Any) -> None:
 
 def _kafka_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", help="bootstrap servers host:port[,...] (TYMPAN_BROKER)")
-    parser.add_argument("--topic-prefix", dest="topic_prefix", help="topic prefix (tympan)")
+    parser.add_argument(
+        "--topic-prefix",
+        dest="topic_prefix",
+        help="first part of every topic name (default: $TYMPAN_TOPIC_PREFIX or tympan)",
+    )
 
 
 def run_publish(args: argparse.Namespace) -> int:
@@ -90,7 +116,7 @@ def run_publish(args: argparse.Namespace) -> int:
     try:
         max_batch = _max_batch(args)
         model = validate_model(args.model_dir, batch_sizes=(1, max_batch))
-        announcement = announce(args.model_dir, role=args.role, repo=repo)
+        announcement = announce(args.model_dir, role=args.role, repo=repo, rollback=args.rollback)
         topics = _topics(args)
         topic = topics.control
         asyncio.run(require_topics(_client(args), topics, [topic], create=True))
@@ -104,11 +130,12 @@ def run_publish(args: argparse.Namespace) -> int:
         )
     except ContractError as exc:
         print(f"tympan models publish: refused: {exc}", file=sys.stderr)
-        return 2
+        return for_error(exc)
     m = model.manifest
+    rollback = " as a rollback" if announcement.rollback else ""
     print(
-        f"published {announcement.key.decode()} = {m.name}@{m.version} ({announcement.path}, "
-        f"manifest sha256 {announcement.sha256[:12]}) to {topic}",
+        f"published {announcement.key.decode()} = {m.name}@{m.version}{rollback} "
+        f"({announcement.path}, manifest sha256 {announcement.sha256[:12]}) to {topic}",
         flush=True,
     )
     return 0
@@ -130,13 +157,20 @@ def run_active(args: argparse.Namespace) -> int:
     try:
         asyncio.run(require_topics(_client(args), topics, [topic], create=False))
         latest = asyncio.run(read_control(_client(args), topic))
+        written = _statuses_topic(args, topics)
     except ContractError as exc:
         print(f"tympan models active: {exc}", file=sys.stderr)
-        return 2
+        return for_error(exc)
     active = {role: json.loads(a.to_json()) for role, a in announcements(latest).items()}
-    workers, unreadable = statuses(latest)
+    workers, unreadable = statuses(written)
     if args.json:
-        body = {"topic": topic, "active": active, "workers": workers, "unreadable": unreadable}
+        body = {
+            "topic": topic,
+            "status_topic": topics.control_status,
+            "active": active,
+            "workers": workers,
+            "unreadable": unreadable,
+        }
         print(json.dumps(body, indent=2))
         return 0
     if not active:
@@ -151,6 +185,19 @@ def run_active(args: argparse.Namespace) -> int:
             f"{s.get('name')}@{s.get('version')} at {s.get('at')}: {s.get('reason')}"
         )
     return 0
+
+
+def _statuses_topic(args: argparse.Namespace, topics: Topics) -> dict[bytes, bytes | None]:
+    """The control-status topic's records, or none (with a note) where it does not exist
+    yet: a deployment older than it still shows its announcements."""
+    from stream.control.records import read_control
+
+    try:
+        asyncio.run(require_topics(_client(args), topics, [topics.control_status], create=False))
+    except ContractError as exc:
+        print(f"tympan models active: no worker statuses: {exc}", file=sys.stderr)
+        return {}
+    return asyncio.run(read_control(_client(args), topics.control_status))
 
 
 def _client(args: argparse.Namespace) -> KafkaClientConfig:

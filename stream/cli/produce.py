@@ -10,8 +10,9 @@ Examples::
 The broker is ``--broker``, else ``$TYMPAN_BROKER``, else 127.0.0.1:9092. The topic is
 ``--topic``, else the audio topic of ``--topic-prefix`` (``$TYMPAN_TOPIC_PREFIX``, else
 tympan), as the worker reads it. Missing topics of that prefix are created first, with
-the partitions the worker expects; a ``--topic`` outside it must exist. This module is
-the only place that reads the environment; the work is in ``stream.produce``.
+the partitions the worker expects; a ``--topic`` outside it must exist. When no worker
+consumes the audio topic (its consumer group ``<prefix>-worker`` has no members) it
+says so: the frames wait in the topic until one starts.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import os
 import sys
 from typing import Any
 
-from stream.errors import BrokerError, ContractError, TympanError
+from stream.cli.exit_codes import ExitCode, for_error
+from stream.cli.hints import no_worker_warning
+from stream.errors import TympanError
 from stream.kafka.config import KafkaClientConfig
 from stream.kafka.topics import Topics, require_topics
 from stream.produce import ProduceRequest, ProducerTuning, produce
@@ -137,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        0 all sent, 1 some input failed or the broker failed, 2 bad options.
+        An exit status of ``stream.cli.exit_codes``: 0 all sent, 1 some input failed,
+        2 bad options, 3 the broker failed.
     """
     try:
         topic = audio_topic(args)
@@ -164,19 +168,17 @@ def run(args: argparse.Namespace) -> int:
         )
         if prepared.created:
             print(f"tympan produce: created {', '.join(prepared.created)}", file=sys.stderr)
+        if not args.topic:
+            idle = asyncio.run(no_worker_warning(client, args.topic_prefix, os.environ))
+            if idle is not None:
+                print(f"tympan produce: warning: {idle}", file=sys.stderr)
         report = asyncio.run(produce(request, stdin=sys.stdin.buffer, on_error=_complain))
-    except BrokerError as exc:
-        print(f"tympan produce: {exc}", file=sys.stderr)
-        return 1
-    except ContractError as exc:
-        print(f"tympan produce: {exc}", file=sys.stderr)
-        return 2
     except TympanError as exc:
         print(f"tympan produce: {exc}", file=sys.stderr)
-        return 1
+        return for_error(exc)
     except KeyboardInterrupt:
         print("tympan produce: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     if args.json:
         print(json.dumps({"topic": topic, **report.stats.to_dict()}))
     else:

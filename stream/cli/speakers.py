@@ -1,9 +1,10 @@
 """``tympan speakers enroll|list|remove|identify|evaluate|sync``: open-set speaker ID.
 
-The registry lives in a directory (``--registry``, else ``$TYMPAN_SPEAKER_REGISTRY``,
-else ``platformdirs.user_data_dir("tympan")/speakers``) bound to the embedding model
-(``--model``, else the latest ``speaker-embed`` in ``$TYMPAN_MODEL_REPO`` or the
-checkout's ``models/zoo``). ``--publish`` (and ``sync``) also write enrollments to the
+The registry lives in a directory (``--speaker-registry``, else
+``$TYMPAN_SPEAKER_REGISTRY``, else ``tympan/speakers`` in your user data folder, e.g.
+``~/.local/share/tympan/speakers``) bound to the embedding model (``--speaker-model``,
+else the latest ``speaker-embed`` in ``$TYMPAN_MODEL_REPO`` or the checkout's
+``models/zoo``). ``--publish`` (and ``sync``) also write enrollments to the
 compacted registry topic that every worker follows (``tympan.speaker-registry.v1`` under
 ``$TYMPAN_TOPIC_PREFIX``, else tympan), so an enrollment reaches live calls without a
 restart; missing topics of that prefix are created first. See ``docs/speakers.md``.
@@ -20,9 +21,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stream.errors import TympanError
+from stream.cli.exit_codes import ExitCode
+from stream.cli.help import examples, renamed
+from stream.errors import BrokerError, TympanError
 from stream.kafka.config import KafkaClientConfig
 
+EXAMPLES = (
+    "tympan speakers enroll anna anna-1.wav anna-2.wav   # 10-20 s of speech",
+    "tympan speakers identify call.wav",
+    "tympan speakers --speaker-registry team/ enroll bob bob.wav --publish",
+)
 REGISTRY_ENV = "TYMPAN_SPEAKER_REGISTRY"
 MODEL_REPO_ENV = "TYMPAN_MODEL_REPO"
 
@@ -32,15 +40,35 @@ def register(subparsers: Any) -> None:
         "speakers",
         help="enroll, list, remove and identify speakers (open set)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **examples(*EXAMPLES),
     )
-    parser.add_argument("--registry", type=Path, default=None, help="registry directory")
-    parser.add_argument("--model", default=None, help="embedding model dir or name[/version]")
+    parser.add_argument(
+        "--speaker-registry",
+        dest="registry",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="speaker registry directory (default: $TYMPAN_SPEAKER_REGISTRY, else your "
+        "user data folder's tympan/speakers)",
+    )
+    renamed(parser, "--registry", new="--speaker-registry")
+    parser.add_argument(
+        "--speaker-model",
+        dest="model",
+        metavar="MODEL",
+        default=None,
+        help="speaker model: directory or name[/version] (default: the latest speaker-embed)",
+    )
+    renamed(parser, "--model", new="--speaker-model")
     sub = parser.add_subparsers(dest="speakers_command", metavar="SUBCOMMAND")
 
-    enroll = sub.add_parser("enroll", help="enroll NAME from audio files (replaces NAME)")
-    enroll.add_argument("name")
-    enroll.add_argument("files", nargs="+", type=Path)
+    enroll = sub.add_parser(
+        "enroll",
+        help="enroll NAME from audio files (replaces NAME)",
+        **examples("tympan speakers enroll anna anna-1.wav anna-2.wav --publish"),
+    )
+    enroll.add_argument("name", help="the speaker's name, as events will report it")
+    enroll.add_argument("files", nargs="+", type=Path, help="audio files of that speaker")
     enroll.add_argument("--max-seconds", type=float, default=20.0, help="audio used (default 20)")
     enroll.add_argument(
         "--scene-model",
@@ -51,29 +79,53 @@ def register(subparsers: Any) -> None:
     _publish_flags(enroll)
     enroll.set_defaults(func=_enroll)
 
-    lst = sub.add_parser("list", help="list enrolled speakers and the threshold")
-    lst.add_argument("--json", action="store_true")
+    lst = sub.add_parser(
+        "list",
+        help="list enrolled speakers and the threshold",
+        **examples("tympan speakers list --json"),
+    )
+    lst.add_argument("--json", action="store_true", help="one JSON document")
     lst.set_defaults(func=_list)
 
-    remove = sub.add_parser("remove", help="remove NAME")
-    remove.add_argument("name")
+    remove = sub.add_parser(
+        "remove", help="remove NAME", **examples("tympan speakers remove anna --publish")
+    )
+    remove.add_argument("name", help="the enrolled speaker to remove")
     _publish_flags(remove)
     remove.set_defaults(func=_remove)
 
-    ident = sub.add_parser("identify", help="identify the speaker of each file")
-    ident.add_argument("files", nargs="+", type=Path)
+    ident = sub.add_parser(
+        "identify",
+        help="identify the speaker of each file",
+        **examples("tympan speakers identify call-1.wav call-2.wav --json"),
+    )
+    ident.add_argument("files", nargs="+", type=Path, help="audio files, one verdict each")
     ident.add_argument("--json", action="store_true", help="one JSON record per file")
-    ident.add_argument("--method", choices=("centroid", "knn"), default="centroid")
+    ident.add_argument(
+        "--method",
+        choices=("centroid", "knn"),
+        default="centroid",
+        help="score against each speaker's mean embedding or its nearest windows "
+        "(default: centroid)",
+    )
     ident.set_defaults(func=_identify)
 
-    ev = sub.add_parser("evaluate", help="EER, accuracy, unknown rejection on DATA_DIR")
+    ev = sub.add_parser(
+        "evaluate",
+        help="EER, accuracy, unknown rejection on DATA_DIR",
+        **examples("tympan speakers evaluate data/voices/ --out reports/"),
+    )
     ev.add_argument(
         "data_dir", type=Path, help="DATA_DIR/enroll/<speaker>/, DATA_DIR/test/<speaker>/"
     )
     ev.add_argument("--out", type=Path, default=None, help="report.json + det.png here")
     ev.set_defaults(func=_evaluate)
 
-    sync = sub.add_parser("sync", help="publish the whole local registry to the topic")
+    sync = sub.add_parser(
+        "sync",
+        help="publish the whole local registry to the topic",
+        **examples("tympan speakers sync --signing-key keys/prod.key"),
+    )
     sync.add_argument("--broker", default=None, help="bootstrap servers (default $TYMPAN_BROKER)")
     sync.add_argument("--topic", default=None, help="registry topic (default: the standard one)")
     sync.add_argument("--signing-key", dest="signing_key", help="private key that signs")
@@ -172,7 +224,8 @@ def _run(func: Any, args: argparse.Namespace) -> int:
         return int(func(args))
     except TympanError as exc:
         print(f"tympan speakers: {exc}", file=sys.stderr)
-        return 1
+        # a refused enrollment or registry is this command's input (1); the broker is 3
+        return ExitCode.BROKER if isinstance(exc, BrokerError) else ExitCode.INPUT
 
 
 # -- commands -----------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 A readable table by default (one line per event, columns chosen per topic; a kind
 without a table of its own prints JSON lines) or the raw JSON lines with ``--json``.
-The topics are the event kinds of ``stream.events.kinds``. It reads without a consumer
+It reads without a consumer
 group, so tailing never moves anyone's committed offsets; ``--from-beginning`` replays
 what the topic holds. When the topic does not exist yet it refuses and names the
 command that creates it.
@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from stream.cli.exit_codes import for_error
 from stream.control.json_records import JsonRecordError
 from stream.events.kinds import (
     BY_NAME,
@@ -30,15 +31,29 @@ from stream.events.kinds import (
     kind_named,
 )
 
+EXAMPLES = """\
+Examples:
+
+    tympan tail                                   # label events as they arrive
+    tympan tail --topic summaries --from-beginning --max 10
+    tympan tail --topic rejected --json | jq .reason
+"""
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "tail",
         help="print label/speaker/summary events or dead letters as they arrive",
         description=__doc__,
+        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--topic", choices=tuple(BY_NAME), default=LABELS.name)
+    parser.add_argument(
+        "--topic",
+        choices=tuple(BY_NAME),
+        default=LABELS.name,
+        help="which events (default: %(default)s; rejected: the dead letters)",
+    )
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     parser.add_argument("--max", type=int, default=None, metavar="N", help="stop after N events")
     parser.add_argument(
@@ -50,7 +65,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--from-beginning", action="store_true", help="start at the oldest event")
     parser.add_argument("--broker", help="bootstrap servers host:port[,...] (TYMPAN_BROKER)")
-    parser.add_argument("--topic-prefix", help="topic prefix (TYMPAN_TOPIC_PREFIX, tympan)")
+    parser.add_argument(
+        "--topic-prefix",
+        help="first part of every topic name (default: $TYMPAN_TOPIC_PREFIX or tympan)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -65,13 +83,15 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(_tail(settings, args, sys.stdout))
     except TympanError as exc:
         print(f"tympan tail: {exc}", file=sys.stderr)
-        return 2
+        return for_error(exc)
     except KeyboardInterrupt:
         return 0
 
 
 async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
+    from stream.cli.hints import no_worker_warning
     from stream.errors import BrokerError
+    from stream.kafka.config import broker_failure
     from stream.kafka.fetch import FetchGuard, log_skipped
     from stream.kafka.readers import BROKER_ERRORS, event_reader
     from stream.kafka.topics import Topics, require_topics
@@ -80,6 +100,9 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     topics = Topics().with_prefix(settings.topic_prefix)
     topic = topics.of(kind)
     await require_topics(settings.kafka, topics, [topic], create=False)
+    idle = await no_worker_warning(settings.kafka, settings.topic_prefix, os.environ)
+    if idle is not None:
+        print(f"tympan tail: warning: {idle}", file=sys.stderr)
     guard = FetchGuard(settings.record_limits)
     consumer = event_reader(
         settings.kafka, [topic], from_beginning=args.from_beginning, guard=guard
@@ -89,7 +112,7 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     except BROKER_ERRORS as exc:
         await consumer.stop()
         raise BrokerError(
-            f"cannot read {topic!r} from {settings.kafka.bootstrap_servers}: {exc!r}"
+            f"cannot read {topic!r}: {broker_failure(exc, settings.kafka.bootstrap_servers)}"
         ) from exc
     table = not args.json and kind.name in ROWS
     render = ROWS[kind.name] if table else _json_line

@@ -1,10 +1,8 @@
 """``tympan topics create|check|list|describe|delete|wait``: tympan's topics on a broker.
 
-``--broker`` defaults to ``$TYMPAN_BROKER``, else ``127.0.0.1:9092``; ``--prefix`` to
-``$TYMPAN_TOPIC_PREFIX``, else ``tympan`` (as for the worker, tail and dashboard);
+``--broker`` defaults to ``$TYMPAN_BROKER``, else ``127.0.0.1:9092``; ``--topic-prefix``
+to ``$TYMPAN_TOPIC_PREFIX``, else ``tympan`` (as for the worker, tail and dashboard);
 TLS/SASL come from the ``TYMPAN_KAFKA_*`` variables (docs/kafka.md).
-``python -m stream.cli.topics`` runs the same commands without the rest of the ``tympan``
-CLI (scripts/kafka.sh uses it to wait for the broker).
 """
 
 from __future__ import annotations
@@ -17,7 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from stream.cli.help import plain_help
+from stream.cli.exit_codes import ExitCode, for_error
+from stream.cli.help import examples, missing, plain_help, renamed
 from stream.errors import TympanError
 from stream.kafka.config import DEFAULT_BOOTSTRAP, ENV_BROKER, KafkaClientConfig
 from stream.kafka.topics import (
@@ -32,6 +31,14 @@ from stream.kafka.topics import (
 )
 from stream.settings import ENV_TOPIC_PREFIX
 
+EXAMPLES = """\
+Examples:
+
+    tympan topics create                          # the tympan.* topics, 8 audio partitions
+    tympan topics check --topic-prefix staging    # missing or under-replicated topics
+    tympan topics delete --topic-prefix staging --yes
+"""
+
 
 def register(subparsers: Any) -> None:
     """Add ``tympan topics`` and its actions to the ``tympan`` command line.
@@ -45,6 +52,7 @@ def register(subparsers: Any) -> None:
         "topics",
         help="create, list, describe or delete tympan's Kafka topics",
         description=__doc__,
+        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_commands(parser)
@@ -62,7 +70,8 @@ def standalone(argv: Sequence[str]) -> int:
     Returns
     -------
     int
-        The exit status: 0 done, 1 the broker failed, 2 usage or refused.
+        The exit status (``stream.cli.exit_codes``): 0 done, 2 usage or refused, 3 the broker
+        failed.
     """
     parser = argparse.ArgumentParser(prog="python -m stream.cli.topics", description=__doc__)
     # aiokafka logs every refused connection while ``wait`` polls; the outcome is printed.
@@ -71,6 +80,8 @@ def standalone(argv: Sequence[str]) -> int:
     _add_commands(parser)
     plain_help(parser)
     args = parser.parse_args(argv)
+    if missing(args):
+        parser.error(f"the following arguments are required: {', '.join(missing(args))}")
     func = getattr(args, "func", None)
     if func is None:
         return _usage(parser)
@@ -79,13 +90,17 @@ def standalone(argv: Sequence[str]) -> int:
 
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
-    return 2
+    return ExitCode.USAGE
 
 
 def _add_commands(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="topics_command", metavar="ACTION")
 
-    create = commands.add_parser("create", help="create missing topics, check existing ones")
+    create = commands.add_parser(
+        "create",
+        help="create missing topics, check existing ones",
+        **examples("tympan topics create --topic-prefix staging --audio-partitions 16"),
+    )
     _add_broker(create)
     _add_layout(create)
     create.set_defaults(func=_create)
@@ -97,18 +112,25 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
         "missing topics, fewer replicas than min(3, brokers), partitions under-replicated "
         "now, a missing min.insync.replicas or timestamp type. Each finding names the "
         "command that fixes it. Exit status 0 when there is nothing to report, 1 otherwise.",
+        **examples("tympan topics check --topic-prefix staging"),
     )
     _add_broker(check)
     _add_layout(check)
     check.set_defaults(func=_check)
 
-    listing = commands.add_parser("list", help="list topics on the broker")
+    listing = commands.add_parser(
+        "list", help="list topics on the broker", **examples("tympan topics list --all")
+    )
     _add_broker(listing)
     listing.add_argument("--all", action="store_true", help="include topics of other prefixes")
     _add_prefix(listing)
     listing.set_defaults(func=_list)
 
-    describe = commands.add_parser("describe", help="partitions and configs of topics")
+    describe = commands.add_parser(
+        "describe",
+        help="partitions and configs of topics",
+        **examples("tympan topics describe tympan.audio.v1"),
+    )
     _add_broker(describe)
     describe.add_argument("names", nargs="*", help="topic names (default: tympan's topics)")
     _add_prefix(describe)
@@ -120,15 +142,25 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
         description="Delete every topic named PREFIX.* (e.g. to recreate a topic with the "
         "right partition count). It lists them and asks for confirmation on the terminal; "
         "without a terminal it refuses unless --yes is given.",
+        **examples("tympan topics delete --topic-prefix staging --yes"),
     )
     _add_broker(delete)
     delete.add_argument(
-        "--prefix", required=True, help="delete the topics named PREFIX.* (no default)"
+        "--topic-prefix",
+        dest="prefix",
+        metavar="PREFIX",
+        required=True,
+        help="delete the topics named PREFIX.* (required: no prefix is assumed)",
     )
+    renamed(delete, "--prefix", new="--topic-prefix")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     delete.set_defaults(func=_delete)
 
-    wait = commands.add_parser("wait", help="wait until the broker answers a metadata request")
+    wait = commands.add_parser(
+        "wait",
+        help="wait until the broker answers a metadata request",
+        **examples("tympan topics wait --timeout 120 && tympan worker"),
+    )
     _add_broker(wait)
     wait.add_argument("--timeout", type=float, default=60.0, help="seconds (default: 60)")
     wait.set_defaults(func=_wait)
@@ -145,10 +177,13 @@ def _add_broker(parser: argparse.ArgumentParser) -> None:
 def _add_prefix(parser: argparse.ArgumentParser) -> None:
     default = Topics().prefix
     parser.add_argument(
-        "--prefix",
+        "--topic-prefix",
+        dest="prefix",
+        metavar="PREFIX",
         default=os.environ.get(ENV_TOPIC_PREFIX) or default,
-        help=f"topic prefix (default: ${ENV_TOPIC_PREFIX} or {default})",
+        help=f"first part of every topic name (default: ${ENV_TOPIC_PREFIX} or {default})",
     )
+    renamed(parser, "--prefix", new="--topic-prefix")
 
 
 def _add_layout(parser: argparse.ArgumentParser) -> None:
@@ -187,7 +222,7 @@ def _run(args: argparse.Namespace, body: Any) -> int:
         return int(asyncio.run(body(args)))
     except TympanError as exc:
         print(f"tympan topics: {exc}", file=sys.stderr)
-        return 1
+        return for_error(exc)
 
 
 def _layout(args: argparse.Namespace) -> Topics:
@@ -218,7 +253,10 @@ def _check(args: argparse.Namespace) -> int:
         topics = _layout(args)
         report = await check_topics(_client(args), topics)
         for name in report.missing:
-            print(f"missing  {name} (create it with `tympan topics create --prefix {args.prefix}`)")
+            print(
+                f"missing  {name} (create it with "
+                f"`tympan topics create --topic-prefix {args.prefix}`)"
+            )
         for line in report.advice:
             print(line)
         if report.ok:

@@ -1,15 +1,16 @@
 """``tympan worker``: consume audio frames, emit label/speaker/summary events.
 
-A thin wrapper over Faust's own worker (``faust.Worker``): it builds the settings
-from flags and ``TYMPAN_*`` variables (``stream.settings``), makes sure the topics
-exist, loads and checks the model, then hands the app to Faust, which handles
-signals, the service lifecycle and the web server (``/metrics``); the audio topic is
-consumed a fetched batch at a time by ``stream.worker``.
+Reads the audio topic of ``--topic-prefix`` a fetched batch at a time, puts each
+stream's frames back in order, runs the label model (and the speaker model, when one is
+given) and writes label, speaker and summary events; a record it cannot use becomes a
+dead letter on the rejected topic, with its reason. Missing topics are created at start
+(unless ``--no-create-topics``) and the model is checked before the first record is
+read. Each option below can also be set by the ``TYMPAN_*`` variable named beside it
+(docs/configuration.md); a flag wins over its variable. Ctrl-C or SIGTERM stops it.
 
-``--processes N`` (default: one per core, ``TYMPAN_PROCESSES``) runs N such workers
-in one consumer group as child processes of a supervisor that restarts a child that
-dies (``stream.worker.supervisor``); child ``i`` serves metrics on ``web_port + i``
-and keeps its data in ``data_dir/process-i``.
+``--processes N`` (default: one per core) runs N workers in one consumer group under a
+supervisor that restarts one that dies; worker ``i`` serves metrics on ``--web-port`` + i
+and keeps its state in ``--data-dir``/process-i.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import os
 import sys
 from typing import Any
 
+from stream.cli.exit_codes import for_error
+from stream.cli.help import examples
 from stream.errors import ContractError
 from stream.settings import WorkerSettings
 from stream.settings.specs import SettingSpec, specs
@@ -34,12 +37,20 @@ def register(subparsers: Any) -> None:
         "worker",
         help="run the streaming worker (Faust): audio frames → label/speaker/summary events",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **examples(
+            "tympan worker                                   # latest scene model, 1 per core",
+            "tympan worker --topic-prefix staging --model scene/2 --processes 2",
+            "tympan worker --speaker-model speaker-embed --speaker-registry ~/speakers",
+        ),
     )
     parser.add_argument("--broker", help="bootstrap servers host:port[,...] (TYMPAN_BROKER)")
     for spec in specs(WorkerSettings):
         parser.add_argument(spec.flag, **_argument(spec))
-    parser.add_argument("--loglevel", default="info", help="Faust worker log level")
+    parser.add_argument(
+        "--loglevel",
+        default="info",
+        help="log level of the worker's own log lines: debug, info, warning, error (default: info)",
+    )
     parser.add_argument(
         "--no-create-topics",
         dest="create_topics",
@@ -70,12 +81,14 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stream.control.signing import Verifier
     from stream.kafka.topics import Topics, ensure_topics
     from stream.worker.build import build_worker
     from stream.worker.supervisor import default_processes
 
     try:
         settings = WorkerSettings.from_environ(os.environ, _flags(args))
+        Verifier.load(settings.trusted_keys)  # a bad --trusted-key fails closed, first
         processes = settings.processes or default_processes()
         if args.create_topics:
             topics = Topics().with_prefix(settings.topic_prefix)
@@ -85,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         worker = build_worker(settings)
     except ContractError as exc:
         print(f"tympan worker: {exc}", file=sys.stderr)
-        return 2
+        return for_error(exc)
     _banner(worker)
     import faust
 

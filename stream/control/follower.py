@@ -36,6 +36,7 @@ from stream.control.records import (
     key_role,
     last_good_key,
     model_key,
+    moves_back,
     utc_now,
 )
 from stream.control.signing import SignatureError, Verifier
@@ -77,6 +78,8 @@ class ControlFollower:
     worker, app_id: who reports the outcome (status key ``status/<worker>/<role>``).
     send: ``await send(topic, key, value)`` (the worker's producer) for status and
         ``last-good/<role>`` records; ``None``: statuses are only logged.
+    status_topic: where ``send`` writes them (``Topics.control_status``; required with
+        ``send``): never the control topic, which workers may not write.
     on_swap: called on the event loop after a swap with the new model's ref and its
         manifest's thresholds (``None``: single-label), before the next batch completes:
         ``Pipeline.serve``, so that new streams' summaries name it and the windows it
@@ -101,9 +104,16 @@ class ControlFollower:
         on_swap: Callable[[ModelRef, tuple[float, ...] | None], None] | None = None,
         executor: Executor | None = None,
         refuse: Mapping[Role, str] | None = None,
+        status_topic: str | None = None,
     ) -> None:
+        if send is not None and (status_topic is None or status_topic == topic):
+            raise ConfigError(
+                f"control follower of {topic}: statuses need a topic of their own "
+                f"(status_topic, got {status_topic!r}): workers do not write the control topic"
+            )
         self.client = client
         self.topic = topic
+        self.status_topic = status_topic
         self.slot = slot
         self.repo = Path(repo)
         self.worker = worker
@@ -114,10 +124,12 @@ class ControlFollower:
         self._on_swap = on_swap
         self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="tympan-reload")
         self._seen: ModelAnnouncement | None = None
+        # the newest announcement this worker has served: versions only move forward
+        self._floor: ModelAnnouncement | None = _serving(self.role, slot.ref)
         self._refuse = {Role.parse(r): why for r, why in (refuse or {}).items()}
         self._refused: dict[Role, ModelAnnouncement] = {}
         self._last_raw: dict[bytes, bytes | None] = {}
-        self._last_good: bytes | None = None  # last-good/<role> as on the topic
+        self._last_good: bytes | None = None  # the last-good/<role> value last written
         self.statuses: list[ReloadStatus] = []
 
     async def run(self) -> None:
@@ -155,16 +167,14 @@ class ControlFollower:
         return [r for r in batch if r.key in keys]
 
     async def _apply_latest(self, latest: Mapping[bytes, CompactedRecord]) -> None:
-        good = last_good_key(self.role)
-        if good in latest:  # know what the topic holds before reporting a new good one
-            await self.on_record(good, latest[good].value, where=latest[good].where)
         for key, record in latest.items():  # only the newest announcement counts
-            if key != good:
-                await self.on_record(key, record.value, where=record.where, headers=record.headers)
+            await self.on_record(key, record.value, where=record.where, headers=record.headers)
 
     @property
     def _keys(self) -> set[bytes]:
-        return {last_good_key(self.role)} | {model_key(role) for role in (self.role, *self._refuse)}
+        """The announcements this worker answers; ``last-good/`` records live on the
+        control-status topic, which workers write and this follower does not read."""
+        return {model_key(role) for role in (self.role, *self._refuse)}
 
     async def on_record(
         self,
@@ -198,8 +208,11 @@ class ControlFollower:
             return await self._refuse_undecodable(key, exc)
         if announcement.role != self.role:
             return await self._refuse_role(announcement)
+        backwards = moves_back(announcement, self._floor)
+        if backwards is not None:
+            return await self._refuse_older(announcement, backwards)
         if announcement == self._seen or announcement.ref == self.slot.ref:
-            self._seen = announcement
+            self._seen = self._floor = announcement
             await self._remember_good(announcement)
             return None  # already serving it (e.g. loaded at start from this record)
         self._seen = announcement
@@ -224,6 +237,7 @@ class ControlFollower:
             )
             return await self._report(announcement, "refused", reason)
         old = self.slot.swap(model)
+        self._floor = announcement
         if self._on_swap is not None:
             self._on_swap(self.slot.ref, model.manifest.thresholds)
         log.info("swapped %s model %s -> %s", self.role, old.tag, self.slot.ref.tag)
@@ -258,6 +272,16 @@ class ControlFollower:
             return None
         unknown = ModelAnnouncement(role, "?", "?", "?", "?", "?", "?")
         return await self._report(unknown, "refused", f"{exc.reason}: {exc}"[:MAX_REASON_CHARS])
+
+    async def _refuse_older(self, announcement: ModelAnnouncement, why: str) -> ReloadStatus:
+        log.warning(
+            "refused %s model %s (still serving %s): %s",
+            self.role,
+            announcement.ref.tag,
+            self.slot.ref.tag,
+            why,
+        )
+        return await self._report(announcement, "refused", why[:MAX_REASON_CHARS])
 
     async def _refuse_role(self, announcement: ModelAnnouncement) -> ReloadStatus | None:
         why = self._refuse.get(announcement.role)
@@ -295,11 +319,16 @@ class ControlFollower:
         return status
 
     async def _write(self, key: bytes, value: bytes, what: str) -> None:
-        if self._send is None:
+        if self._send is None or self.status_topic is None:
             return
         try:
-            delivery = await self._send(self.topic, key, value)
+            delivery = await self._send(self.status_topic, key, value)
             if inspect.isawaitable(delivery):
                 await delivery  # the record is on the broker before we go on
         except Exception as exc:  # a lost status must not stop the follower
-            log.error("cannot write %s record to %s: %r", what, self.topic, exc)
+            log.error("cannot write %s record to %s: %r", what, self.status_topic, exc)
+
+
+def _serving(role: Role, ref: ModelRef) -> ModelAnnouncement:
+    """What a worker knows of the model it started with (no announcement: no time)."""
+    return ModelAnnouncement(role, ref.name, ref.version, "?", "?", "?", "")

@@ -24,13 +24,12 @@ from stream.control.records import (
     describe_failure,
     utc_now,
 )
-from stream.control.signing import SignatureError, Verifier
+from stream.control.signing import Verifier
 from stream.errors import ContractError, ModelError, ParityError
 from stream.features.spec import FeatureSpec
 from stream.inference.golden import GOLDEN_TOLERANCE
 from stream.inference.manifest import MANIFEST_FILE, load_manifest, sha256_file
 from stream.inference.session import OnnxModel
-from stream.kafka.compacted import CompactedRecord
 from stream.roles import Role
 from stream.settings import ControlLimits
 from stream.types import DeviceChoice
@@ -85,11 +84,14 @@ def validate_model(
     return model
 
 
-def announce(model_dir: Path | str, *, role: str, repo: Path) -> ModelAnnouncement:
+def announce(
+    model_dir: Path | str, *, role: str, repo: Path, rollback: bool = False
+) -> ModelAnnouncement:
     """The announcement for a model directory (which :func:`validate_model` accepted).
 
     ``path`` is relative to ``repo``: workers resolve it inside their own model
-    repository and refuse anything else (:func:`locate`).
+    repository and refuse anything else (:func:`locate`). ``rollback``: the publisher
+    means to go back to a lower version (:func:`~stream.control.records.moves_back`).
 
     Raises
     ------
@@ -116,6 +118,7 @@ def announce(model_dir: Path | str, *, role: str, repo: Path) -> ModelAnnounceme
         sha256=sha256_file(model_dir / MANIFEST_FILE),
         spec_hash=manifest.spec_hash,
         published_at=utc_now(),
+        rollback=rollback,
     )
 
 
@@ -268,10 +271,9 @@ def load_at_start(
     verifier = verifier or Verifier()
     prefixes = (MODEL_PREFIX,) if verifier.enabled else (MODEL_PREFIX, LAST_GOOD_PREFIX)
     for prefix in prefixes:
-        announcement = announcements(latest, prefix=prefix, limits=limits).get(role)
+        found = announcements(latest, prefix=prefix, limits=limits, verifier=verifier)
+        announcement = found.get(role)
         if announcement is None:
-            continue
-        if not _signed(latest, announcement.key, verifier):
             continue
         try:
             model = load_announced(announcement, repo=repo, device=device, batch_sizes=batch_sizes)
@@ -287,18 +289,3 @@ def load_at_start(
         log.info("serving %s%s: model %s", prefix, role, announcement.ref.tag)
         return model
     return None
-
-
-def _signed(latest: Latest, key: bytes, verifier: Verifier) -> bool:
-    """Whether the snapshot's record under ``key`` passes ``verifier`` (logged if not)."""
-    if not verifier.enabled:
-        return True
-    item = latest.get(key)
-    headers = item.headers if isinstance(item, CompactedRecord) else ()
-    value = item.value if isinstance(item, CompactedRecord) else item
-    try:
-        verifier.check(key, value, headers)
-    except SignatureError as exc:
-        log.error("control record %r refused at start: %s: %s", key, exc.reason, exc)
-        return False
-    return True

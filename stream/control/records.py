@@ -10,6 +10,9 @@ role serves. Records (JSON, UTF-8; documented in ``docs/hot-reload.md``)::
              "spec_hash": "<the model's FeatureSpec hash>",
              "published_at": "2026-11-25T16:00:00Z"}
 
+Only the admin principal writes the control topic. Workers write what they did to
+the compacted control-status topic (``stream.kafka.topics.Topics.control_status``)::
+
     key   = "status/<worker-id>/<role>"         # written by each worker after each attempt
     value = {"worker": ..., "app_id": ..., "role": ..., "state": "active" | "refused",
              "name": ..., "version": ..., "reason": "...", "at": "..."}
@@ -26,13 +29,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from stream.control.json_records import JsonRecordError, decode_object
-from stream.control.signing import Signer
+from stream.control.signing import SignatureError, Signer, Verifier
 from stream.errors import ConfigError, ContractError
 from stream.events import ModelRef
 from stream.kafka.compacted import CompactedRecord, read_latest
@@ -53,6 +57,12 @@ DEFAULT_LIMITS = ControlLimits()
 MAX_REASON_CHARS = 2000  # a status record stays far below the control record limit
 
 _ANNOUNCEMENT_FIELDS = ("role", "name", "version", "path", "sha256", "spec_hash", "published_at")
+
+ROLLBACK_FIELD = "rollback"  # optional, true: the publisher means to go back (signed)
+
+OLDER_VERSION = "older_version"  # the reason a worker refuses a move back
+
+_NUMERIC_VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 
 
 def utc_now() -> str:
@@ -91,6 +101,7 @@ class ModelAnnouncement:
     sha256: str
     spec_hash: str
     published_at: str
+    rollback: bool = False
 
     @property
     def ref(self) -> ModelRef:
@@ -101,7 +112,12 @@ class ModelAnnouncement:
         return model_key(self.role)
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        """The record's value; ``rollback`` appears only when true, so an announcement
+        that moves forward is the bytes earlier releases wrote and read."""
+        fields = asdict(self)
+        if not self.rollback:
+            del fields[ROLLBACK_FIELD]
+        return json.dumps(fields, separators=(",", ":")).encode()
 
     @classmethod
     def from_record(
@@ -141,11 +157,19 @@ class ModelAnnouncement:
         bad = [f for f in _ANNOUNCEMENT_FIELDS if not isinstance(data.get(f), str) or not data[f]]
         if bad:
             raise ConfigError(f"{where}: field(s) {', '.join(bad)} missing or not a string")
+        rollback = data.get(ROLLBACK_FIELD, False)
+        if not isinstance(rollback, bool):
+            raise ConfigError(f"{where}: field {ROLLBACK_FIELD} must be true or false")
+        if _instant(data["published_at"]) is None:
+            raise ConfigError(
+                f"{where}: published_at {data['published_at'][:40]!r} is not an ISO-8601 time"
+            )
         try:
             role = Role.parse(data["role"])
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from exc
-        announcement = cls(**{f: data[f] for f in _ANNOUNCEMENT_FIELDS} | {"role": role})
+        fields = {f: data[f] for f in _ANNOUNCEMENT_FIELDS}
+        announcement = cls(**fields | {"role": role, "rollback": rollback})
         if key is not None and key != f"{prefix}{role.value}".encode():
             raise ConfigError(f"{where}: role {role.value!r} does not match the key")
         return announcement
@@ -170,6 +194,65 @@ class ReloadStatus:
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+
+# -- order ---------------------------------------------------------------------------------
+
+
+def moves_back(new: ModelAnnouncement, floor: ModelAnnouncement | None) -> str | None:
+    """Why serving ``new`` after ``floor`` would move its role back, or ``None``.
+
+    Versions only move forward, so that whoever can write the control topic cannot
+    bring back an older model, even one a trusted key signed long ago (a replay):
+
+    * ``new`` must not have been published before ``floor`` (``published_at``);
+    * and, unless ``new`` says ``rollback: true``, a model of the same name must not
+      have a lower version (dot-separated numbers compared as numbers: ``10`` > ``9``;
+      versions that are not numbers are ordered by ``published_at`` alone).
+
+    A rollback is an announcement like any other, signed like any other (its
+    ``rollback`` field is inside the signed value), and it must be newer than what it
+    rolls back: so it cannot be replayed later to undo a newer release either.
+    ``floor`` is the newest announcement a worker has accepted for the role (``None``:
+    none yet).
+    """
+    if floor is None:
+        return None
+    before = _instant(new.published_at)
+    floor_at = _instant(floor.published_at)
+    if before is not None and floor_at is not None and before < floor_at:
+        return (
+            f"{OLDER_VERSION}: model {new.ref.tag} was published at {new.published_at}, "
+            f"before {floor.ref.tag} ({floor.published_at}), which this worker has already "
+            "seen: a replay of an older announcement? (publish again to go back: "
+            "tympan models publish --rollback)"
+        )
+    if new.rollback or new.name != floor.name:
+        return None
+    ours, theirs = _version_key(new.version), _version_key(floor.version)
+    if ours is not None and theirs is not None and ours < theirs:
+        return (
+            f"{OLDER_VERSION}: model {new.ref.tag} is older than {floor.ref.tag}, which this "
+            "worker has already seen; versions only move forward unless the publisher "
+            "signs a rollback (tympan models publish --rollback)"
+        )
+    return None
+
+
+def _version_key(version: str) -> tuple[int, ...] | None:
+    """``"2.10"`` -> ``(2, 10)``; ``None`` for a version that is not dotted numbers."""
+    if _NUMERIC_VERSION.fullmatch(version) is None or len(version) > 100:
+        return None
+    return tuple(int(part) for part in version.split("."))
+
+
+def _instant(text: str) -> datetime | None:
+    """An ISO-8601 time (UTC when it names no zone), or ``None`` if it is none."""
+    try:
+        when = datetime.fromisoformat(text[:64])
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -208,14 +291,25 @@ def announcements(
     *,
     prefix: str = MODEL_PREFIX,
     limits: ControlLimits = DEFAULT_LIMITS,
+    verifier: Verifier | None = None,
 ) -> dict[Role, ModelAnnouncement]:
     """The valid announcements under ``prefix`` (``model/`` or ``last-good/``) in a
     :func:`read_control` (or :func:`~stream.kafka.compacted.read_latest`) result; a bad
-    record is logged and passed over."""
+    record is logged and passed over.
+
+    Cheap checks first: only keys ``<prefix><role>`` of a known role are read at all,
+    and with trusted keys (``verifier``) a value is decoded only once its signature
+    checks out, so records nobody trusted signed cost no parsing.
+    """
     out: dict[Role, ModelAnnouncement] = {}
     for key, item in latest.items():
         value, where = _value(key, item)
-        if not key.startswith(prefix.encode()) or value is None:
+        if value is None or not key.startswith(prefix.encode()):
+            continue
+        if key_role(key, prefix) is None:
+            log.warning("%s: not a role's key under %r, passed over", where, prefix)
+            continue
+        if verifier is not None and not signed(latest, key, verifier):
             continue
         try:
             found = ModelAnnouncement.from_record(
@@ -226,6 +320,21 @@ def announcements(
             continue
         out[found.role] = found
     return out
+
+
+def signed(latest: Latest, key: bytes, verifier: Verifier) -> bool:
+    """Whether the snapshot's record under ``key`` passes ``verifier`` (logged if not)."""
+    if not verifier.enabled:
+        return True
+    item = latest.get(key)
+    headers = item.headers if isinstance(item, CompactedRecord) else ()
+    value = item.value if isinstance(item, CompactedRecord) else item
+    try:
+        verifier.check(key, value, headers)
+    except SignatureError as exc:
+        log.error("control record %r refused at start: %s: %s", key, exc.reason, exc)
+        return False
+    return True
 
 
 def statuses(

@@ -15,7 +15,9 @@ into the other and a tombstone (no value) differs from an empty value::
 
 The signature travels in the ``tympan-signature`` header (64 raw bytes) with the
 signer's key id in ``tympan-key-id`` (the first 16 hex digits of the sha256 of the raw
-public key), so a worker can trust several keys during a rotation. Keys are PEM files:
+public key), so a worker can trust several keys during a rotation. Each must appear
+once, with exactly that shape: a null, non-bytes, mis-sized or repeated header is a
+refusal (``SignatureError``), never an exception of another kind. Keys are PEM files:
 PKCS#8 for the private key (written mode 0600), SubjectPublicKeyInfo for the public one.
 """
 
@@ -37,9 +39,12 @@ from stream.errors import ConfigError, ContractError
 SIGNATURE_HEADER = "tympan-signature"
 KEY_ID_HEADER = "tympan-key-id"
 BAD_SIGNATURE = "bad_signature"
+SIGNATURE_LENGTH = 64  # Ed25519
+KEY_ID_LENGTH = 16  # hex digits of the key's sha256 (key_id)
+_HEX = frozenset(b"0123456789abcdef")
 _DOMAIN = b"tympan-record-v1\0"
 
-Headers = Sequence[tuple[str, bytes]]
+Headers = Sequence[tuple[str, bytes | None]]
 
 
 class SignatureError(ContractError):
@@ -111,10 +116,14 @@ class Verifier:
     def load(cls, paths: Iterable[Path | str]) -> Verifier:
         """Read PEM public keys (files, or directories of ``*.pub`` files).
 
+        No paths at all is development mode (nothing is checked); a path that was given
+        but yields no key is an error, never a silent switch to "check nothing".
+
         Raises
         ------
         ConfigError
-            When a file is missing, unreadable or not an Ed25519 public key.
+            When a file is missing, unreadable or not an Ed25519 public key, or a
+            directory holds no ``*.pub`` file.
         """
         keys: dict[str, Ed25519PublicKey] = {}
         for path in _expand(paths):
@@ -130,18 +139,19 @@ class Verifier:
     def check(self, key: bytes | None, value: bytes | None, headers: Headers | None) -> None:
         """Refuse the record unless a trusted key signed exactly this key and value.
 
+        Cheap (one header scan, one Ed25519 verification): callers check before they
+        decode the value, so an unsigned record costs no parsing.
+
         Raises
         ------
         SignatureError
-            Unsigned, signed by an unknown key, or not matching its signature.
+            Unsigned, signed by an unknown key, not matching its signature, or
+            signature headers that are malformed (:func:`signature_headers`); never
+            anything else, whatever ``headers`` holds.
         """
         if not self.keys:
             return
-        found = {name: data for name, data in headers or ()}
-        signature = found.get(SIGNATURE_HEADER)
-        signer = found.get(KEY_ID_HEADER, b"").decode("ascii", "replace")
-        if signature is None:
-            raise SignatureError("the record is not signed and this worker trusts signed ones only")
+        signature, signer = signature_headers(headers)
         public = self.keys.get(signer)
         if public is None:
             raise SignatureError(f"the record is signed by key {signer!r}, which is not trusted")
@@ -151,6 +161,81 @@ class Verifier:
             raise SignatureError(
                 f"the signature by key {signer!r} does not match the record (altered?)"
             ) from exc
+
+
+def signature_headers(headers: Headers | None) -> tuple[bytes, str]:
+    """The record's signature (64 bytes) and key id (16 hex digits), checked for shape.
+
+    Headers come from the network: a value may be null, not bytes, not ASCII, of any
+    length, and a name may repeat. Each of ``tympan-signature`` and ``tympan-key-id``
+    must appear exactly once with a well-formed value; anything else is refused, never
+    guessed (two signatures would let a record pick the one that helps it). Header
+    names that are bytes are read as UTF-8; names that are not ours are ignored.
+
+    Raises
+    ------
+    SignatureError
+        Naming the header and what is wrong with it.
+    """
+    try:
+        found = _ours(headers)
+    except Exception as exc:  # headers shaped like nothing a client writes
+        raise SignatureError(
+            f"the record's headers cannot be read: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
+    signatures, key_ids = found[SIGNATURE_HEADER], found[KEY_ID_HEADER]
+    if not signatures:
+        raise SignatureError("the record is not signed and this worker trusts signed ones only")
+    if len(signatures) > 1 or len(key_ids) > 1:
+        raise SignatureError(
+            f"the record carries {len(signatures)} {SIGNATURE_HEADER!r} and {len(key_ids)} "
+            f"{KEY_ID_HEADER!r} headers; exactly one of each is accepted"
+        )
+    if not key_ids:
+        raise SignatureError(f"the record is signed but has no {KEY_ID_HEADER!r} header")
+    return _signature_value(signatures[0]), _key_id_value(key_ids[0])
+
+
+def _ours(headers: Headers | None) -> dict[str, list[object]]:
+    """The values of the signature headers, by name, in order (any other is ignored)."""
+    found: dict[str, list[object]] = {SIGNATURE_HEADER: [], KEY_ID_HEADER: []}
+    for name, data in headers or ():
+        if isinstance(name, bytes | bytearray):
+            try:
+                name = bytes(name).decode("utf-8")
+            except UnicodeDecodeError:
+                continue  # not a name of ours
+        if isinstance(name, str) and name in found:
+            found[name].append(data)
+    return found
+
+
+def _signature_value(data: object) -> bytes:
+    if not isinstance(data, bytes | bytearray):
+        raise SignatureError(
+            f"header {SIGNATURE_HEADER!r} is {_shown(data)}, not {SIGNATURE_LENGTH} bytes"
+        )
+    if len(data) != SIGNATURE_LENGTH:
+        raise SignatureError(
+            f"header {SIGNATURE_HEADER!r} holds {len(data)} bytes, not {SIGNATURE_LENGTH} "
+            "(an Ed25519 signature)"
+        )
+    return bytes(data)
+
+
+def _key_id_value(data: object) -> str:
+    if not isinstance(data, bytes | bytearray):
+        raise SignatureError(f"header {KEY_ID_HEADER!r} is {_shown(data)}, not a key id")
+    if len(data) != KEY_ID_LENGTH or not _HEX.issuperset(data):
+        raise SignatureError(
+            f"header {KEY_ID_HEADER!r} is {bytes(data[:40])!r} ({len(data)} bytes), not "
+            f"{KEY_ID_LENGTH} lowercase hex digits"
+        )
+    return bytes(data).decode("ascii")
+
+
+def _shown(data: object) -> str:
+    return "null" if data is None else f"a {type(data).__name__}"
 
 
 def signer_from(path: Path | str | None) -> Signer | None:
@@ -196,5 +281,15 @@ def _expand(paths: Iterable[Path | str]) -> list[Path]:
     out: list[Path] = []
     for item in paths:
         path = Path(item)
-        out.extend(sorted(path.glob("*.pub")) if path.is_dir() else [path])
+        if not path.is_dir():
+            out.append(path)
+            continue
+        found = sorted(p for p in path.glob("*.pub") if not p.is_dir())
+        if not found:
+            raise ConfigError(
+                f"trusted key folder {path} holds no *.pub file: refusing to start with "
+                "signature checks off (put the publishers' public keys there, or drop "
+                "--trusted-key / TYMPAN_TRUSTED_KEYS to run unchecked)"
+            )
+        out.extend(found)
     return out

@@ -40,6 +40,9 @@ from typing import Any, Literal, cast
 from stream.errors import FeatureSpecError, ModelError
 from stream.features.spec import FeatureSpec
 
+SPEAKER_RECIPE = "models.speaker"
+"""The ``training.recipe`` of a speaker encoder's manifest (written by ``models.speaker``)."""
+
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
@@ -104,6 +107,13 @@ class Manifest:
     model_file: str = MODEL_FILE
     golden_file: str = GOLDEN_FILE
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def is_speaker_encoder(self) -> bool:
+        """Whether the model was trained to tell voices apart (``models.speaker``): its
+        labels are the identities it was trained on, never classes to report, and only
+        its embedding is used (``tympan speakers``, the worker's ``--speaker-model``)."""
+        return self.training.get("recipe") == SPEAKER_RECIPE
 
     @property
     def feature_spec(self) -> FeatureSpec:

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from stream.errors import BrokerError
-from stream.kafka.config import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig, broker_failure
 from stream.kafka.fetch import FetchGuard, log_skipped
 from stream.settings import RecordLimits
 
@@ -145,7 +145,8 @@ class CompactedReader:
             await consumer.stop()
             if isinstance(exc, KafkaError | TimeoutError | OSError):
                 raise BrokerError(
-                    f"cannot read topic {self.topic!r} on {self.client.bootstrap_servers}: {exc!r}"
+                    f"cannot read topic {self.topic!r}: "
+                    f"{broker_failure(exc, self.client.bootstrap_servers)}"
                 ) from exc
             raise
         self._consumer = consumer

@@ -290,7 +290,7 @@ async def send_acked(
             await producer.send_and_wait(topic, value=value, key=key, headers=extra_headers)
     except KafkaError as exc:
         raise BrokerError(
-            f"cannot publish {what} to {topic!r} on {client.bootstrap_servers}: {exc!r}"
+            f"cannot publish {what} to {topic!r}: {broker_failure(exc, client.bootstrap_servers)}"
         ) from exc
     finally:
         await producer.stop()
@@ -316,6 +316,47 @@ def _check_bootstrap(bootstrap_servers: str) -> None:
                 f"bootstrap server {server!r} in {bootstrap_servers!r} is not host:port "
                 f"with a port in 1..65535"
             )
+
+
+UNREACHABLE_FIX = (
+    "is Kafka running there? Start one with `make kafka-up` (a checkout's single-node "
+    "broker), or point --broker / $TYMPAN_BROKER at yours"
+)
+"""What to do when no broker answers at the address tympan was given."""
+
+
+def broker_failure(exc: BaseException, bootstrap_servers: str) -> str:
+    """A Kafka client's failure in words a user can act on.
+
+    A refused connection reaches us from aiokafka as
+    ``KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 9999,
+    <AddressFamily.AF_INET: 2>)]")``, which neither says that no broker runs there nor
+    what to do; other failures keep the client's own words.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What the Kafka client raised.
+    bootstrap_servers : str
+        The servers the client was given, named in the sentence.
+
+    Returns
+    -------
+    str
+        For a broker that refused us (wrong credentials, TLS, see :class:`BrokerRefusals`):
+        that cause; for one that cannot be reached: ``no Kafka broker answered at
+        HOST:PORT: is Kafka running there? ...``; otherwise the exception's type and
+        message.
+    """
+    text = str(exc)
+    if isinstance(exc, ConnectionError | TimeoutError) or any(
+        needle in text for needle in ("Unable to bootstrap", "Connect call failed")
+    ):
+        refused = _REFUSALS.tell() if _REFUSALS is not None else None
+        if refused is not None:  # it answered, then closed or refused: not "is it running?"
+            return f"the Kafka broker at {bootstrap_servers} refused the connection: {refused}"
+        return f"no Kafka broker answered at {bootstrap_servers}: {UNREACHABLE_FIX}"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class BrokerRefusals(logging.Filter):
@@ -354,6 +395,13 @@ class BrokerRefusals(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self.hint: str | None = None
+        self.told = False
+
+    def tell(self) -> str | None:
+        """The cause, for an error message that will carry it; :func:`main` then does not
+        print it a second time."""
+        self.told = self.hint is not None
+        return self.hint
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.hint is None and record.levelno >= logging.ERROR:

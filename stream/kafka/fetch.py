@@ -798,7 +798,7 @@ def _skip_batch(
     )
 
 
-Send = Callable[..., Awaitable[Any]]
+_ClientSend = Callable[..., Awaitable[Any]]  # the Kafka client's request sender
 
 
 class FetchGuard:
@@ -822,7 +822,7 @@ class FetchGuard:
         """Screen every fetch response of ``consumer`` (before its ``start``, or before
         it is assigned partitions; its other requests pass untouched)."""
         client = consumer._client
-        send: Send = client.send
+        send: _ClientSend = client.send
 
         async def screened_send(node_id: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
             response = await send(node_id, request, *args, **kwargs)

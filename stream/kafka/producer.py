@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from stream.errors import BrokerError
-from stream.kafka.config import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig, broker_failure
 from stream.produce.frames import due_us, now_us
 from stream.wire.frame import AudioFrame, encode_frame
 
@@ -194,8 +194,7 @@ async def produce_frames(
     except (KafkaError, OSError) as exc:
         await producer.stop()
         raise BrokerError(
-            f"cannot connect a producer to {config.bootstrap_servers}: {exc!r} "
-            f"(is the broker up? scripts/kafka.sh up)"
+            f"cannot connect a producer: {broker_failure(exc, config.bootstrap_servers)}"
         ) from exc
     try:
         partitions = sorted(await producer.partitions_for(topic))
@@ -211,7 +210,7 @@ async def produce_frames(
         return await _send_all(sender, source, pacing, restamp, on_frame, live_s)
     except KafkaError as exc:
         raise BrokerError(
-            f"sending to topic {topic!r} on {config.bootstrap_servers} failed: {exc!r}"
+            f"sending to topic {topic!r} failed: {broker_failure(exc, config.bootstrap_servers)}"
         ) from exc
     finally:
         await producer.stop()

@@ -35,7 +35,7 @@ from aiokafka.errors import KafkaError
 
 from stream.errors import BrokerError, ConfigError
 from stream.events.kinds import EVENT_KINDS, LABELS, REJECTED, SPEAKERS, SUMMARIES, EventKind
-from stream.kafka.config import KafkaClientConfig
+from stream.kafka.config import KafkaClientConfig, broker_failure
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -220,6 +220,13 @@ class Topics:
         return self._name("control")
 
     @property
+    def control_status(self) -> str:
+        """Compacted: what each worker did with the announcements (``status/<worker>/<role>``)
+        and the announcement it last served (``last-good/<role>``). Workers write here,
+        never to :attr:`control`, which only the admin principal may write."""
+        return self._name("control-status")
+
+    @property
     def speaker_registry(self) -> str:
         """Compacted: the latest enrolment per speaker name; a null value deletes it."""
         return self._name("speaker-registry")
@@ -274,6 +281,7 @@ class Topics:
                 for kind in EVENT_KINDS
             ),
             TopicSpec(self.control, 1, rf, compacted),
+            TopicSpec(self.control_status, 1, rf, compacted),
             TopicSpec(self.speaker_registry, 1, rf, compacted),
         )
 
@@ -452,8 +460,8 @@ async def ensure_topics(
         )
     except KafkaError as exc:
         raise BrokerError(
-            f"cannot ensure topics {', '.join(topics.names())} on {client.bootstrap_servers}: "
-            f"{exc!r}"
+            f"cannot ensure topics {', '.join(topics.names())}: "
+            f"{broker_failure(exc, client.bootstrap_servers)}"
         ) from exc
     finally:
         await admin.close()
@@ -521,8 +529,8 @@ async def check_topics(
         )
     except KafkaError as exc:
         raise BrokerError(
-            f"cannot check topics {', '.join(topics.names())} on {client.bootstrap_servers}: "
-            f"{exc!r}"
+            f"cannot check topics {', '.join(topics.names())}: "
+            f"{broker_failure(exc, client.bootstrap_servers)}"
         ) from exc
     finally:
         await admin.close()
@@ -606,9 +614,11 @@ def create_command(client: KafkaClientConfig, topics: Topics) -> str:
     Returns
     -------
     str
-        E.g. ``tympan topics create --broker 127.0.0.1:9092 --prefix tympan``.
+        E.g. ``tympan topics create --broker 127.0.0.1:9092 --topic-prefix tympan``.
     """
-    return f"tympan topics create --broker {client.bootstrap_servers} --prefix {topics.prefix}"
+    return (
+        f"tympan topics create --broker {client.bootstrap_servers} --topic-prefix {topics.prefix}"
+    )
 
 
 def missing_topics_message(
@@ -671,7 +681,9 @@ async def describe_topics(client: KafkaClientConfig, names: list[str]) -> list[T
         await admin.start()
         return await _describe(admin, names)
     except KafkaError as exc:
-        raise BrokerError(f"cannot describe topics on {client.bootstrap_servers}: {exc!r}") from exc
+        raise BrokerError(
+            f"cannot describe topics: {broker_failure(exc, client.bootstrap_servers)}"
+        ) from exc
     finally:
         await admin.close()
 
@@ -698,7 +710,9 @@ async def list_topics(client: KafkaClientConfig) -> list[str]:
         await admin.start()
         return sorted(await admin.list_topics())
     except KafkaError as exc:
-        raise BrokerError(f"cannot list topics on {client.bootstrap_servers}: {exc!r}") from exc
+        raise BrokerError(
+            f"cannot list topics: {broker_failure(exc, client.bootstrap_servers)}"
+        ) from exc
     finally:
         await admin.close()
 
@@ -768,7 +782,9 @@ async def delete_topics(
             )
         return doomed
     except KafkaError as exc:
-        raise BrokerError(f"cannot delete topics on {client.bootstrap_servers}: {exc!r}") from exc
+        raise BrokerError(
+            f"cannot delete topics: {broker_failure(exc, client.bootstrap_servers)}"
+        ) from exc
     finally:
         await admin.close()
 
@@ -940,9 +956,10 @@ def _check_existing(specs: list[TopicSpec], infos: list[TopicInfo], prefix: str)
             )
     if problems:
         raise BrokerError(
-            "existing topics differ from stream.kafka.topics: "
+            "existing topics differ from what tympan creates: "
             + "; ".join(problems)
             + " (a topic's partitions cannot shrink and changing them moves keys between "
-            f"partitions: delete and recreate the topics with `tympan topics delete --prefix "
-            f"{prefix}` then `tympan topics create --prefix {prefix}`, or use another prefix)"
+            "partitions: delete and recreate the topics with `tympan topics delete "
+            f"--topic-prefix {prefix}` then `tympan topics create --topic-prefix {prefix}`, or "
+            "use another prefix)"
         )

@@ -137,7 +137,7 @@ class Pipeline:
         ConfigError
             ``thresholds`` do not fit the labels, or the task changes (single-label to
             multi-label or back): open segments' verdicts could not be folded on
-            (``stream.worker.reload.prepare`` refuses such a model before the swap).
+            (``stream.control.gate.prepare`` refuses such a model before the swap).
         """
         self._labels.serve(model, thresholds)
 

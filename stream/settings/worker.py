@@ -288,7 +288,7 @@ class WorkerSettings:
     model: the label model: a model directory, or ``name[/version]`` in
         ``model_repo`` (``None``: the latest ``scene`` model).
     speaker_model, speaker_registry: optional speaker identification (a model
-        reference as ``model``, and the enrolment registry file).
+        reference as ``model``, and the enrolment registry directory).
     model_repo: the model repository (``None``: ``models/zoo`` of this checkout).
     device: onnxruntime device.
     app_id: Faust app id, which is also the Kafka consumer group (``None``: follows the
@@ -323,11 +323,15 @@ class WorkerSettings:
     model: str | None = setting(
         None, default_text="the latest scene model", help="label model: directory or name[/version]"
     )
-    speaker_model: str | None = setting(None, help="speaker model, for speaker events")
+    speaker_model: str | None = setting(
+        None, help="speaker model (directory or name[/version]), for speaker events"
+    )
     model_repo: Path | None = setting(
         None, default_text="models/zoo", help="model repository the model names refer to"
     )
-    speaker_registry: Path | None = setting(None, help="speaker registry file")
+    speaker_registry: Path | None = setting(
+        None, help="speaker registry directory (where `tympan speakers enroll` writes)"
+    )
     device: Device = setting("cpu", help="onnxruntime device")
     app_id: str | None = setting(
         None,
@@ -335,7 +339,9 @@ class WorkerSettings:
         help="Kafka consumer group (and Faust app id); workers with the same one share the "
         "audio topic's partitions",
     )
-    data_dir: Path = setting(Path("/tmp/tympan-worker"), help="Faust data directory")
+    data_dir: Path = setting(
+        Path("/tmp/tympan-worker"), help="where the worker keeps its state (Faust data directory)"
+    )
     batching: BatchingPolicy = field(default_factory=BatchingPolicy)
     pipeline: PipelinePolicy = field(default_factory=PipelinePolicy)
     web_host: str = setting("127.0.0.1", help="metrics bind address")

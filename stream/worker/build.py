@@ -41,6 +41,7 @@ import faust
 from stream.control.active import ActiveModel
 from stream.control.follower import ControlFollower, ReloadPolicy
 from stream.control.signing import Verifier
+from stream.errors import BrokerError
 from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
@@ -137,26 +138,41 @@ def load_model(settings: WorkerSettings, *, control_topic: str | None = None) ->
     worker's control follower reports the refusal on the topic.
     """
     if control_topic is not None:
-        announced = _announced_model(settings, control_topic)
+        status_topic = Topics().with_prefix(settings.topic_prefix).control_status
+        announced = _announced_model(settings, control_topic, status_topic)
         if announced is not None:
             return announced
     model_dir = resolve_model_dir(settings.model, repo=settings.model_repo, role=Role.LABEL)
     return OnnxModel.load(model_dir, device=settings.device)
 
 
-def _announced_model(settings: WorkerSettings, control_topic: str) -> OnnxModel | None:
+def _announced_model(
+    settings: WorkerSettings, control_topic: str, status_topic: str
+) -> OnnxModel | None:
+    """The announced model (control topic), else without trusted keys the last good
+    one that workers wrote to the control-status topic."""
     from stream.control.gate import load_at_start
+    from stream.control.records import LAST_GOOD_PREFIX
     from stream.inference.repository import default_repo
-    from stream.kafka.compacted import read_latest
+    from stream.kafka.compacted import CompactedRecord, read_latest
 
-    latest = asyncio.run(read_latest(settings.kafka, control_topic))
+    verifier = trusted_keys(settings)
+    latest: dict[bytes, CompactedRecord] = asyncio.run(read_latest(settings.kafka, control_topic))
+    latest = {k: r for k, r in latest.items() if not k.startswith(LAST_GOOD_PREFIX.encode())}
+    if not verifier.enabled:  # signed mode never uses a worker-written fallback
+        try:
+            written = asyncio.run(read_latest(settings.kafka, status_topic))
+        except BrokerError as exc:
+            log.warning("no last-good model: %s", exc)
+            written = {}
+        latest |= {k: r for k, r in written.items() if k.startswith(LAST_GOOD_PREFIX.encode())}
     return load_at_start(
         latest,
         repo=settings.model_repo or default_repo(),
         device=settings.device,
         batch_sizes=(1, settings.batching.max_batch),
         limits=settings.control_limits,
-        verifier=trusted_keys(settings),
+        verifier=verifier,
     )
 
 
@@ -283,6 +299,7 @@ def _follow_control(
             verifier=Verifier.load(settings.trusted_keys),
         ),
         send=send,
+        status_topic=topics.control_status,  # workers never write the control topic
         on_swap=pipeline.serve,  # new summaries name it, its windows get its thresholds
         refuse={Role.SPEAKER: SPEAKER_SWAP_REFUSED} if settings.speaker_model else None,
     )

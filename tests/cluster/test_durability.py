@@ -26,8 +26,8 @@ def test_topics_created_on_a_cluster_are_replicated_three_times_with_two_insync(
 ) -> None:
     prefix = _prefix("durable")
 
-    created = cluster.tympan("topics", "create", "--prefix", prefix)
-    checked = cluster.tympan("topics", "check", "--prefix", prefix)
+    created = cluster.tympan("topics", "create", "--topic-prefix", prefix)
+    checked = cluster.tympan("topics", "check", "--topic-prefix", prefix)
 
     assert created.returncode == 0, created.stderr
     topics = Topics(prefix=prefix)
@@ -40,9 +40,9 @@ def test_topics_created_on_a_cluster_are_replicated_three_times_with_two_insync(
 
 def test_check_names_thin_topics_and_the_command_that_fixes_each(cluster: Cluster) -> None:
     prefix = _prefix("thin")
-    cluster.tympan("topics", "create", "--prefix", prefix, "--replication-factor", "1")
+    cluster.tympan("topics", "create", "--topic-prefix", prefix, "--replication-factor", "1")
 
-    checked = cluster.tympan("topics", "check", "--prefix", prefix)
+    checked = cluster.tympan("topics", "check", "--topic-prefix", prefix)
 
     assert checked.returncode == 1
     for name in Topics(prefix=prefix).names():
@@ -54,13 +54,13 @@ def test_with_one_broker_down_check_reports_it_and_every_frame_still_lands(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     prefix = _prefix("down")
-    assert cluster.tympan("topics", "create", "--prefix", prefix).returncode == 0
+    assert cluster.tympan("topics", "create", "--topic-prefix", prefix).returncode == 0
     wav = tmp_path / "tone.wav"
     t = np.arange(16000 * 3) / 16000
     sf.write(wav, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
 
     cluster.stop(3)
-    checked = cluster.tympan("topics", "check", "--prefix", prefix)
+    checked = cluster.tympan("topics", "check", "--topic-prefix", prefix)
     produced = cluster.tympan(
         "produce", "--fast", "--no-progress", "--topic-prefix", prefix, "--stream-id", "s", str(wav)
     )

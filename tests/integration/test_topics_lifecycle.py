@@ -126,9 +126,9 @@ def test_a_reader_refuses_missing_topics_and_names_the_command(
 
     done = tympan(broker, "tail", "--topic", "summaries", "--idle-exit", "1", *env_prefix)
 
-    assert done.returncode != 0
+    assert done.returncode == 3  # ExitCode.BROKER: a topic the command needs is missing
     assert fresh.summaries in done.stderr
-    assert f"tympan topics create --broker {broker} --prefix {fresh.prefix}" in done.stderr
+    assert f"tympan topics create --broker {broker} --topic-prefix {fresh.prefix}" in done.stderr
     assert not on_broker(kafka_client, fresh.prefix)  # asking did not create anything
 
 

@@ -77,7 +77,7 @@ def _mutate(data: st.DataObject, value: bytes, label: str) -> bytes:
 def _statuses(broker: str, topics: Topics) -> list[dict[str, Any]]:
     return [
         json.loads(r.value)
-        for r in consume_all(broker, topics.control)
+        for r in consume_all(broker, topics.control_status)
         if r.key and r.key.startswith(b"status/") and r.value
     ]
 
@@ -85,7 +85,7 @@ def _statuses(broker: str, topics: Topics) -> list[dict[str, Any]]:
 def _last_good(broker: str, topics: Topics) -> list[dict[str, Any]]:
     return [
         json.loads(r.value)
-        for r in consume_all(broker, topics.control)
+        for r in consume_all(broker, topics.control_status)
         if r.key == b"last-good/scene" and r.value
     ]
 

@@ -57,7 +57,7 @@ def _models(tmp: Path, topics: Topics, broker: str, *args: str) -> subprocess.Co
 
 
 def _statuses(broker: str, topics: Topics) -> list[dict[str, Any]]:
-    records = consume_all(broker, topics.control)
+    records = consume_all(broker, topics.control_status)
     return [json.loads(r.value) for r in records if r.key and r.key.startswith(b"status/")]
 
 

@@ -228,6 +228,25 @@ def test_the_producer_principal_cannot_write_control_or_registry(
         send_as(secure, "tympan-producer", getattr(secure.topics, topic))
 
 
+def test_only_the_admin_writes_the_control_topic_and_workers_write_their_statuses(
+    secure: SecureBroker,
+) -> None:
+    """A worker host must not be able to announce a model, nor replay an old signed
+    announcement: its principal writes its statuses to control-status, not control."""
+    control = secure.topics.control
+    before = end_offset(secure, control)
+    with pytest.raises(TopicAuthorizationFailedError):
+        send_as(secure, "tympan-worker", control)
+    assert end_offset(secure, control) == before
+    status = secure.topics.control_status
+    written = end_offset(secure, status)
+    send_as(secure, "tympan-worker", status)
+    assert end_offset(secure, status) > written
+    for principal in ("tympan-producer", "tympan-dashboard"):
+        with pytest.raises(TopicAuthorizationFailedError):
+            send_as(secure, principal, status)
+
+
 def test_the_dashboard_principal_cannot_write(secure: SecureBroker) -> None:
     for topic in (secure.topics.labels, secure.topics.audio, secure.topics.control):
         with pytest.raises(TopicAuthorizationFailedError):

@@ -1,6 +1,7 @@
 """A worker that trusts a publisher key, on the secure broker: signed announcements are
 served, forged ones (unsigned, or signed by another key) are refused and reported,
-even when they come from a principal allowed to write the control topic."""
+even when they come from a principal allowed to write the control topic; a lower
+version is refused until it is published as a signed rollback."""
 
 from __future__ import annotations
 
@@ -88,9 +89,16 @@ def test_a_worker_serves_signed_announcements_and_refuses_forged_ones(
             lambda: (s := my_status(secure, app_id)) and "not trusted" in s["reason"] and s
         )
         assert foreign["state"] == "refused" and foreign["reason"].startswith("bad_signature")
+        publish("1", "--signing-key", str(keys / "tympan-signing.key"))  # back, unasked
+        older = wait_for(lambda: (s := my_status(secure, app_id)) and s["version"] == "1" and s)
+        assert older["state"] == "refused" and older["reason"].startswith("older_version")
+        publish("1", "--rollback", "--signing-key", str(keys / "tympan-signing.key"))
+        rolled = wait_for(lambda: (s := my_status(secure, app_id)) and s["state"] == "active" and s)
+        assert rolled["version"] == "1"
         assert worker.poll() is None
         text = (tmp_path / "worker.log").read_text(errors="replace")
         assert "swapped scene model tiny@1 -> tiny@2" in text
+        assert "swapped scene model tiny@2 -> tiny@1" in text
         assert "-> tiny@3" not in text and "-> tiny@4" not in text
     finally:
         worker.send_signal(signal.SIGTERM)

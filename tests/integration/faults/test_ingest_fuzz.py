@@ -931,5 +931,5 @@ def test_an_ingest_whose_topic_cannot_exist_exits_non_zero_instead_of_waiting(
         timeout=120,  # a hang fails here rather than blocking the suite
         cwd=REPO,
     )
-    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.returncode == 3, proc.stderr[-2000:]  # ExitCode.BROKER: no such topic
     assert "no-such-topic" in proc.stderr and "listening" not in proc.stderr

@@ -194,14 +194,16 @@ def test_export_command(
         )
     )
     repo = tmp_path / "zoo"
-    assert main(["export", str(src / "model.keras"), "--out", str(repo)]) == 0
+    assert main(["export", str(src / "model.keras"), "--model-repo", str(repo)]) == 0
     assert capsys.readouterr().out.strip() == str(repo / "scene" / "5")
     m = load_manifest(repo / "scene" / "5", expected_spec=SPEC)
     assert m.labels == tuple(LABELS) and m.macs_per_window == 99
     assert m.metrics["test_windows_accuracy"] == 0.75
 
     (src / "spec.json").write_text(FeatureSpec(n_mels=20).to_json())
-    assert main(["export", str(src / "model.keras"), "--out", str(repo), "--version", "6"]) == 2
+    assert (
+        main(["export", str(src / "model.keras"), "--model-repo", str(repo), "--version", "6"]) == 2
+    )
     assert "spec_hash" in capsys.readouterr().err
 
 

@@ -32,7 +32,7 @@ def test_tympan_train_learns_held_out_files_and_exports(make_dataset, tmp_path: 
     data = make_dataset(files_per_label=8)
     (data / "tone" / "broken.wav").write_bytes(b"not audio")
     repo = tmp_path / "repo"
-    argv = ["train", str(data), "--out", str(repo), "--name", "toy", "--epochs", "20"]
+    argv = ["train", str(data), "--model-repo", str(repo), "--name", "toy", "--epochs", "20"]
     assert main([*argv, "--quiet", "--seed", "1"]) == 0
 
     model_dir = repo / "toy" / "1"
@@ -53,7 +53,7 @@ def test_existing_version_is_refused_before_training(make_dataset, tmp_path: Pat
 
     data = make_dataset(files_per_label=3)
     (tmp_path / "repo" / "toy" / "1").mkdir(parents=True)
-    assert main(["train", str(data), "--out", str(tmp_path / "repo"), "--name", "toy"]) == 2
+    assert main(["train", str(data), "--model-repo", str(tmp_path / "repo"), "--name", "toy"]) == 2
     assert "already exists" in capsys.readouterr().err
 
 
@@ -61,7 +61,7 @@ def test_single_class_folder_fails_with_a_dataset_message(make_dataset, tmp_path
     from stream.cli import main
 
     data = make_dataset(files_per_label=3, labels=("tone",))
-    assert main(["train", str(data), "--out", str(tmp_path / "repo"), "--no-export"]) == 2
+    assert main(["train", str(data), "--model-repo", str(tmp_path / "repo"), "--no-export"]) == 2
     assert "single class" in capsys.readouterr().err
 
 

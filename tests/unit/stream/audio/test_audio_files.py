@@ -96,3 +96,12 @@ def test_audio_files_scans_by_suffix(tmp_path: Path) -> None:
         "c.ogg",
         "sub/a.FLAC",
     ]
+
+
+def test_a_missing_file_or_a_folder_says_what_it_is(tmp_path: Path) -> None:
+    """libsndfile says ``Error opening '...': System error.`` for both; we name the cause."""
+    with pytest.raises(AudioFileError, match="does not exist") as missing:
+        load_audio(tmp_path / "missing.wav")
+    assert "System error" not in str(missing.value)
+    with pytest.raises(AudioFileError, match="is a folder, not an audio file"):
+        load_audio(tmp_path)

@@ -135,3 +135,33 @@ def test_evaluate_refuses_labels_the_model_lacks(
     _noise(tmp_path / "data" / "music" / "m.wav", 0.1, 1.0, 16000)
     assert main(["evaluate", "scene", str(tmp_path / "data")]) == 2
     assert "['music'] are not among the model's labels" in capsys.readouterr().err
+
+
+def test_a_speaker_model_is_refused_with_what_to_do_instead(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its labels are training voices: printing them as labels would mislead."""
+    voices = make_tiny_model_dir(
+        repo / "voices" / "1", spec=SPEC, labels=["alex-p25", "annie-p70"], name="voices"
+    )
+    manifest = json.loads((voices / "manifest.json").read_text())
+    manifest["training"] = {"recipe": "models.speaker"}
+    (voices / "manifest.json").write_text(json.dumps(manifest))
+    clip = _noise(tmp_path / "x.wav", 0.1, 1.0, 16000)
+
+    assert main(["classify", "--model", "voices", str(clip)]) == 2
+
+    out, err = capsys.readouterr()
+    assert out == ""  # no voice printed as a label
+    assert "voices/1 is a speaker model" in err
+    assert "tympan speakers identify" in err and "--model scene / tags" in err
+
+
+def test_a_missing_file_says_it_does_not_exist(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.wav"
+    assert main(["classify", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert f"audio file '{missing}' does not exist" in err
+    assert "System error" not in err

@@ -57,6 +57,7 @@ def _follower(repo: Path, producer: Producer) -> ControlFollower:
         worker="w1",
         app_id="unit",
         send=producer.send,
+        status_topic=TOPICS.control_status,
     )
 
 
@@ -220,6 +221,7 @@ def test_a_model_that_fails_at_max_batch_is_refused_not_raised(repo: Path) -> No
         repo=repo,
         worker="w1",
         send=Producer().send,
+        status_topic=TOPICS.control_status,
         policy=ReloadPolicy(batch_sizes=(1, 32)),
     )
     a = announce(pinned, role="scene", repo=repo)
@@ -240,7 +242,7 @@ def test_models_publish_validates_at_the_workers_max_batch(
     args = ["models", "publish", str(pinned), "--model-repo", str(repo), "--broker", "127.0.0.1:1"]
     assert main(args) == 2
     assert "batch sizes [1, 32]" in capsys.readouterr().err  # the worker default
-    assert main([*args, "--max-batch", "4"]) == 2  # valid at 4: only the broker is missing
+    assert main([*args, "--max-batch", "4"]) == 3  # valid at 4: only the broker is missing (exit 3)
     err = capsys.readouterr().err
     assert "batch sizes" not in err and "127.0.0.1:1" in err  # the broker is what fails
     monkeypatch.setenv("TYMPAN_MAX_BATCH", "16")

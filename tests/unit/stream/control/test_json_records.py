@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -144,3 +145,164 @@ def test_the_depth_scan_agrees_with_the_document(doc: object) -> None:
         return 0
 
     assert nesting_depth(json.dumps(doc).encode()) == depth(doc)
+
+
+# -- the guard against a reference: adversarial quotes, escapes, brackets, nesting ---------
+
+REGISTRY_MAX_BYTES = 8 * 1024 * 1024  # ControlLimits.registry_max_bytes
+
+
+def _reference_depth(value: bytes) -> tuple[int, bool]:
+    """A byte-at-a-time reading of brackets and strings as :mod:`json` reads them, and
+    whether it read to the end: it stops at a backslash outside a string, where the
+    parser fails (after it, nothing the parser does depends on the bytes)."""
+    depth = top = 0
+    inside = escape = False
+    for byte in value:
+        if inside:
+            if escape:
+                escape = False
+            elif byte == ord("\\"):
+                escape = True
+            elif byte == ord('"'):
+                inside = False
+        elif byte == ord('"'):
+            inside = True
+        elif byte == ord("\\"):
+            return top, False
+        elif byte in b"[{":
+            depth += 1
+            top = max(top, depth)
+        elif byte in b"]}":
+            depth -= 1
+    return top, True
+
+
+def _doc_depth(doc: object) -> int:
+    if isinstance(doc, list):
+        return 1 + max((_doc_depth(v) for v in doc), default=0)
+    if isinstance(doc, dict):
+        return 1 + max((_doc_depth(v) for v in doc.values()), default=0)
+    return 0
+
+
+# Tokens that make the scan's hard cases: runs of backslashes of every parity, quotes,
+# brackets, UTF-8 bytes, and long fillers that push them across 64-byte words.
+_TOKENS = st.sampled_from(
+    [
+        *(b'"', b"\\", b"\\\\", b"\\\\\\", b'\\"', b"[", b"]", b"{", b"}", b"a", b" ", b",", b":"),
+        *(b"\xc3\xa9", "\U0001f600".encode(), b"x" * 61, b"\\" * 63, b"[" * 64, b'"' * 65),
+    ]
+)
+_ADVERSARIAL = st.lists(_TOKENS, max_size=120).map(b"".join)
+_STRINGS = st.text(alphabet=st.sampled_from('"\\[]{}/aé\U0001f600\n\t\x00 '), max_size=80)
+_DOCS = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _STRINGS,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(_STRINGS, children, max_size=4)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_ADVERSARIAL)
+def test_the_depth_scan_agrees_with_a_byte_at_a_time_reading(value: bytes) -> None:
+    depth, read_to_end = _reference_depth(value)
+    if read_to_end:
+        assert nesting_depth(value) == depth
+    else:  # never below what the parser reaches before its first error
+        assert nesting_depth(value) >= depth
+
+
+@settings(max_examples=300, deadline=None)
+@given(_DOCS, st.booleans(), st.sampled_from([None, 0, 2]))
+def test_the_depth_of_documents_with_hostile_strings_is_exact(
+    doc: object, ascii_only: bool, indent: int | None
+) -> None:
+    value = json.dumps(doc, ensure_ascii=ascii_only, indent=indent).encode()
+    assert nesting_depth(value) == _doc_depth(doc)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_ADVERSARIAL, _DOCS.map(lambda d: json.dumps(d).encode())), st.integers(0, 6))
+def test_the_guards_verdict_is_the_references(value: bytes, max_depth: int) -> None:
+    """Accepted exactly when json parses it within the depth; too deep exactly when the
+    document is; anything else not JSON."""
+    try:
+        expected = json.loads(value.decode("utf-8"))
+    except (ValueError, RecursionError):
+        with pytest.raises(JsonRecordError) as info:
+            _decode(value, max_bytes=len(value) + 1, max_depth=max_depth)
+        assert info.value.reason in (NOT_JSON, TOO_DEEP)
+        return
+    if _doc_depth(expected) > max_depth:
+        with pytest.raises(JsonRecordError) as info:
+            _decode(value, max_bytes=len(value) + 1, max_depth=max_depth)
+        assert info.value.reason == TOO_DEEP
+    else:
+        assert _decode(value, max_bytes=len(value) + 1, max_depth=max_depth) == expected
+
+
+# The named worst cases, at the registry's size limit: a regular expression that
+# backtracks on an unterminated string took 13 s for 64 KiB of \" (quadratic: days
+# at 8 MiB). The time is measured in benchmarks/bench_json_guard.py; here, the verdict.
+WORST_CASES = {
+    "escaped quotes": (b'\\"' * (REGISTRY_MAX_BYTES // 2), 0, NOT_JSON),
+    "string of escaped quotes": (b'"' + b'\\"' * (REGISTRY_MAX_BYTES // 2 - 1), 0, NOT_JSON),
+    "backslash runs": (b'["' + b"\\\\" * (REGISTRY_MAX_BYTES // 2 - 2) + b'"]', 1, None),
+    "quotes": (b'"' * REGISTRY_MAX_BYTES, 0, NOT_JSON),
+    "brackets": (b"[" * REGISTRY_MAX_BYTES, REGISTRY_MAX_BYTES, TOO_DEEP),
+    "strings and brackets": (b'"["' * (REGISTRY_MAX_BYTES // 3), 0, NOT_JSON),
+    "open and close": (b"[]" * (REGISTRY_MAX_BYTES // 2), 1, NOT_JSON),
+}
+
+
+@pytest.mark.parametrize("case", list(WORST_CASES))
+def test_the_worst_cases_at_the_registry_limit_get_their_verdict(case: str) -> None:
+    value, depth, reason = WORST_CASES[case]
+    assert nesting_depth(value) == depth
+    if reason is None:
+        assert _decode(value, max_bytes=REGISTRY_MAX_BYTES, max_depth=1) == [
+            "\\" * (REGISTRY_MAX_BYTES // 2 - 2)
+        ]
+        return
+    with pytest.raises(JsonRecordError) as info:
+        _decode(value, max_bytes=REGISTRY_MAX_BYTES, max_depth=8)
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_depth_scan_agrees_with_the_reference_across_scan_chunks(seed: int) -> None:
+    """Records longer than the scan's chunk (escape runs and strings across chunks)."""
+    rng = np.random.default_rng(seed)
+    tokens = [b'"', b"\\", b"\\\\\\", b"[", b"]", b"{", b"}", b"a", b"[" * 7, b"\\" * 65]
+    value = b"".join(tokens[i] for i in rng.integers(0, len(tokens), 60_000))
+    assert len(value) > 3 * 2**16
+    depth, read_to_end = _reference_depth(value)
+    assert nesting_depth(value) == depth if read_to_end else nesting_depth(value) >= depth
+    inside = b'["' + value.replace(b'"', b"").replace(b"\\", b"") + b'"]'  # one long string
+    assert nesting_depth(inside) == 1
+
+
+def test_the_depth_of_a_large_document_with_hostile_strings_is_exact() -> None:
+    rng = np.random.default_rng(7)
+    alphabet = list('"\\[]{}a')
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet, int(rng.integers(0, 90))))
+
+    doc: list[object] = []
+    node = doc
+    for level in range(1, 40):
+        node.extend(text() for _ in range(300))
+        child: list[object] = []
+        node.append({text(): child} if level % 2 else child)
+        node = child
+    value = json.dumps(doc).encode()
+    assert len(value) > 3 * 2**16
+    assert nesting_depth(value) == _doc_depth(doc)

@@ -309,6 +309,7 @@ def _follower(repo: Path, producer: Producer, **options: Any) -> ControlFollower
         worker="w1",
         app_id="unit",
         send=producer.send,
+        status_topic=TOPICS.control_status,
         **options,
     )
 
@@ -337,11 +338,11 @@ def test_follower_swaps_a_good_model_and_refuses_a_tampered_one(repo: Path) -> N
     assert garbage.state == "refused" and garbage.reason.startswith("not_json")
     assert follower.slot.ref == ModelRef("tiny", "2"), "the old model keeps serving"
     reports = producer.sent
-    assert [(t, k) for t, k, _ in reports] == [
-        (TOPICS.control, b"status/w1/scene"),
-        (TOPICS.control, b"last-good/scene"),  # what a restarted worker falls back to
-        (TOPICS.control, b"status/w1/scene"),
-        (TOPICS.control, b"status/w1/scene"),
+    assert [(t, k) for t, k, _ in reports] == [  # never the control topic: admin only
+        (TOPICS.control_status, b"status/w1/scene"),
+        (TOPICS.control_status, b"last-good/scene"),  # what a restarted worker falls back to
+        (TOPICS.control_status, b"status/w1/scene"),
+        (TOPICS.control_status, b"status/w1/scene"),
     ]
     assert [v.get("state") for *_, v in reports] == ["active", None, "refused", "refused"]
     assert reports[1][2] == json.loads(good.to_json())

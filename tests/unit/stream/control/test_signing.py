@@ -127,3 +127,96 @@ def test_the_registry_follower_rejects_unsigned_enrollments(
     assert "alice" not in follower.registry and follower.rejected == 1
     enrolled = follower.apply(key, value, headers=signer.headers(key, value))
     assert enrolled.outcome == "enrolled" and "alice" in follower.registry
+
+
+# -- malformed signature headers: always a refusal, never another exception -----------------
+
+
+def _malformed(signer: Signer) -> dict[str, list[tuple[str, object]]]:
+    good_sig, good_id = (v for _, v in signer.headers(b"k", b"v"))
+    return {
+        "null key id": [(SIGNATURE_HEADER, good_sig), (KEY_ID_HEADER, None)],
+        "null signature": [(SIGNATURE_HEADER, None), (KEY_ID_HEADER, good_id)],
+        "str key id": [(SIGNATURE_HEADER, good_sig), (KEY_ID_HEADER, signer.key_id)],
+        "non-UTF-8 key id": [(SIGNATURE_HEADER, good_sig), (KEY_ID_HEADER, b"\xff" * 16)],
+        "short key id": [(SIGNATURE_HEADER, good_sig), (KEY_ID_HEADER, good_id[:-1])],
+        "upper-case key id": [(SIGNATURE_HEADER, good_sig), (KEY_ID_HEADER, good_id.upper())],
+        "short signature": [(SIGNATURE_HEADER, good_sig[:63]), (KEY_ID_HEADER, good_id)],
+        "long signature": [(SIGNATURE_HEADER, good_sig + b"\0"), (KEY_ID_HEADER, good_id)],
+        "two signatures": [
+            (SIGNATURE_HEADER, good_sig),
+            (SIGNATURE_HEADER, good_sig),
+            (KEY_ID_HEADER, good_id),
+        ],
+        "two key ids": [
+            (SIGNATURE_HEADER, good_sig),
+            (KEY_ID_HEADER, good_id),
+            (KEY_ID_HEADER, good_id),
+        ],
+        "no key id": [(SIGNATURE_HEADER, good_sig)],
+        "headers not pairs": [(SIGNATURE_HEADER,)],  # type: ignore[list-item]
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "null key id",
+        "null signature",
+        "str key id",
+        "non-UTF-8 key id",
+        "short key id",
+        "upper-case key id",
+        "short signature",
+        "long signature",
+        "two signatures",
+        "two key ids",
+        "no key id",
+        "headers not pairs",
+    ],
+)
+def test_malformed_signature_headers_are_refused_not_raised(
+    keys: tuple[Signer, Verifier, Path], case: str
+) -> None:
+    signer, verifier, _ = keys
+    with pytest.raises(SignatureError) as info:
+        verifier.check(b"k", b"v", _malformed(signer)[case])  # type: ignore[arg-type]
+    assert info.value.reason == "bad_signature"
+
+
+def test_header_names_given_as_bytes_are_read_and_foreign_ones_ignored(
+    keys: tuple[Signer, Verifier, Path],
+) -> None:
+    signer, verifier, _ = keys
+    headers = [(name.encode(), value) for name, value in signer.headers(b"k", b"v")]
+    noise = [(b"\xff\xfe", b"x"), ("other", None)]
+    verifier.check(b"k", b"v", noise + headers)  # type: ignore[operator]
+
+
+@given(
+    headers=st.lists(
+        st.tuples(
+            st.one_of(
+                st.sampled_from([SIGNATURE_HEADER, KEY_ID_HEADER]),
+                st.sampled_from([SIGNATURE_HEADER.encode(), KEY_ID_HEADER.encode()]),
+                st.binary(max_size=20),
+                st.text(max_size=20),
+            ),
+            st.one_of(st.none(), st.binary(max_size=80), st.text(max_size=20), st.integers()),
+        ),
+        max_size=6,
+    )
+)
+def test_any_headers_verify_or_raise_only_a_signature_error(
+    keys: tuple[Signer, Verifier, Path], headers: list[tuple[object, object]]
+) -> None:
+    _, verifier, _ = keys
+    with pytest.raises(SignatureError):  # nothing here was signed by the trusted key
+        verifier.check(b"k", b"v", headers)  # type: ignore[arg-type]
+
+
+def test_a_trusted_key_folder_without_keys_fails_closed(tmp_path: Path) -> None:
+    (tmp_path / "README").write_text("keys go here")
+    with pytest.raises(ConfigError, match=r"holds no \*\.pub file"):
+        Verifier.load([tmp_path])
+    assert not Verifier.load([]).enabled  # no --trusted-key at all: development mode

@@ -25,6 +25,7 @@ def test_default_names_are_versioned_under_tympan() -> None:
         "tympan.summaries.v1",
         "tympan.rejected.v1",
         "tympan.control.v1",
+        "tympan.control-status.v1",
         "tympan.speaker-registry.v1",
     )
     assert topics.audio == "tympan.audio.v1"
@@ -61,7 +62,7 @@ def test_control_and_registry_are_compacted_and_nothing_else() -> None:
     topics = Topics()
     compacted = {spec.name for spec in topics.specs() if spec.compacted}
 
-    assert compacted == {topics.control, topics.speaker_registry}
+    assert compacted == {topics.control, topics.control_status, topics.speaker_registry}
 
 
 def test_specs_carry_the_replication_factor() -> None:
