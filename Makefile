@@ -15,7 +15,7 @@ LOCK := requirements-dev.lock
 LOCK_EXTRAS := cpu train dev
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) scripts/setup-venv.sh | sha256sum | cut -c1-12)-$(ORT)
 
-.PHONY: setup system lock test test-unit lint format kafka-up kafka-down kafka-status kafka-logs kafka-up-secure kafka-down-secure kafka-up-cluster kafka-down-cluster kafka-status-cluster demo models bench clean
+.PHONY: setup system lock test test-fast test-unit lint format kafka-up kafka-down kafka-status kafka-logs kafka-up-secure kafka-down-secure kafka-up-cluster kafka-down-cluster kafka-status-cluster demo models bench clean real-set eval-real
 
 setup: $(STAMP)
 
@@ -39,6 +39,16 @@ lock:
 
 test: setup
 	scripts/run-tests.sh
+
+# The inner loop: lint, then the unit tests that need no broker, no TensorFlow and no
+# long run (markers kafka, tf and slow deselected). `make test` stays the whole suite.
+FAST_MARKERS := not tf and not slow and not kafka and not security and not cluster and not browser and not faults
+
+test-fast: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy --strict stream exporters
+	$(PY) -m pytest -p no:cacheprovider -q tests/unit -m "$(FAST_MARKERS)"
 
 test-unit: setup
 	$(PY) -m pytest tests/unit -q
@@ -92,3 +102,12 @@ bench: setup
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache test-artifacts
+
+# The real-recording evaluation set (issue #25): Debian packages fetched with apt-get
+# download into ~/.cache/tympan/realset, clips laid out for tympan evaluate / speakers
+# evaluate (models/realset/manifest.json lists every file, licence and label).
+real-set: setup
+	PYTHONPATH=$(CURDIR) $(PY) -m models.realset build
+
+eval-real: real-set
+	PYTHONPATH=$(CURDIR) $(PY) -m models.realset evaluate

@@ -670,8 +670,9 @@ def default_model_dir() -> Path:
 
 
 async def make_topics(broker: str, prefix: str) -> Any:
+    from stream.kafka.admin import ensure_topics
     from stream.kafka.config import KafkaClientConfig
-    from stream.kafka.topics import Topics, ensure_topics
+    from stream.kafka.topics import Topics
 
     topics = Topics().with_prefix(prefix)
     await ensure_topics(KafkaClientConfig(bootstrap_servers=broker), topics)

@@ -55,8 +55,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from stream.ingest.rtp import build_rtcp_bye, build_rtp  # noqa: E402
+from stream.kafka.admin import delete_topics, ensure_topics  # noqa: E402
 from stream.kafka.config import KafkaClientConfig  # noqa: E402
-from stream.kafka.topics import Topics, delete_topics, ensure_topics  # noqa: E402
+from stream.kafka.topics import Topics  # noqa: E402
 from stream.wire import decode_frame  # noqa: E402
 from tests.support.ports import free_tcp_port, free_udp_ports  # noqa: E402
 

@@ -50,8 +50,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from models.corpus import music  # noqa: E402
+from stream.kafka.admin import delete_topics, ensure_topics  # noqa: E402
 from stream.kafka.config import KafkaClientConfig  # noqa: E402
-from stream.kafka.topics import Topics, delete_topics, ensure_topics  # noqa: E402
+from stream.kafka.topics import Topics  # noqa: E402
 
 TYMPAN = REPO / ".venv" / "bin" / "tympan"
 MODEL = REPO / "models" / "zoo" / "instruments" / "1"

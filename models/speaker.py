@@ -11,8 +11,8 @@ Recipe (``python -m models.speaker train --repo models/zoo --version 1``):
    20–30 dB SNR -- at a random gain; the channel is *not* part of the identity, so the
    embedding learns to ignore it (enroll on a headset, identify on a call).
 3. **Windows.** 1 s windows (``SPEAKER_SPEC``: 40 log-mels up to 4 kHz, so
-   telephony and wideband audio see the same band) that pass the energy gate of
-   :mod:`stream.speakers.vad`.
+   telephony and wideband audio see the same band) that the voice activity model
+   of :mod:`stream.speakers.vad` (Silero VAD) hears as speech.
 4. **Network.** Per-band mean removal over the window (cepstral mean
    normalization, a layer inside the network, so serving feeds raw features), three
    Conv-BN-ReLU blocks, mean+std pooling over time, a 128-d embedding that is

@@ -65,8 +65,13 @@ whose top label is another one (silence, music, tones) are neither embedded nor 
 A label model without it gates nothing."""
 
 NON_VOICE_LABELS: frozenset[str] = frozenset({"music", "tone"})
-"""Label-model labels of loud, structured sounds that are never a voice. Enrollment
-refuses a clip the label model mostly hears as one of them (the energy gate cannot tell
-music with pauses from speech); it never requires the label model to hear ``speech``,
-because a voice it was not trained on (a whisper, a hoarse or breathy voice) comes out
-as ``noise`` and is still a voice."""
+"""Label-model labels of loud, structured sounds that are never a voice. Nothing
+requires the label model to hear ``speech`` for a voice: one it was not trained on (a
+whisper, a hoarse or breathy voice) comes out as ``noise`` and is still a voice."""
+
+ENROLLMENT_VETO_LABELS: frozenset[str] = frozenset({"music"})
+"""The non-voice labels that may veto an enrollment clip the voice activity model
+accepted. Tones are the VAD's to refuse (it hears no speech in them, steady or
+cadenced); the label model, trained on rendered audio, hears real spoken letters as
+``tone`` too often to veto on it. Music keeps its veto: a piece with a singer holds
+what the VAD hears as voice."""

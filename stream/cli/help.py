@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 _LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
-# :class:`Topics`, :func:`~stream.kafka.topics.ensure_topics`, :ref:`text <target>`
+# :class:`Topics`, :func:`~stream.kafka.admin.ensure_topics`, :ref:`text <target>`
 _ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`(~?)([^`<]+?)\s*(?:<[^`>]*>)?`")
 _LITERAL_BLOCK = re.compile(r"(\S)::[ \t]*$", re.MULTILINE)
 _BARE_LITERAL_BLOCK = re.compile(r"^[ \t]*::[ \t]*\n", re.MULTILINE)

@@ -35,9 +35,10 @@ from stream.errors import ConfigError, ContractError, TympanError
 from stream.ingest import JitterPolicy, RtpSettings, WsSettings, parse_listen, payload_formats
 from stream.ingest.service import run_rtp, run_ws
 from stream.ingest.streamid import DEFAULT_RTP_TEMPLATE, DEFAULT_WS_TEMPLATE
+from stream.kafka.admin import require_topics
 from stream.kafka.config import KafkaClientConfig
 from stream.kafka.producer import ProducerTuning
-from stream.kafka.topics import Topics, require_topics
+from stream.kafka.topics import Topics
 from stream.settings import ENV_TOPIC_PREFIX
 
 ENV_TOKEN = "TYMPAN_INGEST_TOKEN"

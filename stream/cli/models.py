@@ -25,8 +25,9 @@ from stream.cli.exit_codes import for_error
 from stream.cli.help import examples
 from stream.control.signing import signer_from
 from stream.errors import ContractError
+from stream.kafka.admin import require_topics
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import Topics, require_topics
+from stream.kafka.topics import Topics
 from stream.roles import Role
 from stream.settings import ENV_MODEL_REPO, ENV_TOPIC_PREFIX, BatchingPolicy
 from stream.settings.specs import from_sources, spec_of
@@ -54,7 +55,12 @@ def register(subparsers: Any) -> None:
         help="validate MODEL_DIR and announce it to workers",
         **examples("tympan models publish models/zoo/scene/2 --signing-key keys/prod.key"),
     )
-    publish.add_argument("model_dir", metavar="MODEL_DIR", help="model directory to serve")
+    publish.add_argument(
+        "model_dir",
+        metavar="MODEL_DIR",
+        help="model to serve: a directory, or name[/version] in the model repository "
+        "(as classify and worker take it)",
+    )
     publish.add_argument(
         "--role",
         default=Role.LABEL.name.lower(),
@@ -85,6 +91,13 @@ def register(subparsers: Any) -> None:
         help="Ed25519 private key that signs the announcement (TYMPAN_SIGNING_KEY; "
         "tympan keys generate)",
     )
+    publish.add_argument(
+        "--for-restart",
+        dest="for_restart",
+        action="store_true",
+        help="announce a model the running workers cannot swap in live (other FeatureSpec, "
+        "labels or task; another speaker model): they take it when they restart",
+    )
     _kafka_arguments(publish)
     publish.set_defaults(func=run_publish)
     active = sub.add_parser(
@@ -107,19 +120,25 @@ def _kafka_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_publish(args: argparse.Namespace) -> int:
-    from stream.control.gate import announce, validate_model
-    from stream.control.records import publish_records
-    from stream.inference.repository import default_repo
+    from stream.control.gate import announce, check_publishable, validate_model
+    from stream.control.records import publish_records, read_control
+    from stream.inference.repository import default_repo, resolve_model_dir
 
     repo_name = args.model_repo or os.environ.get(ENV_MODEL_REPO)
     repo = Path(repo_name) if repo_name else default_repo()
     try:
         max_batch = _max_batch(args)
-        model = validate_model(args.model_dir, batch_sizes=(1, max_batch))
-        announcement = announce(args.model_dir, role=args.role, repo=repo, rollback=args.rollback)
+        role = Role.parse(args.role)
+        model_dir = resolve_model_dir(args.model_dir, repo=repo, role=role)
+        model = validate_model(model_dir, batch_sizes=(1, max_batch))
+        announcement = announce(model_dir, role=args.role, repo=repo, rollback=args.rollback)
         topics = _topics(args)
         topic = topics.control
         asyncio.run(require_topics(_client(args), topics, [topic], create=True))
+        if not args.for_restart:  # what the workers serve: announcements and their statuses
+            latest = asyncio.run(read_control(_client(args), topic))
+            latest |= _written_by_workers(args, topics)
+            check_publishable(model.manifest, latest, role=role, repo=repo)
         asyncio.run(
             publish_records(
                 _client(args),
@@ -196,6 +215,18 @@ def _statuses_topic(args: argparse.Namespace, topics: Topics) -> dict[bytes, byt
         asyncio.run(require_topics(_client(args), topics, [topics.control_status], create=False))
     except ContractError as exc:
         print(f"tympan models active: no worker statuses: {exc}", file=sys.stderr)
+        return {}
+    return asyncio.run(read_control(_client(args), topics.control_status))
+
+
+def _written_by_workers(args: argparse.Namespace, topics: Topics) -> dict[bytes, bytes | None]:
+    """The control-status topic's records (statuses, ``last-good/``), or none where it
+    does not exist yet (no worker has written one)."""
+    from stream.control.records import read_control
+
+    try:
+        asyncio.run(require_topics(_client(args), topics, [topics.control_status], create=False))
+    except ContractError:
         return {}
     return asyncio.run(read_control(_client(args), topics.control_status))
 

@@ -27,11 +27,20 @@ from typing import Any
 from stream.cli.exit_codes import ExitCode, for_error
 from stream.cli.hints import no_worker_warning
 from stream.errors import TympanError
+from stream.kafka.admin import require_topics
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import Topics, require_topics
+from stream.kafka.topics import Topics
 from stream.produce import ProduceRequest, ProducerTuning, produce
 from stream.settings import ENV_TOPIC_PREFIX
-from stream.wire.frame import MAX_CHANNELS, MAX_RATE, MIN_RATE, Encoding
+from stream.wire.frame import (
+    MAX_CHANNELS,
+    MAX_INSTANCE_CHARS,
+    MAX_RATE,
+    MIN_RATE,
+    Encoding,
+    new_instance,
+    valid_instance,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -114,6 +123,13 @@ def register(subparsers: Any) -> None:
     ids.add_argument("--stream-id", default=None, help="stream id of the single input")
     ids.add_argument("--stream-id-prefix", default="", help="prefix for stream ids (file stems)")
     parser.add_argument(
+        "--instance",
+        type=_instance,
+        default=None,
+        help="instance header of this run (default: a new one per run, so a stream id sent "
+        "again is a new stream; give the old one to re-send a run as a repeat)",
+    )
+    parser.add_argument(
         "--linger-ms",
         type=int,
         default=ProducerTuning().linger_ms,
@@ -162,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
             stream_id_prefix=args.stream_id_prefix,
             progress=not args.no_progress,
             tuning=ProducerTuning(linger_ms=args.linger_ms),
+            instance=args.instance or new_instance(),
         )
         prepared = asyncio.run(
             require_topics(client, Topics().with_prefix(args.topic_prefix), [topic], create=True)
@@ -180,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         print("tympan produce: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
     if args.json:
-        print(json.dumps({"topic": topic, **report.stats.to_dict()}))
+        print(json.dumps({"topic": topic, "instance": request.instance, **report.stats.to_dict()}))
     else:
         print(report.stats.summary(topic))
     if not report.ok:
@@ -241,3 +258,11 @@ def _channels(text: str) -> int:
     if not 1 <= value <= MAX_CHANNELS:
         raise argparse.ArgumentTypeError(f"channels {value} is outside 1..{MAX_CHANNELS}")
     return value
+
+
+def _instance(text: str) -> str:
+    if not valid_instance(text):
+        raise argparse.ArgumentTypeError(
+            f"instance {text!r} is not 1..{MAX_INSTANCE_CHARS} of A-Z a-z 0-9 _ . -"
+        )
+    return text

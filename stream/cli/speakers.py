@@ -42,24 +42,7 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         **examples(*EXAMPLES),
     )
-    parser.add_argument(
-        "--speaker-registry",
-        dest="registry",
-        metavar="DIR",
-        type=Path,
-        default=None,
-        help="speaker registry directory (default: $TYMPAN_SPEAKER_REGISTRY, else your "
-        "user data folder's tympan/speakers)",
-    )
-    renamed(parser, "--registry", new="--speaker-registry")
-    parser.add_argument(
-        "--speaker-model",
-        dest="model",
-        metavar="MODEL",
-        default=None,
-        help="speaker model: directory or name[/version] (default: the latest speaker-embed)",
-    )
-    renamed(parser, "--model", new="--speaker-model")
+    _shared_options(parser, default=None)
     sub = parser.add_subparsers(dest="speakers_command", metavar="SUBCOMMAND")
 
     enroll = sub.add_parser(
@@ -73,8 +56,8 @@ def register(subparsers: Any) -> None:
     enroll.add_argument(
         "--scene-model",
         default="auto",
-        help="label model that may veto clips it mostly hears as music or tones ('auto': "
-        "the latest 'scene' model if there is one; 'none': energy gate only)",
+        help="label model that may veto clips it mostly hears as music ('auto': "
+        "the latest 'scene' model if there is one; 'none': the voice activity model only)",
     )
     _publish_flags(enroll)
     enroll.set_defaults(func=_enroll)
@@ -130,7 +113,33 @@ def register(subparsers: Any) -> None:
     sync.add_argument("--topic", default=None, help="registry topic (default: the standard one)")
     sync.add_argument("--signing-key", dest="signing_key", help="private key that signs")
     sync.set_defaults(func=_sync)
+    for command in (enroll, lst, remove, ident, ev, sync):  # before or after the subcommand
+        _shared_options(command, default=argparse.SUPPRESS)
     parser.set_defaults(func=lambda _a: _usage(parser))
+
+
+def _shared_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    """``--speaker-registry`` and ``--speaker-model`` (and their old spellings), on
+    ``tympan speakers`` and on each subcommand, so they work before or after it; a
+    subcommand's default is ``SUPPRESS`` so that it never hides the value given before."""
+    parser.add_argument(
+        "--speaker-registry",
+        dest="registry",
+        metavar="DIR",
+        type=Path,
+        default=default,
+        help="speaker registry directory (default: $TYMPAN_SPEAKER_REGISTRY, else your "
+        "user data folder's tympan/speakers)",
+    )
+    renamed(parser, "--registry", new="--speaker-registry")
+    parser.add_argument(
+        "--speaker-model",
+        dest="model",
+        metavar="MODEL",
+        default=default,
+        help="speaker model: directory or name[/version] (default: the latest speaker-embed)",
+    )
+    renamed(parser, "--model", new="--speaker-model")
 
 
 def _publish_flags(parser: argparse.ArgumentParser) -> None:
@@ -261,7 +270,7 @@ def _publish(
     args: argparse.Namespace, registry: Any, *, names: Any = None, removed: Any = ()
 ) -> None:
     from stream.control.signing import signer_from
-    from stream.kafka.topics import require_topics
+    from stream.kafka.admin import require_topics
     from stream.speakers.topic import publish
 
     asyncio.run(require_topics(_client(args), _topics(), [_topic(args)], create=True))
@@ -342,6 +351,13 @@ def _do_identify(args: argparse.Namespace) -> int:
 
     embedder = _embedder(args)
     registry = _load(args, embedder)
+    if not len(registry):
+        from stream.errors import RegistryError
+
+        raise RegistryError(
+            f"no speakers enrolled in {registry_dir(args)}: enroll one first with "
+            "`tympan speakers enroll NAME FILE...` (same --speaker-registry), then identify"
+        )
     results = identify_files(embedder, registry, args.files, config=ScoringConfig(args.method))
     for result in results:
         if args.json:

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from stream.cli.exit_codes import for_error
 from stream.control.json_records import JsonRecordError
+from stream.events import stream_name
 from stream.events.kinds import (
     BY_NAME,
     LABELS,
@@ -91,10 +92,11 @@ def run(args: argparse.Namespace) -> int:
 async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     from stream.cli.hints import no_worker_warning
     from stream.errors import BrokerError
+    from stream.kafka.admin import require_topics
     from stream.kafka.config import broker_failure
     from stream.kafka.fetch import FetchGuard, log_skipped
     from stream.kafka.readers import BROKER_ERRORS, event_reader
-    from stream.kafka.topics import Topics, require_topics
+    from stream.kafka.topics import Topics
 
     kind = kind_named(args.topic)
     topics = Topics().with_prefix(settings.topic_prefix)
@@ -174,11 +176,16 @@ def _tag_names(tags: Any) -> str | None:
     return ",".join(names) or "-"
 
 
+def _stream(e: dict[str, Any]) -> str:
+    """The stream column: the id, with ``#`` and its instance when the event has one."""
+    return stream_name(str(e.get("stream_id")), e.get("instance"), width=24)
+
+
 def _label_row(e: dict[str, Any]) -> str:
     flags = ",".join(f for f in ("gap", "padded") if e.get(f)) or "-"
     shown = _tag_names(e.get("tags")) or str(e.get("label"))  # tags when multi-label
     return (
-        f"{str(e.get('stream_id'))[:24]:<24} {e.get('window_index', '-'):>6} "
+        f"{_stream(e):<24} {e.get('window_index', '-'):>6} "
         f"{e.get('start_s', 0):>8.2f} {e.get('end_s', 0):>8.2f} {shown[:16]:<16} "
         f"{e.get('score', 0):>6.3f} {_clock(e.get('capture_time_s')):<12} "
         f"{e.get('latency_ms', 0):>8.1f} {flags:<10} {_model(e)}"
@@ -187,7 +194,7 @@ def _label_row(e: dict[str, Any]) -> str:
 
 def _speaker_row(e: dict[str, Any]) -> str:
     return (
-        f"{str(e.get('stream_id'))[:24]:<24} {e.get('window_index', '-'):>6} "
+        f"{_stream(e):<24} {e.get('window_index', '-'):>6} "
         f"{e.get('start_s', 0):>8.2f} {e.get('end_s', 0):>8.2f} "
         f"{str(e.get('speaker'))[:20]:<20} {e.get('score', 0):>6.3f} {_model(e)}"
     )
@@ -211,7 +218,7 @@ def _summary_row(e: dict[str, Any]) -> str:
             for s in (e.get("timeline") or [])[:6]
         )
     return (
-        f"{str(e.get('stream_id'))[:24]:<24} {e.get('closed_by', '-'):<8} "
+        f"{_stream(e):<24} {e.get('closed_by', '-'):<8} "
         f"{e.get('duration_s', 0):>8.2f} {e.get('windows', 0):>6} "
         f"{str(e.get('dominant_label'))[:16]:<16} {str(e.get('speaker') or '-')[:16]:<16} "
         f"gaps={counts.get('gaps', 0)} dup={counts.get('duplicates', 0)} "
@@ -221,10 +228,7 @@ def _summary_row(e: dict[str, Any]) -> str:
 
 def _rejected_row(e: dict[str, Any]) -> str:
     where = f"{e.get('partition', '-')}:{e.get('offset', '-')}"
-    return (
-        f"{str(e.get('stream_id'))[:24]:<24} {str(e.get('reason'))[:22]:<22} {where:<10} "
-        f"{e.get('message', '')}"
-    )
+    return f"{_stream(e):<24} {str(e.get('reason'))[:22]:<22} {where:<10} {e.get('message', '')}"
 
 
 ROWS: dict[str, Callable[[dict[str, Any]], str]] = {

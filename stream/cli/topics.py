@@ -18,17 +18,16 @@ from typing import Any, TextIO
 from stream.cli.exit_codes import ExitCode, for_error
 from stream.cli.help import examples, missing, plain_help, renamed
 from stream.errors import TympanError
-from stream.kafka.config import DEFAULT_BOOTSTRAP, ENV_BROKER, KafkaClientConfig
-from stream.kafka.topics import (
-    Topics,
+from stream.kafka.admin import (
     check_topics,
     delete_topics,
     describe_topics,
     ensure_topics,
     list_topics,
-    prefixed,
     wait_for_broker,
 )
+from stream.kafka.config import DEFAULT_BOOTSTRAP, ENV_BROKER, KafkaClientConfig
+from stream.kafka.topics import Topics, prefixed
 from stream.settings import ENV_TOPIC_PREFIX
 
 EXAMPLES = """\

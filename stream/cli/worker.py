@@ -82,7 +82,8 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from stream.control.signing import Verifier
-    from stream.kafka.topics import Topics, ensure_topics
+    from stream.kafka.admin import ensure_topics
+    from stream.kafka.topics import Topics
     from stream.worker.build import build_worker
     from stream.worker.supervisor import default_processes
 
@@ -173,7 +174,8 @@ def _banner(worker: Any) -> None:
     web = f"http://{s.web_host}:{s.web_port}/metrics" if s.web_port else "off"
     print(
         f"tympan worker: model {m.name}@{m.version} ({len(m.labels)} labels, "
-        f"{worker.model.device}) | consuming {worker.topics.audio} as group {s.group_id!r} on "
+        f"{worker.model.device}; {worker.served_because}) | consuming {worker.topics.audio} "
+        f"as group {s.group_id!r} on "
         f"{s.kafka.bootstrap_servers} | events → {worker.topics.labels}, "
         f"{worker.topics.speakers}, {worker.topics.summaries}; dead letters → "
         f"{worker.topics.rejected} | metrics {web}",

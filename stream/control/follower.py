@@ -87,6 +87,8 @@ class ControlFollower:
     refuse: other roles whose announcements this worker cannot apply live, with the
         reason it reports for each (e.g. the speaker model, whose enrollments are
         bound to its version).
+    fixed: of those roles, the model this worker runs: an announcement of that very
+        model is no refusal (it is what the worker serves).
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class ControlFollower:
         executor: Executor | None = None,
         refuse: Mapping[Role, str] | None = None,
         status_topic: str | None = None,
+        fixed: Mapping[Role, ModelRef] | None = None,
     ) -> None:
         if send is not None and (status_topic is None or status_topic == topic):
             raise ConfigError(
@@ -128,6 +131,8 @@ class ControlFollower:
         self._floor: ModelAnnouncement | None = _serving(self.role, slot.ref)
         self._refuse = {Role.parse(r): why for r, why in (refuse or {}).items()}
         self._refused: dict[Role, ModelAnnouncement] = {}
+        self._fixed = {Role.parse(r): ref for r, ref in (fixed or {}).items()}
+        self._reported: dict[Role, ReloadStatus] = {}  # the last status written per role
         self._last_raw: dict[bytes, bytes | None] = {}
         self._last_good: bytes | None = None  # the last-good/<role> value last written
         self.statuses: list[ReloadStatus] = []
@@ -214,7 +219,7 @@ class ControlFollower:
         if announcement == self._seen or announcement.ref == self.slot.ref:
             self._seen = self._floor = announcement
             await self._remember_good(announcement)
-            return None  # already serving it (e.g. loaded at start from this record)
+            return await self._confirm(announcement)  # already serving it
         self._seen = announcement
         return await self.apply(announcement)
 
@@ -273,6 +278,20 @@ class ControlFollower:
         unknown = ModelAnnouncement(role, "?", "?", "?", "?", "?", "?")
         return await self._report(unknown, "refused", f"{exc.reason}: {exc}"[:MAX_REASON_CHARS])
 
+    async def _confirm(self, announcement: ModelAnnouncement) -> ReloadStatus | None:
+        """An announcement of the model this worker serves: nothing to load, but when
+        the worker's last status for the role says something else (the refusal of an
+        earlier announcement), report ``active`` so that ``tympan models active``
+        shows the newest state. ``None``: nothing to report (e.g. loaded at start)."""
+        last = self._reported.get(announcement.role)
+        same = (announcement.name, announcement.version)
+        if last is None or (last.state == "active" and (last.name, last.version) == same):
+            return None
+        self._refused.pop(announcement.role, None)
+        tag = announcement.ref.tag
+        log.info("%s model %s announced: already serving it", announcement.role, tag)
+        return await self._report(announcement, "active", "already serving it")
+
     async def _refuse_older(self, announcement: ModelAnnouncement, why: str) -> ReloadStatus:
         log.warning(
             "refused %s model %s (still serving %s): %s",
@@ -284,6 +303,8 @@ class ControlFollower:
         return await self._report(announcement, "refused", why[:MAX_REASON_CHARS])
 
     async def _refuse_role(self, announcement: ModelAnnouncement) -> ReloadStatus | None:
+        if self._fixed.get(announcement.role) == announcement.ref:
+            return await self._confirm(announcement)  # the model it runs: no swap needed
         why = self._refuse.get(announcement.role)
         if why is None or self._refused.get(announcement.role) == announcement:
             return None
@@ -315,6 +336,7 @@ class ControlFollower:
             at=utc_now(),
         )
         self.statuses.append(status)
+        self._reported[status.role] = status
         await self._write(status.key, status.to_json(), state)
         return status
 

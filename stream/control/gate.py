@@ -11,7 +11,7 @@ worker that starts while the latest announcement is bad serves ``last-good/<role
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 
 from stream.control.records import (
@@ -22,19 +22,27 @@ from stream.control.records import (
     ModelAnnouncement,
     announcements,
     describe_failure,
+    statuses,
     utc_now,
 )
 from stream.control.signing import Verifier
-from stream.errors import ContractError, ModelError, ParityError
+from stream.errors import ConfigError, ContractError, ModelError, ParityError
 from stream.features.spec import FeatureSpec
 from stream.inference.golden import GOLDEN_TOLERANCE
-from stream.inference.manifest import MANIFEST_FILE, load_manifest, sha256_file
+from stream.inference.manifest import MANIFEST_FILE, Manifest, load_manifest, sha256_file
+from stream.inference.repository import resolve_model_dir
 from stream.inference.session import OnnxModel
 from stream.roles import Role
 from stream.settings import ControlLimits
 from stream.types import DeviceChoice
 
 log = logging.getLogger(__name__)
+
+SPEAKER_SWAP_REFUSED = (
+    "this worker does not swap its speaker model live: enrolled speakers are bound to the "
+    "embedding model's version; re-enroll for the new version, then restart the workers "
+    "with --speaker-model"
+)
 
 
 def validate_model(
@@ -188,18 +196,107 @@ def prepare(
         tolerance=tolerance,
     )
     check_identity(announcement, model, what)
-    if model.labels != serving.labels:
+    check_live_swap(model.manifest, serving.manifest, what)
+    return model
+
+
+def check_live_swap(new: Manifest, serving: Manifest, what: str) -> None:
+    """What a running worker requires of a model it swaps in for ``serving``: the same
+    FeatureSpec, label set and task (thresholds may change). :func:`prepare` and
+    ``tympan models publish`` both apply it, so publish refuses what workers would.
+
+    Raises
+    ------
+    ModelError
+        Naming the difference and the way out (restart the workers with the model).
+    """
+    if new.spec_hash != serving.spec_hash:
         raise ModelError(
-            f"{what}: labels {list(model.labels)} differ from the serving model's "
+            f"{what}: FeatureSpec {new.spec_hash[:12]} differs from the running "
+            f"feature bank's {serving.spec_hash[:12]}; a worker cannot change its feature "
+            "frontend live: restart the workers with this model"
+        )
+    if new.labels != serving.labels:
+        raise ModelError(
+            f"{what}: labels {list(new.labels)} differ from the serving model's "
             f"{list(serving.labels)}; a live swap keeps the label set: restart the workers"
         )
-    task, serving_task = model.manifest.task, serving.manifest.task
-    if task != serving_task:  # open streams' verdicts cannot switch aggregation midway
+    if new.task != serving.task:  # open streams' verdicts cannot switch aggregation midway
         raise ModelError(
-            f"{what}: a {task}-label model cannot replace the serving {serving_task}-label "
+            f"{what}: a {new.task}-label model cannot replace the serving {serving.task}-label "
             "one; a live swap keeps the task (thresholds may change): restart the workers"
         )
-    return model
+
+
+def check_publishable(
+    model: Manifest, latest: Mapping[bytes, bytes | None], *, role: Role, repo: Path
+) -> None:
+    """Refuse to announce for ``role`` what the workers of the prefix would refuse: a
+    label model they cannot swap in live (:func:`check_live_swap`), a speaker model
+    other than the one they run (they never swap it live). The model they serve is
+    :func:`served_model`'s; when the topic and ``repo`` tell none, nothing is refused.
+
+    Raises
+    ------
+    ModelError
+        Naming the served model, where that was read, and the way out.
+    """
+    role = Role.parse(role)
+    served = served_model(latest, role=role, repo=repo)
+    if served is None:
+        return
+    serving, where = served
+    what = f"model {model.name}/{model.version}"
+    if role is Role.SPEAKER:
+        if (model.name, model.version) != (serving.name, serving.version):
+            raise ModelError(
+                f"{what}: workers run speaker model {serving.name}@{serving.version} "
+                f"({where}); {SPEAKER_SWAP_REFUSED}"
+            )
+        return
+    served_as = f"workers serve {serving.name}@{serving.version}, {where}"
+    check_live_swap(model, serving, f"{what} ({served_as})")
+
+
+def served_model(
+    latest: Mapping[bytes, bytes | None],
+    *,
+    role: Role,
+    repo: Path,
+    limits: ControlLimits = DEFAULT_LIMITS,
+) -> tuple[Manifest, str] | None:
+    """The manifest of the model the workers of a prefix serve for ``role``, as far as
+    the control topic tells, and where that was read: the newest ``active`` worker
+    status, else ``last-good/<role>``, else ``model/<role>``, else the role's default
+    model in ``repo`` (what a worker started without ``--model`` serves). ``None``:
+    none of these is in ``repo``."""
+    role = Role.parse(role)
+    candidates: list[tuple[str, str]] = []  # (model reference, where it was read)
+    workers, _ = statuses(latest, limits=limits)
+    active = [s for s in workers if s.get("state") == "active" and _same_role(s, role)]
+    for status in sorted(active, key=lambda s: str(s.get("at")), reverse=True):
+        ref = f"{status.get('name')}/{status.get('version')}"
+        candidates.append((ref, f"worker {status.get('worker')}'s status"))
+    for prefix in (LAST_GOOD_PREFIX, MODEL_PREFIX):
+        announced = announcements(latest, prefix=prefix, limits=limits).get(role)
+        if announced is not None:
+            candidates.append((announced.path, f"{prefix}{role}"))
+    for ref, where in candidates:
+        try:
+            return load_manifest(resolve_model_dir(ref, repo=repo, role=role)), where
+        except (ContractError, OSError):
+            continue
+    try:
+        return load_manifest(resolve_model_dir(None, repo=repo, role=role)), "the default model"
+    except (ContractError, OSError):
+        return None
+
+
+def _same_role(status: dict[str, object], role: Role) -> bool:
+    try:
+        return Role.parse(str(status.get("role"))) is role
+    except ConfigError:
+        return False
 
 
 def load_announced(

@@ -29,6 +29,7 @@ from typing import Any
 
 from stream.control.json_records import JsonRecordError
 from stream.errors import ConfigError
+from stream.events import stream_name
 from stream.events.kinds import BY_NAME, LABELS, REJECTED, SPEAKERS, SUMMARIES, kind_named
 
 KINDS = tuple(BY_NAME)  # every event kind's name: rates and totals are kept per kind
@@ -238,6 +239,7 @@ class DashboardState:
         if event is None or stream_id is None:
             self.unparsable[kind] += 1
             return False
+        stream_id = stream_name(stream_id, event.get("instance"))  # a run of a reused id
         self._count(kind, now_s)
         latency_ms = _number(event.get("latency_ms"))
         if latency_ms is not None and kind != SUMMARIES.name:

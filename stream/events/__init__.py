@@ -32,6 +32,7 @@ from stream.events.records import (
     TrackTag,
     WindowSpan,
     event_id,
+    stream_name,
     thresholded,
     top_k,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "WindowSpan",
     "event_id",
     "kind_named",
+    "stream_name",
     "thresholded",
     "top_k",
     "track_verdict",

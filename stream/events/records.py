@@ -57,6 +57,21 @@ def event_id(stream_id: str, index: int, kind: str, model: str) -> str:
     return hashlib.blake2b(key, digest_size=16).hexdigest()
 
 
+INSTANCE_SHOWN_CHARS = 8
+
+
+def stream_name(stream_id: str, instance: object, *, width: int | None = None) -> str:
+    """How ``tympan tail`` and the dashboard name a stream: its id, and ``#`` with the
+    first ``INSTANCE_SHOWN_CHARS`` characters of its ``instance`` when it has one, so
+    two runs of one stream id read as two streams. ``width``: cut the id, never the
+    instance, to fit."""
+    if not isinstance(instance, str) or not instance:
+        return stream_id if width is None else stream_id[:width]
+    tail = "#" + instance[:INSTANCE_SHOWN_CHARS]
+    head = stream_id if width is None else stream_id[: max(1, width - len(tail))]
+    return head + tail
+
+
 @dataclass(frozen=True, slots=True)
 class ModelRef:
     """Which model made an event."""
@@ -119,6 +134,8 @@ class LabelEvent:
         single-label model, whose events then carry no ``tags`` field.
     attributes: the stream's ``attr-*`` frame headers (e.g. a Twilio call's custom
         parameters); rendered as an ``attributes`` object only when there are some.
+    instance: the stream's ``instance`` frame header (one run of a reused stream id);
+        rendered only when the frames carry one.
     """
 
     event_id: str
@@ -133,6 +150,7 @@ class LabelEvent:
     latency_ms: float = 0.0
     tags: tuple[tuple[str, float], ...] | None = None
     attributes: tuple[tuple[str, str], ...] = ()
+    instance: str | None = None
     SCHEMA: ClassVar[str] = LABEL_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,6 +173,8 @@ class LabelEvent:
         out["latency_ms"] = round(self.latency_ms, 3)
         if self.attributes:
             out["attributes"] = dict(self.attributes)
+        if self.instance is not None:
+            out["instance"] = self.instance
         return out
 
     def to_json(self) -> bytes:
@@ -178,6 +198,7 @@ class SpeakerEvent:
     margin, runner_up: the lead over the second-best enrolled speaker, and who that is.
     windows: speech windows averaged for the decision.
     previous: the speaker this decision replaces (``None`` for a stream's first).
+    instance: the stream's ``instance`` frame header, rendered only when there is one.
     """
 
     event_id: str
@@ -191,6 +212,7 @@ class SpeakerEvent:
     runner_up: str | None = None
     windows: int = 1
     previous: str | None = None
+    instance: str | None = None
     SCHEMA: ClassVar[str] = SPEAKER_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,6 +234,8 @@ class SpeakerEvent:
                 "latency_ms": round(self.latency_ms, 3),
             }
         )
+        if self.instance is not None:
+            out["instance"] = self.instance
         return out
 
     def to_json(self) -> bytes:
@@ -324,6 +348,8 @@ class SummaryEvent:
     tags: tuple[TrackTag, ...] = ()
     attributes: tuple[tuple[str, str], ...] = ()
     """The stream's ``attr-*`` frame headers; an ``attributes`` object only when there are some."""
+    instance: str | None = None
+    """The stream's ``instance`` frame header; rendered only when there is one."""
     SCHEMA: ClassVar[str] = SUMMARY_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -348,6 +374,8 @@ class SummaryEvent:
         }
         if self.attributes:
             out["attributes"] = dict(self.attributes)
+        if self.instance is not None:
+            out["instance"] = self.instance
         return out
 
     def to_json(self) -> bytes:

@@ -8,7 +8,7 @@ when it is full or when its oldest window's budget runs out, whichever is first.
 
 Inference runs in a worker thread (onnxruntime releases the GIL), so the event loop
 keeps consuming frames while a batch runs. The queue in front of it is bounded:
-when inference falls behind, :meth:`Batcher.submit` waits, the agent stops pulling
+when inference falls behind, :meth:`Batcher.submit` waits, the consumer stops fetching
 records, and Kafka holds the backlog instead of the worker's memory.
 """
 

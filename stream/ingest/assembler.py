@@ -5,7 +5,8 @@ cut every ``chunk_ms`` from the concatenated payloads, and the last (possibly sh
 frame carries ``eos``. ``capture_us`` is anchored at the first media's arrival plus
 the offset of the frame's first sample, as for RTP. Every frame carries the stream's
 ``attributes`` (custom parameters), so they reach the events whichever frame opens the
-stream on the worker.
+stream on the worker, and the call session's ``instance``, so a call id used again is a
+new stream.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class ChunkAssembler:
     chunk_ms: float
     anchor_us: int
     attributes: Attributes = ()
+    instance: str | None = None  # the call session's instance header
     seq: int = 0
     _buf: bytearray = field(default_factory=bytearray)
     _step: int = 0
@@ -66,6 +68,7 @@ class ChunkAssembler:
             eos=eos,
             payload=payload,
             attributes=self.attributes,
+            instance=self.instance,
         )
         self.seq += 1
         return frame

@@ -111,6 +111,7 @@ class RtpStream:
     ts0: int
     last_arrival_us: int
     payload_type: int = 0
+    instance: str | None = None  # the instance header of this stream's frames
     counts: StreamCounts = field(default_factory=StreamCounts)
     jitter: float = 0.0  # RFC 3550 A.8 interarrival jitter, in timestamp units
     _max_ext: int = 0
@@ -141,6 +142,7 @@ class RtpStream:
         fmt: PayloadFormat,
         policy: JitterPolicy,
         arrival_us: int,
+        instance: str | None = None,
     ) -> tuple[RtpStream, list[AudioFrame]]:
         """A new stream from its first packet (the anchor of sequence, timestamp and time)."""
         stream = cls(
@@ -152,6 +154,7 @@ class RtpStream:
             ts0=packet.timestamp,
             last_arrival_us=arrival_us,
             payload_type=packet.payload_type,
+            instance=instance,
             _max_ext=_SEQ_MOD + packet.seq,  # headroom: a slightly earlier packet stays >= 0
             _next=_SEQ_MOD + packet.seq,
             _ts_ref=packet.timestamp,
@@ -365,4 +368,5 @@ class RtpStream:
             capture_us=self.anchor_us + seq * self._n * 1_000_000 // self.fmt.sr,
             eos=eos,
             payload=payload,
+            instance=self.instance,
         )

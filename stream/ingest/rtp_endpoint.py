@@ -44,7 +44,7 @@ from stream.ingest.streamid import (
     checked_stream_id,
 )
 from stream.produce.frames import now_us
-from stream.wire.frame import AudioFrame
+from stream.wire.frame import AudioFrame, new_instance
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,12 @@ class RtpIngest:
         if victim is not None:
             self._end(victim, "evicted")
         stream, frames = RtpStream.start(
-            packet, stream_id=stream_id, fmt=fmt, policy=self.settings.policy, arrival_us=arrival
+            packet,
+            stream_id=stream_id,
+            fmt=fmt,
+            policy=self.settings.policy,
+            arrival_us=arrival,
+            instance=new_instance(),  # a stream id used again is a new stream
         )
         self._ended.pop(key, None)
         self._opened[key] = opened + 1

@@ -25,9 +25,9 @@ from stream.ingest.metrics import IngestMetrics
 from stream.ingest.rtp_endpoint import RtpIngest, RtpSettings, serve_rtp
 from stream.ingest.sink import FrameSink
 from stream.ingest.ws_server import WsSettings, build_app
+from stream.kafka.admin import wait_for_broker
 from stream.kafka.config import KafkaClientConfig
 from stream.kafka.producer import ProducerTuning, ProduceStats
-from stream.kafka.topics import wait_for_broker
 
 log = logging.getLogger(__name__)
 

@@ -50,6 +50,7 @@ from stream.wire.frame import (
     Attributes,
     AudioFrame,
     Encoding,
+    new_instance,
 )
 
 MAX_PARAMETERS = MAX_ATTRIBUTES
@@ -146,6 +147,7 @@ class TwilioSession:
     context: SessionContext
     protocol: ClassVar[str] = "twilio"
     parameters: dict[str, str] = field(default_factory=dict)
+    instance: str = field(default_factory=new_instance)  # this call's instance header
     _tracks: dict[str, ChunkAssembler] = field(default_factory=dict)
     _start: dict[str, Any] | None = None
     _stopped: bool = False
@@ -248,6 +250,7 @@ class TwilioSession:
             self.context.chunk_ms,
             self.context.now_us(),
             attributes=parameter_attributes(self.parameters),
+            instance=self.instance,
         )
         self._tracks[track] = made
         return made
@@ -265,6 +268,7 @@ class PcmSession:
     context: SessionContext
     protocol: ClassVar[str] = "pcm"
     parameters: dict[str, str] = field(default_factory=dict)
+    instance: str = field(default_factory=new_instance)  # this call's instance header
     _assembler: ChunkAssembler | None = None
     _stopped: bool = False
     _carry: bytes = b""  # the first bytes of a pcm_f32le sample that a message split
@@ -326,6 +330,7 @@ class PcmSession:
             self.context.chunk_ms,
             self.context.now_us(),
             attributes=parameter_attributes(self.parameters),
+            instance=self.instance,
         )
 
     def binary(self, message: bytes) -> list[AudioFrame]:

@@ -2,8 +2,9 @@
 
 * :mod:`~stream.kafka.config`: one frozen :class:`KafkaClientConfig` (bootstrap, TLS,
   SASL) rendered for aiokafka and for Faust; acknowledged publishing of a few records;
-* :mod:`~stream.kafka.topics`: versioned topic names, partition counts and configs, and
-  the admin calls that create and check them;
+* :mod:`~stream.kafka.topics`: versioned topic names, partition counts and configs
+  (plain data);
+* :mod:`~stream.kafka.admin`: the admin calls that create, check, list and delete them;
 * :mod:`~stream.kafka.compacted`: the one reader of compacted topics (replay to the end,
   then follow), used by every follower (control, speaker registry);
 * :mod:`~stream.kafka.consumer`: the worker's audio topic, a fetched batch at a time;
@@ -11,6 +12,8 @@
   idempotent);
 * :mod:`~stream.kafka.faust_producer`: the worker's Faust producer, ``acks=all`` and
   idempotent outside transactions too;
+* :mod:`~stream.kafka.groups`: how many members a consumer group has (the "no worker
+  reads this topic" warning);
 * :mod:`~stream.kafka.readers`: group-less readers of event topics (``tympan tail``,
   the dashboard);
 * :mod:`~stream.kafka.fetch`: the guard between the broker's fetch responses and the
@@ -28,22 +31,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stream.kafka.compacted import CompactedReader, CompactedRecord, latest_per_key, read_latest
-    from stream.kafka.config import (
-        DEFAULT_BOOTSTRAP,
-        KafkaClientConfig,
-        broker_refusals,
-        send_acked,
-    )
-    from stream.kafka.consumer import BatchConsumer, ConsumerPlan
-    from stream.kafka.fetch import FetchGuard, SkippedRecords, log_skipped
-    from stream.kafka.producer import ProducerTuning, ProduceStats, interleave, produce_frames
-    from stream.kafka.readers import BROKER_ERRORS, EventReader, event_reader
-    from stream.kafka.topics import (
+    from stream.kafka.admin import (
+        CheckReport,
         EnsureReport,
         TopicInfo,
-        Topics,
-        TopicSpec,
+        check_topics,
         delete_topics,
         describe_topics,
         ensure_topics,
@@ -51,49 +43,72 @@ if TYPE_CHECKING:
         require_topics,
         wait_for_broker,
     )
+    from stream.kafka.compacted import CompactedReader, CompactedRecord, latest_per_key, read_latest
+    from stream.kafka.config import (
+        DEFAULT_BOOTSTRAP,
+        KafkaClientConfig,
+        broker_failure,
+        broker_refusals,
+        send_acked,
+    )
+    from stream.kafka.consumer import BatchConsumer, ConsumerPlan
+    from stream.kafka.faust_producer import DurableProducer
+    from stream.kafka.fetch import FetchGuard, SkippedRecords, log_skipped
+    from stream.kafka.groups import group_members
+    from stream.kafka.producer import ProducerTuning, ProduceStats, interleave, produce_frames
+    from stream.kafka.readers import BROKER_ERRORS, EventReader, event_reader
+    from stream.kafka.topics import Topics, TopicSpec, durable_configs
 
 # Where each public name lives; imported on first use, so that importing one
 # submodule (or this package) loads nothing else.
 _HOMES = {
     "BatchConsumer": "consumer",
     "BROKER_ERRORS": "readers",
+    "broker_failure": "config",
     "broker_refusals": "config",
+    "check_topics": "admin",
+    "CheckReport": "admin",
     "CompactedReader": "compacted",
     "CompactedRecord": "compacted",
     "ConsumerPlan": "consumer",
     "DEFAULT_BOOTSTRAP": "config",
-    "delete_topics": "topics",
-    "describe_topics": "topics",
-    "ensure_topics": "topics",
-    "EnsureReport": "topics",
-    "FetchGuard": "fetch",
-    "log_skipped": "fetch",
-    "SkippedRecords": "fetch",
+    "delete_topics": "admin",
+    "describe_topics": "admin",
+    "durable_configs": "topics",
+    "DurableProducer": "faust_producer",
+    "ensure_topics": "admin",
+    "EnsureReport": "admin",
     "event_reader": "readers",
     "EventReader": "readers",
+    "FetchGuard": "fetch",
+    "group_members": "groups",
     "interleave": "producer",
     "KafkaClientConfig": "config",
     "latest_per_key": "compacted",
-    "list_topics": "topics",
+    "list_topics": "admin",
+    "log_skipped": "fetch",
     "produce_frames": "producer",
     "ProducerTuning": "producer",
     "ProduceStats": "producer",
     "read_latest": "compacted",
-    "require_topics": "topics",
+    "require_topics": "admin",
     "send_acked": "config",
-    "TopicInfo": "topics",
+    "SkippedRecords": "fetch",
+    "TopicInfo": "admin",
     "Topics": "topics",
     "TopicSpec": "topics",
-    "wait_for_broker": "topics",
+    "wait_for_broker": "admin",
 }
 
 __all__ = [
     "BROKER_ERRORS",
     "DEFAULT_BOOTSTRAP",
     "BatchConsumer",
+    "CheckReport",
     "CompactedReader",
     "CompactedRecord",
     "ConsumerPlan",
+    "DurableProducer",
     "EnsureReport",
     "EventReader",
     "FetchGuard",
@@ -104,11 +119,15 @@ __all__ = [
     "TopicInfo",
     "TopicSpec",
     "Topics",
+    "broker_failure",
     "broker_refusals",
+    "check_topics",
     "delete_topics",
     "describe_topics",
+    "durable_configs",
     "ensure_topics",
     "event_reader",
+    "group_members",
     "interleave",
     "latest_per_key",
     "list_topics",
@@ -125,4 +144,5 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'stream.kafka' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"stream.kafka.{home}"), name)
+    module = home if "." in home else f"stream.kafka.{home}"
+    return getattr(importlib.import_module(module), name)

@@ -12,8 +12,8 @@ import logging
 
 from aiokafka.errors import KafkaError
 
+from stream.kafka.admin import admin_client
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import admin_client
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ No module here imports asyncio, aiokafka or faust.
 
 from stream.pipeline.facade import Pipeline
 from stream.pipeline.jobs import WindowJob, check_aligned
-from stream.pipeline.records import Opened, Record, Step
+from stream.pipeline.records import Opened, Record, Step, stream_key, wire_id
 from stream.pipeline.segments import EVICT_UNPROVEN_FRAMES, segment_key
 from stream.pipeline.sequencing import Released, SequenceCounts, Sequencer
 from stream.pipeline.speakers import EmbedJobs, SpeakerStage, embed_speech
@@ -52,4 +52,6 @@ __all__ = [
     "check_aligned",
     "embed_speech",
     "segment_key",
+    "stream_key",
+    "wire_id",
 ]

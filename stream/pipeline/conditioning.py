@@ -33,6 +33,7 @@ from stream.wire import AudioFrame, Encoding
 
 if TYPE_CHECKING:
     from stream.pipeline.segments import Segment
+    from stream.speakers.vad import VadBank, VadConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,9 @@ class Conditioner:
         self.spec = spec
         self.frontend = frontend
         self.aux_frontend = aux_frontend
+        # voice activity per stream (speaker tracking turns it on, Pipeline.track_speakers)
+        self.vad: VadBank | None = None
+        self.vad_config: VadConfig | None = None
         self.jobs = jobs
         self.max_gap_s = max_gap_s
         self.dirty: dict[str, Segment] = {}  # streams with pending samples, in order
@@ -168,6 +172,7 @@ class Conditioner:
             self.dirty.pop(state.stream_id, None)
         for sid, error in result.rejects.items():
             log.error("stream %r: the feature frontend refused samples: %s", sid, error)
+        self._vad_push({sid: y for sid, y in chunks.items() if sid not in result.rejects})
         aux = self.aux_frontend.push(chunks).windows if self.aux_frontend is not None else []
         by_stream: dict[str, list[Window]] = {}
         for window in result.windows:
@@ -176,7 +181,45 @@ class Conditioner:
             return
         owners = {state.stream_id: state for state in states}
         for sid, windows in by_stream.items():
-            self.jobs.submit(owners[sid], windows, step, aux)
+            self._submit(owners[sid], windows, step, aux)
+        self._vad_trim(chunks)
+
+    def _submit(
+        self, state: Segment, windows: list[Window], step: Step, aux: list[Window] | None
+    ) -> None:
+        """Jobs for ``windows``, each marked with its voice activity when measured."""
+        first = len(step.jobs)
+        self.jobs.submit(state, windows, step, aux)
+        if self.vad is None or self.vad_config is None:
+            return
+        ctx = self.vad.context(state.stream_id)
+        for job in step.jobs[first:]:
+            share = ctx.speech_share(
+                job.span.start_sample, job.span.end_sample, self.vad_config.threshold
+            )
+            job.speech = None if share is None else share >= self.vad_config.min_active
+
+    def _vad_trim(self, streams: Iterable[str]) -> None:
+        """Keep only the chunk probabilities a window still to come can cover (a drain
+        may push many seconds of a stream at once: all are kept until its windows are
+        marked)."""
+        if self.vad is None:
+            return
+        for sid in streams:
+            ctx = self.vad.context(sid)
+            ctx.trim(before=ctx.position - 2 * self.spec.window_samples)
+
+    def _vad_push(self, chunks: dict[str, Float32]) -> None:
+        """Advance every stream's voice activity in one batched model run. A failure
+        is logged and leaves the windows unmeasured (the label model gates them)."""
+        if self.vad is None or not chunks:
+            return
+        try:
+            self.vad.push(chunks)
+        except Exception:  # onnxruntime's own error types
+            log.exception("voice activity model failed on streams %s", sorted(chunks))
+            for sid in chunks:
+                self.vad.forget(sid)
 
     def reset(self, state: Segment, gap_in_samples: int, step: Step) -> None:
         """A gap too long to zero-fill: finish the segment before it, restart features
@@ -191,7 +234,9 @@ class Conditioner:
             else []
         )
         windows = self.frontend.reset(state.stream_id, at_sample=resume)
-        self.jobs.submit(state, windows, step, aux)
+        self._submit(state, windows, step, aux)
+        if self.vad is not None:
+            self.vad.reset(state.stream_id, at_sample=resume)
         self.note_gap(state, state.position, resume)
         state.position = resume
         state.resampler = StreamResampler(state.sample_rate, self.spec.sr)
@@ -214,7 +259,7 @@ class Conditioner:
             self.push(state, np.zeros(0, dtype=np.float32), last=True)
         self.drain(step, only=state)
         aux = self.aux_frontend.flush(state.stream_id) if self.aux_frontend is not None else []
-        self.jobs.submit(state, self.frontend.flush(state.stream_id), step, aux)
+        self._submit(state, self.frontend.flush(state.stream_id), step, aux)
 
     def discard(self, state: Segment) -> None:
         """Drop the samples a stream has queued (its state is suspect or gone)."""
@@ -232,6 +277,8 @@ class Conditioner:
         self.frontend.close(stream_id)
         if self.aux_frontend is not None:
             self.aux_frontend.close(stream_id)
+        if self.vad is not None:
+            self.vad.forget(stream_id)
 
 
 def _chunks(states: Sequence[Segment]) -> dict[str, Float32]:

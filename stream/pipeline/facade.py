@@ -144,6 +144,11 @@ class Pipeline:
     def track_speakers(self, stage: SpeakerStage) -> None:
         """Turn speaker tracking on (before the first record: open streams keep none)."""
         self._speakers.track(stage, self._labels.labels, self._labels.model)
+        if stage.vad is not None:
+            from stream.speakers.vad import DEFAULT_VAD, VadBank
+
+            self._conditioning.vad = VadBank(stage.vad, history_chunks=None)
+            self._conditioning.vad_config = stage.vad_config or DEFAULT_VAD
 
     # -- queries ----------------------------------------------------------------------
     @property
@@ -249,14 +254,17 @@ class Pipeline:
         now = self.clock()
         return self._labels.complete(jobs, probabilities, model, self._segments.of_job, now)
 
-    def speech_mask(self, probabilities: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
+    def speech_mask(
+        self, probabilities: npt.NDArray[np.float32], jobs: Sequence[WindowJob] | None = None
+    ) -> npt.NDArray[np.bool_]:
         """Which inferred windows carry speech worth a speaker embedding.
 
-        The label model's top label must be the stage's ``speech_label``: silence,
-        hold music and tones carry no voice and would drag the span average towards
-        whoever they happen to resemble. All ``False`` without speaker tracking.
+        Silence, hold music and tones carry no voice and would drag the span average
+        towards whoever they happen to resemble. With the stage's voice activity model,
+        each job's measured ``speech`` decides; elsewhere the label model's top label
+        must be the stage's ``speech_label``. All ``False`` without speaker tracking.
         """
-        return self._speakers.speech_mask(probabilities)
+        return self._speakers.speech_mask(probabilities, jobs)
 
     def complete_speakers(
         self,

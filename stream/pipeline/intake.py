@@ -18,8 +18,8 @@ from stream.errors import FrameError, InputError, SequenceError
 from stream.events import RejectedRecord
 from stream.pipeline.conditioning import Conditioner
 from stream.pipeline.deadlines import Deadlines
-from stream.pipeline.records import Record, Step
-from stream.pipeline.segments import Segment, Segments
+from stream.pipeline.records import Record, Step, stream_key
+from stream.pipeline.segments import Ended, Segment, Segments
 from stream.settings import PipelinePolicy, StreamLimits
 from stream.wire import AudioFrame, decode_frame
 
@@ -69,14 +69,14 @@ class Intake:
             sid: str | None = None
             try:
                 frame = decode_frame(record.key, record.value, record.headers)
-                sid = frame.stream_id
+                sid = stream_key(frame.stream_id, frame.instance)
                 last_of[sid] = record
                 self._close_idle(record, step)
                 self._route(record, frame, step)
             except InputError as exc:
                 exc.locate(partition=record.partition, offset=record.offset)
                 step.rejected.append(rejected(record, exc))
-                state = self._open.get(exc.stream_id or "")
+                state = self._open.get(sid if sid is not None else exc.stream_id or "")
                 if state is not None:
                     state.rejected += 1
                 log.info("rejected record: %s (reason %s)", exc, exc.reason)
@@ -86,14 +86,17 @@ class Intake:
         return step
 
     def _route(self, record: Record, frame: AudioFrame, step: Step) -> None:
-        sid = frame.stream_id
+        sid = stream_key(frame.stream_id, frame.instance)
         check_limits(frame, self.limits)
         state = self._open.get(sid)
         if state is None:
-            if not admit(frame, self._done.get(sid)):
+            ended = self._done.get(sid)
+            if ended is not None and not self._admit(record, frame, sid, ended):
                 return
             state = self.segments.start(record, frame, step)
         check_format(state, frame)
+        if record.offset > state.last_offset:
+            state.last_offset = record.offset
         state.last_seen_s = self.clock()
         self._open.move_to_end(sid)
         released = state.sequencer.push(frame.seq, (record, frame), eos=frame.eos)
@@ -104,6 +107,13 @@ class Intake:
             self._close(state, "eos", step)
         elif state.position >= self.segment_samples:
             self._close(state, "rolled", step)
+
+    def _admit(self, record: Record, frame: AudioFrame, sid: str, ended: Ended) -> bool:
+        """:func:`admit`, remembering the offset where an ended stream's id came back."""
+        reused_at = reuse_offset(record, frame, ended)
+        if reused_at is not None and ended.reused_at is None:
+            self._done[sid] = ended._replace(reused_at=reused_at)
+        return admit(frame, ended, record)
 
     def _contain(self, record: Record, sid: str | None, exc: Exception, step: Step) -> None:
         """Dead-letter ``record`` as ``internal_error`` and close the stream it hit."""
@@ -165,17 +175,44 @@ def check_limits(frame: AudioFrame, limits: StreamLimits) -> None:
         )
 
 
-def admit(frame: AudioFrame, ended: tuple[int | None, int] | None) -> bool:
-    """May ``frame`` open a segment? ``ended``: ``(eos seq or None, last seq)`` of the
-    stream's last closed segment, if any. ``False``: drop it silently (a repeat of a
-    stream that ended); raises for a frame a closed segment already passed."""
+def reuse_offset(record: Record, frame: AudioFrame, ended: Ended) -> int | None:
+    """The offset from which the ended stream's id is in use again: ``ended.reused_at``,
+    or this record's when it is a seq-0 frame past the stream's end (a new run of the
+    same stream id: a replay of the old run is at or below its last offset, a producer's
+    repeat of one of its frames is not at seq 0); ``None``: no reuse seen."""
+    if ended.reused_at is not None:
+        return ended.reused_at
+    past_end = record.partition != ended.partition or record.offset > ended.last_offset
+    if ended.eos_seq is not None and frame.seq == 0 and past_end:
+        return record.offset
+    return None
+
+
+def admit(frame: AudioFrame, ended: Ended | None, record: Record | None = None) -> bool:
+    """May ``frame`` open a segment? ``ended``: what is remembered of the stream's last
+    closed segment, if any; ``record``: the frame's record (``None``: no reuse check).
+    ``False``: drop it silently (a replay or a producer's repeat of a stream that
+    ended); raises for a frame a closed segment already passed, and for a frame of a
+    stream id used again after its end without a new ``instance`` header
+    (``stream_reused``)."""
     if ended is None:
         return True
     sid, seq = frame.stream_id, frame.seq
-    eos_seq, last_seq = ended
+    eos_seq, last_seq = ended.eos_seq, ended.last_seq
     if eos_seq is not None:
+        reused_at = None if record is None else reuse_offset(record, frame, ended)
+        if record is not None and reused_at is not None and _at_or_after(record, ended, reused_at):
+            raise SequenceError(
+                "stream_reused",
+                f"the stream ended at eos seq {eos_seq} (partition {ended.partition} offset "
+                f"{ended.last_offset}) and its id is sent again from offset {reused_at}: "
+                "frames of a new run need a new 'instance' header (docs/wire-format.md, "
+                '"Stream instances"; tympan produce and tympan ingest stamp one)',
+                stream_id=sid,
+                seq=seq,
+            )
         if seq <= eos_seq:
-            return False  # a repeat of a frame before the stream's end
+            return False  # a replay or repeat of a frame before the stream's end
         raise SequenceError(
             "after_eos",
             f"frame arrived after the stream ended at eos seq {eos_seq}",
@@ -191,6 +228,10 @@ def admit(frame: AudioFrame, ended: tuple[int | None, int] | None) -> bool:
             seq=seq,
         )
     return True
+
+
+def _at_or_after(record: Record, ended: Ended, offset: int) -> bool:
+    return record.partition != ended.partition or record.offset >= offset
 
 
 def check_format(state: Segment, frame: AudioFrame) -> None:

@@ -19,6 +19,7 @@ from stream.errors import ConfigError
 from stream.events import WindowSpan
 from stream.features.spec import FeatureSpec
 from stream.features.windows import Window
+from stream.pipeline.records import wire_id
 
 if TYPE_CHECKING:
     from stream.pipeline.records import Step
@@ -38,6 +39,13 @@ class WindowJob:
     aux_features: npt.NDArray[np.float32] | None = None  # same window, aux FeatureSpec
     attributes: tuple[tuple[str, str], ...] = ()  # the stream's attr-* headers
     key: str = ""  # what event ids hash for the stream: segment_key(); "" = stream id
+    instance: str | None = None  # the stream's instance header (window.stream_id: its key)
+    speech: bool | None = None  # voice activity over the window; None: not measured
+
+    @property
+    def stream_id(self) -> str:
+        """The stream id its events name (``window.stream_id`` is the pipeline's key)."""
+        return wire_id(self.window.stream_id, self.instance)
 
 
 class WindowJobs:
@@ -77,6 +85,7 @@ class WindowJobs:
                 state.incarnation,
                 attributes=state.attributes,
                 key=state.key,
+                instance=state.instance,
             )
             job.aux_features = aux_by_index.get(w.index)
             step.jobs.append(job)

@@ -88,13 +88,13 @@ class Labels:
         tag = scored_by.tag
         cuts = self._cuts.get(scored_by, self.thresholds)
         for job, scores in zip(jobs, probabilities.tolist(), strict=True):
-            sid = job.window.stream_id
             best = top_k(labels, scores, k)
             label, score = best[0]
+            key = job.key or job.window.stream_id
             out.append(
                 LabelEvent(
-                    event_id=event_id(job.key or sid, job.span.index, "label", tag),
-                    stream_id=sid,
+                    event_id=event_id(key, job.span.index, "label", tag),
+                    stream_id=job.stream_id,
                     span=job.span,
                     label=label,
                     score=score,
@@ -105,6 +105,7 @@ class Labels:
                     latency_ms=(now - job.ready_s) * 1000.0,
                     tags=None if cuts is None else thresholded(labels, scores, cuts),
                     attributes=job.attributes,
+                    instance=job.instance,
                 )
             )
             state = segment_of(job)

@@ -9,10 +9,30 @@ inference, dead letters, and the segments opened, whose first offsets the runtim
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from stream.events import RejectedRecord
-from stream.pipeline.jobs import WindowJob
+
+if TYPE_CHECKING:
+    from stream.pipeline.jobs import WindowJob
+
+_INSTANCE_SEP = "\x1d"  # stream id / instance, inside the pipeline's stream keys only
+
+
+def stream_key(stream_id: str, instance: str | None) -> str:
+    """What the pipeline keys a stream by: its id, and its ``instance`` when the frames
+    carry one (``docs/wire-format.md``, "Stream instances").
+
+    The stream id alone for header-less frames, so their state and event ids are what
+    they always were; ``id`` + separator + ``instance`` otherwise, so every instance of
+    a reused stream id is a stream of its own, with its own segments and event ids.
+    """
+    return stream_id if instance is None else f"{stream_id}{_INSTANCE_SEP}{instance}"
+
+
+def wire_id(key: str, instance: str | None) -> str:
+    """The stream id of a :func:`stream_key` (what events and dead letters name)."""
+    return key if instance is None else key[: -len(instance) - len(_INSTANCE_SEP)]
 
 
 @dataclass(frozen=True, slots=True)

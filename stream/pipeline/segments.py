@@ -30,11 +30,11 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from stream.audio.resample import StreamResampler
 from stream.pipeline.jobs import WindowJob
-from stream.pipeline.records import Opened, Record, Step
+from stream.pipeline.records import Opened, Record, Step, stream_key
 from stream.pipeline.sequencing import Sequencer
 from stream.pipeline.summary import SummaryBuilder
 from stream.settings import PipelinePolicy
@@ -66,11 +66,27 @@ def segment_key(stream_id: str, first_seq: int) -> str:
     return stream_id if first_seq == 0 else f"{stream_id}{_SEGMENT_SEP}{first_seq}"
 
 
+class Ended(NamedTuple):
+    """What is remembered of a stream's last closed segment (``Segments.done``).
+
+    ``last_offset``: the highest offset of ``partition`` the segment took a record
+    from: a post-EOS frame at or below it is a replay, above it a producer's repeat
+    or a new run; ``reused_at``: the offset of the seq-0 frame, past the end, that
+    showed the stream id sent again without a new ``instance`` (``None``: not seen).
+    """
+
+    eos_seq: int | None
+    last_seq: int
+    partition: int
+    last_offset: int
+    reused_at: int | None = None
+
+
 @dataclass(slots=True)
 class Segment:
     """One open (or closing) segment of a stream: every stage's state for it."""
 
-    stream_id: str
+    stream_id: str  # stream_key(): the stream id, and its instance when it has one
     partition: int
     first_offset: int
     key: str  # segment_key() of the first released frame: what window event ids hash
@@ -106,6 +122,8 @@ class Segment:
     ended: bool = False  # the resampler had its last chunk
     tracker: SpeakerTracker | None = None  # with a SpeakerStage
     attributes: tuple[tuple[str, str], ...] = ()  # attr-* headers of its opening frame
+    instance: str | None = None  # instance header of its frames
+    last_offset: int = -1  # the highest offset it took a record from
 
     @property
     def pin(self) -> str:
@@ -145,8 +163,8 @@ class Segments:
         # open segments, least recently fed first (the eviction order)
         self.open: OrderedDict[str, Segment] = OrderedDict()
         self.closing: dict[int, Segment] = {}  # incarnation → closed, windows out
-        # stream → (eos seq or None, last seq) of its last closed segment
-        self.done: OrderedDict[str, tuple[int | None, int]] = OrderedDict()
+        # stream key → what is remembered of its last closed segment
+        self.done: OrderedDict[str, Ended] = OrderedDict()
         self._incarnations = itertools.count(1)
 
     # -- queries ----------------------------------------------------------------------
@@ -164,14 +182,14 @@ class Segments:
     # -- opening ----------------------------------------------------------------------
     def start(self, record: Record, frame: AudioFrame, step: Step) -> Segment:
         """Open a segment for ``frame``'s stream (evicting one at ``max_streams``)."""
-        sid = frame.stream_id
+        sid = stream_key(frame.stream_id, frame.instance)
         if len(self.open) >= self.policy.max_streams:
             self.evict(step)
         start = 0 if frame.seq < self.policy.open_limit else frame.seq
         # the summary's id (and the pin) must be known now: a stream's start keeps the
         # stream id whatever order its first frames came in; a resumed stream does not
         ended = self.done.get(sid)
-        resumed = ended is not None and ended[0] is None
+        resumed = ended is not None and ended.eos_seq is None
         key = segment_key(sid, frame.seq if start or resumed else 0)
         labels = self.labels
         now = self.clock()
@@ -181,7 +199,7 @@ class Segments:
             first_offset=record.offset,
             key=key,
             sequencer=Sequencer(
-                sid,
+                frame.stream_id,
                 self.policy.sequencing,
                 first_seq=start,
                 max_seq_jump=self.policy.limits.max_seq_jump,
@@ -190,11 +208,20 @@ class Segments:
             encoding=frame.encoding,
             channels=frame.channels,
             resampler=StreamResampler(frame.sample_rate, self.sr),
-            summary=SummaryBuilder(sid, labels.model, labels.labels, labels.thresholds, id_key=key),
+            summary=SummaryBuilder(
+                frame.stream_id,
+                labels.model,
+                labels.labels,
+                labels.thresholds,
+                id_key=key,
+                instance=frame.instance,
+            ),
             last_seen_s=now,
             opened_s=now,
             incarnation=next(self._incarnations),
             attributes=frame.attributes,
+            instance=frame.instance,
+            last_offset=record.offset,
         )
         state.raw_pcm = (
             state.resampler.passthrough
@@ -207,7 +234,7 @@ class Segments:
             and state.resampler.lookahead is not None
         ):
             state.deferred = []
-        state.tracker = self.speakers.new_tracker(sid)
+        state.tracker = self.speakers.new_tracker(frame.stream_id)
         self.open[sid] = state
         step.opened.append(Opened(sid, record.partition, record.offset, state.pin))
         log.debug(
@@ -279,7 +306,8 @@ class Segments:
         self.closing[state.incarnation] = state
         seq = state.sequencer
         eos_seq = seq.eos_seq if seq.finished else None
-        _remember(self.done, state.stream_id, (eos_seq, seq.next_seq - 1))
+        ended = Ended(eos_seq, seq.next_seq - 1, state.partition, state.last_offset)
+        _remember(self.done, state.stream_id, ended)
         log.debug("stream %r closing (%s)", state.stream_id, closed_by)
 
     def abandon(self, stream_id: str, closed_by: str) -> bool:
@@ -334,9 +362,7 @@ class Segments:
             yield state
 
 
-def _remember(
-    lru: OrderedDict[str, tuple[int | None, int]], key: str, value: tuple[int | None, int]
-) -> None:
+def _remember(lru: OrderedDict[str, Ended], key: str, value: Ended) -> None:
     lru[key] = value
     lru.move_to_end(key)
     while len(lru) > _TOMBSTONES_KEPT:

@@ -1,9 +1,12 @@
 """Speakers: speech windows' embeddings → each stream's speaker tracker → speaker events
 at decision points only.
 
-Only windows whose top label is the stage's ``speech_label`` are embedded (silence,
-hold music and tones carry no voice); every stream of a batch is scored in one call
-against the registry current at that moment (:class:`SpeakerStage`).
+Only windows that carry speech are embedded (silence, hold music and tones carry no
+voice): the voice activity model (Silero VAD, ``SpeakerStage.vad``) decides, run per
+stream on the conditioned audio in batched calls (``Conditioner``); without it, or for
+a window it has not measured, the label model's top label must be ``speech_label``.
+Every stream of a batch is scored in one call against the registry current at that
+moment (:class:`SpeakerStage`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from stream.types import Float32
 if TYPE_CHECKING:  # stream.speakers pulls in scikit-learn: imported only when used
     from stream.speakers.scoring import SpeakerScorer
     from stream.speakers.tracker import SpeakerDecision, SpeakerTracker, TrackerConfig
+    from stream.speakers.vad import SileroVad, VadConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +44,20 @@ class SpeakerStage:
         and at every stream's end, so a registry update (``RegistryFollower``)
         reaches live streams at their next window without a restart.
     tracker: span, confirmation and margin policy (``None``: the tracker's default).
-    speech_label: the label model's label for speech. Windows whose top label is
-        another one (silence, music, tones) are neither embedded nor tracked. A label
-        model without it gates nothing: every window counts as speech.
+    speech_label: the label model's label for speech, the gate for windows the voice
+        activity model did not measure (or without one). A label model without it
+        gates nothing there: every such window counts as speech.
+    vad: the voice activity model that decides which windows are speech (``None``:
+        the label model alone decides).
+    vad_config: its thresholds (``None``: ``DEFAULT_VAD``).
     """
 
     model: ModelRef
     scorer: Callable[[], SpeakerScorer]
     tracker: TrackerConfig | None = None
     speech_label: str = SPEECH_LABEL
+    vad: SileroVad | None = None
+    vad_config: VadConfig | None = None
 
 
 class Speakers:
@@ -78,14 +87,21 @@ class Speakers:
 
         return SpeakerTracker(stream_id, config=self.stage.tracker or DEFAULT_TRACKER)
 
-    def speech_mask(self, probabilities: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
-        """Which inferred windows carry speech worth an embedding (``Pipeline.speech_mask``)."""
+    def speech_mask(
+        self, probabilities: npt.NDArray[np.float32], jobs: Sequence[WindowJob] | None = None
+    ) -> npt.NDArray[np.bool_]:
+        """Which inferred windows carry speech worth an embedding (``Pipeline.speech_mask``):
+        the voice activity of each job where measured, else the label model's top label."""
         n = probabilities.shape[0]
         if self.stage is None:
             return np.zeros(n, dtype=bool)
         if self._speech_column is None:
-            return np.ones(n, dtype=bool)
-        mask: npt.NDArray[np.bool_] = np.argmax(probabilities, axis=1) == self._speech_column
+            mask: npt.NDArray[np.bool_] = np.ones(n, dtype=bool)
+        else:
+            mask = np.argmax(probabilities, axis=1) == self._speech_column
+        for i, job in enumerate(jobs or ()):
+            if job.speech is not None:
+                mask[i] = job.speech
         return mask
 
     def complete(
@@ -144,7 +160,7 @@ def _speaker_event(
         # the registry's digest is part of the id: the same window scored against
         # another set of enrollments is another event, not a duplicate
         event_id=event_id(
-            job.key or decision.stream_id, job.span.index, "speaker", f"{model.tag}#{registry}"
+            job.key or job.window.stream_id, job.span.index, "speaker", f"{model.tag}#{registry}"
         ),
         stream_id=decision.stream_id,
         span=span,
@@ -156,6 +172,7 @@ def _speaker_event(
         runner_up=decision.runner_up,
         windows=decision.windows,
         previous=previous,
+        instance=job.instance,
     )
 
 

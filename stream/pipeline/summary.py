@@ -71,6 +71,7 @@ class SummaryBuilder:
     # what the event id hashes for the stream (``stream.pipeline.segments.segment_key``): a
     # segment of a stream cut by a roll or an idle close has its own summary
     id_key: str | None = None
+    instance: str | None = None  # the stream's instance header, named in the event
 
     @property
     def event_id(self) -> str:
@@ -138,6 +139,7 @@ class SummaryBuilder:
             speaker_windows=None if spk is None else spk.windows,
             task=verdict.task,
             tags=verdict.tags,
+            instance=self.instance,
         )
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from stream.errors import ConfigError
@@ -21,7 +21,9 @@ class ProduceRequest:
     ``paths`` are files and folders, or the single path ``"-"`` for raw samples on
     stdin, which are published unchanged in ``encoding``/``sr``/``channels``. For files,
     ``encoding`` and ``sr`` are the output: files are downmixed to mono, resampled to
-    ``sr`` (soxr) when given, and transcoded.
+    ``sr`` (soxr) when given, and transcoded. ``instance``: the ``instance`` header
+    every frame of the run carries (``tympan produce`` stamps a new one per run, so a
+    file sent again is a new stream; ``None``: none, the stream id alone names it).
     """
 
     paths: tuple[str, ...]
@@ -37,6 +39,7 @@ class ProduceRequest:
     stream_id_prefix: str = ""
     progress: bool = True
     tuning: ProducerTuning = field(default_factory=ProducerTuning)
+    instance: str | None = None
 
     @property
     def from_stdin(self) -> bool:
@@ -130,6 +133,8 @@ async def _send_with_progress(
 ) -> ProduceStats:
     from tqdm import tqdm
 
+    if request.instance is not None:
+        frames = _stamped(frames, request.instance)
     with tqdm(
         total=total,
         unit="frame",
@@ -145,3 +150,17 @@ async def _send_with_progress(
             tuning=request.tuning,
             on_frame=lambda _: bar.update(),
         )
+
+
+def _stamped(
+    frames: Iterable[AudioFrame] | AsyncIterable[AudioFrame], instance: str
+) -> Iterator[AudioFrame] | AsyncIterator[AudioFrame]:
+    """``frames``, each with the ``instance`` header of the run."""
+    if isinstance(frames, AsyncIterable):
+
+        async def stamped_async() -> AsyncIterator[AudioFrame]:
+            async for frame in frames:
+                yield replace(frame, instance=instance)
+
+        return stamped_async()
+    return (replace(frame, instance=instance) for frame in frames)

@@ -1,7 +1,8 @@
 """Open-set speaker identification: embeddings, registry, scoring, tracking.
 
 Data flow: window embeddings (``embedder`` for files, the worker's batched ONNX run
-for streams) → speech gate (``vad``) → ``tracker`` (span average per stream) →
+for streams) → voice activity (``vad``: Silero VAD on onnxruntime) → ``tracker``
+(span average per stream) →
 ``scoring`` (cosine nearest neighbours, calibrated threshold from ``calibration``)
 against the ``registry`` (files on disk, or the compacted ``topic`` every worker
 follows). See ``docs/speakers.md``.
@@ -16,7 +17,14 @@ from stream.speakers.registry import (
 )
 from stream.speakers.scoring import UNKNOWN, ScoringConfig, SpeakerScorer, Verdict
 from stream.speakers.tracker import SpeakerDecision, SpeakerTracker, TrackerConfig, track_batch
-from stream.speakers.vad import SpeechCheck, VadConfig, check_speech, is_speech_window
+from stream.speakers.vad import (
+    SileroVad,
+    SpeechCheck,
+    VadBank,
+    VadConfig,
+    check_speech,
+    window_speech,
+)
 
 __all__ = [
     "UNKNOWN",
@@ -24,18 +32,20 @@ __all__ = [
     "CalibrationConfig",
     "ModelBinding",
     "ScoringConfig",
+    "SileroVad",
     "SpeakerDecision",
     "SpeakerRegistry",
     "SpeakerScorer",
     "SpeakerTracker",
     "SpeechCheck",
     "TrackerConfig",
+    "VadBank",
     "VadConfig",
     "Verdict",
     "calibrate",
     "check_speech",
-    "is_speech_window",
     "load_registry",
     "save_registry",
     "track_batch",
+    "window_speech",
 ]

@@ -21,8 +21,8 @@ from stream.features import offline
 from stream.features.spec import FeatureSpec
 from stream.inference.manifest import Manifest
 from stream.inference.session import OnnxModel
-from stream.roles import NON_VOICE_LABELS
-from stream.speakers.vad import DEFAULT_VAD, VadConfig, is_speech_window
+from stream.roles import ENROLLMENT_VETO_LABELS
+from stream.speakers.vad import DEFAULT_VAD, SileroVad, VadConfig, shared_model, window_speech
 from stream.types import DeviceChoice, Float32
 
 
@@ -40,7 +40,7 @@ class ClipWindows:
     ----------
     features: ``[shape=(n, n_features, frames_per_window, 1)]`` model input.
     spans: ``[shape=(n, 2)]`` sample offsets ``[start, end)`` of each window.
-    speech: ``[shape=(n,)]`` whether the energy gate passed each window.
+    speech: ``[shape=(n,)]`` whether the voice activity model hears speech in each window.
     """
 
     features: Float32
@@ -49,12 +49,18 @@ class ClipWindows:
 
 
 def clip_windows(
-    y: npt.ArrayLike, spec: FeatureSpec, *, vad: VadConfig = DEFAULT_VAD
+    y: npt.ArrayLike,
+    spec: FeatureSpec,
+    *,
+    vad: VadConfig = DEFAULT_VAD,
+    vad_model: SileroVad | None = None,
 ) -> ClipWindows:
     """Cut a clip (already at ``spec.sr``) into the model windows the stream would see.
 
     Only full windows are kept (no padding): a padded tail is mostly silence and
-    would be gated out anyway.
+    would be gated out anyway. ``vad_model`` (default: the shipped Silero VAD) scores
+    the clip once, statefully, and each window is speech when ``vad.min_active`` of
+    its 32 ms chunks are.
     """
     audio = np.asarray(y, dtype=np.float32)
     feats = clip_features(audio, spec)
@@ -65,9 +71,8 @@ def clip_windows(
     starts = idx * spec.hop_frames
     windows = np.stack([feats[:, s : s + fpw] for s in starts]) if count else None
     spans = np.array([spec.window_span(int(i)) for i in idx], dtype=np.int64).reshape(-1, 2)
-    speech = np.array(
-        [is_speech_window(audio[a:b], spec.sr, config=vad) for a, b in spans], dtype=bool
-    )
+    model = vad_model if vad_model is not None else shared_model()
+    speech = window_speech(model.probabilities(audio, spec.sr), spans, spec.sr, config=vad)
     features = (
         windows[..., None].astype(np.float32)
         if windows is not None
@@ -146,10 +151,10 @@ class SceneVerdict:
 class SceneVeto:
     """The label model as a veto on enrollment audio that is plainly not a voice.
 
-    The energy gate cannot hear the difference between speech and, say, hold music
-    with pauses or a ringback cadence; the label model was trained to. Enrollment is
-    refused when at least ``min_fraction`` of the clip's windows are confidently
-    (``p >= min_probability``, top label) one of ``labels`` (music, tones). It never
+    The voice activity model hears a singer in a song as a voice; the label model
+    hears the song as music. Enrollment is refused when at least ``min_fraction`` of
+    the clip's windows are confidently (``p >= min_probability``, top label) one of
+    ``labels`` (music). It never
     requires the model to hear *speech*: a voice the model was not trained on (a
     whisper comes out as ``noise``) is still a voice, so the veto only speaks up
     for sounds that are never one.
@@ -159,7 +164,7 @@ class SceneVeto:
     model_dir : path
         A label model directory (any FeatureSpec; features are computed for it).
     labels : collection of str
-        The labels that veto (:data:`~stream.roles.NON_VOICE_LABELS`); those the
+        The labels that veto (:data:`~stream.roles.ENROLLMENT_VETO_LABELS`); those the
         model does not have are ignored, so a model with none of them vetoes nothing.
     """
 
@@ -167,7 +172,7 @@ class SceneVeto:
         self,
         model_dir: Path | str,
         *,
-        labels: Collection[str] = NON_VOICE_LABELS,
+        labels: Collection[str] = ENROLLMENT_VETO_LABELS,
         min_probability: float = 0.5,
         min_fraction: float = 0.5,
     ) -> None:

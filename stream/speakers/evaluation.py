@@ -26,7 +26,7 @@ from stream.speakers.calibration import equal_error, unit
 from stream.speakers.embedder import SceneVeto, SpeakerEmbedder
 from stream.speakers.registry import ModelBinding, SpeakerRegistry
 from stream.speakers.scoring import UNKNOWN, ScoringConfig, Verdict
-from stream.speakers.vad import DEFAULT_VAD, VadConfig, check_speech
+from stream.speakers.vad import DEFAULT_VAD, VadConfig, check_speech, shared_model
 from stream.types import Float32
 
 
@@ -46,9 +46,10 @@ def enrollment_embeddings(
 ) -> Float32:
     """Window embeddings of the speech in ``paths`` (the first ``max_seconds`` of audio).
 
-    The energy/spectral gate (:func:`~stream.speakers.vad.check_speech`) decides
-    whether the clip holds speech; ``scene_veto``, when given, may refuse a clip the
-    label model mostly hears as music or tones (see
+    The voice activity model (:func:`~stream.speakers.vad.check_speech`, Silero VAD
+    trained on recorded speech) decides whether the clip holds enough speech;
+    ``scene_veto``, when given, may refuse a clip the label model mostly hears as
+    music or tones (see
     :class:`~stream.speakers.embedder.SceneVeto`). Nothing requires the label model
     to hear ``speech``, so a voice it was not trained on (a whisper) still enrolls.
 
@@ -61,7 +62,7 @@ def enrollment_embeddings(
     sr = embedder.spec.sr
     clips = [load_audio(p, sr=sr)[0] for p in paths]
     audio = np.concatenate(clips)[: int(max_seconds * sr)] if clips else np.zeros(0, np.float32)
-    verdict = check_speech(audio, sr, config=vad)
+    verdict = check_speech(audio, sr, model=shared_model(), config=vad)
     names = ", ".join(str(p) for p in paths)
     if not verdict.ok:
         raise RegistryError(

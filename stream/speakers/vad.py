@@ -1,60 +1,72 @@
-"""Energy/spectral speech gate: which windows carry speech worth embedding.
+"""Voice activity: which audio carries speech, decided by Silero VAD on onnxruntime.
 
 A speaker embedding of silence, a ring tone or hold music is noise that drags an
-identity toward whoever it happens to resemble, so the tracker only averages
-windows that pass :func:`is_speech_window`, and enrollment refuses clips that fail
-:func:`check_speech`. The gate is deliberately simple and cheap (a few numpy
-reductions per window) so it can run on every window of thousands of calls; when
-the scene model's ``speech`` probability is available the caller combines both.
+identity toward whoever it happens to resemble, so enrollment refuses clips with too
+little speech (:func:`check_speech`), identification and the stream tracker embed
+only windows that hold speech (:func:`window_speech`, :class:`VadBank`).
 
-Three cues, each aimed at one kind of non-speech:
+The model is Silero VAD (MIT), trained on recorded speech in many languages, noise
+and music; ``models/zoo/vad/silero`` holds the ONNX file copied from the
+``silero-vad`` wheel (see its ``MODEL_CARD.md``). At 16 kHz it scores chunks of 512
+samples (32 ms) seeing 64 samples of the previous chunk, and carries a recurrent
+state ``[2, 128]`` from chunk to chunk; audio at any other rate is resampled to
+16 kHz first, so a telephone stream (8 kHz μ-law, upsampled by the conditioner) is
+judged on what the worker hears.
 
-* **energy** — frames quieter than ``floor_dbfs`` (absolute) or more than
-  ``relative_db`` below the clip's loud frames are pauses; silence has none active.
-* **syllabic modulation** — speech switches on and off 3–8 times a second, so its
-  frame-energy envelope dips often; a steady tone or drone does not.
-* **spectral steadiness** — a held musical note or tone keeps the same spectrum for
-  hundreds of milliseconds; speech formants move from frame to frame.
+Per stream the state is a :class:`VadContext` (recurrent state, the last 64
+samples, samples waiting for a full chunk, recent chunk probabilities with their
+sample offsets); :meth:`VadBank.push` advances every stream of a batch in lockstep,
+one onnxruntime call per chunk position for all streams together (rows are
+independent, so a batch of streams gives the same probabilities as one at a time).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.ndimage import maximum_filter1d
 
+from stream.errors import ContractError
 from stream.types import Float32
+
+SR = 16_000
+CHUNK = 512  # samples scored at a time at 16 kHz (32 ms)
+CONTEXT = 64  # samples of the previous chunk the model sees
+STATE_SHAPE = (2, 128)
+HISTORY_CHUNKS = 256  # chunk probabilities kept per stream (~8 s): covers a window's span
+
+
+def default_model_path() -> Path:
+    """``models/zoo/vad/silero/silero_vad.onnx`` of this checkout (data, not code)."""
+    return (
+        Path(__file__).resolve().parents[2]
+        / "models"
+        / "zoo"
+        / "vad"
+        / "silero"
+        / ("silero_vad.onnx")
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class VadConfig:
-    """Thresholds of the speech gate.
+    """How chunk probabilities become decisions.
 
     Attributes
     ----------
-    frame_ms, hop_ms: analysis frames for the energy envelope.
-    floor_dbfs: frames below this RMS level (dB re full scale) are silent.
-    relative_db: frames more than this below the clip's 95th-percentile level are pauses.
-    min_active: a window is speech when at least this fraction of frames is active.
-    dip_db, dip_radius_ms: a dip is a frame ``dip_db`` below the loudest frame within
-        ``dip_radius_ms`` (a syllable gap).
-    min_dips_per_s: speech has at least this many energy dips a second.
-    max_steadiness: a clip whose active frames keep the same spectrum more than this
-        often (cosine ≥ 0.98 to the previous frame) is a tone or held music.
-    min_speech_s: enrollment needs at least this much active speech.
+    threshold: a 32 ms chunk is speech when the model's probability reaches this
+        (Silero's own default, 0.5).
+    min_active: a window is speech when at least this share of its chunks is.
+    min_speech_s: enrollment needs at least this much speech (chunks over threshold).
     """
 
-    frame_ms: float = 25.0
-    hop_ms: float = 10.0
-    floor_dbfs: float = -55.0
-    relative_db: float = 35.0
+    threshold: float = 0.5
     min_active: float = 0.3
-    dip_db: float = 8.0
-    dip_radius_ms: float = 150.0
-    min_dips_per_s: float = 2.5
-    max_steadiness: float = 0.65
     min_speech_s: float = 2.0
 
 
@@ -63,134 +75,278 @@ DEFAULT_VAD = VadConfig()
 
 @dataclass(frozen=True, slots=True)
 class SpeechCheck:
-    """Verdict of :func:`check_speech` on a whole clip, with the measured cues."""
+    """Verdict of :func:`check_speech` on a whole clip, with the measured figures."""
 
     ok: bool
     reason: str
-    active_s: float
-    dips_per_s: float
-    steadiness: float
+    speech_s: float
+    duration_s: float
+    min_speech_s: float
 
     def describe(self) -> str:
         """One sentence with the numbers, for error messages."""
         return (
-            f"{self.reason} (active speech {self.active_s:.1f} s, "
-            f"{self.dips_per_s:.1f} energy dips/s, spectral steadiness {self.steadiness:.2f})"
+            f"{self.reason} (the voice activity model hears {self.speech_s:.1f} s of speech "
+            f"in {self.duration_s:.1f} s of audio; enrollment needs {self.min_speech_s:g} s)"
         )
 
 
-def frame_dbfs(y: npt.ArrayLike, sr: int, *, config: VadConfig = DEFAULT_VAD) -> Float32:
-    """RMS level of each analysis frame in dB re full scale.
+class SileroVad:
+    """The Silero VAD ONNX model on onnxruntime (CPU, one thread by default).
+
+    Raises
+    ------
+    ContractError
+        The file is missing or is not a model with Silero's ``input``/``state``/``sr``
+        inputs (names the path): a worker refuses to start rather than gate nothing.
+    """
+
+    def __init__(self, path: Path | str | None = None, *, intra_op_threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path) if path is not None else default_model_path()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own types for bad files
+            raise ContractError(f"voice activity model {self.path}: cannot load: {exc}") from exc
+        names = {i.name for i in self.session.get_inputs()}
+        if names != {"input", "state", "sr"}:
+            raise ContractError(
+                f"voice activity model {self.path}: inputs {sorted(names)} are not Silero "
+                "VAD's ['input', 'sr', 'state']"
+            )
+
+    def step(self, chunks: Float32, states: Float32) -> tuple[Float32, Float32]:
+        """One chunk for each of ``n`` streams.
+
+        Parameters
+        ----------
+        chunks : np.ndarray [shape=(n, CONTEXT + CHUNK)]
+            Each stream's previous 64 samples then its next 512, at 16 kHz.
+        states : np.ndarray [shape=(2, n, 128)]
+
+        Returns
+        -------
+        probabilities : np.ndarray [shape=(n,)]
+        states : np.ndarray [shape=(2, n, 128)]
+        """
+        out, state = self.session.run(
+            None,
+            {
+                "input": np.ascontiguousarray(chunks, dtype=np.float32),
+                "state": np.ascontiguousarray(states, dtype=np.float32),
+                "sr": np.array(SR, dtype=np.int64),
+            },
+        )
+        return np.asarray(out, np.float32).reshape(-1), np.asarray(state, np.float32)
+
+    def probabilities(self, y: npt.ArrayLike, sr: int) -> Float32:
+        """Speech probability of each 32 ms chunk of a clip (``[shape=(ceil(n/512),)]``
+        at 16 kHz; the last chunk is padded with zeros)."""
+        bank = VadBank(self, history_chunks=None)
+        bank.push({"clip": _at_16k(y, sr)}, last=True)
+        return bank.context("clip").probabilities()
+
+
+@dataclass(slots=True)
+class VadContext:
+    """One stream's voice activity state (what :class:`VadBank` keeps per stream).
+
+    Attributes
+    ----------
+    state: the recurrent state ``[2, 128]``.
+    tail: the last ``CONTEXT`` samples scored.
+    pending: samples not yet making a full chunk.
+    position: stream samples (16 kHz) consumed into chunks so far; chunk ``k`` of
+        the history covers ``[ends[k] - CHUNK, ends[k])``.
+    probs, ends: recent chunk probabilities and the sample offset each chunk ends at.
+    """
+
+    state: Float32 = field(default_factory=lambda: np.zeros(STATE_SHAPE, np.float32))
+    tail: Float32 = field(default_factory=lambda: np.zeros(CONTEXT, np.float32))
+    pending: Float32 = field(default_factory=lambda: np.zeros(0, np.float32))
+    position: int = 0
+    probs: deque[float] = field(default_factory=deque)
+    ends: deque[int] = field(default_factory=deque)
+
+    def probabilities(self) -> Float32:
+        """The kept chunk probabilities, oldest first."""
+        return np.asarray(self.probs, dtype=np.float32)
+
+    def trim(self, *, before: int) -> None:
+        """Forget the probabilities of chunks ending at or before sample ``before``."""
+        while self.ends and self.ends[0] <= before:
+            self.ends.popleft()
+            self.probs.popleft()
+
+    def speech_share(self, start: int, end: int, threshold: float) -> float | None:
+        """Share of the chunks that start at most half a chunk before ``start`` and end
+        by ``end`` that are speech; ``None`` when none has been scored (or it was
+        forgotten). Chunks ending after ``end`` never count, so the answer does not
+        depend on how the stream's samples were split into pushes."""
+        ends = np.asarray(self.ends, dtype=np.int64)
+        inside = (ends - CHUNK // 2 >= start) & (ends <= end)
+        if not np.any(inside):
+            return None
+        probs = np.asarray(self.probs, dtype=np.float32)[inside]
+        return float(np.mean(probs >= threshold))
+
+
+class VadBank:
+    """Voice activity for many streams, advanced together in batched model calls.
 
     Parameters
     ----------
-    y : np.ndarray [shape=(n,)]
-        Mono float audio in [-1, 1].
-    sr : int
-        Sample rate of ``y``.
-
-    Returns
-    -------
-    np.ndarray [shape=(t,)]
-        ``20*log10(rms)`` per frame, floored at -120 dB; empty when ``y`` is
-        shorter than one frame.
+    model : SileroVad
+    history_chunks : int or None
+        Chunk probabilities kept per stream (``None``: all, for whole clips or for a
+        caller that trims them itself, :meth:`VadContext.trim`).
     """
-    frames = _frames(np.asarray(y, dtype=np.float32), sr, config)
-    if frames.shape[0] == 0:
-        return np.zeros(0, dtype=np.float32)
-    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
-    db: Float32 = (20.0 * np.log10(np.maximum(rms, 1e-6))).astype(np.float32)
-    return db
+
+    def __init__(self, model: SileroVad, *, history_chunks: int | None = HISTORY_CHUNKS) -> None:
+        self.model = model
+        self.history_chunks = history_chunks
+        self._streams: dict[str, VadContext] = {}
+
+    def context(self, stream_id: str) -> VadContext:
+        """The stream's context (created empty on first use)."""
+        ctx = self._streams.get(stream_id)
+        if ctx is None:
+            ctx = self._streams[stream_id] = VadContext(
+                probs=deque(maxlen=self.history_chunks), ends=deque(maxlen=self.history_chunks)
+            )
+        return ctx
+
+    def push(self, chunks: Mapping[str, Float32], *, last: bool = False) -> int:
+        """Append 16 kHz samples per stream and score every full chunk; returns the
+        number of chunks scored. ``last`` pads each stream's remainder to a chunk
+        (end of a clip or stream)."""
+        ready: list[tuple[VadContext, Float32]] = []
+        for stream_id, samples in chunks.items():
+            ctx = self.context(stream_id)
+            buf = np.concatenate([ctx.pending, np.asarray(samples, np.float32).reshape(-1)])
+            if last and buf.size % CHUNK:
+                buf = np.concatenate([buf, np.zeros(CHUNK - buf.size % CHUNK, np.float32)])
+            full = buf.size - buf.size % CHUNK
+            ctx.pending = buf[full:]
+            if full:
+                ready.append((ctx, buf[:full].reshape(-1, CHUNK)))
+        return self._score(ready)
+
+    def _score(self, ready: list[tuple[VadContext, Float32]]) -> int:
+        """Lockstep over chunk positions: call ``k`` scores chunk ``k`` of every stream
+        that has one, in one batch."""
+        scored = 0
+        depth = max((blocks.shape[0] for _, blocks in ready), default=0)
+        for k in range(depth):
+            rows = [(ctx, blocks[k]) for ctx, blocks in ready if blocks.shape[0] > k]
+            x = np.stack([np.concatenate([ctx.tail, chunk]) for ctx, chunk in rows])
+            states = np.stack([ctx.state for ctx, _ in rows], axis=1)
+            probs, new_states = self.model.step(x, states)
+            for i, (ctx, chunk) in enumerate(rows):
+                ctx.state = new_states[:, i, :].copy()
+                ctx.tail = chunk[-CONTEXT:].copy()
+                ctx.position += CHUNK
+                ctx.probs.append(float(probs[i]))
+                ctx.ends.append(ctx.position)
+            scored += len(rows)
+        return scored
+
+    def reset(self, stream_id: str, *, at_sample: int) -> None:
+        """Start the stream afresh at ``at_sample`` (after a gap the frontend resets)."""
+        self._streams.pop(stream_id, None)
+        self.context(stream_id).position = at_sample
+
+    def forget(self, stream_id: str) -> None:
+        """Drop a closed stream's state."""
+        self._streams.pop(stream_id, None)
+
+    def __len__(self) -> int:
+        return len(self._streams)
 
 
-def active_frames(db: Float32, *, config: VadConfig = DEFAULT_VAD) -> npt.NDArray[np.bool_]:
-    """Frames above both the absolute floor and the clip-relative floor."""
-    if db.size == 0:
-        return np.zeros(0, dtype=bool)
-    loud = float(np.percentile(db, 95))
-    return (db > config.floor_dbfs) & (db > loud - config.relative_db)
-
-
-def is_speech_window(y: npt.ArrayLike, sr: int, *, config: VadConfig = DEFAULT_VAD) -> bool:
-    """Whether one model window has enough active frames to embed.
-
-    Cheap (one framing and a mean) because it runs on every window of every stream;
-    the absolute floor makes a quiet line with only hiss fail even though hiss is
-    "loud" relative to itself.
-    """
-    db = frame_dbfs(y, sr, config=config)
-    if db.size == 0:
-        return False
-    return float(np.mean(active_frames(db, config=config))) >= config.min_active
-
-
-def check_speech(y: npt.ArrayLike, sr: int, *, config: VadConfig = DEFAULT_VAD) -> SpeechCheck:
-    """Decide whether a whole clip is usable speech for enrollment.
+def check_speech(
+    y: npt.ArrayLike, sr: int, *, model: SileroVad, config: VadConfig = DEFAULT_VAD
+) -> SpeechCheck:
+    """Decide whether a whole clip holds enough speech to enroll a voice.
 
     Returns
     -------
     SpeechCheck
-        ``ok`` and a snake_case ``reason``: ``"speech"``, ``"silence"``,
-        ``"too_little_speech"``, ``"no_syllables"`` (steady tone/drone/noise) or
-        ``"steady_spectrum"`` (tones, held music notes).
+        ``ok`` and a snake_case ``reason``: ``"speech"``, ``"no_speech"`` (silence,
+        tones, music, noise: no chunk over the threshold) or ``"too_little_speech"``.
     """
     audio = np.asarray(y, dtype=np.float32)
-    db = frame_dbfs(audio, sr, config=config)
-    active = active_frames(db, config=config)
-    hop_s = config.hop_ms / 1000.0
-    active_s = float(np.sum(active)) * hop_s
-    duration_s = max(len(db) * hop_s, 1e-9)
-    dips = _dips_per_s(db, config, duration_s)
-    steady = _steadiness(audio, sr, active, config)
-    if not np.any(active):
-        reason = "silence"
-    elif active_s < config.min_speech_s:
+    probs = model.probabilities(audio, sr)
+    speech_s = float(np.sum(probs >= config.threshold)) * CHUNK / SR
+    duration_s = audio.size / float(sr) if sr > 0 else 0.0
+    if speech_s == 0.0:
+        reason = "no_speech"
+    elif speech_s < config.min_speech_s:
         reason = "too_little_speech"
-    elif dips < config.min_dips_per_s:
-        reason = "no_syllables"
-    elif steady > config.max_steadiness:
-        reason = "steady_spectrum"
     else:
         reason = "speech"
-    return SpeechCheck(reason == "speech", reason, active_s, dips, steady)
+    return SpeechCheck(reason == "speech", reason, speech_s, duration_s, config.min_speech_s)
 
 
-def _frames(y: Float32, sr: int, config: VadConfig) -> Float32:
-    frame = max(1, round(sr * config.frame_ms / 1000.0))
-    hop = max(1, round(sr * config.hop_ms / 1000.0))
-    if y.ndim != 1 or y.shape[0] < frame:
-        return np.zeros((0, frame), dtype=np.float32)
-    n = 1 + (y.shape[0] - frame) // hop
-    return np.lib.stride_tricks.as_strided(
-        y, shape=(n, frame), strides=(y.strides[0] * hop, y.strides[0]), writeable=False
-    )
+def window_speech(
+    probabilities: Float32,
+    spans: npt.NDArray[np.int64],
+    sr: int,
+    *,
+    config: VadConfig = DEFAULT_VAD,
+) -> npt.NDArray[np.bool_]:
+    """Which windows of a clip are speech, from the clip's chunk probabilities.
 
-
-def _dips_per_s(db: Float32, config: VadConfig, duration_s: float) -> float:
-    """Energy dips (syllable and word gaps) per second.
-
-    A dip is a run of frames at least ``dip_db`` below the loudest frame within
-    ±``dip_radius_ms``, next to audible sound; speech makes 3–6 a second, a tone or
-    steady noise none, held music notes about one.
+    Parameters
+    ----------
+    probabilities : np.ndarray [shape=(n_chunks,)]
+        :meth:`SileroVad.probabilities` of the clip.
+    spans : np.ndarray [shape=(n_windows, 2)]
+        Window ``[start, end)`` sample offsets at ``sr``.
     """
-    if db.size == 0:
-        return 0.0
-    radius = max(1, round(config.dip_radius_ms / config.hop_ms))
-    peak = maximum_filter1d(db, size=2 * radius + 1, mode="nearest")
-    dip = (db < peak - config.dip_db) & (peak > config.floor_dbfs)
-    starts = np.count_nonzero(~dip[:-1] & dip[1:])
-    return float(starts) / duration_s
+    mids = (np.arange(probabilities.size) * CHUNK + CHUNK // 2) * (sr / SR)
+    speech = probabilities >= config.threshold
+    out = np.zeros(spans.shape[0], dtype=bool)
+    for i, (start, end) in enumerate(spans):
+        inside = (mids >= start) & (mids < end)
+        out[i] = bool(np.any(inside)) and float(np.mean(speech[inside])) >= config.min_active
+    return out
 
 
-def _steadiness(y: Float32, sr: int, active: npt.NDArray[np.bool_], config: VadConfig) -> float:
-    """Fraction of active frames whose magnitude spectrum matches the previous frame's."""
-    frames = _frames(y, sr, config)
-    if frames.shape[0] < 2 or not np.any(active):
-        return 0.0
-    spectra = np.abs(np.fft.rfft(frames * np.hanning(frames.shape[1]), axis=1))
-    norms = np.linalg.norm(spectra, axis=1) + 1e-12
-    cos = np.sum(spectra[1:] * spectra[:-1], axis=1) / (norms[1:] * norms[:-1])
-    both = active[1:] & active[:-1]
-    if not np.any(both):
-        return 0.0
-    return float(np.mean(cos[both] >= 0.98))
+def _at_16k(y: npt.ArrayLike, sr: int) -> Float32:
+    audio = np.asarray(y, dtype=np.float32).reshape(-1)
+    if sr == SR:
+        return audio
+    from stream.audio.resample import resample
+
+    return resample(audio, sr, SR)
+
+
+_MODELS: dict[Path, SileroVad] = {}
+
+
+def shared_model(path: Path | str | None = None) -> SileroVad:
+    """One loaded model per path for the process (CLI tools load it once)."""
+    key = Path(path) if path is not None else default_model_path()
+    if key not in _MODELS:
+        _MODELS[key] = SileroVad(key)
+    return _MODELS[key]
+
+
+__all__: list[Any] = [
+    "DEFAULT_VAD",
+    "SileroVad",
+    "SpeechCheck",
+    "VadBank",
+    "VadConfig",
+    "VadContext",
+    "check_speech",
+    "shared_model",
+    "window_speech",
+]

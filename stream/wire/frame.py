@@ -15,8 +15,9 @@ check on a zero-copy view of the payload. It raises only
 from __future__ import annotations
 
 import enum
+import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -38,15 +39,18 @@ H_ENCODING = "encoding"
 H_CHANNELS = "channels"
 H_CAPTURE_US = "capture-us"
 H_EOS = "eos"
+H_INSTANCE = "instance"
+MAX_INSTANCE_CHARS = 64
 
 ATTRIBUTE_PREFIX = "attr-"
 MAX_ATTRIBUTES = 32
 MAX_ATTRIBUTE_NAME_CHARS = 64
 MAX_ATTRIBUTE_VALUE_BYTES = 256
 _TAG_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_TAG_NAME_BYTES = frozenset("".join(_TAG_NAME_CHARS).encode("ascii"))
 
 REQUIRED_HEADERS: tuple[str, ...] = (H_VERSION, H_SEQ, H_RATE, H_ENCODING, H_CHANNELS, H_CAPTURE_US)
-KNOWN_HEADERS: frozenset[str] = frozenset((*REQUIRED_HEADERS, H_EOS))
+KNOWN_HEADERS: frozenset[str] = frozenset((*REQUIRED_HEADERS, H_EOS, H_INSTANCE))
 
 Header = tuple[str, bytes]
 Attributes = tuple[tuple[str, str], ...]
@@ -89,6 +93,9 @@ class AudioFrame:
     version: wire format version (``WIRE_VERSION``).
     attributes: optional ``(name, value)`` metadata of the stream (headers ``attr-<name>``,
         e.g. a Twilio call's custom parameters); the worker copies them into events.
+    instance: optional id of one run of the stream (header ``instance``): a stream id
+        sent again under a new instance is a new stream, with new event ids; ``None``
+        (no header): the stream id alone names the stream.
     """
 
     stream_id: str
@@ -101,6 +108,7 @@ class AudioFrame:
     payload: bytes = field(repr=False)
     version: int = WIRE_VERSION
     attributes: Attributes = ()
+    instance: str | None = None
 
     @property
     def n_samples(self) -> int:
@@ -122,6 +130,7 @@ def frame_headers(
     capture_us: int,
     eos: bool,
     attributes: Attributes = (),
+    instance: str | None = None,
 ) -> list[Header]:
     """The Kafka headers of one frame, in canonical order (no validation).
 
@@ -138,6 +147,8 @@ def frame_headers(
     ]
     if eos:
         headers.append((H_EOS, b"1"))
+    if instance is not None:
+        headers.append((H_INSTANCE, instance.encode("ascii")))
     headers.extend((ATTRIBUTE_PREFIX + name, value.encode("utf-8")) for name, value in attributes)
     return headers
 
@@ -187,6 +198,9 @@ def encode_frame(
         )
     _check_samples(frame)
     _check_attributes(frame)
+    if frame.instance is not None and not valid_instance(frame.instance):
+        message = _instance_message(frame.instance)
+        raise _error("invalid_header", message, frame.stream_id, frame.seq)
     headers = frame_headers(
         seq=frame.seq,
         sample_rate=frame.sample_rate,
@@ -195,6 +209,7 @@ def encode_frame(
         capture_us=capture,
         eos=frame.eos,
         attributes=frame.attributes,
+        instance=frame.instance,
     )
     return key, frame.payload, headers
 
@@ -248,6 +263,7 @@ def _decode_full(
         payload=b"" if value is None else bytes(value),
         version=version,
         attributes=tuple(attributes),
+        instance=_instance_header(fields, stream_id, seq),
     )
     _check_samples(frame)
     return frame
@@ -289,6 +305,9 @@ def _decode_plain(
     eos = fields.get(H_EOS, b"0")
     if seq is None or capture_us is None or (eos != b"0" and eos != b"1"):
         return None
+    instance = fields.get(H_INSTANCE)
+    if instance is not None and not (type(instance) is bytes and _plain_instance(instance)):
+        return None
     constants = _plain_constants(fields)
     if constants is None:
         return None
@@ -300,9 +319,15 @@ def _decode_plain(
     if len(value) % block or not (value or eos == b"1"):
         return None  # a bad payload length: the full parser names it
     frame = AudioFrame(stream_id, seq, rate, encoding, channels, capture_us, eos == b"1", value)
+    if instance is not None:
+        frame = replace(frame, instance=instance.decode("ascii"))
     if encoding is Encoding.PCM_F32LE:  # rate, channels and length are known good here
         _check_samples(frame)
     return frame
+
+
+def _plain_instance(raw: bytes) -> bool:
+    return 0 < len(raw) <= MAX_INSTANCE_CHARS and _TAG_NAME_BYTES.issuperset(raw)
 
 
 def _plain_int(raw: object) -> int | None:
@@ -498,6 +523,33 @@ def _encoding_header(fields: dict[str, bytes], stream_id: str, seq: int) -> Enco
             seq,
         )
     return encoding
+
+
+def new_instance() -> str:
+    """A fresh ``instance`` header value for one run of a producer (16 hex digits,
+    random): what makes a stream id sent again a new stream, not a repeat."""
+    return secrets.token_hex(8)
+
+
+def valid_instance(instance: str) -> bool:
+    """An ``instance`` header value: 1..``MAX_INSTANCE_CHARS`` of ``A-Z a-z 0-9 _ . -``."""
+    return 0 < len(instance) <= MAX_INSTANCE_CHARS and _TAG_NAME_CHARS.issuperset(instance)
+
+
+def _instance_message(instance: object) -> str:
+    return (
+        f"header 'instance' = {instance!r:.80} is not 1..{MAX_INSTANCE_CHARS} of the "
+        "characters A-Z a-z 0-9 _ . -"
+    )
+
+
+def _instance_header(fields: dict[str, bytes], stream_id: str, seq: int) -> str | None:
+    raw = fields.get(H_INSTANCE)
+    if raw is None:
+        return None
+    if not _plain_instance(raw):
+        raise _error("invalid_header", _instance_message(raw[:80]), stream_id, seq)
+    return raw.decode("ascii")
 
 
 def _eos_header(fields: dict[str, bytes], stream_id: str, seq: int) -> bool:

@@ -34,12 +34,13 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 
 from stream.control.active import ActiveModel
 from stream.control.follower import ControlFollower, ReloadPolicy
+from stream.control.gate import SPEAKER_SWAP_REFUSED
 from stream.control.signing import Verifier
 from stream.errors import BrokerError
 from stream.events import ModelRef
@@ -58,6 +59,9 @@ from stream.worker.metrics import WorkerMetrics
 from stream.worker.producer import BatchSender
 from stream.worker.runtime import EmbeddingSpeakerHook, WorkerRuntime
 
+if TYPE_CHECKING:
+    from stream.speakers.vad import SileroVad
+
 log = logging.getLogger(__name__)
 
 EXPIRE_INTERVAL_S = 1.0
@@ -65,11 +69,6 @@ EXIT_FATAL = 70  # EX_SOFTWARE: the runtime failed; a supervisor restarts and re
 FATAL_GRACE_S = 15.0  # time Faust gets to stop cleanly before the process exits anyway
 PRODUCER_LINGER_S = 0.005
 PRODUCER_MAX_BATCH_BYTES = 64 * 1024
-SPEAKER_SWAP_REFUSED = (
-    "this worker does not swap its speaker model live: enrolled speakers are bound to the "
-    "embedding model's version; re-enroll for the new version, then restart the workers "
-    "with --speaker-model"
-)
 
 
 class Fatal:
@@ -126,24 +125,57 @@ class Worker:
     active: ActiveModel | None = None
     control: ControlFollower | None = None
     fatal: Fatal | None = None
+    served_because: str = "given"  # why ``model`` (choose_model), for the start-up line
 
 
 def load_model(settings: WorkerSettings, *, control_topic: str | None = None) -> OnnxModel:
-    """The label model to serve: the one the control topic announces for the label role
-    (so a restart after a hot swap, and its replay, score with the active model),
-    else the last good announcement, else the one named by the settings (refuses a
-    bad one: ModelError).
+    """The label model to serve (:func:`choose_model` without the reason)."""
+    return choose_model(settings, control_topic=control_topic)[0]
+
+
+def choose_model(
+    settings: WorkerSettings, *, control_topic: str | None = None
+) -> tuple[OnnxModel, str]:
+    """The label model to serve, and why it is that one (for the start-up line).
+
+    The one the control topic announces for the label role (so a restart after a hot
+    swap, and its replay, score with the active model), else the last good
+    announcement, else the one named by the settings. ``--model`` is resolved first
+    whatever the topic holds, so a reference that names nothing fails the start on
+    every prefix (ModelError); an explicit ``--model`` passed over for an announced
+    model is logged as a warning, never in silence.
 
     An announced model that fails its checks is logged and passed over; the running
     worker's control follower reports the refusal on the topic.
     """
+    model_dir = resolve_model_dir(settings.model, repo=settings.model_repo, role=Role.LABEL)
+    flag = "the default label model" if settings.model is None else f"--model {settings.model}"
     if control_topic is not None:
         status_topic = Topics().with_prefix(settings.topic_prefix).control_status
         announced = _announced_model(settings, control_topic, status_topic)
         if announced is not None:
-            return announced
-    model_dir = resolve_model_dir(settings.model, repo=settings.model_repo, role=Role.LABEL)
-    return OnnxModel.load(model_dir, device=settings.device)
+            m = announced.manifest
+            why = f"announced on {control_topic} (tympan models publish)"
+            if settings.model is not None and not _same_dir(announced.model_dir, model_dir):
+                log.warning(
+                    "serving %s@%s, %s, not %s (%s): the control topic decides for every "
+                    "worker of the prefix; publish that model to serve it",
+                    m.name,
+                    m.version,
+                    why,
+                    flag,
+                    model_dir,
+                )
+                why += f"; {flag} passed over"
+            return announced, why
+    return OnnxModel.load(model_dir, device=settings.device), flag
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def _announced_model(
@@ -209,7 +241,9 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
     """Load the model and wire the Faust app, the pipeline and the runtime together."""
     limit_blas_threads()
     topics = Topics().with_prefix(settings.topic_prefix)
-    model = model or load_model(settings, control_topic=topics.control)
+    because = "given"
+    if model is None:
+        model, because = choose_model(settings, control_topic=topics.control)
     app = WorkerApp(settings.group_id, **_faust_settings(settings))
     spec = model.spec
     speakers, follower = (
@@ -248,6 +282,7 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
         on_fatal=fatal,
         current_model=active.current,
         dead_letter_max_bytes=settings.dead_letter_max_bytes,
+        vad=_voice_activity() if speakers is not None else None,
     )
     plan = ConsumerPlan(
         settings.kafka,
@@ -259,7 +294,9 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
         record_limits=settings.record_limits,
     )
     serve_audio(app, plan, runtime, commits, metrics=metrics, on_fatal=fatal)
-    control = _follow_control(app, settings, topics, active, pipeline, send, fatal)
+    control = _follow_control(
+        app, settings, topics, active, pipeline, send, fatal, speakers.model if speakers else None
+    )
     if follower is not None:
 
         async def follow_registry() -> None:
@@ -267,9 +304,11 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
                 await follower.start()
             except Exception as exc:
                 fatal(exc, "the speaker registry follower")
+                return
+            warn_if_nobody_enrolled(len(follower.registry), f"topic {follower.topic}")
 
         cast(Any, app).task(follow_registry)
-    return Worker(app, runtime, model, topics, settings, active, control, fatal)
+    return Worker(app, runtime, model, topics, settings, active, control, fatal, because)
 
 
 def _follow_control(
@@ -280,6 +319,7 @@ def _follow_control(
     pipeline: Pipeline,
     send: Any,
     fatal: Fatal,
+    speaker_model: ModelRef | None = None,
 ) -> ControlFollower:
     """Hot reload (``docs/hot-reload.md``): a task that follows the control topic
     with a plain, group-less consumer, since every worker must see every record."""
@@ -301,7 +341,8 @@ def _follow_control(
         send=send,
         status_topic=topics.control_status,  # workers never write the control topic
         on_swap=pipeline.serve,  # new summaries name it, its windows get its thresholds
-        refuse={Role.SPEAKER: SPEAKER_SWAP_REFUSED} if settings.speaker_model else None,
+        refuse={Role.SPEAKER: SPEAKER_SWAP_REFUSED} if speaker_model else None,
+        fixed={Role.SPEAKER: speaker_model} if speaker_model else None,
     )
 
     async def follow_control() -> None:
@@ -342,7 +383,9 @@ def load_speakers(
     binding = ModelBinding(name, version, embedder.manifest.embedding_dim or 0)
     follower: Any = None
     if settings.speaker_registry is not None:
-        scorer = load_registry(settings.speaker_registry, model=binding).scorer()
+        registry = load_registry(settings.speaker_registry, model=binding)
+        warn_if_nobody_enrolled(len(registry), f"directory {settings.speaker_registry}")
+        scorer = registry.scorer()
 
         def current() -> Any:
             return scorer
@@ -360,6 +403,26 @@ def load_speakers(
         embedder.embed_windows, current, ModelRef(name, version), embedder.spec
     )
     return hook, follower
+
+
+def warn_if_nobody_enrolled(speakers: int, source: str) -> None:
+    """Warn loudly at start when the speaker registry holds nobody: every speaker event
+    would say ``unknown``, which reads like a verdict rather than a missing setup.
+
+    ``tympan speakers enroll`` writes a local registry directory; a worker reads the
+    registry topic (or ``--speaker-registry DIR``), so a speaker enrolled without
+    ``--publish`` never reaches it.
+    """
+    if speakers:
+        return
+    log.warning(
+        "speaker registry %s holds no enrolled speaker: every speaker event and summary "
+        "will say 'unknown' until one is enrolled. Enroll with `tympan speakers enroll "
+        "NAME FILE... --publish` (workers follow the topic live), publish the local "
+        "registry with `tympan speakers sync`, or start the worker with "
+        "--speaker-registry <the registry directory `tympan speakers list` shows>",
+        source,
+    )
 
 
 def _faust_settings(settings: WorkerSettings) -> dict[str, Any]:
@@ -385,3 +448,11 @@ def _faust_settings(settings: WorkerSettings) -> dict[str, Any]:
         # web_port 0 turns the web server off; Faust keeps its own port then
         **({"web_port": settings.web_port} if settings.web_port else {}),
     }
+
+
+def _voice_activity() -> SileroVad:
+    """Silero VAD (``models/zoo/vad/silero``): decides which windows the speaker
+    tracker embeds. A missing or broken file refuses the worker (ContractError)."""
+    from stream.speakers.vad import SileroVad
+
+    return SileroVad()

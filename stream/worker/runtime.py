@@ -38,7 +38,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -53,12 +53,23 @@ from stream.events import (
 from stream.events.kinds import LABELS, REJECTED, SPEAKERS, SUMMARIES
 from stream.inference.batcher import Batcher
 from stream.kafka.topics import Topics
-from stream.pipeline import Pipeline, Record, SpeakerStage, Step, WindowJob, embed_speech
+from stream.pipeline import (
+    Pipeline,
+    Record,
+    SpeakerStage,
+    Step,
+    WindowJob,
+    embed_speech,
+    stream_key,
+)
 from stream.roles import SPEECH_LABEL
 from stream.settings import BatchingPolicy
 from stream.types import Infer, Send
 from stream.worker.delivery import OffsetLedger
 from stream.worker.metrics import WorkerMetrics, observe_many
+
+if TYPE_CHECKING:  # onnxruntime and the speakers package load only with speaker tracking
+    from stream.speakers.vad import SileroVad
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +159,8 @@ class WorkerRuntime:
         event names the model that scored it; default ``(infer, pipeline.model)``.
     dead_letter_max_bytes: payload bytes a dead letter keeps
         (:meth:`~stream.events.RejectedRecord.bounded`).
+    vad: the voice activity model that picks the windows the speaker tracker embeds
+        (``SpeakerStage.vad``); ``None``: the label model's ``speech`` label does.
     """
 
     def __init__(
@@ -164,6 +177,7 @@ class WorkerRuntime:
         on_fatal: Callable[[BaseException], None] | None = None,
         current_model: CurrentModel | None = None,
         dead_letter_max_bytes: int = DEAD_LETTER_PAYLOAD_BYTES,
+        vad: SileroVad | None = None,
     ) -> None:
         self.pipeline = pipeline
         self._current_model = current_model or (lambda: (infer, pipeline.model))
@@ -173,7 +187,9 @@ class WorkerRuntime:
         self.metrics = metrics or WorkerMetrics()
         self.speakers = speakers
         if speakers is not None and pipeline.speakers is None:
-            stage = SpeakerStage(speakers.model, speakers.scorer, speech_label=SPEECH_LABEL)
+            stage = SpeakerStage(
+                speakers.model, speakers.scorer, speech_label=SPEECH_LABEL, vad=vad
+            )
             pipeline.track_speakers(stage)
         self.ledger = OffsetLedger()
         self._ack = ack
@@ -315,7 +331,7 @@ class WorkerRuntime:
         probabilities, _ = infer(x)
         embeddings: list[Any] = [None] * len(jobs)
         if self.speakers is not None:
-            speech = self.pipeline.speech_mask(probabilities)
+            speech = self.pipeline.speech_mask(probabilities, jobs)
             embeddings = embed_speech(jobs, speech, self.speakers.embed)
         return [(probabilities[i], embeddings[i], model) for i in range(len(jobs))]
 
@@ -369,14 +385,16 @@ class WorkerRuntime:
         speakers: dict[str, list[SpeakerEvent]] = {}
         try:
             for event in self.pipeline.complete_speakers(jobs, [e for _, e, _ in outputs]):
-                speakers.setdefault(event.stream_id, []).append(event)
+                speakers.setdefault(stream_key(event.stream_id, event.instance), []).append(event)
         except Exception as exc:  # tracker state of these streams is unknown now
             failed = {
-                j.window.stream_id
+                j.window.stream_id: j.stream_id
                 for j, (_, e, _) in zip(jobs, outputs, strict=True)
                 if e is not None
             }
-            rejected.extend(self._abandon(sid, exc, "tracking speakers") for sid in failed)
+            rejected.extend(
+                self._abandon(sid, exc, "tracking speakers", shown) for sid, shown in failed.items()
+            )
         out: list[tuple[str, LabelEvent | SpeakerEvent, bytes]] = []
         model = outputs[0][2]
         for sid, rows in _by_stream(jobs).items():
@@ -389,7 +407,8 @@ class WorkerRuntime:
                 ]
                 mine += [(self.topics.of(SPEAKERS), e, e.to_json()) for e in speakers.get(sid, [])]
             except Exception as exc:
-                rejected.append(self._abandon(sid, exc, "completing its windows"))
+                shown = jobs[rows[0]].stream_id
+                rejected.append(self._abandon(sid, exc, "completing its windows", shown))
                 continue
             out.extend(mine)
         return out, [r for r in rejected if r is not None]
@@ -399,8 +418,8 @@ class WorkerRuntime:
     ) -> RejectedRecord | None:
         """The dead letter of a window the model scored NaN or infinite: no label
         event for it, the stream goes on (a replay gives the same dead letter)."""
-        sid = job.window.stream_id
-        origin = self.pipeline.origin(sid, job)
+        sid = job.stream_id
+        origin = self.pipeline.origin(job.window.stream_id, job)
         if origin is None:
             return None  # stream dropped (revoked): its new owner replays it
         partition, offset = origin
@@ -418,20 +437,23 @@ class WorkerRuntime:
             offset=offset,
         )
 
-    def _abandon(self, sid: str, exc: BaseException, doing: str) -> RejectedRecord | None:
+    def _abandon(
+        self, sid: str, exc: BaseException, doing: str, shown: str | None = None
+    ) -> RejectedRecord | None:
         """Contain an unexpected exception to its stream: close the stream (its
         summary follows) and return its ``internal_error`` dead letter, pointing at the
-        stream's first record."""
+        stream's first record. ``sid``: the pipeline's stream key; ``shown``: the stream
+        id the dead letter names (default ``sid``)."""
         origin = self.pipeline.origin(sid)
         log.error("stream %r: %s failed (%r); closing the stream", sid, doing, exc, exc_info=exc)
         if origin is None or not self.pipeline.abandon(sid):
             return None
         partition, offset = origin
         return RejectedRecord(
-            stream_id=sid,
+            stream_id=shown or sid,
             reason=INTERNAL_ERROR,
             message=(
-                f"stream {sid!r} (partition {partition}, first offset {offset}): "
+                f"stream {shown or sid!r} (partition {partition}, first offset {offset}): "
                 f"{doing} raised {type(exc).__name__}: {exc}; the stream is closed"
             ),
             topic=self.topics.audio,
@@ -443,9 +465,9 @@ class WorkerRuntime:
     async def _send_event(
         self, topic: str, event: LabelEvent | SpeakerEvent, value: bytes | None = None
     ) -> None:
-        sid = event.stream_id
+        sid = stream_key(event.stream_id, event.instance)
         value = event.to_json() if value is None else value
-        delivery = await self._send(topic, sid.encode(), value)
+        delivery = await self._send(topic, event.stream_id.encode(), value)
         self.metrics.events_out_to(topic).inc()
         if self.pipeline.stream_partition(sid) is None:
             return  # stream dropped (revoked): nothing to pin
@@ -460,14 +482,14 @@ class WorkerRuntime:
         self.metrics.active_streams.set(self.pipeline.active_streams)
 
     async def _send_summary(self, partition: int, summary: SummaryEvent) -> None:
-        sid = summary.stream_id
+        sid = stream_key(summary.stream_id, summary.instance)
         pending = self._deliveries.pop(sid, [])
         try:
             value = summary.to_json()
         except Exception as exc:  # contained: the stream's dead letter says why
             log.error("stream %r: summary not serializable: %r", sid, exc, exc_info=exc)
             bad = RejectedRecord(
-                stream_id=sid,
+                stream_id=summary.stream_id,
                 reason=INTERNAL_ERROR,
                 message=(
                     f"stream {sid!r} (partition {partition}): its summary raised "
@@ -479,7 +501,7 @@ class WorkerRuntime:
             )
             await self._dead_letter(bad, unpin=summary.event_id, deliveries=pending)
             return
-        delivery = await self._send(self.topics.of(SUMMARIES), sid.encode(), value)
+        delivery = await self._send(self.topics.of(SUMMARIES), summary.stream_id.encode(), value)
         self.metrics.events_out_to(self.topics.of(SUMMARIES)).inc()
         pending = [*pending, delivery]
         log.info(

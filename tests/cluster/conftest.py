@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from stream.errors import BrokerError
+from stream.kafka.admin import wait_for_broker
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import wait_for_broker
 from tests.support.cluster import Cluster
 
 _HERE = Path(__file__).resolve().parent

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from stream.kafka.topics import Topics, describe_topics
+from stream.kafka.admin import describe_topics
+from stream.kafka.topics import Topics
 from tests.integration.kafka_helpers import consume_all
 from tests.support.cluster import Cluster
 

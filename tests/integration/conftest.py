@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from stream.errors import BrokerError
+from stream.kafka.admin import delete_topics, ensure_topics, list_topics, wait_for_broker
 from stream.kafka.config import DEFAULT_BOOTSTRAP, ENV_BROKER, KafkaClientConfig
-from stream.kafka.topics import Topics, delete_topics, ensure_topics, list_topics, wait_for_broker
+from stream.kafka.topics import Topics
 
 _HERE = Path(__file__).resolve().parent
 

@@ -22,8 +22,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from stream.errors import BrokerError
+from stream.kafka.admin import describe_topics
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import describe_topics
 
 Bootstrap = str | KafkaClientConfig
 KeyValue = tuple[bytes | None, bytes | None]

@@ -17,14 +17,9 @@ from kafka_helpers import ScratchBroker, consume_all, produce_records
 
 from stream.cli import main as tympan
 from stream.errors import BrokerError
+from stream.kafka.admin import delete_topics, describe_topics, ensure_topics, wait_for_broker
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import (
-    Topics,
-    delete_topics,
-    describe_topics,
-    ensure_topics,
-    wait_for_broker,
-)
+from stream.kafka.topics import Topics
 
 ECHO_APP = Path(__file__).with_name("faust_echo_app.py")
 

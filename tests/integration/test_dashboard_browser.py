@@ -49,8 +49,9 @@ from worker_harness import (
 from stream.events import ModelRef, SpeakerEvent, WindowSpan
 from stream.features.frontend import FeatureBank
 from stream.inference.session import OnnxModel
+from stream.kafka.admin import delete_topics, ensure_topics, list_topics
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import Topics, delete_topics, ensure_topics, list_topics
+from stream.kafka.topics import Topics
 from stream.pipeline import Pipeline, PipelinePolicy, Record
 from stream.wire import encode_frame
 from tests.support.onnx_models import make_tiny_model_dir

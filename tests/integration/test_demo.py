@@ -86,7 +86,16 @@ def run(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoR
     yield result
     prefix = f"demo-{run_id}"  # the run's topics, off the shared broker
     subprocess.run(
-        [".venv/bin/tympan", "topics", "delete", "--broker", broker, "--topic-prefix", prefix, "--yes"],
+        [
+            ".venv/bin/tympan",
+            "topics",
+            "delete",
+            "--broker",
+            broker,
+            "--topic-prefix",
+            prefix,
+            "--yes",
+        ],
         cwd=demo.REPO,
         capture_output=True,
         check=False,

@@ -6,8 +6,9 @@ import asyncio
 
 import numpy as np
 
+from stream.kafka.admin import describe_topics
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import Topics, describe_topics
+from stream.kafka.topics import Topics
 from stream.speakers.registry import ModelBinding, SpeakerRegistry
 from stream.speakers.topic import RegistryFollower, publish
 

@@ -22,16 +22,16 @@ import soundfile as sf
 from kafka_helpers import consume_all
 from worker_harness import TYMPAN, WorkerProcess, noise, read_json, tiny_model, wait_for
 
-from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import (
+from stream.kafka.admin import (
     EnsureReport,
-    Topics,
     admin_client,
     delete_topics,
     describe_topics,
     ensure_topics,
     list_topics,
 )
+from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topics import Topics
 
 pytestmark = pytest.mark.kafka
 

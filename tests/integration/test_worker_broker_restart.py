@@ -28,8 +28,9 @@ from worker_harness import (
     wait_for_ids,
 )
 
+from stream.kafka.admin import ensure_topics
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import Topics, ensure_topics
+from stream.kafka.topics import Topics
 
 pytestmark = pytest.mark.slow
 

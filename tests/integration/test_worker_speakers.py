@@ -85,8 +85,10 @@ def _frames(stream_id: str, y: np.ndarray) -> list[AudioFrame]:
 def _expected(
     embedder: SpeakerEmbedder, registry: Path, streams: Sequence[Sequence[AudioFrame]]
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """What the synchronous pipeline says about the same frames."""
+    """What the synchronous pipeline says about the same frames (the worker's stage:
+    Silero VAD picks the speech windows)."""
     from stream.speakers.registry import load_registry
+    from stream.speakers.vad import shared_model
 
     scene = OnnxModel.load(SCENE)
     scorer = load_registry(registry).scorer()
@@ -98,7 +100,7 @@ def _expected(
         FeatureBank(scene.spec),
         PipelinePolicy(),
         aux_frontend=FeatureBank(embedder.spec),
-        speakers=SpeakerStage(ModelRef(name, version), lambda: scorer),
+        speakers=SpeakerStage(ModelRef(name, version), lambda: scorer, vad=shared_model()),
     )
 
     def embed(jobs: Sequence[WindowJob]) -> np.ndarray:

@@ -32,8 +32,9 @@ from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.inference.session import OnnxModel
+from stream.kafka.admin import delete_topics, ensure_topics
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import Topics, delete_topics, ensure_topics
+from stream.kafka.topics import Topics
 from stream.pipeline import Pipeline, PipelinePolicy, Record
 from stream.produce import frames_from_array, frames_from_payload, produce_frames
 from stream.wire import AudioFrame, Encoding, encode_frame

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from stream.errors import BrokerError
+from stream.kafka.admin import wait_for_broker
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import Topics, wait_for_broker
+from stream.kafka.topics import Topics
 
 _HERE = Path(__file__).resolve().parent
 REPO = _HERE.parents[1]

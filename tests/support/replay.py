@@ -65,7 +65,7 @@ def replay(
             x = stack_windows([job.window for job in step.jobs], pipeline.spec)
             probabilities = infer(x)
             if embed is not None and pipeline.speakers is not None:
-                speech = pipeline.speech_mask(probabilities)
+                speech = pipeline.speech_mask(probabilities, step.jobs)
                 embeddings = embed_speech(step.jobs, speech, embed)
                 run.speakers.extend(pipeline.complete_speakers(step.jobs, embeddings))
             run.labels.extend(pipeline.complete(step.jobs, probabilities))

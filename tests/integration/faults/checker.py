@@ -37,8 +37,9 @@ from worker_harness import (
     wait_for,
 )
 
+from stream.kafka.admin import describe_topics
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import Topics, describe_topics
+from stream.kafka.topics import Topics
 
 RSS_LIMIT_MB = 1500.0  # a worker (Faust, onnxruntime, the tiny model) idles near 250 MB
 

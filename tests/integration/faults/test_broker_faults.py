@@ -16,8 +16,9 @@ import pytest
 from brokers import PrivateBroker
 from scenario import FULL, SESSION_TIMEOUT_S, Scenario
 
+from stream.kafka.admin import ensure_topics
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import Topics, ensure_topics
+from stream.kafka.topics import Topics
 
 N_STREAMS, SECONDS = (8, 20.0) if FULL else (4, 6.0)
 FREEZE_S = 60.0 if FULL else 25.0

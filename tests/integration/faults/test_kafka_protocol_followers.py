@@ -45,8 +45,9 @@ from test_poison_corpus import documented_reasons
 from worker_harness import LABELS, REPO, SPEC, interleave, produce, wait_for
 
 from stream.control.gate import announce
+from stream.kafka.admin import describe_topics
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import Topics, describe_topics
+from stream.kafka.topics import Topics
 from tests.support.onnx_models import make_tiny_model_dir
 
 SPEAKER_MODEL = REPO / "models" / "zoo" / "speaker-embed" / "1"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from stream.cli.tail import ROWS
 from stream.events import (
     LabelEvent,
@@ -37,3 +39,11 @@ def test_summary_rows_show_the_tracks_tags() -> None:
     )  # fmt: skip
     row = ROWS["summaries"](event.to_dict())
     assert "tags: organ(0.93,100%) bass(0.41,60%)" in row
+
+
+def test_rows_name_the_instance_of_a_reused_stream_id() -> None:
+    long_id = "an-upload-with-a-long-name.wav"
+    event = dataclasses.replace(_label(None), stream_id=long_id, instance="0123456789abcdef")
+    row = ROWS["labels"](event.to_dict())
+    assert row.startswith(long_id[:15] + "#01234567 ")
+    assert ROWS["labels"](_label(None).to_dict()).startswith("up-1 ")  # no instance: the id

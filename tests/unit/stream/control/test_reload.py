@@ -4,6 +4,7 @@ itself between batches, and the follower's accept/refuse reports."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,13 @@ import pytest
 
 from stream.control.active import ActiveModel
 from stream.control.follower import ControlFollower
-from stream.control.gate import announce, load_announced, prepare, validate_model
+from stream.control.gate import (
+    announce,
+    check_publishable,
+    load_announced,
+    prepare,
+    validate_model,
+)
 from stream.control.records import (
     LAST_GOOD_PREFIX,
     ModelAnnouncement,
@@ -27,7 +34,7 @@ from stream.errors import ConfigError, FeatureSpecError, ModelError, ParityError
 from stream.events import ModelRef
 from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
-from stream.inference.manifest import MODEL_FILE
+from stream.inference.manifest import MODEL_FILE, load_manifest
 from stream.inference.session import OnnxModel
 from stream.kafka.config import KafkaClientConfig
 from stream.kafka.topics import Topics
@@ -369,6 +376,60 @@ def test_follower_reports_roles_it_cannot_swap_live(repo: Path) -> None:
     assert [k for _, k, _ in producer.sent] == [b"status/w1/speaker"]
 
 
+def _republished(announcement: ModelAnnouncement) -> bytes:
+    """The same model announced again later (another record on the topic)."""
+    return dataclasses.replace(announcement, published_at="2099-01-01T00:00:00Z").to_json()
+
+
+def test_an_announcement_of_the_speaker_model_a_worker_runs_is_no_refusal(repo: Path) -> None:
+    producer = Producer()
+    follower = _follower(
+        repo,
+        producer,
+        refuse={Role.SPEAKER: "enrollments are bound to the embedding model"},
+        fixed={Role.SPEAKER: ModelRef("tiny", "2")},
+    )
+    runs = announce(repo / "tiny" / "2", role="speaker", repo=repo)
+    other = announce(repo / "tiny" / "1", role="speaker", repo=repo)
+
+    async def main() -> list[Any]:
+        return [
+            await follower.on_record(runs.key, runs.to_json()),
+            await follower.on_record(other.key, other.to_json()),
+            await follower.on_record(runs.key, _republished(runs)),
+        ]
+
+    same, refused, back = asyncio.run(main())
+    assert same is None  # the model it runs: nothing to refuse, nothing to say
+    assert refused.state == "refused" and refused.version == "1"
+    assert back.state == "active" and back.version == "2"  # the newest state, not the refusal
+
+
+def test_after_a_refusal_a_good_announcement_of_the_serving_model_is_reported(
+    repo: Path,
+) -> None:
+    producer = Producer()
+    follower = _follower(repo, producer)
+    other_labels = repo / "other" / "1"
+    make_tiny_model_dir(other_labels, spec=SPEC, labels=("a", "b", "c"), name="other")
+    refused_one = announce(other_labels, role="scene", repo=repo)
+    serving = announce(repo / "tiny" / "1", role="scene", repo=repo)
+
+    async def main() -> list[Any]:
+        return [
+            await follower.on_record(serving.key, serving.to_json()),
+            await follower.on_record(refused_one.key, refused_one.to_json()),
+            await follower.on_record(serving.key, _republished(serving)),
+        ]
+
+    first, refused, good = asyncio.run(main())
+    assert first is None  # loaded at start from this record: nothing new
+    assert refused.state == "refused" and "labels" in refused.reason
+    assert good.state == "active" and good.version == "1"
+    states = [v.get("state") for _, k, v in producer.sent if k == b"status/w1/scene"]
+    assert states == ["refused", "active"]
+
+
 def test_control_records_of_the_previous_release_still_apply(repo: Path) -> None:
     """Records already on the compacted topic spell the label role ``scene``: a worker
     applies them, and what it writes back keeps that spelling for older workers."""
@@ -404,6 +465,31 @@ def test_a_last_good_record_under_another_roles_key_is_passed_over(repo: Path) -
     assert announcements({b"last-good/scene": label}, prefix=LAST_GOOD_PREFIX).keys() == {
         Role.LABEL
     }
+
+
+def test_publish_refuses_what_the_serving_workers_would_refuse(repo: Path) -> None:
+    other = make_tiny_model_dir(repo / "other" / "1", spec=SPEC, labels=("a", "b"), name="other")
+    served = announce(repo / "tiny" / "1", role="scene", repo=repo)
+    latest = {served.key: served.to_json()}
+    with pytest.raises(ModelError, match=r"labels \['a', 'b'\] differ.*restart the workers"):
+        check_publishable(load_manifest(other), latest, role=Role.LABEL, repo=repo)
+    check_publishable(load_manifest(repo / "tiny" / "2"), latest, role=Role.LABEL, repo=repo)
+    # a worker's newest "active" status says what it serves, before any announcement
+    status = json.dumps(
+        {"worker": "w1", "app_id": "a", "role": "scene", "state": "active", "name": "other",
+         "version": "1", "reason": "", "at": "2099-01-01T00:00:00Z"}
+    ).encode()  # fmt: skip
+    with_status = {**latest, b"status/w1/scene": status}
+    check_publishable(load_manifest(other), with_status, role=Role.LABEL, repo=repo)
+    # speaker models are never swapped live: only the one the workers run passes
+    speaker = announce(repo / "tiny" / "1", role="speaker", repo=repo)
+    speakers = {speaker.key: speaker.to_json()}
+    v1, v2 = load_manifest(repo / "tiny" / "1"), load_manifest(repo / "tiny" / "2")
+    with pytest.raises(ModelError, match="does not swap its speaker model live"):
+        check_publishable(v2, speakers, role=Role.SPEAKER, repo=repo)
+    check_publishable(v1, speakers, role=Role.SPEAKER, repo=repo)
+    # nothing on the topic and no default model in the repository: nothing to compare
+    check_publishable(load_manifest(other), {}, role=Role.LABEL, repo=repo)
 
 
 def test_models_publish_refuses_before_touching_the_broker(

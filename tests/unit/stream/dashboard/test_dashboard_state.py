@@ -317,3 +317,12 @@ def test_tags_from_the_wire_are_bounded_and_checked() -> None:
     state.apply("labels", event, T0)
     (view,) = state.snapshot(T0)["streams"]
     assert view["tags"] == [{"tag": "a", "score": 0.9}, {"tag": "b", "score": None}]
+
+
+def test_two_runs_of_one_stream_id_are_two_streams() -> None:
+    state = DashboardState()
+    for instance in ("run-one", "run-two"):
+        state.apply("labels", {**label("up.wav", 0, "speech"), "instance": instance}, T0)
+    state.apply("labels", label("up.wav", 0, "speech"), T0)  # a header-less stream
+    names = sorted(s["stream_id"] for s in state.snapshot(T0)["streams"])
+    assert names == ["up.wav", "up.wav#run-one", "up.wav#run-two"]

@@ -228,3 +228,26 @@ def test_a_full_sink_makes_put_wait_and_offer_drop() -> None:
         return blocked, dropped, waiting.done()
 
     assert asyncio.run(scenario()) == (True, True, True)
+
+
+def test_every_call_stamps_an_instance_of_its_own() -> None:
+    """A call id used again is a new stream for the worker (the ``instance`` header)."""
+
+    def call() -> list[AudioFrame]:
+        s = PcmSession(context())
+        s.text(json.dumps({"stream_id": "desk-1", "encoding": "pcm_s16le", "sample_rate": 16000}))
+        return s.binary(b"\x00\x01" * 2000) + s.close()
+
+    first, second = call(), call()
+    assert len({f.instance for f in first}) == len({f.instance for f in second}) == 1
+    assert first[0].instance != second[0].instance and first[0].instance is not None
+    ingest, frames, _ = rtp_ingest(idle_timeout_s=1.0)
+    for i in range(3):
+        ingest.datagram(pcmu(7, i), ("10.0.0.1", 5000), 40000, T0 + i * 20_000)
+    ingest.datagram(pcmu(9, 0), ("10.0.0.1", 5000), 40000, T0)
+    ingest.close_all()
+    by_stream: dict[str, set[str | None]] = {}
+    for f in frames:
+        by_stream.setdefault(f.stream_id, set()).add(f.instance)
+    assert len(by_stream) == 2 and all(len(i) == 1 and None not in i for i in by_stream.values())
+    assert len(set.union(*by_stream.values())) == 2  # one instance per RTP stream

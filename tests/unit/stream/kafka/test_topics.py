@@ -11,8 +11,9 @@ import pytest
 
 from stream.cli.topics import confirm_delete
 from stream.errors import ConfigError
+from stream.kafka.admin import TopicInfo, _advise
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.topics import TopicInfo, Topics, _advise, prefixed
+from stream.kafka.topics import Topics, prefixed
 
 
 def test_default_names_are_versioned_under_tympan() -> None:

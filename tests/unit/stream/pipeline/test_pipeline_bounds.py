@@ -414,6 +414,7 @@ _HEADER_VALUES = st.one_of(
 )
 
 
+@pytest.mark.slow  # a fuzzer of 150 pipelines: `make test`, not `make test-fast`
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -84,15 +84,36 @@ def test_enroll_list_identify_remove(
     assert code == 1 and "'omar' is not enrolled (enrolled: anna)" in err
 
 
-def test_empty_registry_identifies_unknown(
+def test_identifying_against_an_empty_registry_says_how_to_enroll(
     clips: dict[str, list[Path]], registry_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run(
+    code, out, err = run(
         capsys, "--registry", str(registry_dir), "identify", "--json", str(clips["anna"][0])
     )
-    assert code == 0 and json.loads(out)["speaker"] == "unknown"
+    assert code == 1 and out == ""
+    assert f"no speakers enrolled in {registry_dir}" in err and "tympan speakers enroll" in err
     code, out, _ = run(capsys, "--registry", str(registry_dir), "list")
     assert code == 0 and "no speakers enrolled" in out
+
+
+def test_shared_options_work_before_or_after_the_subcommand(
+    clips: dict[str, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    after, before = tmp_path / "after", tmp_path / "before"
+    code, _, err = run(
+        capsys, "enroll", "anna", *map(str, clips["anna"][:2]), "--registry", str(after)
+    )
+    assert code == 0, err
+    assert (after / INDEX_FILE).is_file()
+    probe = str(clips["anna"][3])
+    code, out, err = run(capsys, "identify", "--json", "--registry", str(after), probe)
+    assert code == 0, err
+    assert json.loads(out)["speaker"] == "anna"
+    # a subcommand that is not given the option keeps the one given before it
+    code, out, err = run(capsys, "--registry", str(before), "identify", probe)
+    assert code == 1 and str(before) in err
+    code, out, _ = run(capsys, "--registry", str(before), "list", "--registry", str(after))
+    assert code == 0 and str(after) in out and "anna" in out
 
 
 @pytest.mark.parametrize("kind", ["silence", "tone"])

@@ -301,6 +301,7 @@ _values = (
 _headers = st.lists(st.tuples(_names, _values), max_size=10)
 
 
+@pytest.mark.slow  # a fuzzer of thousands of examples: `make test`, not `make test-fast`
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     key=st.none() | st.binary(max_size=300),
@@ -336,6 +337,7 @@ def assert_same_outcome(*record: object) -> None:
     assert outcome(decode_frame, *record) == full
 
 
+@pytest.mark.slow  # a fuzzer of thousands of examples: `make test`, not `make test-fast`
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frame=frames(), data=st.data())
 def test_mutated_valid_records_give_a_frame_or_a_frame_error(
