@@ -284,14 +284,10 @@ def test_followers_through_every_client_and_codec(
 
 def _expect_no_speaker(run: Scenario) -> None:
     """The registry holds no valid enrollment (only poison): every summary names the
-    speaker ``unknown``, scored over each of the stream's windows."""
+    speaker ``unknown`` with no score. The feed is white noise, in which the speech
+    detector finds no speech, so the speaker stage scores no window."""
     for summary in run.expected_summaries.values():
-        windows = [
-            e for e in run.expected_labels.values() if e["stream_id"] == summary["stream_id"]
-        ]
-        summary.update(
-            speaker="unknown", speaker_score=0.0, speaker_margin=0.0, speaker_windows=len(windows)
-        )
+        summary.update(speaker="unknown", speaker_score=0.0, speaker_margin=0.0, speaker_windows=0)
 
 
 def _tombstone(w: Written) -> bool:
