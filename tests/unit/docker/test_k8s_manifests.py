@@ -216,3 +216,14 @@ def test_the_topic_table_in_the_docs_is_topics_specs() -> None:
         spec.name: (spec.partitions, dict(spec.configs)) for spec in Topics().for_cluster(3).specs()
     }
     assert rows == expected
+
+
+def test_string_maps_hold_strings(
+    documents: dict[str, dict[str, Any]], trigger: dict[str, Any]
+) -> None:
+    """A ConfigMap's data and a KEDA trigger's metadata are string maps: the API server
+    refuses an unquoted number (``TYMPAN_PROCESSES: 1``) there."""
+    data = documents["ConfigMap/tympan-worker"]["data"]
+    assert all(isinstance(v, str) for v in data.values()), data
+    assert all(isinstance(v, str) for v in trigger["metadata"].values()), trigger["metadata"]
+    assert int(trigger["metadata"]["lagThreshold"]) > 0
