@@ -140,7 +140,10 @@ def test_the_grace_period_outlasts_the_stop_timeout(documents: dict[str, dict[st
 
 
 def test_runs_as_non_root_on_a_read_only_root(
-    documents: dict[str, dict[str, Any]], container: dict[str, Any], settings: WorkerSettings
+    documents: dict[str, dict[str, Any]],
+    container: dict[str, Any],
+    pod_env: dict[str, str],
+    settings: WorkerSettings,
 ) -> None:
     pod = documents["Deployment/tympan-worker"]["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -150,6 +153,10 @@ def test_runs_as_non_root_on_a_read_only_root(
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert "emptyDir" in volumes[mounts[str(settings.data_dir)]], "the data dir is writable"
+    numba = Path(pod_env["NUMBA_CACHE_DIR"])
+    assert any(numba.is_relative_to(m) for m in mounts if "emptyDir" in volumes[mounts[m]]), (
+        "librosa imports only where numba can write its cache"
+    )
     cafile = Path(str(settings.kafka.ssl_cafile))
     assert "secret" in volumes[mounts[str(cafile.parent)]]
 
