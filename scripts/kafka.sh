@@ -377,8 +377,8 @@ grant_acls() {
     write_env_files
     # worker: reads audio, control, registry and control-status (its last-good records);
     # writes results, dead letters and its status records (control-status), never the
-    # control topic, which only the admin writes; its consumer group is the app id
-    # (tympan-worker…). Revoked first: brokers set up by earlier versions of this script
+    # control topic, which only the admin writes; its consumer group is the app id, by
+    # default <prefix>-worker (tympan-worker…). Revoked first: brokers set up by earlier versions of this script
     # let workers write the control topic.
     revoke_acl "$java" --allow-principal User:tympan-worker --operation Write --topic "$control"
     acl "$java" --allow-principal User:tympan-worker --operation Read --operation Describe \
@@ -388,7 +388,7 @@ grant_acls() {
         --operation DescribeConfigs --topic "$labels" --topic "$speakers" --topic "$summaries" \
         --topic "$rejected" --topic "$status"
     acl "$java" --allow-principal User:tympan-worker --operation Read --operation Describe \
-        --resource-pattern-type prefixed --group tympan-worker
+        --resource-pattern-type prefixed --group "$p-worker"
     # producer: writes audio, nothing else
     acl "$java" --allow-principal User:tympan-producer --operation Write --operation Describe \
         --operation DescribeConfigs --topic "$audio"

@@ -170,6 +170,7 @@ class BatchConsumer(Service):
                 return
             skipped = await self._fetch_guard.take(consumer)
             if not fetched and not skipped:
+                await self._pass_invisible(consumer)
                 continue
             async with self._lock:
                 owned = consumer.assignment()
@@ -192,6 +193,29 @@ class BatchConsumer(Service):
                     await self._take_in_order(batch, mine)
                 elif batch:
                     await self.runtime.on_records(batch)
+            await self._pass_invisible(consumer)
+
+    async def _pass_invisible(self, consumer: AIOKafkaConsumer) -> None:
+        """Let commits pass offsets that hold no record for us.
+
+        A ``read_committed`` consumer steps over transaction markers and aborted
+        records without returning them, so no ack ever covers them: a partition whose
+        last offsets are such would keep its committed offset (and its lag) short of
+        the end forever. Called in the fetch loop right after the records of every
+        ``getmany`` were handed over (no other task fetches), so the consumer's position
+        is exactly past what was handed over: where nothing handed over is still held,
+        the position itself is committable.
+        """
+        topic = self.plan.topic
+        for tp in consumer.assignment():
+            if tp.topic != topic or not self.runtime.settled(tp.partition):
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is None or highwater <= self.commits.committable(tp.partition):
+                continue  # nothing beyond what is committable already
+            position = await consumer.position(tp)
+            if self.runtime.settled(tp.partition):  # still, after the await
+                self.commits.ack(tp.partition, position, position)
 
     async def _take_in_order(self, batch: list[Record], skipped: list[SkippedRecords]) -> None:
         """Records and skipped offsets of a fetch, handed over in offset order per

@@ -44,6 +44,10 @@ class CommitLog:
         if partition in self._owned and stop > self._next.get(partition, -1):
             self._next[partition] = stop
 
+    def committable(self, partition: int) -> int:
+        """The offset that would be committed for ``partition`` now (-1: none yet)."""
+        return self._next.get(partition, -1)
+
     def due(self, partitions: Iterable[int] | None = None) -> dict[int, int]:
         """Offsets to commit now (of ``partitions``, default all owned): those that
         moved since the last commit."""

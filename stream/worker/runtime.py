@@ -301,6 +301,12 @@ class WorkerRuntime:
             raise
         self.metrics.active_streams.set(self.pipeline.active_streams)
 
+    def settled(self, partition: int) -> bool:
+        """Everything handed over of ``partition`` is acked (nothing held, no failure):
+        offsets past the last record (transaction markers, aborted records) may be
+        committed too."""
+        return self.failure is None and self.ledger.held(partition) == 0
+
     def on_revoked(self, partitions: Iterable[int]) -> None:
         """Partitions taken away: forget their streams, inbox and unacked records."""
         parts = list(partitions)

@@ -9,12 +9,13 @@
 * aiokafka, the client the worker itself uses: every codec, and the one record neither
   Java client can write, a header whose *name* is not UTF-8 (Java encodes a ``String``
   name, so a lone surrogate becomes ``?``): a batch aiokafka builds with a placeholder
-  name, whose bytes are then replaced and the batch's CRC-32C recomputed.
+  name, whose bytes are then replaced and the batch's CRC-32C recomputed (uncompressed
+  only: the producer compresses what it builds), and the same name in a batch of any
+  codec sent as a plain ProduceRequest (:func:`produce_bad_name`).
 
 Every writer reports where its records landed (``partition``, ``offset``), so that
-the suite can account for each one. The console producer does not say: one run writes
-the records of one key, and the offsets are read from the partition's end before and
-after.
+the suite can account for each one. The console producer does not say: what it wrote
+is read back between the end offsets before and after its run.
 """
 
 from __future__ import annotations
@@ -214,10 +215,9 @@ def console_produce(
 ) -> list[Written]:
     """Send ``records`` with ``kafka-console-producer``, in one run, ``codec``-compressed.
 
-    The console producer does not say where records landed: each keyed record goes
-    where Kafka's default partitioner puts its key (murmur2, as aiokafka's), in order,
-    so the partitions' end offsets before and after the run give each one's offset
-    (nothing else may write to ``topic`` meanwhile).
+    The console producer does not say where records landed: the records between the
+    partitions' end offsets before and after the run are read back and matched, in
+    order, by partition (Kafka's default partitioner: murmur2 of the key), key and value.
     """
     assert all(r.key is not None for r in records), "keyless records land anywhere: use aiokafka"
     before = end_offsets(broker, topic)
@@ -251,21 +251,54 @@ def console_produce(
     stderr = done.stderr.decode(errors="replace")
     assert done.returncode == 0, f"the console producer exited {done.returncode}:\n{stderr[-4000:]}"
     after = end_offsets(broker, topic)
-    nexts = dict(before)
+    landed = _read_range(broker, topic, before, after)
     written = []
     for r in records:
-        partition = _partition(r.key, len(after))
-        offset = nexts.get(partition, 0)
-        nexts[partition] = offset + 1
-        written.append(Written("console", r.what, topic, partition, offset, r.key))
-    assert nexts == {p: after[p] for p in nexts}, (
-        f"the console producer's records did not land as its partitioner says: "
-        f"before {before}, after {after}, expected {nexts}:\n{stderr[-2000:]}"
-    )
+        want = (r.key, r.value)
+        for partition, offset, key, value in landed:
+            if (key, value) == want and (partition_of(r.key, len(after)) == partition):
+                written.append(Written("console", r.what, topic, partition, offset, r.key))
+                landed.remove((partition, offset, key, value))
+                break
+        else:
+            raise AssertionError(f"the console producer's {r.what} is not on {topic}:\n{stderr}")
     return written
 
 
-def _partition(key: bytes | None, partitions: int) -> int:
+def _read_range(
+    broker: str, topic: str, before: dict[int, int], after: dict[int, int]
+) -> list[tuple[int, int, bytes | None, bytes | None]]:
+    """``(partition, offset, key, value)`` of the records between two end offsets, in
+    offset order (others may write ``topic`` meanwhile, e.g. a worker's statuses)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def read() -> list[tuple[int, int, bytes | None, bytes | None]]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=broker, group_id=None, isolation_level="read_committed"
+        )
+        await consumer.start()
+        out = []
+        try:
+            grown = {
+                TopicPartition(topic, p): (before.get(p, 0), end)
+                for p, end in after.items()
+                if end > before.get(p, 0)
+            }
+            consumer.assign(list(grown))
+            for tp, (start, _) in grown.items():
+                consumer.seek(tp, start)
+            while [tp for tp, (_, end) in grown.items() if await consumer.position(tp) < end]:
+                for tp, got in (await consumer.getmany(timeout_ms=500)).items():
+                    end = grown[tp][1]
+                    out += [(tp.partition, r.offset, r.key, r.value) for r in got if r.offset < end]
+        finally:
+            await consumer.stop()
+        return sorted(out, key=lambda r: (r[0], r[1]))
+
+    return asyncio.run(read())
+
+
+def partition_of(key: bytes | None, partitions: int) -> int:
     """Kafka's default partitioner for a keyed record (Java's and aiokafka's)."""
     from aiokafka.partitioner import murmur2
 
@@ -366,6 +399,32 @@ def _patch_header_name(batch: Any, name: bytes) -> None:
     buf[at : at + len(name)] = name
     crc_at = 8 + 4 + 4 + 1  # baseOffset, batchLength, partitionLeaderEpoch, magic
     buf[crc_at : crc_at + 4] = calc_crc32c(bytes(buf[crc_at + 4 :])).to_bytes(4, "big")
+
+
+# -- a plain ProduceRequest ----------------------------------------------------------------
+
+CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}  # batch attributes
+
+
+def produce_bad_name(
+    broker: str,
+    topic: str,
+    key: bytes,
+    value: bytes | None,
+    headers: Sequence[Header],
+    *,
+    codec: str,
+    what: str,
+) -> Written:
+    """One record whose extra header name is not UTF-8, in a ``codec``-compressed batch
+    built with aiokafka's encoder and sent as a plain ProduceRequest
+    (``tests/support/record_batches.py``): no producer API compresses such a name."""
+    from tests.support.record_batches import build_batch, compress, produce_batch, with_bad_name
+
+    raw = with_bad_name(build_batch(0, [(key, value, [*headers, ("BADNAME!", b"1")])]))
+    partition = partition_of(key, len(end_offsets(broker, topic)))
+    offset = asyncio.run(produce_batch(broker, topic, partition, compress(raw, CODEC_IDS[codec])))
+    return Written("ProduceRequest", f"{what}, {codec}", topic, partition, offset, key)
 
 
 # -- frames -----------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from clients import (
     console_produce,
     frame_record,
     java_produce,
+    produce_bad_name,
 )
 
 from stream.errors import FrameError
@@ -181,9 +182,7 @@ def _account(
 def java_writes(broker: str, topic: str, plan: Plan, codecs: Sequence[str] = CODECS) -> None:
     """Per codec: a good stream whose first and last records carry timestamps 0 and
     2^63 - 1; a one-frame stream with 10^5 more headers; a one-frame stream with a
-    binary and a null unknown header; a tombstone without a key; a stream in a
-    transaction that aborts. Then one
-    stream in a transaction that commits."""
+    binary and a null unknown header; a tombstone without a key."""
     jobs: list[JavaJob] = []
     kinds: list[tuple[str, str]] = []  # (expectation, stream id) per record, in job order
     for i, codec in enumerate(codecs):
@@ -210,26 +209,26 @@ def java_writes(broker: str, topic: str, plan: Plan, codecs: Sequence[str] = COD
         records.append(JavaRecord(topic, None, None, (), what=f"{tag}: keyless tombstone"))
         kinds.append(("dead", ""))
         jobs.append(JavaJob(records, config))
+    written = java_produce(broker, jobs)
+    _account(plan, written, [r for job in jobs for r in job.records], kinds)
+
+
+def java_transactions(broker: str, topic: str, plan: Plan, codecs: Sequence[str] = CODECS) -> None:
+    """Per codec, a stream in a transaction that aborts; then one in a transaction that
+    commits. Written last, so that transaction markers end their partitions: the
+    group's committed offsets must still reach each partition's end."""
+    jobs: list[JavaJob] = []
+    kinds: list[tuple[str, str]] = []
+    for i, codec in enumerate(codecs):
+        tag = f"kp-java-{codec}"
         aborted = text_stream(f"{tag}-aborted", seconds=0.5, seed=300 + i)
-        jobs.append(
-            JavaJob(
-                [
-                    JavaRecord(topic, *frame_record(f), what=f"{tag}: aborted transaction")
-                    for f in aborted
-                ],
-                {**config, "transactional.id": f"{topic}-{tag}-aborted"},
-                transaction="abort",
-            )
-        )
+        records = [JavaRecord(topic, *frame_record(f), what=f"{tag}: aborted") for f in aborted]
+        txn = {"compression.type": codec, "transactional.id": f"{topic}-{tag}-aborted"}
+        jobs.append(JavaJob(records, txn, transaction="abort"))
         kinds += [("invisible", f.stream_id) for f in aborted]
     committed = plan.add_good(text_stream("kp-java-txn", seconds=1.0, seed=399))
-    jobs.append(
-        JavaJob(
-            [JavaRecord(topic, *frame_record(f), what="committed transaction") for f in committed],
-            {"transactional.id": f"{topic}-kp-java-txn"},
-            transaction="commit",
-        )
-    )
+    records = [JavaRecord(topic, *frame_record(f), what="committed") for f in committed]
+    jobs.append(JavaJob(records, {"transactional.id": f"{topic}-kp-java-txn"}, "commit"))
     kinds += [("events", "kp-java-txn")] * len(committed)
     written = java_produce(broker, jobs)
     _account(plan, written, [r for job in jobs for r in job.records], kinds)
@@ -241,7 +240,8 @@ def java_writes(broker: str, topic: str, plan: Plan, codecs: Sequence[str] = COD
 def aiokafka_writes(broker: str, topic: str, plan: Plan, codecs: Sequence[str] = CODECS) -> None:
     """Per codec: a good stream; a null ``seq`` header; a tombstone with its key and
     no headers; a tombstone without a key; a one-frame stream with a null unknown
-    header. Uncompressed: a one-frame stream with a header whose name is not UTF-8.
+    header; a one-frame stream whose header name is not UTF-8, in a batch sent as a
+    plain ProduceRequest. Uncompressed, the same sent by aiokafka's producer.
     (aiokafka refuses to send a record with neither key nor value: Java sends those.)"""
     for i, codec in enumerate(codecs):
         tag = f"kp-aio-{codec}"
@@ -277,3 +277,10 @@ def aiokafka_writes(broker: str, topic: str, plan: Plan, codecs: Sequence[str] =
             kinds.append(("dead_or_events", badname.stream_id))
         written = aiokafka_produce(broker, records, codec=codec)
         _account(plan, written, records, kinds)
+        plan.expect.append(_raw_bad_name(broker, topic, f"{tag}-rawname", i, codec))
+
+
+def _raw_bad_name(broker: str, topic: str, stream_id: str, seed: int, codec: str) -> Expect:
+    k, v, h = frame_record(one_frame(stream_id, seed))
+    w = produce_bad_name(broker, topic, k, v, h, codec=codec, what=f"{stream_id}: name not UTF-8")
+    return Expect(w, "dead_or_events", stream_id=stream_id)

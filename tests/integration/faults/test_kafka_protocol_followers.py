@@ -37,6 +37,7 @@ from clients import (
     aiokafka_produce,
     console_produce,
     java_produce,
+    produce_bad_name,
 )
 from protocol import dead_letter_spans, logged_spans
 from scenario import FULL, Scenario
@@ -105,9 +106,19 @@ def _poison(
             JavaRecord(topic, key(f"{tag} java {codec} tomb"), None, what="tombstone"),
         ]
         jobs.append(JavaJob(records, {"compression.type": codec}))
-        # a compacted topic refuses a record without a key (and the rest of its batch)
+        # the broker refuses a record without a key on a compacted topic, and one stamped
+        # past message.timestamp.after.max.ms (with the rest of their batch)
         keyless = JavaRecord(topic, None, None, what="keyless tombstone", refused=True)
         jobs.append(JavaJob([keyless], {"compression.type": codec}))
+        future = JavaRecord(
+            topic,
+            key(f"{tag} java {codec} tlong"),
+            b"x",
+            what="timestamp 2^63 - 1",
+            timestamp_ms=2**63 - 1,
+            refused=True,
+        )
+        jobs.append(JavaJob([future], {"compression.type": codec}))
     written += java_produce(broker, jobs)
     for codec in CODECS:
         records = [
@@ -129,12 +140,15 @@ def _poison(
                 )
             )
         written += aiokafka_produce(broker, records, codec=codec)
+        name = key(f"{tag} raw {codec} badname")
+        written.append(produce_bad_name(broker, topic, name, b"x", (), codec=codec, what="name"))
     return written
 
 
 def _control_key(name: str) -> bytes:
-    """The keys the control follower reads, in turn, and one it ignores."""
-    keys = (b"model/scene", b"last-good/scene", b"model/speaker", b"status/" + name.encode())
+    """Keys the control follower reads, and one it ignores (not ``model/speaker``: only
+    the aborted transactions write it, so a leak of theirs is the latest record)."""
+    keys = (b"model/scene", b"last-good/scene", b"status/" + name.encode())
     return keys[sum(name.encode()) % len(keys)]
 
 
@@ -184,6 +198,7 @@ def test_followers_through_every_client_and_codec(
         ghosts[version] = announce(ghost, role=role, repo=repo).to_json()
         for f in ghost.iterdir():
             f.unlink()  # announced, never loadable: applying it is a logged refusal
+    _expect_no_speaker(run)
     console = CODECS if FULL else ("lz4",)
     poison = _poison(broker, topics.control, _control_key, "pre", CODECS)
     poison += _poison(broker, topics.speaker_registry, _speaker_key, "pre", CODECS)
@@ -265,6 +280,14 @@ def test_followers_through_every_client_and_codec(
     finally:
         run.farm.stop_all()
         dead_tail.close()
+
+
+def _expect_no_speaker(run: Scenario) -> None:
+    """The registry holds no valid enrollment (only poison): every summary names the
+    speaker ``unknown`` with no score. The feed is white noise, in which the speech
+    detector finds no speech, so the speaker stage scores no window."""
+    for summary in run.expected_summaries.values():
+        summary.update(speaker="unknown", speaker_score=0.0, speaker_margin=0.0, speaker_windows=0)
 
 
 def _tombstone(w: Written) -> bool:
