@@ -56,6 +56,7 @@ class Intake:
         self._open = segments.open
         self._done = segments.done
         self._close = segments.close
+        self._ending = segments.ending
         self._touch = deadlines.touch
         self._close_idle = deadlines.close_idle
         self._feed = conditioning.feed
@@ -83,11 +84,15 @@ class Intake:
             except Exception as exc:  # a bug hit by this record: contain it
                 self._contain(record, sid, exc, step)
         self._drain_contained(step, last_of)
+        self._close_ending(step, last_of)
         return step
 
     def _route(self, record: Record, frame: AudioFrame, step: Step) -> None:
         sid = stream_key(frame.stream_id, frame.instance)
         check_limits(frame, self.limits)
+        ending = self._ending.get(sid)
+        if ending is not None:  # a record after the stream's EOS in this batch
+            self._close(ending, "eos", step)
         state = self._open.get(sid)
         if state is None:
             ended = self._done.get(sid)
@@ -103,8 +108,8 @@ class Intake:
         self._touch(state, record)
         reject_evicted(state, step)
         self._feed(state, released, step)
-        if state.sequencer.finished:
-            self._close(state, "eos", step)
+        if state.sequencer.finished:  # closed once the batch's drain took its samples
+            self._ending[sid] = state
         elif state.position >= self.segment_samples:
             self._close(state, "rolled", step)
 
@@ -135,6 +140,27 @@ class Intake:
         if state is not None:
             state.rejected += 1
             self.segments.close_safely(state, "internal_error", step)
+
+    def _close_ending(self, step: Step, last_of: dict[str, Record]) -> None:
+        """Close the streams whose end-of-stream frame this batch brought.
+
+        Closed here, after the batch's drain pushed their last samples with every other
+        stream's in one feature-kernel call, rather than where the EOS frame was read:
+        closing drains the stream on its own, a kernel call per stream, and calls that
+        end together (``tympan produce --streams``, a gateway at the top of the hour)
+        made the last window of each wait for all of them (docs/delivery.md, "What the
+        worker waits for at end of stream"). A failure closes that stream only.
+        """
+        for sid, state in list(self._ending.items()):
+            try:
+                self._close(state, "eos", step)
+            except Exception as exc:  # a bug hit by this stream's close: contain it
+                record = last_of.get(sid)
+                if record is None:
+                    self.segments.close_safely(state, "internal_error", step)
+                else:
+                    self._contain(record, sid, exc, step)
+        self._ending.clear()
 
     def _drain_contained(self, step: Step, last_of: dict[str, Record]) -> None:
         """The drain for all streams; when it fails, stream by stream, closing

@@ -163,6 +163,8 @@ class Segments:
         # open segments, least recently fed first (the eviction order)
         self.open: OrderedDict[str, Segment] = OrderedDict()
         self.closing: dict[int, Segment] = {}  # incarnation → closed, windows out
+        # EOS seen in the batch being taken: closed after the batch's one drain
+        self.ending: dict[str, Segment] = {}
         # stream key → what is remembered of its last closed segment
         self.done: OrderedDict[str, Ended] = OrderedDict()
         self._incarnations = itertools.count(1)
@@ -275,6 +277,8 @@ class Segments:
         """Flush the segment's last windows into ``step`` and retire it."""
         if state.closed_by is not None:
             return
+        if self.ending.pop(state.stream_id, None) is state:
+            closed_by = "eos"  # its end-of-stream frame came: whatever closes it now
         self.conditioning.finish(state, step)
         self.retire(state, closed_by)
 
