@@ -62,7 +62,7 @@ $BIN/tympan speakers --speaker-registry "$REGISTRY" --speaker-model "$SPEAKER_MO
 
 echo "==> starting the worker (models: scene, speaker-embed) — log: $LOG_DIR/worker.log"
 $BIN/tympan worker --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" \
-  --app-id "tympan-demo-$RUN_ID" --data-dir "$LOG_DIR/worker-data" \
+  --data-dir "$LOG_DIR/worker-data" \
   --speaker-model "$SPEAKER_MODEL" --speaker-registry "$REGISTRY" \
   --idle-timeout-s 10 --web-port 0 --no-create-topics \
   >"$LOG_DIR/worker.log" 2>&1 &

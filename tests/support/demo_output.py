@@ -82,6 +82,12 @@ class Row:
     fields: list[str]
 
 
+def stream_id(shown: str) -> str:
+    """The stream id of a table's first column: ``tympan tail`` shows a stream that
+    carries an ``instance`` header as ``<id>#<first 8 of the instance>``."""
+    return shown.split("#", 1)[0]
+
+
 def section(lines: list[str], step: str) -> list[str]:
     """The lines after the step line starting with ``step`` up to the next step line."""
     out: list[str] = []
@@ -101,13 +107,17 @@ def label_rows(lines: list[str]) -> list[Row]:
     captured, lat_ms, flags, model (they print while the calls play)."""
     region = lines[lines.index(next(x for x in lines if x.startswith(LIVE_LABELS))) :]
     region = region[: region.index(next(x for x in region if x.startswith(SPEAKERS)))]
-    return [Row(f[0], f) for f in (x.split() for x in region) if len(f) == 10 and f[1].isdigit()]
+    return [
+        Row(stream_id(f[0]), f)
+        for f in (x.split() for x in region)
+        if len(f) == 10 and f[1].isdigit()
+    ]
 
 
 def speaker_rows(lines: list[str]) -> list[Row]:
     """Rows of the speaker table: stream, window, start_s, end_s, speaker, score, model."""
     return [
-        Row(f[0], f)
+        Row(stream_id(f[0]), f)
         for f in (x.split() for x in section(lines, SPEAKERS))
         if len(f) == 7 and f[1].isdigit()
     ]
@@ -116,7 +126,7 @@ def speaker_rows(lines: list[str]) -> list[Row]:
 def summary_rows(lines: list[str]) -> list[Row]:
     """Rows of the summary table: stream, closed, dur_s, wins, dominant, speaker, ..."""
     return [
-        Row(f[0], f)
+        Row(stream_id(f[0]), f)
         for f in (x.split() for x in section(lines, SUMMARIES))
         if len(f) >= 6 and f[3].isdigit()
     ]
