@@ -485,3 +485,32 @@ def test_a_producer_that_cannot_deliver_at_shutdown_is_an_error_not_a_hang() -> 
         assert sender.cancelled()
 
     asyncio.run(scenario())
+
+
+def test_a_call_getting_going_is_passed_over_for_a_one_packet_flood_call() -> None:
+    """The real call's packets reached us late (it is the least recently heard), but it
+    has sent half of what establishes it: the flood's one-packet call goes instead."""
+    adm: Admission[int] = Admission(AdmissionPolicy(max_streams=3, max_per_source=3))
+    adm.opened(1, "a", 0)
+    for t in range(1, 7):  # 6 packets of the real call, 20 ms apart (10 + 500 ms establish)
+        adm.heard(1, t * 20_000)
+    adm.opened(2, "a", 200_000)
+    adm.heard(2, 200_000)
+    adm.opened(3, "a", 210_000)
+    adm.heard(3, 210_000)
+    adm.heard(1, 205_000)  # heard again, then the flood's calls after it
+    adm.heard(2, 220_000)
+    adm.heard(3, 230_000)
+
+    assert adm.victim("a", "x") == 2  # not 1, the least recently heard
+
+
+def test_when_every_call_is_getting_going_the_least_recently_heard_goes() -> None:
+    adm: Admission[int] = Admission(AdmissionPolicy(max_streams=2, max_per_source=2))
+    for key in (1, 2):
+        adm.opened(key, "a", 0)
+        for t in range(1, 7):
+            adm.heard(key, t * 20_000)
+
+    assert adm.victim("a", "x") in (1, 2)
+    assert adm.on_probation() == 2 and len(adm) == 2
