@@ -62,7 +62,7 @@ def register(subparsers: Any) -> None:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="stop when no event arrived for SECONDS",
+        help="stop when no event arrived for SECONDS once the topic is read to its end",
     )
     parser.add_argument("--from-beginning", action="store_true", help="start at the oldest event")
     parser.add_argument("--broker", help="bootstrap servers host:port[,...] (TYMPAN_BROKER)")
@@ -128,7 +128,15 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
             log_skipped(await guard.take(consumer), what=f"tympan tail {topic}")
             records = [r for part in batch.values() for r in part]
             if not records:
-                if args.idle_exit is not None and time.monotonic() - last > args.idle_exit:
+                # quiet only counts once what the topic held is read (a reader that starts
+                # slowly would otherwise leave before its first record); past ten times
+                # the limit it leaves anyway
+                quiet_s = time.monotonic() - last
+                if (
+                    args.idle_exit is not None
+                    and quiet_s > args.idle_exit
+                    and (quiet_s > 10 * args.idle_exit or await _caught_up(consumer))
+                ):
                     break
                 continue
             last = time.monotonic()
@@ -140,6 +148,16 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     finally:
         await consumer.stop()
     return 0
+
+
+async def _caught_up(consumer: Any) -> bool:
+    """Whether the reader's position is at the end of every partition it reads."""
+    assigned = list(consumer.assignment())
+    ends = await consumer.end_offsets(assigned)
+    for tp in assigned:
+        if await consumer.position(tp) < ends[tp]:
+            return False
+    return True
 
 
 def _parse(kind: EventKind, value: bytes | None) -> dict[str, Any]:
