@@ -583,23 +583,31 @@ cmd_down() {
     fi
     say "stopping broker at $BROKER (pid $pid)"
     kill -TERM "$pid"
-    local deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            say "pid $pid still alive after ${STOP_TIMEOUT}s; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.5
-    done
+    await_exit "$pid"
     rm -f "$PID_FILE"
     say "stopped"
+}
+
+# Wait until every pid given has exited; SIGKILL those still alive STOP_TIMEOUT seconds
+# after the call (one deadline for all of them).
+await_exit() {
+    local pid deadline=$((SECONDS + STOP_TIMEOUT))
+    for pid in "$@"; do
+        while kill -0 "$pid" 2>/dev/null; do
+            if ((SECONDS >= deadline)); then
+                say "pid $pid still alive after ${STOP_TIMEOUT}s; sending SIGKILL"
+                kill -KILL "$pid" 2>/dev/null || true
+                break
+            fi
+            sleep 0.5
+        done
+    done
 }
 
 # Stop the cluster's nodes (or the one given with --node) all at once: the last
 # controller of a quorum that stops alone waits for the others until it is killed.
 cluster_down() {
-    local i pid pids=() deadline
+    local i pid pids=()
     for i in $(cluster_targets); do
         configure_node "$i"
         if pid="$(running_pid)"; then
@@ -611,17 +619,7 @@ cluster_down() {
         fi
         rm -f "$PID_FILE"
     done
-    deadline=$((SECONDS + STOP_TIMEOUT))
-    for pid in "${pids[@]+"${pids[@]}"}"; do
-        while kill -0 "$pid" 2>/dev/null; do
-            if ((SECONDS >= deadline)); then
-                say "pid $pid still alive after ${STOP_TIMEOUT}s; sending SIGKILL"
-                kill -KILL "$pid" 2>/dev/null || true
-                break
-            fi
-            sleep 0.5
-        done
-    done
+    await_exit "${pids[@]+"${pids[@]}"}"
     say "stopped"
 }
 
