@@ -24,6 +24,7 @@ set headers, such as Twilio's ``<Stream>``) is checked in constant time when set
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import ipaddress
@@ -31,7 +32,7 @@ import itertools
 import logging
 from dataclasses import dataclass, field
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from stream.errors import ConfigError
 from stream.ingest.admission import Admission, AdmissionPolicy
@@ -97,7 +98,11 @@ class _Connection:
 
     ws: web.WebSocketResponse
     source: str
-    evicted: bool = False
+    evicted: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _EvictedError(Exception):
+    """The admission gave this connection's slot to a newer one (it was on probation)."""
 
 
 @dataclass
@@ -160,7 +165,7 @@ def _media_handler(name: str):  # type: ignore[no-untyped-def]
             log.warning("refused a %s connection: %s", name, exc.detail)
             raise web.HTTPServiceUnavailable(text=f"{exc.detail}\n") from None
         if victim is not None:
-            await _evict(connections.open[victim])
+            _evict(connections, victim)
         ws = web.WebSocketResponse(max_msg_size=settings.max_message_bytes, heartbeat=30.0)
         await ws.prepare(request)
         key = next(connections.ids)
@@ -183,12 +188,41 @@ def _media_handler(name: str):  # type: ignore[no-untyped-def]
     return handler
 
 
-async def _evict(connection: _Connection) -> None:
-    """Close a connection on probation to make room (it has not started a stream)."""
-    connection.evicted = True
+def _evict(connections: _Connections, victim: int) -> None:
+    """Give the slot of a connection on probation away; it closes itself (1013).
+
+    The victim closes from its own task: aiohttp's ``close()`` called from another
+    task while the owner waits in ``receive()`` drops the transport without waiting
+    for the peer's close reply, so the peer could see 1006 instead of 1013.
+    """
+    connection = connections.open[victim]
     log.warning("evicting a connection from %s that has not started a stream", connection.source)
-    with contextlib.suppress(Exception):
-        await connection.ws.close(code=1013, message=b"evicted: no stream started")
+    connections.admission.closed(victim)  # its slot is free now, whenever it closes
+    connection.evicted.set()
+
+
+async def _receive(connection: _Connection, timeout: float, *, on_probation: bool) -> WSMessage:
+    """The next message; on probation, raise :class:`_EvictedError` once evicted.
+
+    Only a connection that has not started its stream pays for the extra task.
+    """
+    if not on_probation:
+        return await connection.ws.receive(timeout=timeout)
+    if connection.evicted.is_set():
+        raise _EvictedError
+    receive = asyncio.ensure_future(connection.ws.receive(timeout=timeout))
+    evicted = asyncio.ensure_future(connection.evicted.wait())
+    try:
+        await asyncio.wait({receive, evicted}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        evicted.cancel()
+        if not receive.done():
+            receive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receive
+    if connection.evicted.is_set():  # even if a message came in the same instant
+        raise _EvictedError
+    return receive.result()
 
 
 async def _run_session(
@@ -206,9 +240,12 @@ async def _run_session(
             started = session.started
             timeout = settings.idle_timeout_s if started else settings.start_timeout_s
             try:
-                msg = await ws.receive(timeout=timeout)
+                msg = await _receive(connection, timeout, on_probation=not started)
             except TimeoutError:
                 why = "idle"
+                break
+            except _EvictedError:
+                why, close_code, close_reason = "evicted", 1013, b"evicted: no stream started"
                 break
             if msg.type == WSMsgType.TEXT:
                 frames = session.text(msg.data)
@@ -217,7 +254,7 @@ async def _run_session(
             else:  # close, error, or a message over the size limit
                 if msg.type == WSMsgType.ERROR:
                     metrics.malformed.labels("ws_error").inc()
-                why = "evicted" if connection.evicted else "closed"
+                why = "closed"
                 break
             if not started and session.started:
                 connections.admission.established(key)
