@@ -103,6 +103,7 @@ class BatchConsumer(Service):
         super().__init__(**kwargs)
         self.plan = plan
         self.transactions = transactions
+        self._opened: set[int] = set()  # exactly-once: fenced, progress loaded
         self.runtime = runtime
         self.commits = commits
         self.metrics = metrics
@@ -186,7 +187,7 @@ class BatchConsumer(Service):
                 await self._pass_invisible(consumer)
                 continue
             async with self._lock:
-                owned = consumer.assignment()
+                owned = self._ready(consumer, fetched, skipped)
                 batch = [
                     Record(
                         r.key,
@@ -201,12 +202,37 @@ class BatchConsumer(Service):
                     if tp.topic == topic and tp in owned
                     for r in records
                 ]
-                mine = [s for s in skipped if s.topic == topic]
+                mine = [s for s in skipped if TopicPartition(s.topic, s.partition) in owned]
                 if mine:
                     await self._take_in_order(batch, mine)
                 elif batch:
                     await self.runtime.on_records(batch)
             await self._pass_invisible(consumer)
+
+    def _ready(
+        self,
+        consumer: AIOKafkaConsumer,
+        fetched: dict[TopicPartition, list[Any]],
+        skipped: list[SkippedRecords],
+    ) -> set[TopicPartition]:
+        """The assigned partitions whose records may be handed over now.
+
+        Exactly-once: aiokafka may fetch a newly assigned partition while the
+        rebalance listener is still opening it (fencing its previous owner, reading
+        its progress record). Its records must wait for that: they are not handed
+        over, and the partition is sought back to the first of them, to be fetched
+        again once it is open.
+        """
+        owned: set[TopicPartition] = set(consumer.assignment())
+        if self.transactions is None:
+            return owned
+        waiting = {tp for tp in owned if tp.partition not in self._opened}
+        for tp in waiting:
+            offsets = [r.offset for r in fetched.get(tp, ())]
+            offsets += [s.offset for s in skipped if (s.topic, s.partition) == tp]
+            if offsets:
+                consumer.seek(tp, min(offsets))
+        return owned - waiting
 
     async def _pass_invisible(self, consumer: AIOKafkaConsumer) -> None:
         """Let commits pass offsets that hold no record for us.
@@ -317,6 +343,7 @@ class BatchConsumer(Service):
             self.runtime.on_revoked(partitions)
             self.commits.revoke(partitions)
             if self.transactions is not None:
+                self._opened.difference_update(partitions)
                 await self.transactions.close(partitions)
 
     async def assigned(self, partitions: list[int]) -> None:
@@ -344,6 +371,13 @@ class BatchConsumer(Service):
             except ProgressError as exc:
                 log.error("%s; replayed events of partition %d may repeat", exc, partition)
         self.runtime.load_progress(partition, progress)
+        self._opened.add(partition)
+        log.info(
+            "partition %d opened for exactly-once: %d open and %d closed segments committed",
+            partition,
+            len(progress.opened),
+            len(progress.closed),
+        )
 
     def _update_lag(self) -> None:
         """Records between the last one taken and the partition end, per partition."""

@@ -97,11 +97,22 @@ class PartitionTransactions:
         return await asyncio.wait_for(self._read_progress(partition), OPEN_TIMEOUT_S)
 
     async def send(self, partition: int, topic: str, key: bytes, value: bytes) -> Any:
-        """Send into ``partition``'s open transaction; returns the delivery future, or
-        ``None`` when the partition is not (or no longer) ours: nothing is written."""
+        """Send into ``partition``'s open transaction; returns the delivery future.
+
+        Raises
+        ------
+        RuntimeError
+            When ``partition`` is not open here: an output would be lost while the
+            offsets it depends on are committed (the runtime drops a revoked
+            partition's streams before its transaction is closed, and is handed no
+            record of a partition before it is open).
+        """
         producer = self._producers.get(partition)
         if producer is None:
-            return None
+            raise RuntimeError(
+                f"exactly-once: a record for {topic} from audio partition {partition}, "
+                "whose transaction is not open on this worker"
+            )
         self._sent.add(partition)
         return await producer.send(topic, value, key=key)
 
