@@ -348,9 +348,8 @@ class BatchConsumer(Service):
 
     async def assigned(self, partitions: list[int]) -> None:
         if self.transactions is not None:
-            try:
-                for partition in partitions:
-                    await self._open(partition)
+            try:  # each open waits on the broker: all at once
+                await asyncio.gather(*(self._open(partition) for partition in partitions))
             except Exception as exc:  # aiokafka would only log it: this worker must stop
                 log.critical("opening the transactions of %s failed: %r", partitions, exc)
                 self._on_fatal(exc)
