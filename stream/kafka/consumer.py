@@ -320,17 +320,21 @@ class BatchConsumer(Service):
         wanted = set(transactions.partitions if partitions is None else partitions)
         if self.runtime.failure is not None:
             return  # stopping: the open transactions are aborted, their records replayed
-        async with self.runtime.quiet():
-            for partition in sorted(wanted.intersection(transactions.partitions)):
-                due = self.commits.due([partition]).get(partition)
-                if due is None and not transactions.pending(partition):
-                    continue
-                state = progress.get(partition) or PartitionProgress(partition)
-                if due is not None:
-                    state.prune(due)
-                await transactions.commit(partition, state.to_json(), due)
-                if due is not None:
-                    self.commits.committed({partition: due})
+
+        async def commit(partition: int) -> None:
+            due = self.commits.due([partition]).get(partition)
+            if due is None and not transactions.pending(partition):
+                return
+            state = progress.get(partition) or PartitionProgress(partition)
+            if due is not None:
+                state.prune(due)
+            await transactions.commit(partition, state.to_json(), due)
+            if due is not None:
+                self.commits.committed({partition: due})
+
+        async with self.runtime.quiet():  # the partitions' producers commit at once
+            owned = sorted(wanted.intersection(transactions.partitions))
+            await asyncio.gather(*(commit(partition) for partition in owned))
 
     async def revoked(self, partitions: list[int]) -> None:
         async with self._lock:
