@@ -3,6 +3,10 @@
 #   broker (if none runs) → worker → sample calls played in real time → live events
 #   → end-of-stream summaries → everything shut down. Exits non-zero when a step fails
 #   or a stream ends without its summary.
+#   Beside the rendered calls and tracks it plays a real call and a real music track
+#   (recorded, not synthesised: models/realset/demo.py, Debian packages fetched once with
+#   apt-get download into ~/.cache/tympan/realset, nothing installed) and ends by saying
+#   what the shipped models made of them, right or wrong.
 # Environment (defaults in brackets; tests/integration/test_demo.py runs a short demo):
 #   TYMPAN_DEMO_CALLS [6], TYMPAN_DEMO_MUSIC [2]   how many sample calls and music tracks
 #   TYMPAN_DEMO_SCALE [1]        their length relative to the default (25-39 s calls, 30 s tracks)
@@ -42,6 +46,9 @@ if [ "$(cat "$DEMO_DIR/.complete" 2>/dev/null)" != "$RENDER" ]; then
     --music "${TYMPAN_DEMO_MUSIC:-2}" --scale "${TYMPAN_DEMO_SCALE:-1}" || exit 1
   echo "$RENDER" >"$DEMO_DIR/.complete"
 fi
+echo "==> adding real recordings (people and instruments, not synthesised; Debian packages via apt-get download, nothing installed)"
+$BIN/python -m models.realset.demo clips --out "$DEMO_DIR" --scale "${TYMPAN_DEMO_SCALE:-1}" \
+  || { echo "fetching the real recordings failed (apt-get update once if apt has no package lists)"; exit 1; }
 
 echo "==> creating topics with prefix $PREFIX"
 $BIN/tympan topics create --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" >/dev/null || exit 1
@@ -148,4 +155,9 @@ if [ "$n_summaries" -lt "$n_streams" ]; then
   echo "only $n_summaries of $n_streams streams ended with a summary; last lines of the worker's log:"
   tail -20 "$LOG_DIR/worker.log"; exit 1
 fi
+echo
+echo "==> real recordings: what the shipped models made of them (not tuned to these files)"
+$BIN/tympan tail --topic summaries --from-beginning --json --max "$n_streams" --idle-exit 30 \
+  --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" >"$LOG_DIR/summaries.jsonl" || exit 1
+$BIN/python -m models.realset.demo report --out "$DEMO_DIR" --summaries "$LOG_DIR/summaries.jsonl" || exit 1
 echo "==> demo done: $n_streams streams; logs in $LOG_DIR"
