@@ -159,5 +159,8 @@ echo
 echo "==> real recordings: what the shipped models made of them (not tuned to these files)"
 $BIN/tympan tail --topic summaries --from-beginning --json --max "$n_streams" --idle-exit 30 \
   --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" >"$LOG_DIR/summaries.jsonl" || exit 1
-$BIN/python -m models.realset.demo report --out "$DEMO_DIR" --summaries "$LOG_DIR/summaries.jsonl" || exit 1
+$BIN/tympan tail --topic speakers --from-beginning --json --idle-exit 3 \
+  --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" >"$LOG_DIR/speakers.jsonl" || exit 1
+$BIN/python -m models.realset.demo report --out "$DEMO_DIR" --summaries "$LOG_DIR/summaries.jsonl" \
+  --speakers "$LOG_DIR/speakers.jsonl" || exit 1
 echo "==> demo done: $n_streams streams; logs in $LOG_DIR"

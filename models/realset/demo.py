@@ -8,7 +8,7 @@ each with the JSON sidecar the demo reads, and afterwards says what the worker's
 end-of-stream summaries made of them, right or wrong::
 
     python -m models.realset.demo clips --out var/demo [--scale 1]
-    python -m models.realset.demo report --out var/demo --summaries SUMMARIES.jsonl
+    python -m models.realset.demo report --out var/demo --summaries S.jsonl [--speakers P.jsonl]
 
 The clips are evaluation items of the set (never trained on), cut short for the demo: the
 conversation at the end of a speech turn. The package cache is the set's own
@@ -155,11 +155,17 @@ def describe(sidecar: dict[str, Any]) -> str:
     return f"{sidecar['what']} ({sources}); {channel}, {sidecar['duration_s']:.1f} s"
 
 
-def verdict(sidecar: dict[str, Any], summary: dict[str, Any] | None) -> list[str]:
+def verdict(
+    sidecar: dict[str, Any],
+    summary: dict[str, Any] | None,
+    decisions: Sequence[dict[str, Any]] = (),
+) -> list[str]:
     """What the worker's summary says about one real clip, and whether that is right.
 
     The share of windows per label comes from the summary's timeline. Nobody enrolled
-    the real voices, so the right speaker is ``unknown``.
+    the real voices, so the right speaker is ``unknown``, in the summary and in every
+    live speaker decision (``decisions``: the stream's speaker events); a live decision
+    that names someone is said too, with its span.
     """
     if summary is None:
         return ["  no end-of-stream summary arrived: the worker said nothing about it"]
@@ -179,22 +185,42 @@ def verdict(sidecar: dict[str, Any], summary: dict[str, Any] | None) -> list[str
     if speaker is not None and sidecar["expected"] == "speech":
         named = "right" if speaker == "unknown" else "WRONG, a false accept"
         lines.append(f"  speaker {speaker} (neither voice is enrolled, unknown expected): {named}")
+    if sidecar["expected"] == "speech":
+        lines += _live_names(decisions)
     return lines
 
 
-def report(out: Path, summaries: Iterable[dict[str, Any]]) -> list[str]:
-    """Lines for each real clip in ``out``: what it is, then what the worker made of it."""
+def _live_names(decisions: Sequence[dict[str, Any]]) -> list[str]:
+    named = [d for d in decisions if d.get("speaker") not in (None, "unknown")]
+    if not named:
+        return [f"  live speaker decisions: {len(decisions)}, every one unknown: right"]
+    spans = ", ".join(
+        f"{d['speaker']} {float(d['start_s']):.1f}-{float(d['end_s']):.1f} s "
+        f"(score {float(d['score']):.3f})"
+        for d in named
+    )
+    return [f"  live speaker decisions named {spans}: WRONG, a false accept while it lasted"]
+
+
+def report(
+    out: Path, summaries: Iterable[dict[str, Any]], speakers: Iterable[dict[str, Any]] = ()
+) -> list[str]:
+    """Lines for each real clip in ``out``: what it is, then what the worker made of it
+    (its summary event and its live speaker events)."""
     by_stream = {str(s.get("stream_id")): s for s in summaries}
+    decisions: dict[str, list[dict[str, Any]]] = {}
+    for event in speakers:
+        decisions.setdefault(str(event.get("stream_id")), []).append(event)
     lines = []
     for clip in CLIPS:
         sidecar = json.loads((out / f"{clip.name}.json").read_text(encoding="utf-8"))
         lines.append(f"{clip.name}  REAL recording: {describe(sidecar)}")
-        lines += verdict(sidecar, by_stream.get(clip.name))
+        lines += verdict(sidecar, by_stream.get(clip.name), decisions.get(clip.name, []))
     return lines
 
 
-def read_summaries(path: Path) -> list[dict[str, Any]]:
-    """The summary events of ``tympan tail --topic summaries --json`` (one per line)."""
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """The events ``tympan tail --json`` wrote (one JSON object per line)."""
     events = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -202,7 +228,7 @@ def read_summaries(path: Path) -> list[dict[str, Any]]:
         try:
             events.append(json.loads(line))
         except ValueError as exc:
-            raise RealSetError(f"{path}:{n}: not a JSON summary event: {exc}") from exc
+            raise RealSetError(f"{path}:{n}: not a JSON event: {exc}") from exc
     return events
 
 
@@ -210,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.realset.demo", description=__doc__)
     parser.add_argument("command", choices=("clips", "report"))
     parser.add_argument("--summaries", type=Path, help="report: the summary events (JSON lines)")
+    parser.add_argument("--speakers", type=Path, help="report: the speaker events (JSON lines)")
     parser.add_argument("--out", type=Path, required=True, help="the demo's audio folder")
     parser.add_argument("--scale", type=float, default=1.0, help="clips: length relative to 1")
     parser.add_argument("--cache", type=Path, default=default_cache(), help="package cache")
@@ -222,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.summaries is None:
             parser.error("report needs --summaries FILE")
-        print("\n".join(report(args.out, read_summaries(args.summaries))))
+        speakers = read_events(args.speakers) if args.speakers else []
+        print("\n".join(report(args.out, read_events(args.summaries), speakers)))
         return 0
     except (RealSetError, OSError, ValueError, KeyError) as exc:
         print(f"models.realset.demo: {exc}", file=sys.stderr)

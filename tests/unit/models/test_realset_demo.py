@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from models.realset.build import SR
-from models.realset.demo import CLIPS, cut_at_turn, main, read_summaries, report, verdict
+from models.realset.demo import CLIPS, cut_at_turn, main, read_events, report, verdict
 from models.realset.sources import RealSetError, load_manifest
 
 TURNS = [[0.0, 2.0], [2.5, 5.0], [5.5, 9.0]]
@@ -72,6 +72,7 @@ def test_the_verdict_says_right_when_the_model_is_right() -> None:
     assert lines[0].startswith("  scene@9 heard speech (4 windows: speech 75%, tone 25%)")
     assert lines[0].endswith("expected speech: right")
     assert lines[1].endswith(": right") and "unknown" in lines[1]
+    assert lines[2] == "  live speaker decisions: 0, every one unknown: right"
 
 
 def test_the_verdict_says_wrong_when_the_model_is_wrong() -> None:
@@ -80,6 +81,19 @@ def test_the_verdict_says_wrong_when_the_model_is_wrong() -> None:
     assert "agent-7" in lines[1] and "WRONG" in lines[1]
     music = verdict(_sidecar("music"), _summary("m", "speech", "unknown", speech=2))
     assert music == ["  scene@9 heard speech (2 windows: speech 100%); expected music: WRONG"]
+
+
+def test_a_live_decision_naming_an_enrolled_voice_is_said_wrong() -> None:
+    live = [
+        {"speaker": "unknown", "start_s": 0.0, "end_s": 2.0, "score": 0.3},
+        {"speaker": "agent-7", "start_s": 12.5, "end_s": 16.5, "score": 0.566},
+    ]
+    lines = verdict(_sidecar("speech"), _summary("c", "speech", "unknown", speech=3), live)
+    assert lines[1].endswith(": right")  # the summary's verdict
+    assert lines[2] == (
+        "  live speaker decisions named agent-7 12.5-16.5 s (score 0.566): "
+        "WRONG, a false accept while it lasted"
+    )
 
 
 def test_a_missing_summary_is_said() -> None:
@@ -95,14 +109,14 @@ def test_the_report_names_each_clip_real_with_its_package_and_licence(tmp_path: 
     assert [h.split()[0] for h in heads] == [c.name for c in CLIPS]
     for head in heads:
         assert "REAL recording" in head and "pkg 1.0-1, GPL-2+" in head
-    assert sum(line.endswith(": right") for line in lines) == len(CLIPS) + 1
+    assert sum(line.endswith(": right") for line in lines) == len(CLIPS) + 2
 
 
 def test_a_line_that_is_not_json_is_refused_with_its_place(tmp_path: Path) -> None:
     path = tmp_path / "s.jsonl"
     path.write_text('{"stream_id": "a"}\n\nnot json\n')
-    with pytest.raises(RealSetError, match=r"s\.jsonl:3: not a JSON summary event"):
-        read_summaries(path)
+    with pytest.raises(RealSetError, match=r"s\.jsonl:3: not a JSON event"):
+        read_events(path)
 
 
 def test_report_without_summaries_is_a_usage_error(tmp_path: Path) -> None:
