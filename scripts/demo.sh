@@ -47,8 +47,15 @@ if [ "$(cat "$DEMO_DIR/.complete" 2>/dev/null)" != "$RENDER" ]; then
   echo "$RENDER" >"$DEMO_DIR/.complete"
 fi
 echo "==> adding real recordings (people and instruments, not synthesised; Debian packages via apt-get download, nothing installed)"
-$BIN/python -m models.realset.demo clips --out "$DEMO_DIR" --scale "${TYMPAN_DEMO_SCALE:-1}" \
-  || { echo "fetching the real recordings failed (apt-get update once if apt has no package lists)"; exit 1; }
+real_clips() { $BIN/python -m models.realset.demo clips --out "$DEMO_DIR" --scale "${TYMPAN_DEMO_SCALE:-1}"; }
+if ! real_clips 2>"$LOG_DIR/real-clips.log"; then
+  # A machine set up earlier may have no package lists (or stale ones): refresh them once.
+  apt_sudo=(); [ "$(id -u)" -eq 0 ] || apt_sudo=(sudo -n)
+  echo "    (that failed: refreshing the package lists with apt-get update, then once more)"
+  { "${apt_sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 update >"$LOG_DIR/apt-update.log" 2>&1 \
+    && real_clips 2>"$LOG_DIR/real-clips.log"; } || {
+    echo "fetching the real recordings failed:"; tail -5 "$LOG_DIR/real-clips.log"; exit 1; }
+fi
 
 echo "==> creating topics with prefix $PREFIX"
 $BIN/tympan topics create --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" >/dev/null || exit 1
