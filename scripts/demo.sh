@@ -9,7 +9,8 @@
 #   what the shipped models made of them, right or wrong.
 # Environment (defaults in brackets; tests/integration/test_demo.py runs a short demo):
 #   TYMPAN_DEMO_CALLS [6], TYMPAN_DEMO_MUSIC [2]   how many sample calls and music tracks
-#   TYMPAN_DEMO_SCALE [1]        their length relative to the default (25-39 s calls, 30 s tracks)
+#   TYMPAN_DEMO_SCALE [1]        their length relative to the default (25-39 s calls, 30 s tracks;
+#                                the real call up to 30 s, cut at a turn's end, the real track 20 s)
 #   TYMPAN_DEMO_DIR [var/demo]   rendered audio (re-rendered when the three above change)
 #   TYMPAN_DEMO_LOG_DIR [var/demo-logs]   each run's logs and registry in a RUN_ID folder
 #   TYMPAN_DEMO_RUN_ID [seconds since the epoch]   names the topics (demo-RUN_ID.*)
