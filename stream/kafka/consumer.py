@@ -315,8 +315,8 @@ class BatchConsumer(Service):
         fenced (another worker owns the partition now) or the transaction is lost, and
         either way the records behind it are replayed by the partition's owner."""
         transactions = self.transactions
-        progress = self.runtime.progress
-        assert transactions is not None and progress is not None
+        committed = self.runtime.committed
+        assert transactions is not None and committed is not None
         wanted = set(transactions.partitions if partitions is None else partitions)
         if self.runtime.failure is not None:
             return  # stopping: the open transactions are aborted, their records replayed
@@ -325,7 +325,7 @@ class BatchConsumer(Service):
             due = self.commits.due([partition]).get(partition)
             if due is None and not transactions.pending(partition):
                 return
-            state = progress.get(partition) or PartitionProgress(partition)
+            state = committed.of(partition)
             if due is not None:
                 state.prune(due)
             await transactions.commit(partition, state.to_json(), due)

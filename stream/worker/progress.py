@@ -29,7 +29,7 @@ Kafka; ``docs/delivery.md`` ("Exactly-once") has the argument.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +148,62 @@ class PartitionProgress:
             raise ProgressError(
                 f"progress record of partition {partition} cannot be read: {exc}"
             ) from exc
+
+
+class CommittedOutputs:
+    """Exactly-once, the runtime's side: per owned audio partition, what its committed
+    transactions hold plus what was sent since (one :class:`PartitionProgress` each).
+
+    The runtime asks before each output (``send_*``): ``False`` mutes it (a committed
+    transaction holds it); ``True`` counts it as sent from now on, so it must be sent
+    before the partition's next commit (the runtime sends with no commit in between:
+    the commit runs inside :meth:`~stream.worker.runtime.WorkerRuntime.quiet`).
+    """
+
+    def __init__(self) -> None:
+        self.partitions: dict[int, PartitionProgress] = {}
+        self.muted = 0  # outputs left out because a committed transaction held them
+
+    def load(self, progress: PartitionProgress) -> None:
+        """What a newly assigned partition's committed transactions hold."""
+        self.partitions[progress.partition] = progress
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self.partitions.pop(partition, None)
+
+    def of(self, partition: int) -> PartitionProgress:
+        found = self.partitions.get(partition)
+        if found is None:
+            found = self.partitions[partition] = PartitionProgress(partition)
+        return found
+
+    def send_window(self, partition: int, sid: str, first: int, index: int) -> bool:
+        """An event of window ``index`` of the segment of ``sid`` opened at ``first``."""
+        progress = self.of(partition)
+        if progress.window_done(sid, first, index):
+            self.muted += 1
+            return False
+        progress.window_sent(sid, first, index)
+        return True
+
+    def send_summary(self, partition: int, sid: str, first: int, last: int) -> bool:
+        """The summary of the segment ``[first, last]`` of ``sid``."""
+        progress = self.of(partition)
+        if progress.segment_done(sid, first):
+            self.muted += 1
+            return False
+        progress.segment_sent(sid, first, last)
+        return True
+
+    def send_dead_letter(self, partition: int, offset: int) -> bool:
+        """The dead letter of the record at ``offset``."""
+        progress = self.of(partition)
+        if progress.record_done(offset):
+            self.muted += 1
+            return False
+        progress.record_sent(offset)
+        return True
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -68,7 +68,7 @@ from stream.settings import BatchingPolicy
 from stream.types import Infer, Send
 from stream.worker.delivery import OffsetLedger
 from stream.worker.metrics import WorkerMetrics, observe_many
-from stream.worker.progress import PartitionProgress
+from stream.worker.progress import CommittedOutputs, PartitionProgress
 
 if TYPE_CHECKING:  # onnxruntime and the speakers package load only with speaker tracking
     from stream.speakers.vad import SileroVad
@@ -169,7 +169,7 @@ class WorkerRuntime:
     route: exactly-once (``docs/delivery.md``): every output goes through
         ``route(audio partition, topic, key, value)`` into that partition's transaction
         instead of ``send``, and what the partition's committed transactions already
-        hold (:attr:`progress`, loaded by the consumer when it is assigned) is muted.
+        hold (:attr:`committed`, loaded by the consumer when it is assigned) is muted.
     """
 
     def __init__(
@@ -192,8 +192,7 @@ class WorkerRuntime:
         self.pipeline = pipeline
         self._route = route
         # exactly-once: per owned audio partition, what its transactions hold
-        self.progress: dict[int, PartitionProgress] | None = {} if route is not None else None
-        self.muted = 0  # outputs a committed transaction already held (replays)
+        self.committed = CommittedOutputs() if route is not None else None
         self._current_model = current_model or (lambda: (infer, pipeline.model))
         self.topics = topics
         self._infer = infer
@@ -247,22 +246,15 @@ class WorkerRuntime:
     @contextlib.asynccontextmanager
     async def quiet(self) -> AsyncIterator[None]:
         """Nothing is sent while inside (an exactly-once commit: its transaction must
-        hold exactly what :attr:`progress` says)."""
+        hold exactly what :attr:`committed` says)."""
         async with self._inbox_lock, self._out_lock:
             yield
 
     def load_progress(self, partition: int, progress: PartitionProgress) -> None:
         """Exactly-once: what ``partition``'s committed transactions hold (read by the
         consumer on assignment, before the partition's first record)."""
-        if self.progress is not None:
-            self.progress[partition] = progress
-
-    def _progress(self, partition: int) -> PartitionProgress:
-        assert self.progress is not None
-        found = self.progress.get(partition)
-        if found is None:
-            found = self.progress[partition] = PartitionProgress(partition)
-        return found
+        if self.committed is not None:
+            self.committed.load(progress)
 
     # -- input --------------------------------------------------------------------------
     async def on_records(self, records: Sequence[Record]) -> None:
@@ -349,9 +341,8 @@ class WorkerRuntime:
             self._deliveries.pop(sid, None)
             log.info("stream %r dropped: partition revoked", sid)
         self.ledger.drop(parts)
-        for partition in parts:
-            if self.progress is not None:
-                self.progress.pop(partition, None)
+        if self.committed is not None:
+            self.committed.drop(parts)
 
     async def _apply(self, step: Step) -> None:
         for sid, partition, offset, pin in step.opened:
@@ -449,7 +440,7 @@ class WorkerRuntime:
                     (self.topics.of(LABELS), e, e.to_json()) for e in labels
                 ]
                 mine += [(self.topics.of(SPEAKERS), e, e.to_json()) for e in speakers.get(sid, [])]
-                if self.progress is not None:
+                if self.committed is not None:
                     mine = self._unsent(sid, [jobs[i] for i in rows], mine)
             except Exception as exc:
                 shown = jobs[rows[0]].stream_id
@@ -478,15 +469,10 @@ class WorkerRuntime:
         """Exactly-once: window ``index`` of ``job``'s segment is not out yet (it is
         counted as sent from now on); ``False`` for a dropped stream too."""
         origin = self.pipeline.origin(sid, job)
-        if origin is None:
+        if origin is None or self.committed is None:
             return False  # stream dropped (revoked): its new owner replays it
         partition, first = origin
-        progress = self._progress(partition)
-        if progress.window_done(sid, first, index):
-            self.muted += 1
-            return False
-        progress.window_sent(sid, first, index)
-        return True
+        return self.committed.send_window(partition, sid, first, index)
 
     def _invalid_output(
         self, job: WindowJob, probabilities: np.ndarray, model: ModelRef
@@ -497,7 +483,7 @@ class WorkerRuntime:
         origin = self.pipeline.origin(job.window.stream_id, job)
         if origin is None:
             return None  # stream dropped (revoked): its new owner replays it
-        if self.progress is not None and not self._window_unsent(
+        if self.committed is not None and not self._window_unsent(
             job.window.stream_id, job, job.span.index
         ):
             return None  # exactly-once: a committed transaction holds it
@@ -570,13 +556,11 @@ class WorkerRuntime:
         its pin once it and the segment's events are on the broker."""
         sid = stream_key(summary.stream_id, summary.instance)
         pending = self._deliveries.pop(sid, [])
-        if self.progress is not None:
-            progress = self._progress(partition)
-            if progress.segment_done(sid, first):
-                self.muted += 1  # a committed transaction holds it: the pin goes at once
-                self._after(pending, partition, summary.event_id)
-                return
-            progress.segment_sent(sid, first, last)
+        if self.committed is not None and not self.committed.send_summary(
+            partition, sid, first, last
+        ):  # a committed transaction holds it: the pin goes at once
+            self._after(pending, partition, summary.event_id)
+            return
         try:
             value = summary.to_json()
         except Exception as exc:  # contained: the stream's dead letter says why
@@ -618,14 +602,14 @@ class WorkerRuntime:
     ) -> None:
         """Send ``rejected`` (bounded in size); its record stays pinned, from before
         the send, until the broker has it (then ``unpin`` is released too)."""
-        if self.progress is not None and rejected.reason != INVALID_MODEL_OUTPUT:
-            progress = self._progress(rejected.partition)  # (windows: _window_unsent)
-            if progress.record_done(rejected.offset):
-                self.muted += 1  # a committed transaction holds it
-                if unpin is not None:
-                    self._after(list(deliveries), rejected.partition, unpin)
-                return
-            progress.record_sent(rejected.offset)
+        if (
+            self.committed is not None
+            and rejected.reason != INVALID_MODEL_OUTPUT  # a window's: _window_unsent
+            and not self.committed.send_dead_letter(rejected.partition, rejected.offset)
+        ):  # a committed transaction holds it
+            if unpin is not None:
+                self._after(list(deliveries), rejected.partition, unpin)
+            return
         pin = ("dead-letter", next(self._pin_ids))
         self.ledger.pin(rejected.partition, pin, rejected.offset)  # before any await
         bounded = rejected.bounded(self._dead_letter_max_bytes)

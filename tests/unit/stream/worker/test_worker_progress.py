@@ -24,7 +24,7 @@ from stream.pipeline import Pipeline, PipelinePolicy, Record
 from stream.produce import frames_from_array
 from stream.settings import BatchingPolicy
 from stream.wire import encode_frame
-from stream.worker.progress import PartitionProgress, ProgressError
+from stream.worker.progress import CommittedOutputs, PartitionProgress, ProgressError
 from stream.worker.runtime import WorkerRuntime
 from tests.support.onnx_models import make_tiny_model_dir
 
@@ -106,6 +106,30 @@ def test_the_record_reads_back_as_written() -> None:
 def test_a_record_that_is_not_ours_is_a_progress_error_naming_the_partition(data: bytes) -> None:
     with pytest.raises(ProgressError, match="partition 3"):
         PartitionProgress.from_json(data, partition=3)
+
+
+def test_committed_outputs_mute_what_was_loaded_and_count_what_is_sent() -> None:
+    loaded = PartitionProgress(2)
+    loaded.window_sent("a", 5, 1)
+    loaded.record_sent(7)
+    committed = CommittedOutputs()
+    committed.load(loaded)
+
+    decisions = [
+        committed.send_window(2, "a", 5, 1),  # committed: muted
+        committed.send_window(2, "a", 5, 2),  # new: sent
+        committed.send_window(2, "a", 5, 2),  # sent since: muted too
+        committed.send_dead_letter(2, 7),
+        committed.send_dead_letter(2, 8),
+        committed.send_summary(2, "a", 5, 30),
+        committed.send_summary(2, "a", 5, 30),
+        committed.send_window(3, "a", 5, 1),  # another partition: nothing loaded
+    ]
+
+    assert decisions == [False, True, False, False, True, True, False, True]
+    assert committed.muted == 4
+    committed.drop([2])
+    assert committed.of(2) == PartitionProgress(2)
 
 
 # -- the law -------------------------------------------------------------------------------
@@ -199,8 +223,8 @@ def test_a_takeover_writes_what_the_committed_transactions_did_not_hold(
         await _run(_runtime(model, whole, []), records)
         owner = _runtime(model, first, acked)
         await _run(owner, records[:cut])  # then it dies: what it sent is committed
-        assert owner.progress is not None
-        state = owner.progress.get(0, PartitionProgress(0))
+        assert owner.committed is not None
+        state = owner.committed.of(0)
         committed = PartitionProgress.from_json(state.to_json(), partition=0)
         offset = max(acked, default=0)
         committed.prune(offset)
