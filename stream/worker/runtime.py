@@ -84,7 +84,8 @@ INTERNAL_ERROR = "internal_error"
 
 AckRange = Callable[[int, int, int], None]  # partition, first offset, stop offset
 # exactly-once: ``await route(audio partition, topic, key, value)`` sends into that
-# partition's transaction; the delivery future, or None when it is not ours any more
+# partition's transaction and returns the delivery future (it raises for a partition
+# whose transaction is not open here: a runtime failure, never a silent loss)
 Route = Callable[[int, str, bytes, bytes], Awaitable[Any]]
 
 
@@ -535,7 +536,7 @@ class WorkerRuntime:
         partition = self.pipeline.stream_partition(sid)
         delivery = await self._out(partition, topic, event.stream_id.encode(), value)
         if delivery is None:
-            return  # exactly-once and the partition is not ours: nothing was written
+            return  # exactly-once and the stream was dropped (revoked): not written
         self.metrics.events_out_to(topic).inc()
         if partition is None:
             return  # stream dropped (revoked): nothing to pin
@@ -617,7 +618,7 @@ class WorkerRuntime:
         delivery = await self._out(
             rejected.partition, self.topics.of(REJECTED), key, bounded.to_json()
         )
-        if delivery is None:  # exactly-once and the partition is not ours
+        if delivery is None:  # not written (``_out``)
             self.ledger.unpin(rejected.partition, pin)
             return
         self.metrics.dead_letters.labels(rejected.reason).inc()
@@ -635,7 +636,8 @@ class WorkerRuntime:
 
     async def _out(self, partition: int | None, topic: str, key: bytes, value: bytes) -> Any:
         """Send one record: at-least-once through ``send``; exactly-once into the
-        transaction of the audio partition it comes from (``None``: not sent)."""
+        transaction of the audio partition it comes from, and not at all (``None``)
+        when that is unknown (the stream was dropped: its new owner replays it)."""
         if self._route is None:
             return await self._send(topic, key, value)
         if partition is None:
