@@ -366,6 +366,8 @@ class BatchConsumer(Service):
         committed transactions hold. An unreadable progress record is logged and
         ignored: the partition then runs at-least-once until its next commit."""
         assert self.transactions is not None
+        if partition in self._opened:
+            return  # still open (assigned again without a revocation between)
         raw = await self.transactions.open(partition)
         progress = PartitionProgress(partition)
         if raw is not None:
