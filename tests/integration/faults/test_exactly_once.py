@@ -1,11 +1,13 @@
 """``--guarantee exactly-once`` on the real broker: a reader that reads
 ``read_committed`` sees every window and summary exactly once across ``kill -9`` of a
 worker mid-stream and the rebalances that follow (the killed worker's partitions move,
-a new worker joins). The same checker as every fault scenario (``checker.py``), plus
-no duplicate at all."""
+a new worker joins), and when a worker frozen past its session timeout wakes up with a
+transaction open (a zombie: fenced, it must commit nothing and stop). The same checker
+as every fault scenario (``checker.py``), plus no duplicate at all."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -45,5 +47,28 @@ def test_kill9_and_rebalance_give_each_event_once(
             outcome = run.check()
         assert outcome.duplicates == 0, f"a read_committed reader saw {outcome.duplicates} repeats"
         assert "opened for exactly-once" in run.farm.logs()
+    finally:
+        run.farm.stop_all()
+
+
+def test_a_frozen_worker_is_fenced_when_it_wakes(
+    broker: str, topics: Topics, tmp_path: Path
+) -> None:
+    run = Scenario(broker, topics, tmp_path, N_STREAMS, SECONDS, "eos-zombie")
+    assert run.farm is not None and run.monitor is not None
+    zombie, _other = run.spawn(*EXACTLY_ONCE), run.spawn(*EXACTLY_ONCE)
+    feeder = run.feeder(slices=6, pause_s=1.0)
+    try:
+        with run.monitor:
+            run.start(feeder, 4)
+            assert zombie.proc is not None
+            zombie.proc.send_signal(signal.SIGSTOP)  # mid-stream, a transaction open
+            time.sleep(SESSION_TIMEOUT_S * 2)  # its partitions move: the fence
+            zombie.proc.send_signal(signal.SIGCONT)
+            feeder.finish()
+            outcome = run.check()
+        assert outcome.duplicates == 0, f"a read_committed reader saw {outcome.duplicates} repeats"
+        # awake, it may only find out it was fenced (and stop, exit 70) or rejoin cleanly
+        assert zombie.proc.poll() in (None, 70), zombie.log_text()[-3000:]
     finally:
         run.farm.stop_all()
