@@ -107,6 +107,9 @@ class PartitionProgress:
             else:
                 del self.closed[sid]
         self.dead = [[max(s, committed), e] for s, e in self.dead if e > committed]
+        # an open segment pins its first offset, so the committed offset never passes
+        # it: an entry behind it is a segment that ended without a summary (dropped)
+        self.opened = {sid: v for sid, v in self.opened.items() if v[0] >= committed}
 
     # -- the record -------------------------------------------------------------------------
     def to_json(self) -> bytes:

@@ -71,6 +71,7 @@ def test_prune_forgets_what_a_replay_from_the_committed_offset_cannot_meet() -> 
     progress.record_sent(4)
     progress.record_sent(20)
     progress.window_sent("c", 12, 2)
+    progress.window_sent("d", 11, 0)  # behind the committed offset: can no longer be open
 
     progress.prune(12)
 
