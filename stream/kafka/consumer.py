@@ -155,8 +155,11 @@ class BatchConsumer(Service):
             log.warning("stopping without a full drain: %r", exc)
         if self._kafka is not None:
             await self._commit()
-            if self.transactions is not None:
-                await self.transactions.close(self.transactions.partitions)
+            if self.transactions is not None:  # what is still in flight is not sent:
+                parts = self.transactions.partitions  # the next owner replays it
+                self.runtime.on_revoked(parts)
+                self._opened.clear()
+                await self.transactions.close(parts)
             await self._kafka.stop()
         await self.runtime.stop()
 
