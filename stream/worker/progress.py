@@ -29,7 +29,7 @@ Kafka; ``docs/delivery.md`` ("Exactly-once") has the argument.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,9 +163,10 @@ class CommittedOutputs:
     the commit runs inside :meth:`~stream.worker.runtime.WorkerRuntime.quiet`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_muted: Callable[[], object] | None = None) -> None:
         self.partitions: dict[int, PartitionProgress] = {}
         self.muted = 0  # outputs left out because a committed transaction held them
+        self._on_muted = on_muted  # the worker's counter (``tympan_muted_outputs``)
 
     def load(self, progress: PartitionProgress) -> None:
         """What a newly assigned partition's committed transactions hold."""
@@ -181,11 +182,16 @@ class CommittedOutputs:
             found = self.partitions[partition] = PartitionProgress(partition)
         return found
 
+    def _mute(self) -> None:
+        self.muted += 1
+        if self._on_muted is not None:
+            self._on_muted()
+
     def send_window(self, partition: int, sid: str, first: int, index: int) -> bool:
         """An event of window ``index`` of the segment of ``sid`` opened at ``first``."""
         progress = self.of(partition)
         if progress.window_done(sid, first, index):
-            self.muted += 1
+            self._mute()
             return False
         progress.window_sent(sid, first, index)
         return True
@@ -194,7 +200,7 @@ class CommittedOutputs:
         """The summary of the segment ``[first, last]`` of ``sid``."""
         progress = self.of(partition)
         if progress.segment_done(sid, first):
-            self.muted += 1
+            self._mute()
             return False
         progress.segment_sent(sid, first, last)
         return True
@@ -203,7 +209,7 @@ class CommittedOutputs:
         """The dead letter of the record at ``offset``."""
         progress = self.of(partition)
         if progress.record_done(offset):
-            self.muted += 1
+            self._mute()
             return False
         progress.record_sent(offset)
         return True

@@ -193,12 +193,13 @@ class WorkerRuntime:
         self.pipeline = pipeline
         self._route = route
         # exactly-once: per owned audio partition, what its transactions hold
-        self.committed = CommittedOutputs() if route is not None else None
         self._current_model = current_model or (lambda: (infer, pipeline.model))
         self.topics = topics
         self._infer = infer
         self._send = send
         self.metrics = metrics or WorkerMetrics()
+        muted = self.metrics.muted.inc
+        self.committed = CommittedOutputs(muted) if route is not None else None
         self.speakers = speakers
         if speakers is not None and pipeline.speakers is None:
             stage = SpeakerStage(
