@@ -14,19 +14,22 @@ Two families, handled in opposite ways::
     │   ├── BatchTooLargeError     a compressed record batch that inflates past its bound
     │   │                          (stream.kafka.fetch)
     │   └── PacketError            one ingest datagram or WebSocket message (stream.ingest.errors)
-    └── ContractError              at start: refuse to run, never degrade silently
-        ├── ConfigError            settings that cannot work together
-        ├── FeatureSpecError       a FeatureSpec that is invalid or does not match
-        ├── ModelError             model file, manifest, checksum, shapes, providers
-        │   └── ParityError        exported ONNX differs from Keras / golden outputs
-        ├── DatasetError           a training folder that cannot be trained on
-        ├── BrokerError            Kafka unreachable, or its topics differ from stream.kafka.topics
-        ├── RegistryError          speaker registry corrupt, wrong model, unknown name
-        ├── SignatureError         a control or registry record whose signature fails
-        │                          (stream.control.signing)
-        └── ToolError              an external program (espeak-ng, sox...) missing or failed
+    ├── ContractError              at start: refuse to run, never degrade silently
+    │   ├── ConfigError            settings that cannot work together
+    │   ├── FeatureSpecError       a FeatureSpec that is invalid or does not match
+    │   ├── ModelError             model file, manifest, checksum, shapes, providers
+    │   │   └── ParityError        exported ONNX differs from Keras / golden outputs
+    │   ├── DatasetError           a training folder that cannot be trained on
+    │   ├── BrokerError            Kafka unreachable, or its topics differ from stream.kafka.topics
+    │   ├── RegistryError          speaker registry corrupt, wrong model, unknown name
+    │   ├── SignatureError         a control or registry record whose signature fails
+    │   │                          (stream.control.signing)
+    │   └── ToolError              an external program (espeak-ng, sox...) missing or failed
+    └── ProgressError              an exactly-once progress record that cannot be read: logged,
+                                   its partition runs at-least-once until its next commit
+                                   (stream.worker.progress)
 
-Classes are defined here except the five whose module is named beside them: they
+Classes are defined here except the six whose module is named beside them: they
 belong to the code that raises them, and are drawn here so that this is the whole tree
 (tests/unit/stream/test_errors.py checks it).
 

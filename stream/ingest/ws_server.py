@@ -101,10 +101,6 @@ class _Connection:
     evicted: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class _EvictedError(Exception):
-    """The admission gave this connection's slot to a newer one (it was on probation)."""
-
-
 @dataclass
 class _Connections:
     """The open connections of a server and who may open the next one."""
@@ -201,15 +197,17 @@ def _evict(connections: _Connections, victim: int) -> None:
     connection.evicted.set()
 
 
-async def _receive(connection: _Connection, timeout: float, *, on_probation: bool) -> WSMessage:
-    """The next message; on probation, raise :class:`_EvictedError` once evicted.
+async def _receive(
+    connection: _Connection, timeout: float, *, on_probation: bool
+) -> WSMessage | None:
+    """The next message; ``None`` once the connection is evicted (only on probation).
 
     Only a connection that has not started its stream pays for the extra task.
     """
     if not on_probation:
         return await connection.ws.receive(timeout=timeout)
     if connection.evicted.is_set():
-        raise _EvictedError
+        return None
     receive = asyncio.ensure_future(connection.ws.receive(timeout=timeout))
     evicted = asyncio.ensure_future(connection.evicted.wait())
     try:
@@ -221,7 +219,7 @@ async def _receive(connection: _Connection, timeout: float, *, on_probation: boo
             with contextlib.suppress(asyncio.CancelledError):
                 await receive
     if connection.evicted.is_set():  # even if a message came in the same instant
-        raise _EvictedError
+        return None
     return receive.result()
 
 
@@ -244,7 +242,7 @@ async def _run_session(
             except TimeoutError:
                 why = "idle"
                 break
-            except _EvictedError:
+            if msg is None:  # the admission gave its slot to a newer connection
                 why, close_code, close_reason = "evicted", 1013, b"evicted: no stream started"
                 break
             if msg.type == WSMsgType.TEXT:
