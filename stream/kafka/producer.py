@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 
 from stream.errors import BrokerError
@@ -88,6 +88,16 @@ class ProducerTuning:
     -- would wait silently for ever; past it the run ends with a
     :class:`DeliveryError` naming every stream whose frames were not acknowledged.
     A leader change (seconds) is well inside it: retries ride through it.
+
+    ``request_timeout_ms``: how long one request may go unanswered before it is sent
+    again (after a metadata refresh). 10 s rather than aiokafka's 40: a *frozen* leader
+    (SIGSTOP, a stalled VM) keeps its connections open, and the controller fences it
+    after ``broker.session.timeout.ms`` (9 s) and elects another; with 40 s the frames of
+    its partitions waited for the old leader to thaw (a 32 s freeze on the local cluster:
+    the producer ended after the freeze), with 10 s they go to the new leader (the same
+    freeze: every frame delivered when the 16 s calls ended). aiokafka also gives up
+    handing a batch over after this long when the partition's previous batch is still
+    unacknowledged; the producer offers it again until the delivery timeout.
     """
 
     linger_ms: int = 10
@@ -97,6 +107,7 @@ class ProducerTuning:
     enable_idempotence: bool = True
     compression_type: str | None = None
     delivery_timeout_s: float = 120.0
+    request_timeout_ms: int = 10_000
 
     def kwargs(self) -> dict[str, Any]:
         return {
@@ -106,6 +117,7 @@ class ProducerTuning:
             "acks": self.acks,
             "enable_idempotence": self.enable_idempotence,
             "compression_type": self.compression_type,
+            "request_timeout_ms": self.request_timeout_ms,
         }
 
 
@@ -282,6 +294,8 @@ async def produce_frames(
             raise BrokerError(f"sending to topic {topic!r} failed: {cause}") from exc
         raise undelivered_error(topic, cause, sender.undelivered()) from exc
     finally:
+        if sender is not None:
+            await sender.close()
         await _stop(producer, topic)
 
 
@@ -480,15 +494,46 @@ class _BatchSender:
                     break
                 batch.builder.close()
                 self._submitting[partition] = batch
-                batch.delivery = await self.producer.send_batch(
-                    batch.builder, self.topic, partition=partition
-                )
+                batch.delivery = await self._hand_over(batch)
                 del self._submitting[partition]
                 self.pending.append(batch)
                 self._progress.set()
         finally:
             self._progress.set()  # wake a waiting flush, also when the submit failed
         del self._lanes[partition]  # only on success: a failed lane keeps its error
+
+    async def _hand_over(self, batch: _Batch) -> asyncio.Future[Any]:
+        """``send_batch``, waiting as long as the partition's previous batch is unacknowledged.
+
+        aiokafka gives up waiting for room after its ``request_timeout_ms`` (a leader that
+        is down or frozen) with ``KafkaTimeoutError``; the batch is untouched then, so it
+        is offered again: the send loop's delivery deadline decides when to give up.
+        """
+        while True:
+            try:
+                delivery: asyncio.Future[Any] = await self.producer.send_batch(
+                    batch.builder, self.topic, partition=batch.partition
+                )
+                return delivery
+            except KafkaTimeoutError:
+                log.warning(
+                    "topic %r partition %d: the previous batch is still unacknowledged "
+                    "(its leader is down or frozen?); still waiting, up to the delivery "
+                    "timeout (%g s)",
+                    self.topic,
+                    batch.partition,
+                    self.delivery_timeout_s,
+                )
+
+    async def close(self) -> None:
+        """Stop the lanes (a run that ended on an error), observing each one's outcome."""
+        lanes = list(self._lanes.values())
+        for lane in lanes:
+            lane.cancel()
+        results = await asyncio.gather(*lanes, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.debug("topic %r: a lane ended with %r", self.topic, result)
 
     async def _settle(self) -> None:
         """Drop acknowledged batches from the front of ``pending``; wait for the oldest

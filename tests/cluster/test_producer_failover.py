@@ -87,3 +87,30 @@ def test_produce_names_each_stream_it_could_not_deliver(cluster: Cluster, tmp_pa
         line = rf"stream 'call-{i}': (\d+) frame\(s\), seq \d+\.\.\d+, not acknowledged by "
         assert re.search(line + re.escape(f"topic {topics.audio!r} partition"), out), out
     assert "were not delivered to topic" in out
+
+
+def test_produce_rides_through_a_frozen_leader(cluster: Cluster, tmp_path: Path) -> None:
+    """A leader frozen longer than the request timeout (10 s): aiokafka gives up handing
+    the next batch over (``KafkaTimeoutError``); the producer offers it again rather than
+    end the run, and the frames go to the leader elected meanwhile."""
+    if not FULL:
+        pytest.skip("full scale only (test_failover's frozen-broker checks it under full)")
+    topics = _topics(cluster)
+    wav = call_wav(tmp_path / "call.wav", seconds=20.0)
+    producer = Producer.start(
+        cluster.bootstrap, topics.prefix, wav, CALLS, tmp_path / "produce.log"
+    )
+    try:
+        _wait_sending(producer, cluster, topics.audio)
+        leader = cluster.leader_of_most(topics.audio)
+        cluster.freeze(leader)
+        try:
+            time.sleep(25.0)
+        finally:
+            cluster.thaw(leader)
+        rc = producer.wait(120)
+    finally:
+        producer.kill()
+
+    assert rc == ExitCode.OK, producer.output()
+    assert_whole(landed(cluster.bootstrap, topics.audio), CALLS)
