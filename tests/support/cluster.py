@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiokafka.errors import KafkaError
+
 from stream.kafka.admin import admin_client
 from stream.kafka.config import KafkaClientConfig
 
@@ -137,8 +139,19 @@ class Cluster:
         (meta,) = self.metadata([topic])
         return {p["partition"]: p["leader"] for p in meta["partitions"]}
 
-    def metadata(self, topics: list[str]) -> list[dict[str, Any]]:
-        """The brokers' metadata of ``topics`` (partitions with leader, replicas, isr)."""
+    def metadata(self, topics: list[str], *, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+        """The brokers' metadata of ``topics`` (partitions with leader, replicas, isr);
+        asked again while the node the client picked is the one a test killed."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self._metadata(topics)
+            except KafkaError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def _metadata(self, topics: list[str]) -> list[dict[str, Any]]:
 
         async def describe() -> list[dict[str, Any]]:
             admin = admin_client(self.client, request_timeout_ms=10_000)
