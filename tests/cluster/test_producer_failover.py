@@ -1,7 +1,7 @@
 """``tympan produce`` across a leader change, and when delivery really fails (issue #26,
 point 4): it rides through a kill -9 of the broker leading most audio partitions with
-every frame landing once, in order; with two of three brokers down past its delivery
-timeout it stops, names every stream it could not deliver and exits 3 (BROKER)."""
+every frame landing once, in order; with two of three brokers unavailable (frozen) past
+its delivery timeout it stops, names every stream it could not deliver and exits 3 (BROKER)."""
 
 from __future__ import annotations
 
@@ -75,9 +75,15 @@ def test_produce_names_each_stream_it_could_not_deliver(cluster: Cluster, tmp_pa
     )
     try:
         _wait_sending(producer, cluster, topics.audio)
-        cluster.kill(2)
-        cluster.kill(3)  # one in-sync replica at most: min.insync.replicas=2 refuses all
-        rc = producer.wait(120)  # the call lasts 30 s: it must not wait for its end
+        # two of three brokers gone (frozen: they come back at once, no JVM restart);
+        # one in-sync replica at most, and min.insync.replicas=2 refuses every write
+        cluster.freeze(2)
+        cluster.freeze(3)
+        try:
+            rc = producer.wait(120)  # the call lasts 30 s: it must not wait for its end
+        finally:
+            cluster.thaw(2)
+            cluster.thaw(3)
     finally:
         producer.kill()
     out = producer.output()
