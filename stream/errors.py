@@ -21,6 +21,8 @@ Two families, handled in opposite ways::
     │   │   └── ParityError        exported ONNX differs from Keras / golden outputs
     │   ├── DatasetError           a training folder that cannot be trained on
     │   ├── BrokerError            Kafka unreachable, or its topics differ from stream.kafka.topics
+    │   │   └── DeliveryError      frames the producer could not get acknowledged, per stream
+    │   │                          (stream.kafka.producer: produce, ingest)
     │   ├── RegistryError          speaker registry corrupt, wrong model, unknown name
     │   ├── SignatureError         a control or registry record whose signature fails
     │   │                          (stream.control.signing)
@@ -29,7 +31,7 @@ Two families, handled in opposite ways::
                                    its partition runs at-least-once until its next commit
                                    (stream.worker.progress)
 
-Classes are defined here except the six whose module is named beside them: they
+Classes are defined here except the seven whose module is named beside them: they
 belong to the code that raises them, and are drawn here so that this is the whole tree
 (tests/unit/stream/test_errors.py checks it).
 

@@ -140,6 +140,14 @@ def register(subparsers: Any) -> None:
         sub.add_argument(
             "--linger-ms", type=int, default=5, help="producer batching delay (%(default)s ms)"
         )
+        sub.add_argument(
+            "--delivery-timeout-s",
+            type=float,
+            default=ProducerTuning().delivery_timeout_s,
+            help="the most a frame may stay unacknowledged (leader changes are retried within "
+            "it); past it ingest stops, names each stream not delivered and exits 3 "
+            "(%(default)s s)",
+        )
 
 
 def _client(args: argparse.Namespace) -> KafkaClientConfig:
@@ -206,7 +214,9 @@ def _main(args: argparse.Namespace, build: Any, run: Any) -> int:
         (settings,) = build()
         client = _client(args)
         topic = audio_topic(args)
-        tuning = ProducerTuning(linger_ms=args.linger_ms)
+        tuning = ProducerTuning(
+            linger_ms=args.linger_ms, delivery_timeout_s=args.delivery_timeout_s
+        )
     except (ContractError, OSError) as exc:
         print(f"tympan ingest: {exc}", file=sys.stderr)
         return 2

@@ -136,6 +136,14 @@ def register(subparsers: Any) -> None:
         help="real time: frames due within this share one batch per partition, at the cost "
         "of at most that much send lag (%(default)s ms)",
     )
+    parser.add_argument(
+        "--delivery-timeout-s",
+        type=_positive_float,
+        default=ProducerTuning().delivery_timeout_s,
+        help="the most a frame may stay unacknowledged (leader changes are retried within "
+        "it); past it the run stops, names each stream not delivered and exits 3 "
+        "(%(default)s s)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument(
         "--json",
@@ -177,7 +185,9 @@ def run(args: argparse.Namespace) -> int:
             stream_id=args.stream_id,
             stream_id_prefix=args.stream_id_prefix,
             progress=not args.no_progress,
-            tuning=ProducerTuning(linger_ms=args.linger_ms),
+            tuning=ProducerTuning(
+                linger_ms=args.linger_ms, delivery_timeout_s=args.delivery_timeout_s
+            ),
             instance=args.instance or new_instance(),
         )
         prepared = asyncio.run(

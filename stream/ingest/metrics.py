@@ -104,6 +104,12 @@ class IngestMetrics:
             "Frames dropped because the producer queue was full (RTP cannot wait)",
             registry=r,
         )
+        self.frames_undelivered = Counter(
+            "tympan_ingest_frames_undelivered",
+            "Frames no broker acknowledged within the delivery timeout, or still queued "
+            "when the producer gave up (each stream is named in the log)",
+            registry=r,
+        )
         self.added_latency_ms = Histogram(
             "tympan_ingest_added_latency_ms",
             "From the packet or message that completed a frame to the frame's hand-over "

@@ -24,7 +24,14 @@ from collections.abc import AsyncIterator
 from stream.ingest.errors import PacketError
 from stream.ingest.metrics import IngestMetrics
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.producer import ProducerTuning, ProduceStats, produce_frames
+from stream.kafka.producer import (
+    DeliveryError,
+    ProducerTuning,
+    ProduceStats,
+    Undelivered,
+    produce_frames,
+    undelivered_error,
+)
 from stream.produce.frames import now_us
 from stream.wire.frame import AudioFrame, encode_frame
 
@@ -104,13 +111,43 @@ class FrameSink:
     async def run(
         self, client: KafkaClientConfig, topic: str, tuning: ProducerTuning | None = None
     ) -> ProduceStats:
-        """Send queued frames until :meth:`close`; capture times are kept as stamped."""
-        return await produce_frames(
-            client,
-            topic,
-            self._frames(),
-            realtime=False,
-            restamp=False,
-            tuning=tuning,
-            on_frame=self._observe,
-        )
+        """Send queued frames until :meth:`close`; capture times are kept as stamped.
+
+        Raises
+        ------
+        DeliveryError
+            The producer gave up on frames (see :func:`produce_frames`); it also names
+            the frames still queued here, which will never be sent, and every one of
+            them is counted in ``tympan_ingest_frames_undelivered``.
+        """
+        try:
+            return await produce_frames(
+                client,
+                topic,
+                self._frames(),
+                realtime=False,
+                restamp=False,
+                tuning=tuning,
+                on_frame=self._observe,
+            )
+        except DeliveryError as exc:
+            queued = self._abandon()
+            every = (*exc.undelivered, *queued)
+            self._metrics.frames_undelivered.inc(sum(u.frames for u in every))
+            if not queued:
+                raise
+            undelivered_error(topic, exc.cause, queued)  # logs each stream
+            raise DeliveryError(topic, exc.cause, every) from exc
+
+    def _abandon(self) -> list[Undelivered]:
+        """Empty the queue (the producer is gone): what it held, per stream."""
+        held: dict[str, list[int]] = {}
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is None:
+                continue
+            frame = item[0]
+            n = held.setdefault(frame.stream_id, [0, frame.seq, frame.seq])
+            n[0] += 1
+            n[1], n[2] = min(n[1], frame.seq), max(n[2], frame.seq)
+        return [Undelivered(sid, -1, n, first, last) for sid, (n, first, last) in held.items()]

@@ -21,12 +21,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 
 from stream.errors import BrokerError
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 _ROUND_FRAMES = 1000  # the most frames gathered before they are handed over
 _MAX_IN_FLIGHT = 2000  # batches handed over but not delivered; beyond it, wait (backpressure)
 _MAX_QUEUED = 16  # full batches waiting for their lane, all partitions; beyond it, wait
+_STOP_S = 10.0  # the most a producer's close may take once its run has ended
+_NAMED_IN_MESSAGE = 20  # streams a DeliveryError's message names (every one is logged)
 
 
 def interleave(streams: Sequence[Iterable[AudioFrame]], *, realtime: bool) -> Iterator[AudioFrame]:
@@ -78,6 +80,24 @@ class ProducerTuning:
     replica holds it (with ``min.insync.replicas=2`` on a cluster, two brokers), and a
     retry after a leader change never writes it twice or out of order. On one broker
     it costs nothing more than ``acks=1``.
+
+    ``delivery_timeout_s`` bounds how long a frame may stay unacknowledged (Kafka's
+    ``delivery.timeout.ms``, same default). aiokafka's idempotent producer retries a
+    batch for ever (it never expires one), so without this bound a run whose partition
+    has no usable leader -- two of three brokers down under ``min.insync.replicas=2``
+    -- would wait silently for ever; past it the run ends with a
+    :class:`DeliveryError` naming every stream whose frames were not acknowledged.
+    A leader change (seconds) is well inside it: retries ride through it.
+
+    ``request_timeout_ms``: how long one request may go unanswered before it is sent
+    again (after a metadata refresh). 10 s rather than aiokafka's 40: a *frozen* leader
+    (SIGSTOP, a stalled VM) keeps its connections open, and the controller fences it
+    after ``broker.session.timeout.ms`` (9 s) and elects another; with 40 s the frames of
+    its partitions waited for the old leader to thaw (a 32 s freeze on the local cluster:
+    the producer ended after the freeze), with 10 s they go to the new leader (the same
+    freeze: every frame delivered when the 16 s calls ended). aiokafka also gives up
+    handing a batch over after this long when the partition's previous batch is still
+    unacknowledged; the producer offers it again until the delivery timeout.
     """
 
     linger_ms: int = 10
@@ -86,6 +106,8 @@ class ProducerTuning:
     acks: int | str = "all"
     enable_idempotence: bool = True
     compression_type: str | None = None
+    delivery_timeout_s: float = 120.0
+    request_timeout_ms: int = 10_000
 
     def kwargs(self) -> dict[str, Any]:
         return {
@@ -95,6 +117,7 @@ class ProducerTuning:
             "acks": self.acks,
             "enable_idempotence": self.enable_idempotence,
             "compression_type": self.compression_type,
+            "request_timeout_ms": self.request_timeout_ms,
         }
 
 
@@ -140,6 +163,53 @@ class ProduceStats:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Undelivered:
+    """Frames of one stream that the producer could not get acknowledged.
+
+    They may or may not have reached the topic (a broker can store a batch and fail
+    before it answers); what is certain is that nobody confirmed them.
+    """
+
+    stream_id: str
+    partition: int
+    """-1: the frames never reached the producer (still queued in ``tympan ingest``)."""
+    frames: int
+    first_seq: int
+    last_seq: int
+
+    def sentence(self, topic: str) -> str:
+        where = (
+            f"not acknowledged by topic {topic!r} partition {self.partition}"
+            if self.partition >= 0
+            else f"still queued for topic {topic!r}, never sent"
+        )
+        seqs = f"seq {self.first_seq}..{self.last_seq}"
+        return f"stream {self.stream_id!r}: {self.frames} frame(s), {seqs}, {where}"
+
+
+class DeliveryError(BrokerError):
+    """A produce run ended with frames that no broker acknowledged.
+
+    ``undelivered`` names each stream, its partition, how many frames and which seqs;
+    the message names the first :data:`_NAMED_IN_MESSAGE` of them and the cause.
+    """
+
+    def __init__(self, topic: str, cause: str, undelivered: Sequence[Undelivered]) -> None:
+        self.topic = topic
+        self.cause = cause
+        self.undelivered = tuple(undelivered)
+        frames = sum(u.frames for u in self.undelivered)
+        named = "; ".join(u.sentence(topic) for u in self.undelivered[:_NAMED_IN_MESSAGE])
+        more = len(self.undelivered) - _NAMED_IN_MESSAGE
+        super().__init__(
+            f"{frames} frame(s) of {len(self.undelivered)} stream(s) were not delivered to "
+            f"topic {topic!r}: {cause}"
+            + (f": {named}" if named else "")
+            + (f"; and {more} more stream(s)" if more > 0 else "")
+        )
+
+
 def _human_bytes(n: int) -> str:
     if n < 1024:
         return f"{n} B"
@@ -180,8 +250,13 @@ async def produce_frames(
 
     Raises
     ------
+    DeliveryError
+        Frames were not acknowledged: a batch failed, or stayed unacknowledged past
+        ``tuning.delivery_timeout_s``. It names every such stream (each is also
+        logged), its partition and seqs. A leader change within the timeout is not
+        an error: aiokafka retries the batch on the new leader.
     BrokerError
-        The broker cannot be reached or refuses records; the message names it.
+        The broker cannot be reached; the message names it.
     FrameError
         A frame that is not valid on the wire (see :func:`encode_frame`).
     """
@@ -196,9 +271,10 @@ async def produce_frames(
         raise BrokerError(
             f"cannot connect a producer: {broker_failure(exc, config.bootstrap_servers)}"
         ) from exc
+    sender: _BatchSender | None = None
     try:
         partitions = sorted(await producer.partitions_for(topic))
-        sender = _BatchSender(producer, topic, partitions)
+        sender = _BatchSender(producer, topic, partitions, tuning.delivery_timeout_s)
         pacing = _Pacing(tuning.linger_ms * 1000) if realtime else None
         source: AsyncIterator[AudioFrame | None] = _aiter(frames)
         live_s = None
@@ -208,12 +284,59 @@ async def produce_frames(
             live_s = tuning.linger_ms / 1000
             source = _until_quiet(_aiter(frames), live_s)
         return await _send_all(sender, source, pacing, restamp, on_frame, live_s)
-    except KafkaError as exc:
-        raise BrokerError(
-            f"sending to topic {topic!r} failed: {broker_failure(exc, config.bootstrap_servers)}"
-        ) from exc
+    except (KafkaError, TimeoutError) as exc:
+        cause = (
+            str(exc)
+            if isinstance(exc, TimeoutError)
+            else broker_failure(exc, config.bootstrap_servers)
+        )
+        if sender is None:
+            raise BrokerError(f"sending to topic {topic!r} failed: {cause}") from exc
+        raise undelivered_error(topic, cause, sender.undelivered()) from exc
     finally:
-        await producer.stop()
+        if sender is not None:
+            await sender.close()
+        await _stop(producer, topic)
+
+
+def undelivered_error(topic: str, cause: str, undelivered: Sequence[Undelivered]) -> DeliveryError:
+    """The error that ends a run with ``undelivered`` frames; each stream is logged."""
+    for one in undelivered:
+        log.error("%s (%s)", one.sentence(topic), cause)
+    return DeliveryError(topic, cause, undelivered)
+
+
+async def _stop(producer: AIOKafkaProducer, topic: str) -> None:
+    """Close ``producer``, waiting at most ``_STOP_S``: aiokafka's close waits until every
+    batch it holds is acknowledged, which never happens when no broker takes them."""
+    try:
+        await asyncio.wait_for(producer.stop(), _STOP_S)
+    except TimeoutError:
+        log.warning(
+            "the producer of topic %r did not close within %g s: the batches it still held "
+            "(reported as not delivered) are abandoned",
+            topic,
+            _STOP_S,
+        )
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One aiokafka batch of one partition and the frames it holds, per stream."""
+
+    builder: Any
+    partition: int
+    created_s: float = field(default_factory=time.monotonic)
+    frames: dict[bytes, list[int]] = field(default_factory=dict)  # key → [n, first, last seq]
+    delivery: asyncio.Future[Any] | None = None
+
+    def count(self, key: bytes, seq: int) -> None:
+        held = self.frames.get(key)
+        if held is None:
+            self.frames[key] = [1, seq, seq]
+        else:
+            held[0] += 1
+            held[2] = seq
 
 
 class _BatchSender:
@@ -229,33 +352,47 @@ class _BatchSender:
 
     Kafka's default (murmur2) partitioning is computed once per stream rather than
     per record: the same partition a Java or Go producer picks for the same key.
+
+    Every batch remembers which frames of which streams it holds until it is
+    acknowledged, and every wait is bounded by ``delivery_timeout_s`` counted from the
+    oldest unacknowledged batch's creation: a partition that no broker serves ends the
+    run with :meth:`undelivered` naming what was lost, never a silent wait or drop.
     """
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str, partitions: list[int]) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        partitions: list[int],
+        delivery_timeout_s: float = 120.0,
+    ) -> None:
         self.producer = producer
         self.topic = topic
         self._partitions = partitions
         self._partitioner = DefaultPartitioner()
+        self.delivery_timeout_s = delivery_timeout_s
         self.partition_of: dict[bytes, int] = {}
-        self._open: dict[int, Any] = {}  # partition → BatchBuilder being filled
-        self._full: dict[int, deque[Any]] = {}  # partition → closed, not yet submitted
+        self._open: dict[int, _Batch] = {}  # partition → batch being filled
+        self._full: dict[int, deque[_Batch]] = {}  # partition → closed, not yet submitted
+        self._submitting: dict[int, _Batch] = {}  # partition → batch its lane hands over
         self._lanes: dict[int, asyncio.Task[None]] = {}
         self._progress = asyncio.Event()  # set whenever a lane hands a batch over
-        self.pending: deque[asyncio.Future[Any]] = deque()  # submitted, not delivered
+        self.pending: deque[_Batch] = deque()  # submitted, not known delivered
 
-    def add(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+    def add(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]], seq: int) -> None:
         partition = self.partition_of.get(key)
         if partition is None:
             partition = self._partitioner(key, self._partitions, self._partitions)
             self.partition_of[key] = partition
         batch = self._open.get(partition)
         if batch is None:
-            batch = self._open[partition] = self.producer.create_batch()
-        if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            batch = self._open[partition] = _Batch(self.producer.create_batch(), partition)
+        if batch.builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
             self._full.setdefault(partition, deque()).append(self._open.pop(partition))
             self._lane(partition)
-            batch = self._open[partition] = self.producer.create_batch()
-            batch.append(key=key, value=value, timestamp=None, headers=headers)
+            batch = self._open[partition] = _Batch(self.producer.create_batch(), partition)
+            batch.builder.append(key=key, value=value, timestamp=None, headers=headers)
+        batch.count(key, seq)
 
     async def flush(self) -> None:
         """Start a lane for every partition with records and no lane running.
@@ -263,23 +400,77 @@ class _BatchSender:
         Backpressure: when the broker takes batches more slowly than they fill (as
         fast as possible, or a broker in trouble), wait until the lanes have handed
         over all but ``_MAX_QUEUED`` full batches, so memory stays bounded.
+
+        Raises
+        ------
+        TimeoutError
+            A batch is unacknowledged past the delivery timeout.
         """
         for partition in list(self._open):
             self._lane(partition)
         while sum(map(len, self._full.values())) > _MAX_QUEUED:
             self._progress.clear()
-            await self._progress.wait()
+            progress = asyncio.ensure_future(self._progress.wait())
+            try:
+                await self._wait(progress)
+            finally:
+                progress.cancel()
             self._check_lanes()
-        await _settle(self.pending)
+        await self._settle()
+        self._check_deadline()
         await asyncio.sleep(0)  # let the lanes and aiokafka's sender run
 
     async def delivered(self) -> None:
         """Wait until every record is submitted and acknowledged (errors raised)."""
         await self.flush()
         while self._lanes:
-            await asyncio.gather(*self._lanes.values())
-        await self.producer.flush()
-        await asyncio.gather(*self.pending)
+            await self._wait(*self._lanes.values())
+            self._check_lanes()
+        while self.pending:
+            await self._wait(self._oldest_delivery())
+            self._drop_acknowledged()
+
+    def undelivered(self) -> list[Undelivered]:
+        """Every stream with frames not acknowledged (yet), by stream id."""
+        batches = [b for b in self.pending if not _acknowledged(b)]
+        batches += list(self._submitting.values())
+        batches += [b for full in self._full.values() for b in full]
+        batches += list(self._open.values())
+        merged: dict[bytes, list[int]] = {}
+        for batch in batches:
+            for key, (n, first, last) in batch.frames.items():
+                held = merged.setdefault(key, [0, first, last])
+                held[0] += n
+                held[1], held[2] = min(held[1], first), max(held[2], last)
+        return [
+            Undelivered(key.decode(errors="replace"), self.partition_of[key], n, first, last)
+            for key, (n, first, last) in sorted(merged.items())
+        ]
+
+    def _oldest_s(self) -> float | None:
+        """When the oldest batch that was handed over and is not yet acknowledged was made."""
+        ages = [b.created_s for b in self.pending if not _acknowledged(b)]
+        ages += [b.created_s for b in self._submitting.values()]
+        ages += [full[0].created_s for full in self._full.values() if full]
+        return min(ages, default=None)
+
+    def _check_deadline(self) -> None:
+        oldest = self._oldest_s()
+        if oldest is not None and time.monotonic() - oldest > self.delivery_timeout_s:
+            raise TimeoutError(
+                f"a batch stayed unacknowledged for more than {self.delivery_timeout_s:g} s "
+                "(no broker took it: are the partition's leader and enough in-sync replicas up?)"
+            )
+
+    async def _wait(self, *futures: asyncio.Future[Any]) -> None:
+        """Wait until one of ``futures`` is done, at most until the oldest unacknowledged
+        batch is past the delivery timeout (then raise ``TimeoutError``)."""
+        oldest = self._oldest_s()
+        timeout = None
+        if oldest is not None:
+            timeout = max(0.0, oldest + self.delivery_timeout_s - time.monotonic()) + 0.01
+        await asyncio.wait(futures, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        self._check_deadline()
 
     def _lane(self, partition: int) -> None:
         lane = self._lanes.get(partition)
@@ -301,14 +492,73 @@ class _BatchSender:
                 batch = full.popleft() if full else self._open.pop(partition, None)
                 if batch is None:
                     break
-                batch.close()
-                self.pending.append(
-                    await self.producer.send_batch(batch, self.topic, partition=partition)
-                )
+                batch.builder.close()
+                self._submitting[partition] = batch
+                batch.delivery = await self._hand_over(batch)
+                del self._submitting[partition]
+                self.pending.append(batch)
                 self._progress.set()
         finally:
             self._progress.set()  # wake a waiting flush, also when the submit failed
         del self._lanes[partition]  # only on success: a failed lane keeps its error
+
+    async def _hand_over(self, batch: _Batch) -> asyncio.Future[Any]:
+        """``send_batch``, waiting as long as the partition's previous batch is unacknowledged.
+
+        aiokafka gives up waiting for room after its ``request_timeout_ms`` (a leader that
+        is down or frozen) with ``KafkaTimeoutError``; the batch is untouched then, so it
+        is offered again: the send loop's delivery deadline decides when to give up.
+        """
+        while True:
+            try:
+                delivery: asyncio.Future[Any] = await self.producer.send_batch(
+                    batch.builder, self.topic, partition=batch.partition
+                )
+                return delivery
+            except KafkaTimeoutError:
+                log.warning(
+                    "topic %r partition %d: the previous batch is still unacknowledged "
+                    "(its leader is down or frozen?); still waiting, up to the delivery "
+                    "timeout (%g s)",
+                    self.topic,
+                    batch.partition,
+                    self.delivery_timeout_s,
+                )
+
+    async def close(self) -> None:
+        """Stop the lanes (a run that ended on an error), observing each one's outcome."""
+        lanes = list(self._lanes.values())
+        for lane in lanes:
+            lane.cancel()
+        results = await asyncio.gather(*lanes, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.debug("topic %r: a lane ended with %r", self.topic, result)
+
+    async def _settle(self) -> None:
+        """Drop acknowledged batches from the front of ``pending``; wait for the oldest
+        only when too many are in flight, so pacing rarely stalls."""
+        self._drop_acknowledged()
+        while len(self.pending) > _MAX_IN_FLIGHT:
+            await self._wait(self._oldest_delivery())
+            self._drop_acknowledged()
+
+    def _drop_acknowledged(self) -> None:
+        """Forget the acknowledged batches at the front of ``pending``; raise a failed
+        one's error (the batch stays, for :meth:`undelivered`)."""
+        while self.pending and self._oldest_delivery().done():
+            self._oldest_delivery().result()
+            self.pending.popleft()
+
+    def _oldest_delivery(self) -> asyncio.Future[Any]:
+        delivery = self.pending[0].delivery
+        assert delivery is not None, "a pending batch was handed over"
+        return delivery
+
+
+def _acknowledged(batch: _Batch) -> bool:
+    delivery = batch.delivery
+    return delivery is not None and delivery.done() and delivery.exception() is None
 
 
 class _Pacing:
@@ -370,7 +620,7 @@ async def _send_all(
             if pacing is not None:
                 await pacing.wait_for(frame, sender)
             key, value, headers = encode_frame(frame, capture_us=now_us() if restamp else None)
-            sender.add(key, value, headers)
+            sender.add(key, value, headers, frame.seq)
             if frame.eos:
                 unfinished.pop(frame.stream_id, None)
             else:
@@ -386,7 +636,10 @@ async def _send_all(
                 handed_s = time.perf_counter()
     except asyncio.CancelledError:  # Ctrl-C: end the streams cleanly before leaving
         await sender.delivered()  # the gathered frames first, so each EOS comes last
-        await _end_streams(sender.producer, sender.topic, list(unfinished.values()))
+        await asyncio.wait_for(
+            _end_streams(sender.producer, sender.topic, list(unfinished.values())),
+            sender.delivery_timeout_s,
+        )
         raise
     if pacing is not None:
         await pacing.send_round(sender)
@@ -416,15 +669,6 @@ async def _end_streams(producer: AIOKafkaProducer, topic: str, last: list[AudioF
         key, value, headers = encode_frame(eos)
         await producer.send(topic, value=value, key=key, headers=headers)
     await producer.flush()
-
-
-async def _settle(pending: deque[asyncio.Future[Any]]) -> None:
-    """Drop delivered batches from the front of ``pending`` (raising a failed one's error);
-    wait for the oldest only when too many are in flight, so pacing rarely stalls."""
-    while pending and pending[0].done():
-        pending.popleft().result()
-    while len(pending) > _MAX_IN_FLIGHT:
-        await pending.popleft()
 
 
 async def _until_quiet(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,10 @@ from tests.support.cluster import Cluster
 
 _HERE = Path(__file__).resolve().parent
 ENV_CLUSTER = "TYMPAN_KAFKA_CLUSTER"
+
+# The worker harness (``tympan worker`` subprocesses, expected events by replay) lives
+# beside the integration tests, which import it as ``worker_harness``: so do these.
+sys.path.insert(0, str(_HERE.parent / "integration"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
