@@ -1,6 +1,6 @@
 """Cut the training packages' recordings into scene clips, with a manifest.
 
-Speech clips string one voice's recorded words together with pauses drawn at random
+Speech clips string one voice's recorded words (or phrases) together with pauses drawn at random
 (0.05–0.6 s, as people pause between words and turns); music clips are 6 s excerpts
 spread over each track. Every clip is 16 kHz mono 16-bit WAV under
 ``<cache>/scene/<label>/``. The split into training and validation is by voice and by
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ WORDS_PER_CLIP = (4, 8)
 PAUSE_S = (0.05, 0.6)
 EXCERPT_S = 6.0
 EXCERPTS_PER_TRACK = 6
-VAL_VOICES = 2
+VAL_VOICES = 3
 VAL_TRACK_FRACTION = 0.15
 
 
@@ -52,6 +53,7 @@ class SourceFile:
     path: str
     group: str
     local: Path
+    passes: int = 1
 
 
 def default_cache() -> Path:
@@ -108,18 +110,21 @@ def _source_files(source: TrainSource, cache: Path) -> list[SourceFile]:
         cache,
     )
     if source.archive:
-        _extract(root / source.archive, root, source.folders)
+        _extract(root / source.archive, root, tuple(g.split("*")[0] for _, g in source.groups))
     out = []
     seen: set[str] = set()
-    for folder in source.folders:
-        for path in sorted((root / folder).glob("*")):
-            if path.suffix.lower() not in AUDIO_SUFFIXES or not path.is_file():
-                continue
+    for name, pattern in source.groups:
+        paths = [p for p in sorted(root.glob(pattern)) if p.suffix.lower() in AUDIO_SUFFIXES]
+        if source.max_per_group and len(paths) > source.max_per_group:
+            pick = np.random.default_rng(zlib.crc32(pattern.encode()))
+            chosen = pick.choice(len(paths), source.max_per_group, replace=False)
+            paths = [paths[i] for i in sorted(chosen)]
+        for path in paths:
             digest = sha256_file(path)
-            if digest in seen:  # the same recording under two names
+            if digest in seen or not path.is_file():  # the same recording under two names
                 continue
             seen.add(digest)
-            group = folder.rsplit("/", 1)[-1] if source.label == "speech" else path.stem
+            group = name or path.stem
             out.append(
                 SourceFile(
                     source.package,
@@ -129,6 +134,7 @@ def _source_files(source: TrainSource, cache: Path) -> list[SourceFile]:
                     str(path.relative_to(root)),
                     f"{source.package}:{group}",
                     path,
+                    source.passes,
                 )
             )
     return out
@@ -157,7 +163,8 @@ def _speech_clips(files: list[SourceFile], out: Path, rng: np.random.Generator) 
     clips = []
     for voice, words in sorted(by_voice.items()):
         audio = [load_audio(w.local, sr=SR)[0] for w in words]
-        order = np.concatenate([rng.permutation(len(words)) for _ in range(2)])
+        passes = words[0].passes
+        order = np.concatenate([rng.permutation(len(words)) for _ in range(passes)])
         start = 0
         while start < len(order):
             n = int(rng.integers(WORDS_PER_CLIP[0], WORDS_PER_CLIP[1] + 1))

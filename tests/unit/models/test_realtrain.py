@@ -34,9 +34,16 @@ def test_a_package_of_the_evaluation_set_is_refused() -> None:
 
 def test_a_ktuberling_voice_the_evaluation_uses_is_refused() -> None:
     speech = next(s for s in SOURCES if s.package == "ktuberling-data")
-    with_french = dataclasses.replace(speech, folders=(*speech.folders, f"{KTUBERLING}/fr"))
+    with_french = dataclasses.replace(speech, groups=(*speech.groups, ("fr", f"{KTUBERLING}/fr/*")))
     with pytest.raises(RealSetError, match=r"voices \['fr'\] are not reserved"):
         check_disjoint((with_french,), load_manifest())
+
+
+def test_another_package_s_voice_in_an_evaluated_language_is_refused() -> None:
+    tuxpaint = next(s for s in SOURCES if s.package == "tuxpaint-stamps-default")
+    english = dataclasses.replace(tuxpaint, groups=(("en", "usr/share/x/*_desc_en.ogg"),))
+    with pytest.raises(RealSetError, match=r"voices \['en'\] speak languages the real set"):
+        check_disjoint((english,), load_manifest())
 
 
 def test_scene_split_reads_the_clips_of_the_manifest_by_split(tmp_path: Path) -> None:
