@@ -29,7 +29,9 @@ class AugmentConfig:
     ----------
     copies: augmented versions per training file (0 disables augmentation).
     gain_db: uniform range of the gain applied to a copy.
-    noise_snr_db: uniform range of the SNR of added white noise, or ``None``.
+    noise_snr_db: uniform range of the SNR of added noise, or ``None``.
+    noise_colours: the noise's colour, drawn among these (``white``, ``pink``,
+        ``brown``): a room's rumble and a microphone's hiss are not white.
     max_shift_s: largest circular time shift, in seconds.
     telephony_prob: probability that a copy goes through the 8 kHz μ-law round trip.
     room_prob: probability that a copy is played in a room first (a synthetic room
@@ -51,6 +53,7 @@ class AugmentConfig:
     room_prob: float = 0.0
     mic_prob: float = 0.0
     phone_band_prob: float = 0.0
+    noise_colours: tuple[str, ...] = ("white",)
 
 
 def augment(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
@@ -82,20 +85,41 @@ def augment(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentCon
         out = np.roll(out, int(rng.integers(-limit, limit + 1)))
     out = out * np.float32(10.0 ** (rng.uniform(*config.gain_db) / 20.0))
     if config.noise_snr_db is not None:
-        out = add_noise(out, snr_db=float(rng.uniform(*config.noise_snr_db)), rng=rng)
+        snr_db = float(rng.uniform(*config.noise_snr_db))
+        colours = config.noise_colours
+        colour = colours[int(rng.integers(len(colours)))] if len(colours) > 1 else colours[0]
+        out = add_noise(out, snr_db=snr_db, rng=rng, colour=colour)
     if rng.random() < config.telephony_prob:
         band = config.phone_band_prob > 0 and rng.random() < config.phone_band_prob
         out = telephony(out, sr, phone_band=band)
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
-def add_noise(y: np.ndarray, *, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-    """Add white noise ``snr_db`` below the signal's power (nothing if ``y`` is silent)."""
+def add_noise(
+    y: np.ndarray, *, snr_db: float, rng: np.random.Generator, colour: str = "white"
+) -> np.ndarray:
+    """Add noise ``snr_db`` below the signal's power (nothing if ``y`` is silent).
+
+    ``colour`` shapes its spectrum: ``white`` (flat), ``pink`` (−3 dB per octave) or
+    ``brown`` (−6 dB per octave).
+    """
     power = float(np.mean(np.square(y, dtype=np.float64)))
     if power <= 0.0:
         return y
     sigma = np.sqrt(power / 10.0 ** (snr_db / 10.0))
-    return (y + rng.normal(0.0, sigma, size=y.shape)).astype(np.float32)
+    noise = rng.normal(0.0, 1.0, size=y.shape)
+    if colour != "white":
+        noise = _coloured(noise, exponent={"pink": 0.5, "brown": 1.0}[colour])
+    return (y + sigma * noise).astype(np.float32)
+
+
+def _coloured(white: np.ndarray, *, exponent: float) -> np.ndarray:
+    """``white`` with its amplitude spectrum divided by ``f**exponent``, no DC, unit power."""
+    spectrum = np.fft.rfft(white)
+    f = np.arange(spectrum.size, dtype=np.float64)
+    f[0] = np.inf  # no DC offset: a microphone's coupling removes it
+    shaped = np.fft.irfft(spectrum / f**exponent, n=white.size)
+    return shaped / (float(np.sqrt(np.mean(shaped**2))) or 1.0)
 
 
 def room(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:

@@ -107,3 +107,14 @@ def test_telephone_band_removes_what_is_below_300_hz() -> None:
     plain, band = telephony(y, SR), telephony(y, SR, phone_band=True)
     assert _band_energy(band, 80, 120) < 0.05 * _band_energy(plain, 80, 120)
     assert _band_energy(band, 900, 1100) > 0.7 * _band_energy(plain, 900, 1100)
+
+
+@pytest.mark.parametrize(("colour", "slope"), [("white", 1.0), ("pink", 43.0), ("brown", 1849.0)])
+def test_noise_colour_tilts_the_spectrum_and_keeps_the_snr(colour: str, slope: float) -> None:
+    y = _tone(1000.0, seconds=4.0)
+    noise = add_noise(y, snr_db=10.0, rng=np.random.default_rng(0), colour=colour) - y
+    power = float(np.mean(noise.astype(np.float64) ** 2))
+    assert np.isclose(power, float(np.mean(y.astype(np.float64) ** 2)) / 10.0, rtol=0.05)
+    low, high = _band_energy(noise, 100, 200), _band_energy(noise, 6400, 6500)
+    # equal 100 Hz bands centred 43× apart: power per hertz falls as 1/f (pink), 1/f² (brown)
+    assert slope / 3 < low / high < slope * 3
