@@ -32,6 +32,10 @@ class AugmentConfig:
     noise_snr_db: uniform range of the SNR of added noise, or ``None``.
     noise_colours: the noise's colour, drawn among these (``white``, ``pink``,
         ``brown``): a room's rumble and a microphone's hiss are not white.
+    acoustic_labels: the labels of sounds that reach a call through the air, the only
+        ones the room and microphone steps apply to (empty: every label). Why: a
+        ring-back tone, a fax tone or an open line's floor is made on the line, never
+        in a room, and a room or microphone on them teaches what serving never sees.
     max_shift_s: largest circular time shift, in seconds.
     telephony_prob: probability that a copy goes through the 8 kHz μ-law round trip.
     room_prob: probability that a copy is played in a room first (a synthetic room
@@ -54,9 +58,17 @@ class AugmentConfig:
     mic_prob: float = 0.0
     phone_band_prob: float = 0.0
     noise_colours: tuple[str, ...] = ("white",)
+    acoustic_labels: tuple[str, ...] = ()
 
 
-def augment(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+def augment(
+    y: np.ndarray,
+    sr: int,
+    rng: np.random.Generator,
+    config: AugmentConfig,
+    *,
+    labels: tuple[str, ...] = (),
+) -> np.ndarray:
     """One augmented copy of ``y``.
 
     Parameters
@@ -69,6 +81,8 @@ def augment(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentCon
         Source of every random choice (seeded by the caller).
     config : AugmentConfig
         Ranges of each transformation.
+    labels : tuple of str
+        The file's labels (for ``config.acoustic_labels``).
 
     Returns
     -------
@@ -76,9 +90,10 @@ def augment(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentCon
         float32, same length and rate, clipped to [-1, 1].
     """
     out = np.asarray(y, dtype=np.float32)
-    if config.room_prob > 0 and rng.random() < config.room_prob:
+    acoustic = not config.acoustic_labels or bool(set(labels) & set(config.acoustic_labels))
+    if config.room_prob > 0 and rng.random() < config.room_prob and acoustic:
         out = room(out, sr, rng)
-    if config.mic_prob > 0 and rng.random() < config.mic_prob:
+    if config.mic_prob > 0 and rng.random() < config.mic_prob and acoustic:
         out = microphone(out, sr, rng)
     if config.max_shift_s > 0 and out.size > 1:
         limit = min(int(config.max_shift_s * sr), out.size - 1)

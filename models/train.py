@@ -368,8 +368,8 @@ def _augment_plan(cfg: AugmentConfig, sr: int, seed: int) -> WindowPlan | None:
     if cfg.copies <= 0:
         return None
 
-    def transform(y: np.ndarray, key: int) -> np.ndarray:
-        return augment(y, sr, np.random.default_rng([seed, key]), cfg)
+    def transform(y: np.ndarray, key: int, labels: tuple[str, ...]) -> np.ndarray:
+        return augment(y, sr, np.random.default_rng([seed, key]), cfg, labels=labels)
 
     return WindowPlan(copies=cfg.copies, transform=transform)
 

@@ -118,3 +118,22 @@ def test_noise_colour_tilts_the_spectrum_and_keeps_the_snr(colour: str, slope: f
     low, high = _band_energy(noise, 100, 200), _band_energy(noise, 6400, 6500)
     # equal 100 Hz bands centred 43× apart: power per hertz falls as 1/f (pink), 1/f² (brown)
     assert slope / 3 < low / high < slope * 3
+
+
+def test_room_and_microphone_leave_line_signals_alone() -> None:
+    """A tone made on the line never crossed a room: with ``acoustic_labels`` it keeps its
+    spectrum, while a voice's copy goes through both steps."""
+    y = _tone(1000.0)
+    config = AugmentConfig(
+        copies=1,
+        gain_db=(0.0, 0.0),
+        noise_snr_db=None,
+        max_shift_s=0.0,
+        room_prob=1.0,
+        mic_prob=1.0,
+        acoustic_labels=("speech", "music", "noise"),
+    )
+    tone = augment(y, SR, np.random.default_rng(0), config, labels=("tone",))
+    voice = augment(y, SR, np.random.default_rng(0), config, labels=("speech",))
+    assert np.array_equal(tone, y)
+    assert not np.allclose(voice, y, atol=1e-3)
