@@ -130,21 +130,31 @@ SCENE_V3 = dataclasses.replace(
         ),
     ),
     real_training=True,
+    limitations=(
+        "Real training speech is short words and phrases of 15 voices in 12 languages, "
+        "real music is three game soundtracks: a real call's voices, rooms and hold music "
+        "are more varied; measure on your own calls with `tympan evaluate` first.",
+        *SCENE.limitations[1:],
+    ),
     data_note=SCENE.data_note
     + (
         " Real recordings join the training and validation splits "
-        "(`python -m models.realtrain build`, Debian packages, none of them in the real "
-        "evaluation set; file list with SHA-256 in `training_sources.json`): spoken words "
-        "of the 10 KTuberling voices the real set reserves for training (ktuberling-data "
-        "4:22.12.3-1, GPL-2+; ca el fi ga gl ro sl sr sv wa), strung into 4–8-word clips "
-        "with 0.05–0.6 s pauses; 6 s excerpts of produced game music from "
-        "hyperrogue-music 12.0q-1 (CC-BY-SA-3.0), nexuiz-music 2.5.2-12 (GPL-2+) and "
-        "planetblupi-music-ogg 1.14.2-3 (GPL-3+). Validation holds out whole voices (gl, "
-        "sl) and whole tracks. Two augmented copies per training file, each: a synthetic "
-        "room (reverberation 0.15–0.9 s) with probability 0.5, a random microphone "
-        "response with probability 0.5, gain, white noise, shift, and with probability "
-        "0.5 the 8 kHz G.711 μ-law round trip (half of those cut to the 300–3400 Hz "
-        "telephone band)."
+        "(`python -m models.realtrain build`; Debian packages, none of them in the real "
+        "evaluation set and no voice in a language it evaluates; every file with its "
+        "SHA-256 in `training_sources.json`): spoken words of the 10 KTuberling voices the "
+        "real set reserves for training (ktuberling-data 4:22.12.3-1, GPL-2+; ca el fi ga "
+        "gl ro sl sr sv wa) and 200 recorded stamp descriptions per voice from "
+        "tuxpaint-stamps-default 2022.06.04-1 (GPL-2; be bg ca el ro), strung into clips "
+        "of 4–8 words or phrases with 0.05–0.6 s pauses; 6 s excerpts of produced game "
+        "music from hyperrogue-music 12.0q-1 (music/*, CC-BY-SA-3.0), nexuiz-music "
+        "2.5.2-12 (GPL-2+) and planetblupi-music-ogg 1.14.2-3 (GPL-3+). Validation holds "
+        "out whole voices (tuxpaint bg, ktuberling fi and ga) and 15 % of the tracks. Two "
+        "augmented copies per training file (synthetic and real), each: a synthetic room "
+        "(reverberation 0.15–0.9 s, direct-to-reverberant 0–15 dB) with probability 0.5, "
+        "a random microphone response (band edges, a ±6 dB resonance, sometimes "
+        "saturation) with probability 0.5, gain, white noise, shift, and with "
+        "probability 0.5 the 8 kHz G.711 μ-law round trip (half of those cut to the "
+        "300–3400 Hz telephone band)."
     ),
 )
 """scene/3: scene/2's network trained on the same synthetic corpus plus real speech and
