@@ -23,7 +23,14 @@ from models.augment import AugmentConfig
 from models.datasets import Split
 from models.train import TrainConfig, TrainedModel, save_outputs, train
 from models.zoo import ZOO_DIR
-from models.zoo.card import baseline, measure_latencies, previous_version, write_card
+from models.zoo.card import (
+    REAL_AND_SYNTHETIC,
+    SYNTHETIC,
+    baseline,
+    measure_latencies,
+    previous_version,
+    write_card,
+)
 from stream.errors import ContractError
 from stream.features.spec import FeatureSpec
 from stream.inference.repository import version_key
@@ -123,6 +130,11 @@ multiply-adds make it cheaper; same data, seed and split, so the two compare."""
 SCENE_V3 = dataclasses.replace(
     SCENE,
     version="3",
+    summary=SCENE.summary.replace(
+        "Trained with an 8 kHz G.711 μ-law telephony copy of every training file",
+        "Trained on real speech and music beside the synthetic corpus, through rooms, "
+        "microphones and the 8 kHz G.711 μ-law telephone channel",
+    ),
     train=dataclasses.replace(
         SCENE.train,
         augment=AugmentConfig(
@@ -136,7 +148,7 @@ SCENE_V3 = dataclasses.replace(
         "are more varied; measure on your own calls with `tympan evaluate` first.",
         *SCENE.limitations[1:],
     ),
-    data_note=SCENE.data_note
+    data_note=SCENE.data_note.split(" Training adds one augmented copy")[0]
     + (
         " Real recordings join the training and validation splits "
         "(`python -m models.realtrain build`; Debian packages, none of them in the real "
@@ -371,6 +383,7 @@ def recipe_card_fields(recipe: Recipe) -> dict[str, object]:
         f"--seed {recipe.seed} {' '.join(recipe.corpus_args)}",
         "rebuild": command,
         "limitations": list(recipe.limitations),
+        "provenance": REAL_AND_SYNTHETIC if recipe.real_training else SYNTHETIC,
     }
 
 
