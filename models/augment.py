@@ -1,4 +1,5 @@
-"""Waveform augmentation applied before features: gain, noise, time shift, telephony.
+"""Waveform augmentation applied before features: room, microphone, gain, noise, time
+shift, telephony.
 
 Why on the waveform: every change then reaches the model through the one feature
 frontend serving uses, so an augmented window is a window serving could really
@@ -28,9 +29,24 @@ class AugmentConfig:
     ----------
     copies: augmented versions per training file (0 disables augmentation).
     gain_db: uniform range of the gain applied to a copy.
-    noise_snr_db: uniform range of the SNR of added white noise, or ``None``.
+    noise_snr_db: uniform range of the SNR of added noise, or ``None``.
+    noise_colours: the noise's colour, drawn among these (``white``, ``pink``,
+        ``brown``): a room's rumble and a microphone's hiss are not white.
+    acoustic_labels: the labels of sounds that reach a call through the air, the only
+        ones the room and microphone steps apply to (empty: every label). Why: a
+        ring-back tone, a fax tone or an open line's floor is made on the line, never
+        in a room, and a room or microphone on them teaches what serving never sees.
     max_shift_s: largest circular time shift, in seconds.
     telephony_prob: probability that a copy goes through the 8 kHz μ-law round trip.
+    room_prob: probability that a copy is played in a room first (a synthetic room
+        impulse response, :func:`room`).
+    mic_prob: probability that a copy is heard through a random microphone and
+        loudspeaker response (:func:`microphone`).
+    phone_band_prob: probability that a telephony copy is also cut to the telephone
+        band (300–3400 Hz) before G.711, as a handset and the network do.
+
+    The three last ones default to 0: with them, older recipes draw exactly the same
+    random numbers and so rebuild the same models.
     """
 
     copies: int = 0
@@ -38,9 +54,21 @@ class AugmentConfig:
     noise_snr_db: tuple[float, float] | None = (15.0, 40.0)
     max_shift_s: float = 0.25
     telephony_prob: float = 0.0
+    room_prob: float = 0.0
+    mic_prob: float = 0.0
+    phone_band_prob: float = 0.0
+    noise_colours: tuple[str, ...] = ("white",)
+    acoustic_labels: tuple[str, ...] = ()
 
 
-def augment(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+def augment(
+    y: np.ndarray,
+    sr: int,
+    rng: np.random.Generator,
+    config: AugmentConfig,
+    *,
+    labels: tuple[str, ...] = (),
+) -> np.ndarray:
     """One augmented copy of ``y``.
 
     Parameters
@@ -53,6 +81,8 @@ def augment(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentCon
         Source of every random choice (seeded by the caller).
     config : AugmentConfig
         Ranges of each transformation.
+    labels : tuple of str
+        The file's labels (for ``config.acoustic_labels``).
 
     Returns
     -------
@@ -60,27 +90,132 @@ def augment(y: np.ndarray, sr: int, rng: np.random.Generator, config: AugmentCon
         float32, same length and rate, clipped to [-1, 1].
     """
     out = np.asarray(y, dtype=np.float32)
+    acoustic = not config.acoustic_labels or bool(set(labels) & set(config.acoustic_labels))
+    if config.room_prob > 0 and rng.random() < config.room_prob and acoustic:
+        out = room(out, sr, rng)
+    if config.mic_prob > 0 and rng.random() < config.mic_prob and acoustic:
+        out = microphone(out, sr, rng)
     if config.max_shift_s > 0 and out.size > 1:
         limit = min(int(config.max_shift_s * sr), out.size - 1)
         out = np.roll(out, int(rng.integers(-limit, limit + 1)))
     out = out * np.float32(10.0 ** (rng.uniform(*config.gain_db) / 20.0))
     if config.noise_snr_db is not None:
-        out = add_noise(out, snr_db=float(rng.uniform(*config.noise_snr_db)), rng=rng)
+        snr_db = float(rng.uniform(*config.noise_snr_db))
+        colours = config.noise_colours
+        colour = colours[int(rng.integers(len(colours)))] if len(colours) > 1 else colours[0]
+        out = add_noise(out, snr_db=snr_db, rng=rng, colour=colour)
     if rng.random() < config.telephony_prob:
-        out = telephony(out, sr)
+        band = config.phone_band_prob > 0 and rng.random() < config.phone_band_prob
+        out = telephony(out, sr, phone_band=band)
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
-def add_noise(y: np.ndarray, *, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-    """Add white noise ``snr_db`` below the signal's power (nothing if ``y`` is silent)."""
+def add_noise(
+    y: np.ndarray, *, snr_db: float, rng: np.random.Generator, colour: str = "white"
+) -> np.ndarray:
+    """Add noise ``snr_db`` below the signal's power (nothing if ``y`` is silent).
+
+    ``colour`` shapes its spectrum: ``white`` (flat), ``pink`` (−3 dB per octave) or
+    ``brown`` (−6 dB per octave).
+    """
     power = float(np.mean(np.square(y, dtype=np.float64)))
     if power <= 0.0:
         return y
     sigma = np.sqrt(power / 10.0 ** (snr_db / 10.0))
-    return (y + rng.normal(0.0, sigma, size=y.shape)).astype(np.float32)
+    noise = rng.normal(0.0, 1.0, size=y.shape)
+    if colour != "white":
+        noise = _coloured(noise, exponent={"pink": 0.5, "brown": 1.0}[colour])
+    return (y + sigma * noise).astype(np.float32)
 
 
-def telephony(y: np.ndarray, sr: int) -> np.ndarray:
+def _coloured(white: np.ndarray, *, exponent: float) -> np.ndarray:
+    """``white`` with its amplitude spectrum divided by ``f**exponent``, no DC, unit power."""
+    spectrum = np.fft.rfft(white)
+    f = np.arange(spectrum.size, dtype=np.float64)
+    f[0] = np.inf  # no DC offset: a microphone's coupling removes it
+    shaped = np.fft.irfft(spectrum / f**exponent, n=white.size)
+    return shaped / (float(np.sqrt(np.mean(shaped**2))) or 1.0)
+
+
+def room(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """``y`` as a microphone a little way off hears it in a room.
+
+    The impulse response is the direct path plus exponentially decaying noise
+    (reverberation time 0.15–0.9 s, a direct-to-reverberant ratio of 0–15 dB), the
+    usual statistical model of a diffuse late field; enough to teach that a voice or
+    a piece stays what it is in a kitchen, an office or a hall.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono float waveform at ``sr``.
+    sr : int
+        Rate of ``y``.
+    rng : np.random.Generator
+        Source of the room's parameters.
+
+    Returns
+    -------
+    np.ndarray [shape=(n,)]
+        float32 with the same RMS as ``y``.
+    """
+    from scipy.signal import fftconvolve
+
+    rt60 = float(rng.uniform(0.15, 0.9))
+    t = np.arange(int(rt60 * sr)) / sr
+    tail = rng.normal(0.0, 1.0, t.size) * np.exp(-6.9 * t / rt60)
+    tail[: int(0.002 * sr)] = 0.0  # the first reflections arrive after the direct sound
+    drr_db = float(rng.uniform(0.0, 15.0))
+    tail *= np.sqrt(1.0 / (np.sum(tail**2) * 10.0 ** (drr_db / 10.0)))
+    tail[0] = 1.0
+    wet = fftconvolve(np.asarray(y, dtype=np.float64), tail)[: y.size]
+    return _same_rms(wet, y)
+
+
+def microphone(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """``y`` through a random microphone/loudspeaker response.
+
+    A high-pass (60–400 Hz: small capsules and speakers lose the bass), a low-pass
+    (3.5 kHz to Nyquist) and a ±6 dB resonance somewhere in 500–4000 Hz, then mild
+    saturation half of the time (a hot preamp).
+
+    Returns
+    -------
+    np.ndarray [shape=(n,)]
+        float32 with the same RMS as ``y``.
+    """
+    from scipy.signal import butter, sosfilt
+
+    nyquist = sr / 2.0
+    low = float(rng.uniform(60.0, 400.0))
+    high = float(min(rng.uniform(3500.0, nyquist), nyquist * 0.95))
+    out = sosfilt(butter(2, [low, high], btype="bandpass", fs=sr, output="sos"), y)
+    centre = float(rng.uniform(500.0, 4000.0))
+    bump = sosfilt(
+        butter(
+            2, [centre / 1.3, min(centre * 1.3, nyquist * 0.95)], "bandpass", fs=sr, output="sos"
+        ),
+        out,
+    )
+    out = out + (10.0 ** (rng.uniform(-6.0, 6.0) / 20.0) - 1.0) * bump
+    if rng.random() < 0.5:
+        drive = float(rng.uniform(1.5, 4.0))
+        peak = float(np.max(np.abs(out))) or 1.0
+        out = np.tanh(drive * out / peak) * peak / drive
+    return _same_rms(out, y)
+
+
+def _same_rms(out: np.ndarray, like: np.ndarray) -> np.ndarray:
+    want = float(np.sqrt(np.mean(np.square(like, dtype=np.float64))))
+    have = float(np.sqrt(np.mean(np.square(out, dtype=np.float64))))
+    scale = want / have if have > 0 else 0.0
+    return (out * scale).astype(np.float32)
+
+
+TELEPHONE_BAND_HZ = (300.0, 3400.0)
+
+
+def telephony(y: np.ndarray, sr: int, *, phone_band: bool = False) -> np.ndarray:
     """The 8 kHz G.711 μ-law round trip a call-center stream goes through.
 
     Parameters
@@ -89,15 +224,23 @@ def telephony(y: np.ndarray, sr: int) -> np.ndarray:
         Mono float waveform at ``sr``.
     sr : int
         Rate of ``y`` and of the result.
+    phone_band : bool
+        Also cut to the telephone band (300–3400 Hz) at 8 kHz, as a handset does.
 
     Returns
     -------
     np.ndarray [shape=(n,)]
-        float32 at ``sr``: band-limited to 4 kHz and quantized to 8-bit μ-law.
+        float32 at ``sr``: band-limited to 4 kHz (to 300–3400 Hz with
+        ``phone_band``) and quantized to 8-bit μ-law.
     """
     import soxr
 
     narrow = y if sr == TELEPHONY_SR else soxr.resample(y, sr, TELEPHONY_SR, quality="HQ")
+    if phone_band:
+        from scipy.signal import butter, sosfilt
+
+        sos = butter(4, TELEPHONE_BAND_HZ, btype="bandpass", fs=TELEPHONY_SR, output="sos")
+        narrow = sosfilt(sos, narrow).astype(np.float32)
     narrow = mulaw_round_trip(narrow)
     wide = narrow if sr == TELEPHONY_SR else soxr.resample(narrow, TELEPHONY_SR, sr, quality="HQ")
     return _fit_length(np.asarray(wide, dtype=np.float32), y.size)

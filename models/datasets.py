@@ -333,7 +333,7 @@ class WindowPlan:
     """How one split becomes windows: which copies of each file, made how."""
 
     copies: int = 0
-    transform: Callable[[np.ndarray, int], np.ndarray] | None = field(default=None)
+    transform: Callable[[np.ndarray, int, tuple[str, ...]], np.ndarray] | None = field(default=None)
 
 
 def window_set(
@@ -347,7 +347,8 @@ def window_set(
 ) -> WindowSet:
     """Windows and targets of ``clips``; each window inherits its file's labels.
 
-    ``plan.transform(y, key)`` makes augmented copy ``key`` (1..copies) of a file.
+    ``plan.transform(y, key, labels)`` makes augmented copy ``key`` (1..copies) of a
+    file with those labels.
     """
     plan = plan or WindowPlan()
     position = {label: i for i, label in enumerate(labels)}
@@ -359,7 +360,7 @@ def window_set(
         for copy in range(plan.copies + 1):
             transform = None
             if copy and plan.transform is not None:
-                transform = _bind(plan.transform, _copy_key(clip.path, copy))
+                transform = _bind(plan.transform, _copy_key(clip.path, copy), clip.labels)
             w = cache.windows(clip.path, copy, transform)
             xs.append(w)
             ys.append(np.repeat(target[None, :], w.shape[0], axis=0))
@@ -381,9 +382,11 @@ def _copy_key(path: Path, copy: int) -> int:
 
 
 def _bind(
-    transform: Callable[[np.ndarray, int], np.ndarray], key: int
+    transform: Callable[[np.ndarray, int, tuple[str, ...]], np.ndarray],
+    key: int,
+    labels: tuple[str, ...],
 ) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda y: transform(y, key)
+    return lambda y: transform(y, key, labels)
 
 
 def _progress(items: list[Clip], desc: str, enabled: bool) -> Iterable[Clip]:

@@ -281,7 +281,7 @@ def comparison_lines(report: Mapping[str, Any]) -> list[str]:
     lines = [
         f"## Compared with {before['model']}",
         "",
-        f"Same data, seed and held-out files; {before['model']}'s latency measured again "
+        f"Same seed and held-out files; {before['model']}'s latency measured again "
         "in the same run, so the two latencies compare.",
         "",
         f"| figure | {before['model']} | {name} | change |",

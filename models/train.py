@@ -38,6 +38,7 @@ from models.augment import AugmentConfig, augment
 from models.datasets import (
     AudioCache,
     Skipped,
+    Split,
     TaskChoice,
     WindowPlan,
     WindowSet,
@@ -211,6 +212,7 @@ def train(
     config: TrainConfig | None = None,
     name: str = "model",
     version: str = "1",
+    extra: Split | None = None,
 ) -> TrainedModel:
     """Train and evaluate a CNN on ``data_dir``.
 
@@ -224,6 +226,11 @@ def train(
         Run settings.
     name, version : str
         Recorded in the report.
+    extra : Split, optional
+        More files already split (e.g. real recordings split by voice and track,
+        :mod:`models.realtrain`): added to the training and validation splits, and to
+        the test split; the held-out figures of ``data_dir`` alone stay comparable with
+        a model trained without them when ``extra.test`` is empty.
 
     Raises
     ------
@@ -234,7 +241,7 @@ def train(
     spec = spec or FeatureSpec()
     config = config or TrainConfig()
     started = time.monotonic()
-    data = prepare_data(data_dir, spec=spec, config=config)
+    data = prepare_data(data_dir, spec=spec, config=config, extra=extra)
     features_s = time.monotonic() - started
     configure_tensorflow(seed=config.seed, threads=config.threads)
     labels, task, sets = data.labels, data.task, data.sets
@@ -290,11 +297,18 @@ class PreparedData:
     skipped: list[Skipped]
 
 
-def prepare_data(data_dir: str | Path, *, spec: FeatureSpec, config: TrainConfig) -> PreparedData:
+def prepare_data(
+    data_dir: str | Path,
+    *,
+    spec: FeatureSpec,
+    config: TrainConfig,
+    extra: Split | None = None,
+) -> PreparedData:
     """List, decode, split and featurize ``data_dir``; unusable files are skipped and logged.
 
     Only the training split is augmented; validation and test files are scored as
-    they are.
+    they are. ``extra`` files join their own split after ``data_dir``'s files are
+    split, so ``data_dir``'s split is the one a run without them makes.
     """
     index = scan_dataset(data_dir, task=config.task)
     cache = AudioCache(spec)
@@ -308,6 +322,8 @@ def prepare_data(data_dir: str | Path, *, spec: FeatureSpec, config: TrainConfig
         val_fraction=config.val_fraction,
         test_fraction=config.test_fraction,
     )
+    if extra is not None:
+        split = _joined(split, extra, cache, skipped, progress=config.progress)
     plan = _augment_plan(config.augment, spec.sr, config.seed)
     sets = {
         which: window_set(
@@ -336,12 +352,24 @@ def save_outputs(trained: TrainedModel, out_dir: Path, *, keras_file: bool = Tru
 
 
 # -- pieces ----------------------------------------------------------------------------
+def _joined(
+    split: Split, extra: Split, cache: AudioCache, skipped: list[Skipped], *, progress: bool
+) -> Split:
+    """``split`` with ``extra``'s usable files appended to each split."""
+    parts = []
+    for (_, mine), (_, more) in zip(split.items(), extra.items(), strict=True):
+        usable, left_out = load_clips(more, cache, progress=progress)
+        skipped += left_out
+        parts.append(mine + tuple(usable))
+    return Split(*parts)
+
+
 def _augment_plan(cfg: AugmentConfig, sr: int, seed: int) -> WindowPlan | None:
     if cfg.copies <= 0:
         return None
 
-    def transform(y: np.ndarray, key: int) -> np.ndarray:
-        return augment(y, sr, np.random.default_rng([seed, key]), cfg)
+    def transform(y: np.ndarray, key: int, labels: tuple[str, ...]) -> np.ndarray:
+        return augment(y, sr, np.random.default_rng([seed, key]), cfg, labels=labels)
 
     return WindowPlan(copies=cfg.copies, transform=transform)
 

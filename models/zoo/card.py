@@ -88,6 +88,13 @@ def baseline(model_dir: Path, spec: FeatureSpec) -> dict[str, Any]:
     }
 
 
+SYNTHETIC = "Synthetic, rendered locally; no recordings of people or third-party audio."
+REAL_AND_SYNTHETIC = (
+    "The synthetic corpus below, rendered locally, and real recordings from Debian "
+    "packages (their licences allow it; every file listed in `training_sources.json`)."
+)
+
+
 def write_card(model_dir: Path, recipe: Mapping[str, Any], trained: TrainedModel) -> Path:
     """Write ``MODEL_CARD.md`` into ``model_dir`` and return its path.
 
@@ -148,8 +155,7 @@ def render_card(model_dir: Path, recipe: Mapping[str, Any], trained: TrainedMode
         "",
         "## Data provenance",
         "",
-        "Synthetic, rendered locally; no recordings of people or third-party audio. "
-        + recipe["data_note"],
+        str(recipe.get("provenance", SYNTHETIC)) + " " + recipe["data_note"],
         "",
         f"Rebuild: `{recipe['rebuild']}` (renders with `{recipe['corpus']}`, trains with "
         f"seed {report['training']['seed']}, exports, writes this card).",

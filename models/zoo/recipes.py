@@ -20,9 +20,17 @@ from pathlib import Path
 
 from models.architectures import CnnConfig
 from models.augment import AugmentConfig
+from models.datasets import Split
 from models.train import TrainConfig, TrainedModel, save_outputs, train
 from models.zoo import ZOO_DIR
-from models.zoo.card import baseline, measure_latencies, previous_version, write_card
+from models.zoo.card import (
+    REAL_AND_SYNTHETIC,
+    SYNTHETIC,
+    baseline,
+    measure_latencies,
+    previous_version,
+    write_card,
+)
 from stream.errors import ContractError
 from stream.features.spec import FeatureSpec
 from stream.inference.repository import version_key
@@ -47,6 +55,9 @@ class Recipe:
     limitations: known weaknesses, for the card.
     breakdown_column: a column of the corpus ``manifest.csv`` (e.g. ``channel``) to
         break held-out accuracy down by (single-label recipes).
+    real_training: also train (and validate) on the real recordings of
+        :mod:`models.realtrain`, split by voice and track; the held-out test stays the
+        corpus's, so versions compare on it.
     """
 
     name: str
@@ -60,6 +71,7 @@ class Recipe:
     data_note: str
     limitations: tuple[str, ...] = field(default=())
     breakdown_column: str | None = None
+    real_training: bool = False
 
 
 SCENE_V1 = Recipe(
@@ -115,6 +127,52 @@ multiply-adds). Why: at 1,000 live calls per worker the label model's inference 
 about a fifth of the worker's CPU, and it is compute-bound, so only fewer
 multiply-adds make it cheaper; same data, seed and split, so the two compare."""
 
+SCENE_V3 = dataclasses.replace(
+    SCENE,
+    version="3",
+    summary=SCENE.summary.replace(
+        "Trained with an 8 kHz G.711 μ-law telephony copy of every training file",
+        "Trained on real speech and music beside the synthetic corpus, through rooms, "
+        "microphones and the 8 kHz G.711 μ-law telephone channel",
+    ),
+    train=dataclasses.replace(
+        SCENE.train,
+        augment=AugmentConfig(
+            copies=2, telephony_prob=0.5, room_prob=0.5, mic_prob=0.5, phone_band_prob=0.5
+        ),
+    ),
+    real_training=True,
+    limitations=(
+        "Real training speech is short words and phrases of 15 voices in 12 languages, "
+        "real music is three game soundtracks: a real call's voices, rooms and hold music "
+        "are more varied; measure on your own calls with `tympan evaluate` first.",
+        *SCENE.limitations[1:],
+    ),
+    data_note=SCENE.data_note.split(" Training adds one augmented copy")[0]
+    + (
+        " Real recordings join the training and validation splits "
+        "(`python -m models.realtrain build`; Debian packages, none of them in the real "
+        "evaluation set and no voice in a language it evaluates; every file with its "
+        "SHA-256 in `training_sources.json`): spoken words of the 10 KTuberling voices the "
+        "real set reserves for training (ktuberling-data 4:22.12.3-1, GPL-2+; ca el fi ga "
+        "gl ro sl sr sv wa) and 200 recorded stamp descriptions per voice from "
+        "tuxpaint-stamps-default 2022.06.04-1 (GPL-2; be bg ca el ro), strung into clips "
+        "of 4–8 words or phrases with 0.05–0.6 s pauses; 6 s excerpts of produced game "
+        "music from hyperrogue-music 12.0q-1 (music/*, CC-BY-SA-3.0), nexuiz-music "
+        "2.5.2-12 (GPL-2+) and planetblupi-music-ogg 1.14.2-3 (GPL-3+). Validation holds "
+        "out whole voices (tuxpaint bg, ktuberling fi and ga) and 15 % of the tracks. Two "
+        "augmented copies per training file (synthetic and real), each: a synthetic room "
+        "(reverberation 0.15–0.9 s, direct-to-reverberant 0–15 dB) with probability 0.5, "
+        "a random microphone response (band edges, a ±6 dB resonance, sometimes "
+        "saturation) with probability 0.5, gain, white noise, shift, and with "
+        "probability 0.5 the 8 kHz G.711 μ-law round trip (half of those cut to the "
+        "300–3400 Hz telephone band)."
+    ),
+)
+"""scene/3: scene/2's network trained on the same synthetic corpus plus real speech and
+real music (issue #25), with room, microphone and telephone-band augmentation. The
+synthetic hold-out is scene/2's (the real clips join only training and validation)."""
+
 INSTRUMENTS = Recipe(
     name="instruments",
     version="1",
@@ -146,7 +204,7 @@ INSTRUMENTS = Recipe(
     ),
 )
 
-SHIPPED = (SCENE_V1, SCENE, INSTRUMENTS)
+SHIPPED = (SCENE_V1, SCENE, SCENE_V3, INSTRUMENTS)
 """Every model version in the repository, each with the recipe that rebuilt it."""
 
 RECIPES = {
@@ -216,7 +274,12 @@ def build(
     data = render_corpus(recipe, work_dir, rerender=rerender)
     config = _with(recipe.train, seed=recipe.seed, progress=progress)
     trained = train(
-        _relative(data), spec=recipe.spec, config=config, name=recipe.name, version=recipe.version
+        _relative(data),
+        spec=recipe.spec,
+        config=config,
+        name=recipe.name,
+        version=recipe.version,
+        extra=real_training_split() if recipe.real_training else None,
     )
     target = trained.export(repo, name=recipe.name, version=recipe.version, overwrite=True)
     if recipe.breakdown_column is not None:
@@ -228,8 +291,49 @@ def build(
     if previous is not None:
         trained.report["compared_with"] = baseline(previous, recipe.spec)
     save_outputs(trained, target, keras_file=False)
+    if recipe.real_training:
+        write_training_sources(target / TRAINING_SOURCES)
     write_card(target, recipe_card_fields(recipe), trained)
     return target
+
+
+TRAINING_SOURCES = "training_sources.json"
+
+
+def write_training_sources(path: Path) -> None:
+    """Every real recording a model trained on: package, version, licence, file, SHA-256.
+
+    Why beside the model: the card names the packages, this names each file, so anyone
+    can check that none of them is in an evaluation set they hold.
+    """
+    import json
+
+    from models.realtrain.build import default_cache
+
+    doc = json.loads((default_cache() / "manifest.json").read_text(encoding="utf-8"))
+    kept = ("package", "path", "sha256", "label", "group")
+    slim = {
+        "about": doc["about"],
+        "sources": doc["sources"],
+        "files": [{k: f[k] for k in kept} for f in doc["files"]],
+        "validation_groups": sorted({c["group"] for c in doc["clips"] if c["split"] == "val"}),
+    }
+    path.write_text(json.dumps(slim, indent=0) + "\n", encoding="utf-8")
+
+
+def real_training_split() -> Split:
+    """The real training recordings, built once by ``python -m models.realtrain build``."""
+    from models.realset.sources import RealSetError
+    from models.realtrain.build import build as build_real
+    from models.realtrain.build import default_cache, scene_split
+
+    cache = default_cache()
+    try:
+        if not (cache / "manifest.json").is_file():
+            build_real(cache)
+        return scene_split(cache)
+    except RealSetError as exc:
+        raise ContractError(f"the real training recordings cannot be built: {exc}") from exc
 
 
 def breakdown(trained: TrainedModel, data_dir: Path, column: str) -> dict[str, dict[str, float]]:
@@ -279,6 +383,7 @@ def recipe_card_fields(recipe: Recipe) -> dict[str, object]:
         f"--seed {recipe.seed} {' '.join(recipe.corpus_args)}",
         "rebuild": command,
         "limitations": list(recipe.limitations),
+        "provenance": REAL_AND_SYNTHETIC if recipe.real_training else SYNTHETIC,
     }
 
 
@@ -297,6 +402,7 @@ __all__ = [
     "RECIPES",
     "SCENE",
     "SCENE_V1",
+    "SCENE_V3",
     "SHIPPED",
     "Recipe",
     "breakdown",

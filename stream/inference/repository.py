@@ -1,7 +1,10 @@
 """Where models live: ``<repo>/<name>/<version>/`` and how a reference picks one.
 
 A reference is a model directory, ``name/version``, or ``name`` (the latest version
-by natural sort: ``2 < 10``, ``1.2.0 < 1.10.0``), resolved against a repository. The
+by natural sort: ``2 < 10``, ``1.2.0 < 1.10.0``, unless ``<repo>/<name>/DEFAULT``
+names the version to serve), resolved against a repository. Why a ``DEFAULT`` file: a
+new version can be published beside the served one, pinnable by ``name/version``,
+before it has earned being the default. The
 default repository is ``models/zoo`` in this checkout; command-line modules pass the
 value of ``TYMPAN_MODEL_REPO`` (leaf modules never read the environment).
 """
@@ -17,6 +20,8 @@ from stream.inference.manifest import MANIFEST_FILE
 from stream.roles import DEFAULT_MODELS, Role
 
 REPO_ENV = "TYMPAN_MODEL_REPO"
+DEFAULT_FILE = "DEFAULT"
+"""A file in ``<repo>/<name>/`` whose one line names the version ``name`` resolves to."""
 
 
 def default_repo() -> Path:
@@ -99,7 +104,21 @@ def _latest(name_dir: Path, what: str, repo: Path) -> Path:
             f"{what}: no versions under {name_dir} (repository {repo} has {_inventory(repo)}); "
             f"pass --model or set {REPO_ENV}"
         )
-    return name_dir / versions[-1]
+    return name_dir / (_pinned(name_dir, versions, what) or versions[-1])
+
+
+def _pinned(name_dir: Path, versions: list[str], what: str) -> str | None:
+    """The version ``name_dir/DEFAULT`` names, ``None`` without one; raises when it is
+    not one of ``versions``."""
+    marker = name_dir / DEFAULT_FILE
+    if not marker.is_file():
+        return None
+    pinned = marker.read_text(encoding="utf-8").strip()
+    if pinned not in versions:
+        raise ModelError(
+            f"{what}: {marker} names version {pinned!r}, but {name_dir} holds {versions}"
+        )
+    return pinned
 
 
 def _inventory(repo: Path) -> str:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.augment import AugmentConfig, augment, mulaw_round_trip, telephony
+from models.augment import (
+    AugmentConfig,
+    add_noise,
+    augment,
+    microphone,
+    mulaw_round_trip,
+    room,
+    telephony,
+)
 
 SR = 16000
 
@@ -52,3 +60,80 @@ def test_telephony_probability_one_always_band_limits() -> None:
     config = AugmentConfig(copies=1, noise_snr_db=None, telephony_prob=1.0, gain_db=(0, 0))
     out = augment(y, SR, np.random.default_rng(0), config)
     assert _band_energy(out, 4100, 8000) < 1e-4 * _band_energy(y, 4100, 8000)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_old_configs_draw_the_same_numbers_as_before_room_and_microphone_existed(
+    seed: int,
+) -> None:
+    """scene/1, scene/2 and instruments/1 rebuild the same: with the new steps at
+    probability 0, a copy is the one the steps before them made (written out here)."""
+    y = _tone(700.0)
+    config = AugmentConfig(copies=1, telephony_prob=0.5)
+    rng = np.random.default_rng(seed)
+    old = np.roll(y, int(rng.integers(-4000, 4001)))
+    old = old * np.float32(10.0 ** (rng.uniform(-12.0, 6.0) / 20.0))
+    old = add_noise(old, snr_db=float(rng.uniform(15.0, 40.0)), rng=rng)
+    if rng.random() < 0.5:
+        old = telephony(old, SR)
+    out = augment(y, SR, np.random.default_rng(seed), config)
+    assert np.array_equal(out, np.clip(old, -1.0, 1.0).astype(np.float32))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_room_keeps_length_and_level_and_spreads_an_impulse_in_time(seed: int) -> None:
+    click = np.zeros(SR, dtype=np.float32)
+    click[100] = 0.5
+    out = room(click, SR, np.random.default_rng(seed))
+    assert out.shape == click.shape and out.dtype == np.float32
+    assert np.isclose(np.sqrt(np.mean(out**2)), np.sqrt(np.mean(click**2)), rtol=1e-3)
+    assert np.count_nonzero(np.abs(out[: int(0.1 * SR)]) > 1e-4) > 0.01 * SR  # a tail
+    assert float(np.max(np.abs(out[:100]))) < 1e-6  # causal: nothing before the sound
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_microphone_cuts_the_deep_bass_and_keeps_the_level(seed: int) -> None:
+    y = _tone(30.0) + _tone(1000.0)
+    out = microphone(y, SR, np.random.default_rng(seed))
+    assert out.shape == y.shape
+    assert np.isclose(np.sqrt(np.mean(out**2)), np.sqrt(np.mean(y**2)), rtol=1e-3)
+    ratio_in = _band_energy(y, 20, 40) / _band_energy(y, 900, 1100)
+    ratio_out = _band_energy(out, 20, 40) / _band_energy(out, 900, 1100)
+    assert ratio_out < 0.5 * ratio_in
+
+
+def test_telephone_band_removes_what_is_below_300_hz() -> None:
+    y = _tone(100.0) + _tone(1000.0)
+    plain, band = telephony(y, SR), telephony(y, SR, phone_band=True)
+    assert _band_energy(band, 80, 120) < 0.05 * _band_energy(plain, 80, 120)
+    assert _band_energy(band, 900, 1100) > 0.7 * _band_energy(plain, 900, 1100)
+
+
+@pytest.mark.parametrize(("colour", "slope"), [("white", 1.0), ("pink", 43.0), ("brown", 1849.0)])
+def test_noise_colour_tilts_the_spectrum_and_keeps_the_snr(colour: str, slope: float) -> None:
+    y = _tone(1000.0, seconds=4.0)
+    noise = add_noise(y, snr_db=10.0, rng=np.random.default_rng(0), colour=colour) - y
+    power = float(np.mean(noise.astype(np.float64) ** 2))
+    assert np.isclose(power, float(np.mean(y.astype(np.float64) ** 2)) / 10.0, rtol=0.05)
+    low, high = _band_energy(noise, 100, 200), _band_energy(noise, 6400, 6500)
+    # equal 100 Hz bands centred 43× apart: power per hertz falls as 1/f (pink), 1/f² (brown)
+    assert slope / 3 < low / high < slope * 3
+
+
+def test_room_and_microphone_leave_line_signals_alone() -> None:
+    """A tone made on the line never crossed a room: with ``acoustic_labels`` it keeps its
+    spectrum, while a voice's copy goes through both steps."""
+    y = _tone(1000.0)
+    config = AugmentConfig(
+        copies=1,
+        gain_db=(0.0, 0.0),
+        noise_snr_db=None,
+        max_shift_s=0.0,
+        room_prob=1.0,
+        mic_prob=1.0,
+        acoustic_labels=("speech", "music", "noise"),
+    )
+    tone = augment(y, SR, np.random.default_rng(0), config, labels=("tone",))
+    voice = augment(y, SR, np.random.default_rng(0), config, labels=("speech",))
+    assert np.array_equal(tone, y)
+    assert not np.allclose(voice, y, atol=1e-3)

@@ -47,6 +47,21 @@ def test_resolve_forms(repo: Path) -> None:
     )
 
 
+def test_a_default_file_pins_the_version_a_name_resolves_to(repo: Path) -> None:
+    """A newer version published beside the served one is reachable by name/version only."""
+    (repo / "scene" / "DEFAULT").write_text("9\n")
+    assert resolve_model_dir(None, repo=repo) == repo / "scene" / "9"
+    assert resolve_model_dir("scene", repo=repo) == repo / "scene" / "9"
+    assert resolve_model_dir("scene/10", repo=repo) == repo / "scene" / "10"
+    assert list_models(repo) == {"scene": ["2", "9", "10"], "speaker-embed": ["1.0"]}
+
+
+def test_a_default_file_naming_no_version_is_refused_with_the_versions(repo: Path) -> None:
+    (repo / "scene" / "DEFAULT").write_text("11\n")  # a folder without a manifest
+    with pytest.raises(ModelError, match=r"names version '11', but .* holds \['2', '9', '10'\]"):
+        resolve_model_dir(None, repo=repo)
+
+
 def test_list_models(repo: Path) -> None:
     assert list_models(repo) == {"scene": ["2", "9", "10"], "speaker-embed": ["1.0"]}
 
