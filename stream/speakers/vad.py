@@ -63,11 +63,15 @@ class VadConfig:
         (Silero's own default, 0.5).
     min_active: a window is speech when at least this share of its chunks is.
     min_speech_s: enrollment needs at least this much speech (chunks over threshold).
+    pad_s: speech kept on each side of a run of speech chunks when the speech of a
+        clip is gathered (:func:`collect_speech`): a syllable's onset and decay score
+        under the threshold but belong to the voice.
     """
 
     threshold: float = 0.5
     min_active: float = 0.3
     min_speech_s: float = 2.0
+    pad_s: float = 0.1
 
 
 DEFAULT_VAD = VadConfig()
@@ -282,9 +286,13 @@ def check_speech(
         tones, music, noise: no chunk over the threshold) or ``"too_little_speech"``.
     """
     audio = np.asarray(y, dtype=np.float32)
-    probs = model.probabilities(audio, sr)
+    return _verdict(model.probabilities(audio, sr), audio.size, sr, config)
+
+
+def _verdict(probs: Float32, n_samples: int, sr: int, config: VadConfig) -> SpeechCheck:
+    """:func:`check_speech`'s verdict from a clip's chunk probabilities."""
     speech_s = float(np.sum(probs >= config.threshold)) * CHUNK / SR
-    duration_s = audio.size / float(sr) if sr > 0 else 0.0
+    duration_s = n_samples / float(sr) if sr > 0 else 0.0
     if speech_s == 0.0:
         reason = "no_speech"
     elif speech_s < config.min_speech_s:
@@ -292,6 +300,92 @@ def check_speech(
     else:
         reason = "speech"
     return SpeechCheck(reason == "speech", reason, speech_s, duration_s, config.min_speech_s)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectedSpeech:
+    """What :func:`collect_speech` gathered from a clip.
+
+    Attributes
+    ----------
+    audio: the speech runs of the clip, in order, joined end to end (at the clip's
+        rate), at most ``max_speech_s`` long.
+    check: the verdict on the whole clip (:func:`check_speech`'s figures).
+    """
+
+    audio: Float32
+    check: SpeechCheck
+
+
+def speech_spans(
+    probabilities: Float32, sr: int, *, config: VadConfig = DEFAULT_VAD
+) -> npt.NDArray[np.int64]:
+    """Runs of speech chunks as ``[start, end)`` sample offsets at ``sr``.
+
+    Each run of consecutive chunks at or over ``config.threshold`` is widened by
+    ``config.pad_s`` on both sides; runs that then touch are merged.
+
+    Parameters
+    ----------
+    probabilities : np.ndarray [shape=(n_chunks,)]
+        :meth:`SileroVad.probabilities` of the clip.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_runs, 2)]
+    """
+    speech = np.concatenate([[False], np.asarray(probabilities) >= config.threshold, [False]])
+    edges = np.flatnonzero(np.diff(speech.astype(np.int8)))
+    runs = edges.reshape(-1, 2) * CHUNK  # [first chunk, one past the last) at 16 kHz
+    pad = round(config.pad_s * SR)
+    runs = np.stack([runs[:, 0] - pad, runs[:, 1] + pad], axis=1) if runs.size else runs
+    merged: list[list[int]] = []
+    for start, end in runs.tolist():
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([max(start, 0), end])
+    out = np.asarray(merged, dtype=np.float64).reshape(-1, 2) * (sr / SR)
+    return np.round(out).astype(np.int64)
+
+
+def collect_speech(
+    y: npt.ArrayLike,
+    sr: int,
+    *,
+    model: SileroVad,
+    max_speech_s: float,
+    config: VadConfig = DEFAULT_VAD,
+) -> CollectedSpeech:
+    """The speech of a clip without its pauses, for enrollment.
+
+    Recorded words and letters often sit in seconds of silence: KLettres' Danish
+    voice speaks ~1 s in its first 20 s of audio and ~17 s in three minutes. Asking
+    for a fixed length of *audio* refuses such a voice; gathering the speech runs
+    until ``max_speech_s`` of them are at hand enrolls it from the same files, and
+    the embedding model sees speech rather than silence (Resemblyzer's own
+    preprocessing trims pauses the same way before embedding).
+
+    Returns
+    -------
+    CollectedSpeech
+        ``check`` is :func:`check_speech` on the whole clip (refusals keep their
+        reasons); ``audio`` is empty when there is no speech.
+    """
+    audio = np.asarray(y, dtype=np.float32).reshape(-1)
+    probs = model.probabilities(audio, sr)
+    check = _verdict(probs, audio.size, sr, config)
+    limit = round(max_speech_s * sr)
+    pieces: list[Float32] = []
+    taken = 0
+    for start, end in speech_spans(probs, sr, config=config).tolist():
+        piece = audio[start : min(end, start + limit - taken)]
+        pieces.append(piece)
+        taken += piece.size
+        if taken >= limit:
+            break
+    gathered = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    return CollectedSpeech(np.ascontiguousarray(gathered, dtype=np.float32), check)
 
 
 def window_speech(
@@ -341,12 +435,15 @@ def shared_model(path: Path | str | None = None) -> SileroVad:
 
 __all__: list[Any] = [
     "DEFAULT_VAD",
+    "CollectedSpeech",
     "SileroVad",
     "SpeechCheck",
     "VadBank",
     "VadConfig",
     "VadContext",
     "check_speech",
+    "collect_speech",
     "shared_model",
+    "speech_spans",
     "window_speech",
 ]
