@@ -50,11 +50,11 @@ def enrollment_embeddings(
 ) -> Float32:
     """Window embeddings of up to ``max_seconds`` of *speech* gathered from ``paths``.
 
-    The files are read in order, together, up to ``max_audio_s`` of audio; the voice
-    activity model (Silero VAD, trained on recorded speech) keeps the speech runs
-    and drops the pauses (:func:`~stream.speakers.vad.collect_speech`), so a voice
-    recorded as isolated words with long silences enrolls from the same 10-20 s of
-    speech as a talker. Refused when the whole read holds less than
+    The files are read in order, together, up to ``max_audio_s`` of audio, and used
+    up to where the voice activity model (Silero VAD, trained on recorded speech)
+    has heard ``max_seconds`` of speech (:func:`~stream.speakers.vad.collect_speech`),
+    so a voice recorded as isolated words in long silences enrolls from the same
+    10-20 s of speech as a talker. Refused when the whole read holds less than
     ``vad.min_speech_s`` of speech. ``scene_veto``, when given, may refuse speech the
     label model mostly hears as music (a singer,
     :class:`~stream.speakers.embedder.SceneVeto`). Nothing requires the label model
@@ -68,9 +68,7 @@ def enrollment_embeddings(
     """
     sr = embedder.spec.sr
     audio = _read_until(paths, sr, limit=round(max_audio_s * sr))
-    gathered = collect_speech(
-        audio, sr, model=shared_model(), max_speech_s=max_seconds, config=vad
-    )
+    gathered = collect_speech(audio, sr, model=shared_model(), max_speech_s=max_seconds, config=vad)
     names = ", ".join(str(p) for p in paths)
     hint = _no_speech_hint(max_seconds, max_audio_s, vad)
     if not gathered.check.ok:
@@ -78,20 +76,18 @@ def enrollment_embeddings(
             f"{names}: no usable speech to enroll: {gathered.check.describe()}; {hint}"
         )
     if scene_veto is not None:
-        heard = scene_veto.hear(gathered.audio, sr)
+        heard = scene_veto.hear(audio[: gathered.end], sr)
         if heard.vetoed:
             raise RegistryError(
                 f"{names}: no usable speech to enroll: label model {scene_veto.name} hears "
                 f"{heard.label} (not a voice) in {100 * heard.fraction:.0f}% of the "
-                f"{heard.windows} windows of its speech (refused from "
+                f"{heard.windows} windows (refused from "
                 f"{100 * scene_veto.min_fraction:.0f}%); {hint}; if the clips do hold "
                 "the voice, skip this check with --scene-model none"
             )
-    emb = embedder.embed_clip(gathered.audio, vad=vad)
+    emb = embedder.embed_clip(audio[: gathered.end], vad=vad)
     if emb.shape[0] == 0:
-        raise RegistryError(
-            f"{names}: no window passed the speech gate; nothing to enroll; {hint}"
-        )
+        raise RegistryError(f"{names}: no window passed the speech gate; nothing to enroll; {hint}")
     return emb
 
 

@@ -63,9 +63,9 @@ class VadConfig:
         (Silero's own default, 0.5).
     min_active: a window is speech when at least this share of its chunks is.
     min_speech_s: enrollment needs at least this much speech (chunks over threshold).
-    pad_s: speech kept on each side of a run of speech chunks when the speech of a
-        clip is gathered (:func:`collect_speech`): a syllable's onset and decay score
-        under the threshold but belong to the voice.
+    pad_s: audio kept after the chunk that completes the speech
+        :func:`collect_speech` gathers: a syllable's decay scores under the
+        threshold but belongs to the voice.
     """
 
     threshold: float = 0.5
@@ -304,49 +304,18 @@ def _verdict(probs: Float32, n_samples: int, sr: int, config: VadConfig) -> Spee
 
 @dataclass(frozen=True, slots=True)
 class CollectedSpeech:
-    """What :func:`collect_speech` gathered from a clip.
+    """Where a clip's first ``max_speech_s`` of speech ends (:func:`collect_speech`).
 
     Attributes
     ----------
-    audio: the speech runs of the clip, in order, joined end to end (at the clip's
-        rate), at most ``max_speech_s`` long.
+    end: sample offset (at the clip's rate) ``pad_s`` after the chunk at which the
+        speech chunks add up to ``max_speech_s`` (the clip's length when they never
+        do; 0 without speech).
     check: the verdict on the whole clip (:func:`check_speech`'s figures).
     """
 
-    audio: Float32
+    end: int
     check: SpeechCheck
-
-
-def speech_spans(
-    probabilities: Float32, sr: int, *, config: VadConfig = DEFAULT_VAD
-) -> npt.NDArray[np.int64]:
-    """Runs of speech chunks as ``[start, end)`` sample offsets at ``sr``.
-
-    Each run of consecutive chunks at or over ``config.threshold`` is widened by
-    ``config.pad_s`` on both sides; runs that then touch are merged.
-
-    Parameters
-    ----------
-    probabilities : np.ndarray [shape=(n_chunks,)]
-        :meth:`SileroVad.probabilities` of the clip.
-
-    Returns
-    -------
-    np.ndarray [shape=(n_runs, 2)]
-    """
-    speech = np.concatenate([[False], np.asarray(probabilities) >= config.threshold, [False]])
-    edges = np.flatnonzero(np.diff(speech.astype(np.int8)))
-    runs = edges.reshape(-1, 2) * CHUNK  # [first chunk, one past the last) at 16 kHz
-    pad = round(config.pad_s * SR)
-    runs = np.stack([runs[:, 0] - pad, runs[:, 1] + pad], axis=1) if runs.size else runs
-    merged: list[list[int]] = []
-    for start, end in runs.tolist():
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([max(start, 0), end])
-    out = np.asarray(merged, dtype=np.float64).reshape(-1, 2) * (sr / SR)
-    return np.round(out).astype(np.int64)
 
 
 def collect_speech(
@@ -357,35 +326,31 @@ def collect_speech(
     max_speech_s: float,
     config: VadConfig = DEFAULT_VAD,
 ) -> CollectedSpeech:
-    """The speech of a clip without its pauses, for enrollment.
+    """How much of a clip holds its first ``max_speech_s`` of speech, for enrollment.
 
     Recorded words and letters often sit in seconds of silence: KLettres' Danish
     voice speaks ~1 s in its first 20 s of audio and ~17 s in three minutes. Asking
-    for a fixed length of *audio* refuses such a voice; gathering the speech runs
-    until ``max_speech_s`` of them are at hand enrolls it from the same files, and
-    the embedding model sees speech rather than silence (Resemblyzer's own
-    preprocessing trims pauses the same way before embedding).
+    for a fixed length of *audio* refuses such a voice; reading on until
+    ``max_speech_s`` of speech is at hand enrolls it from the same files. The
+    audio up to :attr:`CollectedSpeech.end` is then windowed as the worker windows a
+    stream (pauses included, windows gated by :func:`window_speech`), so enrolled
+    and identified embeddings come from the same kind of windows.
 
     Returns
     -------
     CollectedSpeech
         ``check`` is :func:`check_speech` on the whole clip (refusals keep their
-        reasons); ``audio`` is empty when there is no speech.
+        reasons).
     """
     audio = np.asarray(y, dtype=np.float32).reshape(-1)
     probs = model.probabilities(audio, sr)
     check = _verdict(probs, audio.size, sr, config)
-    limit = round(max_speech_s * sr)
-    pieces: list[Float32] = []
-    taken = 0
-    for start, end in speech_spans(probs, sr, config=config).tolist():
-        piece = audio[start : min(end, start + limit - taken)]
-        pieces.append(piece)
-        taken += piece.size
-        if taken >= limit:
-            break
-    gathered = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    return CollectedSpeech(np.ascontiguousarray(gathered, dtype=np.float32), check)
+    heard_s = np.cumsum(probs >= config.threshold) * (CHUNK / SR)
+    k = int(np.searchsorted(heard_s, max_speech_s - 1e-9))
+    if k >= heard_s.size:
+        return CollectedSpeech(audio.size if check.speech_s > 0 else 0, check)
+    end = ((k + 1) * CHUNK + round(config.pad_s * SR)) * sr / SR
+    return CollectedSpeech(min(round(end), audio.size), check)
 
 
 def window_speech(
@@ -444,6 +409,5 @@ __all__: list[Any] = [
     "check_speech",
     "collect_speech",
     "shared_model",
-    "speech_spans",
     "window_speech",
 ]
