@@ -89,7 +89,7 @@ def speaker_figures(
     embedder: SpeakerEmbedder, speakers: Path, veto: SceneVeto | None
 ) -> dict[str, Any]:
     """Enroll every ``enroll/<speaker>``, identify every ``test/<speaker>`` clip."""
-    registry = SpeakerRegistry.empty(binding(embedder))
+    registry = SpeakerRegistry.empty(binding(embedder), config=embedder.calibration)
     refused: dict[str, str] = {}
     folders = sorted(p for p in (speakers / "enroll").iterdir() if p.is_dir())
     for folder in folders:

@@ -229,8 +229,9 @@ def _load(args: argparse.Namespace, embedder: Any | None = None) -> Any:
     from stream.speakers.evaluation import binding
     from stream.speakers.registry import load_registry
 
-    model = binding(embedder) if embedder is not None else None
-    return load_registry(registry_dir(args), model=model)
+    if embedder is None:
+        return load_registry(registry_dir(args))
+    return load_registry(registry_dir(args), model=binding(embedder), config=embedder.calibration)
 
 
 def _run(func: Any, args: argparse.Namespace) -> int:

@@ -198,7 +198,7 @@ class EvaluationReport:
 
 def enroll_dir(embedder: SpeakerEmbedder, enroll_root: Path) -> SpeakerRegistry:
     """A fresh registry with every ``enroll_root/<speaker>/`` enrolled."""
-    registry = SpeakerRegistry.empty(binding(embedder))
+    registry = SpeakerRegistry.empty(binding(embedder), config=embedder.calibration)
     folders = sorted(p for p in enroll_root.iterdir() if p.is_dir())
     for folder in folders:
         emb = enrollment_embeddings(embedder, audio_files(folder))
