@@ -101,3 +101,16 @@ def test_a_one_speaker_registry_keeps_its_models_threshold(
     save_registry(one, tmp_path / "reg")
     assert load_registry(tmp_path / "reg", model=MODEL, config=config).threshold == 0.84
     assert load_registry(tmp_path / "reg", model=MODEL).threshold == 0.5
+
+
+def test_shipped_models_bring_their_one_speaker_threshold() -> None:
+    """speaker-embed/2's different-speaker cosines run 0.6-0.9: its one-speaker default
+    is the threshold measured on real voices (models/speaker_calibration.py), not 0.5;
+    speaker-embed/1 has none and keeps 0.5."""
+    from stream.inference.repository import default_repo
+    from stream.speakers.embedder import SpeakerEmbedder
+
+    v2 = SpeakerEmbedder(default_repo() / "speaker-embed" / "2")
+    assert 0.8 < v2.calibration.default_threshold == v2.manifest.metrics["open_set_threshold"]
+    v1 = SpeakerEmbedder(default_repo() / "speaker-embed" / "1")
+    assert v1.calibration == DEFAULT_CALIBRATION
