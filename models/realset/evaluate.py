@@ -5,7 +5,7 @@
   spoken clips whose verdict (top label of most windows) is ``speech``; music pieces
   whose verdict is ``music``.
 * speaker (the default embedding model, with the enrollment gate ``tympan speakers
-  enroll`` uses, scene veto included): voices that enroll from their first 20 s,
+  enroll`` uses, scene veto included): voices that enroll from their first 20 s of speech,
   identification accuracy among the enrolled, never-enrolled clips rejected.
 * instruments: top-1 of the mean window probabilities on solo recordings.
 """
@@ -33,7 +33,7 @@ from stream.speakers.registry import SpeakerRegistry
 from stream.speakers.scoring import UNKNOWN
 
 RATES = ("16k", "8k-ulaw")
-ENROLL_SECONDS = 20.0  # `tympan speakers enroll --max-seconds` default
+ENROLL_SECONDS = 20.0  # `tympan speakers enroll --max-seconds` default (seconds of speech)
 
 
 def evaluate_all(root: Path) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def speaker_figures(
     embedder: SpeakerEmbedder, speakers: Path, veto: SceneVeto | None
 ) -> dict[str, Any]:
     """Enroll every ``enroll/<speaker>``, identify every ``test/<speaker>`` clip."""
-    registry = SpeakerRegistry.empty(binding(embedder))
+    registry = SpeakerRegistry.empty(binding(embedder), config=embedder.calibration)
     refused: dict[str, str] = {}
     folders = sorted(p for p in (speakers / "enroll").iterdir() if p.is_dir())
     for folder in folders:

@@ -52,7 +52,12 @@ def register(subparsers: Any) -> None:
     )
     enroll.add_argument("name", help="the speaker's name, as events will report it")
     enroll.add_argument("files", nargs="+", type=Path, help="audio files of that speaker")
-    enroll.add_argument("--max-seconds", type=float, default=20.0, help="audio used (default 20)")
+    enroll.add_argument(
+        "--max-seconds",
+        type=float,
+        default=20.0,
+        help="speech used, pauses left out (default 20; at most 900 s of audio is read)",
+    )
     enroll.add_argument(
         "--scene-model",
         default="auto",
@@ -224,8 +229,9 @@ def _load(args: argparse.Namespace, embedder: Any | None = None) -> Any:
     from stream.speakers.evaluation import binding
     from stream.speakers.registry import load_registry
 
-    model = binding(embedder) if embedder is not None else None
-    return load_registry(registry_dir(args), model=model)
+    if embedder is None:
+        return load_registry(registry_dir(args))
+    return load_registry(registry_dir(args), model=binding(embedder), config=embedder.calibration)
 
 
 def _run(func: Any, args: argparse.Namespace) -> int:

@@ -10,7 +10,10 @@ of the genuine segments, in which case the equal-error point is used. The result
 stored with the registry and recomputed whenever an enrollment changes.
 
 With fewer than two speakers there are no impostors to learn from, so the
-threshold falls back to ``default_threshold`` (the embedding model's own figure).
+threshold falls back to ``default_threshold``: the embedding model's own figure,
+calibrated on real voices that are not the registry's (its manifest's
+``metrics.open_set_threshold``, read by :func:`config_for_model`), 0.5 for a model
+that has none.
 """
 
 from __future__ import annotations
@@ -45,6 +48,22 @@ class CalibrationConfig:
 
 
 DEFAULT_CALIBRATION = CalibrationConfig()
+OPEN_SET_THRESHOLD = "open_set_threshold"  # the manifest metric config_for_model reads
+
+
+def config_for_model(metrics: Mapping[str, Any]) -> CalibrationConfig:
+    """The calibration for registries of one embedding model: its manifest metric
+    ``open_set_threshold`` (a threshold calibrated on real voices at the model's
+    build, see its card) becomes ``default_threshold``.
+
+    A one-speaker registry has no impostors of its own; 0.5 suits speaker-embed/1
+    but accepts every voice with an encoder whose different-speaker cosines run
+    0.6-0.9 (speaker-embed/2). Anything but a number in (0, 1) is ignored.
+    """
+    value = metrics.get(OPEN_SET_THRESHOLD)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        return DEFAULT_CALIBRATION
+    return CalibrationConfig(default_threshold=float(value))
 
 
 @dataclass(frozen=True, slots=True)

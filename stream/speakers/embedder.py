@@ -22,6 +22,7 @@ from stream.features.spec import FeatureSpec
 from stream.inference.manifest import Manifest
 from stream.inference.session import OnnxModel
 from stream.roles import ENROLLMENT_VETO_LABELS
+from stream.speakers.calibration import CalibrationConfig, config_for_model
 from stream.speakers.vad import DEFAULT_VAD, SileroVad, VadConfig, shared_model, window_speech
 from stream.types import DeviceChoice, Float32
 
@@ -109,6 +110,12 @@ class SpeakerEmbedder:
         )
         self.manifest: Manifest = self.model.manifest
         self.spec = self.manifest.feature_spec
+
+    @property
+    def calibration(self) -> CalibrationConfig:
+        """How registries of this model are calibrated (its manifest's
+        ``open_set_threshold`` for one-speaker registries)."""
+        return config_for_model(self.manifest.metrics)
 
     @property
     def model_id(self) -> tuple[str, str]:

@@ -26,7 +26,7 @@ from stream.speakers.calibration import equal_error, unit
 from stream.speakers.embedder import SceneVeto, SpeakerEmbedder
 from stream.speakers.registry import ModelBinding, SpeakerRegistry
 from stream.speakers.scoring import UNKNOWN, ScoringConfig, Verdict
-from stream.speakers.vad import DEFAULT_VAD, VadConfig, check_speech, shared_model
+from stream.speakers.vad import DEFAULT_VAD, VadConfig, collect_speech, shared_model
 from stream.types import Float32
 
 
@@ -36,20 +36,27 @@ def binding(embedder: SpeakerEmbedder) -> ModelBinding:
     return ModelBinding(name, version, int(embedder.manifest.embedding_dim or 0))
 
 
+MAX_ENROLL_AUDIO_S = 900.0  # audio read while gathering enrollment speech (15 min)
+
+
 def enrollment_embeddings(
     embedder: SpeakerEmbedder,
     paths: Sequence[Path],
     *,
     max_seconds: float = 20.0,
+    max_audio_s: float = MAX_ENROLL_AUDIO_S,
     vad: VadConfig = DEFAULT_VAD,
     scene_veto: SceneVeto | None = None,
 ) -> Float32:
-    """Window embeddings of the speech in ``paths`` (the first ``max_seconds`` of audio).
+    """Window embeddings of up to ``max_seconds`` of *speech* gathered from ``paths``.
 
-    The voice activity model (:func:`~stream.speakers.vad.check_speech`, Silero VAD
-    trained on recorded speech) decides whether the clip holds enough speech;
-    ``scene_veto``, when given, may refuse a clip the label model mostly hears as
-    music or tones (see
+    The files are read in order, together, up to ``max_audio_s`` of audio, and used
+    up to where the voice activity model (Silero VAD, trained on recorded speech)
+    has heard ``max_seconds`` of speech (:func:`~stream.speakers.vad.collect_speech`),
+    so a voice recorded as isolated words in long silences enrolls from the same
+    10-20 s of speech as a talker. Refused when the whole read holds less than
+    ``vad.min_speech_s`` of speech. ``scene_veto``, when given, may refuse speech the
+    label model mostly hears as music (a singer,
     :class:`~stream.speakers.embedder.SceneVeto`). Nothing requires the label model
     to hear ``speech``, so a voice it was not trained on (a whisper) still enrolls.
 
@@ -60,40 +67,51 @@ def enrollment_embeddings(
         names the file(s), the measured cues and what to do about it.
     """
     sr = embedder.spec.sr
-    clips = [load_audio(p, sr=sr)[0] for p in paths]
-    audio = np.concatenate(clips)[: int(max_seconds * sr)] if clips else np.zeros(0, np.float32)
-    verdict = check_speech(audio, sr, model=shared_model(), config=vad)
+    audio = _read_until(paths, sr, limit=round(max_audio_s * sr))
+    gathered = collect_speech(audio, sr, model=shared_model(), max_speech_s=max_seconds, config=vad)
     names = ", ".join(str(p) for p in paths)
-    if not verdict.ok:
+    hint = _no_speech_hint(max_seconds, max_audio_s, vad)
+    if not gathered.check.ok:
         raise RegistryError(
-            f"{names}: no usable speech to enroll: {verdict.describe()}; "
-            f"{_no_speech_hint(max_seconds, vad)}"
+            f"{names}: no usable speech to enroll: {gathered.check.describe()}; {hint}"
         )
     if scene_veto is not None:
-        heard = scene_veto.hear(audio, sr)
+        heard = scene_veto.hear(audio[: gathered.end], sr)
         if heard.vetoed:
             raise RegistryError(
                 f"{names}: no usable speech to enroll: label model {scene_veto.name} hears "
                 f"{heard.label} (not a voice) in {100 * heard.fraction:.0f}% of the "
-                f"{heard.windows} windows (refused from {100 * scene_veto.min_fraction:.0f}%); "
-                f"{_no_speech_hint(max_seconds, vad)}; if the clips do hold the voice, "
-                "skip this check with --scene-model none"
+                f"{heard.windows} windows (refused from "
+                f"{100 * scene_veto.min_fraction:.0f}%); {hint}; if the clips do hold "
+                "the voice, skip this check with --scene-model none"
             )
-    emb = embedder.embed_clip(audio, vad=vad)
+    emb = embedder.embed_clip(audio[: gathered.end], vad=vad)
     if emb.shape[0] == 0:
-        raise RegistryError(
-            f"{names}: no window passed the speech gate; nothing to enroll; "
-            f"{_no_speech_hint(max_seconds, vad)}"
-        )
+        raise RegistryError(f"{names}: no window passed the speech gate; nothing to enroll; {hint}")
     return emb
 
 
-def _no_speech_hint(max_seconds: float, vad: VadConfig) -> str:
+def _read_until(paths: Sequence[Path], sr: int, *, limit: int) -> Float32:
+    """The files' audio at ``sr``, joined in order, at most ``limit`` samples (files
+    past the limit are not decoded)."""
+    clips: list[Float32] = []
+    total = 0
+    for path in paths:
+        if total >= limit:
+            break
+        y = load_audio(path, sr=sr)[0][: limit - total]
+        clips.append(y)
+        total += y.size
+    return np.concatenate(clips) if clips else np.zeros(0, np.float32)
+
+
+def _no_speech_hint(max_seconds: float, max_audio_s: float, vad: VadConfig) -> str:
     """What to do when enrollment audio holds too little speech, for error messages."""
     return (
         f"enroll from files where the person talks for 10-20 s (at least "
-        f"{vad.min_speech_s:g} s of speech within the first {max_seconds:g} s read, "
-        "--max-seconds), not music, tones or silence"
+        f"{vad.min_speech_s:g} s of speech within the first {max_audio_s:g} s of audio; "
+        f"up to {max_seconds:g} s of speech is used, --max-seconds), not music, tones "
+        "or silence"
     )
 
 
@@ -180,7 +198,7 @@ class EvaluationReport:
 
 def enroll_dir(embedder: SpeakerEmbedder, enroll_root: Path) -> SpeakerRegistry:
     """A fresh registry with every ``enroll_root/<speaker>/`` enrolled."""
-    registry = SpeakerRegistry.empty(binding(embedder))
+    registry = SpeakerRegistry.empty(binding(embedder), config=embedder.calibration)
     folders = sorted(p for p in enroll_root.iterdir() if p.is_dir())
     for folder in folders:
         emb = enrollment_embeddings(embedder, audio_files(folder))

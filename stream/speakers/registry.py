@@ -109,10 +109,20 @@ class SpeakerRegistry:
     calibration: Calibration = field(
         default_factory=lambda: calibrate({}, config=DEFAULT_CALIBRATION)
     )
+    config: CalibrationConfig = DEFAULT_CALIBRATION
 
     @classmethod
-    def empty(cls, model: ModelBinding) -> SpeakerRegistry:
-        return cls(model=model, speakers=MappingProxyType({}))
+    def empty(
+        cls, model: ModelBinding, *, config: CalibrationConfig = DEFAULT_CALIBRATION
+    ) -> SpeakerRegistry:
+        """No speakers; ``config`` (e.g. :func:`~stream.speakers.calibration.config_for_model`)
+        calibrates every registry derived from this one."""
+        return cls(
+            model=model,
+            speakers=MappingProxyType({}),
+            calibration=calibrate({}, config=config),
+            config=config,
+        )
 
     def __len__(self) -> int:
         return len(self.speakers)
@@ -143,9 +153,10 @@ class SpeakerRegistry:
         *,
         model: ModelBinding,
         updated_at: str | None = None,
-        config: CalibrationConfig = DEFAULT_CALIBRATION,
+        config: CalibrationConfig | None = None,
     ) -> SpeakerRegistry:
-        """A registry where ``name`` has exactly ``embeddings`` (replacing any before)."""
+        """A registry where ``name`` has exactly ``embeddings`` (replacing any before),
+        calibrated with ``config`` (default: this registry's)."""
         check_name(name)
         self.check_model(model, source=f"embeddings for {name!r}")
         emb = np.asarray(embeddings, dtype=np.float32)
@@ -159,9 +170,7 @@ class SpeakerRegistry:
         entry = Enrollment(name, unit(emb), updated_at or utc_now())
         return self._with({**self.speakers, name: entry}, config)
 
-    def without(
-        self, name: str, *, config: CalibrationConfig = DEFAULT_CALIBRATION
-    ) -> SpeakerRegistry:
+    def without(self, name: str, *, config: CalibrationConfig | None = None) -> SpeakerRegistry:
         """A registry without ``name``; :class:`RegistryError` when it is not enrolled."""
         if name not in self.speakers:
             known = ", ".join(sorted(self.speakers)) or "none"
@@ -170,13 +179,15 @@ class SpeakerRegistry:
         return self._with(rest, config)
 
     def _with(
-        self, speakers: Mapping[str, Enrollment], config: CalibrationConfig
+        self, speakers: Mapping[str, Enrollment], config: CalibrationConfig | None
     ) -> SpeakerRegistry:
         by = {k: v.embeddings for k, v in speakers.items()}
+        chosen = self.config if config is None else config
         return SpeakerRegistry(
             model=self.model,
             speakers=MappingProxyType(dict(speakers)),
-            calibration=calibrate(by, config=config),
+            calibration=calibrate(by, config=chosen),
+            config=chosen,
         )
 
     def by_speaker(self) -> dict[str, Float32]:
@@ -197,8 +208,15 @@ class SpeakerRegistry:
 # -- files --------------------------------------------------------------------------------
 
 
-def load_registry(path: Path | str, *, model: ModelBinding | None = None) -> SpeakerRegistry:
+def load_registry(
+    path: Path | str,
+    *,
+    model: ModelBinding | None = None,
+    config: CalibrationConfig = DEFAULT_CALIBRATION,
+) -> SpeakerRegistry:
     """Read a registry directory; an absent directory is an empty registry for ``model``.
+    ``config`` calibrates the threshold (the embedding model's,
+    :func:`~stream.speakers.calibration.config_for_model`).
 
     Raises
     ------
@@ -212,10 +230,10 @@ def load_registry(path: Path | str, *, model: ModelBinding | None = None) -> Spe
     if not index.exists():
         if model is None:
             raise RegistryError(f"{index}: no registry here and no model to start one for")
-        return SpeakerRegistry.empty(model)
+        return SpeakerRegistry.empty(model, config=config)
     data = _read_index(index)
     bound = _binding(data, index)
-    registry = _read_embeddings(root / EMBEDDINGS_FILE, data, bound, index)
+    registry = _read_embeddings(root / EMBEDDINGS_FILE, data, bound, index, config)
     if model is not None:
         registry.check_model(model, source=f"the worker's model (registry {index})")
     return registry
@@ -251,7 +269,11 @@ def _binding(data: Mapping[str, Any], index: Path) -> ModelBinding:
 
 
 def _read_embeddings(
-    npz: Path, data: Mapping[str, Any], model: ModelBinding, index: Path
+    npz: Path,
+    data: Mapping[str, Any],
+    model: ModelBinding,
+    index: Path,
+    config: CalibrationConfig,
 ) -> SpeakerRegistry:
     speakers: dict[str, Enrollment] = {}
     entries = data["speakers"]
@@ -274,8 +296,8 @@ def _read_embeddings(
         speakers[check_name(name)] = Enrollment(
             name, unit(emb.astype(np.float32)), str(entry.get("updated_at", ""))
         )
-    calibration = calibrate({k: v.embeddings for k, v in speakers.items()})
-    return SpeakerRegistry(model, MappingProxyType(speakers), calibration)
+    calibration = calibrate({k: v.embeddings for k, v in speakers.items()}, config=config)
+    return SpeakerRegistry(model, MappingProxyType(speakers), calibration, config)
 
 
 def _load_npz(npz: Path) -> dict[str, Float32]:

@@ -39,6 +39,7 @@ from stream.errors import RegistryError
 from stream.kafka.compacted import CompactedReader, CompactedRecord, observe
 from stream.kafka.config import KafkaClientConfig, send_acked
 from stream.settings import ControlLimits
+from stream.speakers.calibration import DEFAULT_CALIBRATION, CalibrationConfig
 from stream.speakers.registry import ModelBinding, SpeakerRegistry, check_name
 from stream.speakers.scoring import DEFAULT_SCORING, ScoringConfig, SpeakerScorer
 
@@ -189,6 +190,7 @@ class RegistryFollower:
         *,
         topic: str = TOPIC,
         scoring: ScoringConfig = DEFAULT_SCORING,
+        calibration: CalibrationConfig = DEFAULT_CALIBRATION,
         limits: ControlLimits = DEFAULT_LIMITS,
         verifier: Verifier | None = None,
     ) -> None:
@@ -197,7 +199,7 @@ class RegistryFollower:
         self.topic = topic
         self.scoring = scoring
         self.limits = limits
-        self.registry = SpeakerRegistry.empty(model)
+        self.registry = SpeakerRegistry.empty(model, config=calibration)
         self.version = 0
         self.rejected = 0
         self._reader: CompactedReader | None = None

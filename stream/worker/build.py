@@ -397,7 +397,9 @@ def load_speakers(
     binding = ModelBinding(name, version, embedder.manifest.embedding_dim or 0)
     follower: Any = None
     if settings.speaker_registry is not None:
-        registry = load_registry(settings.speaker_registry, model=binding)
+        registry = load_registry(
+            settings.speaker_registry, model=binding, config=embedder.calibration
+        )
         warn_if_nobody_enrolled(len(registry), f"directory {settings.speaker_registry}")
         scorer = registry.scorer()
 
@@ -409,6 +411,7 @@ def load_speakers(
             settings.kafka,
             binding,
             topic=topics.speaker_registry,
+            calibration=embedder.calibration,
             limits=settings.control_limits,
             verifier=Verifier.load(settings.trusted_keys),
         )

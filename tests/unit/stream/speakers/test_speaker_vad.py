@@ -14,6 +14,7 @@ from stream.speakers.vad import (
     SileroVad,
     VadBank,
     check_speech,
+    collect_speech,
     shared_model,
     window_speech,
 )
@@ -135,6 +136,36 @@ def test_windows_of_speech_and_silence(speech: np.ndarray, vad: SileroVad) -> No
     spans = np.array([[0, SR], [SR // 2, 3 * SR // 2], [3 * SR, 4 * SR]])
     speechy = window_speech(vad.probabilities(clip, SR), spans, SR)
     assert speechy.tolist() == [False, False, True]
+
+
+def sparse_speech(speech: np.ndarray, *, gap_s: float, copies: int) -> np.ndarray:
+    """Short bursts of the same voice, each followed by ``gap_s`` of silence: a voice
+    recorded as isolated words (KLettres' letters and syllables are like this)."""
+    bursts = [speech[i * SR // 2 : (i + 1) * SR // 2] for i in range(copies)]
+    silence = np.zeros(round(gap_s * SR), np.float32)
+    return np.concatenate([np.concatenate([b, silence]) for b in bursts])
+
+
+def test_sparse_speech_is_gathered_past_its_silences(speech: np.ndarray, vad: SileroVad) -> None:
+    """Half-second words 7 s apart: the first 20 s hold too little speech to enroll,
+    reading on until 4 s of speech are heard does."""
+    clip = sparse_speech(speech, gap_s=7.0, copies=12)
+    assert not check_speech(clip[: 20 * SR], SR, model=vad).ok
+    got = collect_speech(clip, SR, model=vad, max_speech_s=4.0)
+    assert got.check.ok, got.check.describe()
+    assert 30 * SR < got.end < clip.size
+    heard = check_speech(clip[: got.end], SR, model=vad).speech_s
+    assert 4.0 <= heard <= 4.0 + 2 * CHUNK / SR
+    assert check_speech(clip[: got.end - SR], SR, model=vad).speech_s < 4.0
+
+
+def test_gathering_stops_at_the_clip_end_and_finds_nothing_in_silence(
+    speech: np.ndarray, vad: SileroVad
+) -> None:
+    got = collect_speech(speech, SR, model=vad, max_speech_s=600.0)
+    assert got.end == speech.size and got.check.ok
+    silent = collect_speech(np.zeros(5 * SR, np.float32), SR, model=vad, max_speech_s=20.0)
+    assert (silent.end, silent.check.reason) == (0, "no_speech")
 
 
 def test_level_does_not_decide(speech: np.ndarray, vad: SileroVad) -> None:

@@ -131,6 +131,51 @@ def test_enrolling_non_speech_is_refused_with_a_reason(
     assert not (registry_dir / INDEX_FILE).exists()
 
 
+def _in_long_silences(paths: list[Path], *, gap_s: float) -> np.ndarray:
+    """The speech of ``paths`` cut into half-second words, each followed by ``gap_s``
+    of silence: a voice recorded as isolated letters or words."""
+    from stream.audio.files import load_audio
+
+    speech = np.concatenate([load_audio(p, sr=SR)[0] for p in paths])
+    words = [speech[i : i + SR // 2] for i in range(0, speech.size - SR // 2, SR // 2)]
+    silence = np.zeros(round(gap_s * SR), np.float32)
+    return np.concatenate([np.concatenate([w, silence]) for w in words])
+
+
+def test_a_voice_in_long_silences_enrolls_from_its_speech(
+    clips: dict[str, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Words 7 s apart hold ~1.5 s of speech in their first 20 s: enrollment reads on
+    until it has its speech instead of refusing the voice."""
+    path = tmp_path / "anna-words.wav"
+    sf.write(path, _in_long_silences(clips["anna"][:3], gap_s=7.0), SR)
+    reg = ["--registry", str(tmp_path / "registry")]
+    code, out, err = run(capsys, *reg, "enroll", "anna", str(path), "--max-seconds", "6")
+    assert code == 0, err
+    windows = int(out.split(" from ")[1].split()[0])
+    assert windows >= 6  # one speech window per word at least: not a second of audio
+
+
+@pytest.mark.parametrize("kind", ["hum-and-hiss", "melody"])
+def test_minutes_of_non_speech_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """Reading on past silences must not let long non-speech add up to enough."""
+    rng = np.random.default_rng(7)
+    t = np.arange(120 * SR) / SR
+    if kind == "hum-and-hiss":
+        y = 0.2 * np.sin(2 * np.pi * 50 * t) + 0.02 * rng.normal(size=t.size)
+    else:
+        f0 = 220 * 2 ** (rng.integers(0, 12, size=t.size // (SR // 2) + 1) / 12)
+        y = 0.3 * np.sin(2 * np.pi * np.repeat(f0, SR // 2)[: t.size] * t)
+    path = tmp_path / f"{kind}.wav"
+    sf.write(path, y.astype(np.float32), SR)
+    reg = ["--registry", str(tmp_path / "registry")]
+    code, _, err = run(capsys, *reg, "enroll", "bob", str(path), "--scene-model", "none")
+    assert code == 1
+    assert "no usable speech" in err and "of speech in 120.0 s of audio" in err
+
+
 def test_corrupt_registry_is_a_clear_error(
     clips: dict[str, list[Path]], registry_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
