@@ -158,3 +158,8 @@ def test_a_soundfont_batch_comes_back_as_one_clip_per_plan() -> None:
         assert y.size == synth.n_samples(p.duration_s, 16000)
         assert synth.rms_dbfs(y) > -50
     assert solos.plan(0, 7, kits) == solos.plan(0, 7, kits)
+
+
+def test_training_packages_are_reserved_for_training_in_the_real_set_manifest() -> None:
+    reserved = {r["package"] for r in load_manifest().training}
+    assert {p.package for p in packages.ALL} <= reserved
