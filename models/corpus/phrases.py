@@ -35,8 +35,8 @@ PROGRAMS = {
     "flute": (73, 73, 73, 72),
 }
 RANGES = {
-    "piano": (28, 100),
-    "organ": (36, 88),
+    "piano": (21, 103),
+    "organ": (24, 96),
     "guitar": (40, 84),
     "bass": (28, 60),
     "violin": (55, 96),
@@ -44,9 +44,9 @@ RANGES = {
     "flute": (60, 96),
 }
 STYLES = {
-    "piano": ("held", "melody", "scale", "arpeggio", "chords"),
-    "organ": ("held", "melody", "chords", "chords"),
-    "guitar": ("held", "arpeggio", "chords", "melody", "scale"),
+    "piano": ("held", "melody", "scale", "arpeggio", "chords", "hands", "hands"),
+    "organ": ("held", "melody", "chords", "hands", "hands"),
+    "guitar": ("held", "arpeggio", "chords", "melody", "scale", "strum", "strum", "strum"),
     "bass": ("held", "melody", "staccato", "scale"),
     "violin": ("held", "melody", "scale", "double", "staccato"),
     "trumpet": ("held", "melody", "staccato", "scale"),
@@ -188,7 +188,70 @@ def _double(pool: list[int], rng: np.random.Generator, duration_s: float, _: str
     return notes
 
 
+def _triad_of(root: int, pool: list[int]) -> tuple[int, int]:
+    """Third and fifth above ``root`` that fit the key of ``pool``."""
+    classes = {p % 12 for p in pool}
+    third = 4 if (root + 4) % 12 in classes else 3
+    fifth = 7 if (root + 7) % 12 in classes or (root + 6) % 12 not in classes else 6
+    return third, fifth
+
+
+def _strum(pool: list[int], rng: np.random.Generator, duration_s: float, _: str) -> list[Note]:
+    """Strummed open-position chords: 4–6 strings spread over two octaves, down and up
+    strokes on a beat grid, each string ringing until the next stroke."""
+    beat = 60.0 / float(rng.uniform(70.0, 150.0)) / 2.0
+    pattern = str(rng.choice(["DDDD", "DDUD", "D.DU", "DUDU", "D..U"]))
+    notes: list[Note] = []
+    t, step = 0.0, 0
+    while t < duration_s:
+        if step % 8 == 0:
+            root = int(rng.integers(40, 53))
+            third, fifth = _triad_of(root, pool)
+            strings = [
+                root,
+                root + fifth,
+                root + 12,
+                root + 12 + third,
+                root + 12 + fifth,
+                root + 24,
+            ]
+            strings = strings[: int(rng.integers(4, 7))]
+        stroke = pattern[step % len(pattern)]
+        if stroke != ".":
+            order = strings if stroke == "D" else strings[::-1][: int(rng.integers(2, 5))]
+            gap = float(rng.uniform(0.008, 0.035))
+            for k, pitch in enumerate(order):
+                notes.append(Note(t + k * gap, beat * float(rng.uniform(0.9, 2.0)), pitch))
+        t += beat
+        step += 1
+    return notes
+
+
+def _hands(pool: list[int], rng: np.random.Generator, duration_s: float, label: str) -> list[Note]:
+    """Two hands (or manuals and pedals): a bass line low down, chords or a tune above."""
+    low = [p for p in range(24, 52) if p % 12 in {q % 12 for q in pool}]
+    bar = float(rng.uniform(0.8, 2.4))
+    notes: list[Note] = []
+    t = 0.0
+    while t < duration_s:
+        root = int(rng.choice(low))
+        third, fifth = _triad_of(root, pool)
+        held = bar if label == "organ" else bar * float(rng.uniform(0.5, 1.0))
+        notes.append(Note(t, held, root))
+        if rng.random() < 0.5:
+            notes.append(Note(t, held, root + 12))
+        top = root + 12 * int(rng.integers(2, 4))
+        for interval in (0, third, fifth):
+            notes.append(Note(t + float(rng.uniform(0, 0.02)), held * 0.95, top + interval))
+        t += bar
+    if rng.random() < 0.5:
+        notes += _melody([p + 12 for p in pool if p + 12 <= 96], rng, duration_s, label)
+    return notes
+
+
 _STYLES = {
+    "strum": _strum,
+    "hands": _hands,
     "held": _held,
     "melody": _melody,
     "staccato": _staccato,

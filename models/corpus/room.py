@@ -76,8 +76,9 @@ def microphone(
     """``y`` through a random microphone/preamp response.
 
     A smooth random gain curve over log frequency (five control points within
-    ±``tilt_db``), a high-pass between 30 and 250 Hz, and in a third of cases a
-    low-pass between 4 and 7.5 kHz (a dull microphone or a lossy upload).
+    ±``tilt_db``), a high-pass between 20 and 100 Hz (no higher: a bass guitar's low E
+    is 41 Hz), and in a third of cases a low-pass between 4 and 7.5 kHz (a dull
+    microphone or a lossy upload).
 
     Returns
     -------
@@ -89,7 +90,7 @@ def microphone(
     log_f = np.log2(np.maximum(freqs, 20.0))
     points = np.linspace(np.log2(20.0), np.log2(sr / 2.0), 5)
     gain_db = np.interp(log_f, points, rng.uniform(-tilt_db, tilt_db, points.size))
-    highpass_hz = float(rng.uniform(30.0, 250.0))
+    highpass_hz = float(rng.uniform(20.0, 100.0))
     gain = np.power(10.0, gain_db / 20.0) / np.sqrt(
         1.0 + (highpass_hz / np.maximum(freqs, 1.0)) ** 4
     )
