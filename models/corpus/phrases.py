@@ -245,7 +245,7 @@ def _hands(pool: list[int], rng: np.random.Generator, duration_s: float, label: 
             notes.append(Note(t + float(rng.uniform(0, 0.02)), held * 0.95, top + interval))
         t += bar
     if rng.random() < 0.5:
-        notes += _melody([p + 12 for p in pool if p + 12 <= 96], rng, duration_s, label)
+        notes += _melody([p + 12 for p in pool if p + 12 <= 96] or pool, rng, duration_s, label)
     return notes
 
 

@@ -19,7 +19,7 @@ from models.realset.sources import load_manifest
 @pytest.mark.parametrize("label", phrases.MELODIC)
 def test_phrases_stay_in_range_and_in_time(label: str) -> None:
     low, high = phrases.RANGES[label]
-    for seed in range(20):
+    for seed in range(200):
         notes = phrases.phrase(label, rng=np.random.default_rng(seed), duration_s=3.0)
         assert notes
         assert all(low <= n.pitch <= high + 9 for n in notes)  # double stops add ≤ a sixth
