@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
         "(fetches soundfonts and recordings from Debian packages)",
     )
     sp.add_argument("--clips", type=int, default=solos.DEFAULT_SOLOS, help="number of clips")
+    sp.add_argument("--recorded-share", type=float, default=0.1,
+                    help="share of a tag's clips cut from GCompris' recording of it")  # fmt: skip
+    sp.add_argument("--duo-share", type=float, default=0.2,
+                    help="share of soundfont clips with a second instrument")  # fmt: skip
     for name in ("speakers", "speakers-heldout"):
         sp = common(name, "one folder per synthetic voice identity + speakers.json")
         sp.add_argument("--identities", type=int, default=build.DEFAULT_IDENTITIES)
@@ -100,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         elif args.target == "solos":
             solos.build_solos(args.out, seed=args.seed, clips=args.clips, jobs=args.jobs,
-                              progress=progress)  # fmt: skip
+                              progress=progress, recorded_share=args.recorded_share,
+                              duo_share=args.duo_share)  # fmt: skip
         elif args.target in ("speakers", "speakers-heldout"):
             build.build_speakers(
                 args.out,

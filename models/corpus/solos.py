@@ -83,24 +83,35 @@ class Plan:
         return tuple(sorted(labels))
 
 
-def plan(seed: int, index: int, kits: Sequence[recorded.Kit]) -> Plan:
-    """Draw clip ``index``: its label(s), source, program or kit and phrase."""
+def plan(
+    seed: int,
+    index: int,
+    kits: Sequence[recorded.Kit],
+    *,
+    recorded_share: float = 0.1,
+    duo_share: float = 0.2,
+) -> Plan:
+    """Draw clip ``index``: its label(s), source, program or kit and phrase.
+
+    ``recorded_share`` of the clips of a tag GCompris recorded are cut from that
+    recording; ``duo_share`` of the soundfont clips add a second instrument.
+    """
     from models.corpus.build import item_rng
 
     rng = item_rng(seed, "solos", index)
     label = phrases.LABELS[index % len(phrases.LABELS)]
     duration_s = round(float(rng.uniform(1.5, 4.0)), 2)
     pick = rng.random()
-    if label in recorded.GCOMPRIS_FILES and pick < 0.1:
+    if label in recorded.GCOMPRIS_FILES and pick < recorded_share:
         name = str(rng.choice(recorded.GCOMPRIS_FILES[label]))
         return Plan(index, duration_s, packages.RECORDINGS.package, detail=f"{label}:{name}")
-    if label == "drums" and pick < 0.5 and kits:
+    if label == "drums" and pick < max(0.5, recorded_share + 0.4) and kits:  # 0.4 of them
         kit = kits[int(rng.integers(len(kits)))]
         hits = tuple(phrases.drum_hits(rng=rng, duration_s=duration_s))
         return Plan(index, duration_s, packages.DRUMKITS.package, detail=kit.name, hits=hits)
     font = packages.SOUNDFONTS[int(rng.choice(len(packages.SOUNDFONTS), p=_SOUNDFONT_WEIGHTS))]
     voices = [_voice(label, font.package, rng, duration_s)]
-    if rng.random() < 0.2:
+    if rng.random() < duo_share:
         other = str(rng.choice([x for x in phrases.LABELS if x != label]))
         voices.append(_voice(other, font.package, rng, duration_s))
     detail = " + ".join(f"{v.label}@{v.program}" for v in voices)
@@ -204,6 +215,8 @@ def build_solos(
     jobs: int = 2,
     progress: bool = True,
     cache: Path | None = None,
+    recorded_share: float = 0.1,
+    duo_share: float = 0.2,
 ) -> Path:
     """Render the ``solos`` dataset into ``out`` (``clips/``, ``labels.csv``, ``manifest.csv``)."""
     from models.corpus.build import _write_csv, _write_wav, item_rng
@@ -215,7 +228,8 @@ def build_solos(
     kit_list = recorded.kits(packages.locate(packages.DRUMKITS, cache))
     kit_by_name = {k.name: k for k in kit_list}
     rcc = packages.locate(packages.RECORDINGS, cache)
-    plans = [plan(seed, i, kit_list) for i in range(clips)]
+    shares = {"recorded_share": recorded_share, "duo_share": duo_share}
+    plans = [plan(seed, i, kit_list, **shares) for i in range(clips)]
     audio: dict[int, np.ndarray] = {}
     batches = [
         (fonts[name], group[k : k + BATCH])
