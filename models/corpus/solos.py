@@ -90,11 +90,13 @@ def plan(
     *,
     recorded_share: float = 0.1,
     duo_share: float = 0.2,
+    trio_share: float = 0.0,
 ) -> Plan:
     """Draw clip ``index``: its label(s), source, program or kit and phrase.
 
     ``recorded_share`` of the clips of a tag GCompris recorded are cut from that
-    recording; ``duo_share`` of the soundfont clips add a second instrument.
+    recording; ``duo_share`` of the soundfont clips add a second instrument, and
+    ``trio_share`` of those a third (an ensemble, as most uploads are).
     """
     from models.corpus.build import item_rng
 
@@ -114,6 +116,9 @@ def plan(
     if rng.random() < duo_share:
         other = str(rng.choice([x for x in phrases.LABELS if x != label]))
         voices.append(_voice(other, font.package, rng, duration_s))
+        if trio_share > 0 and rng.random() < trio_share:  # no draw at 0: older builds stay
+            third = str(rng.choice([x for x in phrases.LABELS if x not in (label, other)]))
+            voices.append(_voice(third, font.package, rng, duration_s))
     detail = " + ".join(f"{v.label}@{v.program}" for v in voices)
     return Plan(index, duration_s, font.package, tuple(voices), detail)
 
@@ -217,6 +222,7 @@ def build_solos(
     cache: Path | None = None,
     recorded_share: float = 0.1,
     duo_share: float = 0.2,
+    trio_share: float = 0.0,
 ) -> Path:
     """Render the ``solos`` dataset into ``out`` (``clips/``, ``labels.csv``, ``manifest.csv``)."""
     from models.corpus.build import _write_csv, _write_wav, item_rng
@@ -228,7 +234,7 @@ def build_solos(
     kit_list = recorded.kits(packages.locate(packages.DRUMKITS, cache))
     kit_by_name = {k.name: k for k in kit_list}
     rcc = packages.locate(packages.RECORDINGS, cache)
-    shares = {"recorded_share": recorded_share, "duo_share": duo_share}
+    shares = {"recorded_share": recorded_share, "duo_share": duo_share, "trio_share": trio_share}
     plans = [plan(seed, i, kit_list, **shares) for i in range(clips)]
     audio: dict[int, np.ndarray] = {}
     batches = [

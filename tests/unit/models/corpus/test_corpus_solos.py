@@ -163,3 +163,13 @@ def test_a_soundfont_batch_comes_back_as_one_clip_per_plan() -> None:
 def test_training_packages_are_reserved_for_training_in_the_real_set_manifest() -> None:
     reserved = {r["package"] for r in load_manifest().training}
     assert {p.package for p in packages.ALL} <= reserved
+
+
+def test_ensemble_shares_add_instruments_and_leave_the_default_corpus_alone() -> None:
+    kits: list[recorded.Kit] = []
+    default = [solos.plan(0, i, kits) for i in range(200)]
+    assert max(len(p.tags) for p in default) == 2
+    assert default == [solos.plan(0, i, kits, trio_share=0.0) for i in range(200)]
+    ensembles = [solos.plan(0, i, kits, duo_share=1.0, trio_share=1.0) for i in range(200)]
+    from_fonts = [p for p in ensembles if p.voices]
+    assert from_fonts and all(len(p.tags) == 3 for p in from_fonts)
