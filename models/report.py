@@ -281,8 +281,7 @@ def comparison_lines(report: Mapping[str, Any]) -> list[str]:
     lines = [
         f"## Compared with {before['model']}",
         "",
-        f"Same seed and held-out files; {before['model']}'s latency measured again "
-        "in the same run, so the two latencies compare.",
+        _comparison_note(report, before),
         "",
         f"| figure | {before['model']} | {name} | change |",
         "|---|---:|---:|---:|",
@@ -296,6 +295,21 @@ def comparison_lines(report: Mapping[str, Any]) -> list[str]:
         change = "" if old is None else f"{100 * (value - old):+.1f} points"
         lines.append(f"| {figure} | {_figure(old)} | {_figure(value)} | {change} |")
     return [*lines, ""]
+
+
+def _comparison_note(report: Mapping[str, Any], before: Mapping[str, Any]) -> str:
+    """Whether the held-out figures below compare: only when both used the same corpus."""
+    latency = (
+        f"{before['model']}'s latency measured again in the same run, so the two latencies compare."
+    )
+    corpus = before.get("dataset")  # absent from reports written before it was recorded
+    if corpus is None or corpus == report["dataset"]["root"]:
+        return f"Same data, seed and held-out files; {latency}"
+    return (
+        f"Different corpora (`{corpus}` and `{report['dataset']['root']}`): each "
+        "version's held-out figures are on its own corpus's test files and do not "
+        f"compare across the two; {latency}"
+    )
 
 
 def _figure(value: float | None) -> str:

@@ -1,4 +1,4 @@
-"""``python -m models.corpus {scene,instruments,speakers,speakers-heldout,demo} --out DIR``."""
+"""``python -m models.corpus TARGET --out DIR``: scene, instruments, solos, speakers, demo."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from models.corpus import build
+from models.corpus import build, solos
+from models.corpus.packages import TrainingSourceError
+from models.realset.sources import RealSetError
 from stream.errors import ToolError
 
 
@@ -40,6 +42,18 @@ def _parser() -> argparse.ArgumentParser:
         help="number of clips (default 300)",
     )
     sp.add_argument("--duration-s", type=float, default=4.0)
+    sp = common(
+        "solos",
+        "instrument solos from sampled and recorded real instruments + labels.csv "
+        "(fetches soundfonts and recordings from Debian packages)",
+    )
+    sp.add_argument("--clips", type=int, default=solos.DEFAULT_SOLOS, help="number of clips")
+    sp.add_argument("--recorded-share", type=float, default=0.1,
+                    help="share of a tag's clips cut from GCompris' recording of it")  # fmt: skip
+    sp.add_argument("--duo-share", type=float, default=0.2,
+                    help="share of soundfont clips with a second instrument")  # fmt: skip
+    sp.add_argument("--trio-share", type=float, default=0.0,
+                    help="share of those with a third instrument")  # fmt: skip
     for name in ("speakers", "speakers-heldout"):
         sp = common(name, "one folder per synthetic voice identity + speakers.json")
         sp.add_argument("--identities", type=int, default=build.DEFAULT_IDENTITIES)
@@ -90,6 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 jobs=args.jobs,
                 progress=progress,
             )
+        elif args.target == "solos":
+            solos.build_solos(args.out, seed=args.seed, clips=args.clips, jobs=args.jobs,
+                              progress=progress, recorded_share=args.recorded_share,
+                              duo_share=args.duo_share,
+                              trio_share=args.trio_share)  # fmt: skip
         elif args.target in ("speakers", "speakers-heldout"):
             build.build_speakers(
                 args.out,
@@ -110,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 jobs=args.jobs,
                 progress=progress,
             )
-    except ToolError as exc:
+    except (ToolError, TrainingSourceError, RealSetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if progress:

@@ -59,6 +59,7 @@ _TARGET_CODES = {
     "speakers-heldout": 4,
     "demo": 5,
     "demo-enroll": 6,
+    "solos": 7,
 }
 
 

@@ -142,6 +142,9 @@ RESERVED_FOR_TRAINING: list[dict[str, Any]] = [
     {"package": "fb-music-high", "content": "produced game music"},
     {"package": "hydrogen-drumkits", "content": "recorded drum kits"},
     {"package": "musescore-general-soundfont", "content": "sampled instruments"},
+    {"package": "fluid-soundfont-gm", "content": "sampled instruments (instruments/2)"},
+    {"package": "timgm6mb-soundfont", "content": "sampled instruments (instruments/2)"},
+    {"package": "gcompris-qt-data", "content": "recorded instrument phrases (instruments/2)"},
 ]
 
 

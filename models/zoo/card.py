@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from models.train import TrainedModel
 
 CARD_FILE = "MODEL_CARD.md"
+SYNTHETIC = "Synthetic, rendered locally; no recordings of people or third-party audio."
+"""The provenance line of a recipe whose corpus is rendered from nothing but our code."""
 LATENCY_BATCHES = (1, 32)
 """Batch sizes the card quotes: one window (a lone call), and a worker's full batch."""
 
@@ -85,10 +87,10 @@ def baseline(model_dir: Path, spec: FeatureSpec) -> dict[str, Any]:
         "model": f"{report['name']}/{report['version']}",
         "cost": reporting.cost_figures(report),
         "quality": reporting.quality_figures(report),
+        "dataset": report["dataset"]["root"],
     }
 
 
-SYNTHETIC = "Synthetic, rendered locally; no recordings of people or third-party audio."
 REAL_AND_SYNTHETIC = (
     "The synthetic corpus below, rendered locally, and real recordings from Debian "
     "packages (their licences allow it; every file listed in `training_sources.json`)."
@@ -155,7 +157,7 @@ def render_card(model_dir: Path, recipe: Mapping[str, Any], trained: TrainedMode
         "",
         "## Data provenance",
         "",
-        str(recipe.get("provenance", SYNTHETIC)) + " " + recipe["data_note"],
+        f"{recipe.get('provenance', SYNTHETIC)} {recipe['data_note']}",
         "",
         f"Rebuild: `{recipe['rebuild']}` (renders with `{recipe['corpus']}`, trains with "
         f"seed {report['training']['seed']}, exports, writes this card).",

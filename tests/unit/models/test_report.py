@@ -113,3 +113,19 @@ def test_a_version_is_set_beside_the_one_it_replaces() -> None:
     assert "| window accuracy | 0.800 | 0.750 | -5.0 points |" in lines
     assert "| window accuracy, channel phone | n/a | 0.500 |  |" in lines
     assert comparison_lines({k: v for k, v in new.items() if k != "compared_with"}) == []
+
+
+def test_a_version_trained_on_another_corpus_says_its_held_out_figures_do_not_compare() -> None:
+    m = evaluate_single(np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32), ["x", "y"])
+    report = {
+        "macs_per_window": 4000,
+        "params": 40,
+        "latency": [],
+        "test": {"windows": m, "files": m},
+    }
+    before = {"model": "toy/1", "cost": cost_figures(report), "quality": quality_figures(report)}
+    new = {**report, "name": "toy", "version": "2", "dataset": {"root": "corpus/b"}}
+    same = comparison_lines({**new, "compared_with": {**before, "dataset": "corpus/b"}})
+    other = comparison_lines({**new, "compared_with": {**before, "dataset": "corpus/a"}})
+    assert same[2].startswith("Same data, seed and held-out files")
+    assert other[2].startswith("Different corpora (`corpus/a` and `corpus/b`)")
