@@ -478,16 +478,36 @@ class WorkerRuntime:
         if self.pipeline.stream_partition(sid) is None:
             return  # stream dropped (revoked): nothing to pin
         pending = self._deliveries.setdefault(sid, [])
-        pending.append(delivery)
+        if not pending or pending[-1] is not delivery:  # events of a batch share one
+            pending.append(delivery)
         if len(pending) >= _PRUNE_EVERY:
-            self._deliveries[sid] = _prune(pending)
+            self._deliveries[sid] = _unsettled(pending)
 
     async def _send_summaries(self) -> None:
+        """Send the summaries that are ready; their segments' pins are released together,
+        by one task, once every delivery of every one of them is acknowledged.
+
+        When calls end together (a fetch of EOS frames) this is hundreds of summaries,
+        sent in one turn of the loop, so in the same producer batches: one wait for all
+        of them costs what one did, where a wait per summary (each over its stream's
+        ~50 label deliveries) cost the end of every call behind it."""
+        pins: list[tuple[int, Any]] = []
+        deliveries: list[Awaitable[Any]] = []
         for partition, summary in self.pipeline.take_summaries():
-            await self._send_summary(partition, summary)
+            await self._send_summary(partition, summary, pins, deliveries)
+        if pins:
+            self._after_all(deliveries, pins)
         self.metrics.active_streams.set(self.pipeline.active_streams)
 
-    async def _send_summary(self, partition: int, summary: SummaryEvent) -> None:
+    async def _send_summary(
+        self,
+        partition: int,
+        summary: SummaryEvent,
+        pins: list[tuple[int, Any]],
+        deliveries: list[Awaitable[Any]],
+    ) -> None:
+        """Send ``summary``; its pin and the deliveries it waits for (its stream's and its
+        own) are added to ``pins`` and ``deliveries`` (see :meth:`_send_summaries`)."""
         sid = stream_key(summary.stream_id, summary.instance)
         pending = self._deliveries.pop(sid, [])
         try:
@@ -509,7 +529,9 @@ class WorkerRuntime:
             return
         delivery = await self._send(self.topics.of(SUMMARIES), summary.stream_id.encode(), value)
         self.metrics.events_out_to(self.topics.of(SUMMARIES)).inc()
-        pending = [*pending, delivery]
+        deliveries.extend(_unsettled(pending))
+        deliveries.append(delivery)
+        pins.append((partition, summary.event_id))
         log.info(
             "stream %r closed (%s) at partition %d: %d windows, dominant %s",
             sid,
@@ -518,7 +540,6 @@ class WorkerRuntime:
             summary.windows,
             summary.dominant_label,
         )
-        self._after(pending, partition, summary.event_id)  # the segment's pin
 
     async def _dead_letter(
         self,
@@ -549,16 +570,25 @@ class WorkerRuntime:
 
     def _after(self, deliveries: list[Awaitable[Any]], partition: int, pin: Any) -> None:
         """Unpin ``pin`` once all ``deliveries`` are acknowledged, then ack what it held."""
+        self._after_all(deliveries, [(partition, pin)])
+
+    def _after_all(self, deliveries: list[Awaitable[Any]], pins: list[tuple[int, Any]]) -> None:
+        """Unpin every ``(partition, pin)`` once all ``deliveries`` are acknowledged, then
+        ack what they held. Deliveries already acknowledged are not waited for again,
+        and one shared by several events is waited for once."""
+        waiting = list({id(d): d for d in _unsettled(deliveries)}.values())
 
         async def settle() -> None:
             try:
-                await asyncio.gather(*deliveries)
+                await asyncio.gather(*waiting)
             except Exception as exc:  # a send failed after the producer's retries
-                log.error("delivery failed on partition %d (%r): %r", partition, pin, exc)
+                log.error("delivery failed for pins %r: %r", pins, exc)
                 self._fail(exc)
                 return
-            self.ledger.unpin(partition, pin)
-            self._release(partition)
+            for partition, pin in pins:
+                self.ledger.unpin(partition, pin)
+            for partition in dict.fromkeys(partition for partition, _ in pins):
+                self._release(partition)
 
         self._spawn(settle())
 
@@ -600,11 +630,16 @@ def _rows(scores: np.ndarray, rows: list[int]) -> np.ndarray:
     return scores[first : last + 1] if last - first == len(rows) - 1 else scores[rows]
 
 
-def _prune(pending: list[Awaitable[Any]]) -> list[Awaitable[Any]]:
-    """Drop deliveries already acknowledged; keep failures so they surface."""
-    out = []
-    for fut in pending:
-        if isinstance(fut, asyncio.Future) and fut.done() and fut.exception() is None:
-            continue
-        out.append(fut)
-    return out
+def _unsettled(pending: Iterable[Awaitable[Any]]) -> list[Awaitable[Any]]:
+    """``pending`` less the deliveries already acknowledged: failed, cancelled and
+    unfinished ones are kept, so waiting for the rest is waiting for all of them."""
+    return [
+        fut
+        for fut in pending
+        if not (
+            isinstance(fut, asyncio.Future)
+            and fut.done()
+            and not fut.cancelled()
+            and fut.exception() is None
+        )
+    ]
