@@ -76,6 +76,7 @@ log = logging.getLogger(__name__)
 # the model serving now and its name: read once per batch (stream.control.active.ActiveModel)
 CurrentModel = Callable[[], tuple[Infer, ModelRef]]
 _PRUNE_EVERY = 256
+LINES_PER_RECORD = 50  # stream openings/closings per log record (log_together)
 INVALID_MODEL_OUTPUT = "invalid_model_output"  # dead-letter reasons of the runtime
 INTERNAL_ERROR = "internal_error"
 
@@ -317,9 +318,13 @@ class WorkerRuntime:
         self.ledger.drop(parts)
 
     async def _apply(self, step: Step) -> None:
-        for sid, partition, offset, pin in step.opened:
+        for _, partition, offset, pin in step.opened:
             self.ledger.pin(partition, pin, offset)  # one pin per segment of a stream
-            log.info("stream %r opened at partition %d offset %d", sid, partition, offset)
+        if step.opened and log.isEnabledFor(logging.INFO):
+            log_together(
+                f"stream {sid!r} opened at partition {partition} offset {offset}"
+                for sid, partition, offset, _ in step.opened
+            )
         for rejected in step.rejected:
             await self._dead_letter(rejected)
         for job in step.jobs:
@@ -493,10 +498,19 @@ class WorkerRuntime:
         ~50 label deliveries) cost the end of every call behind it."""
         pins: list[tuple[int, Any]] = []
         deliveries: list[Awaitable[Any]] = []
+        closed: list[str] = []
         for partition, summary in self.pipeline.take_summaries():
-            await self._send_summary(partition, summary, pins, deliveries)
+            if not await self._send_summary(partition, summary, pins, deliveries):
+                continue  # dead-lettered: not serializable
+            closed.append(
+                f"stream {stream_key(summary.stream_id, summary.instance)!r} closed "
+                f"({summary.closed_by}) at partition {partition}: {summary.windows} windows, "
+                f"dominant {summary.dominant_label}"
+            )
         if pins:
             self._after_all(deliveries, pins)
+        if closed and log.isEnabledFor(logging.INFO):
+            log_together(closed)
         self.metrics.active_streams.set(self.pipeline.active_streams)
 
     async def _send_summary(
@@ -505,9 +519,10 @@ class WorkerRuntime:
         summary: SummaryEvent,
         pins: list[tuple[int, Any]],
         deliveries: list[Awaitable[Any]],
-    ) -> None:
+    ) -> bool:
         """Send ``summary``; its pin and the deliveries it waits for (its stream's and its
-        own) are added to ``pins`` and ``deliveries`` (see :meth:`_send_summaries`)."""
+        own) are added to ``pins`` and ``deliveries`` (see :meth:`_send_summaries`).
+        ``False``: it could not be serialized and was dead-lettered instead."""
         sid = stream_key(summary.stream_id, summary.instance)
         pending = self._deliveries.pop(sid, [])
         try:
@@ -526,20 +541,13 @@ class WorkerRuntime:
                 offset=self.ledger.pinned(partition, summary.event_id) or 0,
             )
             await self._dead_letter(bad, unpin=summary.event_id, deliveries=pending)
-            return
+            return False
         delivery = await self._send(self.topics.of(SUMMARIES), summary.stream_id.encode(), value)
         self.metrics.events_out_to(self.topics.of(SUMMARIES)).inc()
         deliveries.extend(_unsettled(pending))
         deliveries.append(delivery)
         pins.append((partition, summary.event_id))
-        log.info(
-            "stream %r closed (%s) at partition %d: %d windows, dominant %s",
-            sid,
-            summary.closed_by,
-            partition,
-            summary.windows,
-            summary.dominant_label,
-        )
+        return True
 
     async def _dead_letter(
         self,
@@ -613,6 +621,18 @@ class WorkerRuntime:
             raise RuntimeError(
                 "inference or delivery failed; stopping so that the unacked records are replayed"
             ) from self.failure
+
+
+def log_together(lines: Iterable[str]) -> None:
+    """Log ``lines`` at INFO, :data:`LINES_PER_RECORD` to a log record.
+
+    A stream's opening and closing are logged by the hundred when calls start or end
+    together, and each log record costs the worker ~55 us of its event loop (Faust's
+    handler), ahead of those calls' windows; joined, each line still names its stream.
+    """
+    batch = list(lines)
+    for first in range(0, len(batch), LINES_PER_RECORD):
+        log.info("%s", "; ".join(batch[first : first + LINES_PER_RECORD]))
 
 
 def _by_stream(jobs: Sequence[WindowJob]) -> dict[str, list[int]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,27 @@ def test_a_label_delivery_that_failed_before_the_summary_stops_the_runtime(
     asyncio.run(main())
     assert [str(f) for f in failures] == ["broker refused the batch"]
     assert acked == []
+
+
+def test_streams_opened_and_closed_together_are_each_named_in_the_log(
+    model: OnnxModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    producer, acked = Producer(), list[tuple[int, int]]()
+    calls = [_on_partition(_records(f"c{j}", seconds=0.5), j) for j in range(60)]
+
+    async def main() -> None:
+        runtime = _runtime(model, producer, acked)
+        runtime.start()
+        await runtime.on_records(_interleaved(*calls))
+        await runtime.batcher.join()
+        producer.deliver_all()
+        await runtime.drain()
+        await runtime.stop()
+
+    with caplog.at_level(logging.INFO, logger="stream.worker.runtime"):
+        asyncio.run(main())
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    for j in range(60):
+        assert f"stream 'c{j}' opened at partition {j} offset 0" in text
+        assert f"stream 'c{j}' closed (eos) at partition {j}: " in text
+    assert len(caplog.records) < 60  # joined: not a record per stream
