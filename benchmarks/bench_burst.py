@@ -231,10 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", help="cProfile the run into this file")
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument(
+        "--log", help="log at INFO to this file, as the worker does (default: warnings only)"
+    )
+    parser.add_argument(
         "--isolated", action="store_true", help="no clock: drain after each due time's frames"
     )
     args = parser.parse_args(argv)
     telephony = args.encoding == "mulaw"
+    if args.log:
+        from mode.utils.logging import setup_logging  # what faust.Worker sets up
+
+        setup_logging(loglevel="info", logfile=args.log)
     runtime, labels, summaries = build(args.streams, telephony, args.max_batch)
     records = plan(args.streams, args.seconds, args.ramp_s, telephony)
     profiler = cProfile.Profile() if args.profile else None
