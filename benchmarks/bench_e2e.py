@@ -411,6 +411,8 @@ class Level:
     producer: dict[str, Any]
     split: dict[str, Any] = field(default_factory=dict)
     """:func:`latency_split`: every window, warm-up, last window, summary."""
+    guarantee: str = "at-least-once"
+    """The workers' ``--guarantee`` (``--guarantees`` measures several side by side)."""
 
     @property
     def end_p99_ms(self) -> float:
@@ -782,71 +784,109 @@ async def delete_topics(broker: str, topics: Any) -> None:
 
 
 def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
+    """Run the levels. With several ``--guarantees`` each has its own topics and
+    workers, all started before the first level, and each level is run under every
+    guarantee in turn (same K, same calls, minutes apart on the same machine), so
+    their figures compare side by side."""
     from stream.inference.manifest import load_manifest
 
     model_dir = Path(args.model) if args.model else default_model_dir()
     spec = load_manifest(model_dir).feature_spec
-    prefix = f"bench{uuid.uuid4().hex[:8]}"
-    tmp = Path(args.tmp) / prefix
-    tmp.mkdir(parents=True, exist_ok=True)
-    topics = asyncio.run(make_topics(args.broker, prefix))
-    profile = Path(args.profile).resolve() if args.profile else None
     env = dict(item.split("=", 1) for item in args.worker_env or [])
-    workers: list[Worker] = []
+    profile = Path(args.profile).resolve() if args.profile else None
+    setups: list[tuple[str, Any, list[Worker], dict[str, int | None]]] = []
     levels: list[Level] = []
+    logs: list[str] = []
     try:
-        for i in range(args.workers):  # py-spy records the first one only
-            spy = profile if i == 0 else None
-            extra = args.worker_arg or []
-            workers.append(
-                start_worker(args.broker, prefix, model_dir, tmp, extra, spy, env, index=i)
+        for guarantee in args.guarantees:
+            prefix = f"bench{uuid.uuid4().hex[:8]}"
+            tmp = Path(args.tmp) / prefix
+            tmp.mkdir(parents=True, exist_ok=True)
+            logs.append(str(tmp))
+            topics = asyncio.run(make_topics(args.broker, prefix))
+            workers: list[Worker] = []
+            setups.append((guarantee, topics, workers, {}))
+            extra = [*(args.worker_arg or []), "--guarantee", guarantee]
+            for i in range(args.workers):  # py-spy records the first one only
+                spy = profile if i == 0 and not setups[:-1] else None
+                workers.append(
+                    start_worker(args.broker, prefix, model_dir, tmp, extra, spy, env, index=i)
+                )
+        for _, topics, workers, pids in setups:
+            wait_assigned(workers, topics.audio_partitions, 60 + 30 * args.workers)
+            pids.update(
+                {
+                    worker_key(i, len(workers)): worker_python_pid(w, w.profiled)
+                    for i, w in enumerate(workers)
+                }
             )
-        wait_assigned(workers, topics.audio_partitions, 60 + 30 * args.workers)
-        pids: dict[str, int | None] = {
-            worker_key(i, len(workers)): worker_python_pid(w, w.profiled)
-            for i, w in enumerate(workers)
-        }
-        pids["broker"] = broker_pid()
+            pids["broker"] = broker_pid()
         for k, duration_s in zip(args.streams, args.duration_s, strict=True):
             passed = True
             for encoding in args.encodings:
-                level = run_level(
-                    args.broker,
-                    topics,
-                    spec,
-                    k,
-                    duration_s,
-                    args.ramp_s,
-                    args.warmup_s,
-                    args.p99_budget_ms,
-                    args.drift_ms,
-                    pids,
-                    telephony=encoding == "mulaw",
-                    frame_ms=args.frame_ms,
-                    linger_ms=args.linger_ms,
-                )
-                levels.append(level)
-                print(row(level), flush=True)
-                passed = passed and level.passes
+                for guarantee, topics, _, pids in setups:
+                    level = run_level(
+                        args.broker,
+                        topics,
+                        spec,
+                        k,
+                        duration_s,
+                        args.ramp_s,
+                        args.warmup_s,
+                        args.p99_budget_ms,
+                        args.drift_ms,
+                        pids,
+                        telephony=encoding == "mulaw",
+                        frame_ms=args.frame_ms,
+                        linger_ms=args.linger_ms,
+                    )
+                    level.guarantee = guarantee
+                    levels.append(level)
+                    print(row(level, tagged=len(setups) > 1), flush=True)
+                    passed = passed and level.passes
             if not passed and not args.keep_going:
                 break
     finally:
-        for w in workers:
-            w.stop()
-        asyncio.run(delete_topics(args.broker, topics))
+        for _, topics, workers, _ in setups:
+            for w in workers:
+                w.stop()
+            asyncio.run(delete_topics(args.broker, topics))
     meta = {
         "model_dir": str(model_dir),
         "worker_args": args.worker_arg or [],
         "worker_env": env,
         "worker": "tympan worker",
+        "guarantees": args.guarantees,
         "encodings": args.encodings,
         "durations_s": args.duration_s,
         "frame_ms": args.frame_ms,
         "linger_ms": args.linger_ms,
         "workers": args.workers,
-        "log": str(tmp),
+        "log": logs,
     }
     return levels, meta
+
+
+def compare_guarantees(levels: list[Level]) -> list[str]:
+    """Per level, each guarantee's worker streams per core and p99 as a ratio of the
+    first guarantee's (the lines ``--guarantees`` ends with)."""
+    by_level: dict[tuple[int, str, float], dict[str, Level]] = {}
+    for level in levels:
+        key = (level.streams, level.encoding, level.duration_s)
+        by_level.setdefault(key, {})[level.guarantee] = level
+    lines = []
+    for (k, encoding, duration_s), runs in by_level.items():
+        base_name, base = next(iter(runs.items()))
+        for name, level in list(runs.items())[1:]:
+            per_core = level.worker_streams_per_core / base.worker_streams_per_core
+            p99 = level.p99_ms / base.p99_ms if base.p99_ms else float("nan")
+            lines.append(
+                f"{k} {encoding} {duration_s:.0f}s calls: {name} "
+                f"{level.worker_streams_per_core:.0f} streams/worker-core, p99 "
+                f"{level.p99_ms:.0f} ms; {base_name} {base.worker_streams_per_core:.0f}, "
+                f"{base.p99_ms:.0f} ms: streams per core x{per_core:.2f}, p99 x{p99:.2f}"
+            )
+    return lines
 
 
 HEADER = (
@@ -857,7 +897,7 @@ HEADER = (
 )
 
 
-def row(level: Level) -> str:
+def row(level: Level, *, tagged: bool = False) -> str:
     c = level.cpu_cores
     verdict = "pass" if level.passes else ("slow" if level.keeps_up else "falls behind")
     split = [f"{v:.2f}" for k, v in c.items() if re.fullmatch(r"worker\d+", k)]
@@ -872,7 +912,9 @@ def row(level: Level) -> str:
         f"{sp['summary']['p50_ms']:>7.0f}{sp['summary']['p99_ms']:>7.0f}"
         f"{level.emit_p99_ms:>7.0f}{c.get('worker', 0):>8.2f}"
         f"{c.get('producer', 0):>6.2f}{c.get('broker', 0):>7.2f}{c.get('reader', 0):>7.2f}"
-        f"{c.get('other', 0):>6.2f}{level.worker_streams_per_core:>9.0f}  {verdict}" + each
+        f"{c.get('other', 0):>6.2f}{level.worker_streams_per_core:>9.0f}  {verdict}"
+        + (f" [{level.guarantee}]" if tagged else "")
+        + each
     )
 
 
@@ -955,6 +997,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--telephony", action="store_true", help="8 kHz mu-law calls only (= --encodings mulaw)"
     )
+    parser.add_argument(
+        "--guarantees",
+        nargs="+",
+        choices=["at-least-once", "exactly-once"],
+        default=["at-least-once"],
+        help="the workers' --guarantee; several: each level runs under each, side by side, "
+        "and the run ends with their ratios",
+    )
     parser.add_argument("--profile", help="record the (first) worker with py-spy into this file")
     parser.add_argument("--json", help="write all figures here")
     parser.add_argument("--tmp", default="/tmp/tympan-bench")
@@ -983,10 +1033,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"calls: {' and '.join(names[e] for e in args.encodings)}, {args.frame_ms} ms frames")
     print(HEADER, flush=True)
     levels, meta = sweep(args)
-    best = best_level(levels)
+    if len(args.guarantees) > 1:
+        print("\n".join(compare_guarantees(levels)))
+    first = [lv for lv in levels if lv.guarantee == args.guarantees[0]]
+    best = best_level(first)  # the figures below are the first guarantee's
     seed: dict[str, Any] | None = None
     if not args.no_seed:
-        seed = seed_figures(meta["model_dir"], quick=args.quick, best=best, levels=levels)
+        seed = seed_figures(meta["model_dir"], quick=args.quick, best=best, levels=first)
     if args.json:
         Path(args.json).write_text(
             json.dumps(

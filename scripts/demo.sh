@@ -3,9 +3,14 @@
 #   broker (if none runs) → worker → sample calls played in real time → live events
 #   → end-of-stream summaries → everything shut down. Exits non-zero when a step fails
 #   or a stream ends without its summary.
+#   Beside the rendered calls and tracks it plays a real call and a real music track
+#   (recorded, not synthesised: models/realset/demo.py, Debian packages fetched once with
+#   apt-get download into ~/.cache/tympan/realset, nothing installed) and ends by saying
+#   what the shipped models made of them, right or wrong.
 # Environment (defaults in brackets; tests/integration/test_demo.py runs a short demo):
 #   TYMPAN_DEMO_CALLS [6], TYMPAN_DEMO_MUSIC [2]   how many sample calls and music tracks
-#   TYMPAN_DEMO_SCALE [1]        their length relative to the default (25-39 s calls, 30 s tracks)
+#   TYMPAN_DEMO_SCALE [1]        their length relative to the default (25-39 s calls, 30 s tracks;
+#                                the real call up to 30 s, cut at a turn's end, the real track 20 s)
 #   TYMPAN_DEMO_DIR [var/demo]   rendered audio (re-rendered when the three above change)
 #   TYMPAN_DEMO_LOG_DIR [var/demo-logs]   each run's logs and registry in a RUN_ID folder
 #   TYMPAN_DEMO_RUN_ID [seconds since the epoch]   names the topics (demo-RUN_ID.*)
@@ -41,6 +46,16 @@ if [ "$(cat "$DEMO_DIR/.complete" 2>/dev/null)" != "$RENDER" ]; then
   $BIN/python -m models.corpus demo --out "$DEMO_DIR" --quiet --calls "${TYMPAN_DEMO_CALLS:-6}" \
     --music "${TYMPAN_DEMO_MUSIC:-2}" --scale "${TYMPAN_DEMO_SCALE:-1}" || exit 1
   echo "$RENDER" >"$DEMO_DIR/.complete"
+fi
+echo "==> adding real recordings (people and instruments, not synthesised; Debian packages via apt-get download, nothing installed)"
+real_clips() { $BIN/python -m models.realset.demo clips --out "$DEMO_DIR" --scale "${TYMPAN_DEMO_SCALE:-1}"; }
+if ! real_clips 2>"$LOG_DIR/real-clips.log"; then
+  # A machine set up earlier may have no package lists (or stale ones): refresh them once.
+  apt_sudo=(); [ "$(id -u)" -eq 0 ] || apt_sudo=(sudo -n)
+  echo "    (that failed: refreshing the package lists with apt-get update, then once more)"
+  { "${apt_sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 update >"$LOG_DIR/apt-update.log" 2>&1 \
+    && real_clips 2>"$LOG_DIR/real-clips.log"; } || {
+    echo "fetching the real recordings failed:"; tail -5 "$LOG_DIR/real-clips.log"; exit 1; }
 fi
 
 echo "==> creating topics with prefix $PREFIX"
@@ -148,4 +163,12 @@ if [ "$n_summaries" -lt "$n_streams" ]; then
   echo "only $n_summaries of $n_streams streams ended with a summary; last lines of the worker's log:"
   tail -20 "$LOG_DIR/worker.log"; exit 1
 fi
+echo
+echo "==> real recordings: what the shipped models made of them (not tuned to these files)"
+$BIN/tympan tail --topic summaries --from-beginning --json --max "$n_streams" --idle-exit 30 \
+  --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" >"$LOG_DIR/summaries.jsonl" || exit 1
+$BIN/tympan tail --topic speakers --from-beginning --json --idle-exit 3 \
+  --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" >"$LOG_DIR/speakers.jsonl" || exit 1
+$BIN/python -m models.realset.demo report --out "$DEMO_DIR" --summaries "$LOG_DIR/summaries.jsonl" \
+  --speakers "$LOG_DIR/speakers.jsonl" || exit 1
 echo "==> demo done: $n_streams streams; logs in $LOG_DIR"

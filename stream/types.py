@@ -31,6 +31,8 @@ Float32 = npt.NDArray[np.float32]
 
 Device = Literal["cpu", "cuda"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
+# what a worker promises of its events (docs/delivery.md)
+Guarantee = Literal["at-least-once", "exactly-once"]
 
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 

@@ -82,7 +82,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from stream.control.signing import Verifier
-    from stream.kafka.admin import ensure_topics
+    from stream.kafka.admin import ensure_topics, require_topics
     from stream.kafka.topics import Topics
     from stream.worker.build import build_worker
     from stream.worker.supervisor import default_processes
@@ -91,9 +91,11 @@ def run(args: argparse.Namespace) -> int:
         settings = WorkerSettings.from_environ(os.environ, _flags(args))
         Verifier.load(settings.trusted_keys)  # a bad --trusted-key fails closed, first
         processes = settings.processes or default_processes()
+        topics = Topics().with_prefix(settings.topic_prefix)
         if args.create_topics:
-            topics = Topics().with_prefix(settings.topic_prefix)
             asyncio.run(ensure_topics(settings.kafka, topics))
+        elif settings.guarantee == "exactly-once":  # its progress topic: say so at start
+            asyncio.run(require_topics(settings.kafka, topics, [topics.progress], create=False))
         if processes > 1:
             return _supervise(args, settings, processes)
         worker = build_worker(settings)

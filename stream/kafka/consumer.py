@@ -18,6 +18,13 @@ what Faust did for the agent:
 
 A lock keeps a fetched batch, an expiry and a revocation from interleaving, so a
 revocation never lands in the middle of a batch.
+
+With exactly-once (``transactions``, :mod:`stream.kafka.transactions`) a commit is a
+transaction per owned partition: the partition's events since the last one, its
+progress record and its released offset, committed together while the runtime sends
+nothing (:meth:`~stream.worker.runtime.WorkerRuntime.quiet`). An assigned partition
+is opened first (its previous owner fenced, its progress record read into the
+runtime) and a revoked one is committed, then closed.
 """
 
 from __future__ import annotations
@@ -35,10 +42,12 @@ from mode import Service
 
 from stream.kafka.config import KafkaClientConfig
 from stream.kafka.fetch import FetchGuard, SkippedRecords
+from stream.kafka.transactions import PartitionTransactions
 from stream.pipeline import Record
 from stream.settings import RecordLimits
 from stream.worker.commits import CommitLog
 from stream.worker.metrics import WorkerMetrics
+from stream.worker.progress import PartitionProgress, ProgressError
 from stream.worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -88,10 +97,13 @@ class BatchConsumer(Service):
         *,
         metrics: WorkerMetrics,
         on_fatal: Callable[[BaseException], None],
+        transactions: PartitionTransactions | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.plan = plan
+        self.transactions = transactions
+        self._opened: set[int] = set()  # exactly-once: fenced, progress loaded
         self.runtime = runtime
         self.commits = commits
         self.metrics = metrics
@@ -147,6 +159,11 @@ class BatchConsumer(Service):
             log.warning("stopping without a full drain: %r", exc)
         if self._kafka is not None:
             await self._commit()
+            if self.transactions is not None:  # what is still in flight is not sent:
+                parts = self.transactions.partitions  # the next owner replays it
+                self.runtime.on_revoked(parts)
+                self._opened.clear()
+                await self.transactions.close(parts)
             await self._kafka.stop()
         await self.runtime.stop()
 
@@ -177,7 +194,7 @@ class BatchConsumer(Service):
                 await self._pass_invisible(consumer)
                 continue
             async with self._lock:
-                owned = consumer.assignment()
+                owned = self._ready(consumer, fetched, skipped)
                 batch = [
                     Record(
                         r.key,
@@ -192,12 +209,37 @@ class BatchConsumer(Service):
                     if tp.topic == topic and tp in owned
                     for r in records
                 ]
-                mine = [s for s in skipped if s.topic == topic]
+                mine = [s for s in skipped if TopicPartition(s.topic, s.partition) in owned]
                 if mine:
                     await self._take_in_order(batch, mine)
                 elif batch:
                     await self.runtime.on_records(batch)
             await self._pass_invisible(consumer)
+
+    def _ready(
+        self,
+        consumer: AIOKafkaConsumer,
+        fetched: dict[TopicPartition, list[Any]],
+        skipped: list[SkippedRecords],
+    ) -> set[TopicPartition]:
+        """The assigned partitions whose records may be handed over now.
+
+        Exactly-once: aiokafka may fetch a newly assigned partition while the
+        rebalance listener is still opening it (fencing its previous owner, reading
+        its progress record). Its records must wait for that: they are not handed
+        over, and the partition is sought back to the first of them, to be fetched
+        again once it is open.
+        """
+        owned: set[TopicPartition] = set(consumer.assignment())
+        if self.transactions is None:
+            return owned
+        waiting = {tp for tp in owned if tp.partition not in self._opened}
+        for tp in waiting:
+            offsets = [r.offset for r in fetched.get(tp, ())]
+            offsets += [s.offset for s in skipped if (s.topic, s.partition) == tp]
+            if offsets:
+                consumer.seek(tp, min(offsets))
+        return owned - waiting
 
     async def _pass_invisible(self, consumer: AIOKafkaConsumer) -> None:
         """Let commits pass offsets that hold no record for us.
@@ -255,6 +297,9 @@ class BatchConsumer(Service):
     async def _commit(self, partitions: Iterable[int] | None = None) -> None:
         """Commit the released offsets (of ``partitions``); a failure is retried at the
         next interval, and a commit lost to a rebalance is replayed by the new owner."""
+        if self.transactions is not None:
+            await self._commit_transactions(partitions)
+            return
         due = self.commits.due(partitions)
         if not due or self._kafka is None:
             return
@@ -271,16 +316,80 @@ class BatchConsumer(Service):
             return
         self.commits.committed(due)
 
+    async def _commit_transactions(self, partitions: Iterable[int] | None = None) -> None:
+        """Exactly-once: commit each partition's transaction (its events, its progress
+        record, its released offset) and begin the next. A failure stops the worker:
+        fenced (another worker owns the partition now) or the transaction is lost, and
+        either way the records behind it are replayed by the partition's owner."""
+        transactions = self.transactions
+        committed = self.runtime.committed
+        assert transactions is not None and committed is not None
+        wanted = set(transactions.partitions if partitions is None else partitions)
+        if self.runtime.failure is not None:
+            return  # stopping: the open transactions are aborted, their records replayed
+
+        async def commit(partition: int) -> None:
+            due = self.commits.due([partition]).get(partition)
+            if due is None and not transactions.pending(partition):
+                return
+            state = committed.of(partition)
+            if due is not None:
+                state.prune(due)
+            await transactions.commit(partition, state.to_json(), due)
+            if due is not None:
+                self.commits.committed({partition: due})
+
+        async with self.runtime.quiet():  # the partitions' producers commit at once
+            owned = sorted(wanted.intersection(transactions.partitions))
+            await asyncio.gather(*(commit(partition) for partition in owned))
+
     async def revoked(self, partitions: list[int]) -> None:
         async with self._lock:
-            await self._commit(partitions)
+            try:
+                await self._commit(partitions)
+            except Exception as exc:  # a transaction (aiokafka would only log it)
+                log.critical("committing revoked partitions %s failed: %r", partitions, exc)
+                self._on_fatal(exc)
             log.info("partitions revoked: %s", partitions)
             self.runtime.on_revoked(partitions)
             self.commits.revoke(partitions)
+            if self.transactions is not None:
+                self._opened.difference_update(partitions)
+                await self.transactions.close(partitions)
 
-    def assigned(self, partitions: list[int]) -> None:
+    async def assigned(self, partitions: list[int]) -> None:
+        if self.transactions is not None:
+            try:  # each open waits on the broker: all at once
+                await asyncio.gather(*(self._open(partition) for partition in partitions))
+            except Exception as exc:  # aiokafka would only log it: this worker must stop
+                log.critical("opening the transactions of %s failed: %r", partitions, exc)
+                self._on_fatal(exc)
+                raise
         self.commits.assign(partitions)
         log.info("partitions assigned: %s", partitions)
+
+    async def _open(self, partition: int) -> None:
+        """Exactly-once: fence the partition's previous owner and load what its
+        committed transactions hold. An unreadable progress record is logged and
+        ignored: the partition then runs at-least-once until its next commit."""
+        assert self.transactions is not None
+        if partition in self._opened:
+            return  # still open (assigned again without a revocation between)
+        raw = await self.transactions.open(partition)
+        progress = PartitionProgress(partition)
+        if raw is not None:
+            try:
+                progress = PartitionProgress.from_json(raw, partition=partition)
+            except ProgressError as exc:
+                log.error("%s; replayed events of partition %d may repeat", exc, partition)
+        self.runtime.load_progress(partition, progress)
+        self._opened.add(partition)
+        log.info(
+            "partition %d opened for exactly-once: %d open and %d closed segments committed",
+            partition,
+            len(progress.opened),
+            len(progress.closed),
+        )
 
     def _update_lag(self) -> None:
         """Records between the last one taken and the partition end, per partition."""
@@ -312,4 +421,4 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         mine = sorted(tp.partition for tp in assigned if tp.topic == self._owner.plan.topic)
-        self._owner.assigned(mine)
+        await self._owner.assigned(mine)

@@ -213,6 +213,13 @@ class Topics:
         """Compacted: the latest enrolment per speaker name; a null value deletes it."""
         return self._name("speaker-registry")
 
+    @property
+    def progress(self) -> str:
+        """Compacted, a partition per audio partition: with exactly-once, what each
+        audio partition's committed transactions hold (``stream.worker.progress``),
+        written in the same transactions; read by the partition's next owner."""
+        return self._name("progress")
+
     def for_cluster(self, brokers: int) -> Topics:
         """These topics with the replication factor decided for a cluster of ``brokers``.
 
@@ -265,6 +272,7 @@ class Topics:
             TopicSpec(self.control, 1, rf, compacted),
             TopicSpec(self.control_status, 1, rf, compacted),
             TopicSpec(self.speaker_registry, 1, rf, compacted),
+            TopicSpec(self.progress, self.audio_partitions, rf, compacted),
         )
 
     def _partitions(self, kind: EventKind) -> int:

@@ -287,7 +287,18 @@ class Pipeline:
         The segments are forgotten here; their pins (``summary.event_id``) are the
         caller's to release once the summary is delivered.
         """
+        return [(partition, summary) for partition, summary, _, _ in self.take_closed()]
+
+    def take_closed(self) -> list[tuple[int, SummaryEvent, int, int]]:
+        """As :meth:`take_summaries`, with each segment's first and last offsets in its
+        partition (the exactly-once progress record names segments by them)."""
         stage, sr = self._speakers.stage, self.spec.sr
         return [
-            (state.partition, summarize(state, stage, sr)) for state in self._segments.take_done()
+            (
+                state.partition,
+                summarize(state, stage, sr),
+                state.first_offset,
+                max(state.first_offset, state.last_offset),
+            )
+            for state in self._segments.take_done()
         ]

@@ -22,7 +22,7 @@ from typing import Any
 from stream.errors import ConfigError
 from stream.kafka.config import KafkaClientConfig
 from stream.settings.specs import check_bounds, external, from_sources, replaced, setting, spec_of
-from stream.types import Device
+from stream.types import Device, Guarantee
 
 ENV_SIGNING_KEY = "TYMPAN_SIGNING_KEY"  # publishers: the private key that signs
 # a dead letter holds the payload in base64 (4/3) under the producer's 1 MB request
@@ -299,7 +299,12 @@ class WorkerSettings:
     pipeline: the stream policy (:class:`PipelinePolicy`: sequencing, idle close,
         open streams, top-k, per-stream limits).
     web_host, web_port: where Prometheus metrics are served.
-    commit_interval_s: how often the offsets the ledger released are committed.
+    commit_interval_s: how often the offsets the ledger released are committed (with
+        exactly-once: how often each partition's transaction is committed).
+    guarantee: ``at-least-once`` (events sent as they are ready, offsets committed
+        after them; a crash re-emits identical events) or ``exactly-once`` (events and
+        offsets of each audio partition committed in one Kafka transaction; readers
+        that read ``read_committed`` see each event once; docs/delivery.md).
     session_timeout_s: a worker silent for this long (killed, frozen) leaves the
         consumer group and its partitions move to the others.
     max_poll_records: a fetched batch is processed in one synchronous pass (one
@@ -348,6 +353,11 @@ class WorkerSettings:
     web_port: int = setting(6066, minimum=0, maximum=65535, help="metrics port; 0 = off")
     commit_interval_s: float = setting(
         1.0, above=0, unit="s", help="how often released offsets are committed"
+    )
+    guarantee: Guarantee = setting(
+        "at-least-once",
+        help="at-least-once, or exactly-once: events and offsets in one Kafka "
+        "transaction per audio partition",
     )
     session_timeout_s: float = setting(
         10.0,

@@ -19,6 +19,7 @@ from mode import ServiceT
 
 from stream.kafka.consumer import BatchConsumer, ConsumerPlan
 from stream.kafka.faust_producer import DurableProducer
+from stream.kafka.transactions import PartitionTransactions
 from stream.worker.commits import CommitLog
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.runtime import WorkerRuntime
@@ -51,12 +52,22 @@ def serve_audio(
     *,
     metrics: WorkerMetrics,
     on_fatal: Callable[[BaseException], None],
+    transactions: PartitionTransactions | None = None,
 ) -> None:
-    """Register the audio consumer as an app service, and the ``/metrics`` page."""
+    """Register the audio consumer as an app service, and the ``/metrics`` page
+    (``transactions``: exactly-once, ``stream.kafka.transactions``)."""
 
     class AudioConsumer(BatchConsumer):
         def __init__(self, **kwargs: Any) -> None:
-            super().__init__(plan, runtime, commits, metrics=metrics, on_fatal=on_fatal, **kwargs)
+            super().__init__(
+                plan,
+                runtime,
+                commits,
+                metrics=metrics,
+                on_fatal=on_fatal,
+                transactions=transactions,
+                **kwargs,
+            )
 
     async def metrics_page(web: Any, request: Any) -> Any:
         return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")

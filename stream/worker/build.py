@@ -50,6 +50,7 @@ from stream.inference.repository import resolve_model_dir
 from stream.inference.session import OnnxModel
 from stream.kafka.consumer import ConsumerPlan
 from stream.kafka.topics import Topics
+from stream.kafka.transactions import PartitionTransactions
 from stream.pipeline import Pipeline, check_aligned
 from stream.roles import Role
 from stream.settings import WorkerSettings
@@ -270,6 +271,16 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
     metrics = WorkerMetrics()
 
     commits = CommitLog()
+    transactions = (
+        PartitionTransactions(
+            settings.kafka,
+            group_id=settings.group_id,
+            audio_topic=topics.audio,
+            progress_topic=topics.progress,
+        )
+        if settings.guarantee == "exactly-once"
+        else None
+    )
     runtime = WorkerRuntime(
         pipeline,
         infer,
@@ -283,6 +294,7 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
         current_model=active.current,
         dead_letter_max_bytes=settings.dead_letter_max_bytes,
         vad=_voice_activity() if speakers is not None else None,
+        route=transactions.send if transactions is not None else None,
     )
     plan = ConsumerPlan(
         settings.kafka,
@@ -293,7 +305,9 @@ def build_worker(settings: WorkerSettings, *, model: OnnxModel | None = None) ->
         expire_interval_s=EXPIRE_INTERVAL_S,
         record_limits=settings.record_limits,
     )
-    serve_audio(app, plan, runtime, commits, metrics=metrics, on_fatal=fatal)
+    serve_audio(
+        app, plan, runtime, commits, metrics=metrics, on_fatal=fatal, transactions=transactions
+    )
     control = _follow_control(
         app, settings, topics, active, pipeline, send, fatal, speakers.model if speakers else None
     )

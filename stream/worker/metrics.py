@@ -69,6 +69,11 @@ class WorkerMetrics:
         self.lag = Gauge(
             "tympan_consumer_lag", "Records behind the partition end", ["partition"], registry=r
         )
+        self.muted = Counter(
+            "tympan_muted_outputs",
+            "Exactly-once: replayed outputs not sent because a committed transaction held them",
+            registry=r,
+        )
         self._events_out: dict[str, Counter] = {}
         self._uncommitted: dict[int, Gauge] = {}
 

@@ -34,10 +34,11 @@ stops with a non-zero exit and nothing past the failure is acked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -67,6 +68,7 @@ from stream.settings import BatchingPolicy
 from stream.types import Infer, Send
 from stream.worker.delivery import OffsetLedger
 from stream.worker.metrics import WorkerMetrics, observe_many
+from stream.worker.progress import CommittedOutputs, PartitionProgress
 
 if TYPE_CHECKING:  # onnxruntime and the speakers package load only with speaker tracking
     from stream.speakers.vad import SileroVad
@@ -82,6 +84,10 @@ INTERNAL_ERROR = "internal_error"
 
 
 AckRange = Callable[[int, int, int], None]  # partition, first offset, stop offset
+# exactly-once: ``await route(audio partition, topic, key, value)`` sends into that
+# partition's transaction and returns the delivery future (it raises for a partition
+# whose transaction is not open here: a runtime failure, never a silent loss)
+Route = Callable[[int, str, bytes, bytes], Awaitable[Any]]
 
 
 class SpeakerHook(Protocol):
@@ -162,6 +168,10 @@ class WorkerRuntime:
         (:meth:`~stream.events.RejectedRecord.bounded`).
     vad: the voice activity model that picks the windows the speaker tracker embeds
         (``SpeakerStage.vad``); ``None``: the label model's ``speech`` label does.
+    route: exactly-once (``docs/delivery.md``): every output goes through
+        ``route(audio partition, topic, key, value)`` into that partition's transaction
+        instead of ``send``, and what the partition's committed transactions already
+        hold (:attr:`committed`, loaded by the consumer when it is assigned) is muted.
     """
 
     def __init__(
@@ -179,13 +189,18 @@ class WorkerRuntime:
         current_model: CurrentModel | None = None,
         dead_letter_max_bytes: int = DEAD_LETTER_PAYLOAD_BYTES,
         vad: SileroVad | None = None,
+        route: Route | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self._route = route
+        # exactly-once: per owned audio partition, what its transactions hold
         self._current_model = current_model or (lambda: (infer, pipeline.model))
         self.topics = topics
         self._infer = infer
         self._send = send
         self.metrics = metrics or WorkerMetrics()
+        muted = self.metrics.muted.inc
+        self.committed = CommittedOutputs(muted) if route is not None else None
         self.speakers = speakers
         if speakers is not None and pipeline.speakers is None:
             stage = SpeakerStage(
@@ -230,6 +245,19 @@ class WorkerRuntime:
         await self.batcher.join()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    @contextlib.asynccontextmanager
+    async def quiet(self) -> AsyncIterator[None]:
+        """Nothing is sent while inside (an exactly-once commit: its transaction must
+        hold exactly what :attr:`committed` says)."""
+        async with self._inbox_lock, self._out_lock:
+            yield
+
+    def load_progress(self, partition: int, progress: PartitionProgress) -> None:
+        """Exactly-once: what ``partition``'s committed transactions hold (read by the
+        consumer on assignment, before the partition's first record)."""
+        if self.committed is not None:
+            self.committed.load(progress)
 
     # -- input --------------------------------------------------------------------------
     async def on_records(self, records: Sequence[Record]) -> None:
@@ -316,6 +344,8 @@ class WorkerRuntime:
             self._deliveries.pop(sid, None)
             log.info("stream %r dropped: partition revoked", sid)
         self.ledger.drop(parts)
+        if self.committed is not None:
+            self.committed.drop(parts)
 
     async def _apply(self, step: Step) -> None:
         for _, partition, offset, pin in step.opened:
@@ -417,12 +447,39 @@ class WorkerRuntime:
                     (self.topics.of(LABELS), e, e.to_json()) for e in labels
                 ]
                 mine += [(self.topics.of(SPEAKERS), e, e.to_json()) for e in speakers.get(sid, [])]
+                if self.committed is not None:
+                    mine = self._unsent(sid, [jobs[i] for i in rows], mine)
             except Exception as exc:
                 shown = jobs[rows[0]].stream_id
                 rejected.append(self._abandon(sid, exc, "completing its windows", shown))
                 continue
             out.extend(mine)
         return out, [r for r in rejected if r is not None]
+
+    def _unsent(
+        self,
+        sid: str,
+        jobs: Sequence[WindowJob],
+        events: list[tuple[str, LabelEvent | SpeakerEvent, bytes]],
+    ) -> list[tuple[str, LabelEvent | SpeakerEvent, bytes]]:
+        """Exactly-once: the events of ``sid``'s windows that no committed transaction
+        holds yet, now counted as sent (they are sent before any commit can run)."""
+        by_index = {job.span.index: job for job in jobs}
+        out = []
+        for item in events:
+            index = item[1].span.index
+            if self._window_unsent(sid, by_index.get(index, jobs[-1]), index):
+                out.append(item)
+        return out
+
+    def _window_unsent(self, sid: str, job: WindowJob, index: int) -> bool:
+        """Exactly-once: window ``index`` of ``job``'s segment is not out yet (it is
+        counted as sent from now on); ``False`` for a dropped stream too."""
+        origin = self.pipeline.origin(sid, job)
+        if origin is None or self.committed is None:
+            return False  # stream dropped (revoked): its new owner replays it
+        partition, first = origin
+        return self.committed.send_window(partition, sid, first, index)
 
     def _invalid_output(
         self, job: WindowJob, probabilities: np.ndarray, model: ModelRef
@@ -433,6 +490,10 @@ class WorkerRuntime:
         origin = self.pipeline.origin(job.window.stream_id, job)
         if origin is None:
             return None  # stream dropped (revoked): its new owner replays it
+        if self.committed is not None and not self._window_unsent(
+            job.window.stream_id, job, job.span.index
+        ):
+            return None  # exactly-once: a committed transaction holds it
         partition, offset = origin
         return RejectedRecord(
             stream_id=sid,
@@ -478,9 +539,12 @@ class WorkerRuntime:
     ) -> None:
         sid = stream_key(event.stream_id, event.instance)
         value = event.to_json() if value is None else value
-        delivery = await self._send(topic, event.stream_id.encode(), value)
+        partition = self.pipeline.stream_partition(sid)
+        delivery = await self._out(partition, topic, event.stream_id.encode(), value)
+        if delivery is None:
+            return  # exactly-once and the stream was dropped (revoked): not written
         self.metrics.events_out_to(topic).inc()
-        if self.pipeline.stream_partition(sid) is None:
+        if partition is None:
             return  # stream dropped (revoked): nothing to pin
         pending = self._deliveries.setdefault(sid, [])
         if not pending or pending[-1] is not delivery:  # events of a batch share one
@@ -499,9 +563,9 @@ class WorkerRuntime:
         pins: list[tuple[int, Any]] = []
         deliveries: list[Awaitable[Any]] = []
         closed: list[str] = []
-        for partition, summary in self.pipeline.take_summaries():
-            if not await self._send_summary(partition, summary, pins, deliveries):
-                continue  # dead-lettered: not serializable
+        for partition, summary, first, last in self.pipeline.take_closed():
+            if not await self._send_summary(partition, summary, pins, deliveries, first, last):
+                continue  # not sent: held by a committed transaction, or dead-lettered
             closed.append(
                 f"stream {stream_key(summary.stream_id, summary.instance)!r} closed "
                 f"({summary.closed_by}) at partition {partition}: {summary.windows} windows, "
@@ -519,12 +583,21 @@ class WorkerRuntime:
         summary: SummaryEvent,
         pins: list[tuple[int, Any]],
         deliveries: list[Awaitable[Any]],
+        first: int = -1,
+        last: int = -1,
     ) -> bool:
-        """Send ``summary``; its pin and the deliveries it waits for (its stream's and its
-        own) are added to ``pins`` and ``deliveries`` (see :meth:`_send_summaries`).
-        ``False``: it could not be serialized and was dead-lettered instead."""
+        """Send a closed segment's summary (``first``/``last``: its offsets); its pin and
+        the deliveries it waits for (its stream's and its own) are added to ``pins`` and
+        ``deliveries`` (see :meth:`_send_summaries`). ``False``: not sent (a committed
+        transaction holds it, or it could not be serialized and was dead-lettered)."""
         sid = stream_key(summary.stream_id, summary.instance)
         pending = self._deliveries.pop(sid, [])
+        if self.committed is not None and not self.committed.send_summary(
+            partition, sid, first, last
+        ):  # a committed transaction holds it: the pin goes at once
+            deliveries.extend(_unsettled(pending))
+            pins.append((partition, summary.event_id))
+            return False
         try:
             value = summary.to_json()
         except Exception as exc:  # contained: the stream's dead letter says why
@@ -542,10 +615,13 @@ class WorkerRuntime:
             )
             await self._dead_letter(bad, unpin=summary.event_id, deliveries=pending)
             return False
-        delivery = await self._send(self.topics.of(SUMMARIES), summary.stream_id.encode(), value)
+        delivery = await self._out(
+            partition, self.topics.of(SUMMARIES), summary.stream_id.encode(), value
+        )
         self.metrics.events_out_to(self.topics.of(SUMMARIES)).inc()
         deliveries.extend(_unsettled(pending))
-        deliveries.append(delivery)
+        if delivery is not None:
+            deliveries.append(delivery)
         pins.append((partition, summary.event_id))
         return True
 
@@ -558,11 +634,24 @@ class WorkerRuntime:
     ) -> None:
         """Send ``rejected`` (bounded in size); its record stays pinned, from before
         the send, until the broker has it (then ``unpin`` is released too)."""
+        if (
+            self.committed is not None
+            and rejected.reason != INVALID_MODEL_OUTPUT  # a window's: _window_unsent
+            and not self.committed.send_dead_letter(rejected.partition, rejected.offset)
+        ):  # a committed transaction holds it
+            if unpin is not None:
+                self._after(list(deliveries), rejected.partition, unpin)
+            return
         pin = ("dead-letter", next(self._pin_ids))
         self.ledger.pin(rejected.partition, pin, rejected.offset)  # before any await
         bounded = rejected.bounded(self._dead_letter_max_bytes)
         key = (bounded.stream_id or "").encode()
-        delivery = await self._send(self.topics.of(REJECTED), key, bounded.to_json())
+        delivery = await self._out(
+            rejected.partition, self.topics.of(REJECTED), key, bounded.to_json()
+        )
+        if delivery is None:  # not written (``_out``)
+            self.ledger.unpin(rejected.partition, pin)
+            return
         self.metrics.dead_letters.labels(rejected.reason).inc()
         log.warning(
             "dead letter: stream %r partition %d offset %d reason %s: %s",
@@ -575,6 +664,16 @@ class WorkerRuntime:
         if unpin is not None:
             self._after([*deliveries, delivery], rejected.partition, unpin)
         self._after([delivery], rejected.partition, pin)
+
+    async def _out(self, partition: int | None, topic: str, key: bytes, value: bytes) -> Any:
+        """Send one record: at-least-once through ``send``; exactly-once into the
+        transaction of the audio partition it comes from, and not at all (``None``)
+        when that is unknown (the stream was dropped: its new owner replays it)."""
+        if self._route is None:
+            return await self._send(topic, key, value)
+        if partition is None:
+            return None
+        return await self._route(partition, topic, key, value)
 
     def _after(self, deliveries: list[Awaitable[Any]], partition: int, pin: Any) -> None:
         """Unpin ``pin`` once all ``deliveries`` are acknowledged, then ack what it held."""

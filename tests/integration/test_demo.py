@@ -2,10 +2,11 @@
 
 ``scripts/demo.sh`` runs as the README's first command does, on the test broker
 (``TYMPAN_DEMO_EXTERNAL_BROKER``: it neither starts nor stops one) with fewer and
-shorter calls (``TYMPAN_DEMO_CALLS``/``MUSIC``/``SCALE``): render, enroll, worker,
-real-time produce, one RTP call through ffmpeg and ``tympan ingest rtp``, live tail,
-speaker decisions and summaries. The assertions read what it prints, as a user
-would, and compare it with the README's excerpt.
+shorter calls (``TYMPAN_DEMO_CALLS``/``MUSIC``/``SCALE``): render, add the real
+recordings (a real call and a real music track from the real set's Debian packages),
+enroll, worker, real-time produce, one RTP call through ffmpeg and ``tympan ingest rtp``,
+live tail, speaker decisions, summaries and the report on the real recordings. The
+assertions read what it prints, as a user would, and compare it with the README's excerpt.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from models.realset.demo import CLIPS
 from tests.support import demo_output as demo
 
 pytestmark = pytest.mark.slow
@@ -113,7 +115,7 @@ def _output(run: DemoRun) -> str:
 
 def test_the_demo_runs_to_the_end(run: DemoRun) -> None:
     assert run.code == 0, _output(run)
-    streams = CALLS + MUSIC + 1  # the calls, the tracks and the RTP call
+    streams = CALLS + MUSIC + 1 + len(CLIPS)  # rendered calls and tracks, RTP call, real ones
     assert run.lines[-1].startswith(f"==> demo done: {streams} streams; logs in "), _output(run)
 
 
@@ -148,3 +150,32 @@ def test_the_speaker_lines_name_the_enrolled_voices_of_each_call(run: DemoRun) -
     for row in rows:  # every name shown is an enrolled voice (cut to 20 characters)
         name = row.fields[4]
         assert name == "unknown" or any(v.startswith(name) for v in enrolled), row
+
+
+def test_the_real_recordings_play_and_the_report_says_what_their_summaries_say(
+    run: DemoRun,
+) -> None:
+    """The real call and track are played like the rendered ones, and the report under
+    the summaries names each REAL with its package and licence and repeats its summary's
+    dominant label and speaker and its live speaker decisions, right or wrong (the models
+    are not required to be right, the report to say what they said)."""
+    dominant = {r.stream: r.fields[4] for r in demo.summary_rows(run.lines)}
+    speaker = {r.stream: r.fields[5] for r in demo.summary_rows(run.lines)}
+    reported = demo.real_report(run.lines)
+    assert sorted(reported) == sorted(c.name for c in CLIPS), _output(run)
+    for clip in CLIPS:
+        side = _sidecar(run, clip.name)
+        assert side["real"] is True and side["expected"] == clip.expected
+        sources = side["sources"]
+        assert isinstance(sources, list) and all(s["licence"] for s in sources), side
+        head, *said = reported[clip.name]
+        assert "REAL recording" in head and str(sources[0]["package"]) in head, head
+        assert said[0].split(" heard ")[1].split()[0] == dominant[clip.name], _output(run)
+        assert said[0].endswith(": right" if dominant[clip.name] == clip.expected else ": WRONG")
+        if clip.expected == "speech":
+            # the table cuts names to 16 characters
+            assert said[1].split()[1].startswith(speaker[clip.name]), _output(run)
+            live = {r.fields[4] for r in demo.speaker_rows(run.lines) if r.stream == clip.name}
+            wrong = said[2].endswith(": WRONG, a false accept while it lasted")
+            assert said[2].startswith("  live speaker decisions"), _output(run)
+            assert wrong == bool(live - {"unknown"}), _output(run)

@@ -1,7 +1,8 @@
 """What ``make demo`` prints, parsed alike from the README's excerpt and from a real run.
 
-``scripts/demo.sh`` prints ``==> `` step lines and three ``tympan tail`` tables (live
-labels, speaker decisions, end-of-stream summaries). The README shows an abridged
+``scripts/demo.sh`` prints ``==> `` step lines, three ``tympan tail`` tables (live
+labels, speaker decisions, end-of-stream summaries) and a report on its real recordings
+(what the summaries said of each, ``models/realset/demo.py``). The README shows an abridged
 run; these helpers cut both texts into steps, table headers and rows so that tests
 can say the two agree (the same steps in the same order, the same column headers,
 the model names and voices a run really shows) without comparing timestamps, ids,
@@ -22,6 +23,7 @@ STEP = "==> "
 LIVE_LABELS = "==> live label events"
 SPEAKERS = "==> speaker decisions"
 SUMMARIES = "==> end-of-stream summaries"
+REAL = "==> real recordings:"
 DONE = "==> demo done"
 
 _VARIABLE = re.compile(r"\$\{[^}]*\}|\$\([^)]*\)|\$\w+")
@@ -135,3 +137,16 @@ def summary_rows(lines: list[str]) -> list[Row]:
 def listed_voices(lines: list[str]) -> list[str]:
     """Names in the ``tympan speakers list`` lines (``  NAME  N windows  TIME``)."""
     return [m.group(1) for x in lines if (m := re.match(r"  (\S+)\s+\d+ windows\s", x))]
+
+
+def real_report(lines: list[str]) -> dict[str, list[str]]:
+    """The real-recordings report, by clip: its head line (``NAME  REAL recording: ...``)
+    and the indented lines under it."""
+    out: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in section(lines, REAL):
+        if line.strip() and not line.startswith(" "):
+            current = out.setdefault(line.split()[0], [])
+        if line.strip():
+            current.append(line.rstrip())
+    return out

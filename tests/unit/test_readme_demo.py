@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 
 from models.corpus.build import demo_enrolled_voices
+from models.realset.demo import CLIPS
+from models.realset.sources import load_manifest
 from stream.cli.tail import HEADERS
 from stream.events.kinds import LABELS, SPEAKERS, SUMMARIES
 from stream.inference.repository import resolve_model_dir
@@ -72,3 +74,16 @@ def test_the_voices_are_the_ones_the_demo_enrolls() -> None:
     for name in named:
         assert name == "unknown" or any(v.startswith(name) for v in enrolled), name
     assert any(name != "unknown" for name in named)
+
+
+def test_the_real_recordings_are_reported_as_real_with_their_packages() -> None:
+    """The excerpt's report names each real clip the demo plays (models/realset/demo.py)
+    and shows a summary row and label rows for it, like any stream."""
+    reported = demo.real_report(EXCERPT)
+    assert sorted(reported) == sorted(clip.name for clip in CLIPS)
+    packages = {s.package for s in load_manifest().sources.values()}
+    for clip in CLIPS:
+        head = reported[clip.name][0]
+        assert "REAL recording" in head and any(f"({p} " in head for p in packages), head
+        assert clip.name in {r.stream for r in demo.summary_rows(EXCERPT)}
+        assert clip.name in {r.stream for r in demo.label_rows(EXCERPT)}

@@ -41,7 +41,7 @@ from tests.schema_check import check
 
 SCHEMAS = Path(__file__).resolve().parents[4] / "docs" / "schemas"
 TOPICS = Topics().with_prefix("unit-kinds")
-NOT_EVENTS = {"audio", "control", "control_status", "speaker_registry"}  # topics of other records
+NOT_EVENTS = {"audio", "control", "control_status", "speaker_registry", "progress"}  # other records
 MODEL = ModelRef("scene", "1")
 SPAN = WindowSpan(2, 16000, 31872, 16000)
 SAMPLES: dict[str, Event] = {

@@ -28,6 +28,7 @@ def test_default_names_are_versioned_under_tympan() -> None:
         "tympan.control.v1",
         "tympan.control-status.v1",
         "tympan.speaker-registry.v1",
+        "tympan.progress.v1",
     )
     assert topics.audio == "tympan.audio.v1"
     assert topics.speaker_registry == "tympan.speaker-registry.v1"
@@ -59,11 +60,23 @@ def test_audio_has_eight_partitions_and_bounded_retention() -> None:
     assert audio.new_topic().topic_configs["message.timestamp.type"] == "LogAppendTime"
 
 
-def test_control_and_registry_are_compacted_and_nothing_else() -> None:
+def test_control_registry_and_progress_are_compacted_and_nothing_else() -> None:
     topics = Topics()
     compacted = {spec.name for spec in topics.specs() if spec.compacted}
 
-    assert compacted == {topics.control, topics.control_status, topics.speaker_registry}
+    assert compacted == {
+        topics.control,
+        topics.control_status,
+        topics.speaker_registry,
+        topics.progress,
+    }
+
+
+def test_progress_has_a_partition_per_audio_partition() -> None:
+    # exactly-once: audio partition p's transaction writes progress partition p
+    topics = Topics(audio_partitions=5)
+
+    assert topics.spec(topics.progress).partitions == 5
 
 
 def test_specs_carry_the_replication_factor() -> None:
