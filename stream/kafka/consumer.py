@@ -127,6 +127,10 @@ class BatchConsumer(Service):
             heartbeat_interval_ms=session_ms // 4,
             max_poll_records=plan.max_poll_records,
             isolation_level="read_committed",  # an aborted transaction's records never count
+            # The fetch guard checks every batch's CRC before the client reads it and
+            # skips (dead-letters) one that fails; the client's own check of the same
+            # bytes found nothing more and cost 1.6 us per 3.2 KB record.
+            check_crcs=False,
         )
         self._fetch_guard.install(consumer)  # before any fetch: every batch is screened
         await consumer.start()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -197,3 +198,92 @@ def test_a_streams_rows_are_the_rows_it_names(picked: set[int]) -> None:
     scores = np.arange(12 * 3, dtype=np.float32).reshape(12, 3)
     rows = sorted(picked)
     np.testing.assert_array_equal(_rows(scores, rows), scores[rows])
+
+
+def _on_partition(records: list[Record], partition: int) -> list[Record]:
+    return [Record(r.key, r.value, r.headers, r.topic, partition, r.offset) for r in records]
+
+
+def _interleaved(*calls: list[Record]) -> list[Record]:
+    return [r for frames in zip(*calls, strict=True) for r in frames]
+
+
+def test_calls_ending_together_are_acked_only_after_every_delivery_of_each(
+    model: OnnxModel,
+) -> None:
+    # both calls end in one fetch: their summaries are taken together, and a label
+    # event of one of them still unacknowledged holds that call's records
+    producer, acked = Producer(), list[tuple[int, int]]()
+    a, b = _records("a", seconds=0.5), _on_partition(_records("b", seconds=0.5), 1)
+
+    async def main() -> None:
+        runtime = _runtime(model, producer, acked)
+        runtime.start()
+        await runtime.on_records(_interleaved(a, b))
+        await runtime.batcher.join()
+        assert len(producer.on(TOPICS.summaries)) == 2
+        held = next(f for t, k, _, f in producer.sent if t == TOPICS.labels and k == b"a")
+        for *_, fut in producer.sent:
+            if fut is not held:
+                fut.set_result(None)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not [offset for partition, offset in acked if partition == 0]
+        held.set_result(None)
+        await runtime.drain()
+        await runtime.stop()
+
+    asyncio.run(main())
+    assert sorted(acked) == sorted([(0, r.offset) for r in a] + [(1, r.offset) for r in b])
+
+
+def test_a_label_delivery_that_failed_before_the_summary_stops_the_runtime(
+    model: OnnxModel,
+) -> None:
+    producer, acked = Producer(), list[tuple[int, int]]()
+    failures: list[BaseException] = []
+    records = _records("f", seconds=1.0)  # 50 frames of 20 ms
+
+    async def main() -> None:
+        runtime = _runtime(model, producer, acked, on_fatal=failures.append)
+        runtime.start()
+        await runtime.on_records(records[:30])  # the first windows, no EOS yet
+        await runtime.batcher.join()
+        first, *rest = [f for t, _, _, f in producer.sent if t == TOPICS.labels]
+        first.set_exception(ConnectionError("broker refused the batch"))
+        for fut in rest:
+            fut.set_result(None)
+        await asyncio.sleep(0)
+        await runtime.on_records(records[30:])  # the end: its summary waits for all
+        await runtime.batcher.join()
+        producer.deliver_all()
+        await runtime.drain()
+        await runtime.stop()
+
+    asyncio.run(main())
+    assert [str(f) for f in failures] == ["broker refused the batch"]
+    assert acked == []
+
+
+def test_streams_opened_and_closed_together_are_each_named_in_the_log(
+    model: OnnxModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    producer, acked = Producer(), list[tuple[int, int]]()
+    calls = [_on_partition(_records(f"c{j}", seconds=0.5), j) for j in range(60)]
+
+    async def main() -> None:
+        runtime = _runtime(model, producer, acked)
+        runtime.start()
+        await runtime.on_records(_interleaved(*calls))
+        await runtime.batcher.join()
+        producer.deliver_all()
+        await runtime.drain()
+        await runtime.stop()
+
+    with caplog.at_level(logging.INFO, logger="stream.worker.runtime"):
+        asyncio.run(main())
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    for j in range(60):
+        assert f"stream 'c{j}' opened at partition {j} offset 0" in text
+        assert f"stream 'c{j}' closed (eos) at partition {j}: " in text
+    assert len(caplog.records) < 60  # joined: not a record per stream
