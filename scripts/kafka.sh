@@ -59,7 +59,7 @@ TEMPLATE=server.properties.in
 PRINCIPALS=(tympan-broker tympan-admin tympan-worker tympan-producer tympan-dashboard)
 # Bump when grant_acls or tympan's topics change (update_acls re-applies them).
 # 2: workers write their statuses to control-status and no longer the control topic.
-ACL_VERSION=2
+ACL_VERSION=3
 
 # Ports, directories and files of the plain broker, or of the secure one (--secure).
 configure() {
@@ -372,7 +372,7 @@ grant_acls() {
     local audio="$p.audio.v1" labels="$p.labels.v1" speakers="$p.speakers.v1"
     local summaries="$p.summaries.v1" rejected="$p.rejected.v1"
     local control="$p.control.v1" registry="$p.speaker-registry.v1"
-    local status="$p.control-status.v1"
+    local status="$p.control-status.v1" progress="$p.progress.v1"
     say "granting ACLs for prefix $p"
     write_env_files
     # worker: reads audio, control, registry and control-status (its last-good records);
@@ -389,6 +389,13 @@ grant_acls() {
         --topic "$rejected" --topic "$status"
     acl "$java" --allow-principal User:tympan-worker --operation Read --operation Describe \
         --resource-pattern-type prefixed --group "$p-worker"
+    # worker with --guarantee exactly-once: its progress records (read on assignment,
+    # written in its transactions) and one transactional id per audio partition,
+    # <group>.<audio topic>.<n> (docs/delivery.md)
+    acl "$java" --allow-principal User:tympan-worker --operation Read --operation Write \
+        --operation Describe --operation DescribeConfigs --topic "$progress"
+    acl "$java" --allow-principal User:tympan-worker --operation Write --operation Describe \
+        --resource-pattern-type prefixed --transactional-id "$p-worker"
     # producer: writes audio, nothing else
     acl "$java" --allow-principal User:tympan-producer --operation Write --operation Describe \
         --operation DescribeConfigs --topic "$audio"

@@ -42,4 +42,4 @@ stop_broker() {
 trap stop_broker EXIT
 
 echo "==> pytest"
-.venv/bin/python -m pytest -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -p no:cacheprovider --durations=15 "$@"
