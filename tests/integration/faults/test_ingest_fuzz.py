@@ -599,6 +599,11 @@ def _issue_cases() -> list[tuple[str, list[str | bytes], str]]:
             [_start("MZtracks", tracks=["inbound"]), _media(b"\x7f" * 160, ["x"])],
             "track",
         ),
+        # each malformed reason the test counts is drawn at least once, whatever the seed
+        # and the scheduling of the shared rng give the random cases
+        ("/twilio", ['{"event": }'], "bad_json"),
+        ("/pcm", ["[]"], "json_array"),
+        ("/twilio", [json.dumps({"event": "bogus"})], "bad_event"),
     ]
 
 
@@ -843,7 +848,10 @@ def test_ws_fuzz_never_ends_a_real_call_or_the_process(ws_rig: WsRig) -> None:
     assert total(delta, "tympan_ingest_errors_total") == 0, ws_rig.ingest.log()[-5000:]
     assert delta.get('tympan_ingest_streams_ended_total{why="error"}', 0) == 0
     by_case = {o.case: o.close_code for o in outcomes}
-    for case in ("sid_512_bytes", "sid_surrogate", "id_256_bytes", "nan_split", "track"):
+    for case in (
+        *("sid_512_bytes", "sid_surrogate", "id_256_bytes", "nan_split", "track"),
+        *("bad_json", "json_array", "bad_event"),
+    ):
         assert by_case[case] == 1008, (case, by_case[case])  # refused, told why
     for reason in ("bad_stream_id", "bad_message", "bad_json", "non_finite"):
         assert delta.get(f'tympan_ingest_malformed_total{{reason="{reason}"}}', 0) > 0, reason
