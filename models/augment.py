@@ -36,6 +36,14 @@ class AugmentConfig:
         ones the room and microphone steps apply to (empty: every label). Why: a
         ring-back tone, a fax tone or an open line's floor is made on the line, never
         in a room, and a room or microphone on them teaches what serving never sees.
+    level_dbfs: range of the active level (:func:`active_level_dbfs`) a copy of a
+        ``level_labels`` file is set to, drawn uniformly in place of ``gain_db``, or
+        ``None``. Why: a talker far from the handset or behind a low-gain line is 20 dB
+        quieter than a recorded voice-over, and a gain relative to a studio recording
+        never reaches that level; a level drawn on an absolute scale does, whatever
+        level the source was recorded at.
+    level_labels: the labels ``level_dbfs`` applies to (the others keep ``gain_db``:
+        an open line's floor or a tone has a level of its own).
     max_shift_s: largest circular time shift, in seconds.
     telephony_prob: probability that a copy goes through the 8 kHz μ-law round trip.
     room_prob: probability that a copy is played in a room first (a synthetic room
@@ -59,6 +67,8 @@ class AugmentConfig:
     phone_band_prob: float = 0.0
     noise_colours: tuple[str, ...] = ("white",)
     acoustic_labels: tuple[str, ...] = ()
+    level_dbfs: tuple[float, float] | None = None
+    level_labels: tuple[str, ...] = ()
 
 
 def augment(
@@ -98,7 +108,10 @@ def augment(
     if config.max_shift_s > 0 and out.size > 1:
         limit = min(int(config.max_shift_s * sr), out.size - 1)
         out = np.roll(out, int(rng.integers(-limit, limit + 1)))
-    out = out * np.float32(10.0 ** (rng.uniform(*config.gain_db) / 20.0))
+    if config.level_dbfs is not None and set(labels) & set(config.level_labels):
+        out = at_level(out, float(rng.uniform(*config.level_dbfs)))
+    else:
+        out = out * np.float32(10.0 ** (rng.uniform(*config.gain_db) / 20.0))
     if config.noise_snr_db is not None:
         snr_db = float(rng.uniform(*config.noise_snr_db))
         colours = config.noise_colours
@@ -108,6 +121,30 @@ def augment(
         band = config.phone_band_prob > 0 and rng.random() < config.phone_band_prob
         out = telephony(out, sr, phone_band=band)
     return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
+def active_level_dbfs(y: np.ndarray, *, frame: int = 160) -> float:
+    """The RMS level, in dBFS, of the louder half of ``y``'s frames (10 ms at 16 kHz).
+
+    Why the louder half: the pauses between words would otherwise pull a voice's level
+    down by how much it pauses, not by how loud it speaks (the idea of ITU-T P.56's
+    active speech level, without its hangover). ``-inf`` for digital silence.
+    """
+    n = y.size // frame * frame
+    if n == 0:
+        n, frame = y.size, max(y.size, 1)
+    power = np.mean(np.square(np.asarray(y[:n], dtype=np.float64)).reshape(-1, frame), axis=1)
+    loud = np.sort(power)[power.size // 2 :]
+    mean = float(np.mean(loud)) if loud.size else 0.0
+    return 10.0 * np.log10(mean) if mean > 0 else float("-inf")
+
+
+def at_level(y: np.ndarray, level_dbfs: float) -> np.ndarray:
+    """``y`` scaled so its :func:`active_level_dbfs` is ``level_dbfs`` (silence stays)."""
+    have = active_level_dbfs(y)
+    if not np.isfinite(have):
+        return np.asarray(y, dtype=np.float32)
+    return (y * np.float32(10.0 ** ((level_dbfs - have) / 20.0))).astype(np.float32)
 
 
 def add_noise(

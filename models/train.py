@@ -76,6 +76,13 @@ class TrainConfig:
     augment: waveform augmentation of training files.
     cnn: layer sizes.
     progress: progress bars on stderr.
+    balanced_validation: weigh validation windows so every label counts as much as
+        another in the validation loss early stopping watches (single-label only), as
+        the training loss does with class weights. Why: when real speech and music
+        clips outnumber the synthetic silence, tone and noise windows several times,
+        an unweighted validation loss picks the epoch that suits speech and music and
+        not the one that suits every label. Off by default: older recipes rebuild
+        the same models.
     """
 
     task: TaskChoice = "auto"
@@ -90,6 +97,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     cnn: CnnConfig = field(default_factory=CnnConfig)
     progress: bool = True
+    balanced_validation: bool = False
 
 
 @dataclass(slots=True)
@@ -396,10 +404,13 @@ def _fit(
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.patience, restore_best_weights=True
     )
+    validation: tuple[np.ndarray, ...] = (val_set.x, val_set.y)
+    if task == "single" and config.balanced_validation:
+        validation = (*validation, _sample_weights(val_set.y))
     fitted = trainable.fit(
         train_set.x,
         train_set.y,
-        validation_data=(val_set.x, val_set.y),
+        validation_data=validation,
         epochs=config.epochs,
         batch_size=config.batch_size,
         class_weight=_class_weights(train_set.y) if task == "single" else None,
@@ -416,6 +427,12 @@ def _class_weights(y: np.ndarray) -> dict[int, float]:
     present = counts > 0
     weights = np.where(present, y.shape[0] / (present.sum() * np.maximum(counts, 1)), 0.0)
     return {i: float(w) for i, w in enumerate(weights)}
+
+
+def _sample_weights(y: np.ndarray) -> np.ndarray:
+    """Per-window weights ``[n]`` of one-hot ``y``: the balanced class weight of its label."""
+    weights = _class_weights(y)
+    return np.array([weights[i] for i in np.argmax(y, axis=1)], dtype=np.float32)
 
 
 def _probabilities(model: keras.Model, x: np.ndarray) -> np.ndarray:
@@ -471,6 +488,7 @@ def _training_summary(
         "seed": config.seed,
         "augment": dataclasses.asdict(config.augment),
         "cnn": dataclasses.asdict(config.cnn),
+        "balanced_validation": config.balanced_validation,
         "seconds": round(seconds, 1),
     }
 

@@ -7,6 +7,7 @@ import pytest
 
 from models.augment import (
     AugmentConfig,
+    active_level_dbfs,
     add_noise,
     augment,
     microphone,
@@ -137,3 +138,38 @@ def test_room_and_microphone_leave_line_signals_alone() -> None:
     voice = augment(y, SR, np.random.default_rng(0), config, labels=("speech",))
     assert np.array_equal(tone, y)
     assert not np.allclose(voice, y, atol=1e-3)
+
+
+def test_active_level_is_the_louder_half_so_pauses_do_not_lower_it() -> None:
+    word = _tone(300.0, seconds=0.5, amplitude=0.1)
+    with_pauses = np.concatenate([word, np.zeros(SR // 2, np.float32), word])
+    expected = 20 * np.log10(0.1 / np.sqrt(2))
+    assert abs(active_level_dbfs(word) - expected) < 0.1
+    assert abs(active_level_dbfs(with_pauses) - expected) < 0.1
+    assert active_level_dbfs(np.zeros(SR, np.float32)) == float("-inf")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_level_puts_a_voice_in_the_range_whatever_its_recording_level(seed: int) -> None:
+    """A loud and a quiet recording of a voice both land in ``level_dbfs``; a tone
+    (not in ``level_labels``) keeps the relative gain."""
+    config = AugmentConfig(
+        copies=1,
+        noise_snr_db=None,
+        max_shift_s=0.0,
+        level_dbfs=(-48.0, -40.0),
+        level_labels=("speech",),
+    )
+    for amplitude in (0.9, 0.001):
+        voice = augment(
+            _tone(200.0, amplitude=amplitude),
+            SR,
+            np.random.default_rng(seed),
+            config,
+            labels=("speech",),
+        )
+        assert -48.1 < active_level_dbfs(voice) < -39.9
+    tone = augment(
+        _tone(200.0, amplitude=0.5), SR, np.random.default_rng(seed), config, labels=("tone",)
+    )
+    assert -9.1 - 12.0 < active_level_dbfs(tone) < -9.0 + 6.0  # 0.5 peak: -9.03 dBFS

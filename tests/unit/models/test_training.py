@@ -112,3 +112,18 @@ def test_same_seed_gives_the_same_model(make_dataset) -> None:
         first.model.predict(x, verbose=0)["probabilities"],
         second.model.predict(x, verbose=0)["probabilities"],
     )
+
+
+def test_balanced_validation_weighs_every_label_as_much_as_another() -> None:
+    """With ``balanced_validation`` early stopping watches a loss in which 900 speech
+    windows count as much as 100 tone windows, as the class-weighted training loss does."""
+    from models.train import _sample_weights
+
+    y = np.zeros((1000, 3), np.float32)
+    y[:900, 0] = 1.0
+    y[900:950, 1] = 1.0
+    y[950:, 2] = 1.0
+    weights = _sample_weights(y)
+    per_label = [float(weights[y[:, k] == 1].sum()) for k in range(3)]
+    np.testing.assert_allclose(per_label, [1000 / 3] * 3, rtol=1e-6)
+    assert TrainConfig().balanced_validation is False  # older recipes rebuild the same
