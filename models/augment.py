@@ -44,6 +44,14 @@ class AugmentConfig:
         level the source was recorded at.
     level_labels: the labels ``level_dbfs`` applies to (the others keep ``gain_db``:
         an open line's floor or a tone has a level of its own).
+    floor_prob: probability that a copy of a ``floor_labels`` file gets a room's noise
+        floor (:func:`noise_floor`): low-frequency rumble, mains hum or pink noise,
+        ``floor_below_db`` under its active level. Why: a microphone in a room never
+        hears digital silence between words; it hears air conditioning, traffic and
+        hum, mostly below 250 Hz, and a window that is mostly that floor around a few
+        syllables is still someone speaking.
+    floor_below_db: range of how far under the active level the floor lies.
+    floor_labels: the labels the floor applies to.
     max_shift_s: largest circular time shift, in seconds.
     telephony_prob: probability that a copy goes through the 8 kHz μ-law round trip.
     room_prob: probability that a copy is played in a room first (a synthetic room
@@ -69,6 +77,9 @@ class AugmentConfig:
     acoustic_labels: tuple[str, ...] = ()
     level_dbfs: tuple[float, float] | None = None
     level_labels: tuple[str, ...] = ()
+    floor_prob: float = 0.0
+    floor_below_db: tuple[float, float] = (15.0, 40.0)
+    floor_labels: tuple[str, ...] = ()
 
 
 def augment(
@@ -112,6 +123,9 @@ def augment(
         out = at_level(out, float(rng.uniform(*config.level_dbfs)))
     else:
         out = out * np.float32(10.0 ** (rng.uniform(*config.gain_db) / 20.0))
+    floored = config.floor_prob > 0 and bool(set(labels) & set(config.floor_labels))
+    if floored and rng.random() < config.floor_prob:
+        out = noise_floor(out, sr, rng, below_db=float(rng.uniform(*config.floor_below_db)))
     if config.noise_snr_db is not None:
         snr_db = float(rng.uniform(*config.noise_snr_db))
         colours = config.noise_colours
@@ -145,6 +159,48 @@ def at_level(y: np.ndarray, level_dbfs: float) -> np.ndarray:
     if not np.isfinite(have):
         return np.asarray(y, dtype=np.float32)
     return (y * np.float32(10.0 ** ((level_dbfs - have) / 20.0))).astype(np.float32)
+
+
+FLOOR_KINDS = ("rumble", "hum", "pink")
+
+
+def noise_floor(y: np.ndarray, sr: int, rng: np.random.Generator, *, below_db: float) -> np.ndarray:
+    """``y`` over a room's stationary floor ``below_db`` under its active level.
+
+    The floor is one of :data:`FLOOR_KINDS`: rumble (brown noise low-passed at
+    80–250 Hz: ventilation, traffic, a handled microphone), mains hum (50 or 60 Hz and
+    its first harmonics, over a little rumble) or pink noise. Nothing is added to
+    digital silence.
+
+    Returns
+    -------
+    np.ndarray [shape=(n,)]
+        float32, same length.
+    """
+    from scipy.signal import butter, sosfilt
+
+    level = active_level_dbfs(y)
+    if not np.isfinite(level) or y.size < 2:
+        return np.asarray(y, dtype=np.float32)
+    kind = FLOOR_KINDS[int(rng.integers(len(FLOOR_KINDS)))]
+    white = rng.normal(0.0, 1.0, size=y.size)
+    if kind == "pink":
+        floor = _coloured(white, exponent=0.5)
+    else:
+        cutoff = float(rng.uniform(80.0, 250.0))
+        floor = sosfilt(butter(2, cutoff, btype="lowpass", fs=sr, output="sos"), white)
+        floor = _coloured(floor, exponent=1.0)
+        if kind == "hum":
+            t = np.arange(y.size) / sr
+            mains = float(rng.choice([50.0, 60.0]))
+            phases = rng.uniform(0.0, 2 * np.pi, 3)
+            hum = sum(
+                (0.6**k) * np.sin(2 * np.pi * mains * (k + 1) * t + phases[k]) for k in range(3)
+            )
+            floor = 0.3 * floor + hum / float(np.sqrt(np.mean(hum**2)))
+    floor /= float(np.sqrt(np.mean(floor**2))) or 1.0
+    gain = 10.0 ** ((level - below_db) / 20.0)
+    return (y + gain * floor).astype(np.float32)
 
 
 def add_noise(

@@ -12,6 +12,7 @@ from models.augment import (
     augment,
     microphone,
     mulaw_round_trip,
+    noise_floor,
     room,
     telephony,
 )
@@ -173,3 +174,35 @@ def test_level_puts_a_voice_in_the_range_whatever_its_recording_level(seed: int)
         _tone(200.0, amplitude=0.5), SR, np.random.default_rng(seed), config, labels=("tone",)
     )
     assert -9.1 - 12.0 < active_level_dbfs(tone) < -9.0 + 6.0  # 0.5 peak: -9.03 dBFS
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_noise_floor_fills_the_pauses_below_the_voice(seed: int) -> None:
+    """Between two words the floor lies ``below_db`` under the words' active level, and
+    digital silence stays silent (there is no level to set a floor under)."""
+    word = _tone(300.0, seconds=0.5, amplitude=0.1)
+    y = np.concatenate([word, np.zeros(SR, np.float32), word])
+    out = noise_floor(y, SR, np.random.default_rng(seed), below_db=30.0)
+    pause = out[SR // 2 + 1000 : SR + SR // 2 - 1000]
+    floor_db = 10 * np.log10(np.mean(pause.astype(np.float64) ** 2))
+    assert abs(floor_db - (active_level_dbfs(y) - 30.0)) < 3.0
+    assert np.array_equal(
+        noise_floor(np.zeros(SR, np.float32), SR, np.random.default_rng(seed), below_db=30.0),
+        np.zeros(SR),
+    )
+
+
+def test_the_floor_is_only_for_the_floor_labels() -> None:
+    config = AugmentConfig(
+        copies=1,
+        gain_db=(0.0, 0.0),
+        noise_snr_db=None,
+        max_shift_s=0.0,
+        floor_prob=1.0,
+        floor_labels=("speech",),
+    )
+    y = _tone(1000.0)
+    tone = augment(y, SR, np.random.default_rng(0), config, labels=("tone",))
+    voice = augment(y, SR, np.random.default_rng(0), config, labels=("speech",))
+    assert np.array_equal(tone, y)
+    assert _band_energy(voice, 20, 250) > 1e3 * _band_energy(y, 20, 250)
