@@ -1,8 +1,9 @@
 """Cut the training packages' recordings into scene clips, with a manifest.
 
 Speech clips string one voice's recorded words (or phrases) together with pauses drawn at random
-(0.05–0.6 s, as people pause between words and turns); music clips are 6 s excerpts
-spread over each track. Every clip is 16 kHz mono 16-bit WAV under
+(:class:`ClipSettings`: 0.05–0.6 s by default, as people pause between words and turns,
+optionally under a room's noise floor); music clips are 6 s excerpts spread over each
+track. Every clip is 16 kHz mono 16-bit WAV under
 ``<cache>/scene/<label>/``. The split into training and validation is by voice and by
 track (seeded), so validation measures voices and pieces the model never heard.
 
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from models.augment import noise_floor
 from models.datasets import Clip, Split
 from models.realset.sources import (
     RealSetError,
@@ -43,6 +45,34 @@ VAL_TRACK_FRACTION = 0.15
 
 
 @dataclass(frozen=True, slots=True)
+class ClipSettings:
+    """How speech clips are strung together; the default is what scene/3 trained on.
+
+    Attributes
+    ----------
+    pauses_s: range of the pause drawn between two words or phrases.
+    floor_below_db: lay a room's noise floor (:func:`models.augment.noise_floor`:
+        rumble, mains hum or pink noise) this far under the clip's active level, drawn
+        per clip, or ``None`` for digital silence between words. Why: a voice recorded
+        in a room never pauses into digital silence; when its pauses run up to a second,
+        a window can hold little but that floor, and it is still the speaker's turn.
+    """
+
+    pauses_s: tuple[float, float] = PAUSE_S
+    floor_below_db: tuple[float, float] | None = None
+
+    @property
+    def tag(self) -> str:
+        """``""`` for the default settings, else a suffix naming the clips folder and manifest."""
+        if self == ClipSettings():
+            return ""
+        floor = (
+            "" if self.floor_below_db is None else "-floor{:g}-{:g}".format(*self.floor_below_db)
+        )
+        return "-pauses{:g}-{:g}{}".format(*self.pauses_s, floor)
+
+
+@dataclass(frozen=True, slots=True)
 class SourceFile:
     """One audio file of a package: where it is and what it holds."""
 
@@ -61,8 +91,16 @@ def default_cache() -> Path:
     return Path.home() / ".cache" / "tympan" / "realtrain"
 
 
-def build(cache: Path, *, seed: int = 0) -> dict[str, Any]:
+def manifest_path(cache: Path, settings: ClipSettings | None = None) -> Path:
+    """``<cache>/manifest<tag>.json``: the manifest of clips cut with ``settings``."""
+    return cache / f"manifest{(settings or ClipSettings()).tag}.json"
+
+
+def build(cache: Path, *, seed: int = 0, settings: ClipSettings | None = None) -> dict[str, Any]:
     """Fetch, check, cut and write the clips; returns the manifest (also written).
+
+    Clips cut with other than the default ``settings`` go to ``<cache>/scene<tag>/``
+    with their own manifest (:func:`manifest_path`), so each recipe's clips stay.
 
     Raises
     ------
@@ -71,12 +109,19 @@ def build(cache: Path, *, seed: int = 0) -> dict[str, Any]:
     """
     check_disjoint(SOURCES, load_manifest())
     files = [f for source in SOURCES for f in _source_files(source, cache)]
+    settings = settings or ClipSettings()
     rng = np.random.default_rng(seed)
-    out = cache / "scene"
-    clips = _speech_clips(files, out, rng) + _music_clips(files, out, rng)
+    out = cache / f"scene{settings.tag}"
+    clips = _speech_clips(files, out, rng, settings) + _music_clips(files, out, rng)
     doc = {
         "about": "Real recordings the scene classifier trains on (python -m models.realtrain)",
         "seed": seed,
+        "clip_settings": {
+            "pauses_s": list(settings.pauses_s),
+            "floor_below_db": None
+            if settings.floor_below_db is None
+            else list(settings.floor_below_db),
+        },
         "sources": {
             s.package: {
                 "version": s.version,
@@ -100,7 +145,7 @@ def build(cache: Path, *, seed: int = 0) -> dict[str, Any]:
         ],
         "clips": clips,
     }
-    (cache / "manifest.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    manifest_path(cache, settings).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     return doc
 
 
@@ -154,7 +199,9 @@ def _split(groups: list[str], n_val: int, rng: np.random.Generator) -> set[str]:
     return {ordered[i] for i in rng.permutation(len(ordered))[:n_val]}
 
 
-def _speech_clips(files: list[SourceFile], out: Path, rng: np.random.Generator) -> list[dict]:
+def _speech_clips(
+    files: list[SourceFile], out: Path, rng: np.random.Generator, settings: ClipSettings
+) -> list[dict]:
     by_voice: dict[str, list[SourceFile]] = {}
     for f in files:
         if f.label == "speech":
@@ -172,9 +219,13 @@ def _speech_clips(files: list[SourceFile], out: Path, rng: np.random.Generator) 
             start += n
             pieces = [_silence(rng.uniform(0.0, 0.3))]
             for i in chosen:
-                pieces += [audio[i], _silence(rng.uniform(*PAUSE_S))]
+                pieces += [audio[i], _silence(rng.uniform(*settings.pauses_s))]
+            y = np.concatenate(pieces)
+            if settings.floor_below_db is not None:
+                below = float(rng.uniform(*settings.floor_below_db))
+                y = noise_floor(y, SR, rng, below_db=below)
             clip_id = f"{voice.replace(':', '-')}-{len(clips):04d}"
-            _write(out / "speech" / f"{clip_id}.wav", np.concatenate(pieces))
+            _write(out / "speech" / f"{clip_id}.wav", y)
             clips.append(
                 {
                     "id": clip_id,
@@ -227,8 +278,9 @@ def _write(path: Path, y: np.ndarray) -> None:
     sf.write(path, y / max(peak, 1.0), SR, subtype="PCM_16")
 
 
-def scene_split(cache: Path | None = None) -> Split:
-    """The built clips as a training/validation split (no test: the real set tests).
+def scene_split(cache: Path | None = None, settings: ClipSettings | None = None) -> Split:
+    """The clips built with ``settings`` as a training/validation split (no test: the
+    real set tests).
 
     Raises
     ------
@@ -236,14 +288,16 @@ def scene_split(cache: Path | None = None) -> Split:
         The clips were not built (``python -m models.realtrain build``).
     """
     cache = cache or default_cache()
-    manifest = cache / "manifest.json"
+    settings = settings or ClipSettings()
+    manifest = manifest_path(cache, settings)
     if not manifest.is_file():
         raise RealSetError(f"{manifest} is missing: run python -m models.realtrain build")
     clips = json.loads(manifest.read_text(encoding="utf-8"))["clips"]
+    folder = cache / f"scene{settings.tag}"
 
     def listed(split: str) -> tuple[Clip, ...]:
         return tuple(
-            Clip(cache / "scene" / c["label"] / f"{c['id']}.wav", (c["label"],))
+            Clip(folder / c["label"] / f"{c['id']}.wav", (c["label"],))
             for c in clips
             if c["split"] == split
         )

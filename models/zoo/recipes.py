@@ -21,6 +21,7 @@ from pathlib import Path
 from models.architectures import CnnConfig
 from models.augment import AugmentConfig
 from models.datasets import Split
+from models.realtrain.build import ClipSettings
 from models.train import TrainConfig, TrainedModel, save_outputs, train
 from models.zoo import ZOO_DIR
 from models.zoo.card import (
@@ -60,6 +61,7 @@ class Recipe:
     real_training: also train (and validate) on the real recordings of
         :mod:`models.realtrain`, split by voice and track; the held-out test stays the
         corpus's, so versions compare on it.
+    real_clips: how :mod:`models.realtrain` strings the real speech into clips.
     """
 
     name: str
@@ -75,6 +77,7 @@ class Recipe:
     breakdown_column: str | None = None
     real_training: bool = False
     provenance: str = SYNTHETIC
+    real_clips: ClipSettings = field(default_factory=ClipSettings)
 
 
 SCENE_V1 = Recipe(
@@ -353,7 +356,7 @@ def build(
         config=config,
         name=recipe.name,
         version=recipe.version,
-        extra=real_training_split() if recipe.real_training else None,
+        extra=real_training_split(recipe.real_clips) if recipe.real_training else None,
     )
     target = trained.export(repo, name=recipe.name, version=recipe.version, overwrite=True)
     if recipe.breakdown_column is not None:
@@ -366,7 +369,7 @@ def build(
         trained.report["compared_with"] = baseline(previous, recipe.spec)
     save_outputs(trained, target, keras_file=False)
     if recipe.real_training:
-        write_training_sources(target / TRAINING_SOURCES)
+        write_training_sources(target / TRAINING_SOURCES, recipe.real_clips)
     write_card(target, recipe_card_fields(recipe), trained)
     return target
 
@@ -374,7 +377,7 @@ def build(
 TRAINING_SOURCES = "training_sources.json"
 
 
-def write_training_sources(path: Path) -> None:
+def write_training_sources(path: Path, settings: ClipSettings | None = None) -> None:
     """Every real recording a model trained on: package, version, licence, file, SHA-256.
 
     Why beside the model: the card names the packages, this names each file, so anyone
@@ -382,9 +385,9 @@ def write_training_sources(path: Path) -> None:
     """
     import json
 
-    from models.realtrain.build import default_cache
+    from models.realtrain.build import default_cache, manifest_path
 
-    doc = json.loads((default_cache() / "manifest.json").read_text(encoding="utf-8"))
+    doc = json.loads(manifest_path(default_cache(), settings).read_text(encoding="utf-8"))
     kept = ("package", "path", "sha256", "label", "group")
     slim = {
         "about": doc["about"],
@@ -395,17 +398,18 @@ def write_training_sources(path: Path) -> None:
     path.write_text(json.dumps(slim, indent=0) + "\n", encoding="utf-8")
 
 
-def real_training_split() -> Split:
-    """The real training recordings, built once by ``python -m models.realtrain build``."""
+def real_training_split(settings: ClipSettings | None = None) -> Split:
+    """The real training recordings cut with ``settings``, built once (``python -m
+    models.realtrain build`` builds the default ones)."""
     from models.realset.sources import RealSetError
     from models.realtrain.build import build as build_real
-    from models.realtrain.build import default_cache, scene_split
+    from models.realtrain.build import default_cache, manifest_path, scene_split
 
     cache = default_cache()
     try:
-        if not (cache / "manifest.json").is_file():
-            build_real(cache)
-        return scene_split(cache)
+        if not manifest_path(cache, settings).is_file():
+            build_real(cache, settings=settings)
+        return scene_split(cache, settings)
     except RealSetError as exc:
         raise ContractError(f"the real training recordings cannot be built: {exc}") from exc
 

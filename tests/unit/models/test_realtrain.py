@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from models.realset.sources import RealSetError, load_manifest
-from models.realtrain.build import scene_split
+from models.realtrain.build import ClipSettings, manifest_path, scene_split
 from models.realtrain.sources import KTUBERLING, SOURCES, check_disjoint
 
 
@@ -61,4 +61,19 @@ def test_scene_split_reads_the_clips_of_the_manifest_by_split(tmp_path: Path) ->
 
 def test_scene_split_without_a_build_says_how_to_build(tmp_path: Path) -> None:
     with pytest.raises(RealSetError, match=r"python -m models\.realtrain build"):
+        scene_split(tmp_path)
+
+
+def test_clips_cut_another_way_get_their_own_folder_and_manifest(tmp_path: Path) -> None:
+    """scene/3's clips (the default settings) keep their names, so a later recipe's
+    clips never overwrite the ones an older recipe rebuilds from."""
+    default, floored = ClipSettings(), ClipSettings((0.05, 1.0), (15.0, 40.0))
+    assert default.tag == "" and manifest_path(tmp_path) == tmp_path / "manifest.json"
+    assert floored.tag == "-pauses0.05-1-floor15-40"
+    assert manifest_path(tmp_path, floored).name == "manifest-pauses0.05-1-floor15-40.json"
+    clips = [{"id": "a", "label": "speech", "group": "v1", "split": "train", "parts": []}]
+    manifest_path(tmp_path, floored).write_text(json.dumps({"clips": clips}))
+    split = scene_split(tmp_path, floored)
+    assert split.train[0].path == tmp_path / "scene-pauses0.05-1-floor15-40" / "speech" / "a.wav"
+    with pytest.raises(RealSetError, match=r"manifest\.json is missing"):
         scene_split(tmp_path)
