@@ -6,7 +6,6 @@ No TensorFlow: this is what a worker checks before serving them.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 
 import pytest
@@ -19,8 +18,10 @@ from models.zoo.recipes import (
     INSTRUMENTS_V1,
     RECIPES,
     SCENE,
+    SCENE_DEFAULT,
     SCENE_V1,
     SCENE_V3,
+    SCENE_V4,
     SHIPPED,
     TRAINING_SOURCES,
     Recipe,
@@ -62,38 +63,41 @@ def test_every_model_in_the_repository_has_its_recipe() -> None:
     assert in_repo - trained_elsewhere == shipped
 
 
-def test_the_default_label_model_is_the_newest_scene_that_holds_on_the_synthetic_hold_out() -> None:
-    """A scene version is served by default only when its held-out window accuracy and
-    macro F1 are within a point of the version before it; scene/3 is not (it gives up
-    1.6 points for its real-recording figures), so ``scene/DEFAULT`` pins scene/2."""
-    assert RECIPES["scene"] is SCENE_V3  # ``build scene`` rebuilds the newest
-    default = SCENE_RECIPES[0]
-    for before, after in itertools.pairwise(SCENE_RECIPES):
-        old, new = (_manifest("scene", r.version)["metrics"] for r in (before, after))
-        figures = ("test_windows_accuracy", "test_windows_macro_f1")
-        if all(new[f] >= old[f] - MAX_ACCURACY_LOSS for f in figures):
-            default = after
-        else:
-            break
-    assert default is SCENE
-    assert resolve_model_dir(None, repo=ZOO_DIR) == ZOO_DIR / "scene" / default.version
+def test_the_default_label_model_holds_on_the_synthetic_hold_out() -> None:
+    """``scene/DEFAULT`` names :data:`SCENE_DEFAULT`, whose held-out window accuracy and
+    macro F1 are within a point of scene/2's (the last version trained on the synthetic
+    corpus alone); scene/3 is not (it gives up 1.6 points for its real-recording
+    figures). A version becomes the default only when it also meets issue #25's
+    real-set figures (its card)."""
+    assert RECIPES["scene"] is SCENE_V4  # ``build scene`` rebuilds the newest
+    old, new = (_manifest("scene", r.version)["metrics"] for r in (SCENE, SCENE_DEFAULT))
+    for figure in ("test_windows_accuracy", "test_windows_macro_f1"):
+        assert new[figure] >= old[figure] - MAX_ACCURACY_LOSS, figure
+    v3 = _manifest("scene", SCENE_V3.version)["metrics"]
+    assert v3["test_windows_accuracy"] < old["test_windows_accuracy"] - MAX_ACCURACY_LOSS
+    assert (ZOO_DIR / "scene" / "DEFAULT").read_text().strip() == SCENE_DEFAULT.version
+    assert resolve_model_dir(None, repo=ZOO_DIR) == ZOO_DIR / "scene" / SCENE_DEFAULT.version
 
 
-def test_scene_3_is_scene_2s_network_on_the_same_hold_out_with_listed_real_sources() -> None:
-    v2, v3 = (_manifest("scene", r.version) for r in (SCENE, SCENE_V3))
-    assert SCENE_V3.train.cnn == SCENE.train.cnn
-    assert v3["macs_per_window"] == v2["macs_per_window"]
-    assert v3["training"]["dataset"]["files"]["test"] == v2["training"]["dataset"]["files"]["test"]
+@pytest.mark.parametrize("recipe", [SCENE_V3, SCENE_V4], ids=lambda r: f"scene/{r.version}")
+def test_scene_3_and_4_are_scene_2s_network_on_the_same_hold_out_with_listed_real_sources(
+    recipe: Recipe,
+) -> None:
+    v2, new = (_manifest("scene", r.version) for r in (SCENE, recipe))
+    assert recipe.train.cnn == SCENE.train.cnn
+    assert new["macs_per_window"] == v2["macs_per_window"]
+    assert new["training"]["dataset"]["files"]["test"] == v2["training"]["dataset"]["files"]["test"]
     assert (
-        v3["training"]["dataset"]["windows"]["test"] == v2["training"]["dataset"]["windows"]["test"]
+        new["training"]["dataset"]["windows"]["test"]
+        == v2["training"]["dataset"]["windows"]["test"]
     )
-    listed = json.loads((ZOO_DIR / "scene" / "3" / TRAINING_SOURCES).read_text())
+    listed = json.loads((ZOO_DIR / "scene" / recipe.version / TRAINING_SOURCES).read_text())
     assert set(listed["sources"]) == {s.package for s in SOURCES}
     assert all(
         len(f["sha256"]) == 64 and f["package"] in listed["sources"] for f in listed["files"]
     )
     check_disjoint(SOURCES, load_manifest())
-    card = (ZOO_DIR / "scene" / "3" / "MODEL_CARD.md").read_text()
+    card = (ZOO_DIR / "scene" / recipe.version / "MODEL_CARD.md").read_text()
     for package in listed["sources"]:
         assert package in card, package
 
@@ -122,14 +126,15 @@ def test_a_later_version_card_compares_with_the_previous_one() -> None:
 
 
 def test_find_recipe_takes_a_name_or_a_pinned_version() -> None:
-    assert find_recipe("scene") is SCENE_V3
+    assert find_recipe("scene") is SCENE_V4
+    assert find_recipe("scene/3") is SCENE_V3
     assert find_recipe("scene/2") is SCENE
     assert find_recipe("scene/1") is SCENE_V1
     with pytest.raises(ContractError, match=r"'scene/7'.*scene/1, scene/2"):
         find_recipe("scene/7")
 
 
-@pytest.mark.parametrize("recipe", [SCENE_V1, SCENE, SCENE_V3], ids=lambda r: f"scene/{r.version}")
+@pytest.mark.parametrize("recipe", SCENE_RECIPES, ids=lambda r: f"scene/{r.version}")
 def test_scene_model_has_the_call_center_labels(recipe: Recipe) -> None:
     manifest = _manifest("scene", recipe.version)
     assert manifest["task"] == "single"
