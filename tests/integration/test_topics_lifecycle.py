@@ -119,6 +119,48 @@ def test_produce_on_an_empty_broker_gives_a_working_worker(
         worker.stop()
 
 
+def test_an_at_least_once_worker_creates_only_the_topics_it_uses(
+    broker: str, kafka_client: KafkaClientConfig, fresh: Topics, tmp_path: Path
+) -> None:
+    """A worker on a managed cluster may have no right on the progress topic, which only
+    exactly-once uses: creating it anyway stopped such a worker at start."""
+    worker = WorkerProcess(
+        [
+            str(TYMPAN),
+            "worker",
+            "--model",
+            str(tiny_model(tmp_path / "model")),
+            "--broker",
+            broker,
+            "--topic-prefix",
+            fresh.prefix,
+            "--app-id",
+            f"{fresh.prefix}-worker",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--web-port",
+            "0",
+            "--processes",
+            "1",
+        ],
+        tmp_path / "worker.log",
+        {**os.environ, "PYTHONUNBUFFERED": "1", "OPENBLAS_NUM_THREADS": "1"},
+    ).start()
+    try:
+        # one CreateTopics request makes them all: once the registry is there, so is the rest
+        wait_for(
+            lambda: fresh.speaker_registry in on_broker(kafka_client, fresh.prefix),
+            timeout_s=120,
+            what="the worker's topics",
+        )
+        created = on_broker(kafka_client, fresh.prefix)
+    finally:
+        worker.stop()
+
+    assert set(fresh.for_worker(transactional=False)) <= created
+    assert fresh.progress not in created
+
+
 def test_a_reader_refuses_missing_topics_and_names_the_command(
     broker: str, kafka_client: KafkaClientConfig, fresh: Topics
 ) -> None:
