@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         require_topics,
         wait_for_broker,
     )
+    from stream.kafka.commits import CommitLog
     from stream.kafka.compacted import CompactedReader, CompactedRecord, latest_per_key, read_latest
     from stream.kafka.config import (
         DEFAULT_BOOTSTRAP,
@@ -68,6 +69,7 @@ _HOMES = {
     "broker_refusals": "config",
     "check_topics": "admin",
     "CheckReport": "admin",
+    "CommitLog": "commits",
     "CompactedReader": "compacted",
     "CompactedRecord": "compacted",
     "ConsumerPlan": "consumer",
@@ -105,6 +107,7 @@ __all__ = [
     "DEFAULT_BOOTSTRAP",
     "BatchConsumer",
     "CheckReport",
+    "CommitLog",
     "CompactedReader",
     "CompactedRecord",
     "ConsumerPlan",

@@ -4,7 +4,7 @@
 each fetched batch of audio records to (:meth:`WorkerRuntime.on_records`). It is written
 against two tiny interfaces rather than a Kafka client: a ``send`` coroutine that
 returns a delivery future, and an ``ack(partition, start, stop)`` callable that acks
-consumed offsets (the consumer's :class:`~stream.worker.commits.CommitLog`), so its
+consumed offsets (the consumer's :class:`~stream.kafka.commits.CommitLog`), so its
 delivery rules read in one place:
 
 1. a record is *held* by the :class:`~stream.worker.delivery.OffsetLedger` when consumed;
@@ -68,7 +68,7 @@ from stream.settings import BatchingPolicy
 from stream.types import Infer, Send
 from stream.worker.delivery import OffsetLedger
 from stream.worker.metrics import WorkerMetrics, observe_many
-from stream.worker.progress import CommittedOutputs, PartitionProgress
+from stream.worker.progress import CommittedOutputs, PartitionProgress, ProgressError
 
 if TYPE_CHECKING:  # onnxruntime and the speakers package load only with speaker tracking
     from stream.speakers.vad import SileroVad
@@ -258,6 +258,35 @@ class WorkerRuntime:
         consumer on assignment, before the partition's first record)."""
         if self.committed is not None:
             self.committed.load(progress)
+
+    def restore_progress(self, partition: int, raw: bytes | None) -> None:
+        """Exactly-once: load ``partition``'s progress record as its transactional
+        producer read it on assignment (None: no transaction committed one yet). An
+        unreadable record is logged and ignored: the partition then runs
+        at-least-once until its next commit."""
+        progress = PartitionProgress(partition)
+        if raw is not None:
+            try:
+                progress = PartitionProgress.from_json(raw, partition=partition)
+            except ProgressError as exc:
+                log.error("%s; replayed events of partition %d may repeat", exc, partition)
+        self.load_progress(partition, progress)
+        log.info(
+            "partition %d opened for exactly-once: %d open and %d closed segments committed",
+            partition,
+            len(progress.opened),
+            len(progress.closed),
+        )
+
+    def progress_record(self, partition: int, committed_offset: int | None) -> bytes:
+        """Exactly-once: the progress record ``partition``'s next transaction commits,
+        pruned of what ``committed_offset`` (the offset it commits, if any) covers."""
+        if self.committed is None:
+            raise RuntimeError("progress records are kept only with exactly-once")
+        state = self.committed.of(partition)
+        if committed_offset is not None:
+            state.prune(committed_offset)
+        return state.to_json()
 
     # -- input --------------------------------------------------------------------------
     async def on_records(self, records: Sequence[Record]) -> None:
