@@ -45,7 +45,8 @@ from mode import Service
 from stream.events import RejectedRecord
 from stream.kafka.commits import CommitLog
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.fetch import FetchGuard, SkippedRecords
+from stream.kafka.fetch import FetchGuard
+from stream.kafka.skipped import SkippedRecords
 from stream.kafka.transactions import PartitionTransactions
 from stream.pipeline import Record
 from stream.settings import RecordLimits
