@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from stream.worker.delivery import OffsetLedger
     from stream.worker.metrics import WorkerMetrics
     from stream.worker.producer import BatchSender
-    from stream.worker.runtime import EmbeddingSpeakerHook, SpeakerHook, WorkerRuntime
+    from stream.worker.runtime import WorkerRuntime
+    from stream.worker.speakers import EmbeddingSpeakerHook, SpeakerHook
     from stream.worker.supervisor import Supervisor, SupervisorPolicy
 
 # Where each public name lives; imported on first use, so that importing one
@@ -27,11 +28,11 @@ if TYPE_CHECKING:
 _HOMES = {
     "BatchSender": "producer",
     "build_worker": "build",
-    "EmbeddingSpeakerHook": "runtime",
+    "EmbeddingSpeakerHook": "speakers",
     "load_model": "build",
     "OffsetLedger": "delivery",
     "serve_audio": "app",
-    "SpeakerHook": "runtime",
+    "SpeakerHook": "speakers",
     "Supervisor": "supervisor",
     "SupervisorPolicy": "supervisor",
     "Worker": "build",

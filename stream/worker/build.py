@@ -58,7 +58,8 @@ from stream.settings import WorkerSettings
 from stream.worker.app import WorkerApp, serve_audio
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.producer import BatchSender
-from stream.worker.runtime import EmbeddingSpeakerHook, WorkerRuntime
+from stream.worker.runtime import WorkerRuntime
+from stream.worker.speakers import EmbeddingSpeakerHook
 
 if TYPE_CHECKING:
     from stream.speakers.vad import SileroVad
