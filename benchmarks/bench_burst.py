@@ -53,8 +53,10 @@ def build(n: int, telephony: bool, max_batch: int) -> tuple[Any, list[float], li
     from stream.kafka.topics import Topics
     from stream.pipeline import Pipeline, PipelinePolicy
     from stream.settings import BatchingPolicy
+    from stream.worker.build import limit_blas_threads
     from stream.worker.runtime import WorkerRuntime
 
+    limit_blas_threads()  # as the worker does: BLAS threads spinning on 2 cores cost 2.5x CPU
     model = OnnxModel.load(bench.default_model_dir(), device="cpu", intra_op_threads=1)
     ref = ModelRef(model.manifest.name, model.manifest.version)
     pipe = Pipeline(
