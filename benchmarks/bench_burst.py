@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import bisect
 import cProfile
+import gc
 import json
 import sys
 import time
@@ -52,8 +53,10 @@ def build(n: int, telephony: bool, max_batch: int) -> tuple[Any, list[float], li
     from stream.kafka.topics import Topics
     from stream.pipeline import Pipeline, PipelinePolicy
     from stream.settings import BatchingPolicy
+    from stream.worker.build import limit_blas_threads
     from stream.worker.runtime import WorkerRuntime
 
+    limit_blas_threads()  # as the worker does: BLAS threads spinning on 2 cores cost 2.5x CPU
     model = OnnxModel.load(bench.default_model_dir(), device="cpu", intra_op_threads=1)
     ref = ModelRef(model.manifest.name, model.manifest.version)
     pipe = Pipeline(
@@ -167,6 +170,21 @@ async def play(
     return start
 
 
+def gc_pauses() -> list[list[float]]:
+    """Per generation, the wall seconds of each garbage collection from now on."""
+    pauses: list[list[float]] = [[], [], []]
+    began = [0.0]
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            pauses[info["generation"]].append(time.perf_counter() - began[0])
+
+    gc.callbacks.append(timed)
+    return pauses
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -245,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     runtime, labels, summaries = build(args.streams, telephony, args.max_batch)
     records = plan(args.streams, args.seconds, args.ramp_s, telephony)
     profiler = cProfile.Profile() if args.profile else None
+    gc.collect()  # as ``tympan worker`` does after start-up (cli/worker.py)
+    gc.freeze()
+    pauses = gc_pauses()
     cpu = time.process_time()
     if profiler is not None:
         profiler.enable()
@@ -258,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     out["cpu_s"] = cpu_s
     out["cpu_ms_per_window"] = cpu_s * 1000 / max(1, out["windows"])
     out["wall_s"] = time.perf_counter() - start
+    gc.callbacks.clear()
+    for gen, times in enumerate(pauses):
+        out[f"gc{gen}_count"], out[f"gc{gen}_ms"] = len(times), sum(times) * 1000
     print(
         f"{args.streams} calls {args.encoding} ramp {args.ramp_s:g} s: {out['windows']} windows,"
         f" {out['summaries']} summaries, CPU {cpu_s:.2f} s ({out['cpu_ms_per_window']:.3f} ms"
@@ -269,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
             for c in ("ms", "loop_cpu_ms", "proc_cpu_ms")
         )
         print(f"  {name:5s} {cells}")
+    print(
+        "  gc: "
+        + ", ".join(f"gen{g} {out[f'gc{g}_count']} x {out[f'gc{g}_ms']:.1f} ms" for g in range(3))
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0

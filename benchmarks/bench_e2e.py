@@ -566,6 +566,7 @@ def run_level(
     telephony: bool = False,
     frame_ms: int = CHUNK_MS,
     linger_ms: int | None = None,
+    phase_profile: Path | None = None,
 ) -> Level:
     prefix = f"k{k}-{uuid.uuid4().hex[:6]}"
     n_samples = round(duration_s / (frame_ms / 1000)) * SR * frame_ms // 1000
@@ -596,9 +597,13 @@ def run_level(
         )
         meter = CpuMeter({**pids, "producer": producer.pid, "reader": os.getpid()})
         await asyncio.sleep(0.5 + ramp_s + warmup_s)
+        sampler = start_phase_sampler(phase_profile, meter.pids)
         meter.start()
         await asyncio.sleep(max(1.0, duration_s - ramp_s - warmup_s - 0.5))
         cpu = with_worker_sum(meter.stop())
+        if sampler is not None:
+            sampler.terminate()
+            await asyncio.to_thread(sampler.wait)
         stdout, _ = await producer.communicate()
         stop.set()
         await reader
@@ -607,6 +612,8 @@ def run_level(
 
     result = asyncio.run(go())
     start = result["producer"].get("first_start_s", 0.0)
+    if phase_profile is not None:
+        report_phases(phase_profile, origin_s=start, period_s=spec.hop_seconds, k=k)
     labels = [a for a in rows if a.kind == "label"]
     split = latency_split(rows, start + ramp_s + warmup_s)
     timed = sorted(  # every window, padded ones included, by capture time
@@ -648,6 +655,29 @@ def run_level(
         producer=result["producer"],
         split=split,
     )
+
+
+def start_phase_sampler(
+    out: Path | None, pids: dict[str, int | None]
+) -> subprocess.Popen[bytes] | None:
+    """``cpu_phase.py sample`` over ``pids`` into ``out`` (None: no profile)."""
+    if out is None:
+        return None
+    named = [f"{name}={pid}" for name, pid in pids.items() if pid is not None]
+    return subprocess.Popen(
+        [PYTHON, str(Path(__file__).with_name("cpu_phase.py")), "sample", str(out), *named]
+    )
+
+
+def report_phases(path: Path, *, origin_s: float, period_s: float, k: int) -> None:
+    """Print the phase-folded CPU profile of a level and keep it beside the samples."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from cpu_phase import fold, table
+
+    folded = fold(json.loads(path.read_text()), origin_s=origin_s, period_s=period_s)
+    path.with_suffix(".folded.json").write_text(json.dumps(folded))
+    print(f"CPU by phase of the {period_s:g} s window cycle, {k} calls ({path}):")
+    print(table(folded), flush=True)
 
 
 # -- in-process pipeline (no Kafka, no Faust) -------------------------------------------
@@ -794,6 +824,8 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
     spec = load_manifest(model_dir).feature_spec
     env = dict(item.split("=", 1) for item in args.worker_env or [])
     profile = Path(args.profile).resolve() if args.profile else None
+    if args.phase_profile:
+        Path(args.phase_profile).mkdir(parents=True, exist_ok=True)
     setups: list[tuple[str, Any, list[Worker], dict[str, int | None]]] = []
     levels: list[Level] = []
     logs: list[str] = []
@@ -839,6 +871,11 @@ def sweep(args: argparse.Namespace) -> tuple[list[Level], dict[str, Any]]:
                         telephony=encoding == "mulaw",
                         frame_ms=args.frame_ms,
                         linger_ms=args.linger_ms,
+                        phase_profile=(
+                            Path(args.phase_profile).resolve() / f"{k}-{encoding}-{guarantee}.json"
+                            if args.phase_profile
+                            else None
+                        ),
                     )
                     level.guarantee = guarantee
                     levels.append(level)
@@ -1006,6 +1043,11 @@ def main(argv: list[str] | None = None) -> int:
         "and the run ends with their ratios",
     )
     parser.add_argument("--profile", help="record the (first) worker with py-spy into this file")
+    parser.add_argument(
+        "--phase-profile",
+        help="folder: per level, CPU of every process folded by phase of the window cycle "
+        "(benchmarks/cpu_phase.py)",
+    )
     parser.add_argument("--json", help="write all figures here")
     parser.add_argument("--tmp", default="/tmp/tympan-bench")
     parser.add_argument("--no-seed", action="store_true", help="skip the seed-style baseline")

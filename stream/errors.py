@@ -12,7 +12,7 @@ Two families, handled in opposite ways::
     │   ├── SequenceError          stream state: too late, gap too large, after EOS
     │   ├── JsonRecordError        a record that is not bounded JSON (stream.control.json_records)
     │   ├── BatchTooLargeError     a compressed record batch that inflates past its bound
-    │   │                          (stream.kafka.fetch)
+    │   │                          (stream.kafka.inflate)
     │   └── PacketError            one ingest datagram or WebSocket message (stream.ingest.errors)
     ├── ContractError              at start: refuse to run, never degrade silently
     │   ├── ConfigError            settings that cannot work together

@@ -94,8 +94,9 @@ async def _tail(settings: Any, args: argparse.Namespace, out: TextIO) -> int:
     from stream.errors import BrokerError
     from stream.kafka.admin import require_topics
     from stream.kafka.config import broker_failure
-    from stream.kafka.fetch import FetchGuard, log_skipped
+    from stream.kafka.fetch import FetchGuard
     from stream.kafka.readers import BROKER_ERRORS, event_reader
+    from stream.kafka.skipped import log_skipped
     from stream.kafka.topics import Topics
 
     kind = kind_named(args.topic)

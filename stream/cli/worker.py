@@ -93,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         processes = settings.processes or default_processes()
         topics = Topics().with_prefix(settings.topic_prefix)
         if args.create_topics:
-            asyncio.run(ensure_topics(settings.kafka, topics))
+            used = topics.for_worker(transactional=settings.guarantee == "exactly-once")
+            asyncio.run(ensure_topics(settings.kafka, topics, only=used))
         elif settings.guarantee == "exactly-once":  # its progress topic: say so at start
             asyncio.run(require_topics(settings.kafka, topics, [topics.progress], create=False))
         if processes > 1:

@@ -43,8 +43,9 @@ from stream.errors import BrokerError
 from stream.events.kinds import EVENT_KINDS
 from stream.kafka.admin import list_topics, wait_for_broker
 from stream.kafka.config import KafkaClientConfig, broker_refusals
-from stream.kafka.fetch import FetchGuard, log_skipped
+from stream.kafka.fetch import FetchGuard
 from stream.kafka.readers import BROKER_ERRORS, EventReader, event_reader
+from stream.kafka.skipped import log_skipped
 from stream.kafka.topics import Topics
 
 log = logging.getLogger(__name__)

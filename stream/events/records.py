@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
+from stream.events.label_json import label_json
+
 SCHEMA_VERSION = 1
 
 LABEL_SCHEMA = "tympan.label.v1"
@@ -178,7 +180,8 @@ class LabelEvent:
         return out
 
     def to_json(self) -> bytes:
-        return _dumps(self.to_dict()).encode()
+        fast = label_json(self)  # the same bytes, ~4 instead of ~10 µs (label_json.py)
+        return fast if fast is not None else _dumps(self.to_dict()).encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -304,14 +304,18 @@ class FeatureBank:
         n_old = np.maximum(done_before[owner] - first, 0)  # its frames already in the ring
         new_row = (first_row - done_before)[owner] + first + n_old  # feats row of the rest
         # window by window, two or three block copies (its ring part may wrap around):
-        # 1.75 µs per record against 2.0 for element-wise gathers by index (500 streams)
-        by_frame = np.empty((count, fpw, spec.n_features), dtype=np.float32)
+        # 1.75 µs per record against 2.0 for element-wise gathers by index (500 streams);
+        # each window is transposed from a small buffer that stays in cache, not from a
+        # [count, fpw, n_features] array read back whole (500 windows: 2.8 ms, not 4.0),
+        # into an array of its own, recycled by the heap (one 12.8 MB array per push:
+        # 2,490 page faults and 27.6 ms of CPU per 500-window push, against 2,230 and 26.9)
+        features: list[np.ndarray] = []
+        by_frame = np.empty((fpw, spec.n_features), dtype=np.float32)
         where = (slots[owner].tolist(), first.tolist(), n_old.tolist(), new_row.tolist())
-        blocks = zip(*where, strict=True)
-        for i, (slot, start, old, row) in enumerate(blocks):
-            self._ring_frames(by_frame[i, :old], slot, start)
-            by_frame[i, old:] = feats[row : row + fpw - old]
-        features = np.ascontiguousarray(by_frame.transpose(0, 2, 1))
+        for slot, start, old, row in zip(*where, strict=True):
+            self._ring_frames(by_frame[:old], slot, start)
+            by_frame[old:] = feats[row : row + fpw - old]
+            features.append(by_frame.T.copy())
         return self._records(ids, slots, owner, local, features)
 
     def _ring_frames(self, out: np.ndarray, slot: int, start: int) -> None:
@@ -329,7 +333,7 @@ class FeatureBank:
         slots: np.ndarray,
         owner: np.ndarray,
         local: np.ndarray,
-        features: np.ndarray,
+        features: list[np.ndarray],
     ) -> list[Window]:
         hop_samples = self.spec.hop_frames * self.spec.hop_length
         length = self.spec.window_span(0)[1]

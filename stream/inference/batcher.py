@@ -10,6 +10,13 @@ Inference runs in a worker thread (onnxruntime releases the GIL), so the event l
 keeps consuming frames while a batch runs. The queue in front of it is bounded:
 when inference falls behind, :meth:`Batcher.submit` waits, the consumer stops fetching
 records, and Kafka holds the backlog instead of the worker's memory.
+
+When a whole batch is already queued as one finishes, its inference starts before the
+finished batch's ``on_done`` runs on the event loop: in a burst (every stream's window
+due in the same fetch) the thread computes batch *k+1* while the loop builds and sends
+batch *k*'s events, instead of each waiting for the other. ``on_done`` still runs once
+per batch, in batch order, and a batch is still made of the same items (the first
+``max_batch`` queued).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from stream.settings import BatchingPolicy
 
@@ -39,6 +46,23 @@ Observe = Callable[[int, float], None]
 class _Queued(Generic[Item]):
     item: Item
     deadline: float  # time.monotonic() seconds
+
+
+@dataclass(frozen=True, slots=True)
+class _Running(Generic[Item, Out]):
+    """A batch handed to the executor: its outputs and the ms ``run_batch`` took."""
+
+    items: list[Item]
+    outputs: asyncio.Future[tuple[Sequence[Out], float]]
+
+
+def _consume_outcome(future: asyncio.Future[Any]) -> None:
+    """Read a batch's outcome no one awaits any more (the batcher stopped or failed):
+    an exception is logged, never left for asyncio to report as unretrieved."""
+    if not future.cancelled() and future.exception() is not None:
+        log.warning(
+            "a batch started ahead ended with %r after the batcher stopped", future.exception()
+        )
 
 
 class Batcher(Generic[Item, Out]):
@@ -87,7 +111,7 @@ class Batcher(Generic[Item, Out]):
         """Items queued and not yet handed to ``on_done``."""
         return self._queue.qsize() + self._in_flight
 
-    _in_flight = 0
+    _in_flight = 0  # items taken from the queue whose on_done has not returned
 
     async def submit(self, item: Item, *, max_wait_ms: float | None = None) -> None:
         """Queue ``item``; waits while the queue is full (backpressure).
@@ -129,24 +153,42 @@ class Batcher(Generic[Item, Out]):
                 self._on_error(exc)
 
     async def _serve(self) -> None:
+        ahead: _Running[Item, Out] | None = None
+        try:
+            while True:
+                running = ahead or self._run(await self._next_batch())
+                ahead = None
+                try:
+                    outputs, inference_ms = await running.outputs
+                    if self._observe is not None:
+                        self._observe(len(running.items), inference_ms)
+                    self.batches += 1
+                    self.items += len(running.items)
+                    if self._queue.qsize() >= self.policy.max_batch:  # a whole batch: start it
+                        ahead = self._run(self._take_now(self.policy.max_batch))
+                    await self._on_done(running.items, outputs)
+                finally:
+                    self._in_flight -= len(running.items)
+                    for _ in running.items:
+                        self._queue.task_done()
+        finally:
+            if ahead is not None:  # stopped or failed: its outcome is read, never lost
+                ahead.outputs.add_done_callback(_consume_outcome)
+
+    def _run(self, batch: list[_Queued[Item]]) -> _Running[Item, Out]:
+        """Start ``batch``'s inference in the executor."""
+        items = [q.item for q in batch]
+        self._in_flight += len(items)
         loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._next_batch()
-            items = [q.item for q in batch]
-            self._in_flight = len(items)
-            started = time.perf_counter()
-            try:
-                outputs = await loop.run_in_executor(self._executor, self._run_batch, items)
-                inference_ms = (time.perf_counter() - started) * 1000.0
-                if self._observe is not None:
-                    self._observe(len(items), inference_ms)
-                self.batches += 1
-                self.items += len(items)
-                await self._on_done(items, outputs)
-            finally:
-                self._in_flight = 0
-                for _ in batch:
-                    self._queue.task_done()
+        return _Running(items, loop.run_in_executor(self._executor, self._timed, items))
+
+    def _timed(self, items: Sequence[Item]) -> tuple[Sequence[Out], float]:
+        started = time.perf_counter()
+        outputs = self._run_batch(items)
+        return outputs, (time.perf_counter() - started) * 1000.0
+
+    def _take_now(self, n: int) -> list[_Queued[Item]]:
+        return [self._queue.get_nowait() for _ in range(n)]
 
     async def _next_batch(self) -> list[_Queued[Item]]:
         first = await self._queue.get()

@@ -24,11 +24,11 @@ from collections.abc import AsyncIterator
 from stream.ingest.errors import PacketError
 from stream.ingest.metrics import IngestMetrics
 from stream.kafka.config import KafkaClientConfig
+from stream.kafka.lanes import Undelivered
 from stream.kafka.producer import (
     DeliveryError,
     ProducerTuning,
     ProduceStats,
-    Undelivered,
     produce_frames,
     undelivered_error,
 )

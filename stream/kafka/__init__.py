@@ -18,7 +18,11 @@
   the dashboard);
 * :mod:`~stream.kafka.fetch`: the guard between the broker's fetch responses and the
   client's record parser, on every reader (codecs, bounded decompression, header
-  bounds; what the client cannot parse is skipped by offset and accounted for).
+  bounds; what the client cannot parse is skipped by offset and accounted for), with
+  its parts: :mod:`~stream.kafka.batches` (the record batch format),
+  :mod:`~stream.kafka.inflate` (bounded decompression) and :mod:`~stream.kafka.skipped`
+  (what is skipped, and why);
+* :mod:`~stream.kafka.commits`: the offset to commit per partition (plain bookkeeping).
 
 The names below are imported on first use: importing this package (or
 :mod:`~stream.kafka.config`) does not load aiokafka, so the domain core may hold a
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
         require_topics,
         wait_for_broker,
     )
+    from stream.kafka.commits import CommitLog
     from stream.kafka.compacted import CompactedReader, CompactedRecord, latest_per_key, read_latest
     from stream.kafka.config import (
         DEFAULT_BOOTSTRAP,
@@ -53,10 +58,11 @@ if TYPE_CHECKING:
     )
     from stream.kafka.consumer import BatchConsumer, ConsumerPlan
     from stream.kafka.faust_producer import DurableProducer
-    from stream.kafka.fetch import FetchGuard, SkippedRecords, log_skipped
+    from stream.kafka.fetch import FetchGuard
     from stream.kafka.groups import group_members
     from stream.kafka.producer import ProducerTuning, ProduceStats, interleave, produce_frames
     from stream.kafka.readers import BROKER_ERRORS, EventReader, event_reader
+    from stream.kafka.skipped import SkippedRecords, log_skipped
     from stream.kafka.topics import Topics, TopicSpec, durable_configs
 
 # Where each public name lives; imported on first use, so that importing one
@@ -68,6 +74,7 @@ _HOMES = {
     "broker_refusals": "config",
     "check_topics": "admin",
     "CheckReport": "admin",
+    "CommitLog": "commits",
     "CompactedReader": "compacted",
     "CompactedRecord": "compacted",
     "ConsumerPlan": "consumer",
@@ -86,14 +93,14 @@ _HOMES = {
     "KafkaClientConfig": "config",
     "latest_per_key": "compacted",
     "list_topics": "admin",
-    "log_skipped": "fetch",
+    "log_skipped": "skipped",
     "produce_frames": "producer",
     "ProducerTuning": "producer",
     "ProduceStats": "producer",
     "read_latest": "compacted",
     "require_topics": "admin",
     "send_acked": "config",
-    "SkippedRecords": "fetch",
+    "SkippedRecords": "skipped",
     "TopicInfo": "admin",
     "Topics": "topics",
     "TopicSpec": "topics",
@@ -105,6 +112,7 @@ __all__ = [
     "DEFAULT_BOOTSTRAP",
     "BatchConsumer",
     "CheckReport",
+    "CommitLog",
     "CompactedReader",
     "CompactedRecord",
     "ConsumerPlan",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,7 +130,11 @@ async def wait_for_broker(client: KafkaClientConfig, *, timeout_s: float = 60.0)
 
 
 async def ensure_topics(
-    client: KafkaClientConfig, topics: Topics, *, timeout_s: float = 30.0
+    client: KafkaClientConfig,
+    topics: Topics,
+    *,
+    only: Collection[str] | None = None,
+    timeout_s: float = 30.0,
 ) -> EnsureReport:
     """Create the missing topics of ``topics``; check the partitions of existing ones.
 
@@ -145,6 +149,9 @@ async def ensure_topics(
         The broker.
     topics : Topics
         The topics and their specs.
+    only : collection of str, optional
+        Full names of the topics to ensure (default: all of ``topics``); a worker
+        ensures :meth:`Topics.for_worker`, leaving alone what it does not use.
     timeout_s : float, optional
         Bound on each request and on the wait for leaders.
 
@@ -160,6 +167,7 @@ async def ensure_topics(
         topic has another partition count or cleanup policy than ``topics`` says;
         the message lists every mismatching topic with both values.
     """
+    names = set(topics.names() if only is None else only)
     admin = admin_client(client, request_timeout_ms=int(timeout_s * 1000))
     try:
         await admin.start()
@@ -167,7 +175,7 @@ async def ensure_topics(
             cluster = await admin.describe_cluster()
             topics = topics.for_cluster(len(cluster.get("brokers", [])))
         present = set(await admin.list_topics())
-        wanted = topics.specs()
+        wanted = [spec for spec in topics.specs() if spec.name in names]
         missing = [spec for spec in wanted if spec.name not in present]
         created = await _create(admin, missing, timeout_s) if missing else ()
         if created:
@@ -185,7 +193,7 @@ async def ensure_topics(
         )
     except KafkaError as exc:
         raise BrokerError(
-            f"cannot ensure topics {', '.join(topics.names())}: "
+            f"cannot ensure topics {', '.join(n for n in topics.names() if n in names)}: "
             f"{broker_failure(exc, client.bootstrap_servers)}"
         ) from exc
     finally:

@@ -29,7 +29,8 @@ from typing import Any
 
 from stream.errors import BrokerError
 from stream.kafka.config import KafkaClientConfig, broker_failure
-from stream.kafka.fetch import FetchGuard, log_skipped
+from stream.kafka.fetch import FetchGuard
+from stream.kafka.skipped import log_skipped
 from stream.settings import RecordLimits
 
 log = logging.getLogger(__name__)

@@ -4,11 +4,12 @@ app service.
 Faust's own consumer path costs a per-record ``Event``, a ``Conductor`` dispatch and
 a loop round-trip per record (about half the worker's CPU, benchmarks/RESULTS.md).
 Here one ``getmany`` hands up to ``max_poll_records`` records to
-:meth:`~stream.worker.runtime.WorkerRuntime.on_records` as one list, and the worker owns
+:meth:`ConsumerRuntime.on_records` (the worker's
+:class:`~stream.worker.runtime.WorkerRuntime`) as one list, and the worker owns
 what Faust did for the agent:
 
 * **commits**: the runtime acks the ranges the offset ledger released
-  (:class:`~stream.worker.commits.CommitLog`), committed every ``commit_interval_s``,
+  (:class:`~stream.kafka.commits.CommitLog`), committed every ``commit_interval_s``,
   at revocation and at stop;
 * **revocation** (``ConsumerRebalanceListener``, awaited by aiokafka before the
   group rebalances): commit what the ledger released, then drop the revoked
@@ -31,24 +32,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
 from mode import Service
 
+from stream.events import RejectedRecord
+from stream.kafka.commits import CommitLog
 from stream.kafka.config import KafkaClientConfig
-from stream.kafka.fetch import FetchGuard, SkippedRecords
+from stream.kafka.fetch import FetchGuard
+from stream.kafka.skipped import SkippedRecords
 from stream.kafka.transactions import PartitionTransactions
 from stream.pipeline import Record
 from stream.settings import RecordLimits
-from stream.worker.commits import CommitLog
-from stream.worker.metrics import WorkerMetrics
-from stream.worker.progress import PartitionProgress, ProgressError
-from stream.worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +87,64 @@ class ConsumerPlan:
     record_limits: RecordLimits = field(default_factory=RecordLimits)
 
 
+class ConsumerRuntime(Protocol):
+    """What the consumer drives: the worker's
+    :class:`~stream.worker.runtime.WorkerRuntime`, or any object with these members
+    (this package imports nothing of the worker)."""
+
+    failure: BaseException | None
+    """Set once the runtime failed: nothing more is committed."""
+
+    @property
+    def last_offset(self) -> Mapping[int, int]:
+        """The last offset taken per partition (the lag gauge)."""
+        ...
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def drain(self) -> None:
+        """Deliver everything in flight."""
+        ...
+
+    async def on_records(self, records: Sequence[Record]) -> None: ...
+
+    async def on_skipped(self, rejected: RejectedRecord, *, last_offset: int) -> None: ...
+
+    async def expire(self) -> None:
+        """Close idle streams."""
+        ...
+
+    def settled(self, partition: int) -> bool:
+        """Nothing handed over from ``partition`` is still held."""
+        ...
+
+    def on_revoked(self, partitions: Iterable[int]) -> None: ...
+
+    def quiet(self) -> AbstractAsyncContextManager[None]:
+        """Nothing is sent while inside (an exactly-once commit)."""
+        ...
+
+    def restore_progress(self, partition: int, raw: bytes | None) -> None:
+        """Exactly-once: the progress record read on assignment (None: none yet)."""
+        ...
+
+    def progress_record(self, partition: int, committed_offset: int | None) -> bytes:
+        """Exactly-once: the progress record the partition's next transaction commits."""
+        ...
+
+
 class BatchConsumer(Service):
     """Consume the audio topic in fetched batches and feed the runtime."""
 
     def __init__(
         self,
         plan: ConsumerPlan,
-        runtime: WorkerRuntime,
+        runtime: ConsumerRuntime,
         commits: CommitLog,
         *,
-        metrics: WorkerMetrics,
+        on_lag: Callable[[int, int], None],
         on_fatal: Callable[[BaseException], None],
         transactions: PartitionTransactions | None = None,
         **kwargs: Any,
@@ -106,7 +155,7 @@ class BatchConsumer(Service):
         self._opened: set[int] = set()  # exactly-once: fenced, progress loaded
         self.runtime = runtime
         self.commits = commits
-        self.metrics = metrics
+        self._on_lag = on_lag  # (partition, records behind its end)
         self._on_fatal = on_fatal
         self._lock = asyncio.Lock()
         self._kafka: AIOKafkaConsumer | None = None
@@ -322,8 +371,7 @@ class BatchConsumer(Service):
         fenced (another worker owns the partition now) or the transaction is lost, and
         either way the records behind it are replayed by the partition's owner."""
         transactions = self.transactions
-        committed = self.runtime.committed
-        assert transactions is not None and committed is not None
+        assert transactions is not None
         wanted = set(transactions.partitions if partitions is None else partitions)
         if self.runtime.failure is not None:
             return  # stopping: the open transactions are aborted, their records replayed
@@ -332,10 +380,8 @@ class BatchConsumer(Service):
             due = self.commits.due([partition]).get(partition)
             if due is None and not transactions.pending(partition):
                 return
-            state = committed.of(partition)
-            if due is not None:
-                state.prune(due)
-            await transactions.commit(partition, state.to_json(), due)
+            record = self.runtime.progress_record(partition, due)
+            await transactions.commit(partition, record, due)
             if due is not None:
                 self.commits.committed({partition: due})
 
@@ -375,21 +421,8 @@ class BatchConsumer(Service):
         assert self.transactions is not None
         if partition in self._opened:
             return  # still open (assigned again without a revocation between)
-        raw = await self.transactions.open(partition)
-        progress = PartitionProgress(partition)
-        if raw is not None:
-            try:
-                progress = PartitionProgress.from_json(raw, partition=partition)
-            except ProgressError as exc:
-                log.error("%s; replayed events of partition %d may repeat", exc, partition)
-        self.runtime.load_progress(partition, progress)
+        self.runtime.restore_progress(partition, await self.transactions.open(partition))
         self._opened.add(partition)
-        log.info(
-            "partition %d opened for exactly-once: %d open and %d closed segments committed",
-            partition,
-            len(progress.opened),
-            len(progress.closed),
-        )
 
     def _update_lag(self) -> None:
         """Records between the last one taken and the partition end, per partition."""
@@ -400,7 +433,7 @@ class BatchConsumer(Service):
             highwater = consumer.highwater(tp)
             last = self.runtime.last_offset.get(tp.partition)
             if highwater is not None and last is not None:
-                self.metrics.lag.labels(str(tp.partition)).set(max(0, highwater - last - 1))
+                self._on_lag(tp.partition, max(0, highwater - last - 1))
 
     def _require(self) -> AIOKafkaConsumer:
         if self._kafka is None:

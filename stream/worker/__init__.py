@@ -1,7 +1,7 @@
 """The worker's runtime side: the Faust app without Faust's consumer
 (:mod:`stream.worker.app`), the asynchronous runtime that feeds the pipeline and the
-batcher and sends events (:mod:`stream.worker.runtime`), commits from the offset
-ledger (:mod:`stream.worker.delivery`, :mod:`stream.worker.commits`), the batching
+batcher and sends events (:mod:`stream.worker.runtime`), the offset ledger
+(:mod:`stream.worker.delivery`, committed through :mod:`stream.kafka.commits`), the batching
 event sender (:mod:`stream.worker.producer`), the wiring (:mod:`stream.worker.build`)
 and a process per core (:mod:`stream.worker.supervisor`). The audio topic's consumer
 is :mod:`stream.kafka.consumer`. The domain core (``stream.pipeline`` and below) knows
@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from stream.worker.app import WorkerApp, serve_audio
     from stream.worker.build import Worker, build_worker, load_model
-    from stream.worker.commits import CommitLog
     from stream.worker.delivery import OffsetLedger
     from stream.worker.metrics import WorkerMetrics
     from stream.worker.producer import BatchSender
-    from stream.worker.runtime import EmbeddingSpeakerHook, SpeakerHook, WorkerRuntime
+    from stream.worker.runtime import WorkerRuntime
+    from stream.worker.speakers import EmbeddingSpeakerHook, SpeakerHook
     from stream.worker.supervisor import Supervisor, SupervisorPolicy
 
 # Where each public name lives; imported on first use, so that importing one
@@ -28,12 +28,11 @@ if TYPE_CHECKING:
 _HOMES = {
     "BatchSender": "producer",
     "build_worker": "build",
-    "CommitLog": "commits",
-    "EmbeddingSpeakerHook": "runtime",
+    "EmbeddingSpeakerHook": "speakers",
     "load_model": "build",
     "OffsetLedger": "delivery",
     "serve_audio": "app",
-    "SpeakerHook": "runtime",
+    "SpeakerHook": "speakers",
     "Supervisor": "supervisor",
     "SupervisorPolicy": "supervisor",
     "Worker": "build",
@@ -44,7 +43,6 @@ _HOMES = {
 
 __all__ = [
     "BatchSender",
-    "CommitLog",
     "EmbeddingSpeakerHook",
     "OffsetLedger",
     "SpeakerHook",

@@ -17,10 +17,10 @@ import faust
 from faust.app.base import BootStrategy
 from mode import ServiceT
 
+from stream.kafka.commits import CommitLog
 from stream.kafka.consumer import BatchConsumer, ConsumerPlan
 from stream.kafka.faust_producer import DurableProducer
 from stream.kafka.transactions import PartitionTransactions
-from stream.worker.commits import CommitLog
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.runtime import WorkerRuntime
 
@@ -63,7 +63,7 @@ def serve_audio(
                 plan,
                 runtime,
                 commits,
-                metrics=metrics,
+                on_lag=lambda partition, behind: metrics.lag.labels(str(partition)).set(behind),
                 on_fatal=on_fatal,
                 transactions=transactions,
                 **kwargs,

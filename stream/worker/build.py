@@ -48,6 +48,7 @@ from stream.features.frontend import FeatureBank
 from stream.features.spec import FeatureSpec
 from stream.inference.repository import resolve_model_dir
 from stream.inference.session import OnnxModel
+from stream.kafka.commits import CommitLog
 from stream.kafka.consumer import ConsumerPlan
 from stream.kafka.topics import Topics
 from stream.kafka.transactions import PartitionTransactions
@@ -55,10 +56,10 @@ from stream.pipeline import Pipeline, check_aligned
 from stream.roles import Role
 from stream.settings import WorkerSettings
 from stream.worker.app import WorkerApp, serve_audio
-from stream.worker.commits import CommitLog
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.producer import BatchSender
-from stream.worker.runtime import EmbeddingSpeakerHook, WorkerRuntime
+from stream.worker.runtime import WorkerRuntime
+from stream.worker.speakers import EmbeddingSpeakerHook
 
 if TYPE_CHECKING:
     from stream.speakers.vad import SileroVad

@@ -4,7 +4,7 @@
 each fetched batch of audio records to (:meth:`WorkerRuntime.on_records`). It is written
 against two tiny interfaces rather than a Kafka client: a ``send`` coroutine that
 returns a delivery future, and an ``ack(partition, start, stop)`` callable that acks
-consumed offsets (the consumer's :class:`~stream.worker.commits.CommitLog`), so its
+consumed offsets (the consumer's :class:`~stream.kafka.commits.CommitLog`), so its
 delivery rules read in one place:
 
 1. a record is *held* by the :class:`~stream.worker.delivery.OffsetLedger` when consumed;
@@ -39,7 +39,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -68,7 +68,8 @@ from stream.settings import BatchingPolicy
 from stream.types import Infer, Send
 from stream.worker.delivery import OffsetLedger
 from stream.worker.metrics import WorkerMetrics, observe_many
-from stream.worker.progress import CommittedOutputs, PartitionProgress
+from stream.worker.progress import CommittedOutputs, PartitionProgress, ProgressError
+from stream.worker.speakers import SpeakerHook
 
 if TYPE_CHECKING:  # onnxruntime and the speakers package load only with speaker tracking
     from stream.speakers.vad import SileroVad
@@ -88,59 +89,6 @@ AckRange = Callable[[int, int, int], None]  # partition, first offset, stop offs
 # partition's transaction and returns the delivery future (it raises for a partition
 # whose transaction is not open here: a runtime failure, never a silent loss)
 Route = Callable[[int, str, bytes, bytes], Awaitable[Any]]
-
-
-class SpeakerHook(Protocol):
-    """The speaker model and the enrolled speakers, as the runtime needs them.
-
-    ``embed`` runs in the inference thread, after the label model, on the batch's
-    speech windows only; it returns unit embeddings ``[n, d]``. ``scorer()`` is the
-    current registry's scorer, asked at every decision (the pipeline's
-    :class:`~stream.pipeline.SpeakerStage`). ``model`` names the speaker model in events.
-    """
-
-    model: ModelRef
-
-    def embed(self, jobs: Sequence[WindowJob]) -> np.ndarray: ...
-
-    def scorer(self) -> Any: ...
-
-
-class EmbeddingSpeakerHook:
-    """Open-set speaker identification per window: embed, then score against the
-    enrolled speakers (``stream.speakers``).
-
-    Parameters
-    ----------
-    embed: feature windows ``[n, F, T, 1]`` → unit embeddings ``[n, d]``
-        (``SpeakerEmbedder.embed_windows``); the speaker model must share the label
-        model's FeatureSpec, so the same windows feed both.
-    scorer: returns the current scorer (a registry update applies to the next batch).
-    model: the speaker model's name and version.
-    spec: the speaker model's FeatureSpec; when it differs from the label model's,
-        the pipeline computes it too (``Pipeline(aux_frontend=...)``) and the windows
-        arrive in ``WindowJob.aux_features``.
-    """
-
-    def __init__(
-        self,
-        embed: Callable[[np.ndarray], np.ndarray],
-        scorer: Callable[[], Any],
-        model: ModelRef,
-        spec: Any,
-    ) -> None:
-        self._embed = embed
-        self._scorer = scorer
-        self.model = model
-        self.spec = spec
-
-    def embed(self, jobs: Sequence[WindowJob]) -> np.ndarray:
-        feats = [j.window.features if j.aux_features is None else j.aux_features for j in jobs]
-        x = np.stack(feats)[..., np.newaxis].astype(np.float32, copy=False)
-        return self._embed(x)
-
-    def scorer(self) -> Any:
-        return self._scorer()
 
 
 class WorkerRuntime:
@@ -258,6 +206,35 @@ class WorkerRuntime:
         consumer on assignment, before the partition's first record)."""
         if self.committed is not None:
             self.committed.load(progress)
+
+    def restore_progress(self, partition: int, raw: bytes | None) -> None:
+        """Exactly-once: load ``partition``'s progress record as its transactional
+        producer read it on assignment (None: no transaction committed one yet). An
+        unreadable record is logged and ignored: the partition then runs
+        at-least-once until its next commit."""
+        progress = PartitionProgress(partition)
+        if raw is not None:
+            try:
+                progress = PartitionProgress.from_json(raw, partition=partition)
+            except ProgressError as exc:
+                log.error("%s; replayed events of partition %d may repeat", exc, partition)
+        self.load_progress(partition, progress)
+        log.info(
+            "partition %d opened for exactly-once: %d open and %d closed segments committed",
+            partition,
+            len(progress.opened),
+            len(progress.closed),
+        )
+
+    def progress_record(self, partition: int, committed_offset: int | None) -> bytes:
+        """Exactly-once: the progress record ``partition``'s next transaction commits,
+        pruned of what ``committed_offset`` (the offset it commits, if any) covers."""
+        if self.committed is None:
+            raise RuntimeError("progress records are kept only with exactly-once")
+        state = self.committed.of(partition)
+        if committed_offset is not None:
+            state.prune(committed_offset)
+        return state.to_json()
 
     # -- input --------------------------------------------------------------------------
     async def on_records(self, records: Sequence[Record]) -> None:

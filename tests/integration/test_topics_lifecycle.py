@@ -60,6 +60,31 @@ def fresh(kafka_client: KafkaClientConfig) -> Iterator[Topics]:
     asyncio.run(delete_topics(kafka_client, sorted(on_broker(kafka_client, topics.prefix))))
 
 
+def start_worker(broker: str, topics: Topics, tmp_path: Path, *extra: str) -> WorkerProcess:
+    """``tympan worker`` on ``topics`` with a tiny model, creating topics (its default)."""
+    return WorkerProcess(
+        [
+            str(TYMPAN),
+            "worker",
+            "--model",
+            str(tiny_model(tmp_path / "model")),
+            "--broker",
+            broker,
+            "--topic-prefix",
+            topics.prefix,
+            "--app-id",
+            f"{topics.prefix}-worker",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--web-port",
+            "0",
+            *extra,
+        ],
+        tmp_path / "worker.log",
+        {**os.environ, "PYTHONUNBUFFERED": "1", "OPENBLAS_NUM_THREADS": "1"},
+    ).start()
+
+
 def test_produce_on_an_empty_broker_gives_a_working_worker(
     broker: str, kafka_client: KafkaClientConfig, fresh: Topics, tmp_path: Path
 ) -> None:
@@ -82,28 +107,7 @@ def test_produce_on_an_empty_broker_gives_a_working_worker(
     assert frame_record.timestamp_type == 1  # LogAppendTime (CreateTime is 0)
 
     # The worker checks the topics it finds (no --no-create-topics) and must accept them.
-    worker = WorkerProcess(
-        [
-            str(TYMPAN),
-            "worker",
-            "--model",
-            str(tiny_model(tmp_path / "model")),
-            "--broker",
-            broker,
-            "--topic-prefix",
-            fresh.prefix,
-            "--app-id",
-            f"{fresh.prefix}-worker",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--web-port",
-            "0",
-            "--loglevel",
-            "info",
-        ],
-        tmp_path / "worker.log",
-        {**os.environ, "PYTHONUNBUFFERED": "1", "OPENBLAS_NUM_THREADS": "1"},
-    ).start()
+    worker = start_worker(broker, fresh, tmp_path, "--loglevel", "info")
     try:
         summaries = wait_for(
             lambda: (
@@ -117,6 +121,27 @@ def test_produce_on_an_empty_broker_gives_a_working_worker(
         assert "partitions, expected" not in worker.log_text()
     finally:
         worker.stop()
+
+
+def test_an_at_least_once_worker_creates_only_the_topics_it_uses(
+    broker: str, kafka_client: KafkaClientConfig, fresh: Topics, tmp_path: Path
+) -> None:
+    """A worker on a managed cluster may have no right on the progress topic, which only
+    exactly-once uses: creating it anyway stopped such a worker at start."""
+    worker = start_worker(broker, fresh, tmp_path, "--processes", "1")
+    try:
+        # one CreateTopics request makes them all: once the registry is there, so is the rest
+        wait_for(
+            lambda: fresh.speaker_registry in on_broker(kafka_client, fresh.prefix),
+            timeout_s=120,
+            what="the worker's topics",
+        )
+        created = on_broker(kafka_client, fresh.prefix)
+    finally:
+        worker.stop()
+
+    assert set(fresh.for_worker(transactional=False)) <= created
+    assert fresh.progress not in created
 
 
 def test_a_reader_refuses_missing_topics_and_names_the_command(

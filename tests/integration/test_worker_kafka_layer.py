@@ -35,10 +35,9 @@ from worker_harness import (
     wait_until_committed,
 )
 
-from stream.kafka.fetch import (
+from stream.kafka.batches import CODEC_LZ4, CODEC_ZSTD
+from stream.kafka.skipped import (
     BATCH_TOO_LARGE,
-    CODEC_LZ4,
-    CODEC_ZSTD,
     HEADERS_TOO_LARGE,
     INVALID_HEADER_NAME,
     TOO_MANY_HEADERS,

@@ -17,7 +17,7 @@ from aiokafka import codec as kcodec
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.util import calc_crc32c
 
-from stream.kafka.fetch import CODEC_GZIP, CODEC_LZ4, CODEC_SNAPPY, CODEC_ZSTD
+from stream.kafka.batches import CODEC_GZIP, CODEC_LZ4, CODEC_SNAPPY, CODEC_ZSTD
 
 Header = tuple[str, bytes | None]
 ENCODE: dict[int, Callable[[bytes], bytes]] = {

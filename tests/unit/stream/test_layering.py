@@ -1,6 +1,7 @@
 """The package boundaries the architecture promises (docs/architecture.md).
 
-* Only :mod:`stream.kafka` imports aiokafka: every Kafka client is built there.
+* Only :mod:`stream.kafka` imports aiokafka: every Kafka client is built there; and it
+  imports nothing of :mod:`stream.worker`, which drives it.
 * The domain core (pipeline, features, inference, audio, wire, events, verdicts)
   loads neither aiokafka nor faust nor asyncio: it is plain synchronous code that
   training, the CLI and the benchmarks import without the runtime.
@@ -52,6 +53,33 @@ def test_only_the_kafka_package_imports_aiokafka() -> None:
         if kafka not in path.parents and "aiokafka" in _imported_roots(path)
     )
     assert importers == []
+
+
+def _imported_modules(path: Path) -> set[str]:
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules.add(node.module)
+    return modules
+
+
+def test_the_kafka_package_imports_nothing_of_the_worker() -> None:
+    """The Kafka side drives the worker through a protocol (``ConsumerRuntime``);
+    it never reaches into the worker's modules."""
+    importers = sorted(
+        f"{path.relative_to(ROOT.parent)}: {module}"
+        for path in (ROOT / "kafka").rglob("*.py")
+        for module in _imported_modules(path)
+        if module == "stream.worker" or module.startswith("stream.worker.")
+    )
+    assert importers == []
+
+
+def test_the_scan_sees_the_worker_import_the_kafka_package() -> None:
+    """The scan above can fail: it finds the imports that do exist."""
+    assert "stream.kafka.consumer" in _imported_modules(ROOT / "worker" / "app.py")
 
 
 def test_the_scan_sees_the_kafka_package_import_aiokafka() -> None:

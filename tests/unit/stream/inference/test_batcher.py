@@ -7,6 +7,8 @@ import asyncio
 import threading
 from collections.abc import Sequence
 
+import pytest
+
 from stream.inference.batcher import Batcher
 from stream.settings import BatchingPolicy
 
@@ -124,3 +126,69 @@ def test_a_failing_batch_stops_the_loop_and_reports_the_error() -> None:
 
     asyncio.run(main())
     assert isinstance(errors[0], ValueError) and "bad batch [1]" in str(errors[0])
+
+
+def test_a_whole_queued_batch_is_inferred_while_the_previous_ones_events_are_sent() -> None:
+    """In a burst the thread runs batch k+1 while the loop handles batch k: ``on_done``
+    of the first batch waits until the second batch's inference has started (run one
+    after the other, it would wait in vain)."""
+    policy = BatchingPolicy(max_batch=4, max_wait_ms=50, queue_windows=16)
+    started: list[list[int]] = []
+    second_started = threading.Event()
+    done: list[list[int]] = []
+    overlapped: list[bool] = []
+
+    def run_batch(items: Sequence[int]) -> list[int]:
+        started.append(list(items))
+        if len(started) == 2:
+            second_started.set()
+        return [i * 10 for i in items]
+
+    async def on_done(items: Sequence[int], outputs: Sequence[int]) -> None:
+        assert list(outputs) == [i * 10 for i in items]
+        if not done:
+            overlapped.append(await asyncio.to_thread(second_started.wait, 5.0))
+        done.append(list(items))
+
+    async def main() -> None:
+        batcher: Batcher[int, int] = Batcher(run_batch, on_done, policy)
+        for i in range(10):  # two whole batches and a part, queued before the loop runs
+            await batcher.submit(i)
+        batcher.start()
+        await batcher.join()
+        await batcher.stop()
+
+    asyncio.run(main())
+    assert overlapped == [True]
+    assert done == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # same batches, in order
+    assert started == done
+
+
+def test_a_failing_on_done_leaves_no_batch_started_ahead_unread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    policy = BatchingPolicy(max_batch=2, max_wait_ms=0, queue_windows=8)
+    errors: list[BaseException] = []
+
+    def run_batch(items: Sequence[int]) -> list[int]:
+        if items[0] == 2:  # the batch started ahead fails too
+            raise ValueError("ahead")
+        return list(items)
+
+    async def on_done(items: Sequence[int], outputs: Sequence[int]) -> None:
+        raise RuntimeError("sending failed")
+
+    async def main() -> None:
+        batcher: Batcher[int, int] = Batcher(run_batch, on_done, policy, on_error=errors.append)
+        for i in range(4):
+            await batcher.submit(i)
+        batcher.start()
+        while not errors:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.05)  # the batch started ahead ends in its thread
+        await batcher.stop()
+
+    with caplog.at_level("WARNING"):
+        asyncio.run(main())
+    assert isinstance(errors[0], RuntimeError)
+    assert "started ahead ended with ValueError('ahead')" in caplog.text

@@ -24,19 +24,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream.events import RejectedRecord
-from stream.kafka.fetch import (
+from stream.kafka.batches import CODEC_GZIP, CODEC_LZ4, CODEC_SNAPPY, CODEC_ZSTD
+from stream.kafka.fetch import screen
+from stream.kafka.inflate import Inflater
+from stream.kafka.skipped import (
     BATCH_TOO_LARGE,
-    CODEC_GZIP,
-    CODEC_LZ4,
-    CODEC_SNAPPY,
-    CODEC_ZSTD,
     HEADERS_TOO_LARGE,
     INVALID_HEADER_NAME,
     TOO_MANY_HEADERS,
     UNPARSEABLE,
-    Inflater,
     SkippedRecords,
-    screen,
 )
 from stream.settings import RecordLimits
 from tests.support.record_batches import (

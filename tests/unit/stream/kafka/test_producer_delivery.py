@@ -9,12 +9,13 @@ import asyncio
 from aiokafka import AIOKafkaProducer
 
 from stream.errors import BrokerError
-from stream.kafka.producer import DeliveryError, Undelivered, _BatchSender
+from stream.kafka.lanes import PartitionLanes, Undelivered
+from stream.kafka.producer import DeliveryError
 
 
-def _sender() -> _BatchSender:
+def _sender() -> PartitionLanes:
     producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", max_batch_size=4096)
-    return _BatchSender(producer, "t.audio.v1", list(range(8)), delivery_timeout_s=5.0)
+    return PartitionLanes(producer, "t.audio.v1", list(range(8)), delivery_timeout_s=5.0)
 
 
 def test_every_frame_not_acknowledged_is_named_by_stream_with_its_seqs() -> None:

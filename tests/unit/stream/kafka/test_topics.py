@@ -79,6 +79,16 @@ def test_progress_has_a_partition_per_audio_partition() -> None:
     assert topics.spec(topics.progress).partitions == 5
 
 
+def test_only_an_exactly_once_worker_uses_the_progress_topic() -> None:
+    topics = Topics().with_prefix("p")
+
+    plain = topics.for_worker(transactional=False)
+    transactional = topics.for_worker(transactional=True)
+
+    assert transactional == topics.names()
+    assert plain == tuple(n for n in topics.names() if n != "p.progress.v1")
+
+
 def test_specs_carry_the_replication_factor() -> None:
     assert {s.replication_factor for s in Topics(replication_factor=3).specs()} == {3}
 

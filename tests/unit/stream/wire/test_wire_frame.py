@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import struct
+from dataclasses import astuple, replace
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from stream.wire.frame import (
     MIN_RATE,
     _decode_full,
     _decode_plain,
+    _plain_frame,
 )
 
 CAPTURE_US = 1_700_000_000_000_000
@@ -356,3 +358,23 @@ def test_mutated_valid_records_give_a_frame_or_a_frame_error(
         decode_frame(key, value, headers)
     except FrameError as exc:
         assert exc.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(frames())
+def test_the_fast_path_builds_the_frame_the_dataclass_builds(frame: AudioFrame) -> None:
+    """``_plain_frame`` writes the slots itself: every field, as ``AudioFrame(...)``."""
+    plain = replace(frame, attributes=())
+    fast = _plain_frame(
+        plain.stream_id,
+        plain.seq,
+        plain.sample_rate,
+        plain.encoding,
+        plain.channels,
+        plain.capture_us,
+        plain.eos,
+        plain.payload,
+        plain.instance,
+    )
+    assert astuple(fast) == astuple(plain)  # raises if a slot is left unset
+    assert fast == plain and hash(fast) == hash(plain) and repr(fast) == repr(plain)

@@ -3,7 +3,7 @@ partition; it never moves backwards and never commits for a partition not owned.
 
 from __future__ import annotations
 
-from stream.worker.commits import CommitLog
+from stream.kafka.commits import CommitLog
 from stream.worker.delivery import OffsetLedger
 
 
