@@ -67,8 +67,7 @@ def test_the_default_label_model_holds_on_the_synthetic_hold_out() -> None:
     """``scene/DEFAULT`` names :data:`SCENE_DEFAULT`, whose held-out window accuracy and
     macro F1 are within a point of scene/2's (the last version trained on the synthetic
     corpus alone); scene/3 is not (it gives up 1.6 points for its real-recording
-    figures). A version becomes the default only when it also meets issue #25's
-    real-set figures (its card)."""
+    figures), scene/4 is."""
     assert RECIPES["scene"] is SCENE_V4  # ``build scene`` rebuilds the newest
     old, new = (_manifest("scene", r.version)["metrics"] for r in (SCENE, SCENE_DEFAULT))
     for figure in ("test_windows_accuracy", "test_windows_macro_f1"):

@@ -216,7 +216,7 @@ def test_label_model_vetoes_only_non_voice_sounds(
 ) -> None:
     """The tiny label model calls loud windows ``labels[1]``: the voice is loud.
 
-    A model that hears the voice as ``noise`` (as scene/2 hears a whisper) does not
+    A model that hears the voice as ``noise`` (as scene/2 heard a whisper) does not
     refuse it; only a non-voice label (music, tone) in most windows does.
     """
     from stream.features.spec import FeatureSpec
@@ -240,7 +240,7 @@ def test_label_model_vetoes_only_non_voice_sounds(
 
 @pytest.fixture(scope="module")
 def whisper(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """A whispered espeak voice (the demo enrolls one): the shipped scene/2 hears noise."""
+    """A whispered espeak voice (the demo enrolls one): scene/2, the default before scene/4, heard noise."""
     root = tmp_path_factory.mktemp("whisper")
     return [_say("en-gb-x-rp+whisper", t, root / f"{i}.wav") for i, t in enumerate(TEXTS)]
 
