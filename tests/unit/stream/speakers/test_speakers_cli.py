@@ -240,7 +240,8 @@ def test_label_model_vetoes_only_non_voice_sounds(
 
 @pytest.fixture(scope="module")
 def whisper(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """A whispered espeak voice (the demo enrolls one): scene/2, the default before scene/4, heard noise."""
+    """A whispered espeak voice (the demo enrolls one): scene/2 (the default before scene/4)
+    heard noise."""
     root = tmp_path_factory.mktemp("whisper")
     return [_say("en-gb-x-rp+whisper", t, root / f"{i}.wav") for i, t in enumerate(TEXTS)]
 
