@@ -92,6 +92,17 @@ for _ in $(seq 1 240); do
 done
 grep -q "Ready" "$LOG_DIR/worker.log" || {
   echo "worker not ready after 120 s; last lines of its log:"; tail -20 "$LOG_DIR/worker.log"; exit 1; }
+# A process per core: wait until every process holds partitions, so no rebalance moves the
+# calls once they play (a moved call is replayed by its new owner: its first windows
+# would show twice below, as at-least-once allows).
+want=$(sed -n 's/^tympan worker: \([0-9]*\) worker processes.*/\1/p' "$LOG_DIR/worker.log" | head -1)
+for _ in $(seq 1 120); do
+  have=$(grep -o '\[[0-9]*\] \[INFO\] partitions assigned: \[[^]]*\]' "$LOG_DIR/worker.log" \
+    | awk '{pid = $1; sub(/.*: \[/, ""); sub(/\]$/, ""); last[pid] = $0}
+           END {n = 0; for (p in last) if (last[p] != "") n++; print n}')
+  [ "${have:-0}" -ge "${want:-1}" ] && break
+  sleep 0.5
+done
 
 echo "==> live label events (tympan tail)"
 $BIN/tympan tail --topic labels --broker "$TYMPAN_BROKER" --topic-prefix "$PREFIX" &
