@@ -92,8 +92,10 @@ class ConsumerRuntime(Protocol):
     :class:`~stream.worker.runtime.WorkerRuntime`, or any object with these members
     (this package imports nothing of the worker)."""
 
-    failure: BaseException | None
-    """Set once the runtime failed: nothing more is committed."""
+    @property
+    def failure(self) -> BaseException | None:
+        """Set once the runtime failed: nothing more is committed."""
+        ...
 
     @property
     def last_offset(self) -> Mapping[int, int]:

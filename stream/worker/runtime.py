@@ -69,6 +69,7 @@ from stream.types import Infer, Send
 from stream.worker.delivery import OffsetLedger
 from stream.worker.metrics import WorkerMetrics, observe_many
 from stream.worker.progress import CommittedOutputs, PartitionProgress, ProgressError
+from stream.worker.settlement import AckRange, Settlement, unsettled
 from stream.worker.speakers import SpeakerHook
 
 if TYPE_CHECKING:  # onnxruntime and the speakers package load only with speaker tracking
@@ -84,7 +85,6 @@ INVALID_MODEL_OUTPUT = "invalid_model_output"  # dead-letter reasons of the runt
 INTERNAL_ERROR = "internal_error"
 
 
-AckRange = Callable[[int, int, int], None]  # partition, first offset, stop offset
 # exactly-once: ``await route(audio partition, topic, key, value)`` sends into that
 # partition's transaction and returns the delivery future (it raises for a partition
 # whose transaction is not open here: a runtime failure, never a silent loss)
@@ -156,9 +156,8 @@ class WorkerRuntime:
             )
             pipeline.track_speakers(stage)
         self.ledger = OffsetLedger()
-        self._ack = ack
+        self.settlement = Settlement(self.ledger, ack, self.metrics, on_fatal)
         self._deliveries: dict[str, list[Awaitable[Any]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self._inbox: list[Record] = []
         self._inbox_lock = asyncio.Lock()
         # Held from complete() until a batch's events are handed to the producer, and
@@ -166,8 +165,6 @@ class WorkerRuntime:
         # delivered) must never be taken while one of the stream's events is unsent.
         self._out_lock = asyncio.Lock()
         self.last_offset: dict[int, int] = {}  # per partition, for the lag gauge
-        self.failure: BaseException | None = None
-        self._on_fatal = on_fatal
         self._dead_letter_max_bytes = dead_letter_max_bytes
         self._pin_ids = itertools.count()
         self.batcher: Batcher[WindowJob, tuple[np.ndarray, Any, ModelRef]] = Batcher(
@@ -175,7 +172,7 @@ class WorkerRuntime:
             self._on_batch,
             batching,
             observe=self.metrics.observe_batch,
-            on_error=self._fail,
+            on_error=self.settlement.fail,
         )
 
     # -- lifecycle --------------------------------------------------------------------
@@ -184,15 +181,18 @@ class WorkerRuntime:
 
     async def stop(self) -> None:
         await self.batcher.stop()
-        for task in list(self._tasks):
-            task.cancel()
+        self.settlement.cancel()
 
     async def drain(self) -> None:
         """Wait until every submitted window is inferred and every delivery settled."""
         await self.flush_inbox()
         await self.batcher.join()
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.settlement.join()
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The runtime's first failure: nothing after it is acked (``Settlement``)."""
+        return self.settlement.failure
 
     @contextlib.asynccontextmanager
     async def quiet(self) -> AsyncIterator[None]:
@@ -259,27 +259,7 @@ class WorkerRuntime:
                 self.ledger.hold(partition, last_offset)
             self.last_offset[partition] = last_offset
             await self._dead_letter(rejected)
-            self._release(partition)
-
-    def _spawn(self, work: Awaitable[None]) -> None:
-        """Run ``work`` in the background; an exception it raises is a runtime
-        failure (``on_fatal``), never an unread task result."""
-
-        async def run() -> None:
-            await work
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error("background task failed: %r", exc, exc_info=exc)
-            self._fail(exc)
+            self.settlement.release(partition)
 
     async def flush_inbox(self) -> None:
         """Process the gathered records in consumption order."""
@@ -295,7 +275,7 @@ class WorkerRuntime:
                 self.last_offset[record.partition] = record.offset
             await self._apply(self.pipeline.accept_many(batch))
             for partition in {record.partition for record in batch}:
-                self._release(partition)
+                self.settlement.release(partition)
 
     async def expire(self) -> None:
         """Close idle streams (called by a timer); a failure is the runtime's."""
@@ -303,7 +283,7 @@ class WorkerRuntime:
             async with self._inbox_lock:
                 await self._apply(self.pipeline.expire())
         except Exception as exc:
-            self._fail(exc)
+            self.settlement.fail(exc)
             raise
         self.metrics.active_streams.set(self.pipeline.active_streams)
 
@@ -527,7 +507,7 @@ class WorkerRuntime:
         if not pending or pending[-1] is not delivery:  # events of a batch share one
             pending.append(delivery)
         if len(pending) >= _PRUNE_EVERY:
-            self._deliveries[sid] = _unsettled(pending)
+            self._deliveries[sid] = unsettled(pending)
 
     async def _send_summaries(self) -> None:
         """Send the summaries that are ready; their segments' pins are released together,
@@ -549,7 +529,7 @@ class WorkerRuntime:
                 f"dominant {summary.dominant_label}"
             )
         if pins:
-            self._after_all(deliveries, pins)
+            self.settlement.after_all(deliveries, pins)
         if closed and log.isEnabledFor(logging.INFO):
             log_together(closed)
         self.metrics.active_streams.set(self.pipeline.active_streams)
@@ -572,7 +552,7 @@ class WorkerRuntime:
         if self.committed is not None and not self.committed.send_summary(
             partition, sid, first, last
         ):  # a committed transaction holds it: the pin goes at once
-            deliveries.extend(_unsettled(pending))
+            deliveries.extend(unsettled(pending))
             pins.append((partition, summary.event_id))
             return False
         try:
@@ -596,7 +576,7 @@ class WorkerRuntime:
             partition, self.topics.of(SUMMARIES), summary.stream_id.encode(), value
         )
         self.metrics.events_out_to(self.topics.of(SUMMARIES)).inc()
-        deliveries.extend(_unsettled(pending))
+        deliveries.extend(unsettled(pending))
         if delivery is not None:
             deliveries.append(delivery)
         pins.append((partition, summary.event_id))
@@ -617,7 +597,7 @@ class WorkerRuntime:
             and not self.committed.send_dead_letter(rejected.partition, rejected.offset)
         ):  # a committed transaction holds it
             if unpin is not None:
-                self._after(list(deliveries), rejected.partition, unpin)
+                self.settlement.after(list(deliveries), rejected.partition, unpin)
             return
         pin = ("dead-letter", next(self._pin_ids))
         self.ledger.pin(rejected.partition, pin, rejected.offset)  # before any await
@@ -639,8 +619,8 @@ class WorkerRuntime:
             bounded.message,
         )
         if unpin is not None:
-            self._after([*deliveries, delivery], rejected.partition, unpin)
-        self._after([delivery], rejected.partition, pin)
+            self.settlement.after([*deliveries, delivery], rejected.partition, unpin)
+        self.settlement.after([delivery], rejected.partition, pin)
 
     async def _out(self, partition: int | None, topic: str, key: bytes, value: bytes) -> Any:
         """Send one record: at-least-once through ``send``; exactly-once into the
@@ -651,46 +631,6 @@ class WorkerRuntime:
         if partition is None:
             return None
         return await self._route(partition, topic, key, value)
-
-    def _after(self, deliveries: list[Awaitable[Any]], partition: int, pin: Any) -> None:
-        """Unpin ``pin`` once all ``deliveries`` are acknowledged, then ack what it held."""
-        self._after_all(deliveries, [(partition, pin)])
-
-    def _after_all(self, deliveries: list[Awaitable[Any]], pins: list[tuple[int, Any]]) -> None:
-        """Unpin every ``(partition, pin)`` once all ``deliveries`` are acknowledged, then
-        ack what they held. Deliveries already acknowledged are not waited for again,
-        and one shared by several events is waited for once."""
-        waiting = list({id(d): d for d in _unsettled(deliveries)}.values())
-
-        async def settle() -> None:
-            try:
-                await asyncio.gather(*waiting)
-            except Exception as exc:  # a send failed after the producer's retries
-                log.error("delivery failed for pins %r: %r", pins, exc)
-                self._fail(exc)
-                return
-            for partition, pin in pins:
-                self.ledger.unpin(partition, pin)
-            for partition in dict.fromkeys(partition for partition, _ in pins):
-                self._release(partition)
-
-        self._spawn(settle())
-
-    def _fail(self, exc: BaseException) -> None:
-        """Nothing after this is acked; the worker must stop and replay (``on_fatal``
-        is called once, for the first failure)."""
-        if self.failure is not None:
-            return
-        self.failure = exc
-        if self._on_fatal is not None:
-            self._on_fatal(exc)
-
-    def _release(self, partition: int) -> None:
-        if self.failure is not None:
-            return  # stopping: nothing past the failure may be committed
-        for start, stop in self.ledger.releasable(partition):
-            self._ack(partition, start, stop)
-        self.metrics.uncommitted_of(partition).set(self.ledger.held(partition))
 
     def _raise_failure(self) -> None:
         if self.failure is not None:
@@ -724,18 +664,3 @@ def _rows(scores: np.ndarray, rows: list[int]) -> np.ndarray:
     batch usually are: one row), which costs 0.1 µs instead of 1.4 µs for the copy."""
     first, last = rows[0], rows[-1]
     return scores[first : last + 1] if last - first == len(rows) - 1 else scores[rows]
-
-
-def _unsettled(pending: Iterable[Awaitable[Any]]) -> list[Awaitable[Any]]:
-    """``pending`` less the deliveries already acknowledged: failed, cancelled and
-    unfinished ones are kept, so waiting for the rest is waiting for all of them."""
-    return [
-        fut
-        for fut in pending
-        if not (
-            isinstance(fut, asyncio.Future)
-            and fut.done()
-            and not fut.cancelled()
-            and fut.exception() is None
-        )
-    ]
