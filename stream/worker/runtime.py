@@ -35,10 +35,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,9 +48,8 @@ from stream.events import (
     ModelRef,
     RejectedRecord,
     SpeakerEvent,
-    SummaryEvent,
 )
-from stream.events.kinds import LABELS, REJECTED, SPEAKERS, SUMMARIES
+from stream.events.kinds import LABELS, SPEAKERS
 from stream.inference.batcher import Batcher
 from stream.kafka.topics import Topics
 from stream.pipeline import (
@@ -68,8 +66,9 @@ from stream.settings import BatchingPolicy
 from stream.types import Infer, Send
 from stream.worker.delivery import OffsetLedger
 from stream.worker.metrics import WorkerMetrics, observe_many
+from stream.worker.outputs import INTERNAL_ERROR, INVALID_MODEL_OUTPUT, Outputs, Route, log_together
 from stream.worker.progress import CommittedOutputs, PartitionProgress, ProgressError
-from stream.worker.settlement import AckRange, Settlement, unsettled
+from stream.worker.settlement import AckRange, Settlement
 from stream.worker.speakers import SpeakerHook
 
 if TYPE_CHECKING:  # onnxruntime and the speakers package load only with speaker tracking
@@ -79,16 +78,6 @@ log = logging.getLogger(__name__)
 
 # the model serving now and its name: read once per batch (stream.control.active.ActiveModel)
 CurrentModel = Callable[[], tuple[Infer, ModelRef]]
-_PRUNE_EVERY = 256
-LINES_PER_RECORD = 50  # stream openings/closings per log record (log_together)
-INVALID_MODEL_OUTPUT = "invalid_model_output"  # dead-letter reasons of the runtime
-INTERNAL_ERROR = "internal_error"
-
-
-# exactly-once: ``await route(audio partition, topic, key, value)`` sends into that
-# partition's transaction and returns the delivery future (it raises for a partition
-# whose transaction is not open here: a runtime failure, never a silent loss)
-Route = Callable[[int, str, bytes, bytes], Awaitable[Any]]
 
 
 class WorkerRuntime:
@@ -157,7 +146,6 @@ class WorkerRuntime:
             pipeline.track_speakers(stage)
         self.ledger = OffsetLedger()
         self.settlement = Settlement(self.ledger, ack, self.metrics, on_fatal)
-        self._deliveries: dict[str, list[Awaitable[Any]]] = {}
         self._inbox: list[Record] = []
         self._inbox_lock = asyncio.Lock()
         # Held from complete() until a batch's events are handed to the producer, and
@@ -165,8 +153,16 @@ class WorkerRuntime:
         # delivered) must never be taken while one of the stream's events is unsent.
         self._out_lock = asyncio.Lock()
         self.last_offset: dict[int, int] = {}  # per partition, for the lag gauge
-        self._dead_letter_max_bytes = dead_letter_max_bytes
-        self._pin_ids = itertools.count()
+        self.outputs = Outputs(
+            pipeline,
+            topics,
+            self.metrics,
+            self.committed,
+            self.settlement,
+            send=send,
+            route=route,
+            dead_letter_max_bytes=dead_letter_max_bytes,
+        )
         self.batcher: Batcher[WindowJob, tuple[np.ndarray, Any, ModelRef]] = Batcher(
             self._run_batch,
             self._on_batch,
@@ -258,7 +254,7 @@ class WorkerRuntime:
             if last_offset > rejected.offset:
                 self.ledger.hold(partition, last_offset)
             self.last_offset[partition] = last_offset
-            await self._dead_letter(rejected)
+            await self.outputs.dead_letter(rejected)
             self.settlement.release(partition)
 
     async def flush_inbox(self) -> None:
@@ -298,7 +294,7 @@ class WorkerRuntime:
         parts = list(partitions)
         self._inbox = [r for r in self._inbox if r.partition not in parts]
         for sid in self.pipeline.drop_partitions(parts):
-            self._deliveries.pop(sid, None)
+            self.outputs.forget(sid)
             log.info("stream %r dropped: partition revoked", sid)
         self.ledger.drop(parts)
         if self.committed is not None:
@@ -313,12 +309,12 @@ class WorkerRuntime:
                 for sid, partition, offset, _ in step.opened
             )
         for rejected in step.rejected:
-            await self._dead_letter(rejected)
+            await self.outputs.dead_letter(rejected)
         for job in step.jobs:
             await self.batcher.submit(job)
         self.metrics.queued_windows.set(self.batcher.pending)
         async with self._out_lock:
-            await self._send_summaries()
+            await self.outputs.summaries()
 
     # -- inference ------------------------------------------------------------------------
     def _run_batch(self, jobs: Sequence[WindowJob]) -> list[tuple[np.ndarray, Any, ModelRef]]:
@@ -344,7 +340,7 @@ class WorkerRuntime:
             latencies: list[float] = []
             e2e: list[float] = []
             for topic, event, value in out:
-                await self._send_event(topic, event, value)
+                await self.outputs.event(topic, event, value)
                 if isinstance(event, LabelEvent):
                     latencies.append(event.latency_ms)
                     if event.span.capture_time_s is not None:
@@ -352,8 +348,8 @@ class WorkerRuntime:
             observe_many(self.metrics.latency_ms, latencies)  # a batch's at once
             observe_many(self.metrics.e2e_latency_ms, e2e)
             for record in rejected:
-                await self._dead_letter(record)
-            await self._send_summaries()
+                await self.outputs.dead_letter(record)
+            await self.outputs.summaries()
 
     def _complete(
         self, jobs: Sequence[WindowJob], outputs: Sequence[tuple[np.ndarray, Any, ModelRef]]
@@ -490,165 +486,11 @@ class WorkerRuntime:
             offset=offset,
         )
 
-    # -- output ---------------------------------------------------------------------------
-    async def _send_event(
-        self, topic: str, event: LabelEvent | SpeakerEvent, value: bytes | None = None
-    ) -> None:
-        sid = stream_key(event.stream_id, event.instance)
-        value = event.to_json() if value is None else value
-        partition = self.pipeline.stream_partition(sid)
-        delivery = await self._out(partition, topic, event.stream_id.encode(), value)
-        if delivery is None:
-            return  # exactly-once and the stream was dropped (revoked): not written
-        self.metrics.events_out_to(topic).inc()
-        if partition is None:
-            return  # stream dropped (revoked): nothing to pin
-        pending = self._deliveries.setdefault(sid, [])
-        if not pending or pending[-1] is not delivery:  # events of a batch share one
-            pending.append(delivery)
-        if len(pending) >= _PRUNE_EVERY:
-            self._deliveries[sid] = unsettled(pending)
-
-    async def _send_summaries(self) -> None:
-        """Send the summaries that are ready; their segments' pins are released together,
-        by one task, once every delivery of every one of them is acknowledged.
-
-        When calls end together (a fetch of EOS frames) this is hundreds of summaries,
-        sent in one turn of the loop, so in the same producer batches: one wait for all
-        of them costs what one did, where a wait per summary (each over its stream's
-        ~50 label deliveries) cost the end of every call behind it."""
-        pins: list[tuple[int, Any]] = []
-        deliveries: list[Awaitable[Any]] = []
-        closed: list[str] = []
-        for partition, summary, first, last in self.pipeline.take_closed():
-            if not await self._send_summary(partition, summary, pins, deliveries, first, last):
-                continue  # not sent: held by a committed transaction, or dead-lettered
-            closed.append(
-                f"stream {stream_key(summary.stream_id, summary.instance)!r} closed "
-                f"({summary.closed_by}) at partition {partition}: {summary.windows} windows, "
-                f"dominant {summary.dominant_label}"
-            )
-        if pins:
-            self.settlement.after_all(deliveries, pins)
-        if closed and log.isEnabledFor(logging.INFO):
-            log_together(closed)
-        self.metrics.active_streams.set(self.pipeline.active_streams)
-
-    async def _send_summary(
-        self,
-        partition: int,
-        summary: SummaryEvent,
-        pins: list[tuple[int, Any]],
-        deliveries: list[Awaitable[Any]],
-        first: int = -1,
-        last: int = -1,
-    ) -> bool:
-        """Send a closed segment's summary (``first``/``last``: its offsets); its pin and
-        the deliveries it waits for (its stream's and its own) are added to ``pins`` and
-        ``deliveries`` (see :meth:`_send_summaries`). ``False``: not sent (a committed
-        transaction holds it, or it could not be serialized and was dead-lettered)."""
-        sid = stream_key(summary.stream_id, summary.instance)
-        pending = self._deliveries.pop(sid, [])
-        if self.committed is not None and not self.committed.send_summary(
-            partition, sid, first, last
-        ):  # a committed transaction holds it: the pin goes at once
-            deliveries.extend(unsettled(pending))
-            pins.append((partition, summary.event_id))
-            return False
-        try:
-            value = summary.to_json()
-        except Exception as exc:  # contained: the stream's dead letter says why
-            log.error("stream %r: summary not serializable: %r", sid, exc, exc_info=exc)
-            bad = RejectedRecord(
-                stream_id=summary.stream_id,
-                reason=INTERNAL_ERROR,
-                message=(
-                    f"stream {sid!r} (partition {partition}): its summary raised "
-                    f"{type(exc).__name__}: {exc}; no summary for this stream"
-                ),
-                topic=self.topics.audio,
-                partition=partition,
-                offset=self.ledger.pinned(partition, summary.event_id) or 0,
-            )
-            await self._dead_letter(bad, unpin=summary.event_id, deliveries=pending)
-            return False
-        delivery = await self._out(
-            partition, self.topics.of(SUMMARIES), summary.stream_id.encode(), value
-        )
-        self.metrics.events_out_to(self.topics.of(SUMMARIES)).inc()
-        deliveries.extend(unsettled(pending))
-        if delivery is not None:
-            deliveries.append(delivery)
-        pins.append((partition, summary.event_id))
-        return True
-
-    async def _dead_letter(
-        self,
-        rejected: RejectedRecord,
-        *,
-        unpin: Any = None,
-        deliveries: Sequence[Awaitable[Any]] = (),
-    ) -> None:
-        """Send ``rejected`` (bounded in size); its record stays pinned, from before
-        the send, until the broker has it (then ``unpin`` is released too)."""
-        if (
-            self.committed is not None
-            and rejected.reason != INVALID_MODEL_OUTPUT  # a window's: _window_unsent
-            and not self.committed.send_dead_letter(rejected.partition, rejected.offset)
-        ):  # a committed transaction holds it
-            if unpin is not None:
-                self.settlement.after(list(deliveries), rejected.partition, unpin)
-            return
-        pin = ("dead-letter", next(self._pin_ids))
-        self.ledger.pin(rejected.partition, pin, rejected.offset)  # before any await
-        bounded = rejected.bounded(self._dead_letter_max_bytes)
-        key = (bounded.stream_id or "").encode()
-        delivery = await self._out(
-            rejected.partition, self.topics.of(REJECTED), key, bounded.to_json()
-        )
-        if delivery is None:  # not written (``_out``)
-            self.ledger.unpin(rejected.partition, pin)
-            return
-        self.metrics.dead_letters.labels(rejected.reason).inc()
-        log.warning(
-            "dead letter: stream %r partition %d offset %d reason %s: %s",
-            rejected.stream_id,
-            rejected.partition,
-            rejected.offset,
-            rejected.reason,
-            bounded.message,
-        )
-        if unpin is not None:
-            self.settlement.after([*deliveries, delivery], rejected.partition, unpin)
-        self.settlement.after([delivery], rejected.partition, pin)
-
-    async def _out(self, partition: int | None, topic: str, key: bytes, value: bytes) -> Any:
-        """Send one record: at-least-once through ``send``; exactly-once into the
-        transaction of the audio partition it comes from, and not at all (``None``)
-        when that is unknown (the stream was dropped: its new owner replays it)."""
-        if self._route is None:
-            return await self._send(topic, key, value)
-        if partition is None:
-            return None
-        return await self._route(partition, topic, key, value)
-
     def _raise_failure(self) -> None:
         if self.failure is not None:
             raise RuntimeError(
                 "inference or delivery failed; stopping so that the unacked records are replayed"
             ) from self.failure
-
-
-def log_together(lines: Iterable[str]) -> None:
-    """Log ``lines`` at INFO, :data:`LINES_PER_RECORD` to a log record.
-
-    A stream's opening and closing are logged by the hundred when calls start or end
-    together, and each log record costs the worker ~55 us of its event loop (Faust's
-    handler), ahead of those calls' windows; joined, each line still names its stream.
-    """
-    batch = list(lines)
-    for first in range(0, len(batch), LINES_PER_RECORD):
-        log.info("%s", "; ".join(batch[first : first + LINES_PER_RECORD]))
 
 
 def _by_stream(jobs: Sequence[WindowJob]) -> dict[str, list[int]]:

@@ -280,7 +280,7 @@ def test_streams_opened_and_closed_together_are_each_named_in_the_log(
         await runtime.drain()
         await runtime.stop()
 
-    with caplog.at_level(logging.INFO, logger="stream.worker.runtime"):
+    with caplog.at_level(logging.INFO, logger="stream.worker"):
         asyncio.run(main())
     text = "\n".join(r.getMessage() for r in caplog.records)
     for j in range(60):
