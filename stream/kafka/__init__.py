@@ -5,6 +5,8 @@
 * :mod:`~stream.kafka.topics`: versioned topic names, partition counts and configs
   (plain data);
 * :mod:`~stream.kafka.admin`: the admin calls that create, check, list and delete them;
+* :mod:`~stream.kafka.topic_audit`: what tympan wants of a topic against what the
+  broker describes (pure comparisons, advice and refusal messages);
 * :mod:`~stream.kafka.compacted`: the one reader of compacted topics (replay to the end,
   then follow), used by every follower (control, speaker registry);
 * :mod:`~stream.kafka.consumer`: the worker's audio topic, a fetched batch at a time;

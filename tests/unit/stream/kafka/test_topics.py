@@ -11,8 +11,8 @@ import pytest
 
 from stream.cli.topics import confirm_delete
 from stream.errors import ConfigError
-from stream.kafka.admin import TopicInfo, _advise
 from stream.kafka.config import KafkaClientConfig
+from stream.kafka.topic_audit import TopicInfo, advise
 from stream.kafka.topics import Topics, prefixed
 
 
@@ -351,12 +351,12 @@ def test_advice_names_missing_replicas_insync_and_lagging_partitions() -> None:
     thin = TopicInfo(spec.name, spec.partitions, 1, {"cleanup.policy": "delete"}, 0)
     lagging = TopicInfo(spec.name, spec.partitions, 3, dict(spec.configs), 2)
 
-    (replicas, insync) = _advise([spec], [thin])
-    (behind,) = _advise([spec], [lagging])
+    (replicas, insync) = advise([spec], [thin])
+    (behind,) = advise([spec], [lagging])
 
     assert f"topic {spec.name!r} has 1 replica(s) per partition" in replicas
     assert "kafka-reassign-partitions.sh" in replicas
     assert "min.insync.replicas=(broker default)" in insync
     assert "--add-config min.insync.replicas=2" in insync
     assert "2 under-replicated partition(s)" in behind
-    assert _advise([spec], [TopicInfo(spec.name, spec.partitions, 3, dict(spec.configs))]) == ()
+    assert advise([spec], [TopicInfo(spec.name, spec.partitions, 3, dict(spec.configs))]) == ()
