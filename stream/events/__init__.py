@@ -1,7 +1,8 @@
 """What the worker writes: the event records, the topics' kinds, and the track verdict.
 
-* :mod:`~stream.events.records`: label, speaker and summary events and rejected
-  records, frozen dataclasses rendered to compact JSON, with deterministic event ids;
+* :mod:`~stream.events.records`: label, speaker and summary events, frozen dataclasses
+  rendered to compact JSON, with deterministic event ids;
+* :mod:`~stream.events.rejected`: the dead letter of a record the worker could not use;
 * :mod:`~stream.events.kinds`: one :class:`EventKind` per result topic (record class,
   schema, reader), the registry that topics, ``tympan tail``, the dashboard and the
   runtime read;
@@ -13,18 +14,12 @@ from __future__ import annotations
 
 from stream.events.kinds import EVENT_KINDS, EventKind, kind_named
 from stream.events.records import (
-    DEAD_LETTER_HEADER_BYTES,
-    DEAD_LETTER_HEADERS,
-    DEAD_LETTER_PAYLOAD_BYTES,
-    DEAD_LETTER_TEXT_CHARS,
     LABEL_SCHEMA,
-    REJECTED_SCHEMA,
     SCHEMA_VERSION,
     SPEAKER_SCHEMA,
     SUMMARY_SCHEMA,
     LabelEvent,
     ModelRef,
-    RejectedRecord,
     Segment,
     SpeakerEvent,
     SummaryEvent,
@@ -35,6 +30,14 @@ from stream.events.records import (
     stream_name,
     thresholded,
     top_k,
+)
+from stream.events.rejected import (
+    DEAD_LETTER_HEADER_BYTES,
+    DEAD_LETTER_HEADERS,
+    DEAD_LETTER_PAYLOAD_BYTES,
+    DEAD_LETTER_TEXT_CHARS,
+    REJECTED_SCHEMA,
+    RejectedRecord,
 )
 from stream.events.verdict import TrackVerdict, VerdictAccumulator, track_verdict
 

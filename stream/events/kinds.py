@@ -23,7 +23,8 @@ from typing import Any, Literal
 
 from stream.control.json_records import decode_object
 from stream.errors import ConfigError
-from stream.events.records import LabelEvent, RejectedRecord, SpeakerEvent, SummaryEvent
+from stream.events.records import LabelEvent, SpeakerEvent, SummaryEvent
+from stream.events.rejected import RejectedRecord
 
 Event = LabelEvent | SpeakerEvent | SummaryEvent | RejectedRecord
 """Every record class of :mod:`stream.events` that the worker writes to a topic."""

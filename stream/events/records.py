@@ -1,4 +1,5 @@
-"""The records the worker writes: label, speaker and summary events, rejected frames.
+"""The events the worker writes: label, speaker and summary events (rejected records,
+the dead letters, are :mod:`stream.events.rejected`).
 
 Each event is a frozen dataclass rendered to compact JSON (a JSON Schema for each is
 in ``docs/schemas/``). Event ids are *deterministic*: a digest of the stream id, the
@@ -12,11 +13,10 @@ the model, so a replayed duplicate is identical apart from its latency.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from stream.events.label_json import label_json
@@ -26,17 +26,10 @@ SCHEMA_VERSION = 1
 LABEL_SCHEMA = "tympan.label.v1"
 SPEAKER_SCHEMA = "tympan.speaker.v1"
 SUMMARY_SCHEMA = "tympan.summary.v1"
-REJECTED_SCHEMA = "tympan.rejected.v1"
-# what a dead letter keeps of a rejected record (RejectedRecord.bounded): its JSON
-# stays far below the producer's 1 MB request limit whatever the record held
-DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
-DEAD_LETTER_HEADER_BYTES = 1024
-DEAD_LETTER_HEADERS = 32
-DEAD_LETTER_TEXT_CHARS = 1024
 
 # check_circular=False: an event's dict is a tree built by its to_dict (never
 # cyclic), and the check costs 0.6 µs of a label event's 6.6 µs of encoding
-_dumps = json.JSONEncoder(
+compact_json = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
 ).encode
 
@@ -181,7 +174,7 @@ class LabelEvent:
 
     def to_json(self) -> bytes:
         fast = label_json(self)  # the same bytes, ~4 instead of ~10 µs (label_json.py)
-        return fast if fast is not None else _dumps(self.to_dict()).encode()
+        return fast if fast is not None else compact_json(self.to_dict()).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +235,7 @@ class SpeakerEvent:
         return out
 
     def to_json(self) -> bytes:
-        return _dumps(self.to_dict()).encode()
+        return compact_json(self.to_dict()).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,116 +375,7 @@ class SummaryEvent:
         return out
 
     def to_json(self) -> bytes:
-        return _dumps(self.to_dict()).encode()
-
-
-@dataclass(frozen=True, slots=True)
-class RejectedRecord:
-    """A Kafka record the worker could not use, with everything needed to replay it.
-
-    Attributes
-    ----------
-    stream_id: the record's key as text (``None`` without a key).
-    reason: the ``InputError.reason`` code (``bad_payload_length``, ``late_frame``...).
-    message: the human sentence naming the bad value.
-    topic, partition, offset: where the record was read.
-    headers: the original headers, values base64-encoded (``None`` for a null value).
-    payload: the original value (or its first bytes, see :meth:`bounded`).
-    original_bytes: the original value's size when ``payload`` was truncated.
-    truncated: the payload, a header, the key or the message was cut to fit.
-    """
-
-    stream_id: str | None
-    reason: str
-    message: str
-    topic: str
-    partition: int
-    offset: int
-    headers: tuple[tuple[str, bytes | None], ...] = ()  # Kafka allows null values
-    payload: bytes = b""
-    seq: int | None = None
-    original_bytes: int | None = None
-    truncated: bool = False
-    SCHEMA: ClassVar[str] = REJECTED_SCHEMA
-
-    def bounded(self, max_payload_bytes: int) -> RejectedRecord:
-        """A copy small enough to produce: the payload cut to ``max_payload_bytes``,
-        each header value to ``DEAD_LETTER_HEADER_BYTES`` (at most
-        ``DEAD_LETTER_HEADERS`` headers), the key and the message to
-        ``DEAD_LETTER_TEXT_CHARS``.
-
-        Why: a record near the broker's 1 MB limit grows by a third in base64, so
-        its dead letter would be refused by the producer; ``topic``, ``partition``
-        and ``offset`` still point at the original, which stays in the audio topic
-        for its retention.
-        """
-        headers = tuple(
-            (
-                _header_name(k)[:DEAD_LETTER_TEXT_CHARS],
-                None if v is None else v[:DEAD_LETTER_HEADER_BYTES],
-            )
-            for k, v in self.headers[:DEAD_LETTER_HEADERS]
-        )
-        sid = None if self.stream_id is None else self.stream_id[:DEAD_LETTER_TEXT_CHARS]
-        message = self.message[:DEAD_LETTER_TEXT_CHARS]
-        payload = self.payload[:max_payload_bytes]
-        cut = (
-            headers != self.headers
-            or sid != self.stream_id
-            or message != self.message
-            or len(payload) < len(self.payload)
-        )
-        if not cut:
-            return self
-        return replace(
-            self,
-            stream_id=sid,
-            message=message,
-            headers=headers,
-            payload=payload,
-            original_bytes=self.payload_bytes,
-            truncated=True,
-        )
-
-    @property
-    def payload_bytes(self) -> int:
-        """The original value's size, truncated or not."""
-        return len(self.payload) if self.original_bytes is None else self.original_bytes
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": self.SCHEMA,
-            "stream_id": self.stream_id,
-            "reason": self.reason,
-            "message": self.message,
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": self.offset,
-            "seq": self.seq,
-            "headers": [
-                {
-                    "key": _header_name(k),
-                    "value_b64": None if v is None else base64.b64encode(v).decode("ascii"),
-                }
-                for k, v in self.headers
-            ],
-            "payload_b64": base64.b64encode(self.payload).decode("ascii"),
-            "payload_bytes": self.payload_bytes,
-            "truncated": self.truncated,
-        }
-
-    def to_json(self) -> bytes:
-        return _dumps(self.to_dict()).encode()
-
-
-def _header_name(name: object) -> str:
-    """A header name as text, whatever a client handed over (bytes that are not UTF-8
-    keep their bytes as ``\\xNN`` escapes)."""
-    if isinstance(name, str):
-        return name
-    if isinstance(name, bytes | bytearray | memoryview):
-        return bytes(name).decode("utf-8", "backslashreplace")
-    return repr(name)
+        return compact_json(self.to_dict()).encode()
 
 
 def _round(value: float | None) -> float | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import stream.events.records
+import stream.events.rejected
 from stream.cli.tail import HEADERS, ROWS
 from stream.control.json_records import JsonRecordError
 from stream.dashboard.server import DashboardConfig
@@ -88,8 +89,9 @@ def test_every_topic_is_an_event_kinds_or_one_of_the_other_records() -> None:
 def test_every_event_class_has_one_kind() -> None:
     classes = {
         cls
-        for _, cls in inspect.getmembers(stream.events.records, inspect.isclass)
-        if cls.__module__ == "stream.events.records" and hasattr(cls, "SCHEMA")
+        for module in (stream.events.records, stream.events.rejected)
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if cls.__module__ == module.__name__ and hasattr(cls, "SCHEMA")
     }
     assert classes == {kind.event for kind in EVENT_KINDS}
     assert len(EVENT_KINDS) == len(BY_NAME) == len({kind.schema for kind in EVENT_KINDS})

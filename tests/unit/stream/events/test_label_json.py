@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from stream.events import LabelEvent, ModelRef, WindowSpan
 from stream.events.label_json import label_json
-from stream.events.records import _dumps
+from stream.events.records import compact_json as _dumps
 
 _text = st.text(max_size=12)  # any code point: quotes, controls, surrogates, non-ASCII
 _floats = st.floats() | st.sampled_from([0.0, -0.0, 1e16, 1e-7, 0.1234565, 2.5e-324])
