@@ -37,6 +37,14 @@ DURABLE_REPLICAS = 3
 DURABLE_MIN_INSYNC = 2
 
 
+# The progress topic gets a record per partition per commit (each second): without a
+# roll, its active segment would hold every one of them until it reaches a gigabyte
+# or a week, and compaction never touches an active segment. Rolling each hour (or
+# 64 MiB) lets the cleaner keep one record per partition. Takeovers read the last
+# record from the end either way (stream.kafka.transactions.last_record).
+PROGRESS_SEGMENTS = {"segment.ms": str(HOUR_MS), "segment.bytes": str(64 * 1024 * 1024)}
+
+
 def durable_configs(replication_factor: int) -> dict[str, str]:
     """Topic configs that make ``acks=all`` writes survive a broker's loss.
 
@@ -272,7 +280,7 @@ class Topics:
             TopicSpec(self.control, 1, rf, compacted),
             TopicSpec(self.control_status, 1, rf, compacted),
             TopicSpec(self.speaker_registry, 1, rf, compacted),
-            TopicSpec(self.progress, self.audio_partitions, rf, compacted),
+            TopicSpec(self.progress, self.audio_partitions, rf, {**compacted, **PROGRESS_SEGMENTS}),
         )
 
     def for_worker(self, *, transactional: bool) -> tuple[str, ...]:

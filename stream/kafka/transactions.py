@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 TRANSACTION_TIMEOUT_MS = 60_000  # a commit is due every commit interval (1 s)
 OPEN_TIMEOUT_S = 30.0
+PROGRESS_LOOKBACK = 64  # offsets read back from the end first (see last_record)
 
 
 def transactional_id(group_id: str, topic: str, partition: int) -> str:
@@ -155,19 +158,67 @@ class PartitionTransactions:
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",
+            auto_offset_reset="earliest",
         )
         await consumer.start()
         try:
             tp = TopicPartition(self._progress, partition)
             consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
-            last: bytes | None = None
-            while await consumer.position(tp) < end:
-                fetched = await consumer.getmany(tp, timeout_ms=500)
-                for record in fetched.get(tp, []):
-                    if record.key == str(partition).encode() and record.value is not None:
-                        last = record.value
-            return last
+            key = str(partition).encode()
+            found = await last_record(consumer, tp, lambda r: r.key == key and r.value is not None)
+            return None if found.record is None else found.record.value
         finally:
             await consumer.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class LastRecord:
+    """What :func:`last_record` found, and how many records it read to find it."""
+
+    record: Any | None
+    records_read: int
+
+
+async def last_record(
+    consumer: AIOKafkaConsumer,
+    tp: TopicPartition,
+    accept: Callable[[Any], bool],
+    *,
+    lookback: int = PROGRESS_LOOKBACK,
+) -> LastRecord:
+    """The last record of ``tp`` that ``accept`` takes, read from the partition's end.
+
+    Why from the end: the progress topic is compacted, but only its closed segments
+    are; the active one keeps every record written since it rolled (up to
+    ``segment.ms``/``segment.bytes``: days, a gigabyte), one per commit per
+    partition. Reading it from the beginning made a takeover's time grow with the
+    previous owner's uptime, past :data:`OPEN_TIMEOUT_S`. The last record is near
+    the end: read the last ``lookback`` offsets, then twice as many before them, and
+    so on, until a window holds an accepted record (the last one in it is the last
+    of the partition: every later offset was read already) or the beginning is
+    reached.
+
+    ``consumer`` is assigned ``tp`` and reads with the isolation it was made with
+    (``read_committed`` for progress: an aborted transaction's record is never
+    returned, and the end is the last stable offset).
+    """
+    begin = (await consumer.beginning_offsets([tp]))[tp]
+    stop = (await consumer.end_offsets([tp]))[tp]
+    span = max(1, lookback)
+    read = 0
+    while stop > begin:
+        start = max(begin, stop - span)
+        consumer.seek(tp, start)
+        last = None
+        while await consumer.position(tp) < stop:
+            fetched = await consumer.getmany(tp, timeout_ms=500)
+            for record in fetched.get(tp, []):
+                if record.offset >= stop:
+                    break
+                read += 1
+                if accept(record):
+                    last = record
+        if last is not None:
+            return LastRecord(last, read)
+        stop, span = start, span * 2
+    return LastRecord(None, read)
