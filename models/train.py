@@ -48,6 +48,7 @@ from models.datasets import (
     split_by_file,
     window_set,
 )
+from models.masking import MaskConfig, mask_windows
 from stream.features.spec import FeatureSpec
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ class TrainConfig:
         an unweighted validation loss picks the epoch that suits speech and music and
         not the one that suits every label. Off by default: older recipes rebuild
         the same models.
+    masks: SpecAugment masks drawn afresh for every training batch
+        (:mod:`models.masking`); none by default.
     """
 
     task: TaskChoice = "auto"
@@ -103,6 +106,7 @@ class TrainConfig:
     cnn: CnnConfig = field(default_factory=CnnConfig)
     progress: bool = True
     balanced_validation: bool = False
+    masks: MaskConfig = field(default_factory=MaskConfig)
 
 
 @dataclass(slots=True)
@@ -412,22 +416,64 @@ def _fit(
     validation: tuple[np.ndarray, ...] = (val_set.x, val_set.y)
     if task == "single" and config.balanced_validation:
         validation = (*validation, _sample_weights(val_set.y))
-    fitted = trainable.fit(
-        train_set.x,
-        train_set.y,
-        validation_data=validation,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        class_weight=_class_weights(train_set.y) if task == "single" else None,
-        callbacks=[stop],
-        shuffle=True,
-        verbose=1 if config.progress else 0,
-    )
+    weights = _class_weights(train_set.y) if task == "single" else None
+    if config.masks.active:
+        batches = _masked_batches(train_set, config)
+        fitted = trainable.fit(
+            batches,
+            validation_data=validation,
+            epochs=config.epochs,
+            class_weight=weights,
+            callbacks=[stop],
+            verbose=1 if config.progress else 0,
+        )
+    else:
+        fitted = trainable.fit(
+            train_set.x,
+            train_set.y,
+            validation_data=validation,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            class_weight=weights,
+            callbacks=[stop],
+            shuffle=True,
+            verbose=1 if config.progress else 0,
+        )
     return {k: [float(v) for v in values] for k, values in fitted.history.items()}
 
 
 def _init_seed(config: TrainConfig) -> int:
     return config.seed if config.init_seed is None else config.init_seed
+
+
+def _masked_batches(train_set: WindowSet, config: TrainConfig) -> Any:
+    """Shuffled training batches, each masked as it is drawn (a Keras ``PyDataset``).
+
+    The order and the masks come from one generator seeded by the run's
+    initialization seed (``init_seed``, else ``seed``), so a run is reproducible;
+    every epoch reshuffles and draws new masks.
+    """
+    import keras
+
+    x, y, size = train_set.x, train_set.y, config.batch_size
+    rng = np.random.default_rng([_init_seed(config), 0x5A])
+
+    class MaskedBatches(keras.utils.PyDataset):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.order = rng.permutation(len(x))
+
+        def __len__(self) -> int:
+            return -(-len(x) // size)
+
+        def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+            picked = np.sort(self.order[i * size : (i + 1) * size])
+            return mask_windows(x[picked], rng, config.masks), y[picked]
+
+        def on_epoch_end(self) -> None:
+            self.order = rng.permutation(len(x))
+
+    return MaskedBatches()
 
 
 def _class_weights(y: np.ndarray) -> dict[int, float]:
@@ -499,6 +545,7 @@ def _training_summary(
         "augment": dataclasses.asdict(config.augment),
         "cnn": dataclasses.asdict(config.cnn),
         "balanced_validation": config.balanced_validation,
+        "masks": dataclasses.asdict(config.masks),
         "seconds": round(seconds, 1),
     }
 

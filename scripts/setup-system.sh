@@ -7,6 +7,8 @@
 # Why these packages:
 #   espeak-ng, festival + voices     speech for the corpus (models/corpus/speech.py)
 #   fluidsynth + fluid-soundfont-gm  music (hold music, instruments) from MIDI
+#   timidity                         renders the Freepats patches (fetched, not installed)
+#                                    for the instrument corpus (models/corpus/solos.py)
 #   sox + libsox-fmt-all             G.711 channel, pitch/tempo variants
 #   libsndfile1                      soundfile's C library
 #   openjdk-17-jdk-headless, maven   the local Kafka broker (scripts/kafka.sh)
@@ -31,6 +33,7 @@ PACKAGES=(
   festvox-us-slt-hts
   fluidsynth
   fluid-soundfont-gm
+  timidity
   sox
   libsox-fmt-all
   libsndfile1
@@ -51,6 +54,7 @@ declare -A COMMANDS=(
   [festival]=festival
   [text2wave]=festival
   [fluidsynth]=fluidsynth
+  [timidity]=timidity
   [sox]=sox
   [java]=openjdk-17-jdk-headless
   [mvn]=maven

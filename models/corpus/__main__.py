@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="share of soundfont clips with a second instrument")  # fmt: skip
     sp.add_argument("--trio-share", type=float, default=0.0,
                     help="share of those with a third instrument")  # fmt: skip
+    sp.add_argument("--freepats-share", type=float, default=0.0,
+                    help="share of sampled clips played by Freepats (timidity)")  # fmt: skip
     for name in ("speakers", "speakers-heldout"):
         sp = common(name, "one folder per synthetic voice identity + speakers.json")
         sp.add_argument("--identities", type=int, default=build.DEFAULT_IDENTITIES)
@@ -108,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             solos.build_solos(args.out, seed=args.seed, clips=args.clips, jobs=args.jobs,
                               progress=progress, recorded_share=args.recorded_share,
                               duo_share=args.duo_share,
-                              trio_share=args.trio_share)  # fmt: skip
+                              trio_share=args.trio_share,
+                              freepats_share=args.freepats_share)  # fmt: skip
         elif args.target in ("speakers", "speakers-heldout"):
             build.build_speakers(
                 args.out,

@@ -58,6 +58,13 @@ SOUNDFONTS = (
         "usr/share/sounds/sf2/TimGM6mb.sf2",
         "TimGM6mb General MIDI soundfont (small sampled set)",
     ),
+    TrainingPackage(
+        "freepats",
+        "20060219-4",
+        "GPL-2+ (with an exception for compositions using the patches)",
+        "etc/timidity/freepats.cfg",
+        "Freepats GUS patches sampled from real instruments (rendered by timidity)",
+    ),
 )
 DRUMKITS = TrainingPackage(
     "hydrogen-drumkits",

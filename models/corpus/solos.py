@@ -5,7 +5,9 @@ one): a phrase from :mod:`models.corpus.phrases` played by
 
 * a General MIDI program of one of three soundfonts sampled from real instruments
   (FluidR3, MuseScore General, TimGM6mb; :mod:`models.corpus.packages`), rendered by
-  fluidsynth with its own reverb and chorus off;
+  fluidsynth with its own reverb and chorus off, or (``freepats_share`` of the clips)
+  of the Freepats GUS patches, recorded from other real instruments and rendered by
+  timidity with its effects off;
 * for drums, also a recorded Hydrogen kit (:func:`recorded.play_kit`);
 * or a stretch of one of GCompris' recordings of a person playing it,
 
@@ -49,6 +51,12 @@ _KITS = {
     "musescore-general-soundfont": (0, 8, 16, 32, 40),
 }
 _SOUNDFONT_WEIGHTS = (0.35, 0.45, 0.2)
+_FREEPATS = "freepats"
+# The melodic programs Freepats 20060219 has a patch for (Tone_000); a program it lacks
+# would render silence, so a Freepats voice draws only among these. Its one kit is 0.
+FREEPATS_PROGRAMS = frozenset(
+    (0, 1, 2, 4, 5, 16, 19, 24, 25, 26, 27, 28, 29, 30, 32, 33, 34, 35, 36, 37, 40, 56, 59, 72, 73)
+)
 _DRUM_CHANNEL = 9
 
 
@@ -91,12 +99,15 @@ def plan(
     recorded_share: float = 0.1,
     duo_share: float = 0.2,
     trio_share: float = 0.0,
+    freepats_share: float = 0.0,
 ) -> Plan:
     """Draw clip ``index``: its label(s), source, program or kit and phrase.
 
     ``recorded_share`` of the clips of a tag GCompris recorded are cut from that
     recording; ``duo_share`` of the soundfont clips add a second instrument, and
-    ``trio_share`` of those a third (an ensemble, as most uploads are).
+    ``trio_share`` of those a third (an ensemble, as most uploads are);
+    ``freepats_share`` of the sampled clips are played by the Freepats patches instead
+    of a soundfont (no draw at 0: older builds stay the same).
     """
     from models.corpus.build import item_rng
 
@@ -111,7 +122,11 @@ def plan(
         kit = kits[int(rng.integers(len(kits)))]
         hits = tuple(phrases.drum_hits(rng=rng, duration_s=duration_s))
         return Plan(index, duration_s, packages.DRUMKITS.package, detail=kit.name, hits=hits)
-    font = packages.SOUNDFONTS[int(rng.choice(len(packages.SOUNDFONTS), p=_SOUNDFONT_WEIGHTS))]
+    fonts = [f for f in packages.SOUNDFONTS if f.package != _FREEPATS]
+    if freepats_share > 0 and rng.random() < freepats_share:
+        font = next(f for f in packages.SOUNDFONTS if f.package == _FREEPATS)
+    else:
+        font = fonts[int(rng.choice(len(fonts), p=_SOUNDFONT_WEIGHTS))]
     voices = [_voice(label, font.package, rng, duration_s)]
     if rng.random() < duo_share:
         other = str(rng.choice([x for x in phrases.LABELS if x != label]))
@@ -128,7 +143,10 @@ def _voice(label: str, font: str, rng: np.random.Generator, duration_s: float) -
         kit = int(rng.choice(_KITS.get(font, (0,))))
         hits = phrases.drum_hits(rng=rng, duration_s=duration_s)
         return Voice(label, kit, tuple(phrases.drum_notes(hits, rng=rng)))
-    program = int(rng.choice(phrases.PROGRAMS[label]))
+    programs = phrases.PROGRAMS[label]
+    if font == _FREEPATS:
+        programs = tuple(p for p in programs if p in FREEPATS_PROGRAMS)
+    program = int(rng.choice(programs))
     return Voice(label, program, tuple(phrases.phrase(label, rng=rng, duration_s=duration_s)))
 
 
@@ -177,14 +195,21 @@ def _tick(seconds: float) -> int:
 
 
 def render_batch(soundfont: Path, plans: Sequence[Plan]) -> list[np.ndarray]:
-    """Render ``plans`` with ``soundfont`` in one fluidsynth run; one float32 clip each."""
+    """Render ``plans`` with ``soundfont`` in one run; one float32 clip each.
+
+    A ``.cfg`` is a timidity patch set (Freepats), rendered by timidity; anything else
+    a soundfont, rendered by fluidsynth.
+    """
     midi, starts = batch_midi(plans)
     with tempfile.TemporaryDirectory(prefix="tympan-solos-") as tmp:
         mid, wav = Path(tmp) / "batch.mid", Path(tmp) / "batch.wav"
         mid.write_bytes(midi)
-        run_tool(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6",
-                  "-o", "synth.dynamic-sample-loading=1", "-O", "float",
-                  "-F", str(wav), "-r", str(SR), str(soundfont), str(mid)])  # fmt: skip
+        if soundfont.suffix == ".cfg":
+            _timidity(soundfont, mid, wav)
+        else:
+            run_tool(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6",
+                      "-o", "synth.dynamic-sample-loading=1", "-O", "float",
+                      "-F", str(wav), "-r", str(SR), str(soundfont), str(mid)])  # fmt: skip
         y, file_sr = sf.read(wav, dtype="float32", always_2d=True)
     y = resample(y.mean(axis=1), orig_sr=file_sr, target_sr=SR)
     clips = []
@@ -196,6 +221,22 @@ def render_batch(soundfont: Path, plans: Sequence[Plan]) -> list[np.ndarray]:
             )
         )
     return clips
+
+
+def _timidity(config: Path, mid: Path, wav: Path) -> None:
+    """Render ``mid`` with the patch set of ``config`` (extracted, not installed).
+
+    The package's config names the patches under ``/usr/share/midi/freepats``; a copy
+    pointing at the extracted tree is read instead (``-c`` replaces timidity's default
+    config). Reverb and chorus are off and leading silence is kept, so a clip starts
+    where :func:`batch_midi` put it.
+    """
+    patches = config.parents[2] / "usr" / "share" / "midi" / "freepats"
+    local = wav.with_suffix(".cfg")
+    local.write_text(f"dir {patches}\n" + config.read_text().split("\n", 1)[1])
+    run_tool(["timidity", "-c", str(local), "-idq", "-EFreverb=d", "-EFchorus=d",
+              "--preserve-silence", "-s", str(SR), "--output-mono", "--output-16bit",
+              "-Ow", "-o", str(wav), str(mid)], timeout_s=600.0)  # fmt: skip
 
 
 # --- the target ----------------------------------------------------------------------------
@@ -223,18 +264,30 @@ def build_solos(
     recorded_share: float = 0.1,
     duo_share: float = 0.2,
     trio_share: float = 0.0,
+    freepats_share: float = 0.0,
 ) -> Path:
     """Render the ``solos`` dataset into ``out`` (``clips/``, ``labels.csv``, ``manifest.csv``)."""
     from models.corpus.build import _write_csv, _write_wav, item_rng
 
     require_tool("fluidsynth")
+    if freepats_share > 0:
+        require_tool("timidity")
     packages.check_disjoint()
     cache = cache or packages.default_cache()
-    fonts = {f.package: packages.locate(f, cache) for f in packages.SOUNDFONTS}
+    fonts = {
+        f.package: packages.locate(f, cache)
+        for f in packages.SOUNDFONTS
+        if f.package != _FREEPATS or freepats_share > 0
+    }
     kit_list = recorded.kits(packages.locate(packages.DRUMKITS, cache))
     kit_by_name = {k.name: k for k in kit_list}
     rcc = packages.locate(packages.RECORDINGS, cache)
-    shares = {"recorded_share": recorded_share, "duo_share": duo_share, "trio_share": trio_share}
+    shares = {
+        "recorded_share": recorded_share,
+        "duo_share": duo_share,
+        "trio_share": trio_share,
+        "freepats_share": freepats_share,
+    }
     plans = [plan(seed, i, kit_list, **shares) for i in range(clips)]
     audio: dict[int, np.ndarray] = {}
     batches = [

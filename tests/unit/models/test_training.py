@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from models.masking import MaskConfig
 from models.train import TrainConfig, train
 
 pytestmark = pytest.mark.tf
@@ -100,6 +102,22 @@ def test_multi_label_training_picks_thresholds_and_reports_map(tmp_path: Path) -
     assert {"precision", "recall", "average_precision"} <= set(windows["per_tag"]["low"])
     # a tag is present in about half the clips: random scores give AP ≈ 0.5
     assert windows["mAP"] >= 0.8
+
+
+def test_masked_training_still_learns_the_tags_and_reproduces(tmp_path: Path) -> None:
+    data = _tagged_dataset(tmp_path / "tags")
+    masks = MaskConfig(freq_masks=2, freq_width=8, time_masks=2, time_width=10)
+    config = TrainConfig(epochs=15, progress=False, seed=0, masks=masks)
+    trained = train(data, config=config)
+    assert trained.report["training"]["masks"]["freq_masks"] == 2
+    assert trained.report["test"]["windows"]["mAP"] >= 0.8
+    again = train(data, config=dataclasses.replace(config, epochs=2))
+    once_more = train(data, config=dataclasses.replace(config, epochs=2))
+    x = trained.golden_x
+    np.testing.assert_array_equal(
+        again.model.predict(x, verbose=0)["probabilities"],
+        once_more.model.predict(x, verbose=0)["probabilities"],
+    )
 
 
 def test_same_seed_gives_the_same_model(make_dataset) -> None:

@@ -173,3 +173,17 @@ def test_ensemble_shares_add_instruments_and_leave_the_default_corpus_alone() ->
     ensembles = [solos.plan(0, i, kits, duo_share=1.0, trio_share=1.0) for i in range(200)]
     from_fonts = [p for p in ensembles if p.voices]
     assert from_fonts and all(len(p.tags) == 3 for p in from_fonts)
+
+
+def test_freepats_share_draws_only_patches_freepats_has_and_leaves_the_default_alone() -> None:
+    kits: list[recorded.Kit] = []
+    default = [solos.plan(0, i, kits) for i in range(200)]
+    assert default == [solos.plan(0, i, kits, freepats_share=0.0) for i in range(200)]
+    assert not any(p.source == "freepats" for p in default)
+    mixed = [solos.plan(0, i, kits, freepats_share=1.0) for i in range(200)]
+    played = [p for p in mixed if p.voices]
+    assert played and all(p.source == "freepats" for p in played)
+    melodic = [v for p in played for v in p.voices if v.label != "drums"]
+    assert {v.label for v in melodic} == set(phrases.MELODIC)
+    assert all(v.program in solos.FREEPATS_PROGRAMS for v in melodic)
+    assert all(v.program == 0 for p in played for v in p.voices if v.label == "drums")
