@@ -192,7 +192,8 @@ async def last_record(
     are; the active one keeps every record written since it rolled (up to
     ``segment.ms``/``segment.bytes``: days, a gigabyte), one per commit per
     partition. Reading it from the beginning made a takeover's time grow with the
-    previous owner's uptime, past :data:`OPEN_TIMEOUT_S`. The last record is near
+    previous owner's uptime (about 2 s per GB of history here, for every partition
+    taken over). The last record is near
     the end: read the last ``lookback`` offsets, then twice as many before them, and
     so on, until a window holds an accepted record (the last one in it is the last
     of the partition: every later offset was read already) or the beginning is
