@@ -32,6 +32,7 @@ import numpy as np
 
 from models.architectures import CnnConfig, build_cnn, count_macs
 from models.realset.build import write_clip
+from models.realset.evaluate import scene_figures
 from models.realtrain.build import ClipSettings, default_cache, manifest_path
 from models.train import (
     GOLDEN_WINDOWS,
@@ -43,7 +44,7 @@ from models.train import (
     prepare_data,
 )
 from models.zoo.recipes import SCENE_V4, breakdown, real_training_split
-from stream.audio.files import audio_files, load_audio
+from stream.audio.files import load_audio
 from stream.inference.clips import predict_file
 from stream.inference.session import OnnxModel
 
@@ -96,39 +97,18 @@ def window_accuracy(model: OnnxModel, clips: list[tuple[Path, str]]) -> dict[str
 
 
 def conversation(model: OnnxModel, base: Path) -> dict[str, object]:
-    inside = hits = 0
-    missed: Counter[str] = Counter()
-    where: Counter[str] = Counter()
-    for wav in audio_files(base / "conversation"):
-        turns = json.loads(wav.with_suffix(".turns.json").read_text())
-        pred = predict_file(model, wav)
-        labels = np.asarray(model.labels)[np.argmax(pred.output.probabilities, axis=1)]
-        for (start, end), label, padded in zip(
-            pred.times_s(), labels, pred.windows.padded, strict=True
-        ):
-            if not padded and any(a <= start and end <= b for a, b in turns):
-                inside += 1
-                hits += label == "speech"
-                if label != "speech":
-                    missed[str(label)] += 1
-                    where[wav.name] += 1
-    music = [_top(model, p) for p in audio_files(base / "scene" / "music")]
-    speech = [_top(model, p) for p in audio_files(base / "scene" / "speech")]
+    """The real set's scene figures (``models.realset.evaluate.scene_figures``) in
+    this driver's row format."""
+    f = scene_figures(model, base)
     return {
-        "conv": round(hits / inside, 4),
-        "n": inside,
-        "missed_as": dict(missed),
-        "missed_in": dict(where),
-        "music": f"{sum(v == 'music' for v in music)}/{len(music)}",
-        "music_heard": dict(Counter(music)),
-        "spoken": f"{sum(v == 'speech' for v in speech)}/{len(speech)}",
+        "conv": f["conversation_speech_rate"],
+        "n": f["conversation_windows"],
+        "missed_as": f["conversation_missed_as"],
+        "missed_in": f["conversation_missed_in"],
+        "music": f"{f['music_clips_right']}/{f['music_clips']}",
+        "music_heard": f["music_clips_heard"],
+        "spoken": f"{f['speech_clips_right']}/{f['speech_clips']}",
     }
-
-
-def _top(model: OnnxModel, path: Path) -> str:
-    pred = predict_file(model, path)
-    tops = np.argmax(pred.output.probabilities, axis=1)
-    return str(model.labels[int(np.bincount(tops, minlength=len(model.labels)).argmax())])
 
 
 def main(specs: list[str]) -> None:

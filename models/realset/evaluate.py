@@ -58,6 +58,8 @@ def evaluate_all(root: Path) -> dict[str, Any]:
 def scene_figures(model: OnnxModel, base: Path) -> dict[str, Any]:
     """Conversation windows inside turns → speech; spoken clips → speech; music → music."""
     inside = hits = 0
+    missed_as: Counter[str] = Counter()
+    missed_in: Counter[str] = Counter()
     for wav in audio_files(base / "conversation"):
         turns = json.loads(wav.with_suffix(".turns.json").read_text())
         pred = predict_file(model, wav)
@@ -68,8 +70,13 @@ def scene_figures(model: OnnxModel, base: Path) -> dict[str, Any]:
             if not padded and any(a <= start and end <= b for a, b in turns):
                 inside += 1
                 hits += label == "speech"
+                if label != "speech":
+                    missed_as[str(label)] += 1
+                    missed_in[wav.name] += 1
     out: dict[str, Any] = {"conversation_windows": inside}
     out["conversation_speech_rate"] = round(hits / inside, 4) if inside else None
+    out["conversation_missed_as"] = dict(missed_as)  # what the missed windows were heard as
+    out["conversation_missed_in"] = dict(missed_in)  # and in which conversation
     for label in ("speech", "music"):
         verdicts = [_clip_top(model, p) for p in audio_files(base / "scene" / label)]
         out[f"{label}_clips"] = len(verdicts)

@@ -153,13 +153,7 @@ class PartitionTransactions:
 
     async def _read_progress(self, partition: int) -> bytes | None:
         """The last committed record of progress partition ``partition``."""
-        consumer = AIOKafkaConsumer(
-            **self._kafka.aiokafka_kwargs(),
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-        )
+        consumer = committed_reader(self._kafka)
         await consumer.start()
         try:
             tp = TopicPartition(self._progress, partition)
@@ -169,6 +163,17 @@ class PartitionTransactions:
             return None if found.record is None else found.record.value
         finally:
             await consumer.stop()
+
+
+def committed_reader(kafka: KafkaClientConfig) -> AIOKafkaConsumer:
+    """A group-less consumer that sees committed transactions only (not started)."""
+    return AIOKafkaConsumer(
+        **kafka.aiokafka_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from stream.kafka.config import KafkaClientConfig
 from stream.kafka.topics import Topics
-from stream.kafka.transactions import PROGRESS_LOOKBACK, PartitionTransactions, last_record
+from stream.kafka.transactions import (
+    PROGRESS_LOOKBACK,
+    PartitionTransactions,
+    committed_reader,
+    last_record,
+)
 
 HISTORY = 1000  # good records of the partition, oldest first
 FOREIGN = 150  # records of another key written after them
@@ -51,13 +56,7 @@ async def _write(client: KafkaClientConfig, topic: str, partition: int) -> None:
 
 
 async def _last(client: KafkaClientConfig, topic: str, partition: int, key: bytes) -> tuple:
-    consumer = AIOKafkaConsumer(
-        **client.aiokafka_kwargs(),
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-    )
+    consumer = committed_reader(client)
     await consumer.start()
     try:
         tp = TopicPartition(topic, partition)
