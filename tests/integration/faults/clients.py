@@ -12,6 +12,9 @@
   name, whose bytes are then replaced and the batch's CRC-32C recomputed (uncompressed
   only: the producer compresses what it builds), and the same name in a batch of any
   codec sent as a plain ProduceRequest (:func:`produce_bad_name`).
+* librdkafka (through ``confluent-kafka``), the C client behind the Go, .NET, Python
+  and C/C++ clients most services outside the JVM use: its own batches of every codec,
+  an idempotent producer, and transactions of its own.
 
 Every writer reports where its records landed (``partition``, ``offset``), so that
 the suite can account for each one. The console producer does not say: what it wrote
@@ -48,7 +51,7 @@ Header = tuple[str, bytes | None]
 class Written:
     """One record a client wrote, and where it landed."""
 
-    client: str  # console | java | aiokafka
+    client: str  # console | java | aiokafka | rdkafka | ProduceRequest
     what: str  # the record kind, for messages
     topic: str
     partition: int
@@ -399,6 +402,74 @@ def _patch_header_name(batch: Any, name: bytes) -> None:
     buf[at : at + len(name)] = name
     crc_at = 8 + 4 + 4 + 1  # baseOffset, batchLength, partitionLeaderEpoch, magic
     buf[crc_at : crc_at + 4] = calc_crc32c(bytes(buf[crc_at + 4 :])).to_bytes(4, "big")
+
+
+# -- librdkafka ------------------------------------------------------------------------
+
+
+@dataclass
+class RdRecord:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[Header] = ()
+    what: str = "record"
+
+
+def rdkafka_produce(
+    broker: str,
+    records: Sequence[RdRecord],
+    *,
+    codec: str,
+    transaction: str | None = None,
+    transactional_id: str | None = None,
+) -> list[Written]:
+    """Send with librdkafka (``confluent_kafka.Producer``), idempotent, each record
+    delivered before the next so offsets follow the list. ``transaction``: ``None``,
+    or ``"commit"`` / ``"abort"`` for all the records in one transaction of
+    ``transactional_id``. librdkafka's default partitioner (``consistent_random``, a
+    CRC32 of the key) is not Java's murmur2: a stream's frames still share one
+    partition, which is all the worker needs."""
+    from confluent_kafka import KafkaError, Producer
+
+    config: dict[str, Any] = {
+        "bootstrap.servers": broker,
+        "compression.type": codec,
+        "enable.idempotence": True,
+        "linger.ms": 0,
+        "message.max.bytes": 4 * 1024 * 1024,
+    }
+    if transaction is not None:
+        assert transactional_id, "a transaction needs a transactional id"
+        config["transactional.id"] = transactional_id
+    producer = Producer(config)
+    written: list[Written] = []
+    errors: list[str] = []
+
+    def report(r: RdRecord) -> Any:
+        def on_delivery(err: KafkaError | None, msg: Any) -> None:
+            if err is not None:
+                errors.append(f"{r.what}: {err}")
+            else:
+                written.append(
+                    Written("rdkafka", r.what, r.topic, msg.partition(), msg.offset(), r.key)
+                )
+
+        return on_delivery
+
+    if transaction is not None:
+        producer.init_transactions(30)
+        producer.begin_transaction()
+    for r in records:
+        producer.produce(r.topic, r.value, r.key, headers=list(r.headers), on_delivery=report(r))
+        left = producer.flush(30)
+        assert left == 0 and not errors, f"librdkafka did not deliver: {errors or left}"
+    if transaction == "commit":
+        producer.commit_transaction(30)
+    elif transaction == "abort":
+        producer.abort_transaction(30)
+    assert len(written) == len(records), f"{len(written)} of {len(records)} delivered"
+    return written
 
 
 # -- a plain ProduceRequest ----------------------------------------------------------------

@@ -30,12 +30,14 @@ from clients import (
     ConsoleRecord,
     JavaJob,
     JavaRecord,
+    RdRecord,
     Written,
     aiokafka_produce,
     console_produce,
     frame_record,
     java_produce,
     produce_bad_name,
+    rdkafka_produce,
 )
 
 from stream.errors import FrameError
@@ -166,7 +168,7 @@ def console_writes(broker: str, topic: str, plan: Plan, codecs: Sequence[str] = 
 def _account(
     plan: Plan,
     written: Sequence[Written],
-    records: Sequence[ConsoleRecord | JavaRecord | AioRecord],
+    records: Sequence[ConsoleRecord | JavaRecord | AioRecord | RdRecord],
     kinds: Sequence[tuple[str, str]],
 ) -> None:
     for w, r, (kind, sid) in zip(written, records, kinds, strict=True):
@@ -284,3 +286,41 @@ def _raw_bad_name(broker: str, topic: str, stream_id: str, seed: int, codec: str
     k, v, h = frame_record(one_frame(stream_id, seed))
     w = produce_bad_name(broker, topic, k, v, h, codec=codec, what=f"{stream_id}: name not UTF-8")
     return Expect(w, "dead_or_events", stream_id=stream_id)
+
+
+# -- librdkafka -------------------------------------------------------------------------
+
+
+def rdkafka_writes(broker: str, topic: str, plan: Plan, codecs: Sequence[str] = CODECS) -> None:
+    """Per codec, from an idempotent librdkafka producer: a good stream; a one-frame
+    stream with a null and an empty-named unknown header; a frame that sends ``seq``
+    twice; a null ``seq`` header; a tombstone with its key. Then a stream in a
+    librdkafka transaction that aborts, between records that stay visible."""
+    for i, codec in enumerate(codecs):
+        tag = f"kp-rd-{codec}"
+        good = plan.add_good(text_stream(tag, seconds=2.0, seed=500 + i))
+        records = [RdRecord(topic, *frame_record(f), what=f"{tag} stream") for f in good]
+        kinds: list[tuple[str, str]] = [("events", tag)] * len(good)
+        odd = plan.add_good([one_frame(f"{tag}-oddhdr", i)])[0]
+        k, v, h = frame_record(odd)
+        hdrs = [*h, ("x-null", None), ("", b"empty name")]
+        records.append(RdRecord(topic, k, v, hdrs, what=f"{tag}: null and empty-named headers"))
+        kinds.append(("events", odd.stream_id))
+        k, v, h = frame_record(one_frame(f"{tag}-twoseq", i))
+        records.append(RdRecord(topic, k, v, [*h, ("seq", b"1")], what=f"{tag}: seq twice"))
+        kinds.append(("dead", ""))
+        k, v, h = frame_record(one_frame(f"{tag}-nullseq", i))
+        records.append(RdRecord(topic, k, v, _with(h, "seq", None), what=f"{tag}: null seq"))
+        kinds.append(("dead", ""))
+        records.append(RdRecord(topic, f"{tag}-tomb".encode(), None, (), what=f"{tag}: tombstone"))
+        kinds.append(("dead", ""))
+        written = rdkafka_produce(broker, records, codec=codec)
+        _account(plan, written, records, kinds)
+    aborted = text_stream("kp-rd-aborted", seconds=0.5, seed=599)
+    records = [RdRecord(topic, *frame_record(f), what="kp-rd: aborted") for f in aborted]
+    written = rdkafka_produce(
+        broker, records, codec="lz4", transaction="abort", transactional_id=f"{topic}-kp-rd"
+    )
+    plan.expect.extend(
+        Expect(w, "invisible", stream_id=f.stream_id) for w, f in zip(written, aborted, strict=True)
+    )

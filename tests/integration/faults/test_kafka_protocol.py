@@ -1,11 +1,12 @@
 """The Kafka-protocol fault suite (issue 23, item 8): records that real Kafka clients
 legitimately write, on the audio topic, while real streams flow.
 
-Kafka's console producer, Kafka's Java producer and aiokafka each write, with every
-codec (none, gzip, snappy, lz4, zstd), good streams and hostile records: null header
-values, a header name that is not UTF-8 (no Java client can write one: it encodes a
-``String`` name, a lone surrogate becomes ``?``; aiokafka sends it uncompressed, and a
-plain ProduceRequest carries it in a batch of every codec), 10^5 headers on one
+Kafka's console producer, Kafka's Java producer, aiokafka and librdkafka (the C client
+behind the Go, .NET and confluent-kafka clients) each write, with every codec (none,
+gzip, snappy, lz4, zstd), good streams and hostile records: null header values, a
+header name that is not UTF-8 (no Java client can write one: it encodes a ``String``
+name, a lone surrogate becomes ``?``; aiokafka sends it uncompressed, and a plain
+ProduceRequest carries it in a batch of every codec), 10^5 headers on one
 record, tombstones with and without a key, transactions that abort (the worker must
 read ``read_committed``), timestamps 0 and 2^63 - 1 (the audio topic is
 ``LogAppendTime``: the broker takes any). ``protocol.py`` says what must become of
@@ -40,6 +41,7 @@ from protocol import (
     dead_letter_spans,
     java_transactions,
     java_writes,
+    rdkafka_writes,
 )
 from scenario import FULL, Scenario
 from test_poison_corpus import documented_reasons
@@ -52,6 +54,7 @@ WRITERS: dict[str, Callable[[str, str, Plan], None]] = {
     "console": console_writes,
     "java": java_writes,
     "aiokafka": aiokafka_writes,
+    "rdkafka": rdkafka_writes,
 }
 
 
