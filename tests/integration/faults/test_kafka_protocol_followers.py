@@ -1,13 +1,13 @@
 """The Kafka-protocol fault suite on the compacted topics the worker's followers read
 (issue 23, item 8): the control topic and the speaker registry.
 
-The same real clients as ``test_kafka_protocol.py`` write, with every codec, records
-with null header values, a header name that is not UTF-8, 10^5 headers, tombstones
-(keyed, on the keys the followers read, and keyless), timestamps 0 and the latest the
-broker accepts on a ``CreateTime`` topic (``message.timestamp.after.max.ms`` ahead),
-and a transaction that aborts. They are written twice: before the worker starts (it
-must start: a follower never blocks start-up) and while it runs (the followers must
-keep following).
+The same real clients as ``test_kafka_protocol.py`` (librdkafka included) write, with
+every codec, records with null header values, a header name that is not UTF-8, 10^5
+headers, tombstones (keyed, on the keys the followers read, and keyless), timestamps 0
+and the latest the broker accepts on a ``CreateTime`` topic
+(``message.timestamp.after.max.ms`` ahead), and a transaction that aborts. They are
+written twice: before the worker starts (it must start: a follower never blocks start-
+up) and while it runs (the followers must keep following).
 
 Then a sentinel on each topic, written after the poison, must be applied (the control
 follower refuses an announcement of a model whose files are gone; the registry
@@ -33,11 +33,13 @@ from clients import (
     ConsoleRecord,
     JavaJob,
     JavaRecord,
+    RdRecord,
     Written,
     aiokafka_produce,
     console_produce,
     java_produce,
     produce_bad_name,
+    rdkafka_produce,
 )
 from protocol import dead_letter_spans, logged_spans
 from scenario import FULL, Scenario
@@ -142,6 +144,18 @@ def _poison(
         written += aiokafka_produce(broker, records, codec=codec)
         name = key(f"{tag} raw {codec} badname")
         written.append(produce_bad_name(broker, topic, name, b"x", (), codec=codec, what="name"))
+    for codec in CODECS:
+        records = [
+            RdRecord(
+                topic,
+                key(f"{tag} rd {codec} null"),
+                b"x",
+                [("x-null", None), ("", b"empty name")],
+                "null and empty-named headers",
+            ),
+            RdRecord(topic, key(f"{tag} rd {codec} tomb"), None, (), "tombstone"),
+        ]
+        written += rdkafka_produce(broker, records, codec=codec)
     return written
 
 
