@@ -7,7 +7,8 @@
 * speaker (the default embedding model, with the enrollment gate ``tympan speakers
   enroll`` uses, scene veto included): voices that enroll from their first 20 s of speech,
   identification accuracy among the enrolled, never-enrolled clips rejected.
-* instruments: top-1 of the mean window probabilities on solo recordings.
+* instruments: top-1 of the mean window probabilities on solo recordings, and the tags
+  over the model's thresholds on those means (own tag, wrong tags).
 """
 
 from __future__ import annotations
@@ -150,18 +151,31 @@ def _identify(embedder: SpeakerEmbedder, scorer: Any, path: Path) -> str:
 
 
 def instrument_figures(model: OnnxModel, folder: Path) -> dict[str, Any]:
-    """Top-1 of the clip's mean window probabilities against its one label."""
+    """Top-1 of the clip's mean window probabilities against its one label, and the tags
+    over the model's thresholds on those means.
+
+    Why the tags too: a worker emits every tag over its threshold, not the top one, so a
+    model that ranks as well but puts fewer wrong tags over threshold serves better.
+    ``own_over``: solos whose own tag is over its threshold; ``others_over``: wrong tags
+    over theirs, summed over the solos. ``heard`` gives ``label → top (tags over)``.
+    """
     rows = files_from_csv(folder / "labels.csv")
-    right = 0
+    thresholds = np.asarray(model.manifest.thresholds or [0.5] * len(model.labels))
+    right = own_over = others_over = 0
     heard: dict[str, str] = {}
     for row in rows:
-        pred = predict_file(model, row.path)
-        top = model.labels[int(np.argmax(pred.output.probabilities.mean(axis=0)))]
+        mean = predict_file(model, row.path).output.probabilities.mean(axis=0)
+        top = model.labels[int(np.argmax(mean))]
+        over = [label for label, on in zip(model.labels, mean >= thresholds, strict=True) if on]
         right += top in row.labels
-        heard[row.path.name] = f"{'/'.join(row.labels)} → {top}"
+        own_over += any(label in row.labels for label in over)
+        others_over += sum(label not in row.labels for label in over)
+        heard[row.path.name] = f"{'/'.join(row.labels)} → {top} ({', '.join(over) or '—'})"
     return {
         "clips": len(rows),
         "top1": round(right / len(rows), 4) if rows else None,
+        "own_over": own_over,
+        "others_over": others_over,
         "heard": heard,
     }
 
@@ -186,6 +200,9 @@ def print_report(report: dict[str, Any]) -> str:
         )
         lines += [f"  refused {name}: {why}" for name, why in k["refused"].items()]
     i = report["instruments"]
-    lines.append(f"instruments: top-1 {i['top1']} on {i['clips']} solos")
+    lines.append(
+        f"instruments: top-1 {i['top1']} on {i['clips']} solos; own tag over its threshold "
+        f"{i['own_over']}/{i['clips']}, other tags over theirs {i['others_over']}"
+    )
     lines += [f"  {name}: {what}" for name, what in i["heard"].items()]
     return "\n".join(lines)

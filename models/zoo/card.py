@@ -14,7 +14,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -159,6 +159,7 @@ def render_card(model_dir: Path, recipe: Mapping[str, Any], trained: TrainedMode
         "",
         f"{recipe.get('provenance', SYNTHETIC)} {recipe['data_note']}",
         "",
+        *source_lines(recipe.get("sources", ())),
         f"Rebuild: `{recipe['rebuild']}` (renders with `{recipe['corpus']}`, trains with "
         f"seed {report['training']['seed']}, exports, writes this card).",
         "",
@@ -185,6 +186,7 @@ def render_card(model_dir: Path, recipe: Mapping[str, Any], trained: TrainedMode
         f"{'balanced class weights, ' if trained.task == 'single' else ''}"
         f"{training['seconds']:.0f} s on this machine.",
         "",
+        *masks_lines(training.get("masks")),
     ]
     for scope in ("windows", "files"):
         lines += reporting.metric_lines(trained.task, scope, report["test"][scope])
@@ -199,6 +201,44 @@ def render_card(model_dir: Path, recipe: Mapping[str, Any], trained: TrainedMode
         "See `report.md`, `confusion_matrix.png` and `training_curves.png` beside this card.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def source_lines(sources: Sequence[Mapping[str, str]]) -> list[str]:
+    """The card's table of the packages a corpus reads: package, version, licence, what.
+
+    Why a table beside the data note: the note says how each source is used; the table
+    is the list a reader checks against an evaluation set or a licence policy.
+    """
+    if not sources:
+        return []
+    lines = ["| training source (Debian package) | version | licence | what |", "|---|---|---|---|"]
+    lines += [
+        f"| {s['package']} | {s['version']} | {s['licence']} | {s['content']} |" for s in sources
+    ]
+    return [*lines, ""]
+
+
+def masks_lines(masks: Mapping[str, Any] | None) -> list[str]:
+    """What the SpecAugment masks of a run were (``report["training"]["masks"]``), if any.
+
+    Why in the card: masking changes what the network learnt from the same data; a
+    rebuild without it would not reproduce the model, and a reader comparing two
+    versions on one corpus needs to know that it is the difference.
+    """
+    if not masks or masks["prob"] <= 0 or not (masks["freq_masks"] or masks["time_masks"]):
+        return []
+    share = "every" if masks["prob"] >= 1 else f"with probability {masks['prob']:g} a"
+    bands = f"{masks['freq_masks']} band{'s' if masks['freq_masks'] != 1 else ''}"
+    stretches = f"{masks['time_masks']} stretch{'es' if masks['time_masks'] != 1 else ''}"
+    return [
+        f"SpecAugment masks (Park et al., 2019; `models/masking.py`): {share} training "
+        f"window gets {bands} of 0–{masks['freq_width']} mel bins and {stretches} of "
+        f"0–{masks['time_width']} frames set to the window's mean, drawn afresh for every "
+        "batch from the run's seed, so each epoch shows the network different windows at "
+        "no feature-extraction cost and it cannot rest on one band or one instant to name "
+        "a label. Training only: serving and the held-out figures below never mask.",
+        "",
+    ]
 
 
 def _breakdown_lines(column: str, groups: Mapping[str, Mapping[str, float]]) -> list[str]:

@@ -20,7 +20,10 @@ from pathlib import Path
 
 from models.architectures import CnnConfig
 from models.augment import AugmentConfig
+from models.corpus import packages as corpus_packages
+from models.corpus.packages import TrainingPackage
 from models.datasets import Split
+from models.masking import MaskConfig
 from models.realtrain.build import ClipSettings
 from models.train import TrainConfig, TrainedModel, save_outputs, train
 from models.zoo import ZOO_DIR
@@ -62,6 +65,8 @@ class Recipe:
         :mod:`models.realtrain`, split by voice and track; the held-out test stays the
         corpus's, so versions compare on it.
     real_clips: how :mod:`models.realtrain` strings the real speech into clips.
+    sources: the Debian packages the corpus reads (:mod:`models.corpus.packages`),
+        tabled in the card with version and licence.
     """
 
     name: str
@@ -78,6 +83,7 @@ class Recipe:
     real_training: bool = False
     provenance: str = SYNTHETIC
     real_clips: ClipSettings = field(default_factory=ClipSettings)
+    sources: tuple[TrainingPackage, ...] = ()
 
 
 SCENE_V1 = Recipe(
@@ -273,6 +279,7 @@ INSTRUMENTS = Recipe(
         "Instruments sampled or recorded from real players, from Debian packages; no "
         "audio of the real-recording evaluation set."
     ),
+    sources=tuple(p for p in corpus_packages.ALL if p.package != "freepats"),
     data_note=(
         "`python -m models.corpus solos` (2400 clips of 1.5–4 s, 16 kHz mono; "
         "`models/corpus/solos.py`): one instrument per clip (a fifth of them a second "
@@ -326,6 +333,63 @@ three sampled-instrument soundfonts, recorded drum kits and recordings of people
 playing, through rooms and microphones. Why: instruments/1, trained on one soundfont's
 ensembles, got 0.32 top-1 on the real-recording set's solos."""
 
+INSTRUMENTS_V3 = Recipe(
+    name="instruments",
+    version="3",
+    corpus_target="solos",
+    corpus_args=("--clips", "6000", "--freepats-share", "0.25"),
+    seed=2,
+    spec=FeatureSpec(),
+    train=dataclasses.replace(
+        INSTRUMENTS.train,
+        masks=MaskConfig(freq_masks=2, freq_width=8, time_masks=2, time_width=10),
+    ),
+    summary=INSTRUMENTS_V1.summary,
+    provenance=INSTRUMENTS.provenance,
+    sources=corpus_packages.ALL,
+    data_note=INSTRUMENTS.data_note.replace(
+        "`python -m models.corpus solos` (2400 clips of",
+        "`python -m models.corpus solos --clips 6000 --freepats-share 0.25` (6000 clips of",
+    )
+    .replace(
+        "rendered by fluidsynth with its reverb and chorus off;",
+        "rendered by fluidsynth with its reverb and chorus off; for a quarter of the "
+        "sampled clips (soundfont clips otherwise) the Freepats GUS patches recorded from "
+        "real instruments instead, freepats 20060219-4 (GPL-2+ with an exception for "
+        "compositions), rendered by timidity with its effects off and drawn only among the "
+        "programs it has a patch for (acoustic, bright and electric grand, Rhodes and "
+        "chorused pianos; drawbar and church organs; nylon, steel, jazz, clean, muted, "
+        "overdriven and distorted guitars; the five basses; violin; open and muted "
+        "trumpet; flute and piccolo; its one drum kit);",
+    )
+    .replace("muted and overdriven guitars;", "muted, overdriven and distorted guitars;")
+    .replace(
+        "white noise at 20–45 dB SNR, time shift ≤ 0.25 s).",
+        "white noise at 20–45 dB SNR, time shift ≤ 0.25 s); every training window is "
+        "masked afresh in each batch (SpecAugment, under Training).",
+    ),
+    limitations=(
+        INSTRUMENTS.limitations[0],
+        "No recorded bass guitar among the sources: bass is learnt from soundfont and "
+        "Freepats samples only.",
+        "Trained on solos (a fifth of the clips duos), as instruments/2: in a band mix it "
+        "tags the loudest instruments and misses others (the rendered 8 s bass + drums + "
+        "piano track of `tests/integration/test_worker_verdicts.py`: bass in 87 % of its "
+        "windows, guitar in 20 %, piano in 7 %, drums in none; instruments/2 bass 93 %, "
+        "guitar 20 %; instruments/1 all three in every window).",
+        "0.59 top-1 on the real solos (13/22, as instruments/2): short of the 0.8 the "
+        "issue asks; four of six guitars are heard as organ or piano, the slap bass as "
+        "organ, the fingered violin as trumpet.",
+        *INSTRUMENTS.limitations[4:],
+    ),
+)
+"""instruments/3: instruments/2's labels, network and phrases on a corpus 2.5 times
+larger (seed 2) with the Freepats patches as a fourth sampled source, trained with
+SpecAugment masks. Why the default: chosen by the training sources' own held-out files
+(never the real set), where it is the best run tried after instruments/2 (validation
+window mAP 0.90 against 0.80, solo top-1 0.95 against 0.87); on the real set it ties
+instruments/2's top-1 and puts fewer wrong tags over threshold."""
+
 SCENE_DEFAULT = SCENE_V4
 """The scene version ``models/zoo/scene/DEFAULT`` names, what a worker serves unpinned: the
 newest within a point of scene/2 on the synthetic hold-out (scene/2: the last version
@@ -334,7 +398,15 @@ hears 1.00 / 0.93 of the conversations' speech windows as speech (16 kHz / 8 kHz
 scene/2 0.81 / 0.84) and 34/34 music pieces as music (scene/2 28–29/34). scene/3 is not
 (1.6 points lower)."""
 
-SHIPPED = (SCENE_V1, SCENE, SCENE_V3, SCENE_V4, INSTRUMENTS_V1, INSTRUMENTS)
+SHIPPED = (
+    SCENE_V1,
+    SCENE,
+    SCENE_V3,
+    SCENE_V4,
+    INSTRUMENTS_V1,
+    INSTRUMENTS,
+    INSTRUMENTS_V3,
+)
 """Every model version in the repository, each with the recipe that rebuilt it."""
 
 RECIPES = {
@@ -515,6 +587,10 @@ def recipe_card_fields(recipe: Recipe) -> dict[str, object]:
         "rebuild": command,
         "limitations": list(recipe.limitations),
         "provenance": REAL_AND_SYNTHETIC if recipe.real_training else recipe.provenance,
+        "sources": [
+            {"package": p.package, "version": p.version, "licence": p.licence, "content": p.content}
+            for p in recipe.sources
+        ],
     }
 
 
@@ -531,6 +607,7 @@ def _relative(path: Path) -> Path:
 __all__ = [
     "INSTRUMENTS",
     "INSTRUMENTS_V1",
+    "INSTRUMENTS_V3",
     "RECIPES",
     "SCENE",
     "SCENE_DEFAULT",

@@ -112,3 +112,36 @@ def test_music_is_excerpted_and_the_phone_copy_is_8k_mulaw(tmp_path: Path) -> No
 def test_the_manifest_file_is_json_with_the_documented_keys() -> None:
     doc = json.loads(Path("models/realset/manifest.json").read_text())
     assert set(doc) >= {"sources", "items", "reserved_for_training"}
+
+
+def test_instrument_figures_count_the_tags_over_the_models_thresholds(tmp_path: Path) -> None:
+    """Top-1 and tags over threshold on each clip's mean window probabilities.
+
+    The tiny multi-label model's tags switch on 10 dB apart (a quiet → c loud): a faint
+    clip has only ``a`` over 0.3, a louder one ``a`` and ``b`` over theirs and ``c``
+    (0.55) under its 0.7, so that clip's top is wrong, its own tag is not over and two
+    wrong tags are.
+    """
+    from models.realset.evaluate import instrument_figures
+    from stream.features.spec import FeatureSpec
+    from stream.inference.session import OnnxModel
+    from tests.support.onnx_models import make_tiny_model_dir
+
+    model_dir = make_tiny_model_dir(
+        tmp_path / "m",
+        spec=FeatureSpec(),
+        labels=["a", "b", "c"],
+        task="multi",
+        thresholds=(0.3, 0.5, 0.7),
+    )
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "instruments"
+    folder.mkdir()
+    for name, amplitude in (("faint", 0.001), ("louder", 0.01)):
+        noise = amplitude * rng.standard_normal(2 * SR)
+        sf.write(folder / f"{name}.wav", noise.astype(np.float32), SR)
+    (folder / "labels.csv").write_text("path,tags\nfaint.wav,a\nlouder.wav,c\n")
+    figures = instrument_figures(OnnxModel.load(model_dir), folder)
+    assert figures["top1"] == 0.5 and figures["clips"] == 2
+    assert figures["own_over"] == 1 and figures["others_over"] == 2
+    assert figures["heard"] == {"faint.wav": "a → a (a)", "louder.wav": "c → a (a, b)"}

@@ -10,12 +10,16 @@ import json
 
 import pytest
 
+from models.corpus import packages as corpus_packages
+from models.masking import MaskConfig
 from models.realset.sources import load_manifest
 from models.realtrain.sources import SOURCES, check_disjoint
 from models.zoo import ZOO_DIR
+from models.zoo.card import masks_lines
 from models.zoo.recipes import (
     INSTRUMENTS,
     INSTRUMENTS_V1,
+    INSTRUMENTS_V3,
     RECIPES,
     SCENE,
     SCENE_DEFAULT,
@@ -26,6 +30,7 @@ from models.zoo.recipes import (
     TRAINING_SOURCES,
     Recipe,
     find_recipe,
+    recipe_card_fields,
 )
 from stream.errors import ContractError
 from stream.features.spec import FeatureSpec
@@ -140,7 +145,10 @@ def test_scene_model_has_the_call_center_labels(recipe: Recipe) -> None:
     assert sorted(manifest["labels"]) == ["music", "noise", "silence", "speech", "tone"]
 
 
-@pytest.mark.parametrize("recipe", [INSTRUMENTS_V1, INSTRUMENTS], ids=lambda r: f"v{r.version}")
+INSTRUMENT_RECIPES = tuple(r for r in SHIPPED if r.name == "instruments")
+
+
+@pytest.mark.parametrize("recipe", INSTRUMENT_RECIPES, ids=lambda r: f"v{r.version}")
 def test_instrument_tagger_is_multi_label_with_a_threshold_per_tag(recipe: Recipe) -> None:
     manifest = _manifest("instruments", recipe.version)
     assert manifest["task"] == "multi"
@@ -148,14 +156,49 @@ def test_instrument_tagger_is_multi_label_with_a_threshold_per_tag(recipe: Recip
     assert all(0.0 < t < 1.0 for t in manifest["thresholds"])
 
 
-def test_the_default_instrument_tagger_is_instruments_2_with_the_labels_of_1() -> None:
-    """instruments/2 is served by default because it beat instruments/1 on the real set
-    (0.32 top-1 on real solos); same labels and network, so a pinned /1 still swaps in."""
-    assert RECIPES["instruments"] is INSTRUMENTS and INSTRUMENTS.version == "2"
-    assert resolve_model_dir("instruments", repo=ZOO_DIR) == ZOO_DIR / "instruments" / "2"
-    v1, v2 = (_manifest("instruments", r.version) for r in (INSTRUMENTS_V1, INSTRUMENTS))
-    assert v1["labels"] == v2["labels"] and v1["spec_hash"] == v2["spec_hash"]
-    assert v2["macs_per_window"] == v1["macs_per_window"]
+def test_the_default_instrument_tagger_is_instruments_3_a_drop_in_for_2() -> None:
+    """instruments/3 is served by default: best on its training sources' validation files,
+    same real-set top-1 as instruments/2 with fewer wrong tags. Same labels, frontend and
+    network, so a pinned instruments/2 (or /1) still swaps in at the same cost."""
+    assert RECIPES["instruments"] is INSTRUMENTS_V3 and INSTRUMENTS_V3.version == "3"
+    assert resolve_model_dir("instruments", repo=ZOO_DIR) == ZOO_DIR / "instruments" / "3"
+    assert resolve_model_dir("instruments/2", repo=ZOO_DIR) == ZOO_DIR / "instruments" / "2"
+    v1, v2, v3 = (
+        _manifest("instruments", r.version) for r in (INSTRUMENTS_V1, INSTRUMENTS, INSTRUMENTS_V3)
+    )
+    for key in ("labels", "spec_hash", "macs_per_window", "task"):
+        assert v1[key] == v2[key] == v3[key], key
+    training = v3["training"]
+    assert isinstance(training, dict)
+    assert training["masks"] == dataclasses.asdict(INSTRUMENTS_V3.train.masks)
+    assert training["seed"] == INSTRUMENTS_V3.seed == 2
+
+
+@pytest.mark.parametrize("recipe", (INSTRUMENTS, INSTRUMENTS_V3), ids=lambda r: f"v{r.version}")
+def test_an_instrument_recipe_lists_every_package_its_corpus_reads(recipe: Recipe) -> None:
+    """Freepats is read only with ``--freepats-share``; every other package always."""
+    fields = recipe_card_fields(recipe)
+    listed = {s["package"] for s in fields["sources"]}  # type: ignore[attr-defined]
+    reads_freepats = "--freepats-share" in recipe.corpus_args
+    expected = {p.package for p in corpus_packages.ALL if reads_freepats or p.package != "freepats"}
+    assert listed == expected
+    for package in expected:
+        assert package in recipe.data_note
+
+
+def test_the_instruments_3_card_tables_its_sources_and_describes_its_masks() -> None:
+    card = (ZOO_DIR / "instruments" / "3" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    for p in corpus_packages.ALL:
+        assert f"| {p.package} | {p.version} | {p.licence} |" in card
+    assert "every training window gets 2 bands of 0–8 mel bins and 2 stretches of 0–10" in card
+
+
+def test_masks_lines_say_nothing_for_a_run_without_masks() -> None:
+    assert masks_lines(None) == []
+    assert masks_lines(dataclasses.asdict(MaskConfig())) == []
+    assert masks_lines(dataclasses.asdict(MaskConfig(freq_masks=3, prob=0.0))) == []
+    some = masks_lines(dataclasses.asdict(MaskConfig(freq_masks=1, freq_width=4, prob=0.5)))
+    assert "with probability 0.5 a training window gets 1 band of 0–4 mel bins" in some[0]
 
 
 def _manifest(name: str, version: str) -> dict[str, object]:
