@@ -6,8 +6,8 @@ every codec, records with null header values, a header name that is not UTF-8, 1
 headers, tombstones (keyed, on the keys the followers read, and keyless), timestamps 0
 and the latest the broker accepts on a ``CreateTime`` topic
 (``message.timestamp.after.max.ms`` ahead), and a transaction that aborts. They are
-written twice: before the worker starts (it must start: a follower never blocks start-
-up) and while it runs (the followers must keep following).
+written twice: before the worker starts (it must start: a follower never blocks
+start-up) and while it runs (the followers must keep following).
 
 Then a sentinel on each topic, written after the poison, must be applied (the control
 follower refuses an announcement of a model whose files are gone; the registry
