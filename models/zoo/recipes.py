@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -433,12 +435,38 @@ def find_recipe(ref: str) -> Recipe:
     raise ContractError(f"no recipe {ref!r}; the shipped ones are {known}")
 
 
+def _without_out(words: Sequence[str]) -> list[str]:
+    """A corpus command's words less ``--out PATH``: the same rendering reached through
+    another spelling of the work folder is still the same rendering."""
+    out: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--out":
+            skip = True
+        else:
+            out.append(word)
+    return out
+
+
 def render_corpus(recipe: Recipe, work_dir: Path, *, rerender: bool = False) -> Path:
-    """The recipe's dataset folder, rendered by ``python -m models.corpus`` if absent."""
+    """The recipe's dataset folder, rendered by ``python -m models.corpus`` if absent
+    (``rerender``: removed and rendered again).
+
+    A folder already rendered is reused only when its ``.complete`` marker names the
+    same rendering (target, seed and arguments). Why: the folder is named by target and
+    seed alone, and a recipe with other arguments (``--clips``, a source share) would
+    otherwise train on another corpus without a word.
+
+    Raises
+    ------
+    ContractError
+        The folder holds a rendering with other arguments (the message names both and
+        the way out), or the renderer failed.
+    """
     out = work_dir / f"{recipe.corpus_target}-seed{recipe.seed}"
     marker = out / ".complete"
-    if marker.is_file() and not rerender:
-        return out
     command = [
         sys.executable,
         "-m",
@@ -450,6 +478,19 @@ def render_corpus(recipe: Recipe, work_dir: Path, *, rerender: bool = False) -> 
         str(recipe.seed),
         *recipe.corpus_args,
     ]
+    if marker.is_file() and not rerender:
+        made = marker.read_text().split()
+        if _without_out(made) == _without_out(command[1:]):
+            return out
+        raise ContractError(
+            f"{out} holds a corpus rendered by `{' '.join(made)}`, but recipe "
+            f"{recipe.name}/{recipe.version} asks for `{' '.join(command[1:])}`: "
+            "rebuild with --rerender (replaces it) or give another --work-dir"
+        )
+    if rerender and out.exists():
+        # the renderer adds to a folder: files of an older rendering would stay beside
+        # the new ones and be trained on
+        shutil.rmtree(out)
     done = subprocess.run(command, check=False)
     if done.returncode != 0:
         raise ContractError(

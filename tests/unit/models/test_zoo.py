@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +32,7 @@ from models.zoo.recipes import (
     Recipe,
     find_recipe,
     recipe_card_fields,
+    render_corpus,
 )
 from stream.errors import ContractError
 from stream.features.spec import FeatureSpec
@@ -204,3 +206,18 @@ def test_masks_lines_say_nothing_for_a_run_without_masks() -> None:
 def _manifest(name: str, version: str) -> dict[str, object]:
     loaded: dict[str, object] = json.loads((ZOO_DIR / name / version / "manifest.json").read_text())
     return loaded
+
+
+def test_a_rendered_corpus_is_reused_only_for_the_same_arguments(tmp_path: Path) -> None:
+    """The folder is named by target and seed alone: a recipe asking other arguments
+    must not train on it in silence, and a matching one (the work folder spelled
+    another way) reuses it without rendering."""
+    folder = tmp_path / f"{INSTRUMENTS_V3.corpus_target}-seed{INSTRUMENTS_V3.seed}"
+    folder.mkdir()
+    words = ["-m", "models.corpus", INSTRUMENTS_V3.corpus_target, "--out", "elsewhere"]
+    words += ["--seed", str(INSTRUMENTS_V3.seed), *INSTRUMENTS_V3.corpus_args]
+    (folder / ".complete").write_text(" ".join(words) + "\n")
+    assert render_corpus(INSTRUMENTS_V3, tmp_path) == folder
+    other = dataclasses.replace(INSTRUMENTS_V3, corpus_args=("--clips", "60"))
+    with pytest.raises(ContractError, match=r"--clips 60.*--rerender"):
+        render_corpus(other, tmp_path)
