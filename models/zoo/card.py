@@ -203,6 +203,13 @@ def render_card(model_dir: Path, recipe: Mapping[str, Any], trained: TrainedMode
 def _epochs_line(training: Mapping[str, Any]) -> str:
     """How the shipped weights were chosen: the best epoch, or the mean of epochs."""
     run, start = training["epochs_run"], training.get("average_from")
+    if training.get("ema_momentum") is not None:
+        return (
+            f"{run} epochs of {training['max_epochs']}, shipping the exponential moving "
+            f"average of the weights (momentum {training['ema_momentum']} per step; early "
+            f"stopping on validation loss, patience {training['patience']}, only as a "
+            "safety net)"
+        )
     if start is None:
         return (
             f"{run} epochs with early stopping on validation loss (best "

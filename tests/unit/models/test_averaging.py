@@ -57,3 +57,35 @@ def test_the_card_says_which_epochs_were_averaged_and_that_none_was_restored() -
     averaged = _epochs_line({**summary, "average_from": 3})
     assert "averaged over epochs 3–12" in averaged
     assert "restored" not in averaged
+
+
+@pytest.mark.tf
+def test_ema_training_ships_the_moving_average_of_every_step(make_dataset) -> None:
+    """With ``ema_momentum`` the trained model holds Keras' per-step moving average: the
+    recurrence ``a = m a + (1 - m) w`` over the weights after each step, from the first
+    step's weights (recomputed here from a recording of every step)."""
+    import keras
+
+    from models.architectures import build_cnn
+    from models.train import TrainConfig, _fit, prepare_data
+    from stream.features.spec import FeatureSpec
+
+    spec = FeatureSpec()
+    config = TrainConfig(epochs=2, progress=False, seed=3, ema_momentum=0.9, patience=1)
+    data = prepare_data(make_dataset(files_per_label=3), spec=spec, config=config)
+    keras.utils.set_random_seed(3)
+    model = build_cnn(spec.input_shape, len(data.labels), task="single", config=config.cnn)
+    steps: list[list[np.ndarray]] = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: object = None) -> None:
+            steps.append([w.numpy().astype(np.float64) for w in model.trainable_weights])
+
+    sets = data.sets
+    _fit(model, sets["train"], sets["val"], task="single", config=config, observers=(Record(),))
+    average = steps[0]
+    for weights in steps[1:]:
+        average = [0.9 * a + 0.1 * w for a, w in zip(average, weights, strict=True)]
+    for shipped, expected in zip(model.trainable_weights, average, strict=True):
+        np.testing.assert_allclose(shipped.numpy(), expected, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(model.trainable_weights[-1].numpy(), steps[-1][-1])
