@@ -11,7 +11,10 @@ and spoken clips). The real-set figures are reported, never selected on.
 
 usage: PYTHONPATH=. python scripts/scene_runs.py RUN [RUN ...]
 RUN: ``name:key=value,...``; keys: ``init`` (TrainConfig.init_seed), ``filters``
-(``stem/b1/b2/b3``), ``lr``, ``patience``, ``epochs``; the augmentation keys ``tel``
+(``stem/b1/b2/b3``), ``lr``, ``patience``, ``epochs``, ``avg`` (TrainConfig.average_from:
+ship the mean of the weights from that epoch on; ``epochs`` is then the budget and
+``best_epoch`` only says where the validation loss was lowest), ``ema``
+(TrainConfig.ema_momentum: ship the per-step moving average); the augmentation keys ``tel``
 (telephony_prob), ``band`` (phone_band_prob), ``copies`` are read from the first RUN and
 hold for all. One JSON line per run is appended to ``.tympan/exp/results.jsonl``.
 Needs the rendered corpus ``.tympan/corpus/scene-seed0`` (``python -m models.corpus scene
@@ -138,6 +141,8 @@ def main(specs: list[str]) -> None:
             learning_rate=float(kv.get("lr", base.learning_rate)),
             patience=int(kv.get("patience", base.patience)),
             epochs=int(kv.get("epochs", base.epochs)),
+            average_from=int(kv["avg"]) if "avg" in kv else None,
+            ema_momentum=float(kv["ema"]) if "ema" in kv else None,
             cnn=CnnConfig(stem_filters=filters[0], block_filters=tuple(filters[1:])),
         )
         init = int(kv.get("init", "0"))
@@ -185,6 +190,8 @@ def main(specs: list[str]) -> None:
             "params": int(model.count_params()),
             "best_epoch": int(np.argmin(val_loss)) + 1,
             "epochs_run": len(val_loss),
+            "average_from": config.average_from,
+            "ema_momentum": config.ema_momentum,
             "train_s": round(train_s),
             "holdout_win": round(report["test"]["windows"]["accuracy"], 4),
             "holdout_f1": round(report["test"]["windows"]["macro_f1"], 4),

@@ -181,8 +181,7 @@ def render_card(model_dir: Path, recipe: Mapping[str, Any], trained: TrainedMode
         f"global average pooling, dense {trained.model.output['embedding'].shape[-1]} "
         f"→ dropout → {'softmax' if trained.task == 'single' else 'sigmoid'}); Adam "
         f"(lr {training['learning_rate']}), batch {training['batch_size']}, "
-        f"{training['epochs_run']} epochs with early stopping on validation loss (best "
-        f"epoch {training['best_epoch']} restored), "
+        f"{_epochs_line(training)}, "
         f"{'balanced class weights, ' if trained.task == 'single' else ''}"
         f"{training['seconds']:.0f} s on this machine.",
         "",
@@ -239,6 +238,28 @@ def masks_lines(masks: Mapping[str, Any] | None) -> list[str]:
         "a label. Training only: serving and the held-out figures below never mask.",
         "",
     ]
+
+
+def _epochs_line(training: Mapping[str, Any]) -> str:
+    """How the shipped weights were chosen: the best epoch, or the mean of epochs."""
+    run, start = training["epochs_run"], training.get("average_from")
+    if training.get("ema_momentum") is not None:
+        return (
+            f"{run} epochs of {training['max_epochs']}, shipping the exponential moving "
+            f"average of the weights (momentum {training['ema_momentum']} per step; early "
+            f"stopping on validation loss, patience {training['patience']}, only as a "
+            "safety net)"
+        )
+    if start is None:
+        return (
+            f"{run} epochs with early stopping on validation loss (best "
+            f"epoch {training['best_epoch']} restored)"
+        )
+    return (
+        f"{run} epochs of {training['max_epochs']}, the weights averaged over epochs "
+        f"{start}–{run} (stochastic weight averaging; early stopping on validation loss, "
+        f"patience {training['patience']}, only as a safety net)"
+    )
 
 
 def _breakdown_lines(column: str, groups: Mapping[str, Mapping[str, float]]) -> list[str]:
