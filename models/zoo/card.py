@@ -97,15 +97,45 @@ REAL_AND_SYNTHETIC = (
 )
 
 
-def write_card(model_dir: Path, recipe: Mapping[str, Any], trained: TrainedModel) -> Path:
+def write_card(
+    model_dir: Path,
+    recipe: Mapping[str, Any],
+    trained: TrainedModel,
+    *,
+    previous_card: str | None = None,
+) -> Path:
     """Write ``MODEL_CARD.md`` into ``model_dir`` and return its path.
 
     The latency rows come from ``trained.report["latency"]``
     (:func:`measure_latencies`), the comparison from ``trained.report["compared_with"]``.
+    ``previous_card``: the card this build replaces; its hand-written sections
+    (:func:`hand_written_sections`) are kept after the generated ones.
     """
     path = model_dir / CARD_FILE
-    path.write_text(render_card(model_dir, recipe, trained))
+    text = render_card(model_dir, recipe, trained)
+    kept = hand_written_sections(previous_card, text) if previous_card else ""
+    path.write_text(text.rstrip("\n") + "\n\n" + kept if kept else text)
     return path
+
+
+def hand_written_sections(card: str, generated: str) -> str:
+    """The ``## `` sections of ``card`` whose heading ``generated`` does not have, in
+    their order, or ``""``.
+
+    Why: a card's real-set figures, the reasons a version was chosen and the runs
+    measured after it are written by hand below the generated sections; a rebuild (or
+    a re-render) used to drop them. A section whose heading the generator writes is
+    the generator's and is replaced.
+    """
+    ours = {line for line in generated.splitlines() if line.startswith("## ")}
+    kept: list[str] = []
+    keep = False
+    for line in card.splitlines():
+        if line.startswith("## "):
+            keep = line not in ours
+        if keep:
+            kept.append(line)
+    return "\n".join(kept).strip("\n") + "\n" if kept else ""
 
 
 def render_card(model_dir: Path, recipe: Mapping[str, Any], trained: TrainedModel) -> str:

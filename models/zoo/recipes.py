@@ -30,6 +30,7 @@ from models.realtrain.build import ClipSettings
 from models.train import TrainConfig, TrainedModel, save_outputs, train
 from models.zoo import ZOO_DIR
 from models.zoo.card import (
+    CARD_FILE,
     REAL_AND_SYNTHETIC,
     SYNTHETIC,
     baseline,
@@ -524,6 +525,8 @@ def build(
         version=recipe.version,
         extra=real_training_split(recipe.real_clips) if recipe.real_training else None,
     )
+    card = repo / recipe.name / recipe.version / CARD_FILE
+    previous_card = card.read_text(encoding="utf-8") if card.is_file() else None
     target = trained.export(repo, name=recipe.name, version=recipe.version, overwrite=True)
     if recipe.breakdown_column is not None:
         trained.report["test"]["by_" + recipe.breakdown_column] = breakdown(
@@ -536,7 +539,7 @@ def build(
     save_outputs(trained, target, keras_file=False)
     if recipe.real_training:
         write_training_sources(target / TRAINING_SOURCES, recipe.real_clips)
-    write_card(target, recipe_card_fields(recipe), trained)
+    write_card(target, recipe_card_fields(recipe), trained, previous_card=previous_card)
     return target
 
 

@@ -16,7 +16,7 @@ from models.masking import MaskConfig
 from models.realset.sources import load_manifest
 from models.realtrain.sources import SOURCES, check_disjoint
 from models.zoo import ZOO_DIR
-from models.zoo.card import masks_lines
+from models.zoo.card import hand_written_sections, masks_lines
 from models.zoo.recipes import (
     INSTRUMENTS,
     INSTRUMENTS_V1,
@@ -221,3 +221,22 @@ def test_a_rendered_corpus_is_reused_only_for_the_same_arguments(tmp_path: Path)
     other = dataclasses.replace(INSTRUMENTS_V3, corpus_args=("--clips", "60"))
     with pytest.raises(ContractError, match=r"--clips 60.*--rerender"):
         render_corpus(other, tmp_path)
+
+
+def test_a_rebuild_keeps_the_hand_written_sections_of_the_card() -> None:
+    """scene/4's card as the previous one, a fresh render standing in for its generated
+    part: the hand-written sections come back in their order, the generated ones are
+    the new render's."""
+    card = (ZOO_DIR / "scene" / "4" / "MODEL_CARD.md").read_text()
+    generated, _, _ = card.partition("## Real recordings (issue #25)")
+    generated = generated.replace("## Cost\n", "## Cost\n\nnew cost figures\n")
+    kept = hand_written_sections(card, generated)
+    headings = [line for line in kept.splitlines() if line.startswith("## ")]
+    assert headings == [
+        "## Real recordings (issue #25)",
+        "## How the recipe was chosen",
+        "## The default",
+        "## Seed spread and the runs after it (issue #25 point 4)",
+    ]
+    assert "Cost" not in "".join(headings) and kept.endswith("\n")
+    assert hand_written_sections(generated, generated) == ""
